@@ -1,0 +1,166 @@
+"""An experiment's config as frozen dataclasses: JSON round trip and validation.
+
+Edit with ``dataclasses.replace``; store with every run and checkpoint. Errors name the field
+(dotted path) and the allowed values, e.g. ``optim.lr: must be > 0, got -1``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+from mtl_core.errors import ConfigError
+
+DEFAULT_TASKS = ("classification", "detection", "segmentation")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "scenes"
+    image_size: int = 64
+    max_objects: int = 4
+    num_shapes: int = 4
+    noise: float = 0.04
+    train_size: int = 8000
+    val_size: int = 512
+    test_size: int = 512
+    root: str = ""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    architecture: str = "hard_sharing"
+    backbone: str = "small_cnn"
+    width: int = 32
+    pretrained: bool = False
+
+
+@dataclass(frozen=True)
+class WeightingConfig:
+    method: str = "static"
+    weights: dict[str, float] = field(default_factory=dict)  # task -> weight; missing = 1.0
+    params: dict[str, float] = field(default_factory=dict)  # the method's hyperparameters
+    rep_grad: bool = False  # gradient methods: work on the shared representation
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Probabilities (p) or strengths; 0 turns a transform off. Training split only."""
+
+    hflip: float = 0.5
+    vflip: float = 0.0
+    crop: float = 0.0
+    crop_scale_min: float = 0.6
+    rotation: float = 0.0
+    color_jitter: float = 0.0
+    noise: float = 0.0
+    blur: float = 0.0
+    blur_sigma: float = 1.0
+    erasing: float = 0.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    batch_size: int = 64
+    steps: int = 1000
+    scheduler: str = "cosine"
+    warmup_steps: int = 50
+    grad_clip: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = ""
+    tasks: tuple[str, ...] = DEFAULT_TASKS
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    weighting: WeightingConfig = field(default_factory=WeightingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    seed: int = 0
+    device: str = "auto"
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    gradstats_every: int = 50
+    time_limit: float = 0.0  # seconds of training; 0 = no limit
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["tasks"] = list(self.tasks)
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, d: Any) -> "ExperimentConfig":
+        return _build(cls, d, "")
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> "ExperimentConfig":
+        try:
+            d = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+            raise ConfigError("config", f"not valid JSON ({e}); upload a file saved from Setup") from None
+        return cls.from_dict(d)
+
+    def task_weight(self, task: str) -> float:
+        return float(self.weighting.weights.get(task, 1.0))
+
+
+_SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(d, dict):
+        raise ConfigError(where, f"expected an object with keys {', '.join(f.name for f in dataclasses.fields(cls))}, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in d if k not in names]
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}", f"unknown key; allowed keys: {', '.join(sorted(names))}")
+    kwargs = {k: _convert(hints[k], v, f"{prefix}{k}") for k, v in d.items()}
+    return cls(**kwargs)
+
+
+def _convert(tp: Any, v: Any, where: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, v, where + ".")
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
+            raise ConfigError(where, f"expected a list of names, got {v!r}"[:200])
+        return tuple(v)
+    if origin is dict:
+        if not isinstance(v, dict):
+            raise ConfigError(where, f"expected an object of name: number, got {type(v).__name__}")
+        out = {}
+        for k, x in v.items():
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise ConfigError(f"{where}.{k}", f"expected a number, got {x!r}"[:200])
+            out[str(k)] = float(x)
+        return out
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(where, f"expected a number, got {v!r}"[:200])
+        return float(v)
+    if tp is int:
+        if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, float) and v.is_integer())):
+            raise ConfigError(where, f"expected an integer, got {v!r}"[:200])
+        return int(v)
+    if tp is bool:
+        if not isinstance(v, bool):
+            raise ConfigError(where, f"expected true or false, got {v!r}"[:200])
+        return v
+    if tp is str:
+        if not isinstance(v, str):
+            raise ConfigError(where, f"expected a string, got {v!r}"[:200])
+        return v
+    raise TypeError(f"unsupported config type {tp} at {where}")

@@ -1,0 +1,23 @@
+"""Datasets: the built-in procedural scenes and adapters for real data, all yielding one sample type
+(see :mod:`mtl_core.data.base`)."""
+from __future__ import annotations
+
+from mtl_core.data.base import DatasetInfo, Sample, collate
+from mtl_core.registry import Registry
+
+DATASETS: Registry = Registry("dataset")
+register_dataset = DATASETS.register
+
+SPLITS = ("train", "val", "test")
+
+
+def build_dataset(cfg, split: str, seed: int = 0):
+    """The dataset named by ``cfg.dataset`` (a :class:`~mtl_core.config.DataConfig`) for one split.
+
+    Every dataset has ``info`` (:class:`DatasetInfo`), ``__len__`` and ``__getitem__`` returning a
+    :data:`Sample`; fast ones also have ``get_batch(indices) -> (images, targets)`` (collated).
+    """
+    return DATASETS.get(cfg.dataset, "data.dataset")(cfg, split, seed)
+
+
+__all__ = ["DATASETS", "SPLITS", "DatasetInfo", "Sample", "build_dataset", "collate", "register_dataset"]

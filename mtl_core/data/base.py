@@ -1,0 +1,101 @@
+"""The one sample type every dataset yields, and how samples become batches.
+
+A sample is ``(image, targets)``:
+
+- ``image``: float tensor ``(3, H, W)`` in ``[0, 1]``, not normalised (the model normalises);
+- ``targets``: a dict with one entry per task the dataset supplies:
+
+  ==================  ===============================================================
+  ``classification``  long scalar: class of the largest visible object
+  ``multilabel``      float ``(K,)``: 1 where the class is present
+  ``detection``       ``{"boxes": float (n, 4) xyxy pixels, "labels": long (n,)}``
+  ``segmentation``    long ``(H, W)``: 0 background, ``c + 1`` for class ``c``, 255 ignore
+  ``depth``           float ``(1, H, W)``: distance from the camera (``0`` = no label)
+  ``count``           long scalar: number of visible objects
+  ==================  ===============================================================
+
+A batch (``collate``) stacks these along a new first dimension; detection is padded to
+``M`` boxes per image (``boxes (B, M, 4)``, ``labels (B, M)`` with ``-1`` for padding), so a
+whole batch is plain tensors that can move to a device in one go.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+Targets = dict[str, object]
+Sample = tuple[Tensor, Targets]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a task needs to know about the data it is trained on."""
+
+    name: str
+    class_names: tuple[str, ...]
+    image_size: int
+    tasks: tuple[str, ...]  # the tasks this dataset can supply
+    max_objects: int = 0
+    depth_max: float = 1.0
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def pad_detection(items: list[dict[str, Tensor]], max_boxes: int | None = None) -> dict[str, Tensor]:
+    """Pad per-image ``boxes``/``labels`` to ``(B, M, 4)`` / ``(B, M)``; labels ``-1`` pad."""
+    m = max([len(it["labels"]) for it in items] + [max_boxes or 0, 1])
+    boxes = torch.zeros(len(items), m, 4)
+    labels = torch.full((len(items), m), -1, dtype=torch.long)
+    for i, it in enumerate(items):
+        n = len(it["labels"])
+        if n:
+            boxes[i, :n] = it["boxes"].float()
+            labels[i, :n] = it["labels"].long()
+    return {"boxes": boxes, "labels": labels}
+
+
+def unpad_detection(det: dict[str, Tensor]) -> list[dict[str, Tensor]]:
+    """Inverse of :func:`pad_detection`: a list of ``{"boxes", "labels"}`` per image."""
+    out = []
+    for boxes, labels in zip(det["boxes"], det["labels"]):
+        keep = labels >= 0
+        out.append({"boxes": boxes[keep], "labels": labels[keep]})
+    return out
+
+
+def collate(samples: list[Sample], max_boxes: int | None = None) -> tuple[Tensor, Targets]:
+    """Stack samples into a batch (see the module docstring for the layout)."""
+    images = torch.stack([s[0] for s in samples])
+    targets: Targets = {}
+    for key in samples[0][1]:
+        values = [s[1][key] for s in samples]
+        if key == "detection":
+            targets[key] = pad_detection(values, max_boxes)  # type: ignore[arg-type]
+        else:
+            targets[key] = torch.stack([torch.as_tensor(v) for v in values])
+    return images, targets
+
+
+def cat_batches(parts: list[object]) -> object:
+    """Concatenate per-batch tensors (or dicts of them) along the batch dimension."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: cat_batches([p[k] for p in parts]) for k in first}  # type: ignore[index]
+    if isinstance(first, Tensor) and first.dim() >= 2 and any(p.shape[1:] != first.shape[1:] for p in parts):
+        # padded detection with a different M per batch: pad to the widest
+        m = max(p.shape[1] for p in parts)
+        fill = -1 if first.dtype == torch.long else 0
+        parts = [torch.nn.functional.pad(p, (0, 0) * (p.dim() - 2) + (0, m - p.shape[1]), value=fill) for p in parts]
+    return torch.cat(parts)  # type: ignore[arg-type]
+
+
+def to_device(obj: object, device: torch.device | str, non_blocking: bool = False) -> object:
+    if isinstance(obj, Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
+    return obj

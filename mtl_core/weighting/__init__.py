@@ -1,0 +1,10 @@
+"""Loss-weighting and gradient-combination methods, registered by name."""
+from mtl_core.weighting.base import WEIGHTINGS, GradWeighting, LossWeighting, SharedRep, Weighting, register_weighting
+from mtl_core.weighting import ew, static  # noqa: F401  (registers)
+
+
+def build_weighting(method: str, tasks, params=None, weights=None, rep_grad: bool = False) -> Weighting:
+    return WEIGHTINGS.get(method, "weighting.method")(tasks, params=params, weights=weights, rep_grad=rep_grad)
+
+
+__all__ = ["WEIGHTINGS", "GradWeighting", "LossWeighting", "SharedRep", "Weighting", "build_weighting", "register_weighting"]

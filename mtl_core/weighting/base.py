@@ -1,0 +1,166 @@
+"""The weighting protocol: how per-task losses become one update.
+
+A method receives the per-task losses (and, if it needs them, per-task gradients on the
+shared parameters or on the shared representation) and leaves ``.grad`` set on every
+parameter: ``combine(losses, shared_params, step, rep=None) -> weights``. It keeps its own
+state (passed explicitly, never read from the trainer), never hard-codes a device, and
+returns the effective per-task weights it used so the UI can plot them.
+
+Two bases cover the two families:
+
+- :class:`LossWeighting`: implement ``fuse(losses, step, shared_params) -> (total, weights)``;
+  the base calls ``total.backward()``.
+- :class:`GradWeighting`: implement ``combine_grads(grads, losses, step) -> (grad, weights)`` on
+  a ``(T, D)`` matrix of per-task gradients; the base computes the gradients (on the shared
+  parameters, or on the shared representation when ``rep_grad``) and writes the result back.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mtl_core.errors import ConfigError
+from mtl_core.registry import Registry
+
+WEIGHTINGS: Registry[type["Weighting"]] = Registry("weighting method")
+register_weighting = WEIGHTINGS.register
+
+
+class SharedRep:
+    """The shared representation split per task for ``rep_grad`` (LibMTL's trick).
+
+    ``features`` still carries the graph to the shared backbone; ``per_task[t]`` is a detached
+    copy that requires grad, fed to task ``t``'s head, so each task's backward stops there.
+    """
+
+    def __init__(self, features: Tensor, tasks: Sequence[str]) -> None:
+        self.features = features
+        self.per_task = {t: features.detach().requires_grad_(True) for t in tasks}
+
+
+class Weighting:
+    """Base of every method. Subclasses set ``kind``, ``defaults`` and ``citation``."""
+
+    name: str = ""
+    kind: str = "loss"  # "loss" or "gradient"
+    supports_params: bool = True
+    supports_rep: bool = False
+    defaults: dict[str, float] = {}
+    citation: str = ""
+
+    def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
+                 weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
+        self.tasks = list(tasks)
+        unknown = set(params or {}) - set(self.defaults)
+        if unknown:
+            allowed = ", ".join(self.defaults) or "none"
+            raise ConfigError(f"weighting.params.{sorted(unknown)[0]}",
+                              f"{self.name} has no such parameter; its parameters: {allowed}")
+        self.params = {**self.defaults, **(params or {})}
+        if rep_grad and not self.supports_rep:
+            raise ConfigError("weighting.rep_grad", f"{self.name} cannot work on the shared representation; "
+                              "turn rep_grad off to use the shared parameters")
+        if not rep_grad and not self.supports_params:
+            raise ConfigError("weighting.rep_grad", f"{self.name} works only on the shared representation; turn rep_grad on")
+        self.rep_grad = rep_grad
+        self.user_weights = {t: 1.0 for t in self.tasks}
+        if weights:
+            self.set_user_weights(weights)
+
+    def set_user_weights(self, weights: dict[str, float]) -> None:
+        """Weights set by a person (static method; others may ignore them)."""
+        for t, w in weights.items():
+            if t in self.user_weights:
+                self.user_weights[t] = float(w)
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Learnable parameters (e.g. UW's log-variances), optimised with the model."""
+        return []
+
+    def to(self, device: torch.device | str) -> "Weighting":
+        return self
+
+    def combine(self, losses: dict[str, Tensor], shared_params: list[Tensor], step: int,
+                rep: SharedRep | None = None) -> dict[str, float]:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"user_weights": dict(self.user_weights)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.user_weights.update(state.get("user_weights", {}))
+
+    def _stack(self, losses: dict[str, Tensor]) -> Tensor:
+        return torch.stack([losses[t] for t in self.tasks])  # (T,)
+
+    def _report(self, weights: Tensor | Sequence[float]) -> dict[str, float]:
+        w = weights.detach().float().cpu().tolist() if isinstance(weights, Tensor) else list(weights)
+        return {t: float(x) for t, x in zip(self.tasks, w)}
+
+
+class LossWeighting(Weighting):
+    kind = "loss"
+
+    def fuse(self, losses: Tensor, step: int, shared_params: list[Tensor]) -> tuple[Tensor, Tensor]:
+        """``losses (T,)`` -> ``(total scalar, effective weights (T,))``."""
+        raise NotImplementedError
+
+    def combine(self, losses, shared_params, step, rep=None):
+        total, weights = self.fuse(self._stack(losses), step, shared_params)
+        if rep is not None:
+            # heads were fed per-task detached copies: send their gradient on to the backbone
+            total.backward()
+            rep.features.backward(sum(r.grad for r in rep.per_task.values() if r.grad is not None))
+        else:
+            total.backward()
+        return self._report(weights)
+
+
+def per_task_grads(losses: Tensor | Sequence[Tensor], params: list[Tensor]) -> Tensor:
+    """``(T, D)`` gradients of each loss on ``params`` (flattened); task-specific parameters
+    reached by each loss get their own gradient accumulated as a side effect."""
+    rows = []
+    n = len(losses)
+    for i, loss in enumerate(losses):
+        loss.backward(retain_graph=i < n - 1)
+        rows.append(torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params]))
+        for p in params:
+            p.grad = None
+    return torch.stack(rows)
+
+
+def write_grad(params: list[Tensor], flat: Tensor) -> None:
+    """Set ``p.grad`` of each parameter from one flat vector."""
+    i = 0
+    for p in params:
+        n = p.numel()
+        p.grad = flat[i:i + n].view_as(p).to(p.dtype).clone()
+        i += n
+
+
+class GradWeighting(Weighting):
+    kind = "gradient"
+    supports_rep = True
+
+    def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """``grads (T, D)``, ``losses (T,)`` detached -> ``(combined grad (D,), weights (T,))``."""
+        raise NotImplementedError
+
+    def combine(self, losses, shared_params, step, rep=None):
+        stacked = self._stack(losses)
+        if rep is not None:
+            rows = []
+            for t in self.tasks:
+                losses[t].backward()  # graphs are separate: each stops at its detached copy
+                g = rep.per_task[t].grad
+                rows.append((g if g is not None else torch.zeros_like(rep.features)).reshape(-1))
+            grads = torch.stack(rows)  # (T, B*C*h*w)
+            g, weights = self.combine_grads(grads.float(), stacked.detach().float(), step)
+            rep.features.backward(g.view_as(rep.features).to(rep.features.dtype))
+        else:
+            grads = per_task_grads([losses[t] for t in self.tasks], shared_params)  # (T, D)
+            g, weights = self.combine_grads(grads.float(), stacked.detach().float(), step)
+            write_grad(shared_params, g)
+        return self._report(weights)

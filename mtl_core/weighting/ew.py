@@ -1,0 +1,16 @@
+"""Equal weighting (EW): every task's loss counts once, ``sum_t L_t``; the usual baseline
+(Lin et al. 2022, 'Reasonable Effectiveness of Random Weighting', use it as theirs)."""
+from __future__ import annotations
+
+import torch
+
+from mtl_core.weighting.base import LossWeighting, register_weighting
+
+
+@register_weighting("ew")
+class EqualWeighting(LossWeighting):
+    citation = "Equal weighting: the sum of task losses (baseline in Lin et al., TMLR 2022)."
+
+    def fuse(self, losses, step, shared_params):
+        w = torch.ones_like(losses)
+        return losses.sum(), w
