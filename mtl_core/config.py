@@ -33,7 +33,7 @@ class DataConfig:
 class ModelConfig:
     architecture: str = "hard_sharing"
     backbone: str = "small_cnn"
-    width: int = 32
+    width: int = 16
     pretrained: bool = False
 
 
@@ -84,7 +84,8 @@ class ExperimentConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     seed: int = 0
-    device: str = "auto"
+    device: str = "auto"  # auto (CUDA when present), cpu, cuda
+    precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16
     eval_every: int = 100
     checkpoint_every: int = 500
     gradstats_every: int = 50

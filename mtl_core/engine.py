@@ -1,0 +1,325 @@
+"""The training loop: steps, evaluation, checkpoints, pause/stop, weight changes, NaN guard.
+
+Knows nothing of Streamlit. A :class:`Trainer` writes everything to the run store; the
+:class:`Control` object is how a RunManager (or the CLI) steers it from another thread.
+"""
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+import torch
+
+from mtl_core.builders import autocast, autocast_dtype, build_all, resolve_device
+from mtl_core.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from mtl_core.config import ExperimentConfig
+from mtl_core.data.base import collate, to_device
+from mtl_core.errors import MTLError, TrainingFailed
+from mtl_core.evaluation import evaluate
+from mtl_core.store import RunStore
+from mtl_core.weighting import build_weighting
+
+
+class Control:
+    """Thread-safe requests to a running trainer: pause, resume, stop, new task weights."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._resume = threading.Event()
+        self._resume.set()
+        self.stop_requested = False
+        self._weights: dict[str, float] | None = None
+
+    def pause(self) -> None:
+        self._resume.clear()
+
+    def resume(self) -> None:
+        self._resume.set()
+
+    def stop(self) -> None:
+        self.stop_requested = True
+        self._resume.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resume.is_set()
+
+    def wait_resumed(self, timeout: float) -> bool:
+        return self._resume.wait(timeout)
+
+    def set_weights(self, weights: dict[str, float]) -> None:
+        with self._lock:
+            self._weights = {**(self._weights or {}), **{k: float(v) for k, v in weights.items()}}
+
+    def take_weights(self) -> dict[str, float] | None:
+        with self._lock:
+            w, self._weights = self._weights, None
+            return w
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg) -> float:
+    """Linear warm-up, then cosine decay to 5% (or constant)."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.scheduler != "cosine":
+        return 1.0
+    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+class Trainer:
+    """Trains one run and records it in ``store``. ``run()`` never raises: a failure becomes the
+    run's status, reason and traceback."""
+
+    flush_seconds = 0.5
+
+    def __init__(self, config: ExperimentConfig, store: RunStore, run_id: str, control: Control | None = None,
+                 resume: bool = False, on_progress: Callable[[dict[str, Any]], None] | None = None) -> None:
+        self.config = config
+        self.store = store
+        self.run_id = run_id
+        self.control = control or Control()
+        self.resume = resume
+        self.on_progress = on_progress
+        self._rows: list[tuple[int, str, str, float, float]] = []
+        self._last_flush = 0.0
+
+    # -- public -----------------------------------------------------------------
+    def run(self) -> str:
+        """Train to the end (or stop/failure); returns the final status."""
+        try:
+            status = self._train()
+        except MemoryError:
+            status = self._fail("ran out of memory; lower the batch size or the image size", traceback.format_exc())
+        except torch.cuda.OutOfMemoryError:
+            status = self._fail("the GPU ran out of memory; lower the batch size or the image size", traceback.format_exc())
+        except MTLError as e:
+            status = self._fail(str(e), traceback.format_exc())
+        except Exception as e:  # any fault inside a run ends that run only
+            status = self._fail(f"{type(e).__name__}: {e}", traceback.format_exc())
+        return status
+
+    # -- internals --------------------------------------------------------------
+    def _fail(self, reason: str, tb: str) -> str:
+        try:
+            self._flush(force=True)
+        except Exception:
+            pass
+        self.store.set_status(self.run_id, "failed", error=reason, traceback=tb)
+        return "failed"
+
+    def _log(self, step: int, split: str, values: dict[str, float]) -> None:
+        now = time.time()
+        self._rows.extend((step, split, k, float(v), now) for k, v in values.items())
+
+    def _flush(self, force: bool = False) -> None:
+        if self._rows and (force or time.time() - self._last_flush > self.flush_seconds):
+            self.store.log_metrics(self.run_id, self._rows)
+            self._rows = []
+            self._last_flush = time.time()
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        built = build_all(cfg, ("train", "val", "test"))
+        self.datasets, self.tasks, self.model = built["datasets"], built["tasks"], built["model"]
+        self.model.to(self.device)
+        if self.device.type == "cuda":
+            self.model.to(memory_format=torch.channels_last)
+        self.method = build_weighting(cfg.weighting.method, list(self.tasks), cfg.weighting.params,
+                                      cfg.weighting.weights, cfg.weighting.rep_grad).to(self.device)
+        if cfg.weighting.rep_grad and not self.model.supports_rep:
+            self.model._no_rep()
+        params = list(self.model.parameters()) + list(self.method.parameters())
+        self.optimizer = build_optimizer(params, cfg.optim)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.optim))
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        from mtl_core.augment import Augmenter
+
+        self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
+        self.shared = self.model.shared_parameters()
+        self.step = 0
+        if self.resume:
+            self._load_latest()
+
+    def _load_latest(self) -> None:
+        ck = self.store.latest_checkpoint(self.run_id)
+        if ck is None:
+            return
+        payload = load_checkpoint(ck["path"], map_location=self.device)
+        check_compatible(payload["config"], self.config)
+        self.model.load_state_dict(payload["model"])
+        if "optimizer" in payload:
+            self.optimizer.load_state_dict(payload["optimizer"])
+        if "scheduler" in payload:
+            self.scheduler.load_state_dict(payload["scheduler"])
+        if "method" in payload:
+            self.method.load_state_dict(payload["method"])
+        self.step = int(payload["step"])
+        self.store.add_event(self.run_id, self.step, "resumed_from_checkpoint", {"path": ck["path"]})
+
+    def _checkpoint(self, kind: str) -> None:
+        path = self.store.run_dir(self.run_id) / ("final.pt" if kind == "final" else "last.pt")
+        save_checkpoint(path, self.config, self.step, self.model.state_dict(), {
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "method": self.method.state_dict(), "class_names": list(self.datasets["train"].info.class_names)})
+        self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
+
+    def _batch(self, order: torch.Tensor, pos: int):
+        ds = self.datasets["train"]
+        bs = self.config.optim.batch_size
+        idx = order[pos:pos + bs].tolist()
+        if hasattr(ds, "get_batch"):
+            images, targets = ds.get_batch(idx)
+        else:
+            images, targets = collate([ds[i] for i in idx], ds.info.max_objects or None)
+        if not self.augmenter.is_identity:
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+            images, targets = self.augmenter.augment_batch(images, targets, generator=g)
+        nb = self.device.type == "cuda"
+        images = images.to(self.device, non_blocking=nb)
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, to_device(targets, self.device, nb)
+
+    def _evaluate(self, split: str = "val") -> dict[str, float]:
+        ds = self.datasets[split]
+        result = evaluate(self.model, self.tasks, ds, self.device, batch_size=max(64, self.config.optim.batch_size),
+                          amp_dtype=self.amp_dtype)
+        self._log(self.step, split, result)
+        self._flush(force=True)
+        return result
+
+    def _apply_weight_change(self) -> None:
+        new = self.control.take_weights()
+        if new:
+            old = dict(self.method.user_weights)
+            self.method.set_user_weights(new)
+            self.store.add_event(self.run_id, self.step, "weights", {"old": old, "new": dict(self.method.user_weights)})
+
+    def _wait_if_paused(self) -> None:
+        if not self.control.paused:
+            return
+        self._flush(force=True)
+        self.store.set_status(self.run_id, "paused")
+        self.store.add_event(self.run_id, self.step, "paused")
+        while self.control.paused and not self.control.stop_requested:
+            self.control.wait_resumed(0.2)
+        if not self.control.stop_requested:
+            self.store.set_status(self.run_id, "running")
+            self.store.add_event(self.run_id, self.step, "resumed")
+
+    def _train(self) -> str:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.store.set_status(self.run_id, "running")
+        self._setup()
+        self.store.update_progress(self.run_id, self.step, {"pid": os.getpid(), "phase": "training"}, device=str(self.device))
+        self.model.train()
+        n = len(self.datasets["train"])
+        bs = cfg.optim.batch_size
+        gen = torch.Generator().manual_seed(cfg.seed)
+        epoch = -1
+        order = torch.empty(0, dtype=torch.long)
+        t_start = time.time()
+        imgs_done = 0
+        last_eval_step = -1
+        while self.step < cfg.optim.steps:
+            self._apply_weight_change()
+            self._wait_if_paused()
+            if self.control.stop_requested:
+                return self._finish("stopped")
+            if cfg.time_limit and time.time() - t_start > cfg.time_limit:
+                self.store.add_event(self.run_id, self.step, "time_limit", {"seconds": cfg.time_limit})
+                break
+            e, pos = divmod(self.step * bs, max(1, n - n % bs) if n >= bs else n)
+            if e != epoch:  # a fresh, seeded permutation per epoch
+                epoch = e
+                gen.manual_seed(cfg.seed * 7919 + e)
+                order = torch.randperm(n, generator=gen)
+            images, targets = self._batch(order, pos)
+            losses = self._train_step(images, targets)
+            self.step += 1
+            imgs_done += images.shape[0]
+            if self.step % cfg.eval_every == 0 and self.step < cfg.optim.steps:
+                self._evaluate("val")
+                last_eval_step = self.step
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
+                self._checkpoint("periodic")
+            self._progress(losses, imgs_done, t_start)
+        if last_eval_step != self.step:
+            self._evaluate("val")
+        self._evaluate("test")
+        self._checkpoint("final")
+        return self._finish("finished")
+
+    def _train_step(self, images, targets) -> dict[str, float]:
+        with autocast(self.device, self.amp_dtype):
+            if self.method.rep_grad:
+                outputs, rep = self.model.forward_train(images, rep_grad=True)
+            else:
+                outputs, rep = self.model.forward_train(images, rep_grad=False)
+            losses = {t: task.loss(outputs[t], targets[t]).float() for t, task in self.tasks.items()}
+        values = {t: float(v.detach()) for t, v in losses.items()}
+        bad = [t for t, v in values.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingFailed(f"the {bad[0]} loss became {values[bad[0]]} at step {self.step}; "
+                                 "lower the learning rate or that task's weight")
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler.is_enabled():
+            losses = {t: self.scaler.scale(v) for t, v in losses.items()}
+        weights = self.method.combine(losses, self.shared, self.step, rep=rep)
+        if self.scaler.is_enabled():
+            self.scaler.unscale_(self.optimizer)
+        if self.config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        row = {f"loss/{t}": v for t, v in values.items()}
+        row.update({f"weight/{t}": w for t, w in weights.items()})
+        row["loss/total"] = sum(weights[t] * values[t] for t in values)
+        row["lr"] = self.optimizer.param_groups[0]["lr"]
+        self._log(self.step, "train", row)
+        return values
+
+    def _progress(self, losses: dict[str, float], imgs_done: int, t_start: float) -> None:
+        now = time.time()
+        if now - self._last_flush <= self.flush_seconds and self.step < self.config.optim.steps:
+            return
+        elapsed = now - t_start
+        rate = imgs_done / max(elapsed, 1e-9)
+        steps_left = self.config.optim.steps - self.step
+        eta = steps_left * self.config.optim.batch_size / max(rate, 1e-9)
+        if self.config.time_limit:
+            eta = min(eta, max(0.0, self.config.time_limit - elapsed))
+        info = {"pid": os.getpid(), "images_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "losses": losses,
+                "weights": dict(getattr(self.method, "user_weights", {}))}
+        if self.device.type == "cuda":
+            info["gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
+        self._log(self.step, "train", {"images_per_s": rate})
+        self._flush()
+        self.store.update_progress(self.run_id, self.step, info)
+        if self.on_progress:
+            self.on_progress({"step": self.step, **info})
+
+    def _finish(self, status: str) -> str:
+        self._flush(force=True)
+        if status == "stopped":
+            self._checkpoint("periodic")
+        self.store.update_progress(self.run_id, self.step)
+        self.store.set_status(self.run_id, status)
+        return status

@@ -1,0 +1,68 @@
+"""Evaluate a model on a dataset split: every task's metrics and loss."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mtl_core.builders import autocast
+from mtl_core.data.base import cat_batches, collate, to_device
+
+
+def iterate_batches(dataset, batch_size: int, limit: int | None = None):
+    """``(images, targets)`` batches over the first ``limit`` samples, in order."""
+    n = len(dataset) if limit is None else min(limit, len(dataset))
+    max_boxes = getattr(dataset.info, "max_objects", None) or None
+    for start in range(0, n, batch_size):
+        idx = list(range(start, min(n, start + batch_size)))
+        if hasattr(dataset, "get_batch"):
+            yield dataset.get_batch(idx)
+        else:
+            yield collate([dataset[i] for i in idx], max_boxes)
+
+
+@torch.no_grad()
+def evaluate(model, tasks: dict, dataset, device: torch.device, batch_size: int = 128,
+             limit: int | None = None, amp_dtype: torch.dtype | None = None) -> dict[str, float]:
+    """``{"<task>/<metric>": value, "loss/<task>": value}`` over the split."""
+    was_training = model.training
+    model.eval()
+    outputs: dict[str, list[Any]] = {t: [] for t in tasks}
+    targets: dict[str, list[Any]] = {t: [] for t in tasks}
+    losses: dict[str, float] = {t: 0.0 for t in tasks}
+    count = 0
+    try:
+        for images, batch_targets in iterate_batches(dataset, batch_size, limit):
+            images = images.to(device, non_blocking=True)
+            with autocast(device, amp_dtype):
+                out = model(images)
+            b = images.shape[0]
+            for t, task in tasks.items():
+                tgt = to_device(batch_targets[t], device)
+                losses[t] += float(task.loss(out[t], tgt)) * b
+                outputs[t].append(to_device(_float(out[t]), "cpu"))
+                targets[t].append(to_device(batch_targets[t], "cpu"))
+            count += b
+    finally:
+        model.train(was_training)
+    result: dict[str, float] = {}
+    for t, task in tasks.items():
+        if count == 0:
+            continue
+        for k, v in task.metrics(cat_batches(outputs[t]), cat_batches(targets[t])).items():
+            result[f"{t}/{k}"] = float(v)
+        result[f"loss/{t}"] = losses[t] / count
+    return result
+
+
+def _float(x: Any) -> Any:
+    if isinstance(x, torch.Tensor):
+        return x.float() if x.is_floating_point() else x
+    if isinstance(x, dict):
+        return {k: _float(v) for k, v in x.items()}
+    return x
+
+
+def primary_metrics(tasks: dict, metrics: dict[str, float]) -> dict[str, float]:
+    """Each task's primary metric from an :func:`evaluate` result."""
+    return {t: metrics.get(f"{t}/{task.primary}", float("nan")) for t, task in tasks.items()}

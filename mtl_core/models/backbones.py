@@ -1,0 +1,123 @@
+"""Shared backbones: image ``(B, 3, H, W)`` in ``[0, 1]`` -> features ``(B, C, H/s, W/s)``.
+
+Each backbone normalises its input itself, so data and overlays stay in ``[0, 1]``, and
+exposes ``channels`` and ``stride``.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtl_core.errors import ConfigError
+from mtl_core.registry import Registry
+
+BACKBONES: Registry = Registry("backbone")
+register_backbone = BACKBONES.register
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    def __init__(self, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class ResBlock(nn.Module):
+    """Basic residual block (He et al., CVPR 2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = conv_bn(cin, cout, stride)
+        self.conv2 = nn.Sequential(nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+        self.skip = (nn.Identity() if stride == 1 and cin == cout else
+                     nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu(self.conv2(self.conv1(x)) + self.skip(x))
+
+
+@register_backbone("small_cnn")
+class SmallCNN(nn.Module):
+    """A small U-Net-like CNN that trains from scratch on two CPU cores in minutes.
+
+    Encoder to stride 8 for context, decoder back to stride 2 with skip connections so that
+    dense tasks (segmentation, depth) keep sharp edges on small images.
+    """
+
+    stride = 2
+
+    def __init__(self, width: int = 16, pretrained: bool = False) -> None:
+        super().__init__()
+        w = width
+        self.norm = Normalize()
+        self.stem = conv_bn(3, w, 2)  # (B, w, H/2, W/2)
+        self.down1 = ResBlock(w, 2 * w, 2)  # (B, 2w, H/4, W/4)
+        self.down2 = nn.Sequential(ResBlock(2 * w, 4 * w, 2), ResBlock(4 * w, 4 * w))  # (B, 4w, H/8, W/8)
+        self.lat1 = nn.Conv2d(2 * w, 4 * w, 1)
+        self.fuse1 = conv_bn(4 * w, 2 * w)  # (B, 2w, H/4, W/4)
+        self.lat0 = nn.Conv2d(w, 2 * w, 1)
+        self.fuse0 = conv_bn(2 * w, 2 * w)  # (B, 2w, H/2, W/2)
+        self.channels = 2 * w
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.norm(x)
+        s2 = self.stem(x)
+        s4 = self.down1(s2)
+        s8 = self.down2(s4)
+        up = F.interpolate(s8, size=s4.shape[-2:], mode="nearest") + self.lat1(s4)
+        s4 = self.fuse1(up)
+        up = F.interpolate(s4, size=s2.shape[-2:], mode="nearest") + self.lat0(s2)
+        return self.fuse0(up)  # (B, 2w, H/2, W/2)
+
+
+@register_backbone("resnet18")
+class ResNet18(nn.Module):
+    """torchvision's ResNet-18 trunk (He et al., CVPR 2016) to stride 8, with ImageNet weights
+    only when they are already cached (no download at run time)."""
+
+    stride = 8
+
+    def __init__(self, width: int = 32, pretrained: bool = False) -> None:
+        super().__init__()
+        from torchvision.models import ResNet18_Weights, resnet18
+
+        net = resnet18(weights=None)
+        if pretrained:
+            net.load_state_dict(load_cached_weights(ResNet18_Weights.IMAGENET1K_V1))
+        self.norm = Normalize()
+        self.trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2)
+        self.channels = 128
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.trunk(self.norm(x))  # (B, 128, H/8, W/8)
+
+
+def load_cached_weights(weights) -> dict:
+    """The state dict of torchvision ``weights`` from the local torch hub cache, never the network."""
+    name = os.path.basename(weights.url)
+    path = os.path.join(torch.hub.get_dir(), "checkpoints", name)
+    if not os.path.exists(path):
+        raise ConfigError(
+            "model.pretrained",
+            f"ImageNet weights are not cached at {path} and this machine is offline; copy {name} there "
+            "(from a machine with internet: python -c \"import torchvision; torchvision.models.resnet18(weights='DEFAULT')\"), "
+            "or set pretrained to false to start from random weights",
+        )
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def build_backbone(name: str, width: int = 32, pretrained: bool = False) -> nn.Module:
+    return BACKBONES.get(name, "model.backbone")(width=width, pretrained=pretrained)

@@ -1,0 +1,42 @@
+"""The multi-task model interface every architecture implements.
+
+``forward(images)`` returns ``{task: output}``. ``forward_train(images, rep_grad)`` also
+returns the :class:`~mtl_core.weighting.base.SharedRep` when a gradient method works on the
+shared representation. ``shared_parameters()`` are the parameters every task updates (the
+ones gradient methods combine per-task gradients on).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from mtl_core.errors import ConfigError
+from mtl_core.registry import Registry
+from mtl_core.weighting.base import SharedRep
+
+ARCHITECTURES: Registry = Registry("architecture")
+register_architecture = ARCHITECTURES.register
+
+
+class MultiTaskModel(nn.Module):
+    supports_rep = False  # can a single shared representation be split per task?
+    citation = ""
+
+    def __init__(self, tasks: dict[str, Any], cfg) -> None:
+        super().__init__()
+        self.task_names = list(tasks)
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        raise NotImplementedError
+
+    def forward(self, images: Tensor) -> dict[str, Any]:
+        outputs, _ = self.forward_train(images, rep_grad=False)
+        return outputs
+
+    def forward_train(self, images: Tensor, rep_grad: bool = False) -> tuple[dict[str, Any], SharedRep | None]:
+        raise NotImplementedError
+
+    def _no_rep(self) -> None:
+        raise ConfigError("weighting.rep_grad", f"the {self.name} architecture has no single shared representation; "
+                          "turn rep_grad off or use hard_sharing")

@@ -1,0 +1,136 @@
+"""Validation of an experiment config: every problem as a :class:`ConfigError` naming the field
+and the allowed values, so the dashboard can show each next to its widget."""
+from __future__ import annotations
+
+from mtl_core.config import ExperimentConfig
+from mtl_core.errors import ConfigError
+
+OPTIMIZERS = ("adamw", "adam", "sgd")
+SCHEDULERS = ("cosine", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def _range(errors: list[ConfigError], field: str, value: float, lo: float, hi: float, lo_open: bool = False) -> None:
+    bad = value <= lo if lo_open else value < lo
+    if bad or value > hi:
+        left = "(" if lo_open else "["
+        errors.append(ConfigError(field, f"must be in {left}{lo:g}, {hi:g}], got {value:g}"))
+
+
+def _choice(errors: list[ConfigError], field: str, value: str, allowed) -> None:
+    if value not in allowed:
+        errors.append(ConfigError(field, f"{value!r} is not allowed; choose one of: {', '.join(allowed)}"))
+
+
+def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
+    """The tasks the configured dataset can supply (None when the dataset itself is unknown)."""
+    from mtl_core.data import DATASETS
+
+    if cfg.data.dataset not in DATASETS:
+        return None
+    cls = DATASETS.get(cfg.data.dataset)
+    supplied = getattr(cls, "supplies", None)
+    if supplied is None:
+        supplied = cls(cfg.data, "val", cfg.seed).info.tasks
+    return tuple(supplied)
+
+
+def validate(cfg: ExperimentConfig) -> list[ConfigError]:
+    """All problems with ``cfg`` (empty when it is good to train)."""
+    from mtl_core.data import DATASETS
+    from mtl_core.models import ARCHITECTURES, BACKBONES
+    from mtl_core.tasks import TASKS
+    from mtl_core.weighting import WEIGHTINGS
+
+    e: list[ConfigError] = []
+    d, m, w, a, o = cfg.data, cfg.model, cfg.weighting, cfg.augment, cfg.optim
+    if len(cfg.name) > 200:
+        e.append(ConfigError("name", "at most 200 characters"))
+    # tasks
+    if not cfg.tasks:
+        e.append(ConfigError("tasks", f"select at least one task; available: {', '.join(TASKS.available())}"))
+    if len(set(cfg.tasks)) != len(cfg.tasks):
+        e.append(ConfigError("tasks", "a task is listed twice"))
+    for t in cfg.tasks:
+        if t not in TASKS:
+            e.append(ConfigError("tasks", f"unknown task {t!r}; available: {', '.join(TASKS.available())}"))
+    # data
+    _choice(e, "data.dataset", d.dataset, DATASETS.available())
+    _range(e, "data.image_size", d.image_size, 32, 256)
+    _range(e, "data.max_objects", d.max_objects, 1, 10)
+    _range(e, "data.num_shapes", d.num_shapes, 2, 6)
+    _range(e, "data.noise", d.noise, 0, 0.5)
+    _range(e, "data.train_size", d.train_size, 1, 10_000_000)
+    _range(e, "data.val_size", d.val_size, 1, 1_000_000)
+    _range(e, "data.test_size", d.test_size, 1, 1_000_000)
+    if not e or all(x.field not in ("data.dataset", "data.image_size") for x in e):
+        try:
+            supplied = dataset_tasks(cfg)
+        except ConfigError as err:
+            e.append(err)
+            supplied = None
+        for t in cfg.tasks:
+            if supplied is not None and t in TASKS and t not in supplied:
+                e.append(ConfigError("tasks", f"the {d.dataset} dataset does not provide {t!r}; it provides: {', '.join(supplied)}"))
+    # model
+    _choice(e, "model.architecture", m.architecture, ARCHITECTURES.available())
+    _choice(e, "model.backbone", m.backbone, BACKBONES.available())
+    _range(e, "model.width", m.width, 4, 256)
+    # weighting
+    _choice(e, "weighting.method", w.method, WEIGHTINGS.available())
+    for t, v in w.weights.items():
+        if t not in cfg.tasks:
+            e.append(ConfigError(f"weighting.weights.{t}", f"{t!r} is not a selected task; selected: {', '.join(cfg.tasks)}"))
+        elif v < 0 or v > 1000:
+            e.append(ConfigError(f"weighting.weights.{t}", f"must be in [0, 1000], got {v:g}"))
+    if cfg.tasks and all(cfg.task_weight(t) == 0 for t in cfg.tasks) and w.method == "static":
+        e.append(ConfigError("weighting.weights", "all task weights are zero; give at least one task a weight above 0"))
+    if w.method in WEIGHTINGS:
+        try:
+            WEIGHTINGS.get(w.method)(list(cfg.tasks) or ["x"], params=w.params, weights=None, rep_grad=w.rep_grad)
+        except ConfigError as err:
+            e.append(err)
+        if w.rep_grad and m.architecture in ARCHITECTURES and not ARCHITECTURES.get(m.architecture).supports_rep:
+            e.append(ConfigError("weighting.rep_grad", f"the {m.architecture} architecture has no single shared representation; "
+                                 "turn rep_grad off or use hard_sharing"))
+    # augmentation
+    for name in ("hflip", "vflip", "crop", "blur", "erasing", "color_jitter"):
+        _range(e, f"augment.{name}", getattr(a, name), 0, 1)
+    _range(e, "augment.crop_scale_min", a.crop_scale_min, 0, 1, lo_open=True)
+    _range(e, "augment.rotation", a.rotation, 0, 180)
+    _range(e, "augment.noise", a.noise, 0, 1)
+    _range(e, "augment.blur_sigma", a.blur_sigma, 0, 10, lo_open=True)
+    # optimisation
+    _choice(e, "optim.optimizer", o.optimizer, OPTIMIZERS)
+    _choice(e, "optim.scheduler", o.scheduler, SCHEDULERS)
+    _range(e, "optim.lr", o.lr, 0, 10, lo_open=True)
+    _range(e, "optim.weight_decay", o.weight_decay, 0, 1)
+    _range(e, "optim.momentum", o.momentum, 0, 1)
+    _range(e, "optim.batch_size", o.batch_size, 1, 4096)
+    _range(e, "optim.steps", o.steps, 1, 10_000_000)
+    _range(e, "optim.warmup_steps", o.warmup_steps, 0, 10_000_000)
+    _range(e, "optim.grad_clip", o.grad_clip, 0, 1e6)
+    if o.batch_size > d.train_size:
+        e.append(ConfigError("optim.batch_size", f"batch size {o.batch_size} is bigger than the training set "
+                             f"({d.train_size} samples); lower it or raise data.train_size"))
+    # run
+    _choice(e, "device", cfg.device, DEVICES)
+    _choice(e, "precision", cfg.precision, PRECISIONS)
+    _range(e, "seed", cfg.seed, 0, 2**31 - 1)
+    _range(e, "eval_every", cfg.eval_every, 1, 10_000_000)
+    _range(e, "checkpoint_every", cfg.checkpoint_every, 0, 10_000_000)
+    _range(e, "gradstats_every", cfg.gradstats_every, 0, 10_000_000)
+    _range(e, "time_limit", cfg.time_limit, 0, 1e7)
+    return e
+
+
+def check(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Raise the first problem found (all of them are in the message when there are several)."""
+    errors = validate(cfg)
+    if errors:
+        if len(errors) == 1:
+            raise errors[0]
+        first = errors[0]
+        raise ConfigError(first.field, first.message + "; also: " + "; ".join(str(x) for x in errors[1:]))
+    return cfg
