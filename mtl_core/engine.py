@@ -5,6 +5,7 @@ Knows nothing of Streamlit. A :class:`Trainer` writes everything to the run stor
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import threading
@@ -77,6 +78,11 @@ def lr_factor(step: int, cfg) -> float:
         return 1.0
     t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _info_dict(info) -> dict[str, Any]:
+    d = dataclasses.asdict(info)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 class Trainer:
@@ -175,7 +181,7 @@ class Trainer:
         path = self.store.run_dir(self.run_id) / ("final.pt" if kind == "final" else "last.pt")
         save_checkpoint(path, self.config, self.step, self.model.state_dict(), {
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "method": self.method.state_dict(), "class_names": list(self.datasets["train"].info.class_names)})
+            "method": self.method.state_dict(), "info": _info_dict(self.datasets["train"].info)})
         self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
 
     def _batch(self, order: torch.Tensor, pos: int):

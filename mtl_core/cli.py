@@ -1,0 +1,255 @@
+"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|list``.
+
+The CLI maps flags onto the config dataclasses; no argparse lives in the library itself.
+Every subcommand takes ``--runs-dir`` (default ``$MTL_RUNS_DIR`` or ``./runs``).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from mtl_core.config import ExperimentConfig
+from mtl_core.errors import MTLError
+
+ALL_TASKS_HELP = "comma-separated, e.g. classification,detection,segmentation,depth"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mtl_core", description="MTL Studio, headless.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def runs_dir(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--runs-dir", default=None, help="runs directory (default $MTL_RUNS_DIR or ./runs)")
+
+    t = sub.add_parser("train", help="train a run and record it in the run store")
+    runs_dir(t)
+    t.add_argument("--config", help="experiment config JSON (as downloaded from Setup); flags override it")
+    t.add_argument("--name", help="run name")
+    t.add_argument("--tasks", help=ALL_TASKS_HELP)
+    t.add_argument("--steps", type=int)
+    t.add_argument("--batch-size", type=int)
+    t.add_argument("--image-size", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--weights", help="static task weights in task order, e.g. 1,1,1")
+    t.add_argument("--method", help="weighting method (see `list`)")
+    t.add_argument("--arch", help="architecture (see `list`)")
+    t.add_argument("--train-size", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto, cpu or cuda")
+    t.add_argument("--time-limit", type=float, help="seconds of training at most")
+    t.add_argument("--eval-every", type=int)
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint")
+    runs_dir(r)
+    r.add_argument("run_id")
+    r.add_argument("--quiet", action="store_true")
+
+    e = sub.add_parser("evaluate", help="evaluate a run's final checkpoint")
+    runs_dir(e)
+    e.add_argument("run_id")
+    e.add_argument("--split", default="test", choices=("val", "test"))
+
+    pr = sub.add_parser("predict", help="draw a run's predictions on an image")
+    runs_dir(pr)
+    pr.add_argument("run_id")
+    pr.add_argument("image")
+    pr.add_argument("--out", default="overlay.png")
+    pr.add_argument("--threshold", type=float, default=0.3)
+    pr.add_argument("--opacity", type=float, default=0.5)
+
+    ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
+    runs_dir(ls)
+    return p
+
+
+def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
+    cfg = ExperimentConfig.from_json(Path(a.config).read_text()) if a.config else ExperimentConfig()
+    r = dataclasses.replace
+    if a.tasks:
+        cfg = r(cfg, tasks=tuple(t.strip() for t in a.tasks.split(",") if t.strip()))
+    if a.name:
+        cfg = r(cfg, name=a.name)
+    optim = {k: v for k, v in (("steps", a.steps), ("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
+    if optim:
+        cfg = r(cfg, optim=r(cfg.optim, **optim))
+    data = {k: v for k, v in (("image_size", a.image_size), ("train_size", a.train_size)) if v is not None}
+    if data:
+        cfg = r(cfg, data=r(cfg.data, **data))
+    if a.method:
+        cfg = r(cfg, weighting=r(cfg.weighting, method=a.method))
+    if a.weights:
+        try:
+            values = [float(x) for x in a.weights.split(",")]
+        except ValueError:
+            raise MTLError(f"--weights: expected numbers like 1,0.5,2, got {a.weights!r}") from None
+        if len(values) != len(cfg.tasks):
+            raise MTLError(f"--weights: {len(values)} weights for {len(cfg.tasks)} tasks ({', '.join(cfg.tasks)})")
+        cfg = r(cfg, weighting=r(cfg.weighting, weights=dict(zip(cfg.tasks, values))))
+    if a.arch:
+        cfg = r(cfg, model=r(cfg.model, architecture=a.arch))
+    for flag, field in (("seed", "seed"), ("device", "device"), ("time_limit", "time_limit"), ("eval_every", "eval_every")):
+        if getattr(a, flag) is not None:
+            cfg = r(cfg, **{field: getattr(a, flag)})
+    return cfg
+
+
+class ProgressBar:
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet, self.t0 = total, quiet, time.time()
+
+    def __call__(self, p: dict) -> None:
+        if self.quiet:
+            return
+        frac = min(1.0, p["step"] / max(1, self.total))
+        bar = "#" * int(frac * 30)
+        losses = " ".join(f"{k[:4]}={v:.3f}" for k, v in p.get("losses", {}).items())
+        sys.stderr.write(f"\r[{bar:<30}] {p['step']}/{self.total} {p.get('images_per_s', 0):.0f} img/s "
+                         f"eta {p.get('eta_s', 0):.0f}s {losses}   ")
+        sys.stderr.flush()
+
+
+def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool) -> int:
+    from mtl_core.engine import Control, Trainer
+
+    control = Control()
+    previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
+    try:
+        status = Trainer(cfg, store, run_id, control, resume=resume, on_progress=ProgressBar(cfg.optim.steps, quiet)).run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    run = store.get_run(run_id)
+    if not quiet:
+        sys.stderr.write("\n")
+    print(f"run {run_id}: {status} at step {run['step']}")
+    if status == "failed":
+        print(f"reason: {run['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
+        return _dispatch(a)
+    except MTLError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(a: argparse.Namespace) -> int:
+    from mtl_core.store import RunStore
+
+    if a.command == "list":
+        return _list(a)
+    store = RunStore(a.runs_dir)
+    if a.command == "train":
+        from mtl_core.validation import check
+
+        cfg = check(config_from_args(a))
+        run_id = store.create_run(cfg.to_dict(), cfg.name, "cli", cfg.optim.steps)
+        print(f"run id: {run_id}", flush=True)
+        return _train(store, cfg, run_id, False, a.quiet)
+    if a.command == "resume":
+        return _resume(store, a)
+    if a.command == "evaluate":
+        return _evaluate(store, a)
+    if a.command == "predict":
+        return _predict(store, a)
+    return 2
+
+
+def _run_or_error(store, run_id: str) -> dict:
+    from mtl_core.store import check_run_id
+
+    run = store.get_run(check_run_id(run_id))
+    if run is None:
+        raise MTLError(f"no run {run_id!r} in {store.root}; `python -m mtl_core list` shows the runs")
+    return run
+
+
+def _checkpoint_path(store, run_id: str) -> str:
+    ck = store.latest_checkpoint(run_id)
+    if ck is None:
+        raise MTLError(f"run {run_id} has no checkpoint yet")
+    return ck["path"]
+
+
+def _resume(store, a) -> int:
+    run = _run_or_error(store, a.run_id)
+    if run["status"] in ("running", "queued", "paused") and run["info"].get("pid"):
+        from mtl_core.store import _pid_alive
+
+        if _pid_alive(run["info"]["pid"]):
+            raise MTLError(f"run {a.run_id} is still being trained by process {run['info']['pid']}")
+    _checkpoint_path(store, a.run_id)
+    cfg = ExperimentConfig.from_dict(run["config"])
+    print(f"run id: {a.run_id} (resuming)", flush=True)
+    return _train(store, cfg, a.run_id, True, a.quiet)
+
+
+def _evaluate(store, a) -> int:
+    import torch
+
+    from mtl_core.builders import resolve_device
+    from mtl_core.data import build_dataset
+    from mtl_core.evaluation import evaluate
+    from mtl_core.inference import Predictor
+
+    _run_or_error(store, a.run_id)
+    pred = Predictor(_checkpoint_path(store, a.run_id))
+    ds = build_dataset(pred.config.data, a.split, pred.config.seed)
+    with torch.no_grad():
+        metrics = evaluate(pred.model, pred.tasks, ds, resolve_device("cpu"))
+    for k, v in sorted(metrics.items()):
+        print(f"{k:32s} {v:.4f}")
+    print(json.dumps(metrics))
+    return 0
+
+
+def _predict(store, a) -> int:
+    from mtl_core.checkpoint import atomic_write_bytes
+    from mtl_core.images import decode_image, encode_png
+    from mtl_core.inference import Predictor
+
+    _run_or_error(store, a.run_id)
+    pred = Predictor(_checkpoint_path(store, a.run_id))
+    path = Path(a.image)
+    if not path.is_file():
+        raise MTLError(f"{a.image}: no such file")
+    image = decode_image(path.read_bytes(), path.name)
+    preds, seconds = pred.predict(image)
+    atomic_write_bytes(a.out, encode_png(pred.overlay(image, preds, opacity=a.opacity, score_threshold=a.threshold)))
+    for t, p in preds.items():
+        summary = {k: v for k, v in p.items() if k in ("label", "score")}
+        if "boxes" in p:
+            summary["boxes"] = int((p["scores"] >= a.threshold).sum())
+        print(f"{t}: {summary}")
+    print(f"overlay written to {a.out} ({seconds * 1000:.1f} ms)")
+    return 0
+
+
+def _list(a) -> int:
+    from mtl_core.data import DATASETS
+    from mtl_core.models import ARCHITECTURES, BACKBONES
+    from mtl_core.tasks import TASKS
+    from mtl_core.weighting import WEIGHTINGS
+
+    print("tasks:          " + ", ".join(TASKS.available()))
+    print("architectures:  " + ", ".join(ARCHITECTURES.available()))
+    print("backbones:      " + ", ".join(BACKBONES.available()))
+    print("weighting:      " + ", ".join(WEIGHTINGS.available()))
+    print("datasets:       " + ", ".join(DATASETS.available()))
+    from mtl_core.store import RunStore
+
+    runs = RunStore(a.runs_dir).list_runs(limit=20)
+    if runs:
+        print("runs:")
+        for r in runs:
+            print(f"  {r['id']}  {r['status']:<11} step {r['step']}/{r['total_steps']}  {r['name']}")
+    return 0

@@ -1,0 +1,95 @@
+"""Load a checkpoint, predict every task for an image, draw the overlays.
+
+The model used here is always a separate copy loaded from a checkpoint, never the module a
+trainer is updating, so inference cannot disturb a running run.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mtl_core.checkpoint import load_checkpoint
+from mtl_core.config import ExperimentConfig
+from mtl_core.data import DatasetInfo, build_dataset
+from mtl_core.errors import CheckpointError
+from mtl_core.models import build_model
+from mtl_core.tasks import build_task
+
+# one inference at a time per process, on few threads, so a running training run keeps its cores
+_INFER_LOCK = threading.Lock()
+
+
+def info_from_config(config: ExperimentConfig) -> DatasetInfo:
+    return build_dataset(config.data, "val", config.seed).info
+
+
+class Predictor:
+    """All task outputs of one trained run for images of any size."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        payload = load_checkpoint(checkpoint, map_location=device)
+        self.config: ExperimentConfig = payload["config"]
+        self.step = payload["step"]
+        self.device = torch.device(device)
+        info = payload.get("info")
+        self.info = DatasetInfo(**{**info, "class_names": tuple(info["class_names"]), "tasks": tuple(info["tasks"])}) \
+            if isinstance(info, dict) else info_from_config(self.config)
+        self.tasks = {t: build_task(t, self.info) for t in self.config.tasks}
+        self.model = build_model(self.tasks, self.config.model)
+        try:
+            self.model.load_state_dict(payload["model"])
+        except (RuntimeError, KeyError) as e:
+            raise CheckpointError(f"checkpoint weights do not fit its config's model: {str(e)[:200]}") from None
+        self.model.to(self.device).eval()
+
+    @property
+    def input_size(self) -> int:
+        return self.config.data.image_size
+
+    @torch.no_grad()
+    def predict(self, image: torch.Tensor) -> tuple[dict[str, dict[str, Any]], float]:
+        """uint8 or float ``(3, H, W)`` -> ``({task: prediction in image coordinates}, seconds)``."""
+        h, w = image.shape[-2:]
+        x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+        x = F.interpolate(x[None], size=(self.input_size, self.input_size), mode="bilinear",
+                          antialias=True, align_corners=False)  # (1, 3, S, S)
+        with _INFER_LOCK:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                t0 = time.perf_counter()
+                out = self.model(x.to(self.device))
+                preds = {t: task.decode(out[t], (h, w))[0] for t, task in self.tasks.items()}
+                seconds = time.perf_counter() - t0
+            finally:
+                torch.set_num_threads(threads)
+        return preds, seconds
+
+    def overlay(self, image: torch.Tensor, predictions: dict[str, dict[str, Any]], show: dict[str, bool] | None = None,
+                opacity: float = 0.5, score_threshold: float = 0.3) -> torch.Tensor:
+        """Draw the chosen tasks' predictions on ``image`` (uint8 ``(3, H, W)``)."""
+        return draw_all(self.tasks, image, predictions, show, opacity, score_threshold)
+
+    def info_dict(self) -> dict[str, Any]:
+        return asdict(self.info)
+
+
+# dense tasks first, so boxes and labels stay on top
+DRAW_ORDER = ("depth", "segmentation", "detection", "multilabel", "count", "classification")
+
+
+def draw_all(tasks: dict, image: torch.Tensor, predictions: dict[str, dict[str, Any]],
+             show: dict[str, bool] | None = None, opacity: float = 0.5, score_threshold: float = 0.3) -> torch.Tensor:
+    out = image
+    order = sorted(predictions, key=lambda t: DRAW_ORDER.index(t) if t in DRAW_ORDER else len(DRAW_ORDER))
+    for t in order:
+        if show is not None and not show.get(t, True):
+            continue
+        out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
+    return out
