@@ -81,3 +81,8 @@ def encode_png(image: torch.Tensor) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     return buf.getvalue()
+
+
+def to_numpy_image(image: torch.Tensor):
+    """uint8 ``(3, H, W)`` tensor -> ``(H, W, 3)`` numpy array, for ``st.image`` (pages never import torch)."""
+    return image.permute(1, 2, 0).contiguous().cpu().numpy()
