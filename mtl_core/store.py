@@ -71,8 +71,7 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "runs.sqlite"
         self._local = threading.local()
-        with self._tx() as c:
-            c.executescript(SCHEMA)
+        self._conn().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
 
     # -- connection ---------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:

@@ -1,0 +1,49 @@
+"""Shared fixtures: a fixed seed, few threads (CI has 2 cores), a temporary runs directory."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    import torch
+
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch) -> Path:
+    d = tmp_path / "runs"
+    monkeypatch.setenv("MTL_RUNS_DIR", str(d))
+    return d
+
+
+def tiny_config(**overrides):
+    """A run that trains in a second or two on CPU."""
+    from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig
+
+    cfg = ExperimentConfig(
+        name="tiny",
+        data=DataConfig(image_size=32, train_size=64, val_size=32, test_size=32),
+        optim=OptimConfig(batch_size=16, steps=6, warmup_steps=0),
+        eval_every=3, checkpoint_every=3, device="cpu",
+    )
+    return dataclasses.replace(cfg, **overrides)
+
+
+@pytest.fixture
+def tiny():
+    return tiny_config
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
