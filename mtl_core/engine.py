@@ -70,13 +70,14 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def lr_factor(step: int, cfg) -> float:
-    """Linear warm-up, then cosine decay to 5% (or constant)."""
+def lr_factor(step: int, cfg, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5% (or constant). With a time limit the decay follows
+    whichever runs out first, steps or time, so a time-boxed run still ends on a low rate."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.scheduler != "cosine":
         return 1.0
-    t = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    t = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
@@ -151,7 +152,7 @@ class Trainer:
             self.model._no_rep()
         params = list(self.model.parameters()) + list(self.method.parameters())
         self.optimizer = build_optimizer(params, cfg.optim)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: lr_factor(s, cfg.optim))
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         from mtl_core.augment import Augmenter
 
@@ -170,8 +171,6 @@ class Trainer:
         self.model.load_state_dict(payload["model"])
         if "optimizer" in payload:
             self.optimizer.load_state_dict(payload["optimizer"])
-        if "scheduler" in payload:
-            self.scheduler.load_state_dict(payload["scheduler"])
         if "method" in payload:
             self.method.load_state_dict(payload["method"])
         self.step = int(payload["step"])
@@ -180,7 +179,7 @@ class Trainer:
     def _checkpoint(self, kind: str) -> None:
         path = self.store.run_dir(self.run_id) / ("final.pt" if kind == "final" else "last.pt")
         save_checkpoint(path, self.config, self.step, self.model.state_dict(), {
-            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "method": self.method.state_dict(), "info": _info_dict(self.datasets["train"].info)})
         self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
 
@@ -257,6 +256,9 @@ class Trainer:
                 gen.manual_seed(cfg.seed * 7919 + e)
                 order = torch.randperm(n, generator=gen)
             images, targets = self._batch(order, pos)
+            frac = (time.time() - t_start) / cfg.time_limit if cfg.time_limit else 0.0
+            for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = base * lr_factor(self.step, cfg.optim, frac)
             losses = self._train_step(images, targets)
             self.step += 1
             imgs_done += images.shape[0]
@@ -294,7 +296,6 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         row = {f"loss/{t}": v for t, v in values.items()}
         row.update({f"weight/{t}": w for t, w in weights.items()})
         row["loss/total"] = sum(weights[t] * values[t] for t in values)
