@@ -6,6 +6,7 @@ exposes ``channels`` and ``stride``.
 from __future__ import annotations
 
 import os
+from typing import Generator
 
 import torch
 import torch.nn.functional as F
@@ -72,15 +73,19 @@ class SmallCNN(nn.Module):
         self.fuse0 = conv_bn(2 * w, 2 * w)  # (B, 2w, H/2, W/2)
         self.channels = 2 * w
 
-    def forward(self, x: Tensor) -> Tensor:
+    def stages(self, x: Tensor) -> Generator[Tensor, Tensor, Tensor]:
+        """Yields each stage's output and continues with what is sent back, so architectures
+        (MTAN, cross-stitch) can read or mix features between stages; returns the last."""
         x = self.norm(x)
-        s2 = self.stem(x)
-        s4 = self.down1(s2)
-        s8 = self.down2(s4)
-        up = F.interpolate(s8, size=s4.shape[-2:], mode="nearest") + self.lat1(s4)
-        s4 = self.fuse1(up)
-        up = F.interpolate(s4, size=s2.shape[-2:], mode="nearest") + self.lat0(s2)
-        return self.fuse0(up)  # (B, 2w, H/2, W/2)
+        s2 = yield self.stem(x)  # (B, w, H/2, W/2)
+        s4 = yield self.down1(s2)  # (B, 2w, H/4, W/4)
+        s8 = yield self.down2(s4)  # (B, 4w, H/8, W/8)
+        d4 = yield self.fuse1(F.interpolate(s8, size=s4.shape[-2:], mode="nearest") + self.lat1(s4))  # (B, 2w, H/4, W/4)
+        d2 = yield self.fuse0(F.interpolate(d4, size=s2.shape[-2:], mode="nearest") + self.lat0(s2))  # (B, 2w, H/2, W/2)
+        return d2
+
+    def forward(self, x: Tensor) -> Tensor:
+        return run_stages(self.stages(x))
 
 
 @register_backbone("resnet18")
@@ -101,8 +106,26 @@ class ResNet18(nn.Module):
         self.trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2)
         self.channels = 128
 
+    def stages(self, x: Tensor) -> Generator[Tensor, Tensor, Tensor]:
+        x = yield self.trunk[:4](self.norm(x))  # (B, 64, H/4, W/4)
+        x = yield self.trunk[4](x)  # (B, 64, H/4, W/4)
+        x = yield self.trunk[5](x)  # (B, 128, H/8, W/8)
+        return x
+
     def forward(self, x: Tensor) -> Tensor:
-        return self.trunk(self.norm(x))  # (B, 128, H/8, W/8)
+        return run_stages(self.stages(x))
+
+
+def run_stages(gen: Generator[Tensor, Tensor, Tensor], hook=None) -> Tensor:
+    """Drive a backbone's ``stages`` generator; ``hook(index, features)`` may replace each stage's output."""
+    out = next(gen)
+    j = 0
+    while True:
+        try:
+            out = gen.send(out if hook is None else hook(j, out))
+        except StopIteration as stop:
+            return stop.value
+        j += 1
 
 
 def load_cached_weights(weights) -> dict:

@@ -150,6 +150,9 @@ class GradWeighting(Weighting):
 
     def combine(self, losses, shared_params, step, rep=None):
         stacked = self._stack(losses)
+        if rep is None and not shared_params:  # nothing shared (single-task baseline): plain sum
+            stacked.sum().backward()
+            return self._report(torch.ones_like(stacked))
         if rep is not None:
             rows = []
             for t in self.tasks:
