@@ -21,6 +21,7 @@ from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, to_device
 from mtl_core.errors import MTLError, TrainingFailed
 from mtl_core.evaluation import evaluate
+from mtl_core.gradstats import gradient_stats, task_gradients
 from mtl_core.store import RunStore
 from mtl_core.weighting import build_weighting
 
@@ -287,6 +288,9 @@ class Trainer:
             raise TrainingFailed(f"the {bad[0]} loss became {values[bad[0]]} at step {self.step}; "
                                  "lower the learning rate or that task's weight")
         self.optimizer.zero_grad(set_to_none=True)
+        every = self.config.gradstats_every
+        if every and self.step % every == 0 and self.shared and len(losses) > 1:
+            self._log(self.step, "train", gradient_stats(task_gradients(losses, self.shared)))
         if self.scaler.is_enabled():
             losses = {t: self.scaler.scale(v) for t, v in losses.items()}
         weights = self.method.combine(losses, self.shared, self.step, rep=rep)
