@@ -43,6 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu or cuda")
     t.add_argument("--time-limit", type=float, help="seconds of training at most")
     t.add_argument("--eval-every", type=int)
+    t.add_argument("--baselines", action="store_true",
+                   help="then train a single-task baseline per task (same backbone, data, budget) for Δm")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
 
     r = sub.add_parser("resume", help="continue an interrupted or stopped run from its last checkpoint")
@@ -154,7 +156,13 @@ def _dispatch(a: argparse.Namespace) -> int:
         cfg = check(config_from_args(a))
         run_id = store.create_run(cfg.to_dict(), cfg.name, "cli", cfg.optim.steps)
         print(f"run id: {run_id}", flush=True)
-        return _train(store, cfg, run_id, False, a.quiet)
+        code = _train(store, cfg, run_id, False, a.quiet)
+        if code == 0 and a.baselines:
+            for base in cfg.single_task_baselines(run_id):
+                bid = store.create_run(base.to_dict(), base.name, "cli", base.optim.steps)
+                print(f"baseline run id: {bid} ({base.tasks[0]})", flush=True)
+                code = max(code, _train(store, base, bid, False, a.quiet))
+        return code
     if a.command == "resume":
         return _resume(store, a)
     if a.command == "evaluate":

@@ -90,6 +90,7 @@ class ExperimentConfig:
     checkpoint_every: int = 500
     gradstats_every: int = 50
     time_limit: float = 0.0  # seconds of training; 0 = no limit
+    baseline_of: str = ""  # for a single-task baseline: the id of the multi-task run it is for
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -110,6 +111,16 @@ class ExperimentConfig:
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise ConfigError("config", f"not valid JSON ({e}); upload a file saved from Setup") from None
         return cls.from_dict(d)
+
+    def single_task_baselines(self, run_id: str) -> list["ExperimentConfig"]:
+        """One config per task with the same backbone, data, budget and seed, for Δm."""
+        out = []
+        for t in self.tasks:
+            w = dataclasses.replace(self.weighting, method="static", weights={t: 1.0}, params={}, rep_grad=False)
+            out.append(dataclasses.replace(self, name=f"{self.name or run_id} · {t} alone", tasks=(t,), weighting=w,
+                                           model=dataclasses.replace(self.model, architecture="hard_sharing"),
+                                           baseline_of=run_id))
+        return out
 
     def task_weight(self, task: str) -> float:
         return float(self.weighting.weights.get(task, 1.0))

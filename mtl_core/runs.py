@@ -62,6 +62,14 @@ class RunManager:
             self._schedule()
         return run_id
 
+    def start_baselines(self, run_id: str) -> dict[str, str]:
+        """Single-task baselines for a run's tasks (same backbone, data, budget, seed): ``{task: run id}``."""
+        run = self.store.get_run(check_run_id(run_id))
+        if run is None:
+            raise ConfigError("run_id", f"no run {run_id!r}")
+        config = ExperimentConfig.from_dict(run["config"])
+        return {c.tasks[0]: self.start(c, source="baseline") for c in config.single_task_baselines(run_id)}
+
     def resume_run(self, run_id: str) -> str:
         """Continue an interrupted, stopped or failed run from its last checkpoint (same config)."""
         check_run_id(run_id)
