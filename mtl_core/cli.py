@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto, cpu or cuda")
     t.add_argument("--time-limit", type=float, help="seconds of training at most")
     t.add_argument("--eval-every", type=int)
+    t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--baselines", action="store_true",
                    help="then train a single-task baseline per task (same backbone, data, budget) for Δm")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -95,7 +96,8 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
         cfg = r(cfg, weighting=r(cfg.weighting, weights=dict(zip(cfg.tasks, values))))
     if a.arch:
         cfg = r(cfg, model=r(cfg.model, architecture=a.arch))
-    for flag, field in (("seed", "seed"), ("device", "device"), ("time_limit", "time_limit"), ("eval_every", "eval_every")):
+    for flag, field in (("seed", "seed"), ("device", "device"), ("time_limit", "time_limit"), ("eval_every", "eval_every"),
+                        ("checkpoint_every", "checkpoint_every")):
         if getattr(a, flag) is not None:
             cfg = r(cfg, **{field: getattr(a, flag)})
     return cfg

@@ -164,6 +164,8 @@ class Trainer:
             self._load_latest()
 
     def _load_latest(self) -> None:
+        for stale in self.store.run_dir(self.run_id).glob(".*.tmp"):  # left by a write killed mid-way
+            stale.unlink(missing_ok=True)
         ck = self.store.latest_checkpoint(self.run_id)
         if ck is None:
             return
@@ -175,6 +177,7 @@ class Trainer:
         if "method" in payload:
             self.method.load_state_dict(payload["method"])
         self.step = int(payload["step"])
+        self.store.truncate_metrics(self.run_id, self.step)
         self.store.add_event(self.run_id, self.step, "resumed_from_checkpoint", {"path": ck["path"]})
 
     def _checkpoint(self, kind: str) -> None:

@@ -198,6 +198,11 @@ class RunStore:
             args += [key_prefix, key_prefix + "\U0010ffff"]
         return [tuple(r) for r in self._conn().execute(sql + " ORDER BY step", args).fetchall()]
 
+    def truncate_metrics(self, run_id: str, after_step: int) -> None:
+        """Forget metrics past ``after_step`` (a resumed run redoes those steps from its checkpoint)."""
+        with self._tx() as c:
+            c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, int(after_step)))
+
     def metric_count(self, run_id: str) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM metrics WHERE run_id=?", (run_id,)).fetchone()[0]
 

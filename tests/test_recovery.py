@@ -1,0 +1,83 @@
+"""kill -9 during training: the store stays sound, checkpoints are never torn, the run resumes."""
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mtl_core.checkpoint import load_checkpoint
+from mtl_core.runs import RunManager
+from mtl_core.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN = ["--tasks", "classification,segmentation", "--steps", "400", "--batch-size", "8", "--image-size", "32",
+         "--train-size", "64", "--checkpoint-every", "5", "--eval-every", "50", "--device", "cpu", "--quiet"]
+
+
+def _spawn(args, runs):
+    return subprocess.Popen([sys.executable, "-m", "mtl_core", *args, "--runs-dir", str(runs)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_step(store, run_id, step, timeout=90):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        run = store.get_run(run_id) if run_id else None
+        if run and run["step"] >= step:
+            return run["step"]
+        time.sleep(0.05)
+    raise AssertionError(f"run did not reach step {step}")
+
+
+@pytest.mark.slow
+def test_kill_9_at_random_moments_then_resume(tmp_path):
+    runs = tmp_path / "runs"
+    rng = random.Random(0)
+    proc = _spawn(["train", *TRAIN], runs)
+    store = None
+    run_id = None
+    deadline = time.time() + 60
+    while run_id is None and time.time() < deadline:
+        if (runs / "runs.sqlite").exists():
+            store = RunStore(runs)
+            listed = store.list_runs()
+            run_id = listed[0]["id"] if listed else None
+        time.sleep(0.05)
+    assert run_id, "the training process never created its run"
+    last_step = 0
+    for kill in range(3):
+        if kill:
+            proc = _spawn(["resume", run_id, "--quiet"], runs)
+        _wait_for_step(store, run_id, last_step + 6)
+        time.sleep(rng.uniform(0.0, 0.6))  # a random moment: mid-step, mid-write or mid-checkpoint
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        conn = sqlite3.connect(runs / "runs.sqlite")
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+        ck = store.latest_checkpoint(run_id)
+        assert ck is not None
+        payload = load_checkpoint(ck["path"])  # never torn
+        assert payload["step"] % 5 == 0
+        last_step = payload["step"]
+        # a dashboard starting now sees the run as interrupted
+        m = RunManager(runs, recover=True)
+        assert m.store.get_run(run_id)["status"] == "interrupted"
+    # resume from the dashboard's RunManager and let it finish quickly: the same steps continue
+    m = RunManager(runs, recover=True)
+    m.resume_run(run_id)
+    deadline = time.time() + 60
+    while m.store.get_run(run_id)["step"] < last_step + 3 and time.time() < deadline:
+        time.sleep(0.05)
+    m.stop(run_id)
+    assert m.wait(run_id, 60) == "stopped"
+    assert not list(m.store.run_dir(run_id).glob(".*.tmp")), "temporary files of killed writes are cleaned up"
+    steps = [r[0] for r in m.store.metrics(run_id, "train", "loss/classification")]
+    assert steps == sorted(set(steps)), "a resumed run redoes no step twice in its curves"
+    assert steps[0] == 1 and steps[-1] > last_step
+    events = [e["kind"] for e in m.store.events(run_id)]
+    assert events.count("resumed_from_checkpoint") >= 3
