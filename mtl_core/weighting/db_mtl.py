@@ -1,0 +1,65 @@
+"""DB-MTL: Lin, Jiang, Ye, Zhang, Chen, Chen, Liu, Kwok, "Dual-Balancing for Multi-Task Learning",
+arXiv 2308.12029, 2023.
+
+Two balances. Loss scale: every task is trained on ``log L_t`` rather than ``L_t``, so
+multiplying a loss by a constant changes nothing. Gradient magnitude: an exponential moving
+average ``m_t`` of each task's gradient (of ``log L_t``, on the shared parameters) is kept,
+with decay ``beta / n^beta_sigma`` at the n-th step (``beta`` 0.9, ``beta_sigma`` 0.5, as in
+LibMTL); the update is ``sum_t alpha_t m_t`` with ``alpha_t = max_i ||m_i|| / ||m_t||``, so every
+task contributes a gradient of the same norm, the largest one.
+
+The second balance needs per-task gradients, so this is a gradient method (kind "gradient")
+although it starts from the losses. :meth:`combine` hands the base ``log(L_t + eps)`` instead of
+``L_t``: task heads get the gradients of the log-losses too, and :meth:`combine_grads` receives
+gradients of the log-losses (``grad L_t / L_t``). Like LibMTL, it works on the shared
+parameters only (the moving average needs a gradient of fixed size). The weights reported are
+the ``alpha_t``, the weights on the averaged log-loss gradients.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtl_core.weighting.base import GradWeighting, register_weighting
+
+EPS = 1e-8  # as in LibMTL: keeps log finite at a zero loss
+
+
+@register_weighting("db_mtl")
+class DBMTL(GradWeighting):
+    citation = ("Lin, Jiang, Ye, Zhang, Chen, Chen, Liu, Kwok (2023). Dual-Balancing for Multi-Task Learning. "
+                "arXiv:2308.12029.")
+    supports_rep = False
+    defaults = {"beta": 0.9, "beta_sigma": 0.5}
+
+    def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
+        super().__init__(tasks, params, weights, rep_grad)
+        self.buffer: Tensor | None = None  # (T, D) moving average of the log-loss gradients
+        self.n = 0  # steps seen, for the decay schedule
+
+    def combine(self, losses, shared_params, step, rep=None):
+        return super().combine({t: torch.log(v + EPS) for t, v in losses.items()}, shared_params, step, rep)
+
+    def combine_grads(self, grads, losses, step):
+        """``grads (T, D)`` of the log-losses -> ``(sum_t alpha_t m_t (D,), alpha (T,))``."""
+        self.n += 1
+        if self.buffer is None or self.buffer.shape != grads.shape:
+            self.buffer = torch.zeros_like(grads)
+        self.buffer = self.buffer.to(grads)
+        decay = self.params["beta"] / self.n ** self.params["beta_sigma"]
+        self.buffer = grads + decay * (self.buffer - grads)  # (T, D)
+        norms = torch.linalg.vector_norm(self.buffer, dim=1)  # (T,)
+        alpha = norms.max() / (norms + 1e-8)  # (T,)
+        return alpha @ self.buffer, alpha  # (D,), (T,)
+
+    def state_dict(self):
+        state = {**super().state_dict(), "n": self.n}
+        if self.buffer is not None:
+            state["buffer"] = self.buffer.detach().cpu().clone()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.n = int(state.get("n", self.n))
+        if "buffer" in state:
+            self.buffer = torch.as_tensor(state["buffer"]).float()

@@ -1,0 +1,83 @@
+"""FAMO: Liu, Feng, Stone, Liu, "FAMO: Fast Adaptive Multitask Optimization",
+NeurIPS 2023.
+
+Task weights ``z = softmax(xi)`` come from logits ``xi`` with their own Adam (``lr`` 0.025,
+weight decay ``gamma`` 1e-3, as in the paper and official code). The model is trained on
+``sum_t (z_t / c) log(L_t - l_t)`` with lower bounds ``l_t = 0`` and ``c = sum_t z_t / (L_t - l_t)``
+(held constant), so every task's log-loss falls at a balanced rate. ``xi`` is then stepped with
+the gradient of ``z . delta``, ``delta_t = log L_t(prev) - log L_t(now)``: a task whose loss fell
+fast loses weight, a slow one gains it.
+
+The official code calls ``update(curr_loss)`` after the model's optimiser step, recomputing the
+losses on the same batch. That costs a second forward pass; here the update is made at the start
+of the next step instead, from the previous step's losses and this step's (a new batch, so
+``delta`` is noisier but free). The effective weights reported are ``d total / d L_t =
+z_t / (c (L_t - l_t))``, which sum to 1.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mtl_core.weighting.base import LossWeighting, register_weighting
+
+EPS = 1e-8  # as in the official code: keeps log finite when a loss reaches its bound
+
+
+@register_weighting("famo")
+class FAMO(LossWeighting):
+    citation = ("Liu, Feng, Stone, Liu (2023). FAMO: Fast Adaptive Multitask Optimization. NeurIPS.")
+    defaults = {"lr": 0.025, "gamma": 1e-3}
+
+    def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
+        super().__init__(tasks, params, weights, rep_grad)
+        self.xi = nn.Parameter(torch.zeros(len(self.tasks)))  # (T,) logits; not in parameters(): stepped here
+        self.opt = self._make_opt()
+        self.prev: Tensor | None = None  # (T,) last step's losses, detached
+
+    def _make_opt(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam([self.xi], lr=self.params["lr"], weight_decay=self.params["gamma"])
+
+    def to(self, device):
+        state = self.opt.state_dict()
+        self.xi = nn.Parameter(self.xi.detach().to(device))
+        self.opt = self._make_opt()
+        self.opt.load_state_dict(state)  # moves Adam's moments to the new device
+        return self
+
+    def _update(self, curr: Tensor) -> None:
+        delta = torch.log(self.prev.to(curr.device) + EPS) - torch.log(curr + EPS)  # (T,) >0: loss fell
+        with torch.enable_grad():
+            z = torch.softmax(self.xi, dim=0)  # (T,)
+            (d,) = torch.autograd.grad(z, self.xi, grad_outputs=delta)
+        self.opt.zero_grad(set_to_none=True)
+        self.xi.grad = d
+        self.opt.step()
+
+    def fuse(self, losses, step, shared_params):
+        if self.xi.device != losses.device:
+            self.to(losses.device)
+        curr = losses.detach().float()  # (T,)
+        if self.prev is not None:
+            self._update(curr)
+        self.prev = curr.clone()
+        z = torch.softmax(self.xi.detach(), dim=0).to(losses.dtype)  # (T,)
+        d = losses + EPS  # (T,) L_t - l_t with l_t = 0
+        c = (z / d).sum().detach()
+        total = (z / c * torch.log(d)).sum()
+        return total, (z / (c * d)).detach()
+
+    def state_dict(self):
+        state = {**super().state_dict(), "xi": self.xi.detach().cpu().clone(), "opt": self.opt.state_dict()}
+        if self.prev is not None:
+            state["prev"] = self.prev.detach().cpu().clone()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "xi" in state:
+            self.xi.data.copy_(torch.as_tensor(state["xi"]))
+        if "opt" in state:
+            self.opt.load_state_dict(state["opt"])
+        if "prev" in state:
+            self.prev = torch.as_tensor(state["prev"]).float().to(self.xi.device)

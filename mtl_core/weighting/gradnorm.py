@@ -1,0 +1,93 @@
+"""GradNorm: Chen, Badrinarayanan, Lee, Rabinovich, "GradNorm: Gradient Normalization for
+Adaptive Loss Balancing in Deep Multitask Networks", ICML 2018.
+
+Learnable task weights ``w_t`` are tuned so that the gradient norms ``G_t = ||grad_W w_t L_t||`` on
+the last shared layer ``W`` match ``mean(G) * r_t^alpha``, with ``r_t`` the relative inverse
+training rate ``(L_t / L_t(0)) / mean_i(L_i / L_i(0))``: a task that trains slower is pushed
+harder. The weights are renormalised to sum to ``T`` after each update. The model is trained on
+``sum_t w_t L_t`` with the weights detached.
+
+The weights are this method's own state, stepped by its own Adam (``lr``, default 0.025), not
+by the engine's optimiser. Since the targets are held constant (as in the paper), the
+derivative of ``sum_t |G_t - target_t|`` is ``sign(G_t - target_t) ||grad_W L_t||``: exact,
+without a second-order backward. ``W`` is the last shared tensor with at least two dimensions
+(a layer's weight, not a bias or norm scale), or the last shared tensor when none has.
+``L_t(0)`` are the losses at the first step this method sees.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from mtl_core.weighting.base import LossWeighting, register_weighting
+
+
+def last_shared_weight(shared_params: list[Tensor]) -> Tensor:
+    """The tensor GradNorm measures gradients on: the last shared layer's weight."""
+    trainable = [p for p in shared_params if p.requires_grad]
+    if not trainable:
+        raise ValueError("GradNorm needs at least one shared parameter that requires grad")
+    matrices = [p for p in trainable if p.dim() >= 2]
+    return (matrices or trainable)[-1]
+
+
+@register_weighting("gradnorm")
+class GradNorm(LossWeighting):
+    citation = ("Chen, Badrinarayanan, Lee, Rabinovich (2018). GradNorm: Gradient Normalization for Adaptive "
+                "Loss Balancing in Deep Multitask Networks. ICML.")
+    defaults = {"alpha": 1.5, "lr": 0.025}
+
+    def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
+        super().__init__(tasks, params, weights, rep_grad)
+        self.w = nn.Parameter(torch.ones(len(self.tasks)))  # (T,) not in parameters(): stepped here
+        self.opt = torch.optim.Adam([self.w], lr=self.params["lr"])
+        self.initial: Tensor | None = None  # (T,) L_t(0)
+
+    def to(self, device):
+        state = self.opt.state_dict()
+        self.w = nn.Parameter(self.w.detach().to(device))
+        self.opt = torch.optim.Adam([self.w], lr=self.params["lr"])
+        self.opt.load_state_dict(state)  # moves Adam's moments to the new device
+        return self
+
+    def fuse(self, losses, step, shared_params):
+        if self.w.device != losses.device:
+            self.to(losses.device)
+        w = self.w.detach().to(losses.dtype).clone()  # (T,) this step's weights; a copy: w is stepped below
+        total = (w * losses).sum()
+        layer = last_shared_weight(shared_params)
+        norms = []
+        for loss in losses:
+            (g,) = torch.autograd.grad(loss, layer, retain_graph=True, allow_unused=True)
+            norms.append(torch.linalg.vector_norm(g).float() if g is not None else losses.new_zeros((), dtype=torch.float))
+        norms = torch.stack(norms)  # (T,) ||grad_W L_t||
+        current = losses.detach().float()  # (T,)
+        if self.initial is None:
+            self.initial = current.clone()
+        self.initial = self.initial.to(current.device)
+        ratio = current / self.initial.clamp_min(1e-12)  # (T,) inverse training rate
+        r = ratio / ratio.mean().clamp_min(1e-12)
+        g = self.w.detach() * norms  # (T,) G_t
+        target = g.mean() * r ** self.params["alpha"]
+        self.opt.zero_grad(set_to_none=True)
+        self.w.grad = torch.sign(g - target) * norms
+        self.opt.step()
+        with torch.no_grad():  # renormalise to sum T; keep weights positive
+            self.w.clamp_(min=1e-6)
+            self.w.mul_(len(self.tasks) / self.w.sum())
+        return total, w
+
+    def state_dict(self):
+        state = {**super().state_dict(), "w": self.w.detach().cpu().clone(), "opt": self.opt.state_dict()}
+        if self.initial is not None:
+            state["initial"] = self.initial.detach().cpu().clone()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "w" in state:
+            self.w.data.copy_(torch.as_tensor(state["w"]))
+        if "opt" in state:
+            self.opt.load_state_dict(state["opt"])
+        if "initial" in state:
+            self.initial = torch.as_tensor(state["initial"]).float().to(self.w.device)

@@ -1,0 +1,43 @@
+"""IMTL-L, the loss-balance half of Impartial Multi-Task Learning: Liu et al., "Towards Impartial
+Multi-task Learning", ICLR 2021.
+
+Each task gets a learnable scale ``s_t``; the total is ``sum_t exp(s_t) L_t - s_t``. For fixed
+losses its minimum over ``s_t`` is at ``exp(s_t) L_t = 1``: every scaled loss is equal, whatever
+each loss's own scale (the paper's scale invariance). The ``s_t`` are optimised by the engine's
+optimiser together with the model (they are returned by :meth:`parameters`).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mtl_core.weighting.base import LossWeighting, register_weighting
+
+
+@register_weighting("imtl_l")
+class IMTLL(LossWeighting):
+    citation = "Liu, Li, Kuang, Xue, Chen, Yang, Liao, Zhang (2021). Towards Impartial Multi-task Learning. ICLR."
+
+    def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
+        super().__init__(tasks, params, weights, rep_grad)
+        self.scale = nn.Parameter(torch.zeros(len(self.tasks)))  # (T,) log of each task's weight
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [self.scale]
+
+    def to(self, device):
+        self.scale.data = self.scale.data.to(device)  # in place: the optimiser keeps the same object
+        return self
+
+    def fuse(self, losses, step, shared_params):
+        s = self.scale.to(losses.dtype)  # (T,)
+        total = (torch.exp(s) * losses - s).sum()
+        return total, torch.exp(s).detach()
+
+    def state_dict(self):
+        return {**super().state_dict(), "scale": self.scale.detach().cpu().clone()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        if "scale" in state:
+            self.scale.data.copy_(torch.as_tensor(state["scale"], dtype=self.scale.dtype))

@@ -1,0 +1,61 @@
+"""Smooth Tchebycheff scalarisation (STCH): Lin, Zhang, Yang, Liu, Wang, Zhang, "Smooth Tchebycheff
+Scalarization for Multi-Objective Optimization", ICML 2024.
+
+``total = T mu log sum_t exp(x_t / mu)`` with ``x_t = log(L_t / n_t)``: a smooth maximum of the
+normalised log-losses, so the task furthest behind its reference gets most of the weight; as
+``mu -> 0`` it becomes the Tchebycheff max. The reported weights are ``T softmax(x / mu)``, the
+weights on the normalised log-losses (they sum to ``T``).
+
+As in LibMTL's STCH, a warm-up trains on ``sum_t log L_t`` (weights 1) while it records the
+reference ``n_t``. LibMTL counts the warm-up in epochs and records ``n`` over its last one; here
+the warm-up is the first ``warmup`` steps and ``n_t`` is the mean loss over all of them (runs are
+counted in steps and may have no epochs).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtl_core.weighting.base import LossWeighting, register_weighting
+
+EPS = 1e-20  # as in LibMTL: keeps log finite at a zero loss
+
+
+@register_weighting("stch")
+class SmoothTchebycheff(LossWeighting):
+    citation = ("Lin, Zhang, Yang, Liu, Wang, Zhang (2024). Smooth Tchebycheff Scalarization for "
+                "Multi-Objective Optimization. ICML.")
+    defaults = {"mu": 1.0, "warmup": 100.0}
+
+    def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
+        super().__init__(tasks, params, weights, rep_grad)
+        self._sum = [0.0] * len(self.tasks)  # losses summed over the warm-up
+        self._count = 0
+        self.nadir: Tensor | None = None  # (T,) reference losses once the warm-up is done
+
+    def fuse(self, losses, step, shared_params):
+        k = len(self.tasks)
+        if self.nadir is None:
+            for i, v in enumerate(losses.detach().float().cpu().tolist()):
+                self._sum[i] += v
+            self._count += 1
+            if self._count >= max(1, int(self.params["warmup"])):
+                self.nadir = torch.tensor([s / self._count for s in self._sum])
+            return torch.log(losses + EPS).sum(), torch.ones_like(losses)
+        x = torch.log(losses / self.nadir.to(losses) + EPS)  # (T,)
+        mu = self.params["mu"]
+        total = k * mu * torch.logsumexp(x / mu, dim=0)  # logsumexp: stable for small mu
+        return total, (k * torch.softmax(x.detach() / mu, dim=0))
+
+    def state_dict(self):
+        state = {**super().state_dict(), "sum": list(self._sum), "count": self._count}
+        if self.nadir is not None:
+            state["nadir"] = self.nadir.cpu().clone()
+        return state
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self._sum = [float(x) for x in state.get("sum", self._sum)]
+        self._count = int(state.get("count", self._count))
+        if "nadir" in state:
+            self.nadir = torch.as_tensor(state["nadir"]).float().cpu()
