@@ -1,0 +1,64 @@
+"""PCGrad: project each task gradient onto the normal plane of the gradients it conflicts with.
+
+Yu, T., Kumar, S., Gupta, A., Levine, S., Hausman, K. and Finn, C. "Gradient Surgery for
+Multi-Task Learning." NeurIPS 2020.
+
+For each task ``i`` and every other task ``j`` in a random order: if ``g_i^pc . g_j < 0``,
+``g_i^pc -= (g_i^pc . g_j) / ||g_j||^2 g_j``; the update is ``sum_i g_i^pc``. The random order
+comes from the method's own generator, seeded by ``seed``, so a run is reproducible and resumes
+where it stopped. The projections are done on coefficients over the Gram matrix
+(``g_i^pc = sum_j C_ij g_j``), which gives the exact effective weights ``sum_i C_ij``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from mtl_core.weighting.base import GradWeighting, register_weighting
+from mtl_core.weighting.grad_utils import combine_rows, gram
+
+
+def other_tasks_in_order(t: int, i: int, generator: torch.Generator) -> list[int]:
+    """Every task but ``i``, in a random order drawn from ``generator``."""
+    return [j for j in torch.randperm(t, generator=generator).tolist() if j != i]
+
+
+@register_weighting("pcgrad")
+class PCGrad(GradWeighting):
+    supports_params = True
+    supports_rep = True
+    defaults = {"seed": 0.0}
+    citation = "Yu et al., 'Gradient Surgery for Multi-Task Learning', NeurIPS 2020."
+
+    def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
+                 weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
+        super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
+        self.generator = torch.Generator().manual_seed(int(self.params["seed"]))
+
+    def coefficients(self, m: Tensor) -> Tensor:
+        """``C (T, T)`` with ``g_i^pc = sum_j C_ij g_j``, given the Gram matrix ``m (T, T)``."""
+        t = m.shape[0]
+        c = torch.eye(t, dtype=torch.float64)  # (T, T)
+        for i in range(t):
+            for j in other_tasks_in_order(t, i, self.generator):
+                dot = float(c[i] @ m[:, j])  # g_i^pc . g_j
+                if dot < 0 and m[j, j] > 0:
+                    c[i, j] -= dot / float(m[j, j])
+        return c
+
+    def project(self, grads: Tensor) -> Tensor:
+        """The projected task gradients ``(T, D)`` (draws from the generator)."""
+        return self.coefficients(gram(grads)).to(grads) @ grads  # (T, D)
+
+    def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        return combine_rows(self.coefficients(gram(grads)).sum(0), grads)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
