@@ -1,0 +1,51 @@
+"""UPGrad: average the projections of the task gradients onto the dual cone of all of them.
+
+Quinton, P. and Rey, V. "Jacobian Descent for Multi-Objective Optimization." arXiv:2406.16232, 2024.
+
+The dual cone of the rows of the Jacobian ``J = G`` is the set of directions ``d`` with
+``g_t . d >= 0`` for every task. UPGrad projects each ``g_i`` onto it and averages:
+``d = (1/T) sum_i pi(g_i)``, so the update conflicts with no task and equals the mean gradient
+when no pair of gradients conflicts. By the paper's Proposition 1, ``pi(J^T u) = J^T v`` with
+``v = argmin v^T M v`` subject to ``v >= u`` (``M = J J^T``); here each such QP (one per task,
+``u = e_i / T``) is solved exactly with scipy's bounded-variable least squares on a square root of
+``M``. As the reference implementation (torchjd, also in LibMTL), ``M`` is first divided by its
+trace (skipped under ``norm_eps``) and ``reg_eps`` is added to its diagonal; defaults are theirs.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.optimize import lsq_linear
+from torch import Tensor
+
+from mtl_core.weighting.base import GradWeighting, register_weighting
+from mtl_core.weighting.grad_utils import combine_rows, gram
+
+
+def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``v`` minimising ``v^T m v`` subject to ``v >= u``, for a positive semi-definite ``m (T, T)``."""
+    lam, vec = np.linalg.eigh(m)
+    root = np.sqrt(np.clip(lam, 0.0, None))[:, None] * vec.T  # (T, T), root^T root = m
+    res = lsq_linear(root, np.zeros(m.shape[0]), bounds=(u, np.inf), method="bvls", tol=1e-12)
+    return np.maximum(res.x, u)
+
+
+def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> Tensor:
+    """UPGrad's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)``."""
+    t = m.shape[0]
+    trace = float(m.diagonal().sum())
+    mn = (m / trace if trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(t)
+    w = sum(dual_cone_weights(mn, np.eye(t)[i] / t) for i in range(t))
+    return torch.from_numpy(np.asarray(w, dtype=np.float64))
+
+
+@register_weighting("upgrad")
+class UPGrad(GradWeighting):
+    supports_params = True
+    supports_rep = True
+    defaults = {"norm_eps": 1e-4, "reg_eps": 1e-4}
+    citation = "Quinton & Rey, 'Jacobian Descent for Multi-Objective Optimization', arXiv:2406.16232, 2024 (UPGrad)."
+
+    def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        w = upgrad_weights(gram(grads), float(self.params["norm_eps"]), float(self.params["reg_eps"]))
+        return combine_rows(w, grads)
