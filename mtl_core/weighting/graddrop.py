@@ -1,0 +1,59 @@
+"""GradDrop (Gradient Sign Dropout): keep, per coordinate, only one sign of the task gradients.
+
+Chen, Z., Ngiam, J., Huang, Y., Luong, T., Kretzschmar, H., Chai, Y. and Anguelov, D.
+"Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign Dropout." NeurIPS 2020.
+
+Per coordinate, the positive sign purity ``P = (1 + sum_t g_t / sum_t |g_t|) / 2``; with
+``U ~ Uniform(0, 1)`` drawn once per coordinate, the positive task gradients are kept where
+``P > U`` and the negative ones where ``P < U``; a task's dropped entries are scaled by ``leak``
+instead of zeroed (0 by default, as LibMTL). So where the tasks agree on a sign nothing is dropped,
+and where they disagree the sign the majority of the gradient mass points to wins more often.
+GradDrop is defined on activations (use ``rep_grad``); on parameters it works coordinate-wise
+the same way. Simplification: the method sees one flat gradient per task, so ``P`` is taken per
+coordinate of the flattened activation gradient, without the paper's sign-of-input correction
+and sum over the batch (the paper's ``sum_batch sign(A) dL/dA``). ``U`` comes from the method's
+own generator, seeded by ``seed``. The result leaves the span of the task gradients, so the
+reported weights are least-squares coefficients (``grad_utils.lstsq_weights``).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from mtl_core.errors import ConfigError
+from mtl_core.weighting.base import GradWeighting, register_weighting
+from mtl_core.weighting.grad_utils import lstsq_weights
+
+
+@register_weighting("graddrop")
+class GradDrop(GradWeighting):
+    supports_params = True
+    supports_rep = True
+    defaults = {"leak": 0.0, "seed": 0.0}
+    citation = ("Chen et al., 'Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
+                "Dropout', NeurIPS 2020.")
+
+    def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
+                 weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
+        super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
+        if not 0.0 <= self.params["leak"] <= 1.0:
+            raise ConfigError("weighting.params.leak", f"leak={self.params['leak']} is outside [0, 1]; 0 drops fully, 1 keeps all")
+        self.generator = torch.Generator().manual_seed(int(self.params["seed"]))
+
+    def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        leak = float(self.params["leak"])
+        purity = 0.5 * (1.0 + grads.sum(0) / (grads.abs().sum(0) + 1e-12))  # (D,) in [0, 1]
+        u = torch.rand(purity.shape, generator=self.generator).to(purity.device)  # (D,)
+        keep = ((purity > u) & (grads > 0)) | ((purity < u) & (grads < 0))  # (T, D)
+        g = (grads * (leak + (1.0 - leak) * keep.to(grads.dtype))).sum(0)  # (D,)
+        return g, lstsq_weights(grads, g).to(device=grads.device, dtype=grads.dtype)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        if "generator" in state:
+            self.generator.set_state(state["generator"])
