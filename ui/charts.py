@@ -1,0 +1,267 @@
+"""Plotly figures shared by the dashboard's pages: training curves with EMA smoothing, task-weight
+curves, event markers (weight changes) and the Pareto scatter. Plotly and pandas only: no
+Streamlit, no torch, so every function here can be timed and tested headless.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from ui.metrics import MetricCache, downsample, downsample_indices, ema, front_line, pareto_front
+
+PALETTE = qualitative.Plotly + qualitative.D3
+MAX_POINTS = 1000  # per series: a browser draws this many SVG points without lag
+EVENT_COLOR = "rgba(120,120,120,0.8)"
+
+
+@dataclass(frozen=True)
+class TaskMeta:
+    """What a chart needs to know about a task: its primary metric and that metric's direction."""
+
+    name: str
+    primary: str = ""
+    higher_is_better: bool = True
+    title: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.title or self.name.replace("_", " ").capitalize()
+
+
+def _scatter(**kwargs: Any) -> dict:
+    return {"type": "scatter", **kwargs}
+
+
+def figure(traces: list[dict], layout: dict) -> go.Figure:
+    """A figure from plain trace/layout dicts, without plotly's per-property validation: it costs
+    ~50 ms per figure and the live page redraws several figures every second. The dicts here are
+    fixed by this module (and validated in its tests), never built from user input."""
+    try:
+        return go.Figure(data=traces, layout=layout, _validate=False)
+    except TypeError:  # a plotly without the private switch: validate, slower but correct
+        return go.Figure(data=traces, layout=layout)
+
+
+def colors(names: Sequence[str]) -> dict[str, str]:
+    """A stable colour per name (tasks or runs), in order."""
+    return {n: PALETTE[i % len(PALETTE)] for i, n in enumerate(names)}
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def smoothed_traces(steps: np.ndarray, values: np.ndarray, smoothing: float, name: str, color: str,
+                    yaxis: str = "y", xaxis: str = "x", legendgroup: str | None = None,
+                    showlegend: bool = True, max_points: int = MAX_POINTS) -> list[dict]:
+    """The raw series, faint, and its debiased EMA on top; both thinned to ``max_points``.
+
+    Smoothing runs on every raw point first, so thinning never changes the smoothed curve."""
+    if len(values) == 0:
+        return []
+    group = legendgroup or name
+    idx = downsample_indices(values, max_points)
+    traces = []
+    if smoothing > 0:
+        traces.append(_scatter(x=steps[idx], y=values[idx], mode="lines", name=f"{name} (raw)",
+                                 line=dict(color=_rgba(color, 0.25), width=1), legendgroup=group,
+                                 showlegend=False, hoverinfo="skip", xaxis=xaxis, yaxis=yaxis))
+    smooth = ema(values, smoothing)
+    traces.append(_scatter(x=steps[idx], y=smooth[idx], mode="lines", name=name, line=dict(color=color, width=2),
+                             legendgroup=group, showlegend=showlegend, xaxis=xaxis, yaxis=yaxis,
+                             hovertemplate="step %{x}<br>%{y:.4g}<extra>" + html.escape(name) + "</extra>"))
+    return traces
+
+
+def event_shapes(events: Sequence[Mapping[str, Any]], tasks: Sequence[str] | None = None,
+                 short: Mapping[str, str] | None = None) -> tuple[list[dict], list[dict]]:
+    """Vertical lines (and their labels) at each task-weight change: ``(shapes, annotations)``
+    for a figure's layout; the label lists the weights that changed, e.g. ``w: seg 1→2``."""
+    shapes, notes = [], []
+    for ev in events:
+        if ev.get("kind") != "weights":
+            continue
+        step = ev["step"]
+        payload = ev.get("payload") or {}
+        old, new = payload.get("old", {}), payload.get("new", {})
+        changed = [t for t in (tasks or new) if t in new and float(new[t]) != float(old.get(t, np.nan))]
+        parts = [f"{(short or {}).get(t, t[:4])} {_num(old.get(t))}→{_num(new[t])}" for t in changed]
+        shapes.append(dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
+                           line=dict(color=EVENT_COLOR, width=1, dash="dot")))
+        notes.append(dict(x=step, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+                          text="w: " + (", ".join(parts) if parts else "changed"), font=dict(size=10, color="#555"),
+                          hovertext=f"step {step}: task weights " + ", ".join(f"{t} {_num(old.get(t))} → {_num(new[t])}"
+                                                                            for t in changed)))
+    return shapes, notes
+
+
+def _num(v: Any) -> str:
+    return "?" if v is None else f"{float(v):g}"
+
+
+def _base_layout(title: str, height: int, uirevision: str) -> dict:
+    return dict(title=dict(text=title, x=0, xanchor="left", font=dict(size=14)), height=height,
+                margin=dict(l=50, r=10, t=56, b=36), uirevision=uirevision, hovermode="x unified",
+                legend=dict(orientation="h", yanchor="bottom", y=1.0, x=1, xanchor="right", font=dict(size=10)))
+
+
+def task_figure(cache: MetricCache, meta: TaskMeta, smoothing: float, log_y: bool = False,
+                events: Sequence[Mapping[str, Any]] = (), color: str = PALETTE[0],
+                uirevision: str = "") -> go.Figure:
+    """One task's panel: training loss (raw faint + EMA) and validation loss on top, validation
+    metrics below, on a shared step axis; weight changes as dotted vertical lines."""
+    t = meta.name
+    traces: list[dict] = []
+    steps, values = cache.get("train", f"loss/{t}")
+    traces += smoothed_traces(steps, values, smoothing, "train loss", color)
+    vs, vv = cache.get("val", f"loss/{t}")
+    if len(vv):
+        vs, vv = downsample(vs, vv, MAX_POINTS)
+        traces.append(_scatter(x=vs, y=vv, mode="lines+markers", name="val loss",
+                                 line=dict(color=color, width=1.5, dash="dash"), marker=dict(size=5)))
+    metric_keys = [k for k in cache.keys("val") if k.startswith(f"{t}/")]
+    metric_keys.sort(key=lambda k: (k != f"{t}/{meta.primary}", k))  # primary first
+    for i, key in enumerate(metric_keys):
+        ms, mv = downsample(*cache.get("val", key), MAX_POINTS)
+        primary = i == 0 and key == f"{t}/{meta.primary}"
+        arrow = ("↑" if meta.higher_is_better else "↓") if primary else ""
+        traces.append(_scatter(x=ms, y=mv, mode="lines+markers", name=f"val {key.split('/', 1)[1]}{arrow}",
+                                 xaxis="x2", yaxis="y2", marker=dict(size=5 if primary else 3),
+                                 line=dict(color=PALETTE[(i + 3) % len(PALETTE)], width=2 if primary else 1)))
+    layout = _base_layout(meta.label, 360, uirevision)
+    shapes, notes = event_shapes(events, [t])
+    layout.update(
+        xaxis=dict(domain=[0, 1], anchor="y", matches="x2", showticklabels=False),
+        yaxis=dict(domain=[0.45, 1], title=dict(text="loss", font=dict(size=11)), type="log" if log_y else "linear"),
+        xaxis2=dict(domain=[0, 1], anchor="y2", title=dict(text="step", font=dict(size=11))),
+        yaxis2=dict(domain=[0, 0.36], title=dict(text="val", font=dict(size=11))),
+        shapes=shapes, annotations=notes,
+    )
+    if not metric_keys:
+        layout["annotations"] = notes + [dict(text="validation metrics appear after the first evaluation",
+                                              xref="x2 domain", yref="y2 domain", x=0.5, y=0.5, showarrow=False,
+                                              font=dict(size=11, color="#888"))]
+    return figure(traces, layout)
+
+
+def weights_figure(cache: MetricCache, tasks: Sequence[str], events: Sequence[Mapping[str, Any]] = (),
+                   task_colors: Mapping[str, str] | None = None, uirevision: str = "") -> go.Figure:
+    """The effective per-task weights the weighting method used at each step."""
+    cols = task_colors or colors(tasks)
+    traces = []
+    for t in tasks:
+        s, v = cache.get("train", f"weight/{t}")
+        if len(v):
+            s, v = downsample(s, v, MAX_POINTS)
+            traces.append(_scatter(x=s, y=v, mode="lines", name=t, line=dict(color=cols[t], width=2)))
+    layout = _base_layout("Effective task weights", 300, uirevision)
+    shapes, notes = event_shapes(events, tasks)
+    layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))), yaxis=dict(title=dict(text="weight")),
+                  shapes=shapes, annotations=notes)
+    return figure(traces, layout)
+
+
+def total_loss_figure(cache: MetricCache, smoothing: float, log_y: bool = False,
+                      events: Sequence[Mapping[str, Any]] = (), uirevision: str = "") -> go.Figure:
+    """The weighted total training loss (what the optimiser minimises)."""
+    s, v = cache.get("train", "loss/total")
+    traces = smoothed_traces(s, v, smoothing, "total loss", "#444444")
+    layout = _base_layout("Total (weighted) training loss", 300, uirevision)
+    shapes, notes = event_shapes(events)
+    layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))),
+                  yaxis=dict(type="log" if log_y else "linear", title=dict(text="loss")),
+                  shapes=shapes, annotations=notes, showlegend=False)
+    return figure(traces, layout)
+
+
+@dataclass
+class LiveView:
+    """Everything the live page draws for one run at one moment."""
+
+    run: dict[str, Any]
+    tasks: list[str]
+    figures: dict[str, go.Figure] = field(default_factory=dict)  # stable key -> figure
+    events: list[dict[str, Any]] = field(default_factory=list)
+    new_rows: int = 0
+
+
+def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = False,
+                 cache: MetricCache | None = None, meta: Mapping[str, TaskMeta] | None = None) -> LiveView | None:
+    """One refresh of the live page: read the rows new since ``cache`` last looked, then build
+    the task panels, the total-loss and the weights figures. ``None`` when the run is gone."""
+    run = store.get_run(run_id)
+    if run is None:
+        return None
+    cache = cache if cache is not None and cache.run_id == run_id else MetricCache(run_id)
+    all_events = store.events(run_id)
+    events = [e for e in all_events if e["kind"] == "weights"]
+    resumes = sum(e["kind"] == "resumed_from_checkpoint" for e in all_events)
+    added = cache.update(store, generation=resumes)
+    tasks = list(run["config"].get("tasks", []))
+    memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step)
+    previous = cache.memo.get("live")
+    if previous is not None and previous[0] == memo_key:  # nothing new: the same figures, no rebuild
+        return LiveView(run=run, tasks=tasks, figures=previous[1], events=events, new_rows=added)
+    meta = meta or {}
+    task_colors = colors(tasks)
+    figs: dict[str, go.Figure] = {}
+    for t in tasks:
+        figs[f"task:{t}"] = task_figure(cache, meta.get(t, TaskMeta(t)), smoothing, log_y, events,
+                                        task_colors[t], uirevision=run_id)
+    figs["total"] = total_loss_figure(cache, smoothing, log_y, events, uirevision=run_id)
+    figs["weights"] = weights_figure(cache, tasks, events, task_colors, uirevision=run_id)
+    cache.memo["live"] = (memo_key, figs)
+    return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added)
+
+
+def compare_figure(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, smoothing: float = 0.0,
+                   log_y: bool = False, run_colors: Mapping[str, str] | None = None, y_title: str = "",
+                   height: int = 320) -> go.Figure:
+    """One curve per run (``series``: run label -> (steps, values)), smoothed when asked."""
+    cols = run_colors or colors(list(series))
+    traces: list[dict] = []
+    for label, (s, v) in series.items():
+        if len(v) > 1 and smoothing > 0:
+            traces += smoothed_traces(np.asarray(s), np.asarray(v, dtype=float), smoothing, label, cols[label])
+        elif len(v):
+            s2, v2 = downsample(s, v, MAX_POINTS)
+            traces.append(_scatter(x=s2, y=v2, mode="lines+markers" if len(v2) < 60 else "lines", name=label,
+                                     line=dict(color=cols[label], width=2), marker=dict(size=5)))
+    layout = _base_layout(title, height, "compare")
+    layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))),
+                  yaxis=dict(type="log" if log_y else "linear", title=dict(text=y_title, font=dict(size=11))))
+    return figure(traces, layout)
+
+
+def pareto_figure(names: Sequence[str], x: Sequence[float], y: Sequence[float], x_title: str, y_title: str,
+                  maximize_x: bool = True, maximize_y: bool = True,
+                  highlight: str | None = None) -> go.Figure:
+    """One point per run, the Pareto front (each axis in its own direction) drawn as a line."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    on = pareto_front(xs, ys, maximize_x, maximize_y)
+    fx, fy = front_line(xs, ys, on)
+    traces = [
+        _scatter(x=fx, y=fy, mode="lines", name="Pareto front", line=dict(color="#d62728", width=2, dash="dash"),
+                   hoverinfo="skip"),
+        _scatter(x=xs[~on], y=ys[~on], mode="markers+text", name="dominated", text=np.asarray(names)[~on],
+                   textposition="top center", marker=dict(size=10, color="#9aa5b1")),
+        _scatter(x=xs[on], y=ys[on], mode="markers+text", name="on the front", text=np.asarray(names)[on],
+                   textposition="top center", marker=dict(size=12, color="#d62728", symbol="diamond")),
+    ]
+    if highlight is not None and highlight in names:
+        i = list(names).index(highlight)
+        traces.append(_scatter(x=[xs[i]], y=[ys[i]], mode="markers", name="baseline",
+                                 marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="#222", width=2))))
+    arrow_x = "→ better" if maximize_x else "← better"
+    arrow_y = "↑ better" if maximize_y else "↓ better"
+    layout = _base_layout("Trade-off between two tasks", 420, "pareto")
+    layout.update(hovermode="closest", xaxis=dict(title=dict(text=f"{x_title} ({arrow_x})")),
+                  yaxis=dict(title=dict(text=f"{y_title} ({arrow_y})")))
+    return figure(traces, layout)

@@ -1,0 +1,230 @@
+"""Tables and series for the dashboard's charts: pure pandas/numpy, no Streamlit, no torch.
+
+- :func:`ema`: TensorBoard's debiased exponential moving average;
+- :func:`downsample`: at most ``max_points`` per series for plotting, keeping every bucket's
+  extremes (so spikes stay visible) and the first and last points;
+- :func:`delta_m`: the multi-task score of Maninis et al. (2019), "Attentive Single-Tasking of
+  Multiple Tasks", CVPR (as popularised by Vandenhende et al., 2021, TPAMI);
+- :func:`pareto_front`: which points no other point beats on both axes;
+- :class:`MetricCache`: a run's metric rows read incrementally from the run store.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns
+COLUMNS = ["step", "split", "key", "value", "wall"]
+
+
+def rows_to_frame(rows: Iterable[Row]) -> pd.DataFrame:
+    """Run-store metric rows -> a DataFrame with columns step, split, key, value, wall."""
+    df = pd.DataFrame(list(rows), columns=COLUMNS)
+    df["value"] = pd.to_numeric(df["value"], errors="coerce")  # None (a NaN/inf the store refused) -> NaN
+    return df
+
+
+def ema(values: Sequence[float] | np.ndarray, smoothing: float) -> np.ndarray:
+    """Debiased exponential moving average, as TensorBoard smooths its scalars.
+
+    ``s_t = sum_i w^i x_{t-i} / sum_i w^i`` with ``w = smoothing``: the zero start of a plain EMA
+    is divided out, so the first smoothed point equals the first raw point and a constant series
+    stays constant. Non-finite points are passed through and do not update the average.
+    """
+    x = np.asarray(values, dtype=float)
+    w = min(max(float(smoothing), 0.0), 0.999)
+    if w == 0.0 or x.size == 0:
+        return x.copy()
+    out = x.copy()
+    ok = np.isfinite(x)
+    if ok.any():
+        # pandas' adjusted EWM is exactly this normalised sum, computed in C
+        out[ok] = pd.Series(x[ok]).ewm(alpha=1.0 - w, adjust=True).mean().to_numpy()
+    return out
+
+
+def downsample_indices(values: Sequence[float] | np.ndarray, max_points: int = 1000) -> np.ndarray:
+    """Indices (sorted) of at most ``max_points`` points to plot: the first, the last, and the
+    minimum and maximum of each of ``(max_points - 2) // 2`` equal buckets in between."""
+    y = np.asarray(values, dtype=float)
+    n = y.size
+    max_points = max(2, int(max_points))
+    if n <= max_points:
+        return np.arange(n)
+    k = (max_points - 2) // 2
+    if k == 0:
+        return np.array([0, n - 1])
+    inner = np.arange(1, n - 1)
+    bucket = (np.arange(n - 2) * k) // (n - 2)  # (n-2,) bucket of each inner point, in order
+    key = np.where(np.isfinite(y[inner]), y[inner], np.inf)  # a NaN never hides a real extreme
+    order = np.lexsort((key, bucket))  # by bucket, then by value
+    b_sorted = bucket[order]
+    first = np.r_[True, b_sorted[1:] != b_sorted[:-1]]
+    last = np.r_[b_sorted[1:] != b_sorted[:-1], True]
+    picks = inner[np.r_[order[first], order[last]]]
+    return np.unique(np.r_[0, picks, n - 1])
+
+
+def downsample(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
+               max_points: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` thinned to at most ``max_points`` points (see :func:`downsample_indices`)."""
+    xa, ya = np.asarray(x), np.asarray(y, dtype=float)
+    idx = downsample_indices(ya, max_points)
+    return xa[idx], ya[idx]
+
+
+def delta_m(metrics: Mapping[str, float], baseline: Mapping[str, float],
+            higher_is_better: Mapping[str, bool]) -> float | None:
+    """Multi-task score Δm in percent (Maninis et al., 2019):
+    ``mean_t (-1)^{l_t} (M_t - M_b,t) / M_b,t * 100`` with ``l_t = 1`` where lower is better,
+    over the tasks both runs have (and whose baseline value is a non-zero number).
+    ``metrics`` and ``baseline`` map a task to its primary metric; ``None`` when nothing is shared."""
+    terms = []
+    for task, m in metrics.items():
+        b = baseline.get(task)
+        if task not in higher_is_better or not _finite(m) or not _finite(b) or b == 0:
+            continue
+        sign = 1.0 if higher_is_better[task] else -1.0
+        terms.append(sign * (float(m) - float(b)) / abs(float(b)) * 100.0)
+    return float(np.mean(terms)) if terms else None
+
+
+def pareto_front(x: Sequence[float], y: Sequence[float], maximize_x: bool = True,
+                 maximize_y: bool = True) -> np.ndarray:
+    """Boolean mask of the points no other point dominates (at least as good on both axes and
+    strictly better on one), each axis in its own direction. NaN points are never on the front."""
+    xs = np.asarray(x, dtype=float) * (1 if maximize_x else -1)
+    ys = np.asarray(y, dtype=float) * (1 if maximize_y else -1)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    ge = (xs[None, :] >= xs[:, None]) & (ys[None, :] >= ys[:, None])  # [i, j]: j at least as good as i
+    gt = (xs[None, :] > xs[:, None]) | (ys[None, :] > ys[:, None])
+    dominated = (ge & gt & ok[None, :]).any(axis=1)
+    return ok & ~dominated
+
+
+def front_line(x: Sequence[float], y: Sequence[float], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The front's points (``mask`` from :func:`pareto_front`) sorted by x, for drawing as a line."""
+    xs, ys = np.asarray(x, dtype=float)[mask], np.asarray(y, dtype=float)[mask]
+    order = np.argsort(xs, kind="stable")
+    return xs[order], ys[order]
+
+
+def final_metrics(rows: Iterable[Row]) -> tuple[dict[str, float], str | None]:
+    """A run's final evaluation: the ``test`` split's metrics when present, else the last ``val``
+    step's. Returns ``({"<task>/<metric>" or "loss/<task>": value}, split or None)``."""
+    by_split: dict[str, dict[int, dict[str, float]]] = {}
+    for step, split, key, value, _ in rows:
+        if split in ("val", "test"):
+            by_split.setdefault(split, {}).setdefault(int(step), {})[key] = _nan(value)
+    for split in ("test", "val"):
+        steps = by_split.get(split)
+        if steps:
+            return dict(steps[max(steps)]), split
+    return {}, None
+
+
+def primary_values(final: Mapping[str, float], primary: Mapping[str, str]) -> dict[str, float]:
+    """``{task: value of its primary metric}`` from :func:`final_metrics` output."""
+    return {t: final[f"{t}/{m}"] for t, m in primary.items() if f"{t}/{m}" in final}
+
+
+def format_duration(seconds: float | None) -> str:
+    """``3725`` -> ``'1h 02m'``, ``75`` -> ``'1m 15s'``, ``None`` -> ``'–'``."""
+    if seconds is None or not _finite(seconds) or seconds < 0:
+        return "–"
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m {s % 60:02d}s"
+    return f"{s}s"
+
+
+def run_duration(run: Mapping[str, Any]) -> float | None:
+    """Seconds from start to finish (or to the last update while it runs)."""
+    start = run.get("started")
+    end = run.get("finished") or run.get("updated")
+    return float(end) - float(start) if start and end else None
+
+
+@dataclass
+class MetricCache:
+    """One run's metric series, read from the run store a few new rows at a time.
+
+    Each :meth:`update` reads only rows at or after the last step seen (the rows of that step are
+    re-read, because a step's validation rows can land after its training rows) and falls back to
+    a full read when the store holds rows this cache never saw (a run resumed from an earlier
+    checkpoint writes steps again)."""
+
+    run_id: str
+    last_step: int = -1
+    count: int = 0
+    generation: int = 0
+    series: dict[tuple[str, str], tuple[list[int], list[float]]] = field(default_factory=dict)
+    memo: dict[str, Any] = field(default_factory=dict)  # derived results (figures) keyed by what they used
+
+    def update(self, store: Any, generation: int = 0) -> int:
+        """Read new rows from ``store`` (a RunStore); returns how many rows were added.
+
+        ``generation`` changes when the run's history was rewritten (e.g. the number of times it
+        was resumed from a checkpoint, which forgets the metrics past that checkpoint): the cache
+        then starts over."""
+        total = store.metric_count(self.run_id)
+        if generation != self.generation or total < self.count:  # rows were removed: start over
+            self._reset(generation)
+        if total == self.count:
+            return 0
+        rows = store.metrics(self.run_id, since_step=self.last_step - 1)
+        self._drop_from(self.last_step)
+        added = self._add(rows)
+        if self.count < total:  # rows before last_step appeared: read everything again
+            self._reset(generation)
+            added = self._add(store.metrics(self.run_id))
+        return added
+
+    def _reset(self, generation: int) -> None:
+        self.series.clear()
+        self.memo.clear()
+        self.count = 0
+        self.last_step = -1
+        self.generation = generation
+
+    def _drop_from(self, step: int) -> None:
+        for key, (steps, values) in self.series.items():
+            while steps and steps[-1] >= step:
+                steps.pop()
+                values.pop()
+                self.count -= 1
+
+    def _add(self, rows: list[Row]) -> int:
+        for step, split, key, value, _ in rows:
+            steps, values = self.series.setdefault((split, key), ([], []))
+            steps.append(int(step))
+            values.append(_nan(value))
+        self.count += len(rows)
+        if rows:
+            self.last_step = max(self.last_step, int(rows[-1][0]))
+        return len(rows)
+
+    def get(self, split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(steps, values)`` arrays of one series (empty when absent)."""
+        steps, values = self.series.get((split, key), ([], []))
+        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=float)
+
+    def keys(self, split: str) -> list[str]:
+        return sorted(k for s, k in self.series if s == split)
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _nan(v: Any) -> float:
+    return float(v) if v is not None else float("nan")
