@@ -15,7 +15,7 @@ when gradients are tiny.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -52,10 +52,12 @@ class CAGrad(GradWeighting):
                  weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
         super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
         if self.params["c"] < 0:
-            raise ConfigError("weighting.params.c", f"c={self.params['c']} is negative; use c >= 0 (the paper uses 0.5)")
+            raise ConfigError("weighting.params.c",
+                              f"c={self.params['c']} is negative; use c >= 0 (the paper uses 0.5)")
         if self.params["rescale"] not in (0, 1, 2):
             raise ConfigError("weighting.params.rescale",
-                              f"{self.params['rescale']} is not a rescale mode; use 0 (none), 1 (1/(1+c^2)) or 2 (1/(1+c))")
+                              f"{self.params['rescale']} is not a rescale mode; "
+                              "use 0 (none), 1 (1/(1+c^2)) or 2 (1/(1+c))")
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         t = grads.shape[0]

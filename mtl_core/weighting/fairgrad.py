@@ -12,7 +12,7 @@ exactly), so the start is on the right scale whatever the gradients' size.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,8 @@ class FairGrad(GradWeighting):
                  weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
         super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
         if self.params["alpha"] <= 0:
-            raise ConfigError("weighting.params.alpha", f"alpha={self.params['alpha']} must be positive (1 is proportional fairness)")
+            raise ConfigError("weighting.params.alpha",
+                              f"alpha={self.params['alpha']} must be positive (1 is proportional fairness)")
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return combine_rows(fairgrad_weights(gram(grads), float(self.params["alpha"])), grads)

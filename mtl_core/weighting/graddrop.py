@@ -17,7 +17,8 @@ reported weights are least-squares coefficients (``grad_utils.lstsq_weights``).
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,7 +40,8 @@ class GradDrop(GradWeighting):
                  weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
         super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
         if not 0.0 <= self.params["leak"] <= 1.0:
-            raise ConfigError("weighting.params.leak", f"leak={self.params['leak']} is outside [0, 1]; 0 drops fully, 1 keeps all")
+            raise ConfigError("weighting.params.leak",
+                              f"leak={self.params['leak']} is outside [0, 1]; 0 drops fully, 1 keeps all")
         self.generator = torch.Generator().manual_seed(int(self.params["seed"]))
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:

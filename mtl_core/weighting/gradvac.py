@@ -20,7 +20,8 @@ Like PCGrad it works on coefficients over the Gram matrix, which gives exact eff
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -11,7 +11,7 @@ The reported weights are on the raw gradients, ``w_t / n_t``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -39,12 +39,12 @@ class MGDA(GradWeighting):
         if mode not in range(len(NORMALIZERS)):
             raise ConfigError("weighting.params.normalize",
                               f"{mode} is not a normaliser; use 0 (none), 1 (l2), 2 (loss) or 3 (loss+)")
-        self.normalizer = NORMALIZERS[int(mode)]
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         norms = grads.norm(dim=1).double().cpu()  # (T,)
         loss = losses.double().cpu()  # (T,)
-        n = {"none": torch.ones_like(norms), "l2": norms, "loss": loss, "loss+": loss * norms}[self.normalizer]
+        mode = NORMALIZERS[int(self.params["normalize"])]
+        n = {"none": torch.ones_like(norms), "l2": norms, "loss": loss, "loss+": loss * norms}[mode]
         n = n.clamp_min(1e-12)  # a zero gradient or loss must not divide by zero
         m = gram(grads) / torch.outer(n, n)  # Gram of g_t / n_t
         w = min_norm_weights(m) / n  # (T,) on the raw gradients

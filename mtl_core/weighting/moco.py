@@ -20,7 +20,8 @@ last batch with ``rep_grad``), the tracking restarts from 0.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

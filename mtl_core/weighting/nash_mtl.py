@@ -12,13 +12,15 @@ from the last solution. As the official code (github.com/AvivNavon/nash-mtl), th
 divided by its Frobenius norm ``n``; unlike it, the solution is mapped back (``alpha / sqrt(n)``)
 so the reported weights solve the paper's equation for the gradients given. Defaults are the
 official ones: recompute every step (``update_weights_every`` 1, reusing the last ``alpha``
-between), and clip the update to norm ``max_norm`` 1.0 (0 turns clipping off). Linearly
+between), and clip the update to norm ``max_norm`` 1.0 (0 turns clipping off; with ``rep_grad``
+the clip applies to the representation's gradient). Linearly
 dependent gradients make the bargaining problem unbounded; a tiny ridge (1e-6 of the
 normalised Gram) keeps ``alpha`` finite there.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -60,7 +62,8 @@ class NashMTL(GradWeighting):
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
                  weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
         super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
-        if self.params["update_weights_every"] < 1 or self.params["update_weights_every"] != int(self.params["update_weights_every"]):
+        every = self.params["update_weights_every"]
+        if every < 1 or every != int(every):
             raise ConfigError("weighting.params.update_weights_every",
                               f"{self.params['update_weights_every']} is not a whole number of steps; use 1 or more")
         if self.params["max_norm"] < 0:

@@ -11,7 +11,8 @@ where it stopped. The projections are done on coefficients over the Gram matrix
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

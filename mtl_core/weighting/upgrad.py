@@ -9,7 +9,9 @@ when no pair of gradients conflicts. By the paper's Proposition 1, ``pi(J^T u) =
 ``v = argmin v^T M v`` subject to ``v >= u`` (``M = J J^T``); here each such QP (one per task,
 ``u = e_i / T``) is solved exactly with scipy's bounded-variable least squares on a square root of
 ``M``. As the reference implementation (torchjd, also in LibMTL), ``M`` is first divided by its
-trace (skipped under ``norm_eps``) and ``reg_eps`` is added to its diagonal; defaults are theirs.
+trace and ``reg_eps`` is added to its diagonal; defaults are theirs. Note, as there, that a trace
+(sum of squared gradient norms) under ``norm_eps`` counts as zero gradients and gives the plain
+mean: lower ``norm_eps`` if the task gradients are that small.
 """
 from __future__ import annotations
 
@@ -34,7 +36,8 @@ def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> 
     """UPGrad's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)``."""
     t = m.shape[0]
     trace = float(m.diagonal().sum())
-    mn = (m / trace if trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(t)
+    # as the reference: a Gram whose trace is under norm_eps counts as zero (the update is the mean)
+    mn = (m / trace if trace > 0 and trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(t)
     w = sum(dual_cone_weights(mn, np.eye(t)[i] / t) for i in range(t))
     return torch.from_numpy(np.asarray(w, dtype=np.float64))
 

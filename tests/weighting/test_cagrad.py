@@ -23,9 +23,9 @@ def test_conflict_with_the_mean_is_resolved_inside_the_ball():
     assert float(g @ g1) >= 0 and float(g @ g2) >= 0
     assert float((g - g0).norm()) <= c * float(g0.norm()) + 1e-5
     # and it is the best point of the ball for the worst task (brute force over its boundary)
-    best = max(min(float(g1 @ d), float(g2 @ d))
-               for k in range(3600)
-               for d in [g0 + c * float(g0.norm()) * torch.tensor([math.cos(k * math.pi / 1800), math.sin(k * math.pi / 1800)])])
+    angles = torch.arange(3600) * math.pi / 1800
+    boundary = g0 + c * g0.norm() * torch.stack([angles.cos(), angles.sin()], dim=1)  # (3600, 2)
+    best = float(torch.minimum(boundary @ g1, boundary @ g2).max())
     assert min(float(g1 @ g), float(g2 @ g)) >= best - 1e-3
 
 

@@ -7,10 +7,23 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_core.weighting import aligned_mtl, cagrad, fairgrad, gradvac, graddrop, imtl_g, mgda, moco, nash_mtl, pcgrad, upgrad  # noqa: F401
+from mtl_core.weighting import (  # noqa: F401
+    aligned_mtl,
+    cagrad,
+    fairgrad,
+    graddrop,
+    gradvac,
+    imtl_g,
+    mgda,
+    moco,
+    nash_mtl,
+    pcgrad,
+    upgrad,
+)
 from mtl_core.weighting.base import WEIGHTINGS, SharedRep
 
-METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "graddrop", "moco", "upgrad", "fairgrad"]
+METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "graddrop", "moco", "upgrad",
+           "fairgrad"]
 # the update is exactly sum_t w_t g_t with the reported weights (GradDrop: least squares; MoCo: tracked gradients)
 EXACT = [m for m in METHODS if m not in ("graddrop", "moco")]
 TASKS = ["up", "down"]

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from mtl_core.weighting.gradvac import GradVac
 from mtl_core.weighting.grad_utils import gram
+from mtl_core.weighting.gradvac import GradVac
 from mtl_core.weighting.pcgrad import PCGrad
 
 
