@@ -1,0 +1,95 @@
+"""Image classification: the class of the largest visible object.
+
+Softmax cross-entropy on a pooled head, as in every ImageNet classifier since Krizhevsky et
+al. (NeurIPS 2012); global average pooling before the classifier as in Lin et al., "Network In
+Network" (ICLR 2014), so the head works at any feature resolution.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtl_core.data.base import DatasetInfo
+from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.drawing import colour_for, label_text
+
+
+def pooled_head(channels: int, outputs: int, hidden: int | None = None) -> nn.Module:
+    """Global average pool + a one-hidden-layer MLP: ``(B, C, h, w)`` -> ``(B, outputs)``."""
+    hidden = hidden or max(channels, 32)
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(),  # (B, C)
+        nn.Linear(channels, hidden), nn.ReLU(inplace=True),
+        nn.Linear(hidden, outputs),  # (B, outputs)
+    )
+
+
+def as_batch(output: Tensor) -> Tensor:
+    """Accept one image's ``(K,)`` logits as well as a batch's ``(B, K)``."""
+    return output[None] if output.dim() == 1 else output
+
+
+def topk_accuracy(logits: Tensor, targets: Tensor, k: int) -> float:
+    """Fraction of rows whose target is among the ``k`` largest logits; 0.0 for no rows."""
+    if logits.shape[0] == 0:
+        return 0.0
+    k = max(1, min(k, logits.shape[1]))
+    top = logits.topk(k, dim=1).indices  # (N, k)
+    return float((top == targets.view(-1, 1)).any(dim=1).float().mean())
+
+
+@register_task("classification")
+class Classification(Task):
+    """``K``-way classification; metrics ``accuracy`` (primary) and ``top3`` (top-min(3, K)).
+
+    Both metrics are 0.0 on an empty evaluation set (nothing was classified correctly).
+    """
+
+    primary = "accuracy"
+    higher_is_better = True
+    title = "Classification"
+
+    def __init__(self, info: DatasetInfo) -> None:
+        super().__init__(info)
+        self.num_classes = max(info.num_classes, 1)
+
+    def head(self, channels: int) -> nn.Module:
+        return pooled_head(channels, self.num_classes)
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        # float32 logits: bf16 log-softmax loses the small differences that drive late training
+        return F.cross_entropy(as_batch(output).float(), target.reshape(-1).long())
+
+    def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        logits, labels = as_batch(outputs).float(), targets.reshape(-1).long()  # (N, K), (N,)
+        return {"accuracy": topk_accuracy(logits, labels, 1),
+                "top3": topk_accuracy(logits, labels, min(3, self.num_classes))}
+
+    def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """``[{"label": int, "score": softmax probability, "probs": [K floats]}]`` per image."""
+        probs = as_batch(output).detach().float().softmax(dim=1).cpu()  # (B, K)
+        score, label = probs.max(dim=1)
+        return [{"label": int(label[i]), "score": float(score[i]), "probs": probs[i].tolist()}
+                for i in range(probs.shape[0])]
+
+    def class_name(self, label: int) -> str:
+        names = self.info.class_names
+        return names[label] if 0 <= label < len(names) else f"class {label}"
+
+    def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
+             score_threshold: float = 0.3) -> Tensor:
+        """"star 0.93" on the class colour at the top-left. The top class is always shown (it is the
+        answer, however unsure); ``opacity`` and ``score_threshold`` do not apply."""
+        label = int(prediction["label"])
+        text = f"{self.class_name(label)} {float(prediction.get('score', 1.0)):.2f}"
+        return label_text(image, text, colour_for(label), corner="top-left")
+
+    def target_to_prediction(self, target: Any) -> dict[str, Any]:
+        label = int(torch.as_tensor(target).reshape(-1)[0])
+        probs = [0.0] * self.num_classes
+        if 0 <= label < self.num_classes:
+            probs[label] = 1.0
+        return {"label": label, "score": 1.0, "probs": probs}

@@ -1,0 +1,188 @@
+"""Drawing helpers shared by the tasks' overlays: a class palette, text labels, legends, colour maps.
+
+Everything takes and returns uint8 ``(3, H, W)`` tensors and draws with
+``torchvision.utils.draw_bounding_boxes`` (text with a filled background box). Text uses a
+TrueType font found on the system (DejaVu Sans, Liberation Sans, Arial ...) scaled to the
+image; where there is none, Pillow's built-in font, which needs no file.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Sequence
+
+import torch
+from PIL import ImageFont
+from torch import Tensor
+from torchvision.utils import draw_bounding_boxes
+
+Colour = tuple[int, int, int]
+
+# Tableau 10 then its lighter half (matplotlib's "tab20" order): distinct hues, readable on photos
+PALETTE: tuple[Colour, ...] = (
+    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
+    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (174, 199, 232), (255, 187, 120), (152, 223, 138), (255, 152, 150), (197, 176, 213),
+    (196, 156, 148), (247, 182, 210), (199, 199, 199), (219, 219, 141), (158, 218, 229),
+)
+
+# Turbo (Mikhailov, "Turbo, An Improved Rainbow Colormap for Visualization", Google AI blog 2019;
+# LUT Apache-2.0) sampled at 17 evenly spaced points; linear interpolation between them stays
+# within 7/255 of the full 256-entry table.
+TURBO_LUT: tuple[Colour, ...] = (
+    (48, 18, 59), (64, 64, 161), (70, 107, 227), (66, 147, 255), (41, 187, 236), (24, 220, 195),
+    (49, 242, 153), (107, 253, 100), (163, 253, 60), (204, 237, 52), (237, 208, 58), (253, 174, 53),
+    (251, 128, 34), (236, 82, 15), (210, 49, 5), (172, 23, 1), (122, 4, 3),
+)
+
+_FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/usr/share/fonts/liberation-sans/LiberationSans-Regular.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "/System/Library/Fonts/Supplemental/Arial.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
+DEFAULT_FONT_SIZE = 10  # Pillow's built-in font size; also the smallest size we scale to
+
+
+def colour_for(class_index: int) -> Colour:
+    """The fixed colour of a class (0-based index into ``DatasetInfo.class_names``)."""
+    return PALETTE[int(class_index) % len(PALETTE)]
+
+
+def text_colour(background: Colour) -> Colour:
+    """Black or white, whichever reads better on ``background`` (ITU-R BT.601 luma)."""
+    r, g, b = background
+    return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
+
+
+@functools.lru_cache(maxsize=1)
+def font_path() -> str | None:
+    """A TrueType font on this system (``MTL_FONT`` overrides), or ``None`` for Pillow's built-in."""
+    for path in (os.environ.get("MTL_FONT", ""), *_FONT_CANDIDATES):
+        if path and os.path.isfile(path):
+            try:
+                ImageFont.truetype(path, DEFAULT_FONT_SIZE)
+            except OSError:
+                continue
+            return path
+    return None
+
+
+def font_size_for(height: int, width: int) -> int:
+    """Text height that stays readable from a 64 px thumbnail to a photo: 1/20 of the short side."""
+    if font_path() is None:
+        return DEFAULT_FONT_SIZE  # the built-in font has one size through torchvision
+    return max(DEFAULT_FONT_SIZE, min(48, round(min(height, width) / 20)))
+
+
+@functools.lru_cache(maxsize=16)
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    path = font_path()
+    return ImageFont.truetype(path, size) if path else ImageFont.load_default()
+
+
+def text_size(text: str, font_size: int) -> tuple[int, int]:
+    """``(width, height)`` in pixels of ``text``'s background box as :func:`label_text` draws it."""
+    left, top, right, bottom = _font(font_size).getbbox(text)
+    _, line_top, _, line_bottom = _font(font_size).getbbox("Ag")
+    return int(right) + 3, int(max(bottom, line_bottom) - min(top, line_top)) + 3
+
+
+def _draw_labels(image: Tensor, texts: Sequence[str], corners: Sequence[tuple[int, int]],
+                 backgrounds: Sequence[Colour], font_size: int) -> Tensor:
+    """One call to torchvision for several labels; ``corners`` are the boxes' top-left pixels."""
+    if not texts:
+        return image
+    device = image.device
+    _, top, _, _ = _font(font_size).getbbox("Ag")
+    # draw_bounding_boxes writes the text 1 px inside the (invisible, width 0) box and fills
+    # the text's own bbox +1 px; shift up by the font's top bearing so the fill starts at y
+    boxes = torch.tensor([[x, y - top, x, y - top] for x, y in corners], dtype=torch.float32)  # (n, 4)
+    path = font_path()
+    out = draw_bounding_boxes(
+        image.cpu(), boxes, labels=list(texts), colors=list(backgrounds), width=0,
+        font=path, font_size=font_size if path else None, fill_labels=True,
+        label_colors=[text_colour(c) for c in backgrounds], label_background_colors=list(backgrounds),
+    )
+    return out.to(device)
+
+
+def _anchor(corner: str, size: tuple[int, int], image_hw: tuple[int, int], row: int, row_height: int,
+            margin: int) -> tuple[int, int]:
+    """Top-left pixel of a box of ``size = (w, h)`` in ``corner``, ``row`` rows away from it."""
+    if corner not in CORNERS:
+        raise ValueError(f"corner {corner!r} is not one of {', '.join(CORNERS)}")
+    (w, h), (img_h, img_w) = size, image_hw
+    x = margin if corner.endswith("left") else img_w - w - margin
+    y = margin + row * row_height if corner.startswith("top") else img_h - h - margin - row * row_height
+    return max(0, x), max(0, y)
+
+
+def label_text(image: Tensor, text: str, colour: Colour = (0, 0, 0), corner: str = "top-left",
+               row: int = 0, xy: tuple[int, int] | None = None, font_size: int | None = None,
+               margin: int = 1) -> Tensor:
+    """Draw ``text`` on a filled ``colour`` box at a corner of ``image`` (uint8 ``(3, H, W)``).
+
+    ``row`` stacks several labels in one corner (row 0 is nearest the corner); ``xy`` places the
+    box's top-left pixel explicitly instead. The text is black or white, whichever reads better.
+    """
+    h, w = image.shape[-2:]
+    size = font_size or font_size_for(h, w)
+    box = text_size(text, size)
+    at = xy if xy is not None else _anchor(corner, box, (h, w), row, box[1], margin)
+    return _draw_labels(image, [text], [at], [colour], size)
+
+
+def legend(image: Tensor, entries: Sequence[tuple[str, Colour]], corner: str = "bottom-right",
+           font_size: int | None = None, margin: int = 1, max_rows: int = 12) -> Tensor:
+    """A column of ``(name, colour)`` chips in one corner: each name on its class colour.
+
+    Entries beyond ``max_rows`` are summarised as "+n more" so a legend never covers the image.
+    """
+    entries = list(entries)
+    if not entries:
+        return image
+    if len(entries) > max_rows:
+        entries = entries[: max_rows - 1] + [(f"+{len(entries) - max_rows + 1} more", (64, 64, 64))]
+    h, w = image.shape[-2:]
+    size = font_size or font_size_for(h, w)
+    row_height = text_size("Ag", size)[1]
+    texts, corners, colours = [], [], []
+    for i, (name, colour) in enumerate(entries):
+        box = text_size(name, size)
+        texts.append(name)
+        corners.append(_anchor(corner, box, (h, w), i, row_height, margin))
+        colours.append(tuple(int(c) for c in colour))
+    return _draw_labels(image, texts, corners, colours, size)
+
+
+def colormap(values: Tensor, vmin: float, vmax: float, lut: Sequence[Colour] = TURBO_LUT) -> Tensor:
+    """Float ``(H, W)`` -> uint8 ``(3, H, W)``: ``vmin`` maps to ``lut[0]``, ``vmax`` to ``lut[-1]``.
+
+    Values outside the range are clamped; NaN maps to ``vmin``. Linear interpolation between the
+    LUT's entries, on the values' device.
+    """
+    table = torch.tensor(lut, dtype=torch.float32, device=values.device)  # (L, 3)
+    span = max(float(vmax) - float(vmin), 1e-12)
+    t = ((torch.nan_to_num(values.float(), nan=float(vmin)) - vmin) / span).clamp(0, 1)  # (H, W)
+    pos = t * (len(lut) - 1)
+    lo = pos.floor().long().clamp(max=len(lut) - 2)  # (H, W)
+    frac = (pos - lo)[..., None]  # (H, W, 1)
+    rgb = table[lo] * (1 - frac) + table[lo + 1] * frac  # (H, W, 3)
+    return rgb.round().clamp(0, 255).to(torch.uint8).permute(2, 0, 1).contiguous()  # (3, H, W)
+
+
+def blend(image: Tensor, overlay: Tensor, opacity: float, mask: Tensor | None = None) -> Tensor:
+    """``image * (1 - opacity) + overlay * opacity`` (rounded), only where ``mask`` (bool ``(H, W)``).
+
+    Pixels outside ``mask`` are returned bit for bit; opacity 0 returns the image, 1 the overlay.
+    """
+    a = float(min(max(opacity, 0.0), 1.0))
+    mixed = (image.float() * (1 - a) + overlay.to(image.device).float() * a).round().clamp(0, 255).to(torch.uint8)
+    if mask is None:
+        return mixed
+    return torch.where(mask.to(image.device)[None], mixed, image)  # (3, H, W)
