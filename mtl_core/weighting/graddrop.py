@@ -49,7 +49,7 @@ class GradDrop(GradWeighting):
         purity = 0.5 * (1.0 + grads.sum(0) / (grads.abs().sum(0) + 1e-12))  # (D,) in [0, 1]
         u = torch.rand(purity.shape, generator=self.generator).to(purity.device)  # (D,)
         keep = ((purity > u) & (grads > 0)) | ((purity < u) & (grads < 0))  # (T, D)
-        g = (grads * (leak + (1.0 - leak) * keep.to(grads.dtype))).sum(0)  # (D,)
+        g = torch.where(keep, grads, leak * grads).sum(0)  # (D,) dropped entries scaled by leak
         return g, lstsq_weights(grads, g).to(device=grads.device, dtype=grads.dtype)
 
     def state_dict(self) -> dict[str, Any]:
