@@ -18,7 +18,7 @@ import torch
 from mtl_core.builders import autocast, autocast_dtype, build_all, resolve_device
 from mtl_core.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.config import ExperimentConfig
-from mtl_core.data.base import collate, to_device
+from mtl_core.data.base import collate, select, to_device
 from mtl_core.errors import MTLError, TrainingFailed
 from mtl_core.evaluation import evaluate
 from mtl_core.gradstats import gradient_stats, task_gradients
@@ -80,6 +80,21 @@ def lr_factor(step: int, cfg, time_fraction: float = 0.0) -> float:
         return 1.0
     t = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def masked_loss(task, output, target, valid: torch.Tensor | None) -> torch.Tensor:
+    """The task's loss over the samples that have its label; 0 (still in the graph) when none do."""
+    if valid is None or bool(valid.all()):
+        return task.loss(output, target).float()
+    if not bool(valid.any()):
+        return 0.0 * sum(o.float().sum() for o in _tensors(output))
+    return task.loss(select(output, valid), select(target, valid)).float()
+
+
+def _tensors(obj: Any) -> list[torch.Tensor]:
+    if isinstance(obj, torch.Tensor):
+        return [obj]
+    return [t for v in obj.values() for t in _tensors(v)] if isinstance(obj, dict) else []
 
 
 def _info_dict(info) -> dict[str, Any]:
@@ -284,7 +299,8 @@ class Trainer:
                 outputs, rep = self.model.forward_train(images, rep_grad=True)
             else:
                 outputs, rep = self.model.forward_train(images, rep_grad=False)
-            losses = {t: task.loss(outputs[t], targets[t]).float() for t, task in self.tasks.items()}
+            losses = {t: masked_loss(task, outputs[t], targets[t], targets.get("valid", {}).get(t))
+                      for t, task in self.tasks.items()}
         values = {t: float(v.detach()) for t, v in losses.items()}
         bad = [t for t, v in values.items() if not math.isfinite(v)]
         if bad:

@@ -6,7 +6,7 @@ from typing import Any
 import torch
 
 from mtl_core.builders import autocast
-from mtl_core.data.base import cat_batches, collate, to_device
+from mtl_core.data.base import cat_batches, collate, select, to_device
 
 
 def iterate_batches(dataset, batch_size: int, limit: int | None = None):
@@ -30,7 +30,7 @@ def evaluate(model, tasks: dict, dataset, device: torch.device, batch_size: int 
     outputs: dict[str, list[Any]] = {t: [] for t in tasks}
     targets: dict[str, list[Any]] = {t: [] for t in tasks}
     losses: dict[str, float] = {t: 0.0 for t in tasks}
-    count = 0
+    counts: dict[str, int] = {t: 0 for t in tasks}
     try:
         for images, batch_targets in iterate_batches(dataset, batch_size, limit):
             images = images.to(device, non_blocking=True)
@@ -38,20 +38,28 @@ def evaluate(model, tasks: dict, dataset, device: torch.device, batch_size: int 
                 out = model(images)
             b = images.shape[0]
             for t, task in tasks.items():
-                tgt = to_device(batch_targets[t], device)
-                losses[t] += float(task.loss(out[t], tgt)) * b
-                outputs[t].append(to_device(_float(out[t]), "cpu"))
-                targets[t].append(to_device(batch_targets[t], "cpu"))
-            count += b
+                o, tgt = out[t], batch_targets[t]
+                valid = batch_targets.get("valid", {}).get(t)
+                if valid is not None:  # only the samples that have this task's label
+                    o, tgt = select(o, valid.to(images.device)), select(tgt, valid)
+                    n = int(valid.sum())
+                else:
+                    n = b
+                if n == 0:
+                    continue
+                losses[t] += float(task.loss(o, to_device(tgt, device))) * n
+                counts[t] += n
+                outputs[t].append(to_device(_float(o), "cpu"))
+                targets[t].append(to_device(tgt, "cpu"))
     finally:
         model.train(was_training)
     result: dict[str, float] = {}
     for t, task in tasks.items():
-        if count == 0:
+        if counts[t] == 0:
             continue
         for k, v in task.metrics(cat_batches(outputs[t]), cat_batches(targets[t])).items():
             result[f"{t}/{k}"] = float(v)
-        result[f"loss/{t}"] = losses[t] / count
+        result[f"loss/{t}"] = losses[t] / counts[t]
     return result
 
 

@@ -14,6 +14,11 @@ A sample is ``(image, targets)``:
   ``count``           long scalar: number of visible objects
   ==================  ===============================================================
 
+A sample whose label for some task is missing (a real dataset where not every image has every
+annotation) carries ``targets["valid"] = {task: False}``; that task's loss skips the sample
+(masked), the other tasks still learn from it. A placeholder of the right shape stands in for
+the missing target so batches stack.
+
 A batch (``collate``) stacks these along a new first dimension; detection is padded to
 ``M`` boxes per image (``boxes (B, M, 4)``, ``labels (B, M)`` with ``-1`` for padding), so a
 whole batch is plain tensors that can move to a device in one go.
@@ -71,13 +76,27 @@ def collate(samples: list[Sample], max_boxes: int | None = None) -> tuple[Tensor
     """Stack samples into a batch (see the module docstring for the layout)."""
     images = torch.stack([s[0] for s in samples])
     targets: Targets = {}
-    for key in samples[0][1]:
+    keys = list(dict.fromkeys(k for s in samples for k in s[1]))
+    for key in keys:
+        if key == "valid":
+            tasks = [k for k in keys if k != "valid"]
+            targets[key] = {t: torch.tensor([bool(s[1].get("valid", {}).get(t, True)) for s in samples]) for t in tasks}
+            continue
         values = [s[1][key] for s in samples]
         if key == "detection":
             targets[key] = pad_detection(values, max_boxes)  # type: ignore[arg-type]
         else:
             targets[key] = torch.stack([torch.as_tensor(v) for v in values])
     return images, targets
+
+
+def select(obj: object, mask: Tensor) -> object:
+    """The rows of a batch entry (a tensor or a dict of tensors) where ``mask`` is true."""
+    if isinstance(obj, Tensor):
+        return obj[mask]
+    if isinstance(obj, dict):
+        return {k: select(v, mask) for k, v in obj.items()}
+    return obj
 
 
 def cat_batches(parts: list[object]) -> object:
