@@ -1,0 +1,145 @@
+"""Monocular depth: distance from the camera at every pixel (``0`` in the target = no label).
+
+Loss: L1 on log-depth over labelled pixels. Log space makes the loss depend on the *relative*
+error (predicting 2 for 1 costs as much as 20 for 10), which is what the primary metric abs-rel
+measures and how Eigen et al., "Depth Map Prediction from a Single Image using a Multi-Scale
+Deep Network" (NeurIPS 2014) train; L1 rather than L2 keeps a few badly wrong pixels (object
+edges, where the upsampled prediction mixes near and far) from dominating the gradient.
+Metrics follow Eigen et al. 2014: abs-rel, RMSE and the delta < 1.25 threshold accuracy.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mtl_core.data.base import DatasetInfo
+from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.drawing import blend, colormap, font_size_for, label_text, text_size
+from mtl_core.tasks.segmentation import CHUNK, upsample
+
+MIN_DEPTH = 1e-6  # predictions are clamped here before the log, so a tiny softplus never gives -inf
+
+
+class DepthHead(nn.Module):
+    """3x3 conv-BN-ReLU, 1x1 conv, softplus: ``(B, C, h, w)`` -> positive depth ``(B, 1, h, w)``.
+
+    The output is ``softplus(x) * depth_max``, with the last bias set so that a fresh head
+    predicts half of ``depth_max`` everywhere: a sensible start that trains in few steps.
+    """
+
+    def __init__(self, channels: int, depth_max: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv2d(channels, 1, 1)
+        nn.init.constant_(self.out.bias, math.log(math.expm1(0.5)))  # softplus(b) = 0.5
+        self.scale = float(depth_max)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return F.softplus(self.out(self.body(features))) * self.scale  # (B, 1, h, w)
+
+
+def depth_map(target: Tensor) -> Tensor:
+    """``(B, 1, H, W)`` float from ``(B, 1, H, W)`` or ``(B, H, W)``."""
+    return (target[:, None] if target.dim() == 3 else target).float()
+
+
+def valid_pixels(target: Tensor) -> Tensor:
+    """Labelled pixels: positive and finite."""
+    return (target > 0) & torch.isfinite(target)
+
+
+@register_task("depth")
+class Depth(Task):
+    """Per-pixel depth; metrics over labelled pixels (target > 0) of the whole set, pooled:
+
+    - ``abs_rel`` (primary, lower is better): mean ``|d - d*| / d*``;
+    - ``rmse``: ``sqrt(mean (d - d*)^2)``, in the dataset's depth units;
+    - ``delta1``: fraction of pixels with ``max(d / d*, d* / d) < 1.25``.
+
+    With no labelled pixel (empty set, or all targets 0) all three are 0.0 and the loss is 0:
+    there is nothing to measure, so read them together with the set's size.
+    """
+
+    primary = "abs_rel"
+    higher_is_better = False
+    title = "Depth"
+
+    def __init__(self, info: DatasetInfo) -> None:
+        super().__init__(info)
+        self.depth_max = float(info.depth_max) if info.depth_max > 0 else 1.0
+
+    def head(self, channels: int) -> nn.Module:
+        return DepthHead(channels, self.depth_max)
+
+    def loss(self, output: Tensor, target: Tensor) -> Tensor:
+        target = depth_map(target)  # (B, 1, H, W)
+        pred = upsample(output if output.dim() == 4 else output[:, None], target.shape[-2:])  # (B, 1, H, W)
+        valid = valid_pixels(target)
+        # where() keeps unlabelled pixels out of the log, so they give neither NaN nor gradient
+        safe_target = torch.where(valid, target, torch.ones_like(target))
+        err = (pred.clamp(min=MIN_DEPTH).log() - safe_target.log()).abs()
+        return torch.where(valid, err, torch.zeros_like(err)).sum() / valid.sum().clamp(min=1)
+
+    def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
+        targets = depth_map(targets)  # (N, 1, H, W)
+        outputs = outputs if outputs.dim() == 4 else outputs[:, None]
+        abs_rel = sq = delta1 = 0.0
+        count = 0
+        for start in range(0, targets.shape[0], CHUNK):
+            gt = targets[start:start + CHUNK].double()
+            pred = upsample(outputs[start:start + CHUNK], gt.shape[-2:]).to(gt.device).double()
+            valid = valid_pixels(gt)
+            d, d_star = pred[valid].clamp(min=MIN_DEPTH), gt[valid]  # (n,)
+            abs_rel += float(((d - d_star).abs() / d_star).sum())
+            sq += float(((d - d_star) ** 2).sum())
+            delta1 += float((torch.maximum(d / d_star, d_star / d) < 1.25).sum())
+            count += int(valid.sum())
+        if count == 0:
+            return {"abs_rel": 0.0, "rmse": 0.0, "delta1": 0.0}
+        return {"abs_rel": abs_rel / count, "rmse": math.sqrt(sq / count), "delta1": delta1 / count}
+
+    def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """``[{"depth": float (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the CPU."""
+        size = tuple(image_size or (self.info.image_size, self.info.image_size))
+        out = output.detach()
+        out = out[None] if out.dim() == 3 else out[:, None] if out.dim() == 2 else out  # (B, 1, h, w)
+        depth = upsample(out, size)[:, 0].cpu()  # (B, H, W)
+        return [{"depth": depth[i]} for i in range(depth.shape[0])]
+
+    def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
+             score_threshold: float = 0.3, show_scale: bool = True) -> Tensor:
+        """Depth as a turbo colour map (0 .. ``depth_max``, near = blue, far = red) blended with the
+        image at ``opacity`` (1 = the colour map alone); unlabelled pixels (depth 0) are left as
+        they are. A colour bar with its range sits on the left edge. ``score_threshold`` does not apply."""
+        depth = prediction["depth"].to(image.device).float()
+        depth = depth[0] if depth.dim() == 3 else depth  # (H, W)
+        if depth.shape != image.shape[-2:]:
+            depth = upsample(depth[None, None], image.shape[-2:])[0, 0]
+        colours = colormap(depth, 0.0, self.depth_max)  # (3, H, W)
+        out = blend(image, colours, opacity, mask=valid_pixels(depth))
+        return self._scale_bar(out) if show_scale else out
+
+    def _scale_bar(self, image: Tensor) -> Tensor:
+        """A vertical colour bar (far at the top) on the left edge, labelled with its range."""
+        h, w = image.shape[-2:]
+        label, size = f"{self.depth_max:g}", font_size_for(h, w)
+        text_w, text_h = text_size(label, size)
+        bar_w, bar_h = max(3, w // 40), h // 2
+        if bar_h < 2 * text_h + 4 or w < bar_w + text_w + 4:
+            return image  # too small to be readable
+        top = (h - bar_h) // 2
+        values = torch.linspace(self.depth_max, 0.0, bar_h, device=image.device)[:, None].expand(bar_h, bar_w)
+        out = image.clone()
+        out[:, top:top + bar_h, 1:1 + bar_w] = colormap(values, 0.0, self.depth_max)  # (3, bar_h, bar_w)
+        out = label_text(out, label, (0, 0, 0), xy=(bar_w + 2, top), font_size=size)
+        return label_text(out, "0", (0, 0, 0), xy=(bar_w + 2, top + bar_h - text_h), font_size=size)
+
+    def target_to_prediction(self, target: Any) -> dict[str, Any]:
+        depth = torch.as_tensor(target).float()
+        return {"depth": depth[0] if depth.dim() == 3 else depth}
