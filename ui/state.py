@@ -7,6 +7,7 @@ looking at.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -37,3 +38,20 @@ def selected_run() -> str | None:
 def select_run(run_id: str) -> None:
     st.session_state["run_id"] = run_id
     st.query_params["run"] = run_id
+
+
+APP_ROOT = Path(__file__).resolve().parents[1]  # where app.py and pages/ live
+LIVE_PAGE = "pages/live.py"
+
+
+def page_exists(page: str) -> bool:
+    """Whether a page file (relative to app.py) is there; pages are written by several people."""
+    return (APP_ROOT / page).is_file()
+
+
+def open_run(run_id: str, page: str = LIVE_PAGE) -> None:
+    """Select ``run_id`` and go to ``page`` (the live view by default)."""
+    select_run(run_id)
+    if page_exists(page):
+        st.switch_page(page)
+    st.info(f"Run {run_id} started; its page ({page}) is not available in this version.")

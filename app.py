@@ -1,0 +1,27 @@
+"""MTL Studio: the dashboard's entry point (``streamlit run app.py``).
+
+Sets the page config and the navigation; each page is a script under ``pages/``.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from ui import config_state
+from ui.state import page_exists
+
+st.set_page_config(page_title="MTL Studio", page_icon="🧪", layout="wide")
+
+PAGES = [  # (file, title, icon)
+    ("pages/home.py", "Home", ":material/home:"),
+    ("pages/setup.py", "Setup", ":material/tune:"),
+    ("pages/live.py", "Live training", ":material/monitoring:"),
+    ("pages/compare.py", "Compare runs", ":material/compare_arrows:"),
+    ("pages/predict.py", "Predict", ":material/image_search:"),
+    ("pages/data.py", "Data", ":material/photo_library:"),
+]
+
+# pages are written by several people: list only those present, so a missing one never breaks the app
+nav = st.navigation([st.Page(path, title=title, icon=icon, default=path == "pages/home.py")
+                     for path, title, icon in PAGES if page_exists(path)])
+config_state.keep(st.session_state)  # the Setup form survives a visit to another page
+nav.run()

@@ -1,0 +1,66 @@
+"""Home: what the tool does, a one-click demo run, and the recent runs."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from mtl_core.config import DEFAULT_TASKS, ExperimentConfig
+from mtl_core.errors import MTLError
+from ui.sidebar import status_icon
+from ui.state import manager, open_run
+
+DEMO_NAME = "Demo: classification + detection + segmentation"
+
+st.title("🧪 MTL Studio")
+st.markdown(
+    "MTL Studio trains one network on several vision tasks at once (classification, detection, "
+    "segmentation, depth ...) and lets you choose how their losses are fused, from fixed weights to "
+    "gradient-balancing methods such as PCGrad or Nash-MTL. Watch every task's curves live while it "
+    "trains, compare runs, then upload images to see all the tasks' predictions drawn on them."
+)
+
+left, right = st.columns([1, 2], gap="large")
+with left:
+    st.subheader("Try it")
+    st.write(f"A demo run learns {', '.join(DEFAULT_TASKS)} together on the built-in scenes "
+             "of coloured shapes, with the default settings.")
+    if st.button("▶ Start a demo run", type="primary", key="home.demo"):
+        try:
+            with st.spinner("Starting the demo run…"):
+                run_id = manager().start(ExperimentConfig(name=DEMO_NAME), name=DEMO_NAME)
+        except MTLError as e:
+            st.error(f"The demo run could not start: {e}")
+        else:
+            open_run(run_id)
+    st.page_link("pages/setup.py", label="Or set up your own experiment", icon=":material/tune:")
+    st.page_link("pages/data.py", label="Browse the dataset", icon=":material/photo_library:")
+
+with right:
+    st.subheader("Recent runs")
+    runs = manager().store.list_runs(limit=20)
+    if not runs:
+        st.info("No runs yet. Start the demo, or set one up on the Setup page.")
+    else:
+        def when(t: float | None) -> str:
+            return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""
+
+        table = pd.DataFrame([{
+            "status": f"{status_icon(r['status'])} {r['status']}",
+            "name": r["name"],
+            "tasks": ", ".join(r["config"].get("tasks", [])),
+            "fusion": r["config"].get("weighting", {}).get("method", ""),
+            "progress": (r["step"] / r["total_steps"]) if r["total_steps"] else 0.0,
+            "step": f"{r['step']} / {r['total_steps']}",
+            "created": when(r["created"]),
+            "id": r["id"],
+        } for r in runs])
+        st.dataframe(
+            table, hide_index=True, width="stretch",
+            column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                       format="percent")},
+        )
+        active = sum(r["status"] in ("running", "queued", "paused") for r in runs)
+        st.caption(f"{len(runs)} most recent runs, {active} active. Pick one in the sidebar of the Live, "
+                   "Compare or Predict pages.")

@@ -1,0 +1,318 @@
+"""Setup: build an experiment (data, tasks, model, loss fusion, augmentation, optimisation), see
+every problem next to the widget that caused it, preview the augmentation, and start the run.
+
+Every widget holds its value in ``st.session_state["cfg.<field>"]`` (see ``ui/config_state.py``);
+the config is built from those keys with ``dataclasses.replace`` and checked with
+``mtl_core.validation.validate`` on every rerun.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import streamlit as st
+
+from mtl_core.config import ExperimentConfig
+from mtl_core.data import DATASETS
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.models import ARCHITECTURES, BACKBONES
+from mtl_core.preview import TASK_DESCRIPTIONS, preview_samples
+from mtl_core.tasks import TASKS
+from mtl_core.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
+from mtl_core.weighting import WEIGHTINGS
+from ui import config_state as cs
+from ui.state import manager, open_run
+
+ss = st.session_state
+K = cs.PREFIX
+PREVIEW_SAMPLES = 4
+
+
+# ------------------------------------------------------------------ callbacks (run before the script)
+def _on_upload() -> None:
+    upload = ss.get("setup.upload")
+    if upload is None:
+        return
+    try:
+        cfg = cs.parse_upload(upload.getvalue())
+    except ConfigError as e:
+        ss["setup.upload_error"], ss["setup.upload_ok"] = str(e), None
+        return
+    cs.load(ss, cfg)  # fills every widget's key: allowed here, before the widgets exist
+    ss["setup.upload_error"], ss["setup.upload_ok"] = None, upload.name
+
+
+def _on_reset() -> None:
+    cs.load(ss, ExperimentConfig())
+    ss["setup.upload_error"] = ss["setup.upload_ok"] = None
+
+
+def _on_redraw() -> None:
+    ss["setup.preview_draw"] = ss.get("setup.preview_draw", 0) + 1
+
+
+# ------------------------------------------------------------------ the config and its problems
+cs.ensure(ss)
+cfg = cs.build(ss)
+ss["setup.config"] = cfg  # the Data page and tests read the form's config here
+try:
+    errors = validate(cfg)
+except MTLError as e:  # a dataset that cannot even be opened, say
+    errors = [e if isinstance(e, ConfigError) else ConfigError("config", str(e))]
+_shown: set[int] = set()
+
+
+def problems(path: str, exact: bool = False) -> None:
+    """Show, right here, the problems whose field is ``path`` (or below it, unless ``exact``)."""
+    for i, e in enumerate(errors):
+        if i not in _shown and (e.field == path or (not exact and e.field.startswith(path + "."))):
+            st.error(e.message, icon=":material/error:")
+            _shown.add(i)
+
+
+# ------------------------------------------------------------------ widget helpers
+def number(path: str, label: str, help: str | None = None, fmt: str | None = None, step: Any = None) -> None:
+    value = ss[K + path]
+    step = step if step is not None else (1 if isinstance(value, int) else 0.01)
+    st.number_input(label, key=K + path, step=step, format=fmt, help=help)
+    problems(path)
+
+
+def slider(path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None = None, fmt: str | None = None) -> None:
+    value = ss[K + path]  # an uploaded value outside the usual range widens it, so validation can speak
+    st.slider(label, min_value=min(lo, value), max_value=max(hi, value), step=step, key=K + path,
+              help=help, format=fmt)
+    problems(path)
+
+
+def select(path: str, label: str, options: list[str], help: str | None = None, fmt=None) -> str:
+    value = ss[K + path]
+    options = list(options) + ([value] if value not in options else [])  # unknown: shown, then flagged
+    choice = st.selectbox(label, options, key=K + path, help=help, format_func=fmt or str)
+    problems(path)
+    return choice
+
+
+def first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n\n")[0].replace("\n", " ")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _preview(key: str, n: int, draw: int) -> list:
+    return preview_samples(ExperimentConfig.from_json(key), n, "train", True, draw)
+
+
+# ------------------------------------------------------------------ page
+st.title("Setup")
+st.caption("Choose the data, the tasks, the model, how the task losses are fused and how training "
+           "runs. Problems show next to the setting that causes them; Start is enabled once there are none.")
+
+with st.expander("Load or save a config file", expanded=bool(ss.get("setup.upload_error"))):
+    up, down = st.columns([3, 2])
+    with up:
+        st.file_uploader("Load a config (JSON saved from here or by the CLI)", type=["json"], key="setup.upload",
+                         on_change=_on_upload)
+        if ss.get("setup.upload_error"):
+            st.error(f"Could not load the file: {ss['setup.upload_error']}", icon=":material/error:")
+        elif ss.get("setup.upload_ok"):
+            st.success(f"Loaded {ss['setup.upload_ok']}: the settings below now hold its values.")
+    with down:
+        st.download_button("Download this config (JSON)", data=cfg.to_json(), mime="application/json",
+                           file_name=f"{(cfg.name or 'experiment').replace(' ', '_')[:60]}.json",
+                           key="setup.download", on_click="ignore", icon=":material/download:")
+        st.button("Reset to defaults", key="setup.reset", on_click=_on_reset, icon=":material/restart_alt:")
+
+data_col, task_col = st.columns(2, gap="large")
+with data_col, st.container(border=True):
+    st.subheader("Data")
+    datasets = DATASETS.available()
+    dataset = select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d)
+    if dataset == "scenes":
+        st.caption("Coloured shapes on textured, noisy backgrounds, generated on the fly; every image "
+                   "has labels for all tasks.")
+        a, b = st.columns(2)
+        with a:
+            slider("data.image_size", "Image size (px)", 32, 128, 16)
+            slider("data.max_objects", "Objects per image (at most)", 1, 10, 1)
+        with b:
+            slider("data.num_shapes", "Shape classes", 2, 6, 1)
+            slider("data.noise", "Noise", 0.0, 0.5, 0.01)
+        a, b, c = st.columns(3)
+        with a:
+            number("data.train_size", "Training samples", step=500)
+        with b:
+            number("data.val_size", "Validation samples", step=128)
+        with c:
+            number("data.test_size", "Test samples", step=128)
+    else:
+        st.text_input("Data folder", key=K + "data.root", help="Where the dataset lives on this machine")
+        problems("data.root")
+        a, b = st.columns(2)
+        with a:
+            slider("data.image_size", "Image size (px)", 32, 256, 16)
+        with b:
+            number("data.train_size", "Training samples (at most)", step=500)
+    problems("data")
+
+with task_col, st.container(border=True):
+    st.subheader("Tasks")
+    try:
+        supplied = [t for t in (dataset_tasks(cfg) or TASKS.available()) if t in TASKS]
+    except MTLError:
+        supplied = TASKS.available()
+    titles = {t: getattr(TASKS.get(t), "title", "") or t for t in TASKS.available()}
+    options = supplied + [t for t in ss[K + "tasks"] if t not in supplied]
+    st.multiselect("Tasks to learn together", options, key=K + "tasks", format_func=lambda t: titles.get(t, t),
+                   help="The dataset supplies labels for these tasks")
+    problems("tasks")
+    for t in cfg.tasks:
+        if t in TASK_DESCRIPTIONS:
+            st.caption(f"**{titles.get(t, t)}**: {TASK_DESCRIPTIONS[t]}")
+
+model_col, fusion_col = st.columns(2, gap="large")
+with model_col, st.container(border=True):
+    st.subheader("Model")
+    arch = select("model.architecture", "Architecture", ARCHITECTURES.available())
+    if arch in ARCHITECTURES:
+        st.caption(getattr(ARCHITECTURES.get(arch), "citation", ""))
+    backbone = select("model.backbone", "Backbone", BACKBONES.available())
+    if backbone in BACKBONES:
+        st.caption(first_line(BACKBONES.get(backbone).__doc__))
+    a, b = st.columns(2)
+    with a:
+        number("model.width", "Width (channels)", step=4)
+    with b:
+        st.checkbox("Pretrained weights", key=K + "model.pretrained",
+                    help="ImageNet weights where the backbone has them cached on this machine")
+        problems("model.pretrained")
+    problems("model")
+
+with fusion_col, st.container(border=True):
+    st.subheader("Loss fusion")
+    methods = sorted(WEIGHTINGS.available(), key=lambda m: (m != "static", WEIGHTINGS.get(m).kind != "loss", m))
+    method = select("weighting.method", "Weighting method", methods,
+                    fmt=lambda m: f"{m} ({WEIGHTINGS.get(m).kind})" if m in WEIGHTINGS else m,
+                    help="loss: a weighted sum of the task losses; gradient: combines per-task gradients")
+    cls = cs.method_class(method)
+    if cls is not None:
+        st.caption(cls.citation)
+    st.markdown("**Task weights**")
+    st.caption("The static method trains on Σ weight × loss; adaptive methods set their own weights "
+               "and may ignore these.")
+    if not cfg.tasks:
+        st.caption("Select tasks to weight them.")
+    weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
+    for i, t in enumerate(cfg.tasks):
+        with weight_cols[i % len(weight_cols)]:
+            slider(f"weighting.weights.{t}", titles.get(t, t), 0.0, 10.0, 0.1)
+    problems("weighting.weights", exact=True)
+    if cls is not None and cls.defaults:
+        st.markdown("**Hyperparameters**")
+        param_cols = st.columns(min(3, len(cls.defaults)))
+        for i, p in enumerate(cls.defaults):
+            with param_cols[i % len(param_cols)]:
+                st.number_input(p, key=f"{K}weighting.params.{method}.{p}", step=0.01, format="%g")
+                problems(f"weighting.params.{p}")
+    problems("weighting.params")
+    if cs.offers_rep_grad(cls):
+        st.toggle("Combine gradients on the shared representation (rep_grad)", key=K + "weighting.rep_grad",
+                  help="Faster: per-task gradients of the shared features instead of all shared parameters")
+    problems("weighting.rep_grad")
+    problems("weighting")
+
+AUGMENTS = {  # field: (label, what the slider sets, lo, hi, step)
+    "hflip": ("Horizontal flip", "probability", 0.0, 1.0, 0.05),
+    "vflip": ("Vertical flip", "probability", 0.0, 1.0, 0.05),
+    "crop": ("Random resized crop", "probability", 0.0, 1.0, 0.05),
+    "rotation": ("Rotation", "up to ± degrees", 0.0, 180.0, 1.0),
+    "color_jitter": ("Colour jitter", "strength", 0.0, 1.0, 0.05),
+    "blur": ("Gaussian blur", "probability", 0.0, 1.0, 0.05),
+    "noise": ("Gaussian noise", "standard deviation", 0.0, 1.0, 0.01),
+    "erasing": ("Random erasing", "probability", 0.0, 1.0, 0.05),
+}
+with st.container(border=True):
+    st.subheader("Augmentation")
+    st.caption("Applied to training images only; boxes, masks and depth move with the image.")
+    checklist, grid = st.columns([2, 3], gap="large")
+    with checklist:
+        for name, (label, what, lo, hi, step) in AUGMENTS.items():
+            on = st.checkbox(label, key=f"{K}augment_on.{name}")
+            if on:
+                slider(f"augment.{name}", f"{label}: {what}", lo, hi, step)
+                if name == "crop":
+                    slider("augment.crop_scale_min", "Crop: smallest kept area", 0.05, 1.0, 0.05)
+                if name == "blur":
+                    slider("augment.blur_sigma", "Blur: largest sigma (px)", 0.1, 5.0, 0.1)
+        problems("augment")
+    with grid:
+        head, button = st.columns([3, 1])
+        head.markdown("**Preview**: training samples with their labels, before and after augmentation")
+        button.button("Re-draw", key="setup.redraw", on_click=_on_redraw, icon=":material/casino:")
+        if any(e.field.startswith(("data.", "augment.")) for e in errors):
+            st.info("The preview appears once the data and augmentation settings above are valid.")
+        else:
+            key = dataclasses.replace(ExperimentConfig(), data=cfg.data, tasks=cfg.tasks, augment=cfg.augment,
+                                      seed=cfg.seed).to_json()  # only what the pictures depend on
+            try:
+                with st.spinner("Drawing samples…"):
+                    pairs = _preview(key, PREVIEW_SAMPLES, ss.get("setup.preview_draw", 0))
+            except (MTLError, ValueError) as e:
+                st.warning(f"No preview: {e}")
+            else:
+                cols = st.columns(4)
+                for i, (original, augmented) in enumerate(pairs):
+                    cols[(2 * i) % 4].image(original, caption=f"#{i} original", width="stretch")
+                    cols[(2 * i + 1) % 4].image(augmented, caption=f"#{i} augmented", width="stretch")
+
+ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
+            "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
+with st.container(border=True):
+    st.subheader("Optimisation")
+    a, b, c, d = st.columns(4)
+    with a:
+        select("optim.optimizer", "Optimiser", list(OPTIMIZERS))
+        number("seed", "Seed", help="The same seed and settings give the same run")
+    with b:
+        number("optim.lr", "Learning rate", fmt="%g", step=0.0005)
+        select("device", "Device", list(DEVICES), help="auto: the GPU when there is one, else the CPU")
+    with c:
+        number("optim.batch_size", "Batch size", step=8)
+    with d:
+        number("optim.steps", "Training steps", step=100)
+    with st.expander("More settings", expanded=any(e.field.startswith(ADVANCED) for e in errors)):
+        a, b, c, d = st.columns(4)
+        with a:
+            select("optim.scheduler", "Learning-rate schedule", list(SCHEDULERS))
+            number("optim.warmup_steps", "Warm-up steps", step=10)
+        with b:
+            number("optim.weight_decay", "Weight decay", fmt="%g", step=0.0001)
+            number("optim.momentum", "Momentum (SGD)", step=0.05)
+            number("optim.grad_clip", "Gradient clipping (0 = off)", step=0.5)
+        with c:
+            select("precision", "Precision", list(PRECISIONS))
+            number("eval_every", "Evaluate every (steps)", step=50)
+            number("gradstats_every", "Gradient statistics every (steps, 0 = off)", step=10)
+        with d:
+            number("checkpoint_every", "Checkpoint every (steps, 0 = off)", step=100)
+            number("time_limit", "Time limit (seconds, 0 = none)", step=60.0)
+    problems("optim")
+
+with st.container(border=True):
+    st.subheader("Start")
+    st.text_input("Run name", key=K + "name", placeholder="optional: a name to find this run by")
+    problems("name")
+    for i, e in enumerate(errors):  # anything no widget above showed
+        if i not in _shown:
+            st.error(f"{e.field}: {e.message}", icon=":material/error:")
+    if errors:
+        fields = ", ".join(dict.fromkeys(e.field for e in errors))
+        st.warning(f"Fix {len(errors)} problem{'s' if len(errors) > 1 else ''} to start: {fields}.")
+    if st.button("Start training", type="primary", disabled=bool(errors), key="setup.start",
+                 icon=":material/play_arrow:"):
+        try:
+            with st.spinner("Starting the run…"):
+                run_id = manager().start(cfg, name=cfg.name)
+        except MTLError as e:
+            st.error(f"The run could not start: {e}")
+        else:
+            open_run(run_id)

@@ -1,0 +1,156 @@
+"""The Setup form's state: one ``st.session_state`` key per config field, and the config built
+from them with ``dataclasses.replace``.
+
+Keys are ``cfg.<dotted field>`` (``cfg.optim.lr``, ``cfg.tasks``), plus
+``cfg.weighting.weights.<task>`` for every registered task, ``cfg.weighting.params.<method>.<name>``
+for every method's hyperparameters (so switching methods keeps what was typed) and
+``cfg.augment_on.<transform>`` for the augmentation checklist. Widgets are created with these
+keys and no default of their own, so the session state is the one source of truth: a rerun, a
+page switch or an uploaded config all fill the same keys. Works on any mutable mapping, so it is
+testable without Streamlit.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import MutableMapping
+from typing import Any
+
+from mtl_core.config import ExperimentConfig
+from mtl_core.errors import ConfigError
+
+PREFIX = "cfg."
+BASE_KEY = "setup.base"  # the config the form started from: defaults, or the last uploaded file
+SECTIONS = ("data", "model", "optim")  # sections edited field by field
+# augmentation checklist: transform -> the strength it gets when switched on from 0
+AUGMENT_ON = {"hflip": 0.5, "vflip": 0.5, "crop": 0.5, "rotation": 15.0, "color_jitter": 0.4,
+              "blur": 0.3, "noise": 0.05, "erasing": 0.25}
+AUGMENT_EXTRA = ("crop_scale_min", "blur_sigma")  # parameters of a transform, never "off"
+_SCALAR = (int, float, str, bool)
+
+
+def _scalar_fields(cls: type) -> list[tuple[str, type]]:
+    hints = typing.get_type_hints(cls)
+    return [(f.name, hints[f.name]) for f in dataclasses.fields(cls) if hints[f.name] in _SCALAR]
+
+
+def scalar_paths() -> dict[str, type]:
+    """Every scalar field a widget edits, ``{dotted path: type}``."""
+    out = {name: tp for name, tp in _scalar_fields(ExperimentConfig)}
+    for sec in SECTIONS:
+        cls = type(getattr(ExperimentConfig(), sec))
+        out.update({f"{sec}.{name}": tp for name, tp in _scalar_fields(cls)})
+    out.update({f"augment.{name}": float for name in (*AUGMENT_ON, *AUGMENT_EXTRA)})
+    out["weighting.method"] = str
+    out["weighting.rep_grad"] = bool
+    return out
+
+
+def _coerce(tp: type, v: Any) -> Any:
+    # number widgets refuse an int where they hold a float (and the reverse)
+    return tp(v) if tp in (int, float) and not isinstance(v, bool) else v
+
+
+def _registered() -> tuple[list[str], dict[str, dict[str, float]]]:
+    from mtl_core.tasks import TASKS
+    from mtl_core.weighting import WEIGHTINGS
+
+    methods = {m: dict(WEIGHTINGS.get(m).defaults) for m in WEIGHTINGS.available()}
+    return TASKS.available(), methods
+
+
+def load(ss: MutableMapping[str, Any], cfg: ExperimentConfig) -> None:
+    """Fill every key from ``cfg`` (overwriting): after an upload, or a reset."""
+    ss[BASE_KEY] = cfg
+    for path, tp in scalar_paths().items():
+        obj: Any = cfg
+        for part in path.split("."):
+            obj = getattr(obj, part)
+        ss[PREFIX + path] = _coerce(tp, obj)
+    for name, strength in AUGMENT_ON.items():
+        value = float(getattr(cfg.augment, name))
+        ss[f"{PREFIX}augment_on.{name}"] = value != 0
+        ss[f"{PREFIX}augment.{name}"] = value if value != 0 else strength
+    ss[PREFIX + "tasks"] = list(cfg.tasks)
+    tasks, methods = _registered()
+    for t in dict.fromkeys([*tasks, *cfg.tasks]):
+        ss[f"{PREFIX}weighting.weights.{t}"] = cfg.task_weight(t)
+    for m, defaults in methods.items():
+        given = cfg.weighting.params if m == cfg.weighting.method else {}
+        for p, v in defaults.items():
+            ss[f"{PREFIX}weighting.params.{m}.{p}"] = float(given.get(p, v))
+
+
+def ensure(ss: MutableMapping[str, Any]) -> None:
+    """Defaults for keys not set yet (the first visit, or a task/method registered since)."""
+    if BASE_KEY not in ss:
+        load(ss, ExperimentConfig())
+        return
+    tasks, methods = _registered()
+    for t in tasks:
+        ss.setdefault(f"{PREFIX}weighting.weights.{t}", 1.0)
+    for m, defaults in methods.items():
+        for p, v in defaults.items():
+            ss.setdefault(f"{PREFIX}weighting.params.{m}.{p}", float(v))
+
+
+def keep(ss: MutableMapping[str, Any]) -> None:
+    """Re-set every form key, so Streamlit keeps the values of widgets that are not on the
+    current page (it drops those of widgets not rendered in a run)."""
+    for k in [k for k in list(ss.keys()) if isinstance(k, str) and k.startswith(PREFIX)]:
+        ss[k] = ss[k]
+
+
+def method_class(name: str) -> type | None:
+    from mtl_core.weighting import WEIGHTINGS
+
+    return WEIGHTINGS.get(name) if name in WEIGHTINGS else None
+
+
+def offers_rep_grad(cls: type | None) -> bool:
+    """Whether the form shows the rep_grad toggle for a weighting method."""
+    return cls is not None and getattr(cls, "kind", "loss") == "gradient" and bool(getattr(cls, "supports_rep", False))
+
+
+def build(ss: MutableMapping[str, Any]) -> ExperimentConfig:
+    """The config the form shows, from the base config with ``dataclasses.replace``."""
+    base: ExperimentConfig = ss[BASE_KEY]
+
+    def v(path: str, default: Any = None) -> Any:
+        return ss.get(PREFIX + path, default)
+
+    sections = {sec: dataclasses.replace(getattr(base, sec), **{name: v(f"{sec}.{name}")
+                for name, _ in _scalar_fields(type(getattr(base, sec)))}) for sec in SECTIONS}
+    augment = dataclasses.replace(
+        base.augment,
+        **{n: float(v(f"augment.{n}")) if v(f"augment_on.{n}") else 0.0 for n in AUGMENT_ON},
+        **{n: float(v(f"augment.{n}")) for n in AUGMENT_EXTRA},
+    )
+    tasks = tuple(v("tasks") or ())
+    method = v("weighting.method")
+    cls = method_class(method)
+    params = {p: float(v(f"weighting.params.{method}.{p}", d)) for p, d in (cls.defaults if cls else {}).items()}
+    weighting = dataclasses.replace(
+        base.weighting, method=method, params=params,
+        weights={t: float(v(f"weighting.weights.{t}", 1.0)) for t in tasks},
+        rep_grad=bool(v("weighting.rep_grad")) if offers_rep_grad(cls) else False,
+    )
+    top = {name: v(name) for name, _ in _scalar_fields(ExperimentConfig)}
+    return dataclasses.replace(base, tasks=tasks, weighting=weighting, augment=augment, **sections, **top)
+
+
+def parse_upload(data: bytes) -> ExperimentConfig:
+    """An uploaded config file -> a config; raises ConfigError naming the field. A hyperparameter
+    the method does not have is refused here: the form has no widget to show or clear it."""
+    cfg = ExperimentConfig.from_json(data)
+    cls = method_class(cfg.weighting.method)
+    if cls is not None:
+        unknown = sorted(set(cfg.weighting.params) - set(cls.defaults))
+        if unknown:
+            raise ConfigError(f"weighting.params.{unknown[0]}", f"{cfg.weighting.method} has no such parameter; "
+                              f"its parameters: {', '.join(cls.defaults) or 'none'}")
+    return cfg
+
+
+__all__ = ["AUGMENT_ON", "BASE_KEY", "PREFIX", "build", "ensure", "keep", "load", "method_class",
+           "offers_rep_grad", "parse_upload", "scalar_paths"]

@@ -1,0 +1,57 @@
+"""The sidebar run picker shared by the Live, Compare and Predict pages."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import streamlit as st
+
+from ui.state import manager, select_run, selected_run
+
+STATUS_ICONS = {
+    "queued": "⏳", "running": "🟢", "paused": "⏸️", "finished": "✅",
+    "failed": "❌", "stopped": "⏹️", "interrupted": "⚠️",
+}
+
+
+def status_icon(status: str) -> str:
+    return STATUS_ICONS.get(status, "•")
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """``✅ demo · 14:02`` (the id's time when the name is the id itself)."""
+    when = datetime.fromtimestamp(run["created"]).strftime("%b %d %H:%M") if run.get("created") else ""
+    name = run.get("name") or run["id"]
+    name = name if len(name) <= 40 else name[:39] + "…"
+    return f"{status_icon(run['status'])} {name}" + (f" · {when}" if when and name != run["id"] else "")
+
+
+def _picked(widget_key: str) -> None:
+    run_id = st.session_state.get(widget_key)
+    if run_id:
+        select_run(run_id)
+
+
+def run_picker(key: str = "run", statuses: tuple[str, ...] | None = None) -> str | None:
+    """A select box in the sidebar listing runs newest first with status icons (only those with
+    a status in ``statuses`` when given); returns the chosen run id, or None when there is none.
+
+    The choice is shared by every page (``ui.state.select_run``): a run picked here, in the URL
+    (``?run=``) or started from Setup is the one shown, when it passes the filter.
+    """
+    runs = [r for r in manager().store.list_runs() if statuses is None or r["status"] in statuses]
+    widget_key = f"run_picker.{key}"
+    if not runs:
+        st.sidebar.caption("No runs yet." if statuses is None else
+                           f"No {' / '.join(statuses)} runs yet.")
+        st.session_state.pop(widget_key, None)
+        return None
+    labels = {r["id"]: run_label(r) for r in runs}
+    current = selected_run()
+    if current in labels:
+        st.session_state[widget_key] = current  # follow a selection made elsewhere
+    elif st.session_state.get(widget_key) not in labels:
+        st.session_state[widget_key] = runs[0]["id"]
+    return st.sidebar.selectbox("Run", list(labels), key=widget_key, format_func=labels.__getitem__,
+                                on_change=_picked, args=(widget_key,),
+                                help="Runs newest first. " + "  ".join(f"{i} {s}" for s, i in STATUS_ICONS.items()))
