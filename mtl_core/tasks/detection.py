@@ -42,28 +42,28 @@ NMS_IOU = 0.5
 
 
 class CenterNetHead(nn.Module):
-    """Three small branches (3x3 conv, ReLU, 1x1 conv) on shared features, as CenterNet's heads."""
+    """One shared 3x3 conv trunk, then 1x1 outputs for heatmap, size and offset. CenterNet gives
+    each output its own 3x3 branch; sharing it here costs a third and trains as well on small
+    images, where the head would otherwise cost more than the backbone."""
 
-    def __init__(self, channels: int, num_classes: int, hidden: int = 64) -> None:
+    def __init__(self, channels: int, num_classes: int, hidden: int = 48) -> None:
         super().__init__()
-
-        def branch(out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(hidden, out, 1))
-
-        self.heatmap = branch(num_classes)
-        self.size = branch(2)
-        self.offset = branch(2)
+        self.trunk = nn.Sequential(nn.Conv2d(channels, hidden, 3, padding=1), nn.ReLU(inplace=True))
+        self.heatmap = nn.Conv2d(hidden, num_classes, 1)
+        self.size = nn.Conv2d(hidden, 2, 1)
+        self.offset = nn.Conv2d(hidden, 2, 1)
         # start every location at the prior "object with probability 0.1" so the focal loss
         # is not swamped by the many easy negatives in the first steps
-        nn.init.constant_(self.heatmap[-1].bias, HEATMAP_PRIOR_BIAS)
+        nn.init.constant_(self.heatmap.bias, HEATMAP_PRIOR_BIAS)
         for reg in (self.size, self.offset):
-            nn.init.zeros_(reg[-1].bias)
+            nn.init.zeros_(reg.bias)
 
     def forward(self, features: Tensor) -> dict[str, Tensor]:  # (B, C, h, w)
+        x = self.trunk(features)  # (B, hidden, h, w)
         return {
-            "heatmap": self.heatmap(features),  # (B, K, h, w) logits
-            "size": self.size(features),  # (B, 2, h, w) width, height / image size
-            "offset": self.offset(features),  # (B, 2, h, w) in cells
+            "heatmap": self.heatmap(x),  # (B, K, h, w) logits
+            "size": self.size(x),  # (B, 2, h, w) width, height / image size
+            "offset": self.offset(x),  # (B, 2, h, w) in cells
         }
 
 
