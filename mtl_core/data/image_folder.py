@@ -1,0 +1,135 @@
+"""A folder of images in class subfolders (``root/<class>/<image>``), for classification.
+
+Also the shared file helpers of the real-data adapters (:mod:`~mtl_core.data.coco`,
+:mod:`~mtl_core.data.seg_folder`, :mod:`~mtl_core.data.torchvision_sets`): checking
+``data.root``, the fixed train/val/test split of a list of files, and reading an image at
+``image_size`` x ``image_size``.
+
+Splits: a format without its own splits is shuffled once with a fixed seed (:data:`SPLIT_SEED`,
+not the run's seed, so runs with different seeds are compared on the same test images) and cut
+80/10/10. Each split then keeps at most ``data.train_size`` / ``val_size`` / ``test_size``
+samples (the first ones of that shuffled order, so a cap is a random subset, not the first
+classes).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms.v2 import functional as F
+
+from mtl_core.config import DataConfig
+from mtl_core.data import SPLITS, register_dataset
+from mtl_core.data.base import DatasetInfo, Sample
+from mtl_core.errors import ConfigError
+
+SPLIT_SEED = 1234  # fixed: the split is a property of the data, not of a run
+DEFAULT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
+
+
+# ----------------------------------------------------------------------------------- helpers
+def require_root(cfg: DataConfig, expected: str) -> Path:
+    """``data.root`` as a path that exists; ``expected`` says what it should hold."""
+    if not cfg.root:
+        raise ConfigError("data.root", f"the {cfg.dataset} dataset needs data.root: set it to {expected}")
+    root = Path(cfg.root).expanduser()
+    if not root.exists():
+        raise ConfigError("data.root", f"{root} does not exist; set data.root to {expected}")
+    return root
+
+
+def check_split(split: str) -> None:
+    if split not in SPLITS:
+        raise ConfigError("split", f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+
+
+def partition(n: int, fractions: dict[str, float] = DEFAULT_FRACTIONS) -> dict[str, list[int]]:
+    """Indices ``0 .. n-1`` shuffled with :data:`SPLIT_SEED` and cut into disjoint parts that
+    cover them all, in the given proportions; every part but the first gets at least one index
+    (the first gets the rest). ``n`` must be at least the number of parts."""
+    names = list(fractions)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+    sizes = [max(1, round(n * fractions[k])) for k in names[1:]]
+    first = n - sum(sizes)
+    if first < 1:
+        raise ValueError(f"{n} items cannot be split into {len(names)} non-empty parts")
+    out, start = {}, 0
+    for name, size in zip(names, [first] + sizes, strict=True):
+        out[name] = order[start:start + size]
+        start += size
+    return out
+
+
+def shuffled(items: Sequence[int]) -> list[int]:
+    """``items`` in a fixed shuffled order (for official splits, so a size cap is a random subset)."""
+    order = torch.randperm(len(items), generator=torch.Generator().manual_seed(SPLIT_SEED)).tolist()
+    return [items[j] for j in order]
+
+
+def cap(indices: Sequence[int], cfg: DataConfig, split: str) -> list[int]:
+    """The first ``data.<split>_size`` of ``indices`` (already in a shuffled order)."""
+    limit = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}[split]
+    return list(indices[:max(0, limit)])
+
+
+def load_rgb(path: str | Path, size: int, exif: bool = False) -> Tensor:
+    """An image file as float ``(3, size, size)`` in ``[0, 1]`` (bilinear, antialiased).
+
+    ``exif=True`` applies the EXIF orientation (phone photos); leave it off where labels are
+    given in the stored pixel frame (COCO, VOC, masks).
+    """
+    with Image.open(path) as im:
+        im.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that still covers size
+        if exif:
+            im = ImageOps.exif_transpose(im)
+        im = im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+    return F.pil_to_tensor(im).float().div_(255.0)  # (3, S, S)
+
+
+def image_size_of(path: str | Path) -> tuple[int, int]:
+    """``(width, height)`` of an image file, read from its header only."""
+    with Image.open(path) as im:
+        return im.size
+
+
+# ----------------------------------------------------------------------------------- dataset
+@register_dataset("image_folder")
+class ImageFolderDataset:
+    """``root/<class name>/<image>``: one class per subfolder (sorted names, as torchvision's
+    ``ImageFolder``); the split is a fixed 80/10/10 shuffle of all images."""
+
+    supplies = ("classification",)
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int = 0) -> None:
+        check_split(split)
+        expected = "a folder with one subfolder of images per class (root/<class>/<image>.png)"
+        root = require_root(cfg, expected)
+        if not root.is_dir():
+            raise ConfigError("data.root", f"{root} is a file; set data.root to {expected}")
+        try:
+            classes, class_to_idx = find_classes(root)
+            samples = make_dataset(root, class_to_idx, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError as e:  # no subfolders, or no images in any of them
+            raise ConfigError("data.root", f"{root} has the wrong layout ({e}); expected {expected}") from None
+        if len(samples) < len(SPLITS):
+            raise ConfigError("data.root", f"{root} holds {len(samples)} images; at least {len(SPLITS)} "
+                              "are needed (one per split)")
+        self.cfg, self.split = cfg, split
+        self.samples = samples  # [(path, class index)] sorted by class, then file name
+        part = partition(len(samples))[split]
+        self.available = len(part)  # before the data.<split>_size cap
+        self.indices = cap(part, cfg, split)
+        self.info = DatasetInfo(name="image_folder", class_names=tuple(classes), image_size=cfg.image_size,
+                                tasks=self.supplies)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Sample:
+        path, label = self.samples[self.indices[i]]
+        image = load_rgb(path, self.cfg.image_size, exif=True)  # (3, S, S)
+        return image, {"classification": torch.tensor(label), "valid": {"classification": True}}
