@@ -1,0 +1,231 @@
+"""COCO-format annotations (Lin et al., "Microsoft COCO: Common Objects in Context", ECCV 2014):
+boxes and polygon or RLE masks, read without pycocotools.
+
+One json gives five tasks: ``detection`` (the boxes), ``segmentation`` (the masks painted in
+file order, later over earlier, class ``c`` as ``c + 1``, ``iscrowd`` regions as 255 = ignore),
+``classification`` (the class of the largest object), ``multilabel`` (the classes present) and
+``count`` (the number of objects; the count task tops out at ``data.max_objects``). Crowd
+annotations are not objects: they only mark ignored pixels.
+
+Missing labels are masked, not dropped: an image without (non-crowd) objects has no
+classification label, and one with an object whose ``segmentation`` is absent has no
+segmentation (``targets["valid"]``, see :mod:`mtl_core.data.base`).
+
+``data.root`` is a folder holding ``annotations.json`` (or the json file itself); images lie
+under ``images/<file_name>`` or at ``<file_name>`` relative to the json's folder. The json has
+no splits: a fixed 80/10/10 split of its images, by image id (see
+:mod:`~mtl_core.data.image_folder`).
+"""
+from __future__ import annotations
+
+import json
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as tF
+from PIL import Image, ImageDraw
+from torch import Tensor
+
+from mtl_core.config import DataConfig
+from mtl_core.data import SPLITS, register_dataset
+from mtl_core.data.base import DatasetInfo, Sample, Targets
+from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, require_root
+from mtl_core.errors import ConfigError
+
+IGNORE = 255
+OBJECT_TASKS = ("classification", "multilabel", "detection", "count")
+
+
+# ----------------------------------------------------------------------------------- masks
+def rle_counts_from_string(s: str | bytes) -> list[int]:
+    """Decode COCO's compressed RLE string (``rleFrString`` in the COCO API's ``maskApi.c``).
+
+    Each count is a little-endian varint of 5-bit groups, offset by 48 into printable ASCII;
+    0x20 in a group means another follows, 0x10 in the last one is the sign. From the fourth
+    count on, the stored value is the difference to the count two places back.
+    """
+    if isinstance(s, bytes):
+        s = s.decode("ascii")
+    counts: list[int] = []
+    p = 0
+    while p < len(s):
+        x, k, more = 0, 0, True
+        while more:
+            c = ord(s[p]) - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)  # sign-extend
+        if len(counts) > 2:
+            x += counts[-2]
+        counts.append(x)
+    return counts
+
+
+def decode_rle(counts: list[int] | str | bytes, height: int, width: int) -> Tensor:
+    """A COCO RLE (alternating runs of 0 and 1, starting with 0, in column-major order) as a bool
+    ``(height, width)`` mask; ``counts`` is the uncompressed list or the compressed string."""
+    if isinstance(counts, (str, bytes)):
+        counts = rle_counts_from_string(counts)
+    runs = torch.tensor(counts, dtype=torch.long)
+    if int(runs.sum()) != height * width or bool((runs < 0).any()):
+        raise ValueError(f"RLE counts sum to {int(runs.sum())}, not height * width = {height * width}")
+    values = torch.arange(len(runs)) % 2 == 1  # 0, 1, 0, 1, ...
+    flat = torch.repeat_interleave(values, runs)  # (H * W,) column by column
+    return flat.view(width, height).t()  # (H, W)
+
+
+def decode_polygons(polygons: list[list[float]], height: int, width: int) -> Tensor:
+    """COCO polygons ``[[x1, y1, x2, y2, ...], ...]`` filled with PIL as a bool ``(H, W)`` mask."""
+    canvas = Image.new("L", (width, height), 0)
+    draw = ImageDraw.Draw(canvas)
+    for poly in polygons:
+        if len(poly) >= 6:  # at least three points
+            draw.polygon([(float(poly[i]), float(poly[i + 1])) for i in range(0, len(poly) - 1, 2)], fill=1)
+    return torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).view(height, width).bool()
+
+
+def decode_segmentation(segm: Any, height: int, width: int) -> Tensor | None:
+    """An annotation's ``segmentation`` (polygons, or RLE with list or string counts) as a bool
+    ``(height, width)`` mask; ``None`` when there is none."""
+    if isinstance(segm, dict) and "counts" in segm:
+        h, w = (int(v) for v in segm.get("size", (height, width)))
+        mask = decode_rle(segm["counts"], h, w)
+        if (h, w) != (height, width):  # an RLE stored at another size: bring it to the image's
+            mask = tF.interpolate(mask[None, None].float(), size=(height, width), mode="nearest-exact")[0, 0] > 0.5
+        return mask
+    if isinstance(segm, list) and segm and isinstance(segm[0], (list, tuple)):
+        return decode_polygons(segm, height, width)
+    if isinstance(segm, list) and len(segm) >= 6 and all(isinstance(v, (int, float)) for v in segm):
+        return decode_polygons([segm], height, width)  # one flat polygon, as some exporters write
+    return None
+
+
+def resize_labels(labels: Tensor, size: int) -> Tensor:
+    """A label map ``(H, W)`` to ``(size, size)`` long, nearest neighbour (pixel centres)."""
+    out = tF.interpolate(labels[None, None].float(), size=(size, size), mode="nearest-exact")  # (1, 1, S, S)
+    return out[0, 0].long()
+
+
+# ----------------------------------------------------------------------------------- objects
+def object_targets(boxes: Tensor, labels: Tensor, areas: Tensor, num_classes: int) -> tuple[Targets, dict[str, bool]]:
+    """The image-level targets of a set of objects (``boxes (n, 4)``, ``labels (n,)``,
+    ``areas (n,)``): detection, classification (the largest), multilabel and count, and which
+    of them are labelled (classification is not when there are no objects)."""
+    multilabel = torch.zeros(num_classes)
+    multilabel[labels] = 1.0
+    has = len(labels) > 0
+    targets: Targets = {
+        "detection": {"boxes": boxes.float().reshape(-1, 4), "labels": labels.long()},
+        "classification": labels[areas.argmax()].long() if has else torch.tensor(0),
+        "multilabel": multilabel,
+        "count": torch.tensor(len(labels)),
+    }
+    return targets, {"detection": True, "classification": has, "multilabel": True, "count": True}
+
+
+def scale_boxes(boxes: Tensor, width: int, height: int, size: int) -> Tensor:
+    """xyxy pixel boxes of a ``width`` x ``height`` image, in the ``size`` x ``size`` image."""
+    scale = torch.tensor([size / width, size / height, size / width, size / height])
+    return (boxes.reshape(-1, 4).float() * scale).clamp_(0, size)  # (n, 4)
+
+
+# ----------------------------------------------------------------------------------- dataset
+@lru_cache(maxsize=2)
+def _load_json(path: str, mtime: float) -> dict[str, Any]:
+    """The parsed json (cached per file and version: COCO's own is ~450 MB, read once not thrice)."""
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _find_json(cfg: DataConfig) -> Path:
+    expected = "a folder holding annotations.json (COCO format) and the images, or the json file itself"
+    root = require_root(cfg, expected)
+    path = root / "annotations.json" if root.is_dir() else root
+    if not path.is_file():
+        others = sorted(p.name for p in root.glob("*.json"))[:5]
+        hint = f" (found {', '.join(others)}; set data.root to one of them)" if others else ""
+        raise ConfigError("data.root", f"{path} does not exist{hint}; set data.root to {expected}")
+    return path
+
+
+@register_dataset("coco")
+class CocoDataset:
+    """Images and annotations of one COCO json (see the module docstring)."""
+
+    supplies = ("classification", "multilabel", "detection", "segmentation", "count")
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int = 0) -> None:
+        check_split(split)
+        path = _find_json(cfg)
+        try:
+            data = _load_json(str(path), os.path.getmtime(path))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError("data.root", f"{path} is not valid JSON ({e})") from None
+        missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
+        if not isinstance(data, dict) or missing:
+            raise ConfigError("data.root", f"{path} is not COCO format: it lacks the list(s) {', '.join(missing)} "
+                              "(expected keys images, annotations, categories)")
+        cats = sorted(data["categories"], key=lambda c: c["id"])
+        if not cats:
+            raise ConfigError("data.root", f"{path} lists no categories")
+        images = sorted(data["images"], key=lambda im: im["id"])
+        if len(images) < len(SPLITS):
+            raise ConfigError("data.root", f"{path} lists {len(images)} images; at least {len(SPLITS)} are needed")
+        self.cfg, self.split = cfg, split
+        self.class_index = {c["id"]: i for i, c in enumerate(cats)}
+        self.anns: dict[int, list[dict[str, Any]]] = {}
+        for a in data["annotations"]:  # file order kept: later annotations paint over earlier
+            self.anns.setdefault(a["image_id"], []).append(a)
+        self.image_dir = self._image_dir(path.parent, images[0]["file_name"])
+        self.images = images
+        part = partition(len(images))[split]
+        self.available = len(part)
+        self.indices = cap(part, cfg, split)
+        self.info = DatasetInfo(name="coco", class_names=tuple(str(c["name"]) for c in cats), image_size=cfg.image_size,
+                                tasks=self.supplies, max_objects=cfg.max_objects)
+
+    @staticmethod
+    def _image_dir(base: Path, first: str) -> Path:
+        """Where ``file_name`` is relative to: ``<base>/images`` or ``<base>`` (checked on the first image)."""
+        for d in (base / "images", base):
+            if (d / first).is_file():
+                return d
+        raise ConfigError("data.root", f"image {first!r} is at neither {base / 'images' / first} nor {base / first}; "
+                          "put the images under images/ next to the json")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> Sample:
+        im = self.images[self.indices[i]]
+        S, w, h = self.cfg.image_size, int(im["width"]), int(im["height"])
+        image = load_rgb(self.image_dir / im["file_name"], S)  # (3, S, S)
+        anns = [a for a in self.anns.get(im["id"], []) if a.get("category_id") in self.class_index]
+        objects = [a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
+        xywh = torch.tensor([a["bbox"] for a in objects], dtype=torch.float).reshape(-1, 4)
+        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)  # (n, 4) xyxy
+        labels = torch.tensor([self.class_index[a["category_id"]] for a in objects], dtype=torch.long)
+        areas = torch.tensor([float(a.get("area") or a["bbox"][2] * a["bbox"][3]) for a in objects])
+        targets, valid = object_targets(scale_boxes(boxes, w, h, S), labels, areas, self.info.num_classes)
+        seg, ok = self._segmentation(anns, h, w)
+        targets["segmentation"] = resize_labels(seg, S) if ok else torch.full((S, S), IGNORE, dtype=torch.long)
+        valid["segmentation"] = ok
+        targets["valid"] = valid
+        return image, targets
+
+    def _segmentation(self, anns: list[dict[str, Any]], h: int, w: int) -> tuple[Tensor, bool]:
+        """The label map ``(h, w)`` painted in file order, and whether every object had a mask."""
+        labels = torch.zeros(h, w, dtype=torch.uint8 if self.info.num_classes < IGNORE else torch.int16)
+        for a in anns:
+            mask = decode_segmentation(a.get("segmentation"), h, w)
+            if mask is None:
+                if a.get("iscrowd", 0):
+                    continue  # a crowd without a region: nothing to ignore
+                return labels, False
+            labels[mask] = IGNORE if a.get("iscrowd", 0) else self.class_index[a["category_id"]] + 1
+        return labels, True
