@@ -11,8 +11,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -194,7 +195,7 @@ class MetricCache:
         self.generation = generation
 
     def _drop_from(self, step: int) -> None:
-        for key, (steps, values) in self.series.items():
+        for steps, values in self.series.values():
             while steps and steps[-1] >= step:
                 steps.pop()
                 values.pop()

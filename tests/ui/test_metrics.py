@@ -8,8 +8,18 @@ import plotly.graph_objects as go
 import pytest
 
 from ui import charts
-from ui.metrics import (MetricCache, delta_m, downsample, downsample_indices, ema, final_metrics, format_duration,
-                        pareto_front, primary_values, rows_to_frame)
+from ui.metrics import (
+    MetricCache,
+    delta_m,
+    downsample,
+    downsample_indices,
+    ema,
+    final_metrics,
+    format_duration,
+    pareto_front,
+    primary_values,
+    rows_to_frame,
+)
 
 
 # -- EMA ---------------------------------------------------------------------------------------

@@ -1,0 +1,186 @@
+"""Compare runs: a table of every run, their curves overlaid per task, final metrics with the
+multi-task score Δm against a chosen baseline (Maninis et al., 2019), a two-task trade-off
+scatter with its Pareto front, CSV download and deletion.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from mtl_core.errors import MTLError
+from mtl_core.predict_api import task_meta
+from mtl_core.store import TERMINAL
+from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
+from ui.metrics import delta_m, final_metrics, format_duration, primary_values, run_duration
+from ui.state import manager, runs_dir
+
+DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
+
+st.title("Compare runs")
+store = manager().store
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Start some on **Setup** (or `python -m mtl_core train`), then compare them here.")
+    st.stop()
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _final(root: str, run_id: str, updated: float) -> tuple[dict[str, float], str | None]:
+    """A run's final metrics (test split when present, else the last validation); cached until it changes."""
+    s = manager().store
+    return final_metrics(s.metrics(run_id, split="test") + s.metrics(run_id, split="val"))
+
+
+@st.cache_data(show_spinner=False, max_entries=2000)
+def _series(root: str, run_id: str, updated: float, split: str, key: str) -> tuple[list[int], list[float]]:
+    rows = [r for r in manager().store.metrics(run_id, split=split, key_prefix=key) if r[2] == key]
+    return [r[0] for r in rows], [float("nan") if r[3] is None else r[3] for r in rows]
+
+
+all_tasks = list(dict.fromkeys(t for r in runs for t in r["config"].get("tasks", [])))
+meta = {t: TaskMeta(t, **m) for t, m in task_meta(all_tasks).items()}
+primary = {t: m.primary for t, m in meta.items() if m.primary}
+hib = {t: m.higher_is_better for t, m in meta.items()}
+finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"]) for r in runs}
+
+
+def _label(run: dict) -> str:
+    return f"{run['name']} ({run['id'][-6:]})"
+
+
+def _metric_col(task: str, metric: str) -> str:
+    arrow = ("↑" if hib.get(task, True) else "↓") if primary.get(task) == metric else ""
+    return f"{task} · {metric}{arrow}"
+
+
+# -- the table of runs -------------------------------------------------------------------------
+table = pd.DataFrame([{
+    "name": r["name"],
+    "tasks": ", ".join(r["config"].get("tasks", [])),
+    "method": r["config"].get("weighting", {}).get("method", ""),
+    "architecture": r["config"].get("model", {}).get("architecture", ""),
+    "status": r["status"],
+    "steps": f"{r['step']}/{r['total_steps']}",
+    "duration": format_duration(run_duration(r)),
+    **{_metric_col(t, m): finals[r["id"]][0].get(f"{t}/{m}") for t, m in primary.items()},
+    "id": r["id"],
+} for r in runs])
+ids_key = hashlib.sha1(",".join(r["id"] for r in runs).encode()).hexdigest()[:10]
+st.caption("Pick rows to compare (the boxes at the left); with none picked, the latest finished runs are compared. "
+           "Metrics are the test split's when present, else the last validation.")
+event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
+                     key=f"compare_table_{ids_key}_{st.session_state.get('compare_deleted', 0)}",
+                     column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c})
+picked = [runs[i]["id"] for i in (event.selection.rows if event is not None else [])]
+if not picked:
+    picked = [r["id"] for r in runs if r["status"] == "finished"][:DEFAULT_COMPARED]
+by_id = {r["id"]: r for r in runs}
+compared = [by_id[i] for i in picked]
+
+if not compared:
+    st.info("No finished run yet: pick runs in the table to compare them.")
+else:
+    # -- final metrics and Δm against a baseline -------------------------------------------------
+    st.subheader("Final metrics and Δm")
+    labels = {r["id"]: _label(r) for r in compared}
+    oldest = min(compared, key=lambda r: r["created"])["id"]
+    base_id = st.selectbox("Baseline run", [r["id"] for r in compared], index=[r["id"] for r in compared].index(oldest),
+                           format_func=labels.get, key="compare_baseline",
+                           help="Δm = mean over the tasks both runs share of ±(M − M_base)/M_base × 100, "
+                                "+ where higher is better (Maninis et al., 2019). Positive = better than the baseline.")
+    base_primary = primary_values(finals[base_id][0], primary)
+    rows = []
+    for r in compared:
+        values, split = finals[r["id"]]
+        tasks_r = r["config"].get("tasks", [])
+        dm = delta_m(primary_values(values, {t: primary[t] for t in tasks_r if t in primary}), base_primary, hib)
+        row = {"run": labels[r["id"]], "status": r["status"], "split": split or "–",
+               "Δm vs baseline (%)": dm}
+        for t in tasks_r:
+            for k in sorted(values, key=lambda k: (k != f"{t}/{primary.get(t)}", k)):
+                if k.startswith(f"{t}/"):
+                    row[_metric_col(t, k.split("/", 1)[1])] = values[k]
+        row["method"] = r["config"].get("weighting", {}).get("method", "")
+        row["id"] = r["id"]
+        rows.append(row)
+    final_df = pd.DataFrame(rows)
+    st.dataframe(final_df, hide_index=True, key="compare_final",
+                 column_config={"Δm vs baseline (%)": st.column_config.NumberColumn(format="%+.2f"),
+                                **{c: st.column_config.NumberColumn(format="%.4f") for c in final_df.columns if "·" in c}})
+    st.download_button("Download this table as CSV", final_df.to_csv(index=False).encode(), "mtl_compare.csv",
+                       "text/csv", icon=":material/download:", key="compare_csv")
+
+    # -- curves overlaid per task -----------------------------------------------------------------
+    st.subheader("Curves")
+    c1, c2 = st.columns([3, 1])
+    smoothing = c1.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="compare_smoothing")
+    log_y = c2.toggle("Log-scale losses", key="compare_log_y")
+    run_colors = colors(list(labels.values()))
+    tasks_here = list(dict.fromkeys(t for r in compared for t in r["config"].get("tasks", [])))
+    for t in tasks_here:
+        having = [r for r in compared if t in r["config"].get("tasks", [])]
+        loss = {labels[r["id"]]: _series(runs_dir(), r["id"], r["updated"], "train", f"loss/{t}") for r in having}
+        left, right = st.columns(2)
+        left.plotly_chart(compare_figure(loss, f"{meta[t].label}: training loss", smoothing, log_y, run_colors, "loss"),
+                          key=f"compare_loss_{t}", width="stretch")
+        if t in primary:
+            key = f"{t}/{primary[t]}"
+            val = {labels[r["id"]]: _series(runs_dir(), r["id"], r["updated"], "val", key) for r in having}
+            arrow = "↑" if hib[t] else "↓"
+            right.plotly_chart(compare_figure(val, f"{meta[t].label}: validation {primary[t]} {arrow}", 0.0, False,
+                                              run_colors, primary[t]), key=f"compare_val_{t}", width="stretch")
+
+    # -- two tasks' trade-off ---------------------------------------------------------------------
+    st.subheader("Trade-off between two tasks")
+    scatter_tasks = [t for t in tasks_here if t in primary]
+    if len(scatter_tasks) < 2:
+        st.info("The compared runs share fewer than two tasks with a primary metric.")
+    else:
+        c1, c2 = st.columns(2)
+        tx = c1.selectbox("x axis", scatter_tasks, index=0, key="compare_x", format_func=lambda t: meta[t].label)
+        ty = c2.selectbox("y axis", scatter_tasks, index=1, key="compare_y", format_func=lambda t: meta[t].label)
+        pts = [(labels[r["id"]], primary_values(finals[r["id"]][0], primary)) for r in compared]
+        pts = [(n, v[tx], v[ty]) for n, v in pts if tx in v and ty in v]
+        if len(pts) < 1:
+            st.info(f"No compared run has final metrics for both {tx} and {ty}.")
+        else:
+            names, xs, ys = zip(*pts, strict=False)
+            st.plotly_chart(pareto_figure(list(names), xs, ys, f"{meta[tx].label} {primary[tx]}",
+                                          f"{meta[ty].label} {primary[ty]}", hib[tx], hib[ty], highlight=labels[base_id]),
+                            key="compare_pareto", width="stretch")
+            st.caption("Red diamonds: runs no other run beats on both tasks (the Pareto front); the ringed point is the baseline.")
+
+# -- deleting runs ----------------------------------------------------------------------------------
+with st.expander("Delete runs"):
+    names = {r["id"]: f"{_label(r)} · {r['status']}" for r in runs}
+    doomed = st.multiselect("Runs to delete", [r["id"] for r in runs], format_func=names.get, key="compare_delete_pick")
+    if st.button("Delete …", key="compare_delete", disabled=not doomed, icon=":material/delete:"):
+        st.session_state["compare_confirm"] = list(doomed)
+    pending = st.session_state.get("compare_confirm")
+    if pending:
+        st.warning(f"Delete {len(pending)} run{'s' if len(pending) != 1 else ''} with {'their' if len(pending) != 1 else 'its'} "
+                   "metrics and checkpoints? This cannot be undone.")
+        yes, no = st.columns([1, 6])
+        if yes.button("Yes, delete", type="primary", key="compare_delete_yes"):
+            errors = []
+            for rid in pending:
+                run = store.get_run(rid)
+                if run is not None and (run["status"] not in TERMINAL or manager().is_active(rid)):
+                    errors.append(f"{names.get(rid, rid)} is still {run['status']}; stop it before deleting")
+                    continue
+                try:
+                    manager().delete(rid)
+                except MTLError as e:
+                    errors.append(str(e))
+            st.session_state.pop("compare_confirm", None)
+            st.session_state.pop("compare_delete_pick", None)
+            st.session_state["compare_deleted"] = st.session_state.get("compare_deleted", 0) + 1
+            st.session_state["compare_delete_errors"] = errors
+            st.rerun()
+        if no.button("Cancel", key="compare_delete_no"):
+            st.session_state.pop("compare_confirm", None)
+            st.rerun()
+    for msg in st.session_state.pop("compare_delete_errors", []):
+        st.error(msg)

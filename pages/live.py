@@ -1,0 +1,200 @@
+"""Live training: every task's curves, the task weights, progress, and the run's controls.
+
+Everything below the run picker lives in one ``st.fragment`` that re-reads the run store about
+once a second (only the rows new since the last look) while the run is active, so progress
+shows without a full-page rerun; it stops polling once the run has ended. A run started from
+the command line (``python -m mtl_core train``) into the same runs directory shows the same way.
+"""
+from __future__ import annotations
+
+import streamlit as st
+
+from mtl_core.errors import MTLError
+from mtl_core.predict_api import task_meta
+from mtl_core.store import TERMINAL
+from ui.charts import TaskMeta, live_figures
+from ui.metrics import MetricCache, final_metrics, format_duration
+from ui.sidebar import run_picker
+from ui.state import manager
+
+STATUS_BADGE = {"queued": "gray", "running": "blue", "paused": "orange", "finished": "green", "failed": "red",
+                "stopped": "violet", "interrupted": "orange"}
+KEEP_CACHES = 4  # runs whose metric caches a session keeps while a person flips between them
+
+st.title("Live training")
+run_id = run_picker("run")
+if run_id is None:
+    st.info("No runs yet. Start one on **Setup**, or from a shell: `python -m mtl_core train --steps 500`.")
+    st.stop()
+
+with st.sidebar:
+    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="live_smoothing",
+                          help="Exponential moving average with TensorBoard's debiasing; the raw curve stays faint.")
+    log_y = st.toggle("Log-scale losses", key="live_log_y")
+
+store = manager().store
+first = store.get_run(run_id)
+if first is None:
+    st.warning(f"Run `{run_id}` does not exist (it may have been deleted). Pick another one in the sidebar.")
+    st.stop()
+meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [])).items()}
+
+
+def _cache(rid: str) -> MetricCache:
+    caches: dict[str, MetricCache] = st.session_state.setdefault("live_caches", {})
+    if rid not in caches:
+        for old in list(caches)[: max(0, len(caches) - KEEP_CACHES + 1)]:
+            caches.pop(old)
+        caches[rid] = MetricCache(rid)
+    return caches[rid]
+
+
+def _act(action: str, rid: str) -> None:
+    """Button callbacks: run before the fragment redraws, so the new status shows at once."""
+    try:
+        if action == "pause":
+            manager().pause(rid)
+        elif action == "resume":
+            manager().resume(rid)
+        elif action == "stop":
+            manager().stop(rid)
+        elif action == "continue":
+            manager().resume_run(rid)
+            st.session_state["live_restarted"] = rid
+    except MTLError as e:
+        st.session_state["live_action_error"] = str(e)
+
+
+def _apply_weights(rid: str, tasks: list[str]) -> None:
+    weights = {t: float(st.session_state[f"live_w_{rid}_{t}"]) for t in tasks}
+    try:
+        manager().set_weights(rid, weights)
+        st.session_state["live_action_note"] = "New weights sent; they apply from the next step and are marked on the curves."
+    except MTLError as e:
+        st.session_state["live_action_error"] = str(e)
+
+
+def _header(run: dict, active: bool) -> None:
+    status = run["status"]
+    cfg = run["config"]
+    method = cfg.get("weighting", {}).get("method", "?")
+    arch = cfg.get("model", {}).get("architecture", "?")
+    st.markdown(f"### {run['name']} &nbsp; :{STATUS_BADGE.get(status, 'gray')}-badge[{status}]")
+    st.caption(f"`{run['id']}` · {', '.join(cfg.get('tasks', []))} · {arch} · {method} · "
+               f"started from {run.get('source') or '?'} · device {run.get('device') or '?'}")
+    info = run.get("info") or {}
+    total = max(1, int(run.get("total_steps") or 0))
+    step = int(run.get("step") or 0)
+    frac = min(1.0, step / total)
+    if status in ("running", "paused", "queued"):
+        text = f"step {step:,} / {total:,}"
+        if status == "running" and info.get("eta_s") is not None:
+            text += f" · ETA {format_duration(info['eta_s'])}"
+        if info.get("images_per_s"):
+            text += f" · {info['images_per_s']:,.0f} images/s"
+        st.progress(frac, text=text)
+    else:
+        st.progress(frac, text=f"step {step:,} / {total:,} · took {format_duration(info.get('elapsed_s'))}")
+    if status == "failed":
+        st.error(f"Training failed: {run.get('error') or 'no reason was recorded'}")
+        if run.get("traceback"):
+            with st.expander("Traceback"):
+                st.code(run["traceback"], language="text")
+    elif status == "interrupted":
+        st.warning(run.get("error") or "The process training this run stopped.")
+    elif status == "queued":
+        st.info("Waiting for a free training slot; it starts as soon as another run ends.")
+
+
+def _controls(run: dict, active: bool, tasks: list[str]) -> None:
+    rid, status = run["id"], run["status"]
+    if active:
+        c1, c2, c3, _ = st.columns([1, 1, 1, 4])
+        if status == "paused":
+            c1.button("Resume", key=f"live_resume_{rid}", on_click=_act, args=("resume", rid), type="primary",
+                      icon=":material/play_arrow:")
+        else:
+            c1.button("Pause", key=f"live_pause_{rid}", on_click=_act, args=("pause", rid),
+                      disabled=status != "running", icon=":material/pause:")
+        c2.button("Stop", key=f"live_stop_{rid}", on_click=_act, args=("stop", rid), icon=":material/stop:",
+                  help="Ends the run and saves a checkpoint you can continue from later.")
+    elif status not in TERMINAL:
+        pid = (run.get("info") or {}).get("pid")
+        st.info(f"This run is trained by another process{f' (pid {pid})' if pid else ''}, e.g. started from the "
+                "command line, so it cannot be paused, stopped or retuned from here; the curves still update. "
+                "Stop it where it runs (Ctrl+C saves a checkpoint).")
+    elif status in ("stopped", "interrupted", "failed") and store.latest_checkpoint(rid) is not None:
+        st.button("Continue from the last checkpoint", key=f"live_continue_{rid}", on_click=_act,
+                  args=("continue", rid), icon=":material/replay:")
+    for kind, show in (("live_action_error", st.error), ("live_action_note", st.success)):
+        if kind in st.session_state:
+            show(st.session_state.pop(kind))
+    if active:
+        _weights_form(run, tasks)
+
+
+def _weights_form(run: dict, tasks: list[str]) -> None:
+    rid = run["id"]
+    cfg_weights = run["config"].get("weighting", {}).get("weights", {})
+    current = {**{t: float(cfg_weights.get(t, 1.0)) for t in tasks}, **(run.get("info") or {}).get("weights", {})}
+    method = run["config"].get("weighting", {}).get("method", "static")
+    with st.expander("Change task weights while it trains", expanded=False):
+        with st.form(f"live_weights_{rid}", border=False):
+            cols = st.columns(min(len(tasks), 3) or 1)
+            for i, t in enumerate(tasks):
+                key = f"live_w_{rid}_{t}"
+                st.session_state.setdefault(key, float(current.get(t, 1.0)))
+                cols[i % len(cols)].slider(meta[t].label if t in meta else t, 0.0, max(5.0, float(current.get(t, 1.0)) * 2),
+                                           step=0.05, key=key)
+            if method != "static":
+                st.caption(f"{method} sets its own weights; these are the user weights it is given "
+                           "(some methods scale by them, others ignore them).")
+            st.form_submit_button("Apply", type="primary", on_click=_apply_weights, args=(rid, tasks))
+
+
+def _charts(view, tasks: list[str]) -> None:
+    rid = view.run["id"]
+    left, right = st.columns(2)
+    left.plotly_chart(view.figures["total"], key=f"live_total_{rid}", width="stretch")
+    right.plotly_chart(view.figures["weights"], key=f"live_weights_fig_{rid}", width="stretch")
+    for row in range(0, len(tasks), 2):
+        cols = st.columns(2)
+        for col, t in zip(cols, tasks[row:row + 2], strict=False):
+            col.plotly_chart(view.figures[f"task:{t}"], key=f"live_task_{rid}_{t}", width="stretch")
+
+
+def _final_table(run: dict) -> None:
+    values, split = final_metrics(store.metrics(run["id"], split="test") or store.metrics(run["id"], split="val"))
+    if not values:
+        return
+    rows = [{"task": k.split("/", 1)[0], "metric": k.split("/", 1)[1], "value": v}
+            for k, v in values.items() if not k.startswith("loss/")]
+    rows += [{"task": k.split("/", 1)[1], "metric": "loss", "value": v} for k, v in values.items() if k.startswith("loss/")]
+    st.markdown(f"**Final metrics** ({split} split)")
+    st.dataframe(rows, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+
+
+def live_panel(rid: str, smoothing: float, log_y: bool, polling: bool) -> None:
+    """The part that refreshes: read new rows, redraw status, controls and charts."""
+    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta)
+    if view is None:
+        st.warning(f"Run `{rid}` was deleted.")
+        return
+    run = view.run
+    active = manager().is_active(rid)
+    _header(run, active)
+    _controls(run, active, view.tasks)
+    if _cache(rid).count == 0 and run["status"] in ("queued", "running"):
+        st.caption("Waiting for the first training step ...")
+    _charts(view, view.tasks)
+    if run["status"] in TERMINAL:
+        _final_table(run)
+    # the run ended (or was restarted) since this fragment was set up: one full rerun re-creates
+    # it with (or without) polling
+    restarted = st.session_state.pop("live_restarted", None) == rid
+    if (polling and run["status"] in TERMINAL and not active) or (not polling and restarted):
+        st.rerun()
+
+
+polling = first["status"] not in TERMINAL or manager().is_active(run_id)
+st.fragment(live_panel, run_every=1.0 if polling else None)(run_id, smoothing, log_y, polling)

@@ -1,0 +1,162 @@
+"""Predict: upload images (or pick dataset samples), choose a trained run, and see every task's
+output drawn on each image, with ground truth beside dataset samples and a PNG download.
+
+UI only: decoding, inference and drawing go through ``mtl_core`` (no torch here). The model is
+cached per (checkpoint path, modification time), so a running run's newer checkpoint is picked up.
+"""
+from __future__ import annotations
+
+import hashlib
+import html
+import os
+from collections import OrderedDict
+from typing import Any
+
+import streamlit as st
+
+from mtl_core.config import ExperimentConfig
+from mtl_core.errors import MTLError
+from mtl_core.images import decode_image
+from mtl_core.inference import Predictor
+from mtl_core.predict_api import dataset_sample, dataset_size, render
+from ui.sidebar import run_picker
+from ui.state import manager
+
+IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
+WITH_CHECKPOINTS = ("finished", "running", "paused", "stopped", "interrupted")
+KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
+MAX_SAMPLES = 12
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
+def load_predictor(path: str, mtime: float) -> Predictor:
+    """One model per checkpoint file version, shared by every session."""
+    return Predictor(path)
+
+
+def _lru(name: str) -> OrderedDict:
+    return st.session_state.setdefault(name, OrderedDict())
+
+
+def _remember(cache: OrderedDict, key: Any, value: Any, keep: int) -> Any:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > keep:
+        cache.popitem(last=False)
+    return value
+
+
+def _predicted(predictor: Predictor, model_key: tuple, item_key: str, image) -> tuple[dict, float]:
+    cache = _lru("predict_preds")
+    key = (model_key, item_key)
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    return _remember(cache, key, predictor.predict(image), KEEP_PREDICTIONS)
+
+
+st.title("Predict")
+run_id = run_picker("predict", statuses=WITH_CHECKPOINTS)
+store = manager().store
+run = store.get_run(run_id) if run_id else None
+if run is None:
+    st.info("No trained run yet. Train one on **Setup** (or `python -m mtl_core train`); its checkpoints appear here.")
+    st.stop()
+ck = (store.latest_checkpoint(run_id, "final") if run["status"] == "finished" else None) or store.latest_checkpoint(run_id)
+if ck is None:
+    st.info(f"Run **{html.escape(run['name'])}** has no checkpoint yet; the first one is written at step "
+            f"{run['config'].get('checkpoint_every', '?')}.")
+    st.stop()
+try:
+    predictor = load_predictor(ck["path"], os.path.getmtime(ck["path"]))
+except (MTLError, OSError) as e:
+    st.error(f"Could not load the checkpoint {ck['path']}: {e}")
+    st.stop()
+model_key = (ck["path"], os.path.getmtime(ck["path"]))
+st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
+           f"({ck['kind']}) · tasks: {', '.join(predictor.tasks)} · input {predictor.input_size} px")
+
+# -- what to show ------------------------------------------------------------------------------
+tasks = list(predictor.tasks)
+cols = st.columns([3, 2, 2])
+shown = cols[0].pills("Show", tasks, selection_mode="multi", default=tasks, key="predict_show",
+                      format_func=lambda t: getattr(predictor.tasks[t], "title", "") or t) or []
+opacity = cols[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="predict_opacity")
+threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_threshold",
+                           help="Boxes scoring below this are hidden.")
+depth_mode = "blended"
+if "depth" in tasks:
+    depth_mode = st.radio("Depth", ["beside", "blended"], horizontal=True, key="predict_depth_mode",
+                          format_func={"beside": "colour map beside", "blended": "blended into the image"}.get)
+show = {t: t in shown for t in tasks}
+source = st.radio("Images", ["upload", "dataset"], horizontal=True, key="predict_source",
+                  format_func={"upload": "Upload", "dataset": "Dataset samples"}.get)
+
+
+def _show_result(title: str, item_key: str, image, truth: dict | None = None) -> None:
+    """One image: prediction overlay (+ depth beside) (+ ground truth), summary, download."""
+    try:
+        preds, seconds = _predicted(predictor, model_key, item_key, image)
+    except Exception as e:  # one bad image must not take the others down
+        st.error(f"{title}: prediction failed ({type(e).__name__}: {e})")
+        return
+    look = (tuple(sorted(show.items())), opacity, threshold, depth_mode)
+    drawn_cache = _lru("predict_drawn")
+    key = (model_key, item_key, look)
+    if key in drawn_cache:
+        out = drawn_cache[key]
+    else:
+        out = _remember(drawn_cache, key, render(predictor, image, preds, show, opacity, threshold, depth_mode, seconds),
+                        KEEP_PREDICTIONS)
+    h, w = out.overlay.shape[:2]
+    with st.container(border=True):
+        st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
+        panels = [("Prediction", out.overlay)]
+        if out.depth is not None:
+            panels.append(("Depth (near blue, far red)", out.depth))
+        if truth is not None:
+            gt = render(predictor, image, truth, show, opacity, 0.0, depth_mode)
+            panels.append(("Ground truth", gt.overlay))
+            if gt.depth is not None:
+                panels.append(("Ground-truth depth", gt.depth))
+        for col, (caption, img) in zip(st.columns(len(panels)), panels, strict=False):
+            col.image(img, caption=caption, width="stretch")
+        if out.summary:
+            st.markdown("  \n".join(html.escape(line) for line in out.summary))
+        if out.legend:
+            chips = " ".join(f'<span style="background:{c};color:#fff;padding:1px 6px;border-radius:4px;'
+                             f'font-size:0.8em;text-shadow:0 0 2px #000">{html.escape(n)}</span>' for n, c in out.legend)
+            st.markdown(f"Segmentation: {chips}", unsafe_allow_html=True)
+        stem = os.path.splitext(os.path.basename(title))[0] or "image"
+        st.download_button("Download overlay (PNG)", out.png, f"{stem}_overlay.png", "image/png",
+                           key=f"predict_dl_{item_key}", icon=":material/download:", on_click="ignore")
+
+
+if source == "upload":
+    files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
+                             help="png, jpg, webp, bmp, tiff or gif; any size (they are resized for the model).")
+    if not files:
+        st.info("Upload one or more images to see every task's prediction on them.")
+    for i, f in enumerate(files or []):
+        data = f.getvalue()
+        digest = hashlib.sha1(data).hexdigest()[:16]
+        try:
+            image = decode_image(data, f.name)  # (3, H, W) uint8
+        except MTLError as e:  # the message names the file and says why
+            st.error(str(e))
+            continue
+        _show_result(f.name, f"upload-{i}-{digest}", image)
+else:
+    config = predictor.config if isinstance(predictor.config, ExperimentConfig) else ExperimentConfig.from_dict(run["config"])
+    c1, c2, c3 = st.columns(3)
+    split = c1.selectbox("Split", ["val", "test"], key="predict_split")
+    try:
+        n = dataset_size(config, split)
+    except MTLError as e:
+        st.error(f"The run's dataset is not available here: {e}")
+        st.stop()
+    start = c2.number_input("First sample", 0, max(0, n - 1), 0, key="predict_first")
+    count = c3.slider("How many", 1, MAX_SAMPLES, 4, key="predict_count")
+    for idx in range(int(start), min(n, int(start) + count)):
+        image, truth = dataset_sample(config, split, idx, predictor.tasks)
+        _show_result(f"{split} sample {idx}", f"{split}-{idx}", image, truth)

@@ -1,0 +1,48 @@
+"""Fixtures for the dashboard pages' tests: one tiny finished run shared by the whole session
+(trained once with the RunManager), and a way to point the pages at a runs directory."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[2]
+UI_TASKS = ("classification", "detection", "segmentation", "depth")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> dict:
+    """A finished 5-step run on 32 px scenes with four tasks: ``{"dir", "run_id", "manager"}``."""
+    from mtl_core.runs import get_manager
+
+    d = tmp_path_factory.mktemp("ui_runs")
+    manager = get_manager(d)
+    base = tiny_config()
+    run_id = manager.start(tiny_config(name="tiny-ui", tasks=UI_TASKS, optim=dataclasses.replace(base.optim, steps=5)))
+    status = manager.wait(run_id, timeout=120)
+    assert status == "finished", manager.store.get_run(run_id)["error"]
+    return {"dir": d, "run_id": run_id, "manager": manager}
+
+
+@pytest.fixture
+def ui_runs(tiny_run, monkeypatch) -> dict:
+    """The pages read the tiny run's runs directory (``MTL_RUNS_DIR``) during this test."""
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tiny_run["dir"]))
+    return tiny_run
+
+
+def page(name: str, run_id: str | None = None, timeout: float = 60):
+    """An AppTest of ``pages/<name>.py`` with ``run_id`` selected (as the sidebar picker would)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=timeout)
+    if run_id is not None:
+        at.session_state["run_id"] = run_id
+    return at
+
+
+def no_exceptions(at) -> None:
+    assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace) for e in at.exception]
