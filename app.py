@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from ui import config_state
 from ui.state import page_exists
 
 st.set_page_config(page_title="MTL Studio", page_icon="🧪", layout="wide")
@@ -23,5 +22,4 @@ PAGES = [  # (file, title, icon)
 # pages are written by several people: list only those present, so a missing one never breaks the app
 nav = st.navigation([st.Page(path, title=title, icon=icon, default=path == "pages/home.py")
                      for path, title, icon in PAGES if page_exists(path)])
-config_state.keep(st.session_state)  # the Setup form survives a visit to another page
 nav.run()

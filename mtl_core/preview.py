@@ -7,7 +7,8 @@ legends drawn by the tasks stay legible.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -120,7 +121,7 @@ def sample_captions(cfg: ExperimentConfig, split: str, indices: Sequence[int]) -
     dataset = build_dataset(cfg.data, split, cfg.seed)
     names = dataset.info.class_names
     out = []
-    for i, (_, targets) in zip(indices, _samples(dataset, indices)):
+    for i, (_, targets) in zip(indices, _samples(dataset, indices), strict=True):
         parts = [f"#{i}"]
         if "classification" in targets:
             c = int(torch.as_tensor(targets["classification"]).reshape(-1)[0])

@@ -59,14 +59,15 @@ with tasks_col:
 drawable = [t for t in summary["tasks"] if t["available"]]
 controls, toggles = st.columns([2, 3], gap="large")
 with controls:
-    split = st.radio("Split", list(SPLITS), format_func=SPLITS.get, key="data.split", horizontal=True)
-    per_page = st.selectbox("Samples per page", [8, 16, 24], key="data.per_page")
+    split = st.radio("Split", list(SPLITS), format_func=SPLITS.get, key="data.split", horizontal=True,
+                     persist_state="session")
+    per_page = st.selectbox("Samples per page", [8, 16, 24], key="data.per_page", persist_state="session")
 with toggles:
     st.markdown("**Ground truth to draw**")
     cols = st.columns(3)
     for i, t in enumerate(drawable):
         ss.setdefault(f"data.show.{t['name']}", True)
-        cols[i % 3].toggle(t["title"], key=f"data.show.{t['name']}")
+        cols[i % 3].toggle(t["title"], key=f"data.show.{t['name']}", persist_state="session")
 
 total = summary["sizes"].get(split, 0)
 if total == 0:
@@ -90,5 +91,5 @@ except MTLError as e:
     st.error(f"Could not draw the samples: {e}")
     st.stop()
 grid = st.columns(COLUMNS)
-for i, (image, caption) in enumerate(zip(images, captions)):
+for i, (image, caption) in enumerate(zip(images, captions, strict=True)):
     grid[i % COLUMNS].image(image, caption=caption, width="stretch")

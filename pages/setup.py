@@ -26,6 +26,7 @@ from ui.state import manager, open_run
 ss = st.session_state
 K = cs.PREFIX
 PREVIEW_SAMPLES = 4
+KEEP = "session"  # form widgets keep their values across page switches
 
 
 # ------------------------------------------------------------------ callbacks (run before the script)
@@ -74,13 +75,13 @@ def problems(path: str, exact: bool = False) -> None:
 def number(path: str, label: str, help: str | None = None, fmt: str | None = None, step: Any = None) -> None:
     value = ss[K + path]
     step = step if step is not None else (1 if isinstance(value, int) else 0.01)
-    st.number_input(label, key=K + path, step=step, format=fmt, help=help)
+    st.number_input(label, key=K + path, persist_state=KEEP, step=step, format=fmt, help=help)
     problems(path)
 
 
 def slider(path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None = None, fmt: str | None = None) -> None:
     value = ss[K + path]  # an uploaded value outside the usual range widens it, so validation can speak
-    st.slider(label, min_value=min(lo, value), max_value=max(hi, value), step=step, key=K + path,
+    st.slider(label, min_value=min(lo, value), max_value=max(hi, value), step=step, key=K + path, persist_state=KEEP,
               help=help, format=fmt)
     problems(path)
 
@@ -88,7 +89,7 @@ def slider(path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None 
 def select(path: str, label: str, options: list[str], help: str | None = None, fmt=None) -> str:
     value = ss[K + path]
     options = list(options) + ([value] if value not in options else [])  # unknown: shown, then flagged
-    choice = st.selectbox(label, options, key=K + path, help=help, format_func=fmt or str)
+    choice = st.selectbox(label, options, key=K + path, persist_state=KEEP, help=help, format_func=fmt or str)
     problems(path)
     return choice
 
@@ -145,7 +146,7 @@ with data_col, st.container(border=True):
         with c:
             number("data.test_size", "Test samples", step=128)
     else:
-        st.text_input("Data folder", key=K + "data.root", help="Where the dataset lives on this machine")
+        st.text_input("Data folder", key=K + "data.root", persist_state=KEEP, help="Where the dataset lives on this machine")
         problems("data.root")
         a, b = st.columns(2)
         with a:
@@ -162,7 +163,7 @@ with task_col, st.container(border=True):
         supplied = TASKS.available()
     titles = {t: getattr(TASKS.get(t), "title", "") or t for t in TASKS.available()}
     options = supplied + [t for t in ss[K + "tasks"] if t not in supplied]
-    st.multiselect("Tasks to learn together", options, key=K + "tasks", format_func=lambda t: titles.get(t, t),
+    st.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP, format_func=lambda t: titles.get(t, t),
                    help="The dataset supplies labels for these tasks")
     problems("tasks")
     for t in cfg.tasks:
@@ -182,7 +183,7 @@ with model_col, st.container(border=True):
     with a:
         number("model.width", "Width (channels)", step=4)
     with b:
-        st.checkbox("Pretrained weights", key=K + "model.pretrained",
+        st.checkbox("Pretrained weights", key=K + "model.pretrained", persist_state=KEEP,
                     help="ImageNet weights where the backbone has them cached on this machine")
         problems("model.pretrained")
     problems("model")
@@ -211,11 +212,11 @@ with fusion_col, st.container(border=True):
         param_cols = st.columns(min(3, len(cls.defaults)))
         for i, p in enumerate(cls.defaults):
             with param_cols[i % len(param_cols)]:
-                st.number_input(p, key=f"{K}weighting.params.{method}.{p}", step=0.01, format="%g")
+                st.number_input(p, key=f"{K}weighting.params.{method}.{p}", persist_state=KEEP, step=0.01, format="%g")
                 problems(f"weighting.params.{p}")
     problems("weighting.params")
     if cs.offers_rep_grad(cls):
-        st.toggle("Combine gradients on the shared representation (rep_grad)", key=K + "weighting.rep_grad",
+        st.toggle("Combine gradients on the shared representation (rep_grad)", key=K + "weighting.rep_grad", persist_state=KEEP,
                   help="Faster: per-task gradients of the shared features instead of all shared parameters")
     problems("weighting.rep_grad")
     problems("weighting")
@@ -236,7 +237,7 @@ with st.container(border=True):
     checklist, grid = st.columns([2, 3], gap="large")
     with checklist:
         for name, (label, what, lo, hi, step) in AUGMENTS.items():
-            on = st.checkbox(label, key=f"{K}augment_on.{name}")
+            on = st.checkbox(label, key=f"{K}augment_on.{name}", persist_state=KEEP)
             if on:
                 slider(f"augment.{name}", f"{label}: {what}", lo, hi, step)
                 if name == "crop":
@@ -251,8 +252,10 @@ with st.container(border=True):
         if any(e.field.startswith(("data.", "augment.")) for e in errors):
             st.info("The preview appears once the data and augmentation settings above are valid.")
         else:
-            key = dataclasses.replace(ExperimentConfig(), data=cfg.data, tasks=cfg.tasks, augment=cfg.augment,
-                                      seed=cfg.seed).to_json()  # only what the pictures depend on
+            # only what the pictures depend on: not the split sizes, nor anything about training
+            data = dataclasses.replace(cfg.data, train_size=PREVIEW_SAMPLES, val_size=1, test_size=1)
+            key = dataclasses.replace(ExperimentConfig(), data=data, tasks=cfg.tasks, augment=cfg.augment,
+                                      seed=cfg.seed).to_json()
             try:
                 with st.spinner("Drawing samples…"):
                     pairs = _preview(key, PREVIEW_SAMPLES, ss.get("setup.preview_draw", 0))
@@ -299,7 +302,7 @@ with st.container(border=True):
 
 with st.container(border=True):
     st.subheader("Start")
-    st.text_input("Run name", key=K + "name", placeholder="optional: a name to find this run by")
+    st.text_input("Run name", key=K + "name", persist_state=KEEP, placeholder="optional: a name to find this run by")
     problems("name")
     for i, e in enumerate(errors):  # anything no widget above showed
         if i not in _shown:

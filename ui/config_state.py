@@ -5,8 +5,8 @@ Keys are ``cfg.<dotted field>`` (``cfg.optim.lr``, ``cfg.tasks``), plus
 ``cfg.weighting.weights.<task>`` for every registered task, ``cfg.weighting.params.<method>.<name>``
 for every method's hyperparameters (so switching methods keeps what was typed) and
 ``cfg.augment_on.<transform>`` for the augmentation checklist. Widgets are created with these
-keys and no default of their own, so the session state is the one source of truth: a rerun, a
-page switch or an uploaded config all fill the same keys. Works on any mutable mapping, so it is
+keys, no default of their own and ``persist_state="session"``, so the session state is the one
+source of truth: a rerun, a page switch or an uploaded config all read and fill the same keys. Works on any mutable mapping, so it is
 testable without Streamlit.
 """
 from __future__ import annotations
@@ -94,13 +94,6 @@ def ensure(ss: MutableMapping[str, Any]) -> None:
             ss.setdefault(f"{PREFIX}weighting.params.{m}.{p}", float(v))
 
 
-def keep(ss: MutableMapping[str, Any]) -> None:
-    """Re-set every form key, so Streamlit keeps the values of widgets that are not on the
-    current page (it drops those of widgets not rendered in a run)."""
-    for k in [k for k in list(ss.keys()) if isinstance(k, str) and k.startswith(PREFIX)]:
-        ss[k] = ss[k]
-
-
 def method_class(name: str) -> type | None:
     from mtl_core.weighting import WEIGHTINGS
 
@@ -152,5 +145,5 @@ def parse_upload(data: bytes) -> ExperimentConfig:
     return cfg
 
 
-__all__ = ["AUGMENT_ON", "BASE_KEY", "PREFIX", "build", "ensure", "keep", "load", "method_class",
+__all__ = ["AUGMENT_ON", "BASE_KEY", "PREFIX", "build", "ensure", "load", "method_class",
            "offers_rep_grad", "parse_upload", "scalar_paths"]

@@ -53,5 +53,5 @@ def open_run(run_id: str, page: str = LIVE_PAGE) -> None:
     """Select ``run_id`` and go to ``page`` (the live view by default)."""
     select_run(run_id)
     if page_exists(page):
-        st.switch_page(page)
+        st.switch_page(page, query_params={"run": run_id})  # switching clears the URL's parameters otherwise
     st.info(f"Run {run_id} started; its page ({page}) is not available in this version.")

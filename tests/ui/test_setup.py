@@ -1,0 +1,190 @@
+"""The Setup page, driven as a person would with Streamlit's AppTest."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
+
+from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig, WeightingConfig
+from mtl_core.weighting import WEIGHTINGS
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+K = "cfg."
+
+
+@pytest.fixture
+def setup_page(runs_dir) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.run()
+    at.switch_page("pages/setup.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def elements(at: AppTest) -> list:
+    """Every element of the page in document order (layout blocks left out)."""
+    return [n for n in at.main if not isinstance(n, Block)]
+
+
+def element_after(at: AppTest, widget) -> object:
+    flat = elements(at)
+    i = next(i for i, n in enumerate(flat) if getattr(n, "key", None) == widget.key and n.type == widget.type)
+    return flat[i + 1]
+
+
+def start_button(at: AppTest):
+    return at.button(key="setup.start")
+
+
+def test_the_widgets_are_there_and_a_default_config_can_start(setup_page):
+    at = setup_page
+    assert at.multiselect(key=K + "tasks").value == ["classification", "detection", "segmentation"]
+    assert set(at.multiselect(key=K + "tasks").options) >= {"Classification", "Detection", "Segmentation", "Depth"}
+    method = at.selectbox(key=K + "weighting.method")
+    assert method.value == "static" and len(method.options) == len(WEIGHTINGS.available())
+    for t in ("classification", "detection", "segmentation"):  # one weight slider per selected task
+        assert at.slider(key=f"{K}weighting.weights.{t}").value == 1.0
+    for key in ("data.image_size", "data.max_objects", "data.noise"):
+        at.slider(key=K + key)
+    for key in ("data.train_size", "optim.lr", "optim.batch_size", "optim.steps", "seed"):
+        at.number_input(key=K + key)
+    for key in ("model.architecture", "model.backbone", "optim.optimizer", "device", "data.dataset"):
+        at.selectbox(key=K + key)
+    assert at.selectbox(key=K + "device").options == ["auto", "cpu", "cuda"]
+    assert at.checkbox(key=K + "augment_on.hflip").value is True  # the default config flips with p=0.5
+    assert at.checkbox(key=K + "augment_on.rotation").value is False
+    assert len(at.image) == 8  # 4 training samples, original and augmented
+    assert not at.error
+    assert start_button(at).disabled is False
+
+
+def test_a_gradient_method_offers_its_hyperparameters_and_rep_grad(setup_page):
+    at = setup_page
+    assert not at.toggle  # static is a loss method: no rep_grad
+    at.selectbox(key=K + "weighting.method").set_value("cagrad").run()
+    assert at.number_input(key=f"{K}weighting.params.cagrad.c").value == pytest.approx(0.5)
+    at.number_input(key=f"{K}weighting.params.cagrad.c").set_value(0.25)
+    at.toggle(key=K + "weighting.rep_grad").set_value(True).run()
+    w = at.session_state["setup.config"].weighting
+    assert (w.method, w.params["c"], w.rep_grad) == ("cagrad", 0.25, True)
+    # an architecture without one shared representation cannot combine there: said at the toggle
+    at.selectbox(key=K + "model.architecture").set_value("mtan").run()
+    assert "no single shared representation" in element_after(at, at.toggle(key=K + "weighting.rep_grad")).value
+    assert start_button(at).disabled is True
+
+
+def test_no_task_shows_an_error_at_the_tasks_and_disables_start(setup_page):
+    at = setup_page
+    at.multiselect(key=K + "tasks").set_value([]).run()
+    error = element_after(at, at.multiselect(key=K + "tasks"))
+    assert error.type == "error" and "select at least one task" in error.value
+    assert start_button(at).disabled is True
+    at.multiselect(key=K + "tasks").set_value(["depth"]).run()
+    assert not at.error and start_button(at).disabled is False
+
+
+def test_all_weights_zero_shows_an_error_at_the_weights(setup_page):
+    at = setup_page
+    for t in ("classification", "detection", "segmentation"):
+        at.slider(key=f"{K}weighting.weights.{t}").set_value(0.0)
+    at.run()
+    error = element_after(at, at.slider(key=f"{K}weighting.weights.segmentation"))
+    assert error.type == "error" and "all task weights are zero" in error.value
+    assert start_button(at).disabled is True
+    at.slider(key=f"{K}weighting.weights.detection").set_value(0.5).run()
+    assert not at.error and start_button(at).disabled is False
+    assert at.session_state["setup.config"].weighting.weights == {"classification": 0.0, "detection": 0.5,
+                                                                   "segmentation": 0.0}
+
+
+def test_a_batch_larger_than_the_training_set_is_flagged_at_the_batch_size(setup_page):
+    at = setup_page
+    at.number_input(key=K + "data.train_size").set_value(32)
+    at.number_input(key=K + "optim.batch_size").set_value(64).run()
+    error = element_after(at, at.number_input(key=K + "optim.batch_size"))
+    assert error.type == "error" and "bigger than the training set" in error.value
+
+
+def test_the_downloaded_config_is_the_one_on_screen(setup_page, monkeypatch):
+    saved: list[bytes] = []
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, data, mimetype, kind, filename=None):
+        if filename and filename.endswith(".json"):
+            saved.append(data if isinstance(data, bytes) else data.encode())
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    at = setup_page
+    at.number_input(key=K + "optim.lr").set_value(0.01)
+    at.number_input(key=K + "optim.steps").set_value(123)
+    at.selectbox(key=K + "weighting.method").set_value("uw")
+    at.checkbox(key=K + "augment_on.rotation").set_value(True)
+    at.text_input(key=K + "name").set_value("round trip").run()
+    assert saved, "no config was offered for download"
+    downloaded = ExperimentConfig.from_json(saved[-1])
+    assert downloaded == at.session_state["setup.config"]
+    assert (downloaded.name, downloaded.optim.lr, downloaded.optim.steps) == ("round trip", 0.01, 123)
+    assert downloaded.weighting.method == "uw" and downloaded.augment.rotation == 15.0
+    assert at.download_button(key="setup.download").proto.label.startswith("Download")
+
+
+def test_an_uploaded_config_fills_the_widgets(setup_page):
+    cfg = ExperimentConfig(
+        name="from a file", tasks=("detection", "depth"),
+        data=DataConfig(image_size=48, max_objects=3, noise=0.1, train_size=1000),
+        weighting=WeightingConfig(method="dwa", weights={"detection": 2.0, "depth": 0.5},
+                                  params={"temperature": 3.0, "window": 20.0}),
+        optim=OptimConfig(lr=0.02, batch_size=32, steps=77),
+        augment=dataclasses.replace(ExperimentConfig().augment, hflip=0.0, rotation=20.0), seed=7, device="cpu",
+    )
+    at = setup_page
+    at.file_uploader(key="setup.upload").set_value(("mine.json", cfg.to_json().encode(), "application/json")).run()
+    assert not at.exception and not at.error
+    assert at.multiselect(key=K + "tasks").value == ["detection", "depth"]
+    assert at.slider(key=K + "data.image_size").value == 48
+    assert at.slider(key=f"{K}weighting.weights.detection").value == 2.0
+    assert at.selectbox(key=K + "weighting.method").value == "dwa"
+    assert at.number_input(key=f"{K}weighting.params.dwa.temperature").value == 3.0
+    assert at.number_input(key=K + "optim.lr").value == 0.02
+    assert at.number_input(key=K + "seed").value == 7
+    assert at.checkbox(key=K + "augment_on.hflip").value is False
+    assert at.slider(key=K + "augment.rotation").value == 20.0
+    assert at.text_input(key=K + "name").value == "from a file"
+    assert at.session_state["setup.config"] == cfg
+    assert any("mine.json" in s.value for s in at.success)
+
+
+def test_a_bad_config_file_names_the_field_and_changes_nothing(setup_page):
+    at = setup_page
+    bad = b'{"optim": {"learning_rate": 0.5}}'
+    at.file_uploader(key="setup.upload").set_value(("bad.json", bad, "application/json")).run()
+    messages = [e.value for e in at.error]
+    assert any("optim.learning_rate" in m and "unknown key" in m for m in messages), messages
+    assert at.number_input(key=K + "optim.lr").value == OptimConfig().lr
+    at.file_uploader(key="setup.upload").set_value(("broken.json", b"{not json", "application/json")).run()
+    assert any("not valid JSON" in e.value for e in at.error)
+
+
+def test_a_tiny_run_started_from_setup_finishes(setup_page, runs_dir):
+    from mtl_core.runs import get_manager
+
+    at = setup_page
+    for key, value in {"data.train_size": 64, "data.val_size": 32, "data.test_size": 32, "optim.batch_size": 16,
+                       "optim.steps": 5, "eval_every": 5, "optim.warmup_steps": 0}.items():
+        at.number_input(key=K + key).set_value(value)
+    at.slider(key=K + "data.image_size").set_value(32)
+    at.selectbox(key=K + "device").set_value("cpu")
+    at.text_input(key=K + "name").set_value("tiny from setup").run()
+    assert start_button(at).disabled is False
+    start_button(at).click().run()
+    run_id = at.session_state["run_id"]
+    manager = get_manager(runs_dir)
+    assert manager.wait(run_id, timeout=60) == "finished"
+    run = manager.store.get_run(run_id)
+    assert run["name"] == "tiny from setup" and run["step"] == 5
+    assert ExperimentConfig.from_dict(run["config"]).data.image_size == 32
