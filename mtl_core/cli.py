@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from mtl_core import distributed
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--weights", help="static task weights in task order, e.g. 1,1,1")
     t.add_argument("--method", help="weighting method (see `list`)")
     t.add_argument("--arch", help="architecture (see `list`)")
+    t.add_argument("--norm", choices=("batch", "group"), help="normalisation layers (group: batch-independent)")
     t.add_argument("--train-size", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto, cpu or cuda")
@@ -96,6 +98,8 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
         cfg = r(cfg, weighting=r(cfg.weighting, weights=dict(zip(cfg.tasks, values))))
     if a.arch:
         cfg = r(cfg, model=r(cfg.model, architecture=a.arch))
+    if a.norm:
+        cfg = r(cfg, model=r(cfg.model, norm=a.norm))
     for flag, field in (("seed", "seed"), ("device", "device"), ("time_limit", "time_limit"), ("eval_every", "eval_every"),
                         ("checkpoint_every", "checkpoint_every")):
         if getattr(a, flag) is not None:
@@ -128,6 +132,8 @@ def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool)
     finally:
         signal.signal(signal.SIGINT, previous)
     run = store.get_run(run_id)
+    if not distributed.env_info().is_main:
+        return 0 if status != "failed" else 1
     if not quiet:
         sys.stderr.write("\n")
     print(f"run {run_id}: {status} at step {run['step']}")
@@ -147,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(a: argparse.Namespace) -> int:
+    import torch
+    import torch.distributed  # noqa: F401  (torchrun runs)
+
     from mtl_core.store import RunStore
 
     if a.command == "list":
@@ -156,9 +165,20 @@ def _dispatch(a: argparse.Namespace) -> int:
         from mtl_core.validation import check
 
         cfg = check(config_from_args(a))
-        run_id = store.create_run(cfg.to_dict(), cfg.name, "cli", cfg.optim.steps)
-        print(f"run id: {run_id}", flush=True)
-        code = _train(store, cfg, run_id, False, a.quiet)
+        info = distributed.env_info()
+        if info.enabled:  # under torchrun: rank 0 records the run, every rank trains it
+            from mtl_core.builders import resolve_device
+
+            info, _ = distributed.setup(resolve_device(cfg.device))
+            ids = [store.create_run(cfg.to_dict(), cfg.name, "torchrun", cfg.optim.steps) if info.is_main else None]
+            torch.distributed.broadcast_object_list(ids, src=0)
+            run_id = ids[0]
+        else:
+            run_id = store.create_run(cfg.to_dict(), cfg.name, "cli", cfg.optim.steps)
+        if info.is_main:
+            print(f"run id: {run_id}", flush=True)
+        code = _train(store, cfg, run_id, False, a.quiet or not info.is_main)
+        distributed.cleanup(info)
         if code == 0 and a.baselines:
             for base in cfg.single_task_baselines(run_id):
                 bid = store.create_run(base.to_dict(), base.name, "cli", base.optim.steps)

@@ -35,6 +35,7 @@ class ModelConfig:
     backbone: str = "small_cnn"
     width: int = 16
     pretrained: bool = False
+    norm: str = "batch"  # batch, or group (GroupNorm: batch-independent, e.g. for multi-process CPU runs)
 
 
 @dataclass(frozen=True)

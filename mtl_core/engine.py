@@ -19,11 +19,27 @@ from mtl_core.builders import autocast, autocast_dtype, build_all, resolve_devic
 from mtl_core.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, select, to_device
-from mtl_core.errors import MTLError, TrainingFailed
+from mtl_core import distributed
+from mtl_core.errors import ConfigError, MTLError, TrainingFailed
 from mtl_core.evaluation import evaluate
 from mtl_core.gradstats import gradient_stats, task_gradients
 from mtl_core.store import RunStore
 from mtl_core.weighting import build_weighting
+
+
+class ReadOnlyStore:
+    """The run store as ranks other than 0 see it: reads go through, writes are dropped."""
+
+    _WRITES = {"create_run", "set_status", "update_progress", "log_metrics", "add_event", "add_checkpoint",
+               "truncate_metrics", "delete_run", "rename", "mark_interrupted"}
+
+    def __init__(self, store: RunStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str):
+        if name in self._WRITES:
+            return lambda *a, **k: None
+        return getattr(self._store, name)
 
 
 class Control:
@@ -155,13 +171,18 @@ class Trainer:
 
     def _setup(self) -> None:
         cfg = self.config
-        self.device = resolve_device(cfg.device)
+        self.dist, self.device = distributed.setup(resolve_device(cfg.device))
+        if self.dist.enabled and cfg.weighting.rep_grad:
+            raise ConfigError("weighting.rep_grad", "rep_grad is per-sample and cannot be averaged across processes; "
+                              "turn it off for multi-process training")
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         built = build_all(cfg, ("train", "val", "test"))
         self.datasets, self.tasks, self.model = built["datasets"], built["tasks"], built["model"]
         self.model.to(self.device)
         if self.device.type == "cuda":
             self.model.to(memory_format=torch.channels_last)
+            if self.dist.enabled and cfg.model.norm == "batch":
+                self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.method = build_weighting(cfg.weighting.method, list(self.tasks), cfg.weighting.params,
                                       cfg.weighting.weights, cfg.weighting.rep_grad).to(self.device)
         if cfg.weighting.rep_grad and not self.model.supports_rep:
@@ -196,6 +217,8 @@ class Trainer:
         self.store.add_event(self.run_id, self.step, "resumed_from_checkpoint", {"path": ck["path"]})
 
     def _checkpoint(self, kind: str) -> None:
+        if not self.dist.is_main:
+            return
         path = self.store.run_dir(self.run_id) / ("final.pt" if kind == "final" else "last.pt")
         save_checkpoint(path, self.config, self.step, self.model.state_dict(), {
             "optimizer": self.optimizer.state_dict(),
@@ -205,7 +228,7 @@ class Trainer:
     def _batch(self, order: torch.Tensor, pos: int):
         ds = self.datasets["train"]
         bs = self.config.optim.batch_size
-        idx = order[pos:pos + bs].tolist()
+        idx = distributed.shard(order[pos:pos + bs].tolist(), self.dist)
         if hasattr(ds, "get_batch"):
             images, targets = ds.get_batch(idx)
         else:
@@ -249,6 +272,8 @@ class Trainer:
     def _train(self) -> str:
         cfg = self.config
         torch.manual_seed(cfg.seed)
+        if not distributed.env_info().is_main:
+            self.store = ReadOnlyStore(self.store)
         self.store.set_status(self.run_id, "running")
         self._setup()
         self.store.update_progress(self.run_id, self.step, {"pid": os.getpid(), "phase": "training"}, device=str(self.device))
@@ -264,7 +289,7 @@ class Trainer:
         while self.step < cfg.optim.steps:
             self._apply_weight_change()
             self._wait_if_paused()
-            if self.control.stop_requested:
+            if distributed.any_flag(self.control.stop_requested, self.dist, self.device):
                 return self._finish("stopped")
             if cfg.time_limit and time.time() - t_start > cfg.time_limit:
                 self.store.add_event(self.run_id, self.step, "time_limit", {"seconds": cfg.time_limit})
@@ -306,13 +331,21 @@ class Trainer:
         if bad:
             raise TrainingFailed(f"the {bad[0]} loss became {values[bad[0]]} at step {self.step}; "
                                  "lower the learning rate or that task's weight")
+        if self.dist.enabled:
+            # every rank sees the global batch's loss values (so weights agree) and keeps its own graph
+            losses = {t: v + (distributed.mean(v.detach(), self.dist) - v.detach()) for t, v in losses.items()}
+            values = {t: float(v.detach()) for t, v in losses.items()}
         self.optimizer.zero_grad(set_to_none=True)
         every = self.config.gradstats_every
         if every and self.step % every == 0 and self.shared and len(losses) > 1:
             self._log(self.step, "train", gradient_stats(task_gradients(losses, self.shared)))
         if self.scaler.is_enabled():
             losses = {t: self.scaler.scale(v) for t, v in losses.items()}
-        weights = self.method.combine(losses, self.shared, self.step, rep=rep)
+        reduce = (lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None
+        weights = self.method.combine(losses, self.shared, self.step, rep=rep, reduce=reduce)
+        if self.dist.enabled:
+            done = {id(p) for p in self.shared} if self.method.kind == "gradient" else set()
+            distributed.average_grads(list(self.model.parameters()) + list(self.method.parameters()), self.dist, done)
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         if self.config.optim.grad_clip > 0:

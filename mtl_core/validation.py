@@ -77,6 +77,7 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     _choice(e, "model.architecture", m.architecture, ARCHITECTURES.available())
     _choice(e, "model.backbone", m.backbone, BACKBONES.available())
     _range(e, "model.width", m.width, 4, 256)
+    _choice(e, "model.norm", m.norm, ("batch", "group"))
     # weighting
     _choice(e, "weighting.method", w.method, WEIGHTINGS.available())
     for t, v in w.weights.items():

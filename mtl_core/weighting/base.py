@@ -83,7 +83,9 @@ class Weighting:
         return self
 
     def combine(self, losses: dict[str, Tensor], shared_params: list[Tensor], step: int,
-                rep: SharedRep | None = None) -> dict[str, float]:
+                rep: SharedRep | None = None, reduce=None) -> dict[str, float]:
+        """``reduce`` (multi-process training) averages a tensor across processes; gradient methods
+        apply it to the per-task gradients before combining them."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -107,7 +109,7 @@ class LossWeighting(Weighting):
         """``losses (T,)`` -> ``(total scalar, effective weights (T,))``."""
         raise NotImplementedError
 
-    def combine(self, losses, shared_params, step, rep=None):
+    def combine(self, losses, shared_params, step, rep=None, reduce=None):
         total, weights = self.fuse(self._stack(losses), step, shared_params)
         if rep is not None:
             # heads were fed per-task detached copies: send their gradient on to the backbone
@@ -148,7 +150,7 @@ class GradWeighting(Weighting):
         """``grads (T, D)``, ``losses (T,)`` detached -> ``(combined grad (D,), weights (T,))``."""
         raise NotImplementedError
 
-    def combine(self, losses, shared_params, step, rep=None):
+    def combine(self, losses, shared_params, step, rep=None, reduce=None):
         stacked = self._stack(losses)
         if rep is None and not shared_params:  # nothing shared (single-task baseline): plain sum
             stacked.sum().backward()
@@ -164,6 +166,8 @@ class GradWeighting(Weighting):
             rep.features.backward(g.view_as(rep.features).to(rep.features.dtype))
         else:
             grads = per_task_grads([losses[t] for t in self.tasks], shared_params)  # (T, D)
+            if reduce is not None:
+                grads = reduce(grads)  # the global batch's per-task gradients, the same on every rank
             g, weights = self.combine_grads(grads.float(), stacked.detach().float(), step)
             write_grad(shared_params, g)
         return self._report(weights)

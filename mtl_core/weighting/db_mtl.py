@@ -37,8 +37,8 @@ class DBMTL(GradWeighting):
         self.buffer: Tensor | None = None  # (T, D) moving average of the log-loss gradients
         self.n = 0  # steps seen, for the decay schedule
 
-    def combine(self, losses, shared_params, step, rep=None):
-        return super().combine({t: torch.log(v + EPS) for t, v in losses.items()}, shared_params, step, rep)
+    def combine(self, losses, shared_params, step, rep=None, reduce=None):
+        return super().combine({t: torch.log(v + EPS) for t, v in losses.items()}, shared_params, step, rep, reduce)
 
     def combine_grads(self, grads, losses, step):
         """``grads (T, D)`` of the log-losses -> ``(sum_t alpha_t m_t (D,), alpha (T,))``."""
