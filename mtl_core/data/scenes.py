@@ -1,0 +1,424 @@
+"""The built-in procedural scenes: coloured shapes on a textured, noisy background.
+
+Each image shows 1 to ``max_objects`` shapes (circle, square, triangle, star, cross, ring), each
+with its own colour, size, position, rotation and depth; nearer objects hide farther ones
+(a z-buffer, Catmull, "A subdivision algorithm for computer display of curved surfaces", 1974).
+Every sample carries targets for all six tasks at once (see :mod:`mtl_core.data.base`).
+
+Randomness is counter-based (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+SC 2011): every number is a hash of ``(seed, split, index, draw)``, never the state of a
+generator, so a sample is the same bit for bit whatever batch it is made in, the splits draw
+from disjoint streams, and the same code runs on a GPU (:func:`render` takes ``device``).
+Only exactly rounded float ops (+, -, *, /, min, max, comparisons) touch per-sample values;
+transcendental functions go through tables built once, because CPU kernels compute them
+differently in their vectorised body and their scalar tail, which would make a sample depend
+on where it sits in the batch.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from mtl_core.config import DataConfig
+from mtl_core.data import SPLITS, register_dataset
+from mtl_core.data.base import DatasetInfo, Sample, Targets, unpad_detection
+from mtl_core.errors import ConfigError
+
+SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
+TASKS = ("classification", "multilabel", "detection", "segmentation", "depth", "count")
+DEPTH_MAX = 10.0  # the background's far plane lies in [6.75, 9.75]; objects in [1.5, 6.0]
+MIN_SIZE, MAX_SIZE = 32, 256
+MAX_OBJECTS = 16
+
+_M32 = 0xFFFFFFFF
+_MUL = 0x45D9F3B  # below 2**27, so a 32-bit value times it stays far below 2**63
+_SPLIT_SALT = {"train": 0x1B873593, "val": 0x5BD1E995, "test": 0x27D4EB2F}
+_ANGLES = 1024  # rotation / texture phase table size
+_NOISE_BANK = 1 << 21
+_SAMPLE_DRAWS = 20  # per-sample draws, then _OBJECT_DRAWS per object slot
+_OBJECT_DRAWS = 9
+
+
+def hash32(x: Tensor) -> Tensor:
+    """A 32-bit integer hash of an int64 tensor (low 32 bits used); values in ``[0, 2**32)``.
+
+    Thomas Mueller's xor-shift-multiply hash; every product stays below 2**60, so it is exact in
+    int64 on any device.
+    """
+    x = x & _M32
+    x = (((x >> 16) ^ x) * _MUL) & _M32
+    x = (((x >> 16) ^ x) * _MUL) & _M32
+    return (x >> 16) ^ x
+
+
+def sample_keys(seed: int, split: str, indices: Tensor) -> Tensor:
+    """One 32-bit key per sample (int64 ``(B,)``); distinct indices give distinct keys."""
+    if split not in _SPLIT_SALT:
+        raise ConfigError("split", f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+    idx = indices.long()
+    k = hash32(torch.full_like(idx, seed & _M32) ^ _SPLIT_SALT[split])
+    k = hash32(k ^ hash32(torch.full_like(idx, (seed >> 32) & _M32)))
+    return hash32(k + idx)  # hash32 is a bijection on 32 bits: distinct indices, distinct keys
+
+
+def _uniforms(keys: Tensor, n: int) -> Tensor:
+    """``n`` uniform draws in [0, 1) per key: ``(B, n)`` float32, exact (24-bit) values."""
+    draws = hash32(torch.arange(n, device=keys.device) * 0x9E3779B + 0x632BE5AB)  # (n,)
+    h = hash32(hash32(keys[:, None] ^ draws[None, :]) + keys[:, None])  # (B, n)
+    return (h >> 8).float() * (1.0 / (1 << 24))
+
+
+@lru_cache(maxsize=4)
+def _angle_table(device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos and sin of ``_ANGLES`` angles, from Python's math so they are identical everywhere."""
+    angles = [2 * math.pi * i / _ANGLES for i in range(_ANGLES)]
+    return (torch.tensor([math.cos(a) for a in angles], device=device),
+            torch.tensor([math.sin(a) for a in angles], device=device))
+
+
+@lru_cache(maxsize=4)
+def _noise_bank(device: torch.device, std: float) -> Tensor:
+    """``_NOISE_BANK`` Gaussian-like values of standard deviation ``std`` (Irwin-Hall: the sum of
+    four uniforms), hashed from their position, so the same on every run and device."""
+    h = torch.stack([hash32(torch.arange(_NOISE_BANK, device=device) * 2 + j) for j in (0, 1)])  # (2, T)
+    u = torch.cat([h & 0xFFFF, h >> 16]).float() * (1.0 / (1 << 16))  # (4, T)
+    return (u.sum(0) - 2.0) * (math.sqrt(3.0) * std)  # (T,)
+
+
+# ----------------------------------------------------------------------------------- shapes
+# Each shape returns a value that is > 0 exactly on its pixels, computed in the object's own frame
+# with float ops only (bool-valued comparisons run unvectorised on the CPU, about 20x slower).
+# dx (M, W), dy (M, H): pixel centre minus object centre; r (M,): the object's radius in pixels;
+# c, s (M,): cos and sin of its rotation. Returns (M, H, W).
+
+def _lin(dx: Tensor, dy: Tensor, a: Tensor, b: Tensor, off: Tensor | float = 0.0) -> Tensor:
+    """a * dx + b * dy - off on the grid: (M, H, W), one full-size op."""
+    return (a[:, None] * dx)[:, None, :] + (b[:, None] * dy - off)[:, :, None]
+
+
+def _turn(c: Tensor, s: Tensor, deg: float) -> tuple[Tensor, Tensor]:
+    """cos and sin of (rotation + deg), by the angle-addition formulas (exact ops only)."""
+    ca, sa = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return c * ca - s * sa, s * ca + c * sa
+
+
+def _col(x: Tensor) -> Tensor:
+    return x[:, None, None]
+
+
+def _circle(dx, dy, r, c, s):
+    return (r[:, None] ** 2 - dy * dy)[:, :, None] - (dx * dx)[:, None, :]
+
+
+def _ring(dx, dy, r, c, s):
+    d2 = (dy * dy)[:, :, None] + (dx * dx)[:, None, :]  # (M, H, W)
+    return torch.minimum(_col(r * r) - d2, d2.sub_(_col(0.3 * r * r)))  # hole radius 0.55 r
+
+
+def _square(dx, dy, r, c, s):
+    u = _lin(dx, dy, c, s).abs_()
+    v = _lin(dx, dy, -s, c).abs_()
+    return torch.maximum(u, v).neg_().add_(_col(0.85 * r))
+
+
+def _cross(dx, dy, r, c, s):
+    u = _lin(dx, dy, c, s).abs_()
+    v = _lin(dx, dy, -s, c).abs_()
+    thin = torch.minimum(u, v).neg_().add_(_col(0.35 * r))
+    return torch.minimum(torch.maximum(u, v).neg_().add_(_col(r)), thin)
+
+
+def _triangle(dx, dy, r, c, s):
+    # equilateral, circumradius 1.15 r: inside iff every edge function is below the inradius
+    d = (0.575 * r)[:, None]
+    m = _lin(dx, dy, *_turn(c, s, 90.0), d)
+    for deg in (210.0, 330.0):
+        m = torch.maximum(m, _lin(dx, dy, *_turn(c, s, deg), d))
+    return m.neg_()
+
+
+def _star(dx, dy, r, c, s):
+    # regular pentagram, outer radius 1.25 r: its five edge lines lie at distance R cos 72 deg, and
+    # a point is inside iff it is outside at most one of them, i.e. the second largest is < 0
+    d = (1.25 * math.cos(math.radians(72.0)) * r)[:, None]
+    a, b = _lin(dx, dy, *_turn(c, s, 90.0), d), _lin(dx, dy, *_turn(c, s, 162.0), d)
+    top, second = torch.maximum(a, b), torch.minimum(a, b)
+    for k in range(2, 5):
+        x = _lin(dx, dy, *_turn(c, s, 90.0 + 72.0 * k), d)
+        second = torch.maximum(second, torch.minimum(top, x))
+        top = torch.maximum(top, x)
+    return second.neg_()
+
+
+_DRAW = (_circle, _square, _triangle, _star, _cross, _ring)
+
+
+def shape_masks(cls: Tensor, cx: Tensor, cy: Tensor, radius: Tensor, cos: Tensor, sin: Tensor,
+                image_size: int, out: Tensor | None = None) -> Tensor:
+    """Pixel masks of shapes, ``(..., S, S)`` with 1.0 on a shape's pixels and 0.0 elsewhere.
+
+    Every argument but ``image_size`` has the same shape (one entry per object): ``cls`` indexes
+    :data:`SHAPES` (-1: no object), ``cx, cy`` the centre in pixels (pixel ``(x, y)`` has its
+    centre at ``(x + 0.5, y + 0.5)``), ``radius`` the size in pixels (a circle's radius; other
+    shapes are scaled to a similar area), ``cos, sin`` the rotation. Each class is drawn only
+    for its own objects. ``out`` (contiguous) receives the masks when given.
+    """
+    S = image_size
+    out = torch.empty(*cls.shape, S, S, device=cls.device) if out is None else out
+    flat, outf = cls.reshape(-1), out.view(-1, S, S)
+    xs = torch.arange(S, device=cls.device, dtype=torch.float32) + 0.5  # pixel centres
+    outf.index_fill_(0, (flat < 0).nonzero().squeeze(1), 0.0)
+    for k in range(len(SHAPES)):
+        sel = (flat == k).nonzero().squeeze(1)
+        if sel.numel():
+            dx = xs[None, :] - cx.reshape(-1)[sel, None]  # (M, S)
+            dy = xs[None, :] - cy.reshape(-1)[sel, None]
+            inside = _DRAW[k](dx, dy, radius.reshape(-1)[sel], cos.reshape(-1)[sel], sin.reshape(-1)[sel])
+            outf.index_copy_(0, sel, inside.clamp_(0.0, 1.0).ceil_())  # > 0 becomes exactly 1
+    return out
+
+
+# ----------------------------------------------------------------------------------- render
+def render(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes: int = 4,
+           noise: float = 0.04, device: torch.device | str | None = None,
+           instances: bool = False, chunk: int | None = None) -> tuple[Tensor, Targets]:
+    """Render one scene per key (from :func:`sample_keys`); a pure function of its arguments.
+
+    Returns ``images (B, 3, S, S)`` in [0, 1] and the collated targets of
+    :mod:`mtl_core.data.base`, detection padded to ``max_objects`` boxes (visible objects
+    first, far to near). With ``instances=True`` the targets also hold ``"instances"``, long
+    ``(B, S, S)``: 0 for background, ``j + 1`` where object ``j`` of the detection list is seen.
+    On the CPU the batch is rendered ``chunk`` samples at a time (default: about a million pixels)
+    to bound the working memory; the result does not depend on it.
+    """
+    dev = torch.device(device) if device is not None else keys.device
+    keys, B, S = keys.to(dev), len(keys), image_size
+    if chunk is None:
+        chunk = B if dev.type != "cpu" else max(1, (1 << 20) // (S * S))
+    images = torch.empty(B, 3, S, S, device=dev)
+    big: Targets = {"segmentation": torch.empty(B, S, S, dtype=torch.long, device=dev),
+                    "depth": torch.empty(B, 1, S, S, device=dev)}
+    if instances:
+        big["instances"] = torch.empty(B, S, S, dtype=torch.long, device=dev)
+    parts = [_render(keys[i:i + chunk], S, max_objects, num_shapes, noise, images[i:i + chunk],
+                     {k: v[i:i + chunk] for k, v in big.items()}) for i in range(0, B, chunk)]
+    small = {k: torch.cat([p[k] for p in parts]) for k in ("classification", "multilabel", "count")}
+    det = {f: torch.cat([p["detection"][f] for p in parts]) for f in ("boxes", "labels")}
+    targets: Targets = {"classification": small["classification"], "multilabel": small["multilabel"],
+                        "detection": det, "segmentation": big["segmentation"], "depth": big["depth"],
+                        "count": small["count"]}
+    if instances:
+        targets["instances"] = big["instances"]
+    return images, targets
+
+
+def scene_objects(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes: int = 4) -> dict[str, Tensor]:
+    """The objects of each scene, sorted far to near (a later slot hides an earlier one).
+
+    Each entry is ``(B, N)`` (``colour``: ``(B, N, 3)``): ``shape`` (index into :data:`SHAPES`,
+    -1 for an empty slot), ``cx``, ``cy``, ``radius`` in pixels, ``cos``, ``sin`` of the rotation
+    (the arguments of :func:`shape_masks`), ``depth`` (empty slots: 100) and ``colour`` in [0, 1].
+    """
+    return _objects(_uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * max_objects), image_size, max_objects, num_shapes)
+
+
+def _objects(u: Tensor, S: int, N: int, K: int) -> dict[str, Tensor]:
+    B, dev = u.shape[0], u.device
+    g, o = u[:, :_SAMPLE_DRAWS], u[:, _SAMPLE_DRAWS:].view(B, N, _OBJECT_DRAWS)  # (B, 20), (B, N, 9)
+    n_obj = 1 + (g[:, 0] * N).long()  # (B,)
+    active = torch.arange(N, device=dev)[None, :] < n_obj[:, None]  # (B, N)
+    z = torch.where(active, 1.5 + 4.5 * o[..., 0], 100.0)  # (B, N); empty slots farthest
+    order = torch.argsort(-z, dim=1, stable=True)
+    o = o.gather(1, order[..., None].expand(-1, -1, _OBJECT_DRAWS))
+    z, active = z.gather(1, order), active.gather(1, order)  # (B, N)
+    near = (6.0 - z) / 4.5  # 1 nearest .. 0 farthest
+    # nearer objects tend to be larger and brighter: cues from which depth can be learnt
+    radius = (0.15 + 0.30 * (0.5 * near + 0.5 * o[..., 2])) * (S / 2)  # diameter 15%..45% of the side
+    rot = (o[..., 5] * _ANGLES).long()
+    cos_t, sin_t = _angle_table(dev)
+    hue, sat, val = o[..., 6], 0.6 + 0.4 * o[..., 7], (0.75 + 0.25 * o[..., 8]) * (0.85 + 0.15 * near)
+    return {"shape": torch.where(active, (o[..., 1] * K).long(), -1),
+            "cx": (0.1 + 0.8 * o[..., 3]) * S, "cy": (0.1 + 0.8 * o[..., 4]) * S, "radius": radius,
+            "cos": cos_t[rot], "sin": sin_t[rot], "depth": z, "colour": _hsv_to_rgb(hue, sat, val)}
+
+
+def _render(keys: Tensor, S: int, N: int, K: int, noise: float, image: Tensor, out: Targets) -> Targets:
+    """Render a chunk into ``image`` and the per-pixel targets in ``out``; returns the others."""
+    dev, B = keys.device, keys.shape[0]
+    cos_t, sin_t = _angle_table(dev)
+    u = _uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * N)  # (B, D)
+    g, obj = u[:, :_SAMPLE_DRAWS], _objects(u, S, N, K)
+    cls, z, colour = obj["shape"], obj["depth"], obj["colour"]  # (B, N), (B, N), (B, N, 3)
+
+    # masks (B, N + 1, S, S) in {0, 1}; slot N is the background, behind everything
+    pad = torch.nn.functional.pad
+    masks = torch.empty(B, N + 1, S, S, device=dev)
+    shape_masks(pad(cls, (0, 1), value=-1), *(pad(obj[k], (0, 1)) for k in ("cx", "cy", "radius", "cos", "sin")),
+                S, out=masks)
+
+    # z-buffer, nearest slot first: a slot is seen where it is drawn and nothing nearer is;
+    # in place, since fresh memory costs page faults on the CPU
+    vis = masks  # (B, N + 1, S, S): becomes the seen part of each slot
+    cover = torch.zeros(B, S, S, device=dev)  # 1 where some object is seen
+    for n in reversed(range(N)):
+        cover.add_(vis[:, n].sub_(cover).clamp_(min=0.0))
+    bg = vis[:, N].fill_(1.0).sub_(cover)  # (B, S, S): 1 where no object is seen
+    rows, cols = vis[:, :N].sum(3), vis[:, :N].sum(2)  # (B, N, S): seen pixels per row / column (exact)
+    area = rows.sum(2)  # (B, N)
+    present = area > 0
+    ar = torch.arange(S, device=dev)
+    y0 = torch.where(rows > 0, ar, S).amin(2)
+    y1 = torch.where(rows > 0, ar, -1).amax(2) + 1
+    x0 = torch.where(cols > 0, ar, S).amin(2)
+    x1 = torch.where(cols > 0, ar, -1).amax(2) + 1
+    boxes = torch.stack([x0, y0, x1, y1], 2).float() * present[..., None]  # (B, N, 4)
+
+    # visible objects first (stable, so still far to near); labels -1 pad
+    keep = torch.argsort((~present).to(torch.uint8), dim=1, stable=True)  # (B, N)
+    labels = torch.where(present, cls, -1)
+    biggest = torch.where(present, area, -1.0).argmax(1, keepdim=True)  # (B, 1)
+    small: Targets = {
+        "classification": cls.gather(1, biggest)[:, 0],
+        "multilabel": torch.zeros(B, K + 1, device=dev).scatter_(1, torch.where(present, cls, K), 1.0)[:, :K],
+        "detection": {"boxes": boxes.gather(1, keep[..., None].expand(-1, -1, 4)), "labels": labels.gather(1, keep)},
+        "count": present.sum(1),
+    }
+
+    # per-pixel outputs: each slot's value painted where it is seen (the background is slot N)
+    vis = vis.view(B, N + 1, S * S)
+    base, top, texture, depth_slope = _background(g, S, cos_t, sin_t)
+    rows_ = [torch.cat([z, top[:, None]], 1), pad(cls + 1, (0, 1)).float()]  # (B, N + 1): depth, segmentation
+    if "instances" in out:
+        rank = torch.zeros_like(keep).scatter_(1, keep, torch.arange(1, N + 1, device=dev).expand(B, -1))
+        rows_.append(pad(rank * present, (0, 1)).float())
+    painted = _paint(torch.stack(rows_, 1), vis).view(B, len(rows_), S, S)  # (B, V, S, S)
+    out["segmentation"].copy_(painted[:, 1])
+    if "instances" in out:
+        out["instances"].copy_(painted[:, 2])
+    torch.add(painted[:, 0], depth_slope.mul_(bg), out=out["depth"][:, 0])
+    flat = image.view(B, 3, S * S)
+    if noise > 0:
+        # a window of the shared noise bank at a per-sample offset: one copy, no per-pixel hashing
+        L = 3 * S * S
+        start = (g[:, 19] * (_NOISE_BANK - L)).long()  # (B,)
+        windows = _noise_bank(dev, float(noise)).as_strided((_NOISE_BANK - L + 1, L), (1, 1))
+        torch.index_select(windows, 0, start, out=flat.view(B, L))
+    else:
+        flat.zero_()
+    _paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis, flat)  # flat colours
+    image.add_(texture.mul_(bg)[:, None]).clamp_(0.0, 1.0)  # (B, 3, S, S)
+    return small
+
+
+def _paint(values: Tensor, vis: Tensor, out: Tensor | None = None) -> Tensor:
+    """``out + sum_n values[:, :, n] * vis[:, n]`` (in place when ``out`` is given): (B, V, P)
+    from values (B, V, N) and vis (B, N, P).
+
+    Exact and order-free, because exactly one slot is seen at a pixel (one nonzero term).
+    """
+    if vis.device.type == "cpu":  # one small batched matmul (TF32 never applies on the CPU)
+        return torch.bmm(values, vis) if out is None else out.baddbmm_(values, vis)
+    painted = (values[..., None] * vis[:, None]).sum(2)  # no matmul, so TF32 cannot round it
+    return painted if out is None else out.add_(painted)
+
+
+def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
+    """HSV in [0, 1] to RGB ``(..., 3)``, the branch-free formula (arithmetic ops only)."""
+    n = torch.tensor([5.0, 3.0, 1.0], device=h.device)
+    k = n + h[..., None] * 6.0  # (..., 3)
+    k = k - 6.0 * (k >= 6.0)
+    ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
+    return v[..., None] * (1.0 - s[..., None] * ramp)
+
+
+def _background(g: Tensor, S: int, cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The backdrop: a muted, tinted colour ``base (B, 3)`` plus ``texture (B, S, S)`` (a grating,
+    a plaid and a vertical shading); its depth: ``top (B,)`` plus ``depth_slope (B, S, S)``, a far
+    plane receding towards the top of the image with a small sideways tilt."""
+    ar = torch.arange(S, device=g.device)
+    yy = (ar + 0.5) / S  # (S,)
+    base = (0.15 + 0.45 * g[:, 1:2]) + 0.16 * (g[:, 2:5] - 0.5)  # (B, 3): grey plus a small tint
+    amp = (0.03 + 0.05 * g[:, 14:15])  # (B, 1)
+
+    def wave(j: int, fx: Tensor, fy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """sin/cos tables along x (with a phase) and along y, for ``fx``, ``fy`` table steps per pixel."""
+        px = (fx[:, None] * ar + (g[:, j:j + 1] * _ANGLES).long()) & (_ANGLES - 1)  # (B, S)
+        py = (fy[:, None] * ar) & (_ANGLES - 1)
+        return sin_t[px], cos_t[px], sin_t[py], cos_t[py]
+
+    # an oriented grating: sin(a x + b y + p) = sin(a x + p) cos(b y) + cos(a x + p) sin(b y)
+    cycles = 2 + (g[:, 6] * 7).long()  # (B,) periods across the image
+    ang = (g[:, 7] * _ANGLES).long()
+    fx = torch.round(cycles * cos_t[ang] * (_ANGLES / S)).long()
+    fy = torch.round(cycles * sin_t[ang] * (_ANGLES / S)).long()
+    sx, cx, sy, cy = wave(8, fx, fy)
+    tex = (amp * sx)[:, None, :] * cy[:, :, None]  # (B, S, S)
+    tex += (amp * cx)[:, None, :] * sy[:, :, None]
+    # a plaid: sin(a x + p) sin(b y)
+    fx2, fy2 = ((2 + (g[:, 10:12] * 6).long()) * (_ANGLES // S)).unbind(1)
+    sx, _, sy, _ = wave(12, fx2, fy2)
+    tex += (0.6 * amp * sx)[:, None, :] * sy[:, :, None]
+    tex += (0.2 * (g[:, 5:6] - 0.5) * (yy - 0.5))[:, :, None]  # top-to-bottom shading
+    top, bottom, tilt = 8.75 + g[:, 15], 7.0 + g[:, 16], g[:, 17] - 0.5  # (B,)
+    slope = ((bottom - top)[:, None] * yy)[:, :, None] + (tilt[:, None] * (yy - 0.5))[:, None, :]  # (B, S, S)
+    return base, top, tex, slope
+
+
+# ----------------------------------------------------------------------------------- dataset
+@register_dataset("scenes")
+class ScenesDataset:
+    """The procedural scenes for one split; ``get_batch`` renders a whole batch at once."""
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int = 0) -> None:
+        if split not in SPLITS:
+            raise ConfigError("split", f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
+        _check(cfg)
+        self.cfg, self.split, self.seed = cfg, split, seed
+        self.length = {"train": cfg.train_size, "val": cfg.val_size, "test": cfg.test_size}[split]
+        self.info = DatasetInfo(name="scenes", class_names=SHAPES[:cfg.num_shapes], image_size=cfg.image_size,
+                                tasks=TASKS, max_objects=cfg.max_objects, depth_max=DEPTH_MAX)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.__getitems__([i])[0]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[Sample]:
+        """Render the samples in one batch (torch's DataLoader calls this for a batch)."""
+        images, t = self.get_batch(indices)
+        dets = unpad_detection(t["detection"])
+        return [(images[b], {k: (dets[b] if k == "detection" else v[b]) for k, v in t.items()})
+                for b in range(len(dets))]
+
+    def get_batch(self, indices: Sequence[int] | Tensor, device: torch.device | str | None = None,
+                  instances: bool = False) -> tuple[Tensor, Targets]:
+        """Images ``(B, 3, S, S)`` and collated targets (detection padded to ``max_objects``)."""
+        idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
+        idx = torch.where(idx < 0, idx + self.length, idx)  # Python-style negative indices
+        if idx.numel() and (idx.min() < 0 or idx.max() >= self.length):
+            bad = int(torch.as_tensor(indices).reshape(-1)[(idx < 0) | (idx >= self.length)][0])
+            raise IndexError(f"index {bad} is out of range for the {self.split} split of {self.length} samples")
+        cfg = self.cfg
+        keys = sample_keys(self.seed, self.split, idx.to(device) if device is not None else idx)
+        return render(keys, cfg.image_size, cfg.max_objects, cfg.num_shapes, cfg.noise, device, instances)
+
+
+def _check(cfg: DataConfig) -> None:
+    """Reject settings the renderer cannot honour, saying what is allowed."""
+    if not MIN_SIZE <= cfg.image_size <= MAX_SIZE:
+        raise ConfigError("data.image_size", f"image size {cfg.image_size} is outside {MIN_SIZE}..{MAX_SIZE}; "
+                          f"choose a size from {MIN_SIZE} to {MAX_SIZE}")
+    if not 1 <= cfg.max_objects <= MAX_OBJECTS:
+        raise ConfigError("data.max_objects", f"{cfg.max_objects} is outside 1..{MAX_OBJECTS}")
+    if not 1 <= cfg.num_shapes <= len(SHAPES):
+        raise ConfigError("data.num_shapes", f"{cfg.num_shapes} is outside 1..{len(SHAPES)} ({', '.join(SHAPES)})")
+    if not 0.0 <= cfg.noise <= 1.0:
+        raise ConfigError("data.noise", f"noise std {cfg.noise} is outside 0..1")
+    for name in ("train_size", "val_size", "test_size"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"data.{name}", f"must be 0 or more, got {getattr(cfg, name)}")
