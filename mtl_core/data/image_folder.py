@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
-from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as F
 
 from mtl_core.config import DataConfig
@@ -100,7 +100,7 @@ def image_size_of(path: str | Path) -> tuple[int, int]:
 @register_dataset("image_folder")
 class ImageFolderDataset:
     """``root/<class name>/<image>``: one class per subfolder (sorted names, as torchvision's
-    ``ImageFolder``); the split is a fixed 80/10/10 shuffle of all images."""
+    ``ImageFolder``, hidden folders skipped); the split is a fixed 80/10/10 shuffle of all images."""
 
     supplies = ("classification",)
 
@@ -110,10 +110,13 @@ class ImageFolderDataset:
         root = require_root(cfg, expected)
         if not root.is_dir():
             raise ConfigError("data.root", f"{root} is a file; set data.root to {expected}")
+        # hidden folders (.ipynb_checkpoints, .git ...) are not classes
+        classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        if not classes:
+            raise ConfigError("data.root", f"{root} has no class subfolders; expected {expected}")
         try:
-            classes, class_to_idx = find_classes(root)
-            samples = make_dataset(root, class_to_idx, extensions=IMG_EXTENSIONS)
-        except FileNotFoundError as e:  # no subfolders, or no images in any of them
+            samples = make_dataset(root, {c: i for i, c in enumerate(classes)}, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError as e:  # a class subfolder without images
             raise ConfigError("data.root", f"{root} has the wrong layout ({e}); expected {expected}") from None
         if len(samples) < len(SPLITS):
             raise ConfigError("data.root", f"{root} holds {len(samples)} images; at least {len(SPLITS)} "

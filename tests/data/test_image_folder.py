@@ -49,18 +49,26 @@ def test_classes_are_the_subfolders_and_each_image_shows_its_class(tmp_path):
     assert seen == 12
 
 
+def test_hidden_folders_are_not_classes(tmp_path):
+    make_folder(tmp_path)
+    (tmp_path / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / ".ipynb_checkpoints" / "x.png")
+    assert ImageFolderDataset(cfg_for(tmp_path), "train").info.class_names == ("blue", "green", "red")
+
+
 def test_splits_are_disjoint_cover_all_images_and_are_fixed(tmp_path):
     make_folder(tmp_path)
-    files = {s: [ImageFolderDataset(cfg_for(tmp_path), s, seed).samples[k][0] for k in
-                 ImageFolderDataset(cfg_for(tmp_path), s, seed).indices] for s in ("train", "val", "test")
-             for seed in [0]}
-    assert sorted(files["train"] + files["val"] + files["test"]) == sorted(str(p) for p in tmp_path.rglob("*.*"))
-    assert (len(files["train"]), len(files["val"]), len(files["test"])) == (10, 1, 1)
-    again = ImageFolderDataset(cfg_for(tmp_path), "train", seed=7)
-    assert [again.samples[k][0] for k in again.indices] == files["train"]  # not the run's seed: same test set
-    capped = ImageFolderDataset(cfg_for(tmp_path, train_size=4), "train")
-    assert len(capped) == 4 and capped.available == 10
-    assert [capped.samples[k][0] for k in capped.indices] == files["train"][:4]
+
+    def files(split: str, seed: int = 0, **kw) -> list[str]:
+        ds = ImageFolderDataset(cfg_for(tmp_path, **kw), split, seed)
+        return [ds.samples[k][0] for k in ds.indices]
+
+    train, val, test = files("train"), files("val"), files("test")
+    assert sorted(train + val + test) == sorted(str(p) for p in tmp_path.rglob("*.*"))
+    assert (len(train), len(val), len(test)) == (10, 1, 1)
+    assert files("train", seed=7) == train and files("test", seed=7) == test  # not the run's seed: same test set
+    assert files("train", train_size=4) == train[:4]
+    assert ImageFolderDataset(cfg_for(tmp_path, train_size=4), "train").available == 10
 
 
 def test_partition_keeps_every_split_non_empty_and_proportional():
@@ -78,9 +86,11 @@ def test_bad_roots_say_what_is_expected(tmp_path):
     with pytest.raises(ConfigError, match="nowhere does not exist.*subfolder of images per class"):
         ImageFolderDataset(cfg_for(tmp_path / "nowhere"), "train")
     Image.new("RGB", (8, 8)).save(tmp_path / "loose.png")
-    with pytest.raises(ConfigError, match="wrong layout.*one subfolder of images per class"):
+    with pytest.raises(ConfigError, match="no class subfolders.*one subfolder of images per class"):
         ImageFolderDataset(cfg_for(tmp_path), "train")
     (tmp_path / "cat").mkdir()
+    with pytest.raises(ConfigError, match="wrong layout.*cat"):  # a class without images
+        ImageFolderDataset(cfg_for(tmp_path), "train")
     Image.new("RGB", (8, 8)).save(tmp_path / "cat" / "a.png")
     with pytest.raises(ConfigError, match="holds 1 images; at least 3"):
         ImageFolderDataset(cfg_for(tmp_path), "train")
