@@ -24,8 +24,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-import torch.nn.functional as tF
 from PIL import Image, ImageDraw
 from torch import Tensor
 
@@ -79,36 +79,33 @@ def decode_rle(counts: list[int] | str | bytes, height: int, width: int) -> Tens
     return flat.view(width, height).t()  # (H, W)
 
 
-def decode_polygons(polygons: list[list[float]], height: int, width: int) -> Tensor:
-    """COCO polygons ``[[x1, y1, x2, y2, ...], ...]`` filled with PIL as a bool ``(H, W)`` mask."""
-    canvas = Image.new("L", (width, height), 0)
-    draw = ImageDraw.Draw(canvas)
-    for poly in polygons:
-        if len(poly) >= 6:  # at least three points
-            draw.polygon([(float(poly[i]), float(poly[i + 1])) for i in range(0, len(poly) - 1, 2)], fill=1)
-    return torch.frombuffer(bytearray(canvas.tobytes()), dtype=torch.uint8).view(height, width).bool()
-
-
-def decode_segmentation(segm: Any, height: int, width: int) -> Tensor | None:
-    """An annotation's ``segmentation`` (polygons, or RLE with list or string counts) as a bool
-    ``(height, width)`` mask; ``None`` when there is none."""
+def paint(canvas: Image.Image, segm: Any, value: int) -> bool:
+    """Paint an annotation's ``segmentation`` (polygons, or RLE with list or string counts) with
+    ``value`` onto the label image ``canvas`` (mode ``I``, the image's size), over what is there;
+    False when the annotation has no mask."""
+    w, h = canvas.size
     if isinstance(segm, dict) and "counts" in segm:
-        h, w = (int(v) for v in segm.get("size", (height, width)))
-        mask = decode_rle(segm["counts"], h, w)
-        if (h, w) != (height, width):  # an RLE stored at another size: bring it to the image's
-            mask = tF.interpolate(mask[None, None].float(), size=(height, width), mode="nearest-exact")[0, 0] > 0.5
-        return mask
-    if isinstance(segm, list) and segm and isinstance(segm[0], (list, tuple)):
-        return decode_polygons(segm, height, width)
-    if isinstance(segm, list) and len(segm) >= 6 and all(isinstance(v, (int, float)) for v in segm):
-        return decode_polygons([segm], height, width)  # one flat polygon, as some exporters write
-    return None
+        rh, rw = (int(v) for v in segm.get("size", (h, w)))
+        mask = decode_rle(segm["counts"], rh, rw).to(torch.uint8).mul_(255)  # (rh, rw)
+        stencil = Image.frombytes("L", (rw, rh), mask.numpy().tobytes())
+        if (rw, rh) != (w, h):  # an RLE stored at another size: bring it to the image's
+            stencil = stencil.resize((w, h), Image.Resampling.NEAREST)
+        canvas.paste(value, mask=stencil)
+        return True
+    if isinstance(segm, list) and segm and all(isinstance(v, (int, float)) for v in segm):
+        segm = [segm]  # one flat polygon, as some exporters write
+    if isinstance(segm, list) and segm and all(isinstance(p, (list, tuple)) for p in segm):
+        draw = ImageDraw.Draw(canvas)
+        for poly in segm:
+            if len(poly) >= 6:  # at least three points
+                draw.polygon([(float(poly[i]), float(poly[i + 1])) for i in range(0, len(poly) - 1, 2)], fill=value)
+        return True
+    return False
 
 
-def resize_labels(labels: Tensor, size: int) -> Tensor:
-    """A label map ``(H, W)`` to ``(size, size)`` long, nearest neighbour (pixel centres)."""
-    out = tF.interpolate(labels[None, None].float(), size=(size, size), mode="nearest-exact")  # (1, 1, S, S)
-    return out[0, 0].long()
+def label_map(canvas: Image.Image, size: int) -> Tensor:
+    """A label image to long ``(size, size)``, nearest neighbour (pixel centres; labels never blend)."""
+    return torch.from_numpy(np.array(canvas.resize((size, size), Image.Resampling.NEAREST), dtype=np.int64))
 
 
 # ----------------------------------------------------------------------------------- objects
@@ -213,19 +210,18 @@ class CocoDataset:
         areas = torch.tensor([float(a.get("area") or a["bbox"][2] * a["bbox"][3]) for a in objects])
         targets, valid = object_targets(scale_boxes(boxes, w, h, S), labels, areas, self.info.num_classes)
         seg, ok = self._segmentation(anns, h, w)
-        targets["segmentation"] = resize_labels(seg, S) if ok else torch.full((S, S), IGNORE, dtype=torch.long)
+        targets["segmentation"] = seg if ok else torch.full((S, S), IGNORE, dtype=torch.long)
         valid["segmentation"] = ok
         targets["valid"] = valid
         return image, targets
 
     def _segmentation(self, anns: list[dict[str, Any]], h: int, w: int) -> tuple[Tensor, bool]:
-        """The label map ``(h, w)`` painted in file order, and whether every object had a mask."""
-        labels = torch.zeros(h, w, dtype=torch.uint8 if self.info.num_classes < IGNORE else torch.int16)
+        """The label map at ``image_size``, painted in file order at the stored size, and whether
+        every object had a mask."""
+        canvas = Image.new("I", (w, h), 0)  # 32-bit labels: any number of classes
         for a in anns:
-            mask = decode_segmentation(a.get("segmentation"), h, w)
-            if mask is None:
-                if a.get("iscrowd", 0):
-                    continue  # a crowd without a region: nothing to ignore
-                return labels, False
-            labels[mask] = IGNORE if a.get("iscrowd", 0) else self.class_index[a["category_id"]] + 1
-        return labels, True
+            crowd = bool(a.get("iscrowd", 0))
+            value = IGNORE if crowd else self.class_index[a["category_id"]] + 1
+            if not paint(canvas, a.get("segmentation"), value) and not crowd:
+                return torch.empty(0), False  # a crowd without a region has nothing to ignore
+        return label_map(canvas, self.cfg.image_size), True
