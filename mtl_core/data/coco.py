@@ -163,8 +163,9 @@ class CocoDataset:
             data = _load_json(str(path), os.path.getmtime(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError("data.root", f"{path} is not valid JSON ({e})") from None
-        missing = [k for k in ("images", "annotations", "categories") if not isinstance(data.get(k), list)]
-        if not isinstance(data, dict) or missing:
+        keys = ("images", "annotations", "categories")
+        missing = [k for k in keys if not isinstance(data, dict) or not isinstance(data.get(k), list)]
+        if missing:
             raise ConfigError("data.root", f"{path} is not COCO format: it lacks the list(s) {', '.join(missing)} "
                               "(expected keys images, annotations, categories)")
         cats = sorted(data["categories"], key=lambda c: c["id"])

@@ -220,6 +220,9 @@ def test_bad_roots_name_what_was_expected(tmp_path):
         CocoDataset(DataConfig(dataset="coco", root=str(tmp_path / "empty")), "train")
     with pytest.raises(ConfigError, match="not COCO format.*categories"):
         CocoDataset(DataConfig(dataset="coco", root=str(tmp_path / "empty" / "instances_val2017.json")), "train")
+    (tmp_path / "empty" / "list.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="not COCO format.*images, annotations, categories"):
+        CocoDataset(DataConfig(dataset="coco", root=str(tmp_path / "empty" / "list.json")), "train")
     path = make_coco(tmp_path / "noimg")
     for p in (tmp_path / "noimg" / "images").iterdir():
         p.unlink()
