@@ -12,8 +12,9 @@ from ui.sidebar import status_icon
 from ui.state import manager, open_run
 
 DEMO_NAME = "Demo: classification + detection + segmentation"
+RECENT = 20  # runs listed
 
-st.title("🧪 MTL Studio")
+st.title("MTL Studio")
 st.markdown(
     "MTL Studio trains one network on several vision tasks at once (classification, detection, "
     "segmentation, depth ...) and lets you choose how their losses are fused, from fixed weights to "
@@ -21,12 +22,12 @@ st.markdown(
     "trains, compare runs, then upload images to see all the tasks' predictions drawn on them."
 )
 
-left, right = st.columns([1, 2], gap="large")
-with left:
-    st.subheader("Try it")
-    st.write(f"A demo run learns {', '.join(DEFAULT_TASKS)} together on the built-in scenes "
-             "of coloured shapes, with the default settings.")
-    if st.button("▶ Start a demo run", type="primary", key="home.demo"):
+demo, links = st.columns([2, 3], gap="large", vertical_alignment="center")
+with demo:
+    st.write(f"**Try it**: a demo run learns {', '.join(DEFAULT_TASKS)} together on the built-in "
+             "scenes of coloured shapes, with the default settings.")
+with links:
+    if st.button("Start a demo run", type="primary", key="home.demo", icon=":material/play_arrow:"):
         try:
             with st.spinner("Starting the demo run…"):
                 run_id = manager().start(ExperimentConfig(name=DEMO_NAME), name=DEMO_NAME)
@@ -34,33 +35,35 @@ with left:
             st.error(f"The demo run could not start: {e}")
         else:
             open_run(run_id)
-    st.page_link("pages/setup.py", label="Or set up your own experiment", icon=":material/tune:")
-    st.page_link("pages/data.py", label="Browse the dataset", icon=":material/photo_library:")
+    a, b = st.columns(2)
+    a.page_link("pages/setup.py", label="Or set up your own experiment", icon=":material/tune:")
+    b.page_link("pages/data.py", label="Browse the dataset", icon=":material/photo_library:")
 
-with right:
-    st.subheader("Recent runs")
-    runs = manager().store.list_runs(limit=20)
-    if not runs:
-        st.info("No runs yet. Start the demo, or set one up on the Setup page.")
-    else:
-        def when(t: float | None) -> str:
-            return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""
+st.subheader("Recent runs")
+runs = manager().store.list_runs(limit=RECENT)
+if not runs:
+    st.info("No runs yet. Start the demo, or set one up on the Setup page.")
+else:
+    def when(t: float | None) -> str:
+        return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""
 
-        table = pd.DataFrame([{
-            "status": f"{status_icon(r['status'])} {r['status']}",
-            "name": r["name"],
-            "tasks": ", ".join(r["config"].get("tasks", [])),
-            "fusion": r["config"].get("weighting", {}).get("method", ""),
-            "progress": (r["step"] / r["total_steps"]) if r["total_steps"] else 0.0,
-            "step": f"{r['step']} / {r['total_steps']}",
-            "created": when(r["created"]),
-            "id": r["id"],
-        } for r in runs])
-        st.dataframe(
-            table, hide_index=True, width="stretch",
-            column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
-                                                                       format="percent")},
-        )
-        active = sum(r["status"] in ("running", "queued", "paused") for r in runs)
-        st.caption(f"{len(runs)} most recent runs, {active} active. Pick one in the sidebar of the Live, "
-                   "Compare or Predict pages.")
+    table = pd.DataFrame([{
+        "status": f"{status_icon(r['status'])} {r['status']}",
+        "name": r["name"],
+        "progress": (r["step"] / r["total_steps"]) if r["total_steps"] else 0.0,
+        "steps": f"{r['step']:,} / {r['total_steps']:,}",
+        "tasks": ", ".join(r["config"].get("tasks", [])),
+        "fusion": r["config"].get("weighting", {}).get("method", ""),
+        "architecture": r["config"].get("model", {}).get("architecture", ""),
+        "created": when(r["created"]),
+        "id": r["id"],
+    } for r in runs])
+    st.dataframe(
+        table, hide_index=True, width="stretch",
+        column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
+                                                                   format="percent")},
+    )
+    active = sum(r["status"] in ("running", "queued", "paused") for r in runs)
+    shown = f"The {len(runs)} most recent runs" if len(runs) == RECENT else f"{len(runs)} run{'s' * (len(runs) > 1)}"
+    st.caption(f"{shown}, {active} active. Open one from the sidebar of the Live training, Compare runs "
+               "or Predict page.")

@@ -67,7 +67,7 @@ def problems(path: str, exact: bool = False) -> None:
     """Show, right here, the problems whose field is ``path`` (or below it, unless ``exact``)."""
     for i, e in enumerate(errors):
         if i not in _shown and (e.field == path or (not exact and e.field.startswith(path + "."))):
-            st.error(e.message, icon=":material/error:")
+            st.error(e.message[:1].upper() + e.message[1:], icon=":material/error:")
             _shown.add(i)
 
 
@@ -234,7 +234,7 @@ AUGMENTS = {  # field: (label, what the slider sets, lo, hi, step)
 with st.container(border=True):
     st.subheader("Augmentation")
     st.caption("Applied to training images only; boxes, masks and depth move with the image.")
-    checklist, grid = st.columns([2, 3], gap="large")
+    checklist, grid = st.columns([1, 2], gap="large")
     with checklist:
         for name, (label, what, lo, hi, step) in AUGMENTS.items():
             on = st.checkbox(label, key=f"{K}augment_on.{name}", persist_state=KEEP)
