@@ -10,6 +10,8 @@ register_dataset = DATASETS.register
 
 SPLITS = ("train", "val", "test")
 
+from mtl_core.data import coco, image_folder, scenes, seg_folder, torchvision_sets  # noqa: E402,F401  (registers)
+
 
 def build_dataset(cfg, split: str, seed: int = 0):
     """The dataset named by ``cfg.dataset`` (a :class:`~mtl_core.config.DataConfig`) for one split.
