@@ -1,6 +1,8 @@
 """Loss-weighting and gradient-combination methods, registered by name."""
 from mtl_core.weighting.base import WEIGHTINGS, GradWeighting, LossWeighting, SharedRep, Weighting, register_weighting
-from mtl_core.weighting import db_mtl, dwa, ew, famo, gls, gradnorm, imtl_l, rlw, static, stch, uw  # noqa: F401  (registers)
+# static and EW first: registry order is the order the dashboard offers them in
+from mtl_core.weighting import static, ew  # noqa: F401,I001  (registers)
+from mtl_core.weighting import db_mtl, dwa, famo, gls, gradnorm, imtl_l, rlw, stch, uw  # noqa: F401  (registers)
 from mtl_core.weighting import (  # noqa: F401  (registers)
     aligned_mtl, cagrad, fairgrad, graddrop, gradvac, imtl_g, mgda, moco, nash_mtl, pcgrad, upgrad,
 )
