@@ -229,7 +229,10 @@ class Trainer:
         ds = self.datasets["train"]
         bs = self.config.optim.batch_size
         idx = distributed.shard(order[pos:pos + bs].tolist(), self.dist)
-        if hasattr(ds, "get_batch"):
+        on_gpu = self.device.type == "cuda" and getattr(ds, "renders_on_device", False)
+        if on_gpu:  # the procedural scenes are drawn on the GPU itself, or it would starve
+            images, targets = ds.get_batch(idx, device=self.device)
+        elif hasattr(ds, "get_batch"):
             images, targets = ds.get_batch(idx)
         else:
             images, targets = collate([ds[i] for i in idx], ds.info.max_objects or None)
