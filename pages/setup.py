@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from mtl_core.config import ExperimentConfig
-from mtl_core.data import DATASETS
+from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.preview import TASK_DESCRIPTIONS, preview_samples
@@ -52,6 +52,29 @@ def _on_redraw() -> None:
     ss["setup.preview_draw"] = ss.get("setup.preview_draw", 0) + 1
 
 
+def _on_dataset() -> None:
+    """Keep the selected tasks the new dataset supplies (all of them when none would remain)."""
+    try:
+        supplied = dataset_tasks(cs.build(ss)) or ()
+    except MTLError:
+        return
+    supplied = [t for t in supplied if t in TASKS]
+    kept = [t for t in ss[K + "tasks"] if t in supplied]
+    ss[K + "tasks"] = kept or supplied
+
+
+@st.cache_data(show_spinner="Opening the dataset…", max_entries=16, ttl=60)
+def _open_problem(key: str) -> tuple[str, str] | None:
+    """``(field, message)`` when the dataset cannot be opened as set up (files missing, say)."""
+    try:
+        build_dataset(ExperimentConfig.from_json(key).data, "train")
+    except ConfigError as e:
+        return e.field, e.message
+    except MTLError as e:
+        return "data.root", str(e)
+    return None
+
+
 # ------------------------------------------------------------------ the config and its problems
 cs.ensure(ss)
 cfg = cs.build(ss)
@@ -60,6 +83,10 @@ try:
     errors = validate(cfg)
 except MTLError as e:  # a dataset that cannot even be opened, say
     errors = [e if isinstance(e, ConfigError) else ConfigError("config", str(e))]
+if cfg.data.dataset != "scenes" and not any(e.field.startswith("data.") for e in errors):
+    problem = _open_problem(dataclasses.replace(ExperimentConfig(), data=cfg.data).to_json())
+    if problem is not None:  # validate() cannot know whether the files are there: opening them does
+        errors.append(ConfigError(*problem))
 _shown: set[int] = set()
 
 
@@ -86,10 +113,11 @@ def slider(path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None 
     problems(path)
 
 
-def select(path: str, label: str, options: list[str], help: str | None = None, fmt=None) -> str:
+def select(path: str, label: str, options: list[str], help: str | None = None, fmt=None, on_change=None) -> str:
     value = ss[K + path]
     options = list(options) + ([value] if value not in options else [])  # unknown: shown, then flagged
-    choice = st.selectbox(label, options, key=K + path, persist_state=KEEP, help=help, format_func=fmt or str)
+    choice = st.selectbox(label, options, key=K + path, persist_state=KEEP, help=help, format_func=fmt or str,
+                          on_change=on_change)
     problems(path)
     return choice
 
@@ -127,7 +155,8 @@ data_col, task_col = st.columns(2, gap="large")
 with data_col, st.container(border=True):
     st.subheader("Data")
     datasets = DATASETS.available()
-    dataset = select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d)
+    dataset = select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d,
+                     on_change=_on_dataset)
     if dataset == "scenes":
         st.caption("Coloured shapes on textured, noisy backgrounds, generated on the fly; every image "
                    "has labels for all tasks.")
@@ -146,7 +175,10 @@ with data_col, st.container(border=True):
         with c:
             number("data.test_size", "Test samples", step=128)
     else:
-        st.text_input("Data folder", key=K + "data.root", persist_state=KEEP, help="Where the dataset lives on this machine")
+        if dataset in DATASETS:
+            st.caption(first_line(DATASETS.get(dataset).__doc__))
+        st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,
+                      help="Where the dataset lives on this machine")
         problems("data.root")
         a, b = st.columns(2)
         with a:

@@ -188,3 +188,23 @@ def test_a_tiny_run_started_from_setup_finishes(setup_page, runs_dir):
     run = manager.store.get_run(run_id)
     assert run["name"] == "tiny from setup" and run["step"] == 5
     assert ExperimentConfig.from_dict(run["config"]).data.image_size == 32
+
+
+def test_another_dataset_keeps_the_tasks_it_supplies_and_needs_its_files(setup_page, tmp_path):
+    from PIL import Image
+
+    at = setup_page
+    at.selectbox(key=K + "data.dataset").set_value("image_folder").run()
+    assert at.multiselect(key=K + "tasks").value == ["classification"]  # the only task it supplies
+    error = element_after(at, at.text_input(key=K + "data.root"))
+    assert error.type == "error" and "needs data.root" in error.value
+    assert start_button(at).disabled is True
+    root = tmp_path / "pictures"
+    for cls in ("cats", "dogs"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 30), (40 * i, 100, 200)).save(root / cls / f"{i}.png")
+    at.text_input(key=K + "data.root").set_value(str(root))
+    at.number_input(key=K + "optim.batch_size").set_value(2).run()
+    assert not at.error, [e.value for e in at.error]
+    assert start_button(at).disabled is False
