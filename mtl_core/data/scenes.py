@@ -17,9 +17,9 @@ on where it sits in the batch.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -163,7 +163,7 @@ def shape_masks(cls: Tensor, cx: Tensor, cy: Tensor, radius: Tensor, cos: Tensor
     """Pixel masks of shapes, ``(..., S, S)`` with 1.0 on a shape's pixels and 0.0 elsewhere.
 
     Every argument but ``image_size`` has the same shape (one entry per object): ``cls`` indexes
-    :data:`SHAPES` (-1: no object), ``cx, cy`` the centre in pixels (pixel ``(x, y)`` has its
+    :data:`SHAPES` (-1: no object, all zeros; below -1: left as it is in ``out``), ``cx, cy`` the centre in pixels (pixel ``(x, y)`` has its
     centre at ``(x + 0.5, y + 0.5)``), ``radius`` the size in pixels (a circle's radius; other
     shapes are scaled to a similar area), ``cos, sin`` the rotation. Each class is drawn only
     for its own objects. ``out`` (contiguous) receives the masks when given.
@@ -172,7 +172,7 @@ def shape_masks(cls: Tensor, cx: Tensor, cy: Tensor, radius: Tensor, cos: Tensor
     out = torch.empty(*cls.shape, S, S, device=cls.device) if out is None else out
     flat, outf = cls.reshape(-1), out.view(-1, S, S)
     xs = torch.arange(S, device=cls.device, dtype=torch.float32) + 0.5  # pixel centres
-    outf.index_fill_(0, (flat < 0).nonzero().squeeze(1), 0.0)
+    outf.index_fill_(0, (flat == -1).nonzero().squeeze(1), 0.0)
     for k in range(len(SHAPES)):
         sel = (flat == k).nonzero().squeeze(1)
         if sel.numel():
@@ -207,7 +207,7 @@ def render(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes:
         big["instances"] = torch.empty(B, S, S, dtype=torch.long, device=dev)
     with _one_thread(dev):
         parts = [_render(keys[i:i + chunk], S, max_objects, num_shapes, noise, images[i:i + chunk],
-                         {k: v[i:i + chunk] for k, v in big.items()}) for i in range(0, B, chunk)]
+                         {k: v[i:i + chunk] for k, v in big.items()}) for i in range(0, max(B, 1), chunk)]
     small = {k: torch.cat([p[k] for p in parts]) for k in ("classification", "multilabel", "count")}
     det = {f: torch.cat([p["detection"][f] for p in parts]) for f in ("boxes", "labels")}
     targets: Targets = {"classification": small["classification"], "multilabel": small["multilabel"],
@@ -272,10 +272,10 @@ def _render(keys: Tensor, S: int, N: int, K: int, noise: float, image: Tensor, o
     g, obj = u[:, :_SAMPLE_DRAWS], _objects(u, S, N, K)
     cls, z, colour = obj["shape"], obj["depth"], obj["colour"]  # (B, N), (B, N), (B, N, 3)
 
-    # masks (B, N + 1, S, S) in {0, 1}; slot N is the background, behind everything
+    # masks (B, N + 1, S, S) in {0, 1}; slot N is the background, behind everything (-2: filled below)
     pad = torch.nn.functional.pad
     masks = torch.empty(B, N + 1, S, S, device=dev)
-    shape_masks(pad(cls, (0, 1), value=-1), *(pad(obj[k], (0, 1)) for k in ("cx", "cy", "radius", "cos", "sin")),
+    shape_masks(pad(cls, (0, 1), value=-2), *(pad(obj[k], (0, 1)) for k in ("cx", "cy", "radius", "cos", "sin")),
                 S, out=masks)
 
     # z-buffer, nearest slot first: a slot is seen where it is drawn and nothing nearer is;
@@ -338,9 +338,14 @@ def _paint(values: Tensor, vis: Tensor, out: Tensor | None = None) -> Tensor:
 
     Exact and order-free, because exactly one slot is seen at a pixel (one nonzero term).
     """
-    if vis.device.type == "cpu":  # one small batched matmul (TF32 never applies on the CPU)
-        return torch.bmm(values, vis) if out is None else out.baddbmm_(values, vis)
-    painted = (values[..., None] * vis[:, None]).sum(2)  # no matmul, so TF32 cannot round it
+    if vis.device.type != "cpu":
+        return _paint_by_sum(values, vis, out)
+    return torch.bmm(values, vis) if out is None else out.baddbmm_(values, vis)  # one small matmul
+
+
+def _paint_by_sum(values: Tensor, vis: Tensor, out: Tensor | None = None) -> Tensor:
+    """:func:`_paint` without a matmul, for GPUs, where TF32 could round a matmul's inputs."""
+    painted = (values[..., None] * vis[:, None]).sum(2)  # (B, V, P)
     return painted if out is None else out.add_(painted)
 
 
@@ -389,7 +394,10 @@ def _background(g: Tensor, S: int, cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor
 # ----------------------------------------------------------------------------------- dataset
 @register_dataset("scenes")
 class ScenesDataset:
-    """The procedural scenes for one split; ``get_batch`` renders a whole batch at once."""
+    """The procedural scenes for one split; ``get_batch`` renders a whole batch at once, on any
+    device (``renders_on_device``: a trainer on a GPU asks for its batches there)."""
+
+    renders_on_device = True
 
     def __init__(self, cfg: DataConfig, split: str, seed: int = 0) -> None:
         if split not in SPLITS:
