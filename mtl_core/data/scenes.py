@@ -31,7 +31,7 @@ from mtl_core.errors import ConfigError
 
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 TASKS = ("classification", "multilabel", "detection", "segmentation", "depth", "count")
-DEPTH_MAX = 10.0  # the background's far plane lies in [6.75, 9.75]; objects in [1.5, 6.0]
+DEPTH_MAX = 10.0  # the background (a far plane) lies in [6.75, 10]; objects in [1.5, 6]
 MIN_SIZE, MAX_SIZE = 32, 256
 MAX_OBJECTS = 16
 
@@ -281,8 +281,8 @@ def _render(keys: Tensor, S: int, N: int, K: int, noise: float, image: Tensor, o
     # z-buffer, nearest slot first: a slot is seen where it is drawn and nothing nearer is;
     # in place, since fresh memory costs page faults on the CPU
     vis = masks  # (B, N + 1, S, S): becomes the seen part of each slot
-    cover = torch.zeros(B, S, S, device=dev)  # 1 where some object is seen
-    for n in reversed(range(N)):
+    cover = vis[:, N - 1].clone()  # (B, S, S): 1 where some object is seen; the nearest hides nothing
+    for n in reversed(range(N - 1)):
         cover.add_(vis[:, n].sub_(cover).clamp_(min=0.0))
     bg = vis[:, N].fill_(1.0).sub_(cover)  # (B, S, S): 1 where no object is seen
     rows, cols = vis[:, :N].sum(3), vis[:, :N].sum(2)  # (B, N, S): seen pixels per row / column (exact)
