@@ -15,6 +15,28 @@ from mtl_core.runs import RunManager, get_manager
 from mtl_core.store import RUNS_DIR_ENV
 
 
+def _use_app_navigation() -> None:
+    """Let app.py's ``st.navigation`` own the pages.
+
+    Streamlit treats a ``pages/`` folder next to the entry point as an old-style multipage app
+    until ``st.navigation`` has run once in the process; so the first visit to, say, ``/setup``
+    after the server starts would run that page alone (no navigation, no wide layout), and keep
+    doing so. Switch that off once, and rerun the visit through app.py.
+    """
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+    except ImportError:  # pragma: no cover - another Streamlit layout
+        return
+    if getattr(PagesManager, "uses_pages_directory", False):
+        PagesManager.uses_pages_directory = False
+        if get_script_run_ctx() is not None:
+            st.rerun()
+
+
+_use_app_navigation()
+
+
 def runs_dir() -> str:
     return os.environ.get(RUNS_DIR_ENV, "runs")
 
