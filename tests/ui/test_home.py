@@ -52,3 +52,19 @@ def test_the_demo_button_starts_a_three_task_run_and_selects_it(runs_dir):
     finally:
         manager.stop(run_id)
         assert manager.wait(run_id, timeout=60) == "stopped"
+
+
+def test_app_navigation_owns_the_pages_folder():
+    """Streamlit runs a pages/ folder as an old-style multipage app (each page alone, without
+    app.py's navigation and layout) until st.navigation has run once; ui.state switches that off."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    from ui import state
+
+    saved = PagesManager.uses_pages_directory
+    PagesManager.uses_pages_directory = True  # a fresh server next to a pages/ folder
+    try:
+        state._use_app_navigation()
+        assert PagesManager.uses_pages_directory is False
+    finally:
+        PagesManager.uses_pages_directory = saved
