@@ -219,6 +219,7 @@ class Trainer:
     def _checkpoint(self, kind: str) -> None:
         if not self.dist.is_main:
             return
+        self._flush(force=True)  # every step up to the checkpoint is in the store before it exists
         path = self.store.run_dir(self.run_id) / ("final.pt" if kind == "final" else "last.pt")
         save_checkpoint(path, self.config, self.step, self.model.state_dict(), {
             "optimizer": self.optimizer.state_dict(),
@@ -341,7 +342,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         every = self.config.gradstats_every
         if every and self.step % every == 0 and self.shared and len(losses) > 1:
-            self._log(self.step, "train", gradient_stats(task_gradients(losses, self.shared)))
+            self._log(self.step + 1, "train", gradient_stats(task_gradients(losses, self.shared)))
         if self.scaler.is_enabled():
             losses = {t: self.scaler.scale(v) for t, v in losses.items()}
         reduce = (lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None
@@ -359,7 +360,7 @@ class Trainer:
         row.update({f"weight/{t}": w for t, w in weights.items()})
         row["loss/total"] = sum(weights[t] * values[t] for t in values)
         row["lr"] = self.optimizer.param_groups[0]["lr"]
-        self._log(self.step, "train", row)
+        self._log(self.step + 1, "train", row)  # step k = the k-th update, as evaluations and checkpoints count
         return values
 
     def _progress(self, losses: dict[str, float], imgs_done: int, t_start: float) -> None:

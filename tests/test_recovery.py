@@ -78,6 +78,6 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     assert not list(m.store.run_dir(run_id).glob(".*.tmp")), "temporary files of killed writes are cleaned up"
     steps = [r[0] for r in m.store.metrics(run_id, "train", "loss/classification")]
     assert steps == sorted(set(steps)), "a resumed run redoes no step twice in its curves"
-    assert steps[0] == 1 and steps[-1] > last_step
+    assert steps[0] == 1 and steps[-1] > last_step and steps == list(range(1, steps[-1] + 1))
     events = [e["kind"] for e in m.store.events(run_id)]
     assert events.count("resumed_from_checkpoint") >= 3
