@@ -68,6 +68,21 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--threshold", type=float, default=0.3)
     pr.add_argument("--opacity", type=float, default=0.5)
 
+    ex = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, checked against PyTorch")
+    runs_dir(ex)
+    ex.add_argument("run_id")
+    ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    ex.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
+    ex.add_argument("--checkpoint", help="a checkpoint to export instead of the run's latest (e.g. a pruned one)")
+    ex.add_argument("--samples", type=int, default=4, help="validation images the check runs on")
+
+    cp = sub.add_parser("compress", help="int8-quantize or prune a run's model; report size, latency, metrics")
+    runs_dir(cp)
+    cp.add_argument("run_id")
+    cp.add_argument("--method", required=True, choices=("int8", "int8-dynamic", "prune"))
+    cp.add_argument("--amount", type=float, default=0.5, help="prune: fraction of conv/linear weights to zero")
+    cp.add_argument("--eval-limit", type=int, help="validation images to score on (default: all)")
+
     ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
     runs_dir(ls)
     return p
@@ -191,6 +206,10 @@ def _dispatch(a: argparse.Namespace) -> int:
         return _evaluate(store, a)
     if a.command == "predict":
         return _predict(store, a)
+    if a.command == "export":
+        return _export(store, a)
+    if a.command == "compress":
+        return _compress(store, a)
     return 2
 
 
@@ -261,6 +280,30 @@ def _predict(store, a) -> int:
             summary["boxes"] = int((p["scores"] >= a.threshold).sum())
         print(f"{t}: {summary}")
     print(f"overlay written to {a.out} ({seconds * 1000:.1f} ms)")
+    return 0
+
+
+def _export(store, a) -> int:
+    from mtl_core.export import export_run
+
+    _run_or_error(store, a.run_id)
+    result = export_run(store, a.run_id, a.format, a.out, checkpoint=a.checkpoint, samples=a.samples)
+    print(result.summary())
+    for name, diff in result.max_abs_diff.items():
+        print(f"  {name:24s} max abs diff {diff:.2e}")
+    return 1 if result.ok is False else 0
+
+
+def _compress(store, a) -> int:
+    from mtl_core.compress import compress_run
+
+    _run_or_error(store, a.run_id)
+    report = compress_run(store, a.run_id, a.method, a.amount, eval_limit=a.eval_limit)
+    print(f"{report.method}: {report.note}")
+    for row in report.rows():
+        print(f"  {row['measure']:40s} {row['before']:>14.4f} -> {row['after']:>14.4f}  ({row['relative']:+.1%})")
+    for kind, path in report.files.items():
+        print(f"{kind} written to {path}")
     return 0
 
 
