@@ -102,18 +102,18 @@ class ExperimentConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False)
 
     @classmethod
-    def from_dict(cls, d: Any) -> "ExperimentConfig":
+    def from_dict(cls, d: Any) -> ExperimentConfig:
         return _build(cls, d, "")
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ExperimentConfig":
+    def from_json(cls, text: str | bytes) -> ExperimentConfig:
         try:
             d = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
             raise ConfigError("config", f"not valid JSON ({e}); upload a file saved from Setup") from None
         return cls.from_dict(d)
 
-    def single_task_baselines(self, run_id: str) -> list["ExperimentConfig"]:
+    def single_task_baselines(self, run_id: str) -> list[ExperimentConfig]:
         """One config per task with the same backbone, data, budget and seed, for Δm."""
         out = []
         for t in self.tasks:

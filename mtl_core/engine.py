@@ -11,15 +11,16 @@ import os
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 
+from mtl_core import distributed
 from mtl_core.builders import autocast, autocast_dtype, build_all, resolve_device
 from mtl_core.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, select, to_device
-from mtl_core import distributed
 from mtl_core.errors import ConfigError, MTLError, TrainingFailed
 from mtl_core.evaluation import evaluate
 from mtl_core.gradstats import gradient_stats, task_gradients

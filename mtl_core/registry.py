@@ -5,7 +5,8 @@ dashboard's select boxes and the tests' parametrisation.
 """
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from mtl_core.errors import ConfigError
 
@@ -39,6 +40,10 @@ class Registry(Generic[T]):
                 f"unknown {self.kind} {name!r}; choose one of: {', '.join(self.available())}",
             )
         return self._items[name]
+
+    def prefer(self, *names: str) -> None:
+        """Offer ``names`` first (the dashboard lists entries in registry order)."""
+        self._items = {**{n: self._items[n] for n in names if n in self._items}, **self._items}
 
     def available(self) -> list[str]:
         return list(self._items)

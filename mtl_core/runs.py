@@ -11,7 +11,6 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from mtl_core.config import ExperimentConfig
 from mtl_core.engine import Control, Trainer
 from mtl_core.errors import ConfigError

@@ -10,9 +10,9 @@ register_dataset = DATASETS.register
 
 SPLITS = ("train", "val", "test")
 
-# the built-in scenes first: registry order is the order the dashboard offers them in
-from mtl_core.data import scenes  # noqa: E402,F401,I001  (registers)
-from mtl_core.data import coco, image_folder, seg_folder, torchvision_sets  # noqa: E402,F401  (registers)
+from mtl_core.data import coco, image_folder, scenes, seg_folder, torchvision_sets  # noqa: E402,F401  (registers)
+
+DATASETS.prefer("scenes")
 
 
 def build_dataset(cfg, split: str, seed: int = 0):

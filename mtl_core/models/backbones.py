@@ -6,7 +6,7 @@ exposes ``channels`` and ``stride``.
 from __future__ import annotations
 
 import os
-from typing import Generator
+from collections.abc import Generator
 
 import torch
 import torch.nn.functional as F

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from mtl_core.data.base import DatasetInfo
 from mtl_core.registry import Registry
 
-TASKS: Registry[type["Task"]] = Registry("task")
+TASKS: Registry[type[Task]] = Registry("task")
 register_task = TASKS.register
 
 

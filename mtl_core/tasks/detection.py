@@ -18,8 +18,6 @@ CenterNet's ``gaussian_radius``. Mean average precision is in :mod:`mtl_core.tas
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn

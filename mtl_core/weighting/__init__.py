@@ -1,11 +1,31 @@
 """Loss-weighting and gradient-combination methods, registered by name."""
-from mtl_core.weighting.base import WEIGHTINGS, GradWeighting, LossWeighting, SharedRep, Weighting, register_weighting
-# static and EW first: registry order is the order the dashboard offers them in
-from mtl_core.weighting import static, ew  # noqa: F401,I001  (registers)
-from mtl_core.weighting import db_mtl, dwa, famo, gls, gradnorm, imtl_l, rlw, stch, uw  # noqa: F401  (registers)
 from mtl_core.weighting import (  # noqa: F401  (registers)
-    aligned_mtl, cagrad, fairgrad, graddrop, gradvac, imtl_g, mgda, moco, nash_mtl, pcgrad, upgrad,
+    aligned_mtl,
+    cagrad,
+    db_mtl,
+    dwa,
+    ew,
+    fairgrad,
+    famo,
+    gls,
+    graddrop,
+    gradnorm,
+    gradvac,
+    imtl_g,
+    imtl_l,
+    mgda,
+    moco,
+    nash_mtl,
+    pcgrad,
+    rlw,
+    static,
+    stch,
+    upgrad,
+    uw,
 )
+from mtl_core.weighting.base import WEIGHTINGS, GradWeighting, LossWeighting, SharedRep, Weighting, register_weighting
+
+WEIGHTINGS.prefer("static", "ew")
 
 
 def build_weighting(method: str, tasks, params=None, weights=None, rep_grad: bool = False) -> Weighting:

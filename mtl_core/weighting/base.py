@@ -16,7 +16,8 @@ Two bases cover the two families:
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 from mtl_core.errors import ConfigError
 from mtl_core.registry import Registry
 
-WEIGHTINGS: Registry[type["Weighting"]] = Registry("weighting method")
+WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting method")
 register_weighting = WEIGHTINGS.register
 
 
@@ -79,7 +80,7 @@ class Weighting:
         """Learnable parameters (e.g. UW's log-variances), optimised with the model."""
         return []
 
-    def to(self, device: torch.device | str) -> "Weighting":
+    def to(self, device: torch.device | str) -> Weighting:
         return self
 
     def combine(self, losses: dict[str, Tensor], shared_params: list[Tensor], step: int,
