@@ -388,7 +388,3 @@ def evaluate_members_and_ensemble(ensemble: Ensemble, dataset=None, split: str =
                  **ensemble.evaluate(dataset, batch_size=batch_size, limit=limit)})
     return rows
 
-
-def primary_keys(tasks: dict) -> dict[str, str]:
-    """``{task: "<task>/<primary metric>"}``, to pick a table's headline columns."""
-    return {t: f"{t}/{task.primary}" for t, task in tasks.items()}
