@@ -21,6 +21,7 @@ from mtl_core.images import to_numpy_image
 
 DEPTH_MODES = ("beside", "blended")
 BESIDE_MAX_SIDE = 640  # pixels: the depth map shown beside an overlay sits in half the page's width
+MIN_DRAW_SIDE = 256  # pixels: smaller images are enlarged before drawing, or their labels would cover them
 
 
 def task_meta(names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -71,11 +72,15 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], show: Mapping[str, bool] | None = None,
            opacity: float = 0.5, score_threshold: float = 0.3, depth_mode: str = "beside",
-           seconds: float = 0.0) -> Rendered:
+           seconds: float = 0.0, min_side: int = MIN_DRAW_SIDE) -> Rendered:
     """Draw ``predictions`` (a Predictor's output, or a ground truth in the same format) on
-    ``image``; with ``depth_mode="beside"`` depth becomes a second image instead of a tint."""
+    ``image``; with ``depth_mode="beside"`` depth becomes a second image instead of a tint.
+
+    An image whose short side is below ``min_side`` (a 32 px dataset sample) is first enlarged,
+    pixels kept square, with its predictions, so the labels drawn on it stay readable."""
     from mtl_core.inference import draw_all
 
+    image, predictions = enlarge(image, predictions, min_side)
     tasks = predictor.tasks
     show = {t: bool((show or {}).get(t, True)) for t in predictions}
     depth_img = None
@@ -87,6 +92,27 @@ def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], 
                     summary=describe(tasks, predictions, score_threshold, show={**show, **({"depth": True} if depth_img is not None else {})}),
                     legend=segmentation_legend(tasks, predictions) if show.get("segmentation") else [],
                     seconds=seconds)
+
+
+def enlarge(image: torch.Tensor, predictions: Mapping[str, Any], min_side: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``image`` (uint8 ``(3, H, W)``) scaled up by a whole factor so its short side reaches
+    ``min_side`` (nearest neighbour: a 32 px sample stays crisp), and ``predictions`` with it:
+    boxes scaled, masks and depth maps enlarged the same way. Unchanged when already large enough."""
+    h, w = image.shape[-2:]
+    factor = -(-int(min_side) // max(1, min(h, w))) if min_side else 1  # ceil
+    if factor <= 1:
+        return image, dict(predictions)
+    big = image.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)  # (3, fH, fW)
+    out: dict[str, Any] = {}
+    for task, pred in predictions.items():
+        p = dict(pred)
+        if isinstance(p.get("boxes"), torch.Tensor):
+            p["boxes"] = p["boxes"].float() * factor  # (n, 4) xyxy pixels
+        for key in ("mask", "depth"):
+            if isinstance(p.get(key), torch.Tensor) and p[key].dim() >= 2:
+                p[key] = p[key].repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+        out[task] = p
+    return big, out
 
 
 def depth_colormap(task: Any, image: torch.Tensor, prediction: Mapping[str, Any],
@@ -148,6 +174,10 @@ def describe(tasks: Mapping[str, Any], predictions: Mapping[str, Any], score_thr
     return lines
 
 
+def _percent(x: float) -> str:
+    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
+
+
 def _name(names: tuple[str, ...], i: int) -> str:
     return names[i] if 0 <= i < len(names) else f"class {i}"
 
@@ -169,7 +199,7 @@ def _describe_one(task: str, p: Mapping[str, Any], names: tuple[str, ...], thr: 
         if not present:
             return "background only"
         area = {c: counts[c] / max(1, sum(counts)) for c in present}
-        return ", ".join(f"{_name(names, c - 1)} {area[c]:.0%}" for c in sorted(present, key=lambda c: -area[c]))
+        return ", ".join(f"{_name(names, c - 1)} {_percent(area[c])}" for c in sorted(present, key=lambda c: -area[c]))
     if task == "depth":
         d = p.get("depth")
         if isinstance(d, torch.Tensor) and d.numel():
@@ -215,5 +245,5 @@ def dataset_sample(config: Any, split: str, index: int, tasks: Mapping[str, Any]
     return image_u8, truth
 
 
-__all__ = ["DEPTH_MODES", "Rendered", "dataset_sample", "dataset_size", "depth_colormap", "describe", "png_bytes",
+__all__ = ["DEPTH_MODES", "Rendered", "dataset_sample", "dataset_size", "depth_colormap", "describe", "enlarge", "png_bytes",
            "render", "segmentation_legend", "task_meta"]

@@ -20,7 +20,7 @@ from mtl_core.images import decode_image
 from mtl_core.inference import Predictor
 from mtl_core.predict_api import dataset_sample, dataset_size, render
 from ui.sidebar import run_picker
-from ui.state import manager
+from ui.state import manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 WITH_CHECKPOINTS = ("finished", "running", "paused", "stopped", "interrupted")
@@ -55,17 +55,32 @@ def _predicted(predictor: Predictor, model_key: tuple, item_key: str, image) -> 
     return _remember(cache, key, predictor.predict(image), KEEP_PREDICTIONS)
 
 
+def _checkpoint(run: dict) -> dict | None:
+    """A finished run's final checkpoint, else the latest one (a running run's last save)."""
+    final = store.latest_checkpoint(run["id"], "final") if run["status"] == "finished" else None
+    return final or store.latest_checkpoint(run["id"])
+
+
 st.title("Predict")
-run_id = run_picker("predict", statuses=WITH_CHECKPOINTS)
 store = manager().store
+if selected_run() is None and "run_picker.predict" not in st.session_state:
+    # nothing chosen yet: start on the newest run that has a model to use, not merely the newest run
+    usable = next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and _checkpoint(r)), None)
+    if usable is not None:
+        st.session_state["run_picker.predict"] = usable["id"]
+run_id = run_picker("predict", statuses=WITH_CHECKPOINTS)
 run = store.get_run(run_id) if run_id else None
 if run is None:
     st.info("No trained run yet. Train one on **Setup** (or `python -m mtl_core train`); its checkpoints appear here.")
     st.stop()
-ck = (store.latest_checkpoint(run_id, "final") if run["status"] == "finished" else None) or store.latest_checkpoint(run_id)
+ck = _checkpoint(run)
 if ck is None:
     st.info(f"Run **{html.escape(run['name'])}** has no checkpoint yet; the first one is written at step "
             f"{run['config'].get('checkpoint_every', '?')}.")
+    other = next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and _checkpoint(r)), None)
+    if other is not None and st.button(f"Use {other['name']} ({other['status']}) instead", key="predict_use_other"):
+        select_run(other["id"])
+        st.rerun()
     st.stop()
 try:
     predictor = load_predictor(ck["path"], os.path.getmtime(ck["path"]))
@@ -84,13 +99,14 @@ shown = cols[0].pills("Show", tasks, selection_mode="multi", default=tasks, key=
 opacity = cols[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="predict_opacity")
 threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_threshold",
                            help="Boxes scoring below this are hidden.")
+c1, c2 = st.columns([3, 4])
+source = c1.radio("Images", ["upload", "dataset"], horizontal=True, key="predict_source",
+                  format_func={"upload": "Upload", "dataset": "Dataset samples"}.get)
 depth_mode = "blended"
 if "depth" in tasks:
-    depth_mode = st.radio("Depth", ["beside", "blended"], horizontal=True, key="predict_depth_mode",
+    depth_mode = c2.radio("Depth", ["beside", "blended"], horizontal=True, key="predict_depth_mode",
                           format_func={"beside": "colour map beside", "blended": "blended into the image"}.get)
 show = {t: t in shown for t in tasks}
-source = st.radio("Images", ["upload", "dataset"], horizontal=True, key="predict_source",
-                  format_func={"upload": "Upload", "dataset": "Dataset samples"}.get)
 
 
 def _show_result(title: str, item_key: str, image, truth: dict | None = None) -> None:
@@ -108,7 +124,7 @@ def _show_result(title: str, item_key: str, image, truth: dict | None = None) ->
     else:
         out = _remember(drawn_cache, key, render(predictor, image, preds, show, opacity, threshold, depth_mode, seconds),
                         KEEP_PREDICTIONS)
-    h, w = out.overlay.shape[:2]
+    h, w = image.shape[-2:]
     with st.container(border=True):
         st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
         panels = [("Prediction", out.overlay)]

@@ -18,6 +18,9 @@ from ui.metrics import MetricCache, downsample, downsample_indices, ema, front_l
 PALETTE = qualitative.Plotly + qualitative.D3
 MAX_POINTS = 1000  # per series: a browser draws this many SVG points without lag
 EVENT_COLOR = "rgba(120,120,120,0.8)"
+# validation metrics sit under the loss in a task's panel: neutral colours, so they never read as
+# another task's colour; the primary metric is the dark, solid one
+METRIC_COLORS = ("#222222", "#8c8c8c", "#b07d48", "#5f8fa8")
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,16 @@ def event_shapes(events: Sequence[Mapping[str, Any]], tasks: Sequence[str] | Non
     return shapes, notes
 
 
+def _padded(v: np.ndarray, pad: float = 0.08, top: float | None = None) -> list[float] | None:
+    """An axis range around ``v`` with room for the points' text labels (placed above them)."""
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo if hi > lo else max(abs(hi), 1e-3) * 0.1
+    return [lo - span * pad, hi + span * (pad if top is None else top)]
+
+
 def _num(v: Any) -> str:
     return "?" if v is None else f"{float(v):g}"
 
@@ -121,11 +134,11 @@ def task_figure(cache: MetricCache, meta: TaskMeta, smoothing: float, log_y: boo
     t = meta.name
     traces: list[dict] = []
     steps, values = cache.get("train", f"loss/{t}")
-    traces += smoothed_traces(steps, values, smoothing, "train loss", color)
+    traces += smoothed_traces(steps, values, smoothing, "train", color)
     vs, vv = cache.get("val", f"loss/{t}")
     if len(vv):
         vs, vv = downsample(vs, vv, MAX_POINTS)
-        traces.append(_scatter(x=vs, y=vv, mode="lines+markers", name="val loss",
+        traces.append(_scatter(x=vs, y=vv, mode="lines+markers", name="val",
                                  line=dict(color=color, width=1.5, dash="dash"), marker=dict(size=5)))
     metric_keys = [k for k in cache.keys("val") if k.startswith(f"{t}/")]
     metric_keys.sort(key=lambda k: (k != f"{t}/{meta.primary}", k))  # primary first
@@ -133,9 +146,10 @@ def task_figure(cache: MetricCache, meta: TaskMeta, smoothing: float, log_y: boo
         ms, mv = downsample(*cache.get("val", key), MAX_POINTS)
         primary = i == 0 and key == f"{t}/{meta.primary}"
         arrow = ("↑" if meta.higher_is_better else "↓") if primary else ""
-        traces.append(_scatter(x=ms, y=mv, mode="lines+markers", name=f"val {key.split('/', 1)[1]}{arrow}",
+        traces.append(_scatter(x=ms, y=mv, mode="lines+markers", name=f"{key.split('/', 1)[1]}{arrow}",
                                  xaxis="x2", yaxis="y2", marker=dict(size=5 if primary else 3),
-                                 line=dict(color=PALETTE[(i + 3) % len(PALETTE)], width=2 if primary else 1)))
+                                 line=dict(color=METRIC_COLORS[i % len(METRIC_COLORS)], width=2 if primary else 1,
+                                           dash="solid" if primary else "dot")))
     layout = _base_layout(meta.label, 360, uirevision)
     shapes, notes = event_shapes(events, [t])
     layout.update(
@@ -252,9 +266,9 @@ def pareto_figure(names: Sequence[str], x: Sequence[float], y: Sequence[float], 
         _scatter(x=fx, y=fy, mode="lines", name="Pareto front", line=dict(color="#d62728", width=2, dash="dash"),
                    hoverinfo="skip"),
         _scatter(x=xs[~on], y=ys[~on], mode="markers+text", name="dominated", text=np.asarray(names)[~on],
-                   textposition="top center", marker=dict(size=10, color="#9aa5b1")),
+                   textposition="top center", marker=dict(size=10, color="#9aa5b1"), cliponaxis=False),
         _scatter(x=xs[on], y=ys[on], mode="markers+text", name="on the front", text=np.asarray(names)[on],
-                   textposition="top center", marker=dict(size=12, color="#d62728", symbol="diamond")),
+                   textposition="top center", marker=dict(size=12, color="#d62728", symbol="diamond"), cliponaxis=False),
     ]
     if highlight is not None and highlight in names:
         i = list(names).index(highlight)
@@ -262,7 +276,9 @@ def pareto_figure(names: Sequence[str], x: Sequence[float], y: Sequence[float], 
                                  marker=dict(size=18, color="rgba(0,0,0,0)", line=dict(color="#222", width=2))))
     arrow_x = "→ better" if maximize_x else "← better"
     arrow_y = "↑ better" if maximize_y else "↓ better"
-    layout = _base_layout("Trade-off between two tasks", 420, "pareto")
-    layout.update(hovermode="closest", xaxis=dict(title=dict(text=f"{x_title} ({arrow_x})")),
-                  yaxis=dict(title=dict(text=f"{y_title} ({arrow_y})")))
+    layout = _base_layout(f"{y_title} against {x_title}", 460, "pareto")
+    layout.update(hovermode="closest", margin=dict(l=60, r=20, t=40, b=90),
+                  legend=dict(orientation="h", yanchor="top", y=-0.18, x=0.5, xanchor="center", font=dict(size=10)),
+                  xaxis=dict(title=dict(text=f"{x_title} ({arrow_x})"), range=_padded(xs)),
+                  yaxis=dict(title=dict(text=f"{y_title} ({arrow_y})"), range=_padded(ys, top=0.18)))
     return figure(traces, layout)

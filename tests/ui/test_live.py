@@ -53,7 +53,7 @@ def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, 
     assert bar.value == 40 and "ETA 1m 15s" in bar.text and "321 images/s" in bar.text
     figs = {c.key: json.loads(c.proto.spec) for c in charts(at)}
     fig = figs[f"live_task_{run_id}_classification"]
-    assert [tr["name"] for tr in fig["data"]][:2] == ["train loss (raw)", "train loss"]
+    assert [tr["name"] for tr in fig["data"]][:2] == ["train (raw)", "train"]
     # the weight change at step 20 is marked on the curve
     assert [sh["x0"] for sh in fig["layout"]["shapes"]] == [20]
     assert "1→2" in fig["layout"]["annotations"][0]["text"]

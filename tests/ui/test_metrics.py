@@ -174,8 +174,8 @@ def test_task_figure_has_raw_and_smoothed_curves_val_metrics_and_the_weight_chan
     fig = charts.task_figure(_cache_with_run(), charts.TaskMeta("a", "acc", True, "Task A"), 0.9, True, EVENTS)
     go.Figure(fig.to_dict())  # every property is valid plotly (the figure was built unvalidated)
     names = [tr.name for tr in fig.data]
-    assert names[:2] == ["train loss (raw)", "train loss"]
-    assert "val acc↑" in names and "val top3" in names and "val loss" in names
+    assert names[:2] == ["train (raw)", "train"]
+    assert "acc↑" in names and "top3" in names and "val" in names
     assert all(len(tr.x) <= charts.MAX_POINTS for tr in fig.data)
     raw, smooth = fig.data[0], fig.data[1]
     assert np.std(np.diff(smooth.y)) <= np.std(np.diff(raw.y))

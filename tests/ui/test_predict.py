@@ -26,7 +26,7 @@ def shown_images(monkeypatch) -> list[np.ndarray]:
     return shown
 
 
-def png_bytes(w: int = 80, h: int = 60, seed: int = 0) -> bytes:
+def png_bytes(w: int = 300, h: int = 260, seed: int = 0) -> bytes:
     """A smooth gradient with a bright disc (smooth, so the page's JPEG preview stays close to it)."""
     y, x = np.mgrid[0:h, 0:w]
     img = np.stack([x * 255 // w, y * 255 // h, np.full_like(x, 60 + 40 * seed)], axis=-1)
@@ -47,14 +47,14 @@ def test_an_uploaded_png_yields_an_overlay_with_every_task_and_a_download(ui_run
     no_exceptions(at)
     assert not at.error
     captions = [m.value for m in at.markdown]
-    assert any("cat.png" in c and "80×60 px" in c and "inference" in c for c in captions)
+    assert any("cat.png" in c and "300×260 px" in c and "inference" in c for c in captions)
     summary = next(c for c in captions if c.startswith("Classification:"))
     for title in ("Classification:", "Detection:", "Segmentation:", "Depth:"):
         assert title in summary
     # the overlay and the depth colour map beside it, both at the upload's size
     assert [im.captions[0] for im in at.image] == ["Prediction", "Depth (near blue, far red)"]
     overlay, depth = shown_images[-2:]
-    assert overlay.shape == depth.shape == (60, 80, 3)
+    assert overlay.shape == depth.shape == (260, 300, 3)
     original = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB")).astype(int)
     assert np.abs(overlay.astype(int) - original).mean() > 5  # something was drawn on it
     assert at.get("download_button")
@@ -87,3 +87,24 @@ def test_dataset_samples_show_ground_truth_beside_the_prediction(ui_runs):
     no_exceptions(at)
     titles = [m.value for m in at.markdown if "sample" in m.value]
     assert len(titles) == 2 and "val sample 0" in titles[0] and "val sample 1" in titles[1]
+    assert "32×32 px" in titles[0]
+    captions = [im.captions[0] for im in at.image]
+    assert captions == ["Prediction", "Depth (near blue, far red)", "Ground truth", "Ground-truth depth"] * 2
+
+
+def test_small_images_are_enlarged_with_their_predictions_so_labels_stay_readable():
+    import torch
+
+    from mtl_core.predict_api import enlarge
+
+    image = torch.zeros(3, 32, 40, dtype=torch.uint8)
+    image[:, 0, 0] = 255
+    preds = {"detection": {"boxes": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "labels": torch.tensor([0])},
+             "segmentation": {"mask": torch.eye(32, 40, dtype=torch.long)}, "classification": {"label": 1}}
+    big, scaled = enlarge(image, preds, 256)
+    assert big.shape == (3, 256, 320)  # factor 8: the short side reaches 256
+    assert big[:, :8, :8].eq(255).all() and big[:, 8, 8].eq(0).all()  # pixels stay square and crisp
+    assert scaled["detection"]["boxes"].tolist() == [[8.0, 16.0, 24.0, 32.0]]
+    assert scaled["segmentation"]["mask"].shape == (256, 320) and scaled["segmentation"]["mask"][15, 15] == 1
+    assert scaled["classification"] == {"label": 1}
+    assert enlarge(big, scaled, 256)[0] is big  # large enough already: unchanged
