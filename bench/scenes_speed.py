@@ -6,8 +6,9 @@ Target (scenes issue): at least 5,000 samples/s. Last line: the samples per seco
     python bench/scenes_speed.py [--seconds 8] [--batch 256] [--size 64]
 
 Renders rounds of batches and reports the best round, as ``timeit`` does: on a shared machine
-the slower rounds measure other processes. One process renders on one core (see
-``scenes._one_thread``); two DataLoader workers use both cores and are reported too.
+the slower rounds measure other processes. ``get_batch`` renders chunks of the batch side by side
+on one worker thread per core; two DataLoader worker processes are reported too, and the samples
+per CPU-second, which depend least on what else the machine runs.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ class _Batches(torch.utils.data.Dataset):
 
 
 def in_process(ds: ScenesDataset, batch: int, seconds: float) -> tuple[list[float], float]:
-    """Samples/s of each round (about 0.5 s of rendering), and over all rounds by CPU time."""
+    """Samples/s of each round (about 0.5 s of rendering), and per CPU-second over all rounds."""
     ds.get_batch(range(batch))  # warm up: noise bank, angle tables
     rounds, start, cpu0, done = [], time.perf_counter(), time.process_time(), 0
     i = 0
@@ -79,7 +80,7 @@ def main() -> None:
     ds = ScenesDataset(cfg, "train", seed=0)
     rounds, by_cpu = in_process(ds, args.batch, args.seconds)
     print(f"get_batch({args.batch}) rounds, samples/s: " + ", ".join(f"{r:.0f}" for r in rounds))
-    print(f"median round {statistics.median(rounds):.0f}; by this process's CPU time {by_cpu:.0f}")
+    print(f"median round {statistics.median(rounds):.0f}; per CPU-second of this process {by_cpu:.0f}")
     print(f"2 DataLoader workers (both cores), samples/s: {with_workers(ds, args.batch, args.seconds / 2):.0f}")
     print(f"scenes samples/s at {args.size}x{args.size}: {max(rounds):.0f}")
 

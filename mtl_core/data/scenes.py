@@ -17,8 +17,10 @@ on where it sits in the batch.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
 import torch
@@ -193,8 +195,9 @@ def render(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes:
     :mod:`mtl_core.data.base`, detection padded to ``max_objects`` boxes (visible objects
     first, far to near). With ``instances=True`` the targets also hold ``"instances"``, long
     ``(B, S, S)``: 0 for background, ``j + 1`` where object ``j`` of the detection list is seen.
-    On the CPU the batch is rendered ``chunk`` samples at a time (default: about a million pixels)
-    to bound the working memory; the result does not depend on it.
+    On the CPU the batch is rendered ``chunk`` samples at a time (default: about a million pixels,
+    and at least one chunk per intra-op thread torch may use), the chunks side by side on
+    worker threads; the result does not depend on either.
     """
     dev = torch.device(device) if device is not None else keys.device
     keys, B, S = keys.to(dev), len(keys), image_size
@@ -205,9 +208,16 @@ def render(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes:
                     "depth": torch.empty(B, 1, S, S, device=dev)}
     if instances:
         big["instances"] = torch.empty(B, S, S, dtype=torch.long, device=dev)
-    with _one_thread(dev):
-        parts = [_render(keys[i:i + chunk], S, max_objects, num_shapes, noise, images[i:i + chunk],
-                         {k: v[i:i + chunk] for k, v in big.items()}) for i in range(0, max(B, 1), chunk)]
+    workers = torch.get_num_threads() if dev.type == "cpu" else 1
+    if workers > 1 and B > 1:
+        chunk = min(chunk, -(-B // workers))  # at least one chunk per worker
+
+    def part(i: int) -> Targets:
+        return _render(keys[i:i + chunk], S, max_objects, num_shapes, noise, images[i:i + chunk],
+                       {k: v[i:i + chunk] for k, v in big.items()})
+
+    starts = range(0, max(B, 1), chunk)
+    parts = list(_pool(workers).map(part, starts)) if workers > 1 and B > 1 else [part(i) for i in starts]
     small = {k: torch.cat([p[k] for p in parts]) for k in ("classification", "multilabel", "count")}
     det = {f: torch.cat([p["detection"][f] for p in parts]) for f in ("boxes", "labels")}
     targets: Targets = {"classification": small["classification"], "multilabel": small["multilabel"],
@@ -248,20 +258,31 @@ def _objects(u: Tensor, S: int, N: int, K: int) -> dict[str, Tensor]:
             "cos": cos_t[rot], "sin": sin_t[rot], "depth": z, "colour": _hsv_to_rgb(hue, sat, val)}
 
 
-@contextmanager
-def _one_thread(device: torch.device) -> Iterator[None]:
-    """Render on one CPU thread: the ops are small and memory-bound, so a second thread gains
-    little, while on a busy machine every op waits for it (measured 2.5x slower at load 9, and
-    20x on this module's tests). The setting is per thread for OpenMP, and restored."""
-    n = torch.get_num_threads()
-    if device.type != "cpu" or n == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(n)
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """Threads that render chunks side by side, each with one intra-op thread.
+
+    Independent chunks share the cores without ever waiting for each other; a two-thread op
+    instead waits for both threads at every op, which on a busy machine made rendering 2.5x
+    slower (load 9) and this module's tests 20x slower. Made again after a fork (a forked
+    child has the pool object but not its threads).
+    """
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
+            n = torch.get_num_threads()
+            started = threading.Barrier(workers + 1)
+            pool = ThreadPoolExecutor(workers, "scenes", initializer=torch.set_num_threads, initargs=(1,))
+            for _ in range(workers):
+                pool.submit(started.wait)
+            started.wait()  # every worker has run its initializer
+            # set_num_threads also sets the default for threads started later: give it back
+            torch.set_num_threads(n)
+            _POOL = (os.getpid(), workers, pool)
+        return _POOL[2]
 
 
 def _render(keys: Tensor, S: int, N: int, K: int, noise: float, image: Tensor, out: Targets) -> Targets:

@@ -179,6 +179,42 @@ def test_same_seed_and_index_give_the_same_sample_in_any_batch(train):
         _assert_same(_sample(*whole, b), _sample(*chunked, b))
 
 
+def test_rendering_on_worker_threads_gives_the_same_bits_and_leaves_threads_alone():
+    keys = sample_keys(1, "val", torch.arange(70))
+    one = render(keys)  # this module runs on one thread: no workers
+    torch.set_num_threads(2)
+    try:
+        two = render(keys)  # two chunks, side by side on the worker threads
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    for b in range(len(keys)):
+        _assert_same(_sample(*one, b), _sample(*two, b))
+
+
+def _render_in_child(queue) -> None:
+    torch.set_num_threads(2)
+    queue.put(render(sample_keys(1, "val", torch.arange(6)))[1]["count"].tolist())
+
+
+def test_a_forked_process_can_render_on_worker_threads():
+    """A forked child inherits the worker pool object but not its threads: it must not hang."""
+    torch.set_num_threads(2)
+    try:
+        expected = render(sample_keys(1, "val", torch.arange(6)))[1]["count"].tolist()  # pool made here
+    finally:
+        torch.set_num_threads(1)
+    ctx = torch.multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_render_in_child, args=(queue,), daemon=True)
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0, "the child hung or failed"
+    assert queue.get(timeout=5) == expected
+
+
 def test_the_gpu_painting_path_gives_the_same_bits(monkeypatch):
     """On a GPU the scenes are painted without a matmul (TF32 could round one): same result."""
     from mtl_core.data import scenes
