@@ -177,7 +177,10 @@ class DetectionTask(Task):
         size = output["size"].float().reshape(b, 2, h * w).gather(2, idx).clamp(min=0)  # (B, 2, k)
         cx = ((cell % w) + offset[:, 0]) * (big_w / w)  # (B, k) pixels
         cy = ((cell // w) + offset[:, 1]) * (big_h / h)
-        bw, bh = size[:, 0] * big_w, size[:, 1] * big_h
+        # at least one input cell wide: a barely trained head predicts zero sizes, and boxes of
+        # zero area overlap nothing, so NMS would keep every duplicate
+        bw = (size[:, 0] * big_w).clamp(min=big_w / w)
+        bh = (size[:, 1] * big_h).clamp(min=big_h / h)
         boxes = torch.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], dim=-1)  # (B, k, 4)
         boxes = clip_boxes_to_image(boxes, (big_h, big_w))
         result = []
