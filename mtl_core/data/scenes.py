@@ -49,8 +49,9 @@ _OBJECT_DRAWS = 9
 def hash32(x: Tensor) -> Tensor:
     """A 32-bit integer hash of an int64 tensor (low 32 bits used); values in ``[0, 2**32)``.
 
-    Thomas Mueller's xor-shift-multiply hash (Stack Overflow answer 12996028, 2012), a bijection
-    on 32 bits; every product stays below 2**60, so it is exact in int64 on any device.
+    Thomas Mueller's xor-shift-multiply hash (his answer to "What integer hash function are good
+    that accepts an integer hash key?", Stack Overflow), a bijection on 32 bits; every product
+    stays below 2**60, so it is exact in int64 on any device.
     """
     x = x & _M32
     x = (((x >> 16) ^ x) * _MUL) & _M32
