@@ -51,6 +51,7 @@ def _cache(rid: str) -> MetricCache:
 
 def _act(action: str, rid: str) -> None:
     """Button callbacks: run before the fragment redraws, so the new status shows at once."""
+    st.session_state.pop("live_action_error", None)
     try:
         if action == "pause":
             manager().pause(rid)
@@ -67,6 +68,7 @@ def _act(action: str, rid: str) -> None:
 
 def _apply_weights(rid: str, tasks: list[str]) -> None:
     weights = {t: float(st.session_state[f"live_w_{rid}_{t}"]) for t in tasks}
+    st.session_state.pop("live_action_error", None)
     try:
         manager().set_weights(rid, weights)
         st.session_state["live_action_note"] = "New weights sent; they apply from the next step and are marked on the curves."
@@ -126,9 +128,10 @@ def _controls(run: dict, active: bool, tasks: list[str]) -> None:
     elif status in ("stopped", "interrupted", "failed") and store.latest_checkpoint(rid) is not None:
         st.button("Continue from the last checkpoint", key=f"live_continue_{rid}", on_click=_act,
                   args=("continue", rid), icon=":material/replay:")
-    for kind, show in (("live_action_error", st.error), ("live_action_note", st.success)):
-        if kind in st.session_state:
-            show(st.session_state.pop(kind))
+    if "live_action_note" in st.session_state:  # a toast outlives the next refresh, a success box would not
+        st.toast(st.session_state.pop("live_action_note"), icon=":material/check:")
+    if st.session_state.get("live_action_error"):  # stays until the next action
+        st.error(st.session_state["live_action_error"])
     if active:
         _weights_form(run, tasks)
 
@@ -138,13 +141,15 @@ def _weights_form(run: dict, tasks: list[str]) -> None:
     cfg_weights = run["config"].get("weighting", {}).get("weights", {})
     current = {**{t: float(cfg_weights.get(t, 1.0)) for t in tasks}, **(run.get("info") or {}).get("weights", {})}
     method = run["config"].get("weighting", {}).get("method", "static")
+    top = max(10.0, 2 * max(current.values(), default=1.0))
     with st.expander("Change task weights while it trains", expanded=False):
         with st.form(f"live_weights_{rid}", border=False):
             cols = st.columns(min(len(tasks), 3) or 1)
             for i, t in enumerate(tasks):
                 key = f"live_w_{rid}_{t}"
-                st.session_state.setdefault(key, float(current.get(t, 1.0)))
-                cols[i % len(cols)].slider(meta[t].label if t in meta else t, 0.0, max(5.0, float(current.get(t, 1.0)) * 2),
+                # value= rather than a preset session_state entry: inside a form in a fragment the
+                # browser showed a preset as 0.00; a fixed range keeps the widget's identity stable
+                cols[i % len(cols)].slider(meta[t].label if t in meta else t, 0.0, top, float(current.get(t, 1.0)),
                                            step=0.05, key=key)
             if method != "static":
                 st.caption(f"{method} sets its own weights; these are the user weights it is given "

@@ -99,7 +99,7 @@ def event_shapes(events: Sequence[Mapping[str, Any]], tasks: Sequence[str] | Non
         parts = [f"{(short or {}).get(t, t[:4])} {_num(old.get(t))}→{_num(new[t])}" for t in changed]
         shapes.append(dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
                            line=dict(color=EVENT_COLOR, width=1, dash="dot")))
-        notes.append(dict(x=step, y=1, xref="x", yref="paper", yanchor="bottom", showarrow=False,
+        notes.append(dict(x=step, y=1, xref="x", yref="paper", yanchor="top", xanchor="left", showarrow=False,
                           text="w: " + (", ".join(parts) if parts else "changed"), font=dict(size=10, color="#555"),
                           hovertext=f"step {step}: task weights " + ", ".join(f"{t} {_num(old.get(t))} → {_num(new[t])}"
                                                                             for t in changed)))
@@ -151,7 +151,7 @@ def task_figure(cache: MetricCache, meta: TaskMeta, smoothing: float, log_y: boo
                                  line=dict(color=METRIC_COLORS[i % len(METRIC_COLORS)], width=2 if primary else 1,
                                            dash="solid" if primary else "dot")))
     layout = _base_layout(meta.label, 360, uirevision)
-    shapes, notes = event_shapes(events, [t])
+    shapes, notes = event_shapes(events)  # every change shows on every task: it shifts the balance of all
     layout.update(
         xaxis=dict(domain=[0, 1], anchor="y", matches="x2", showticklabels=False),
         yaxis=dict(domain=[0.45, 1], title=dict(text="loss", font=dict(size=11)), type="log" if log_y else "linear"),
