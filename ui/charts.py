@@ -160,8 +160,12 @@ def task_figure(cache: MetricCache, meta: TaskMeta, smoothing: float, log_y: boo
         shapes=shapes, annotations=notes,
     )
     if not metric_keys:
+        # an empty trace keeps the lower panel (and its step axis) drawn; the note is placed in
+        # paper coordinates: one on an axis without data would stretch the loss axis instead
+        traces.append(_scatter(x=[], y=[], xaxis="x2", yaxis="y2", showlegend=False, hoverinfo="skip"))
+        layout["yaxis2"].update(showticklabels=False, showgrid=False)
         layout["annotations"] = notes + [dict(text="validation metrics appear after the first evaluation",
-                                              xref="x2 domain", yref="y2 domain", x=0.5, y=0.5, showarrow=False,
+                                              xref="paper", yref="paper", x=0.5, y=0.18, showarrow=False,
                                               font=dict(size=11, color="#888"))]
     return figure(traces, layout)
 

@@ -197,3 +197,17 @@ def test_weights_and_pareto_figures_are_valid_and_show_what_they_should():
     cf = charts.compare_figure({"r1": (np.arange(10), np.ones(10)), "r2": (np.arange(5), np.zeros(5))}, "loss", 0.5)
     go.Figure(cf.to_dict())
     assert {tr.name for tr in cf.data} >= {"r1", "r2"}
+
+
+def test_a_panel_before_the_first_evaluation_keeps_its_loss_axis_on_the_loss():
+    # a note placed on the (still empty) validation axes would be laid out in the loss axis'
+    # data coordinates and stretch it to include (0.5, 0.5): the curve then hugs the top edge
+    store = FakeStore()
+    store.rows += [(s, "train", "loss/a", 1.3 + 0.01 * (s % 3), 0.0) for s in range(1, 30)]
+    cache = MetricCache("r")
+    cache.update(store)
+    fig = charts.task_figure(cache, charts.TaskMeta("a", "acc"), 0.6)
+    go.Figure(fig.to_dict())
+    note = next(a for a in fig.layout.annotations if "first evaluation" in a.text)
+    assert (note.xref, note.yref) == ("paper", "paper")
+    assert any(tr.yaxis == "y2" for tr in fig.data)  # the lower panel and its step axis are still drawn
