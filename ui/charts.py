@@ -253,8 +253,11 @@ def compare_figure(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: s
             s2, v2 = downsample(s, v, MAX_POINTS)
             traces.append(_scatter(x=s2, y=v2, mode="lines+markers" if len(v2) < 60 else "lines", name=label,
                                      line=dict(color=cols[label], width=2), marker=dict(size=5)))
-    layout = _base_layout(title, height, "compare")
-    layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))),
+    layout = _base_layout(title, height + 20 * ((len(series) + 1) // 2), "compare")
+    # run names are long: the legend goes under the plot, where it can wrap without hiding the title
+    layout.update(legend=dict(orientation="h", yanchor="top", y=-0.22, x=0, xanchor="left", font=dict(size=10)),
+                  margin=dict(l=50, r=10, t=40, b=40),
+                  xaxis=dict(title=dict(text="step", font=dict(size=11))),
                   yaxis=dict(type="log" if log_y else "linear", title=dict(text=y_title, font=dict(size=11))))
     return figure(traces, layout)
 
