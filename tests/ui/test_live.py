@@ -53,10 +53,26 @@ def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, 
     assert bar.value == 40 and "ETA 1m 15s" in bar.text and "321 images/s" in bar.text
     figs = {c.key: json.loads(c.proto.spec) for c in charts(at)}
     fig = figs[f"live_task_{run_id}_classification"]
-    assert [tr["name"] for tr in fig["data"]][:2] == ["train (raw)", "train"]
+    assert [tr.get("name") for tr in fig["data"]][:2] == ["train (raw)", "train"]
     # the weight change at step 20 is marked on the curve
     assert [sh["x0"] for sh in fig["layout"]["shapes"]] == [20]
     assert "1→2" in fig["layout"]["annotations"][0]["text"]
+
+
+def test_a_failed_run_shows_the_reason_and_its_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.store import RunStore
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run(tiny_config(name="broken").to_dict(), "broken", "dashboard", 10, status="running")
+    store.set_status(run_id, "failed", error="the detection loss became nan at step 3; lower the learning rate",
+                     traceback="Traceback (most recent call last):\n  File engine.py ...\nTrainingFailed: nan")
+    at = page("live", run_id)
+    at.run()
+    no_exceptions(at)
+    assert any("failed" in m.value for m in at.markdown)
+    assert len(at.error) == 1 and "detection loss became nan" in at.error[0].value
+    assert at.expander[0].label == "Traceback" and "TrainingFailed" in at.expander[0].code[0].value
 
 
 @pytest.fixture
