@@ -197,7 +197,9 @@ class RunStore:
         if key_prefix:
             sql += " AND key >= ? AND key < ?"
             args += [key_prefix, key_prefix + "\U0010ffff"]
-        return [tuple(r) for r in self._conn().execute(sql + " ORDER BY step", args).fetchall()]
+        cur = self._conn().cursor()
+        cur.row_factory = None  # plain tuples: several times faster than Row for 20k-point reads
+        return cur.execute(sql + " ORDER BY step", args).fetchall()
 
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         """Forget metrics past ``after_step`` (a resumed run redoes those steps from its checkpoint)."""
