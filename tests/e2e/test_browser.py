@@ -1,0 +1,263 @@
+"""The dashboard in a real browser: Setup -> Start -> Live (curves grow without a reload) -> Predict.
+
+Starts ``streamlit run app.py`` on a free port with an empty runs directory and drives headless
+Chromium (Debian's, at /usr/bin/chromium) with Playwright, as a person would: set the widgets,
+click Start, watch the live page, open Predict, upload a PNG. Screenshots of every stage go to
+``test-artifacts/e2e/`` (git-ignored). Without Chromium or Playwright the test is skipped, except
+under CI (``$CI`` set), where it fails so that it can never be skipped silently.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "e2e"
+CHROMIUM = os.environ.get("MTL_E2E_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
+RUN_NAME = "e2e-browser"
+TIME_LIMIT_S = 20  # the run trains this long whatever the machine's speed, so the live page can watch it grow
+SLOW = 90_000  # ms: a first page visit imports torch on a busy 2-core machine
+PROGRESS = re.compile(r"step ([\d,]+) / ([\d,]+)")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip on a developer machine; fail under CI, where a skip would hide a broken dashboard."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this end-to-end test must run)")
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    pytest.fail(f"{url} did not answer 'ok' within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tmp_path) -> Iterator[str]:
+    """``http://127.0.0.1:<port>``: the dashboard on an empty runs directory; killed (its whole
+    process group, training threads included) at teardown."""
+    port = _free_port()
+    log = tmp_path / "streamlit.log"
+    env = {**os.environ, "MTL_RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "2"}
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
+             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", proc, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+            try:
+                os.killpg(proc.pid, sig)
+                proc.wait(wait)
+                break
+            except ProcessLookupError:
+                break
+            except subprocess.TimeoutExpired:
+                continue
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log, ARTIFACTS / "streamlit.log")  # the server's side of a failure
+
+
+@pytest.fixture
+def page() -> Iterator[Any]:
+    """A headless Chromium page (1280 x 1600, so a page's charts fit one screenshot). Requested
+    before ``server``, so a machine without a browser skips before starting the dashboard."""
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed (pip install playwright)")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    for old in ARTIFACTS.glob("*.png"):
+        old.unlink()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pg = browser.new_page(viewport={"width": 1280, "height": 1600})
+            pg.set_default_timeout(SLOW)
+            yield pg
+        finally:
+            browser.close()
+
+
+def _shot(page: Any, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+
+
+def _settle(page: Any, timeout: float = SLOW) -> None:
+    """Wait for Streamlit's 'Running...' indicator to go away: the rerun a widget caused is done."""
+    page.wait_for_timeout(150)  # the indicator appears a moment after the change is sent
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden", timeout=timeout)
+
+
+def _set_number(page: Any, label: str, value: float) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Enter")
+    _settle(page)
+    assert float(box.input_value()) == value, f"{label}: {box.input_value()!r} after typing {value}"
+
+
+def _set_slider(page: Any, label: str, value: int) -> None:
+    """Arrow keys on the focused slider, as a keyboard user would; one key press per step."""
+    from playwright.sync_api import expect
+
+    slider = page.locator(f'input[type="range"][aria-label="{label}"]')
+    for _ in range(40):
+        now = float(slider.input_value())
+        if now == value:
+            break
+        slider.press("ArrowLeft" if now > value else "ArrowRight")
+        _settle(page)
+    expect(slider).to_have_value(str(value))
+
+
+def _progress(page: Any) -> tuple[int, int]:
+    """The live page's progress text: (step, total)."""
+    text = page.locator('[data-testid="stProgress"]').first.inner_text()
+    m = PROGRESS.search(text)
+    assert m, f"no 'step N / M' in the progress text {text!r}"
+    return int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))
+
+
+def _chart_points(page: Any) -> int:
+    """Points drawn in the first plotly chart (the total loss), summed over its traces: read from
+    plotly.js's ``_fullData``, where base64-encoded numpy arrays have been decoded (``data`` keeps
+    ``{dtype, bdata}``)."""
+    return page.evaluate("""() => {
+        const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        return el && el._fullData ? el._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0;
+    }""")
+
+
+def _png(path: Path) -> Path:
+    """A 96 x 72 scene a person might upload: two coloured shapes on a grey, textured background."""
+    from PIL import Image, ImageDraw
+
+    img = Image.effect_noise((96, 72), 24).convert("RGB")
+    draw = ImageDraw.Draw(img)
+    draw.ellipse((8, 10, 40, 42), fill=(220, 40, 40))
+    draw.rectangle((52, 24, 84, 60), fill=(40, 80, 220))
+    img.save(path)
+    return path
+
+
+def test_setup_start_watch_live_then_predict(page, server, tmp_path):
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        # -- Setup: a tiny run, set through the widgets ---------------------------------------
+        page.goto(f"{server}/setup")
+        expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=SLOW)
+        start = page.get_by_role("button", name=re.compile("Start training"))
+        expect(start).to_be_visible(timeout=SLOW)
+        _settle(page)
+        _set_slider(page, "Image size (px)", 32)
+        for label, value in (("Training samples", 64), ("Validation samples", 16), ("Test samples", 16),
+                             ("Batch size", 16), ("Training steps", 5000)):
+            _set_number(page, label, value)
+        page.get_by_text("More settings").click()
+        for label, value in (("Warm-up steps", 0), ("Time limit (seconds, 0 = none)", TIME_LIMIT_S),
+                             ("Checkpoint every (steps, 0 = off)", 0)):
+            _set_number(page, label, value)
+        run_name = page.get_by_label("Run name", exact=True)
+        run_name.fill(RUN_NAME)
+        run_name.press("Enter")
+        _settle(page)
+        _shot(page, "1_setup")
+        expect(start).to_be_enabled()
+        start.click()
+        clicked = time.monotonic()
+
+        # -- Live: the run appears, its curves grow with no page reload, then it finishes --------
+        expect(page.get_by_role("heading", name="Live training", exact=True)).to_be_visible(timeout=SLOW)
+        expect(page.get_by_text(RUN_NAME).first).to_be_visible(timeout=SLOW)
+        page.evaluate("() => { window.__e2e_no_reload = true; }")  # gone if the page reloads
+        deadline = time.monotonic() + SLOW / 1000
+        first = None
+        while time.monotonic() < deadline:  # the first read once some steps are drawn
+            if page.locator('[data-testid="stProgress"]').count() and _chart_points(page) > 0:
+                first = (_progress(page)[0], _chart_points(page))
+                break
+            page.wait_for_timeout(250)
+        assert first is not None, "the live page drew no training curve"
+        first_at = time.monotonic() - clicked
+        _shot(page, "2_live_running")
+        second = first
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (second[0] > first[0] and second[1] > first[1]):
+            page.wait_for_timeout(1000)  # the fragment redraws about once a second
+            second = (_progress(page)[0], _chart_points(page))
+        late = f"(first read {first_at:.0f} s after Start; a run that ended before it cannot grow: raise TIME_LIMIT_S)"
+        assert second[0] > first[0], f"the progress step did not advance: {first[0]} -> {second[0]} {late}"
+        assert second[1] > first[1], f"the total-loss chart gained no points: {first[1]} -> {second[1]} {late}"
+        _shot(page, "3_live_later")
+        assert page.evaluate("() => window.__e2e_no_reload === true"), "the live page reloaded itself"
+        expect(page.get_by_text("Final metrics")).to_be_visible(timeout=SLOW + TIME_LIMIT_S * 1000)
+        expect(page.get_by_text("finished").first).to_be_visible()
+        _settle(page)  # the page reruns once when the run ends (to stop polling)
+        expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+        _shot(page, "4_live_finished")
+
+        # -- Predict: choose the run, upload a PNG, see the overlay --------------------------------
+        page.get_by_role("link", name="Predict").click()
+        expect(page.get_by_role("heading", name="Predict", exact=True)).to_be_visible(timeout=SLOW)
+        picker = page.get_by_label(re.compile("^Run"))
+        picker.click()
+        page.get_by_role("option", name=re.compile(RUN_NAME)).click()
+        expect(page.get_by_text(re.compile(r"Model: .*" + RUN_NAME))).to_be_visible(timeout=SLOW)
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(_png(tmp_path / "scene.png")))
+        expect(page.get_by_text(re.compile(r"96×72 px · inference \d+ ms"))).to_be_visible(timeout=SLOW)
+        overlay = page.locator('[data-testid="stImage"] img').first
+        expect(overlay).to_be_visible()
+        w, h = page.evaluate("(img) => [img.naturalWidth, img.naturalHeight]", overlay.element_handle())
+        assert w > 0 and w * 72 == h * 96, f"the overlay is {w}x{h}; the upload was 96x72"
+        expect(page.get_by_text(re.compile(r"^Classification: \w+ \(\d+%\)"))).to_be_visible()  # the model's answer
+        _settle(page)
+        _shot(page, "5_predict")
+        assert not errors, f"JavaScript errors in the page: {errors}"
+    except BaseException:
+        try:
+            _shot(page, "failure")  # what the browser showed when it went wrong
+        except Exception:  # a dead page: keep the original error
+            pass
+        raise
