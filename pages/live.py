@@ -1,4 +1,6 @@
-"""Live training: every task's curves, the task weights, progress, and the run's controls.
+"""Live training: every task's curves, the task weights, progress, the run's controls, and (for a
+multi-task run) gradient conflict: pairwise cosines of the tasks' gradients on the shared
+parameters and their norms, as the engine records them every ``gradstats_every`` steps.
 
 Everything below the run picker lives in one ``st.fragment`` that re-reads the run store about
 once a second (only the rows new since the last look) while the run is active, so progress
@@ -10,6 +12,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mtl_core.errors import MTLError
+from mtl_core.gradstats import cosine_matrix
 from mtl_core.predict_api import task_meta
 from mtl_core.store import TERMINAL
 from ui.charts import TaskMeta, live_figures
@@ -168,6 +171,26 @@ def _charts(view, tasks: list[str]) -> None:
             col.plotly_chart(view.figures[f"task:{t}"], key=f"live_task_{rid}_{t}", width="stretch")
 
 
+def _conflict(view, run: dict) -> None:
+    """Gradient conflict (Yu et al., NeurIPS 2020): when and which tasks pull the shared weights apart."""
+    if len(view.tasks) < 2:
+        return  # one task: nothing to conflict with
+    rid = run["id"]
+    every = int(run["config"].get("gradstats_every", 50) or 0)
+    st.markdown("#### Gradient conflict")
+    if "gradcos_matrix" not in view.figures:
+        st.caption(f"Gradient statistics every {every} steps; none yet." if every else
+                   "Gradient statistics are off for this run (gradstats_every = 0).")
+        return
+    st.caption(f"Cosine of two tasks' gradients on the shared parameters, recorded every {every} steps: "
+               "below 0 (red) the tasks pull the shared weights in opposing directions, near 1 (blue) they agree. "
+               f"The matrix is the latest recorded step ({view.grad_step:,}).")
+    left, right = st.columns([2, 3])
+    left.plotly_chart(view.figures["gradcos_matrix"], key=f"live_gradcos_matrix_{rid}", width="stretch")
+    right.plotly_chart(view.figures["gradcos"], key=f"live_gradcos_{rid}", width="stretch")
+    st.plotly_chart(view.figures["gradnorm"], key=f"live_gradnorm_{rid}", width="stretch")
+
+
 def _final_table(run: dict) -> None:
     values, split = final_metrics(store.metrics(run["id"], split="test") or store.metrics(run["id"], split="val"))
     if not values:
@@ -181,7 +204,7 @@ def _final_table(run: dict) -> None:
 
 def live_panel(rid: str, smoothing: float, log_y: bool, polling: bool) -> None:
     """The part that refreshes: read new rows, redraw status, controls and charts."""
-    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta)
+    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix)
     if view is None:
         st.warning(f"Run `{rid}` was deleted.")
         return
@@ -192,6 +215,7 @@ def live_panel(rid: str, smoothing: float, log_y: bool, polling: bool) -> None:
     if _cache(rid).count == 0 and run["status"] in ("queued", "running"):
         st.caption("Waiting for the first training step ...")
     _charts(view, view.tasks)
+    _conflict(view, run)
     if run["status"] in TERMINAL:
         _final_table(run)
     # the run ended (or was restarted) since this fragment was set up: one full rerun re-creates

@@ -1,17 +1,18 @@
 """Plotly figures shared by the dashboard's pages: training curves with EMA smoothing, task-weight
-curves, event markers (weight changes) and the Pareto scatter. Plotly and pandas only: no
+curves, event markers (weight changes), gradient conflict (cosine heatmap and curves, gradient
+norms) and the Pareto scatter. Plotly and pandas only: no
 Streamlit, no torch, so every function here can be timed and tested headless.
 """
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.colors import diverging, qualitative
 
 from ui.metrics import MetricCache, downsample, downsample_indices, ema, front_line, pareto_front
 
@@ -21,6 +22,9 @@ EVENT_COLOR = "rgba(120,120,120,0.8)"
 # validation metrics sit under the loss in a task's panel: neutral colours, so they never read as
 # another task's colour; the primary metric is the dark, solid one
 METRIC_COLORS = ("#222222", "#8c8c8c", "#b07d48", "#5f8fa8")
+# gradient cosines: red where two tasks' gradients point apart (conflict), blue where they agree
+COSINE_SCALE = [[i / (len(diverging.RdBu) - 1), c] for i, c in enumerate(diverging.RdBu)]
+GRAD_COS, GRAD_NORM = "gradcos/", "gradnorm/"
 
 
 @dataclass(frozen=True)
@@ -200,6 +204,128 @@ def total_loss_figure(cache: MetricCache, smoothing: float, log_y: bool = False,
     return figure(traces, layout)
 
 
+# -- gradient conflict ------------------------------------------------------------------------
+def task_pairs(tasks: Sequence[str], keys: Sequence[str]) -> list[tuple[str, str, str]]:
+    """``(a, b, key)`` for every recorded pair ``gradcos/<a>|<b>`` (either order), in task order."""
+    have = set(keys)
+    out = []
+    for i, a in enumerate(tasks):
+        for b in tasks[i + 1:]:
+            key = next((k for k in (f"{GRAD_COS}{a}|{b}", f"{GRAD_COS}{b}|{a}") if k in have), None)
+            if key is not None:
+                out.append((a, b, key))
+    return out
+
+
+def latest_gradstats(cache: MetricCache) -> tuple[int | None, dict[str, float]]:
+    """The gradient statistics of the last step that recorded them: ``(step, {key: value})``,
+    ``(None, {})`` when no ``gradcos/`` row has arrived yet."""
+    keys = [k for k in cache.keys("train") if k.startswith((GRAD_COS, GRAD_NORM))]
+    series = {k: cache.get("train", k) for k in keys}
+    cos_steps = [int(s[-1]) for k, (s, _) in series.items() if k.startswith(GRAD_COS) and len(s)]
+    if not cos_steps:
+        return None, {}
+    last = max(cos_steps)
+    stats = {}
+    for k, (s, v) in series.items():
+        hit = np.flatnonzero(s == last)
+        if hit.size:
+            stats[k] = float(v[hit[-1]])
+    return last, stats
+
+
+def cosine_heatmap(matrix: Sequence[Sequence[float]], labels: Sequence[str], step: int | None = None,
+                   uirevision: str = "") -> go.Figure:
+    """The tasks' pairwise gradient cosines as an annotated heatmap on a fixed -1..1 diverging
+    scale (red: conflict, blue: agreement); a pair never recorded stays blank."""
+    z = np.asarray(matrix, dtype=float)  # (T, T)
+    text = [["" if not np.isfinite(v) else f"{v:+.2f}" for v in row] for row in z]
+    trace = {"type": "heatmap", "z": [[None if not np.isfinite(v) else float(v) for v in row] for row in z],
+             "x": list(labels), "y": list(labels), "zmin": -1.0, "zmax": 1.0, "zmid": 0.0,
+             "colorscale": COSINE_SCALE, "text": text, "texttemplate": "%{text}", "textfont": {"size": 13},
+             "xgap": 2, "ygap": 2, "hovertemplate": "%{y} · %{x}<br>cosine %{z:.3f}<extra></extra>",
+             "colorbar": {"title": {"text": "cos", "side": "right"}, "tickvals": [-1, -0.5, 0, 0.5, 1],
+                          "thickness": 12, "len": 0.9}}
+    title = "Gradient cosine" + (f" at step {step:,}" if step is not None else "")
+    layout = _base_layout(title, 340, uirevision)
+    layout.update(hovermode="closest", margin=dict(l=10, r=10, t=56, b=10),
+                  xaxis=dict(side="bottom", tickangle=0, automargin=True),
+                  yaxis=dict(autorange="reversed", automargin=True, scaleanchor="x", constrain="domain"))
+    return figure([trace], layout)
+
+
+def gradcos_figure(cache: MetricCache, tasks: Sequence[str], meta: Mapping[str, TaskMeta] | None = None,
+                   smoothing: float = 0.0, uirevision: str = "") -> go.Figure:
+    """Each pair's gradient cosine over the steps that recorded it; the conflict zone (below 0)
+    is shaded and the zero line drawn, so a pair turning negative stands out."""
+    meta = meta or {}
+    pairs = task_pairs(tasks, cache.keys("train"))
+    pair_colors = colors([key for _, _, key in pairs])
+    traces: list[dict] = []
+    for a, b, key in pairs:
+        s, v = cache.get("train", key)
+        name = f"{_short(meta, a)} ↔ {_short(meta, b)}"
+        traces += smoothed_traces(s, v, smoothing if len(v) > 2 else 0.0, name, pair_colors[key])
+    layout = _base_layout("Gradient cosine between tasks over time", 340, uirevision)
+    layout.update(
+        xaxis=dict(title=dict(text="step", font=dict(size=11))),
+        yaxis=dict(range=[-1.05, 1.05], zeroline=False, title=dict(text="cosine", font=dict(size=11))),
+        shapes=[dict(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=-1.05, y1=0, line=dict(width=0),
+                     fillcolor="rgba(214,39,40,0.07)", layer="below"),
+                dict(type="line", xref="paper", yref="y", x0=0, x1=1, y0=0, y1=0,
+                     line=dict(color="#444", width=1.5))],
+        annotations=[dict(text="conflict (cos < 0)", xref="paper", yref="y", x=0.01, y=-1.0, xanchor="left",
+                          yanchor="bottom", showarrow=False, font=dict(size=10, color="#b2182b"))],
+    )
+    return figure(traces, layout)
+
+
+def gradnorm_figure(cache: MetricCache, tasks: Sequence[str], task_colors: Mapping[str, str] | None = None,
+                    meta: Mapping[str, TaskMeta] | None = None, uirevision: str = "") -> go.Figure:
+    """Each task's gradient norm on the shared parameters; log scale when every value is positive
+    (norms of different tasks often differ by orders of magnitude)."""
+    cols = task_colors or colors(tasks)
+    traces, seen = [], []
+    for t in tasks:
+        s, v = cache.get("train", f"{GRAD_NORM}{t}")
+        if len(v):
+            seen.append(v)
+            s, v = downsample(s, v, MAX_POINTS)
+            traces.append(_scatter(x=s, y=v, mode="lines+markers" if len(v) < 60 else "lines",
+                                   name=(meta or {}).get(t, TaskMeta(t)).label, marker=dict(size=4),
+                                   line=dict(color=cols[t], width=2)))
+    values = np.concatenate(seen) if seen else np.zeros(0)
+    finite = values[np.isfinite(values)]
+    log = finite.size > 0 and bool((finite > 0).all())
+    layout = _base_layout("Gradient norm per task (shared parameters)", 300, uirevision)
+    layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))),
+                  yaxis=dict(type="log" if log else "linear",
+                             title=dict(text="‖g‖" + (" (log)" if log else ""), font=dict(size=11))))
+    return figure(traces, layout)
+
+
+def _short(meta: Mapping[str, TaskMeta], task: str) -> str:
+    return meta.get(task, TaskMeta(task)).label
+
+
+def conflict_figures(cache: MetricCache, tasks: Sequence[str], cosine_matrix: Callable[..., list[list[float]]],
+                     meta: Mapping[str, TaskMeta] | None = None, smoothing: float = 0.0,
+                     task_colors: Mapping[str, str] | None = None, uirevision: str = "") -> dict[str, go.Figure]:
+    """The three gradient-conflict figures (``gradcos_matrix``, ``gradcos``, ``gradnorm``), or ``{}``
+    for a single-task run or before the first statistics. ``cosine_matrix`` is
+    ``mtl_core.gradstats.cosine_matrix`` (passed in, so this module stays free of torch)."""
+    if len(tasks) < 2:
+        return {}
+    step, stats = latest_gradstats(cache)
+    if step is None:
+        return {}
+    meta = meta or {}
+    matrix = cosine_matrix(stats, list(tasks))
+    return {"gradcos_matrix": cosine_heatmap(matrix, [_short(meta, t) for t in tasks], step, uirevision),
+            "gradcos": gradcos_figure(cache, tasks, meta, smoothing, uirevision),
+            "gradnorm": gradnorm_figure(cache, tasks, task_colors, meta, uirevision)}
+
+
 @dataclass
 class LiveView:
     """Everything the live page draws for one run at one moment."""
@@ -209,12 +335,15 @@ class LiveView:
     figures: dict[str, go.Figure] = field(default_factory=dict)  # stable key -> figure
     events: list[dict[str, Any]] = field(default_factory=list)
     new_rows: int = 0
+    grad_step: int | None = None  # the last step that recorded gradient statistics
 
 
 def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = False,
-                 cache: MetricCache | None = None, meta: Mapping[str, TaskMeta] | None = None) -> LiveView | None:
+                 cache: MetricCache | None = None, meta: Mapping[str, TaskMeta] | None = None,
+                 cosine_matrix: Callable[..., list[list[float]]] | None = None) -> LiveView | None:
     """One refresh of the live page: read the rows new since ``cache`` last looked, then build
-    the task panels, the total-loss and the weights figures. ``None`` when the run is gone."""
+    the task panels, the total-loss and the weights figures, and (given ``cosine_matrix``) the
+    gradient-conflict figures of :func:`conflict_figures`. ``None`` when the run is gone."""
     run = store.get_run(run_id)
     if run is None:
         return None
@@ -224,10 +353,12 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
     resumes = sum(e["kind"] == "resumed_from_checkpoint" for e in all_events)
     added = cache.update(store, generation=resumes)
     tasks = list(run["config"].get("tasks", []))
-    memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step)
+    memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step,
+                cosine_matrix is not None)
     previous = cache.memo.get("live")
     if previous is not None and previous[0] == memo_key:  # nothing new: the same figures, no rebuild
-        return LiveView(run=run, tasks=tasks, figures=previous[1], events=events, new_rows=added)
+        return LiveView(run=run, tasks=tasks, figures=previous[1], events=events, new_rows=added,
+                        grad_step=previous[2])
     meta = meta or {}
     task_colors = colors(tasks)
     figs: dict[str, go.Figure] = {}
@@ -236,8 +367,12 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
                                         task_colors[t], uirevision=run_id)
     figs["total"] = total_loss_figure(cache, smoothing, log_y, events, uirevision=run_id)
     figs["weights"] = weights_figure(cache, tasks, events, task_colors, uirevision=run_id)
-    cache.memo["live"] = (memo_key, figs)
-    return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added)
+    grad_step = None
+    if cosine_matrix is not None:
+        figs.update(conflict_figures(cache, tasks, cosine_matrix, meta, smoothing, task_colors, uirevision=run_id))
+        grad_step = latest_gradstats(cache)[0] if "gradcos_matrix" in figs else None
+    cache.memo["live"] = (memo_key, figs, grad_step)
+    return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added, grad_step=grad_step)
 
 
 def compare_figure(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, smoothing: float = 0.0,

@@ -16,13 +16,25 @@ def charts(at) -> list:
     return at.get("plotly_chart")
 
 
+def values(array) -> list:
+    """A trace's coordinates from a figure's JSON (plotly writes numpy arrays as typed base64)."""
+    if isinstance(array, dict) and "bdata" in array:
+        import base64
+
+        import numpy as np
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])).tolist()
+    return list(array)
+
+
 def test_a_finished_run_shows_its_status_curves_and_final_metrics(ui_runs):
     at = page("live", ui_runs["run_id"])
     at.run()
     no_exceptions(at)
     assert any("tiny-ui" in m.value and "finished" in m.value for m in at.markdown)
-    # total loss, task weights and one panel per task
-    assert len(charts(at)) == 2 + len(UI_TASKS)
+    # total loss, task weights, one panel per task, and the engine's gradient statistics (its
+    # first step records them): cosine matrix, cosines over time and gradient norms
+    assert len(charts(at)) == 2 + len(UI_TASKS) + 3
     assert not at.button  # nothing to pause or stop
     final = at.dataframe[0].value
     assert set(final["task"]) == set(UI_TASKS) and (final["metric"] == "abs_rel").any()
@@ -30,7 +42,7 @@ def test_a_finished_run_shows_its_status_curves_and_final_metrics(ui_runs):
     at.slider(key="live_smoothing").set_value(0.9).run()
     at.toggle(key="live_log_y").set_value(True).run()
     no_exceptions(at)
-    assert len(charts(at)) == 2 + len(UI_TASKS)
+    assert len(charts(at)) == 2 + len(UI_TASKS) + 3
 
 
 def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, monkeypatch):
@@ -125,3 +137,72 @@ def test_pause_resume_and_stop_act_on_an_active_run(active_run):
     no_exceptions(at)
     assert any("stopped" in m.value for m in at.markdown)
     assert not any(b.key and b.key.startswith(("live_pause", "live_stop")) for b in at.button)
+
+
+GRAD_TASKS = ("classification", "depth", "segmentation")
+
+
+def grad_run(store, every: int = 50, with_stats: bool = True, tasks=GRAD_TASKS) -> str:
+    """A finished run with losses for 120 steps and, every ``every`` steps, gradient statistics
+    whose last record (step 101) is known: classification and depth conflict (-0.4)."""
+    cfg = dataclasses.replace(tiny_config(name="grads", tasks=tasks), gradstats_every=every).to_dict()
+    run_id = store.create_run(cfg, "grads", "cli", 120, status="running")
+    rows = [(s, "train", f"loss/{t}", 1.0 / s, 0.0) for s in range(1, 121) for t in tasks]
+    if with_stats:
+        for s, (cd, cs, ds) in {1: (0.5, 0.5, 0.5), 51: (0.1, 0.4, 0.8), 101: (-0.4, 0.3, 0.9)}.items():
+            rows += [(s, "train", "gradcos/classification|depth", cd, 0.0),
+                     (s, "train", "gradcos/classification|segmentation", cs, 0.0),
+                     (s, "train", "gradcos/segmentation|depth", ds, 0.0),  # the engine's order need not be ours
+                     (s, "train", "gradnorm/classification", 2.0 / s, 0.0), (s, "train", "gradnorm/depth", 0.01, 0.0),
+                     (s, "train", "gradnorm/segmentation", 0.5, 0.0)]
+    store.log_metrics(run_id, rows)
+    store.update_progress(run_id, 120)
+    store.set_status(run_id, "finished")
+    return run_id
+
+
+def test_gradient_conflict_shows_the_latest_cosine_matrix_and_the_cosines_over_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.store import RunStore
+
+    run_id = grad_run(RunStore(tmp_path))
+    at = page("live", run_id)
+    at.run()
+    no_exceptions(at)
+    assert any("Gradient conflict" in m.value for m in at.markdown)
+    assert any("every 50 steps" in c.value and "(101)" in c.value for c in at.caption)
+    figs = {c.key: json.loads(c.proto.spec) for c in charts(at)}
+    heat = figs[f"live_gradcos_matrix_{run_id}"]
+    cells = heat["data"][0]
+    assert cells["type"] == "heatmap" and (cells["zmin"], cells["zmax"]) == (-1, 1)
+    assert cells["y"] == ["Classification", "Depth", "Segmentation"]
+    assert cells["z"] == [[1.0, -0.4, 0.3], [-0.4, 1.0, 0.9], [0.3, 0.9, 1.0]]  # step 101, not an earlier one
+    assert cells["text"][0][1] == "-0.40" and "step 101" in heat["layout"]["title"]["text"]
+    scale = cells["colorscale"]
+    assert scale[0][1] != scale[-1][1] and scale[len(scale) // 2][1] == "rgb(247,247,247)"  # diverging, white at 0
+    over_time = figs[f"live_gradcos_{run_id}"]
+    lines = {tr["name"]: tr for tr in over_time["data"] if "(raw)" not in tr["name"]}
+    assert set(lines) == {"Classification ↔ Depth", "Classification ↔ Segmentation", "Depth ↔ Segmentation"}
+    assert values(lines["Classification ↔ Depth"]["x"]) == [1, 51, 101]
+    assert any(sh["type"] == "line" and sh["y0"] == sh["y1"] == 0 for sh in over_time["layout"]["shapes"])
+    norms = figs[f"live_gradnorm_{run_id}"]
+    assert {tr["name"] for tr in norms["data"]} == {"Classification", "Depth", "Segmentation"}
+    assert norms["layout"]["yaxis"]["type"] == "log"  # 0.01 beside 2.0: orders of magnitude apart
+
+
+def test_gradient_conflict_says_when_there_are_no_statistics_yet(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.store import RunStore
+
+    store = RunStore(tmp_path)
+    none_yet = grad_run(store, every=200, with_stats=False)
+    at = page("live", none_yet)
+    at.run()
+    no_exceptions(at)
+    assert any(c.value == "Gradient statistics every 200 steps; none yet." for c in at.caption)
+    assert not [c for c in charts(at) if "grad" in c.key]
+    single = grad_run(store, tasks=("depth",))  # one task: nothing can conflict, and nothing is said
+    at = page("live", single)
+    at.run()
+    no_exceptions(at)
+    assert not any("Gradient" in m.value for m in at.markdown) and not any("Gradient" in c.value for c in at.caption)
