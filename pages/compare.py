@@ -1,6 +1,8 @@
 """Compare runs: a table of every run, their curves overlaid per task, final metrics with the
-multi-task score Δm against a chosen baseline (Maninis et al., 2019), a two-task trade-off
-scatter with its Pareto front, CSV download and deletion.
+multi-task score Δm (Maninis et al., 2019) against a chosen baseline run and against each
+multi-task run's own single-task baselines (trained from here), a two-task trade-off scatter
+with its Pareto front, an ensemble of the compared runs scored beside its members, CSV
+download and deletion.
 """
 from __future__ import annotations
 
@@ -9,11 +11,21 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
+from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
 from mtl_core.predict_api import task_meta
 from mtl_core.store import TERMINAL
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
-from ui.metrics import delta_m, final_metrics, format_duration, primary_values, run_duration
+from ui.metrics import (
+    ACTIVE,
+    delta_m,
+    delta_m_vs_single_task,
+    final_metrics,
+    format_duration,
+    primary_values,
+    run_duration,
+    single_task_baselines,
+)
 from ui.state import manager, runs_dir
 
 DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
@@ -48,6 +60,80 @@ finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"]) for r in runs}
 
 def _label(run: dict) -> str:
     return f"{run['name']} ({run['id'][-6:]})"
+
+
+def _tasks(run: dict) -> list[str]:
+    return list(run["config"].get("tasks", []))
+
+
+def _is_multi_task(run: dict) -> bool:
+    return len(_tasks(run)) > 1 and not run["config"].get("baseline_of")
+
+
+def _start_baselines(run: dict, missing: list[str]) -> None:
+    """Start the single-task baselines of ``run`` for the ``missing`` tasks (all of them the first time)."""
+    try:
+        if len(missing) == len(_tasks(run)):
+            started = list(manager().start_baselines(run["id"]).values())
+        else:  # retry only the tasks whose baseline failed or was stopped
+            configs = ExperimentConfig.from_dict(run["config"]).single_task_baselines(run["id"])
+            started = [manager().start(c, source="baseline") for c in configs if c.tasks[0] in missing]
+        st.session_state["compare_baselines_note"] = (
+            f"Started {len(started)} single-task baseline run{'s' if len(started) != 1 else ''} for {_label(run)}; "
+            "follow them on **Live training**. Δm against them appears here once all have finished.")
+    except MTLError as e:
+        st.session_state["compare_baselines_error"] = str(e)
+
+
+def _baselines_block(compared: list[dict]) -> None:
+    """The button that trains a multi-task run's single-task baselines, and their state."""
+    multi = [r for r in compared if r["status"] == "finished" and _is_multi_task(r)]
+    st.markdown("**Single-task baselines**")
+    if not multi:
+        st.caption("Pick a finished multi-task run in the table to train its single-task baselines: one run per task "
+                   "with the same backbone, data, budget and seed, for Δm against each task learnt alone.")
+        return
+    c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+    if len(multi) > 1:
+        target_id = c1.selectbox("Multi-task run", [r["id"] for r in multi], key="compare_baselines_for",
+                                 format_func=lambda i: _label(by_id[i]))
+        target = by_id[target_id]
+    else:
+        target = multi[0]
+        c1.markdown(f"For **{_label(target)}**")
+    have = single_task_baselines(runs, target["id"])
+    tasks = _tasks(target)
+    done = [t for t in tasks if t in have and have[t]["status"] == "finished"]
+    training = [t for t in tasks if t in have and have[t]["status"] in ACTIVE]
+    missing = [t for t in tasks if t not in done and t not in training]
+    if not missing and training:
+        reason = (f"Its baselines are training ({len(done)} of {len(tasks)} finished); "
+                  "Δm against them appears once all have finished.")
+    elif not missing:
+        reason = "Its baselines exist already (all finished); Δm against them is the table's “Δm vs single-task” column."
+    elif len(missing) < len(tasks):
+        reason = f"The baselines of {', '.join(missing)} did not finish; this trains those again."
+    else:
+        reason = (f"Trains {len(tasks)} single-task runs ({', '.join(tasks)}) with the same backbone, data, budget "
+                  "and seed, one after another as training slots free up.")
+    c2.button("Train single-task baselines", key="compare_baselines", disabled=not missing, type="secondary",
+              icon=":material/call_split:", help=reason, on_click=_start_baselines, args=(target, missing))
+    st.caption(reason)
+    if "compare_baselines_note" in st.session_state:
+        st.success(st.session_state.pop("compare_baselines_note"))
+    if "compare_baselines_error" in st.session_state:
+        st.error(st.session_state.pop("compare_baselines_error"))
+
+
+def _single_task_reference(run: dict) -> dict[str, float]:
+    """``{task: primary metric of the run's finished single-task baseline for it}``, on the run's split."""
+    split = finals[run["id"]][1]
+    out = {}
+    for t, b in single_task_baselines(runs, run["id"]).items():
+        values, b_split = finals[b["id"]]
+        if b["status"] == "finished" and t in primary and b_split == split and f"{t}/{primary[t]}" in values:
+            out[t] = values[f"{t}/{primary[t]}"]
+    return out
 
 
 def _metric_col(task: str, metric: str) -> str:
@@ -91,13 +177,17 @@ else:
                            help="Δm = mean over the tasks both runs share of ±(M − M_base)/M_base × 100, "
                                 "+ where higher is better (Maninis et al., 2019). Positive = better than the baseline.")
     base_primary = primary_values(finals[base_id][0], primary)
+    _baselines_block(compared)
     rows = []
     for r in compared:
         values, split = finals[r["id"]]
         tasks_r = r["config"].get("tasks", [])
-        dm = delta_m(primary_values(values, {t: primary[t] for t in tasks_r if t in primary}), base_primary, hib)
+        mine = primary_values(values, {t: primary[t] for t in tasks_r if t in primary})
+        dm = delta_m(mine, base_primary, hib)
         row = {"run": labels[r["id"]], "status": r["status"], "split": split or "–",
-               "Δm vs baseline (%)": dm}
+               "Δm vs baseline (%)": dm,
+               "Δm vs single-task (%)": delta_m_vs_single_task(tasks_r, mine, _single_task_reference(r), hib)
+               if _is_multi_task(r) else None}
         for t in tasks_r:
             for k in sorted(values, key=lambda k: (k != f"{t}/{primary.get(t)}", k)):
                 if k.startswith(f"{t}/"):
@@ -106,8 +196,13 @@ else:
         row["id"] = r["id"]
         rows.append(row)
     final_df = pd.DataFrame(rows)
+    if final_df["Δm vs single-task (%)"].isna().all():
+        final_df = final_df.drop(columns="Δm vs single-task (%)")  # no run has finished baselines: no empty column
     st.dataframe(final_df, hide_index=True, key="compare_final",
                  column_config={"Δm vs baseline (%)": st.column_config.NumberColumn(format="%+.2f"),
+                                "Δm vs single-task (%)": st.column_config.NumberColumn(
+                                    format="%+.2f", help="Δm against the run's own single-task baselines, each task "
+                                    "against the run that learnt it alone (same split; Maninis et al., 2019)."),
                                 **{c: st.column_config.NumberColumn(format="%.4f") for c in final_df.columns if "·" in c}})
     st.download_button("Download this table as CSV", final_df.to_csv(index=False).encode(), "mtl_compare.csv",
                        "text/csv", icon=":material/download:", key="compare_csv")

@@ -5,6 +5,8 @@
   extremes (so spikes stay visible) and the first and last points;
 - :func:`delta_m`: the multi-task score of Maninis et al. (2019), "Attentive Single-Tasking of
   Multiple Tasks", CVPR (as popularised by Vandenhende et al., 2021, TPAMI);
+- :func:`single_task_baselines` / :func:`delta_m_vs_single_task`: Δm of a multi-task run against
+  its own single-task baselines, each task against the run that learnt it alone;
 - :func:`pareto_front`: which points no other point beats on both axes;
 - :class:`MetricCache`: a run's metric rows read incrementally from the run store.
 """
@@ -92,6 +94,39 @@ def delta_m(metrics: Mapping[str, float], baseline: Mapping[str, float],
         sign = 1.0 if higher_is_better[task] else -1.0
         terms.append(sign * (float(m) - float(b)) / abs(float(b)) * 100.0)
     return float(np.mean(terms)) if terms else None
+
+
+ACTIVE = ("queued", "running", "paused")
+
+
+def single_task_baselines(runs: Iterable[Mapping[str, Any]], run_id: str) -> dict[str, Mapping[str, Any]]:
+    """The single-task baselines started for ``run_id`` (runs whose config has ``baseline_of =
+    run_id`` and one task), one per task: the newest finished one, else the newest still
+    training, else the newest that ended another way (failed, stopped)."""
+    def rank(r: Mapping[str, Any]) -> tuple:
+        return r.get("status") == "finished", r.get("status") in ACTIVE, r.get("created") or 0
+
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in runs:
+        cfg = r.get("config") or {}
+        tasks = list(cfg.get("tasks") or [])
+        if not run_id or cfg.get("baseline_of") != run_id or len(tasks) != 1:
+            continue
+        if tasks[0] not in out or rank(r) > rank(out[tasks[0]]):
+            out[tasks[0]] = r
+    return out
+
+
+def delta_m_vs_single_task(tasks: Sequence[str], metrics: Mapping[str, float], baselines: Mapping[str, float],
+                           higher_is_better: Mapping[str, bool]) -> float | None:
+    """Δm (see :func:`delta_m`) of a multi-task run against single-task baselines: ``metrics`` and
+    ``baselines`` map each task to its primary metric (the run's, and that of the baseline trained
+    on the task alone). ``None`` unless every one of ``tasks`` has both values: a mean over some
+    of the tasks would flatter or punish the run."""
+    if not tasks or any(not _finite(metrics.get(t)) or not _finite(baselines.get(t)) or baselines.get(t) == 0
+                        or t not in higher_is_better for t in tasks):
+        return None
+    return delta_m({t: metrics[t] for t in tasks}, {t: baselines[t] for t in tasks}, higher_is_better)
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], maximize_x: bool = True,

@@ -1,6 +1,7 @@
 """The Compare page on hand-made runs whose Δm is known."""
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import pandas as pd
@@ -101,3 +102,72 @@ def test_deleting_asks_first_then_removes_the_run(three_runs):
     assert store.get_run(ids["trade"]) is None
     assert store.get_run(ids["baseline"]) is not None
     assert ids["trade"] not in final_table(at)["id"].tolist()
+
+
+def finished_run(store, name: str, tasks, test: dict[str, float], status: str = "finished", **config) -> str:
+    """A run with ``test`` metrics (``{"<task>/<metric>": value}``) and the given ``status``."""
+    cfg = dataclasses.replace(tiny_config(name=name, tasks=tuple(tasks)), **config).to_dict()
+    rid = store.create_run(cfg, name, "cli", 10)
+    store.set_status(rid, "running")
+    store.log_metrics(rid, [(10, "test", k, v, 0.0) for k, v in test.items()]
+                      + [(s, "train", f"loss/{t}", 1.0 / s, 0.0) for s in range(1, 11) for t in tasks])
+    store.update_progress(rid, 10)
+    store.set_status(rid, status)
+    return rid
+
+
+def test_delta_m_against_each_tasks_own_single_task_baseline(tmp_path, monkeypatch):
+    """Accuracy 0.84 against 0.80 alone is +5%; abs_rel 0.22 against 0.20 alone is 10% worse:
+    Δm = (5 - 10) / 2 = -2.5%. A failed baseline and another run's baseline are not used."""
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.store import RunStore
+
+    store = RunStore(tmp_path)
+    other = finished_run(store, "other", TASKS, {"classification/accuracy": 0.5, "depth/abs_rel": 0.5})
+    mtl = finished_run(store, "mtl", TASKS, {"classification/accuracy": 0.84, "depth/abs_rel": 0.22})
+    finished_run(store, "cls alone", ["classification"], {"classification/accuracy": 0.80}, baseline_of=mtl)
+    finished_run(store, "depth alone", ["depth"], {"depth/abs_rel": 0.20}, baseline_of=mtl)
+    finished_run(store, "cls alone, failed later", ["classification"], {"classification/accuracy": 0.40},
+                 status="failed", baseline_of=mtl)
+    finished_run(store, "depth alone for other", ["depth"], {"depth/abs_rel": 0.10}, baseline_of=other)
+    at = page("compare")
+    at.run()
+    no_exceptions(at)
+    final = final_table(at).set_index("id")
+    assert final.loc[mtl, "Δm vs single-task (%)"] == pytest.approx(-2.5)
+    assert pd.isna(final.loc[other, "Δm vs single-task (%)"])  # only one of its tasks has a baseline
+    assert "Δm vs baseline (%)" in final.columns  # the chosen-baseline option stays
+    # both multi-task runs can be picked for baselines; mtl's exist already, so its button is off
+    at.selectbox(key="compare_baselines_for").set_value(mtl).run()
+    button = at.button(key="compare_baselines")
+    assert button.disabled and "exist already" in button.proto.help
+    at.selectbox(key="compare_baselines_for").set_value(other).run()
+    assert not at.button(key="compare_baselines").disabled  # classification has no baseline yet
+
+
+def test_the_baselines_button_starts_one_single_task_run_per_task(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.runs import get_manager
+
+    manager = get_manager(tmp_path)  # the page's manager: same runs directory
+    mtl = finished_run(manager.store, "mtl", TASKS, {"classification/accuracy": 0.84, "depth/abs_rel": 0.22})
+    at = page("compare")
+    at.run()
+    no_exceptions(at)
+    assert "Δm vs single-task (%)" not in final_table(at).columns  # nothing to compare against yet
+    at.button(key="compare_baselines").click().run()
+    no_exceptions(at)
+    started = [r for r in manager.store.list_runs() if r["config"].get("baseline_of") == mtl]
+    try:
+        assert sorted(tuple(r["config"]["tasks"]) for r in started) == [("classification",), ("depth",)]
+        assert {r["source"] for r in started} == {"baseline"}
+        assert any("Started 2 single-task baseline runs" in s.value for s in at.success)
+        at.run()
+        button = at.button(key="compare_baselines")
+        assert button.disabled and "training" in button.proto.help  # a second click cannot start them twice
+    finally:
+        for r in started:
+            if manager.is_active(r["id"]):
+                manager.stop(r["id"])
+        for r in started:
+            manager.wait(r["id"], timeout=60)
