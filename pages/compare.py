@@ -12,6 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.ensemble import BOX_FUSIONS, CLASS_FUSIONS
 from mtl_core.errors import MTLError
 from mtl_core.predict_api import task_meta
 from mtl_core.store import TERMINAL
@@ -29,6 +30,8 @@ from ui.metrics import (
 from ui.state import manager, runs_dir
 
 DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
+CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
+BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
 
 st.title("Compare runs")
 store = manager().store
@@ -134,6 +137,75 @@ def _single_task_reference(run: dict) -> dict[str, float]:
         if b["status"] == "finished" and t in primary and b_split == split and f"{t}/{primary[t]}" in values:
             out[t] = values[f"{t}/{primary[t]}"]
     return out
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _ensemble_rows(root: str, members: tuple[tuple[str, float, float], ...], class_fusion: str, box_fusion: str,
+                   limit: int) -> list[dict]:
+    """Every member and the ensemble scored on the same validation images; cached per
+    (members, their update times, weights, fusion, images)."""
+    from mtl_core.ensemble import Ensemble, evaluate_members_and_ensemble
+
+    ensemble = Ensemble.from_runs(manager().store, [m[0] for m in members], [m[1] for m in members],
+                                  class_fusion=class_fusion, box_fusion=box_fusion)
+    return evaluate_members_and_ensemble(ensemble, split="val", limit=limit)
+
+
+def _ensemble_block(compared: list[dict]) -> None:
+    """Fuse the compared runs' outputs and score the ensemble beside its members."""
+    usable = [r for r in compared if r["status"] == "finished" and store.latest_checkpoint(r["id"]) is not None]
+    groups: dict[tuple[str, ...], list[dict]] = {}
+    for r in usable:
+        groups.setdefault(tuple(sorted(_tasks(r))), []).append(r)
+    members = max(groups.values(), key=len, default=[])
+    if len(members) < 2:
+        st.info("An ensemble needs two or more finished runs trained on the same tasks: pick them in the table above.")
+        return
+    tasks = _tasks(members[0])
+    left_out = [r for r in compared if r not in members]
+    st.caption(f"Fuses the outputs of {len(members)} runs ({', '.join(tasks)}): probabilities averaged per image and "
+               "per pixel (Lakshminarayanan et al., 2017) or a weighted vote, depth maps averaged, boxes merged by "
+               "weighted boxes fusion (Solovyev et al., 2021) or NMS. Every model is scored on the same validation images.")
+    if left_out:
+        st.caption("Left out (other tasks, not finished, or no checkpoint): " + ", ".join(_label(r) for r in left_out))
+    cols = st.columns(min(4, len(members)))
+    weights = [cols[i % len(cols)].number_input(f"Weight of {_label(r)}", 0.0, 100.0, 1.0, 0.5, key=f"compare_ens_w_{r['id']}")
+               for i, r in enumerate(members)]
+    c1, c2, c3 = st.columns(3)
+    class_fusion = c1.radio("Classes", CLASS_FUSIONS, format_func=CLASS_FUSION_LABELS.get, key="compare_ens_class")
+    box_fusion = (c2.radio("Boxes", BOX_FUSIONS, format_func=BOX_FUSION_LABELS.get, key="compare_ens_boxes")
+                  if "detection" in tasks else BOX_FUSIONS[0])
+    limit = int(c3.number_input("Validation images", 8, 5000, 256, 8, key="compare_ens_limit",
+                                help="The first this many validation images; more is slower and more precise."))
+    settings = (runs_dir(), tuple((r["id"], float(w), float(r["updated"])) for r, w in zip(members, weights, strict=True)),
+                class_fusion, box_fusion, limit)
+    if st.button("Evaluate the ensemble", key="compare_ens_go", icon=":material/join_inner:", type="primary"):
+        st.session_state["compare_ens_settings"] = settings
+    if st.session_state.get("compare_ens_settings") != settings:
+        if "compare_ens_settings" in st.session_state:
+            st.caption("The settings changed since the last evaluation: evaluate again to see their table.")
+        return
+    try:
+        with st.spinner(f"Evaluating {len(members)} runs and their ensemble on {limit} validation images ..."):
+            rows = _ensemble_rows(*settings)
+    except MTLError as e:
+        st.error(f"Could not build the ensemble: {e}")
+        return
+    names = {r["id"]: _label(r) for r in members}
+    table = pd.DataFrame([{**row, "model": names.get(row["model"], row["model"])} for row in rows])
+    table = table.rename(columns={k: _metric_col(*k.split("/", 1)) for k in table.columns if "/" in k})
+    st.dataframe(table, hide_index=True, key="compare_ensemble_table",
+                 column_config={"weight": st.column_config.NumberColumn(format="percent"),
+                                **{c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c}})
+    notes = []
+    for t in tasks:
+        col = _metric_col(t, primary.get(t, "")) if t in primary else None
+        if col in table.columns:
+            member_values = table[col].iloc[:-1]
+            best = member_values.max() if hib.get(t, True) else member_values.min()
+            notes.append(f"{meta[t].label} {primary[t]}: ensemble {table[col].iloc[-1]:.4f}, best member {best:.4f}")
+    if notes:
+        st.caption(" · ".join(notes))
 
 
 def _metric_col(task: str, metric: str) -> str:
@@ -246,6 +318,10 @@ else:
                                           f"{meta[ty].label} {primary[ty]}", hib[tx], hib[ty], highlight=labels[base_id]),
                             key="compare_pareto", width="stretch")
             st.caption("Red diamonds: runs no other run beats on both tasks (the Pareto front); the ringed point is the baseline.")
+
+    # -- output-level fusion --------------------------------------------------------------------
+    with st.expander("Ensemble of the selected runs", icon=":material/join_inner:"):
+        _ensemble_block(compared)
 
 # -- deleting runs ----------------------------------------------------------------------------------
 with st.expander("Delete runs"):

@@ -46,3 +46,27 @@ def page(name: str, run_id: str | None = None, timeout: float = 60):
 
 def no_exceptions(at) -> None:
     assert not at.exception, [e.message + "\n" + "\n".join(e.stack_trace) for e in at.exception]
+
+
+@pytest.fixture
+def twin_runs(tiny_run, tmp_path, monkeypatch) -> dict:
+    """Two finished runs in a fresh runs directory that share the tiny run's final checkpoint, so
+    an ensemble of them must predict (and score) exactly what that one model does:
+    ``{"store", "ids", "checkpoint"}``."""
+    from mtl_core.store import RunStore
+
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    source = tiny_run["manager"].store
+    run = source.get_run(tiny_run["run_id"])
+    ck = source.latest_checkpoint(tiny_run["run_id"], "final") or source.latest_checkpoint(tiny_run["run_id"])
+    store = RunStore(tmp_path)
+    ids = []
+    for name in ("twin-a", "twin-b"):
+        rid = store.create_run(run["config"], name, "cli", run["total_steps"])
+        store.set_status(rid, "running")
+        store.log_metrics(rid, source.metrics(tiny_run["run_id"]))
+        store.add_checkpoint(rid, ck["step"], ck["path"], "final")
+        store.update_progress(rid, run["total_steps"])
+        store.set_status(rid, "finished")
+        ids.append(rid)
+    return {"store": store, "ids": ids, "checkpoint": ck["path"]}

@@ -171,3 +171,34 @@ def test_the_baselines_button_starts_one_single_task_run_per_task(tmp_path, monk
                 manager.stop(r["id"])
         for r in started:
             manager.wait(r["id"], timeout=60)
+
+
+def ensemble(at):
+    return next(e for e in at.expander if e.label == "Ensemble of the selected runs")
+
+
+def test_an_ensemble_of_one_model_twice_scores_as_that_model(twin_runs):
+    """Two runs sharing one checkpoint, weighted 1 and 3: the fused outputs are the model's own,
+    so the ensemble's row equals each member's; the weights show as shares."""
+    a, b = twin_runs["ids"]
+    at = page("compare")
+    at.run()
+    no_exceptions(at)
+    assert not ensemble(at).dataframe  # computed on demand only
+    at.number_input(key=f"compare_ens_w_{b}").set_value(3.0)
+    at.number_input(key="compare_ens_limit").set_value(16)
+    at.button(key="compare_ens_go").click().run()
+    no_exceptions(at)
+    table = ensemble(at).dataframe[0].value
+    assert len(table) == 3 and table["model"].iloc[-1].startswith("ensemble of 2")
+    weight = dict(zip(table["model"], table["weight"], strict=True))
+    assert weight[f"twin-a ({a[-6:]})"] == pytest.approx(0.25) and weight[f"twin-b ({b[-6:]})"] == pytest.approx(0.75)
+    metrics = [c for c in table.columns if "·" in c]
+    assert {"classification · accuracy↑", "depth · abs_rel↓", "detection · map50↑"} <= set(metrics)
+    for c in metrics:
+        assert table[c].iloc[2] == pytest.approx(table[c].iloc[0], abs=1e-6), c
+        assert table[c].iloc[1] == pytest.approx(table[c].iloc[0], abs=1e-6), c
+    # a changed setting hides the stale table until evaluated again
+    at.radio(key="compare_ens_class").set_value("vote").run()
+    assert not ensemble(at).dataframe
+    assert any("evaluate again" in c.value for c in ensemble(at).caption)
