@@ -46,4 +46,23 @@ def tiny():
     return tiny_config
 
 
+def demo_config(method: str = "ew", arch: str = "hard_sharing", rep_grad: bool = False):
+    """Three tasks at 32x32 for 30 steps: enough for every method's losses to go down."""
+    from mtl_core.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, WeightingConfig
+
+    return ExperimentConfig(
+        tasks=("classification", "segmentation", "depth"),
+        data=DataConfig(image_size=32, train_size=256, val_size=32, test_size=32),
+        model=ModelConfig(architecture=arch, width=8),
+        weighting=WeightingConfig(method=method, rep_grad=rep_grad),
+        optim=OptimConfig(batch_size=16, steps=30, warmup_steps=0, lr=5e-3),
+        eval_every=1000, checkpoint_every=0, gradstats_every=10, device="cpu", seed=1,
+    )
+
+
+@pytest.fixture
+def demo():
+    return demo_config
+
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -5,22 +5,11 @@ import math
 
 import pytest
 
-from mtl_core.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, WeightingConfig
+from mtl_core.config import ModelConfig, WeightingConfig
 from mtl_core.engine import Trainer
 from mtl_core.models import ARCHITECTURES
 from mtl_core.store import RunStore
 from mtl_core.weighting import WEIGHTINGS
-
-
-def demo(method: str = "ew", arch: str = "hard_sharing", rep_grad: bool = False) -> ExperimentConfig:
-    return ExperimentConfig(
-        tasks=("classification", "segmentation", "depth"),
-        data=DataConfig(image_size=32, train_size=256, val_size=32, test_size=32),
-        model=ModelConfig(architecture=arch, width=8),
-        weighting=WeightingConfig(method=method, rep_grad=rep_grad),
-        optim=OptimConfig(batch_size=16, steps=30, warmup_steps=0, lr=5e-3),
-        eval_every=1000, checkpoint_every=0, gradstats_every=10, device="cpu", seed=1,
-    )
 
 
 def _train(tmp_path, cfg):
@@ -45,18 +34,18 @@ def _train(tmp_path, cfg):
 
 
 @pytest.mark.parametrize("method", WEIGHTINGS.available())
-def test_every_weighting_method_trains(tmp_path, method):
+def test_every_weighting_method_trains(tmp_path, demo, method):
     _train(tmp_path, demo(method))
 
 
 @pytest.mark.parametrize("method", [m for m in WEIGHTINGS.available() if WEIGHTINGS.get(m).kind == "gradient"
                                     and WEIGHTINGS.get(m).supports_rep])
-def test_gradient_methods_train_on_the_shared_representation(tmp_path, method):
+def test_gradient_methods_train_on_the_shared_representation(tmp_path, demo, method):
     _train(tmp_path, demo(method, rep_grad=True))
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES.available())
-def test_every_architecture_trains(tmp_path, arch):
+def test_every_architecture_trains(tmp_path, demo, arch):
     store, rid = _train(tmp_path, demo("ew", arch))
     keys = {r[2] for r in store.metrics(rid, "train", "gradcos/")}
     if arch == "single_task":
@@ -65,7 +54,7 @@ def test_every_architecture_trains(tmp_path, arch):
         assert "gradcos/classification|segmentation" in keys
 
 
-def test_a_method_refuses_the_mode_it_cannot_do():
+def test_a_method_refuses_the_mode_it_cannot_do(demo):
     from mtl_core.errors import ConfigError
     from mtl_core.validation import validate
 
