@@ -155,6 +155,7 @@ class Trainer:
     def _fail(self, reason: str, tb: str) -> str:
         try:
             self._flush(force=True)
+            self.store.update_progress(self.run_id, getattr(self, "step", 0))  # where it failed
         except Exception:
             pass
         self.store.set_status(self.run_id, "failed", error=reason, traceback=tb)
