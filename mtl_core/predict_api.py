@@ -1,6 +1,7 @@
 """What the dashboard's pages need from tasks, datasets and the Predictor, without importing torch
 themselves: task metadata, dataset samples with their ground truth, one-call predict-and-draw,
-and short text summaries of each task's prediction.
+short text summaries of each task's prediction, and MTAN's per-task attention maps drawn on
+the image.
 
 Everything returned to a page is plain Python or numpy (``(H, W, 3)`` uint8 images) plus PNG bytes.
 """
@@ -15,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from mtl_core.images import to_numpy_image
@@ -22,6 +24,10 @@ from mtl_core.images import to_numpy_image
 DEPTH_MODES = ("beside", "blended")
 BESIDE_MAX_SIDE = 640  # pixels: the depth map shown beside an overlay sits in half the page's width
 MIN_DRAW_SIDE = 256  # pixels: smaller images are enlarged before drawing, or their labels would cover them
+ATTENTION_MAX_SIDE = 320  # pixels: attention maps are shown small, several to a row
+# a heat colour map, dark (low attention) to bright (high): matplotlib's "inferno" (Smith and van der
+# Walt, 2015) at five stops, perceptually ordered and readable in grey; matplotlib is not a dependency
+HEAT_STOPS = np.array([[0, 0, 4], [87, 16, 110], [188, 55, 84], [249, 142, 9], [252, 255, 164]], dtype=float)
 
 
 def task_meta(names: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -219,6 +225,67 @@ def _describe_one(task: str, p: Mapping[str, Any], names: tuple[str, ...], thr: 
     return f"({keys})"
 
 
+# -- attention maps (MTAN) --------------------------------------------------------------------
+@dataclass
+class AttentionMap:
+    """One task's attention drawn on the image, and the range of the raw map (it lies in [0, 1])."""
+
+    image: np.ndarray  # (H, W, 3) uint8: the heat map blended on the image
+    low: float
+    high: float
+    mean: float
+
+
+def heat_colormap(values: np.ndarray) -> np.ndarray:
+    """``(H, W)`` values in [0, 1] -> ``(H, W, 3)`` float RGB in [0, 255] (see ``HEAT_STOPS``)."""
+    v = np.clip(np.nan_to_num(np.asarray(values, dtype=float)), 0.0, 1.0)
+    xs = np.linspace(0.0, 1.0, len(HEAT_STOPS))
+    return np.stack([np.interp(v, xs, HEAT_STOPS[:, c]) for c in range(3)], axis=-1)
+
+
+def has_attention(predictor: Any) -> bool:
+    """Whether the predictor's model exposes per-task attention maps (MTAN does)."""
+    return callable(getattr(getattr(predictor, "model", None), "attention_maps", None))
+
+
+def attention_overlays(predictor: Any, image: torch.Tensor, opacity: float = 0.6, stretch: bool = True,
+                       max_side: int = ATTENTION_MAX_SIDE, min_side: int = MIN_DRAW_SIDE) -> dict[str, AttentionMap]:
+    """Each task's attention map of an MTAN model (Liu, Johns and Davison, CVPR 2019) for ``image``
+    (uint8 ``(3, H, W)``), upsampled to the image and blended on it as a heat map; ``{}`` for a
+    model without attention. With ``stretch`` each map is coloured from its own minimum to its
+    maximum, so a nearly flat map (a barely trained run's sits near 0.5) still shows where it
+    attends more; otherwise on the absolute 0..1 scale. Shown at most ``max_side`` pixels."""
+    from mtl_core.inference import _INFER_LOCK  # one inference at a time per process, as Predictor
+
+    if not has_attention(predictor):
+        return {}
+    image, _ = enlarge(image, {}, min_side)
+    h, w = image.shape[-2:]
+    scale = min(1.0, max_side / max(h, w))
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+    shown = F.interpolate(x[None], size=size, mode="bilinear", antialias=scale < 1, align_corners=False)[0]  # (3, h, w)
+    s = predictor.input_size
+    x = F.interpolate(x[None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)  # (1, 3, S, S)
+    with _INFER_LOCK:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # leave the other cores to a running training run
+        try:
+            maps = predictor.model.attention_maps(x.to(predictor.device))  # {task: (1, h', w')} in [0, 1]
+        finally:
+            torch.set_num_threads(threads)
+    base = shown.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0  # (h, w, 3)
+    out = {}
+    for t, m in maps.items():
+        m = m[0].float().cpu()  # (h', w')
+        lo, hi = float(m.min()), float(m.max())
+        v = (m - lo) / (hi - lo) if stretch and hi - lo > 1e-6 else m
+        v = F.interpolate(v[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]  # (h, w)
+        blended = (1.0 - opacity) * base + opacity * heat_colormap(v.numpy())
+        out[t] = AttentionMap(np.clip(blended.round(), 0, 255).astype(np.uint8), lo, hi, float(m.mean()))
+    return out
+
+
 # -- dataset samples --------------------------------------------------------------------------
 @functools.lru_cache(maxsize=4)
 def _dataset(data_json: str, split: str, seed: int):
@@ -245,5 +312,6 @@ def dataset_sample(config: Any, split: str, index: int, tasks: Mapping[str, Any]
     return image_u8, truth
 
 
-__all__ = ["DEPTH_MODES", "Rendered", "dataset_sample", "dataset_size", "depth_colormap", "describe", "enlarge", "png_bytes",
-           "render", "segmentation_legend", "task_meta"]
+__all__ = ["DEPTH_MODES", "AttentionMap", "Rendered", "attention_overlays", "dataset_sample", "dataset_size",
+           "depth_colormap", "describe", "enlarge", "has_attention", "heat_colormap", "png_bytes", "render",
+           "segmentation_legend", "task_meta"]

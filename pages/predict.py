@@ -1,5 +1,6 @@
-"""Predict: upload images (or pick dataset samples), choose a trained run, and see every task's
-output drawn on each image, with ground truth beside dataset samples and a PNG download.
+"""Predict: upload images (or pick dataset samples), choose a trained run (or an ensemble of
+several, their outputs fused), and see every task's output drawn on each image, with ground truth
+beside dataset samples, an MTAN run's per-task attention maps, and a PNG download.
 
 UI only: decoding, inference and drawing go through ``mtl_core`` (no torch here). The model is
 cached per (checkpoint path, modification time), so a running run's newer checkpoint is picked up.
@@ -15,17 +16,21 @@ from typing import Any
 import streamlit as st
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
 from mtl_core.errors import MTLError
 from mtl_core.images import decode_image
 from mtl_core.inference import Predictor
-from mtl_core.predict_api import dataset_sample, dataset_size, render
-from ui.sidebar import run_picker
+from mtl_core.predict_api import attention_overlays, dataset_sample, dataset_size, has_attention, render
+from ui.sidebar import run_label, run_picker
 from ui.state import manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 WITH_CHECKPOINTS = ("finished", "running", "paused", "stopped", "interrupted")
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
 MAX_SAMPLES = 12
+MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not dozens
+CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
+BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
@@ -73,23 +78,75 @@ run = store.get_run(run_id) if run_id else None
 if run is None:
     st.info("No trained run yet. Train one on **Setup** (or `python -m mtl_core train`); its checkpoints appear here.")
     st.stop()
-ck = _checkpoint(run)
-if ck is None:
-    st.info(f"Run **{html.escape(run['name'])}** has no checkpoint yet; the first one is written at step "
-            f"{run['config'].get('checkpoint_every', '?')}.")
-    other = next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and _checkpoint(r)), None)
-    if other is not None and st.button(f"Use {other['name']} ({other['status']}) instead", key="predict_use_other"):
-        select_run(other["id"])
-        st.rerun()
-    st.stop()
-try:
-    predictor = load_predictor(ck["path"], os.path.getmtime(ck["path"]))
-except (MTLError, OSError) as e:
-    st.error(f"Could not load the checkpoint {ck['path']}: {e}")
-    st.stop()
-model_key = (ck["path"], os.path.getmtime(ck["path"]))
-st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
-           f"({ck['kind']}) · tasks: {', '.join(predictor.tasks)} · input {predictor.input_size} px")
+mode = st.radio("Model", ["run", "ensemble"], horizontal=True, key="predict_mode",
+                format_func={"run": "One run", "ensemble": "Ensemble of runs"}.get,
+                help="An ensemble fuses the outputs of several finished runs trained on the same tasks.")
+
+
+def _load(ck: dict) -> tuple[Predictor, tuple]:
+    path = ck["path"]
+    mtime = os.path.getmtime(path)
+    return load_predictor(path, mtime), (path, mtime)
+
+
+def _ensemble() -> tuple[Ensemble, tuple]:
+    """The members, their weights and the fusion options picked here; stops the page until they make an ensemble."""
+    finished = [r for r in store.list_runs() if r["status"] == "finished" and _checkpoint(r)]
+    by_id = {r["id"]: r for r in finished}
+    if "predict_ens_runs" not in st.session_state:  # start from the run in the sidebar and others on its tasks
+        tasks = run["config"].get("tasks", [])
+        st.session_state["predict_ens_runs"] = [r["id"] for r in finished if r["config"].get("tasks", []) == tasks][:3]
+    st.session_state["predict_ens_runs"] = [i for i in st.session_state["predict_ens_runs"] if i in by_id]
+    picks = st.multiselect("Runs in the ensemble", list(by_id), key="predict_ens_runs", max_selections=MAX_MEMBERS,
+                           format_func=lambda i: f"{run_label(by_id[i])} · {', '.join(by_id[i]['config'].get('tasks', []))}",
+                           help="Finished runs trained on the same tasks and dataset; they may differ in "
+                                "architecture, weighting and input size.")
+    if len(picks) < 2:
+        st.info("Pick two or more finished runs trained on the same tasks to fuse their predictions.")
+        st.stop()
+    cols = st.columns(min(len(picks), 3))
+    weights = [cols[i % len(cols)].number_input(f"Weight of {by_id[rid]['name']}", 0.0, 100.0, 1.0, 0.5,
+                                                key=f"predict_ens_w_{rid}") for i, rid in enumerate(picks)]
+    c1, c2 = st.columns(2)
+    class_fusion = c1.radio("Classes", CLASS_FUSIONS, horizontal=True, key="predict_ens_class",
+                            format_func=CLASS_FUSION_LABELS.get)
+    box_fusion = c2.radio("Boxes", BOX_FUSIONS, horizontal=True, key="predict_ens_boxes", format_func=BOX_FUSION_LABELS.get,
+                          help="Weighted boxes fusion averages overlapping boxes of the members "
+                               "(Solovyev et al., 2021); NMS keeps the best of each group.")
+    try:
+        loaded = [_load(_checkpoint(by_id[rid])) for rid in picks]
+        model = Ensemble([p for p, _ in loaded], weights, [by_id[rid]["name"] for rid in picks],
+                         class_fusion=class_fusion, box_fusion=box_fusion)
+    except (MTLError, OSError) as e:
+        st.error(f"These runs cannot be fused: {e}")
+        st.stop()
+    key = ("ensemble", tuple(k for _, k in loaded), tuple(weights), class_fusion, box_fusion)
+    total = sum(weights)
+    st.caption(f"Model: **{html.escape(model.description)}** · "
+               + ", ".join(f"{html.escape(by_id[rid]['name'])} {w / total:.0%}" for rid, w in zip(picks, weights, strict=True))
+               + f" · tasks: {', '.join(model.tasks)}")
+    return model, key
+
+
+if mode == "ensemble":
+    predictor, model_key = _ensemble()
+else:
+    ck = _checkpoint(run)
+    if ck is None:
+        st.info(f"Run **{html.escape(run['name'])}** has no checkpoint yet; the first one is written at step "
+                f"{run['config'].get('checkpoint_every', '?')}.")
+        other = next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and _checkpoint(r)), None)
+        if other is not None and st.button(f"Use {other['name']} ({other['status']}) instead", key="predict_use_other"):
+            select_run(other["id"])
+            st.rerun()
+        st.stop()
+    try:
+        predictor, model_key = _load(ck)
+    except (MTLError, OSError) as e:
+        st.error(f"Could not load the checkpoint {ck['path']}: {e}")
+        st.stop()
+    st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
+               f"({ck['kind']}) · tasks: {', '.join(predictor.tasks)} · input {predictor.input_size} px")
 
 # -- what to show ------------------------------------------------------------------------------
 tasks = list(predictor.tasks)
@@ -107,6 +164,30 @@ if "depth" in tasks:
     depth_mode = c2.radio("Depth", ["beside", "blended"], horizontal=True, key="predict_depth_mode",
                           format_func={"beside": "colour map beside", "blended": "blended into the image"}.get)
 show = {t: t in shown for t in tasks}
+attention = mode == "run" and has_attention(predictor)
+stretch = True
+if attention:
+    c1, c2 = st.columns([3, 4])
+    attention = c1.toggle("Attention maps (MTAN)", value=True, key="predict_attention",
+                          help="Where each task's attention module looks in the shared features at the last "
+                               "stage (Liu, Johns and Davison, 2019); bright = attended.")
+    stretch = c2.toggle("Colour each map from its own minimum to maximum", value=True, key="predict_attention_stretch",
+                        disabled=not attention,
+                        help="Off: one 0 to 1 scale for every map, so maps can be compared; a barely trained "
+                             "run's maps sit near 0.5 and look flat.")
+
+
+def _attention_row(item_key: str, image) -> None:
+    """MTAN's attention of every task on this image, a small grid of heat maps."""
+    cache = _lru("predict_attention_maps")
+    key = (model_key, item_key, stretch)
+    maps = cache[key] if key in cache else _remember(cache, key, attention_overlays(predictor, image, stretch=stretch),
+                                                     KEEP_PREDICTIONS)
+    st.markdown("**Attention** (last stage, " + ("each map on its own range" if stretch else "scale 0 to 1") + ")")
+    shown_maps = [(t, m) for t, m in maps.items() if show.get(t, True)]
+    for col, (t, m) in zip(st.columns(max(4, len(shown_maps))), shown_maps, strict=False):
+        title = getattr(predictor.tasks[t], "title", "") or t
+        col.image(m.image, caption=f"{title}: {m.low:.2f} to {m.high:.2f}", width="stretch")
 
 
 def _show_result(title: str, item_key: str, image, truth: dict | None = None) -> None:
@@ -137,6 +218,8 @@ def _show_result(title: str, item_key: str, image, truth: dict | None = None) ->
                 panels.append(("Ground-truth depth", gt.depth))
         for col, (caption, img) in zip(st.columns(len(panels)), panels, strict=False):
             col.image(img, caption=caption, width="stretch")
+        if attention:
+            _attention_row(item_key, image)
         if out.summary:
             st.markdown("  \n".join(html.escape(line) for line in out.summary))
         if out.legend:

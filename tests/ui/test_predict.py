@@ -108,3 +108,81 @@ def test_small_images_are_enlarged_with_their_predictions_so_labels_stay_readabl
     assert scaled["segmentation"]["mask"].shape == (256, 320) and scaled["segmentation"]["mask"][15, 15] == 1
     assert scaled["classification"] == {"label": 1}
     assert enlarge(big, scaled, 256)[0] is big  # large enough already: unchanged
+
+
+@pytest.fixture(scope="module")
+def mtan_run(tmp_path_factory) -> dict:
+    """A finished 3-step MTAN run (classification and segmentation) in its own runs directory."""
+    import dataclasses
+
+    from mtl_core.runs import get_manager
+    from tests.conftest import tiny_config
+
+    d = tmp_path_factory.mktemp("mtan_runs")
+    manager = get_manager(d)
+    base = tiny_config()
+    run_id = manager.start(tiny_config(name="tiny-mtan", tasks=("classification", "segmentation"),
+                                       model=dataclasses.replace(base.model, architecture="mtan"),
+                                       optim=dataclasses.replace(base.optim, steps=3)))
+    assert manager.wait(run_id, timeout=120) == "finished", manager.store.get_run(run_id)["error"]
+    return {"dir": d, "run_id": run_id}
+
+
+def heat_part(shown: np.ndarray, upload: np.ndarray, opacity: float = 0.6) -> np.ndarray:
+    """The heat map blended into an attention image: ``(shown - (1 - a) * upload) / a``."""
+    return (shown.astype(float) - (1 - opacity) * upload.astype(float)) / opacity
+
+
+def test_an_mtan_run_shows_each_tasks_attention_map_on_the_image(mtan_run, monkeypatch, shown_images):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(mtan_run["dir"]))
+    at = page("predict", mtan_run["run_id"])
+    at.run()
+    no_exceptions(at)
+    upload = png_bytes()
+    original = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB"))
+    at.file_uploader(key="predict_upload").set_value(("cat.png", upload, "image/png")).run()
+    no_exceptions(at)
+    captions = [im.captions[0] for im in at.image]
+    assert captions[0] == "Prediction"
+    attention = captions[1:]
+    assert [c.split(":")[0] for c in attention] == ["Classification", "Segmentation"]
+    for c in attention:  # "Classification: 0.49 to 0.51": the raw map's range, inside [0, 1]
+        low, high = (float(x) for x in c.split(": ")[1].split(" to "))
+        assert 0.0 <= low <= high <= 1.0
+    stretched = shown_images[-2:]
+    assert all(im.shape == original.shape for im in stretched)  # drawn over the whole image
+    # a 3-step run's maps are nearly flat: on its own range a map spans dark to bright, on the
+    # absolute 0..1 scale it is one even colour
+    at.toggle(key="predict_attention_stretch").set_value(False).run()
+    no_exceptions(at)
+    absolute = shown_images[-2:]
+    for s, a in zip(stretched, absolute, strict=True):
+        spread_stretched = heat_part(s, original).std(axis=(0, 1)).mean()  # over pixels, per colour channel
+        spread_absolute = heat_part(a, original).std(axis=(0, 1)).mean()
+        assert spread_stretched > 30 and spread_absolute < 10, (spread_stretched, spread_absolute)
+    at.toggle(key="predict_attention").set_value(False).run()
+    assert [im.captions[0] for im in at.image] == ["Prediction"]
+
+
+def test_an_ensemble_of_one_model_twice_draws_what_that_model_draws(twin_runs, shown_images):
+    a, b = twin_runs["ids"]
+    at = page("predict", a)
+    at.run()
+    upload = png_bytes(seed=2)
+    at.file_uploader(key="predict_upload").set_value(("cat.png", upload, "image/png")).run()
+    single = shown_images[-2]  # the overlay (the depth map comes after it)
+    at.radio(key="predict_mode").set_value("ensemble").run()
+    no_exceptions(at)
+    assert sorted(at.multiselect(key="predict_ens_runs").value) == sorted([a, b])  # runs on the same tasks
+    assert any("ensemble of 2" in c.value and "twin-a 50%" in c.value for c in at.caption)
+    assert [im.captions[0] for im in at.image] == ["Prediction", "Depth (near blue, far red)"]
+    fused = shown_images[-2]
+    original = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB")).astype(int)
+    assert fused.shape == single.shape == original.shape
+    assert np.abs(fused.astype(int) - original).mean() > 5  # something was drawn
+    assert np.abs(fused.astype(int) - single.astype(int)).mean() < 1.0  # and it is the model's own prediction
+    assert any(m.value.startswith("Classification:") for m in at.markdown)
+    # one member alone is not an ensemble
+    at.multiselect(key="predict_ens_runs").set_value([a]).run()
+    no_exceptions(at)
+    assert any("two or more" in i.value for i in at.info) and not at.image
