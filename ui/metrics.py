@@ -129,6 +129,41 @@ def delta_m_vs_single_task(tasks: Sequence[str], metrics: Mapping[str, float], b
     return delta_m({t: metrics[t] for t in tasks}, {t: baselines[t] for t in tasks}, higher_is_better)
 
 
+def format_bytes(n: float | None) -> str:
+    """``1145499`` -> ``'1.15 MB'`` (decimal units, as file managers show them)."""
+    if not _finite(n):
+        return "–"
+    v = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(v) < 1000 or unit == "GB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.2f} {unit}"
+        v /= 1000
+    return f"{v:.2f} GB"  # pragma: no cover - the loop returns
+
+
+def report_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """A compression report's rows (``measure, before, after, change, relative``, as
+    ``mtl_core.compress.CompressionReport.rows`` gives them) for reading: before and after in
+    each row's unit (sizes in kB/MB, latency in ms, metrics to four places, the zero-weight
+    fraction in percent) and the change as a person compares it: relative for sizes and time,
+    absolute for metrics, in points for the fraction."""
+    out = []
+    for r in rows:
+        measure = str(r["measure"])
+        before, after, change, rel = (r.get(k) for k in ("before", "after", "change", "relative"))
+        if measure.startswith("size"):
+            fmt, delta = format_bytes, (f"{float(rel):+.0%}" if _finite(rel) else "–")
+            measure = measure.replace("bytes, ", "").replace(" (bytes)", "")
+        elif "latency" in measure:
+            fmt, delta = (lambda v: f"{float(v):.2f} ms" if _finite(v) else "–"), (f"{float(rel):+.0%}" if _finite(rel) else "–")
+        elif measure.startswith("zero weights"):
+            fmt, delta = (lambda v: f"{float(v):.1%}" if _finite(v) else "–"), (f"{100 * float(change):+.1f} pts" if _finite(change) else "–")
+        else:  # a task's primary metric, e.g. "classification/accuracy ↑"
+            fmt, delta = (lambda v: f"{float(v):.4f}" if _finite(v) else "–"), (f"{float(change):+.4f}" if _finite(change) else "–")
+        out.append({"measure": measure, "before": fmt(before), "after": fmt(after), "change": delta})
+    return pd.DataFrame(out, columns=["measure", "before", "after", "change"])
+
+
 def pareto_front(x: Sequence[float], y: Sequence[float], maximize_x: bool = True,
                  maximize_y: bool = True) -> np.ndarray:
     """Boolean mask of the points no other point dominates (at least as good on both axes and

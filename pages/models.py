@@ -1,0 +1,141 @@
+"""Compress & export: make a trained run's model smaller or faster and see what it costs, then
+export it to ONNX or TorchScript, checked against PyTorch, and download the file.
+
+Compression is int8 quantization (static, calibrated on training images, or dynamic) or global
+magnitude pruning (Han et al., "Learning both Weights and Connections for Efficient Neural
+Networks", NeurIPS 2015); ``mtl_core.compress`` measures size, CPU latency and every task's primary
+metric before and after, and keeps the report beside the run, so earlier results stay listed here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import html
+import math
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from mtl_core.compress import CompressionReport, compress_run, compressed_reports
+from mtl_core.errors import MTLError
+from mtl_core.export import export_run
+from ui.metrics import format_bytes, report_table
+from ui.sidebar import run_picker
+from ui.state import manager
+
+USABLE = ("finished", "stopped", "interrupted")  # ended runs: their last checkpoint no longer changes
+METHODS = {"int8": "int8, static (calibrated)", "int8-dynamic": "int8, dynamic", "prune": "magnitude pruning"}
+FORMATS = {"onnx": "ONNX", "torchscript": "TorchScript"}
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+st.title("Compress & export")
+store = manager().store
+run_id = run_picker("models", statuses=USABLE)
+run = store.get_run(run_id) if run_id else None
+if run is None:
+    st.info("No finished run yet. Train one on **Setup** (or `python -m mtl_core train`); it can be compressed "
+            "and exported here once it has ended.")
+    st.stop()
+ck = store.latest_checkpoint(run_id, "final") or store.latest_checkpoint(run_id)
+if ck is None:
+    st.info(f"Run **{html.escape(run['name'])}** has no checkpoint to compress or export.")
+    st.stop()
+cfg = run["config"]
+st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoint from step {ck['step']} · "
+           f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
+           f"{cfg.get('data', {}).get('image_size', '?')} px")
+run_dir = store.run_dir(run_id)
+
+
+def _file_bytes(path: str):
+    """A download's data, read when the button is clicked, not on every rerun."""
+    return lambda: Path(path).read_bytes()
+
+
+def _report_rows(saved: dict) -> list[dict]:
+    """A saved report (JSON) back as table rows; a NaN it stored as null stays NaN."""
+    fields = {f.name for f in dataclasses.fields(CompressionReport)}
+    values = {k: (math.nan if v is None and k.startswith("latency") else v) for k, v in saved.items() if k in fields}
+    return CompressionReport(**values).rows()
+
+
+# -- compress ------------------------------------------------------------------------------------
+st.subheader("Compress")
+c1, c2, c3 = st.columns([2, 2, 1])
+method = c1.radio("Method", list(METHODS), format_func=METHODS.get, key="models_method", horizontal=True,
+                  help="Static int8 quantizes weights and activations (calibrated on training images); dynamic "
+                       "quantizes the weights of linear layers only; pruning zeroes the smallest weights.")
+amount = c2.slider("Pruning amount", 0.05, 0.95, 0.5, 0.05, key="models_amount", disabled=method != "prune",
+                   help="The fraction of all conv and linear weights set to zero, smallest magnitude first "
+                        "across the whole network.")
+limit = int(c3.number_input("Validation images", 16, 10_000, 256, 16, key="models_limit",
+                            help="Both models are scored on the first this many validation images."))
+if st.button("Compress", type="primary", key="models_compress", icon=":material/compress:"):
+    label = METHODS[method] + (f" ({amount:.0%})" if method == "prune" else "")
+    with st.status(f"Compressing with {label} ...", expanded=True) as status:
+        st.write(f"Scoring both models on {limit} validation images and timing them on one CPU thread.")
+        try:
+            compress_run(store, run_id, method, amount, eval_limit=limit)
+            status.update(label=f"Compressed with {label}", state="complete", expanded=False)
+        except (MTLError, RuntimeError, ValueError) as e:  # a model the quantizer cannot handle says so here
+            status.update(label="Compression failed", state="error")
+            st.error(f"Could not compress with {label}: {e}")
+
+reports = compressed_reports(run_dir)
+if not reports:
+    st.caption("No compressed model yet: pick a method and press **Compress**.")
+for i, saved in enumerate(reports):
+    title = saved.get("method") or saved.get("requested", "?")
+    with st.expander(f"{title} · {saved.get('eval_images', '?')} validation images", expanded=i == 0):
+        if saved.get("note"):
+            st.caption(saved["note"])
+        st.dataframe(report_table(_report_rows(saved)), hide_index=True, width="stretch",
+                     key=f"models_report_{i}_{saved.get('requested')}")
+        model_path = saved.get("files", {}).get("model")
+        if model_path and Path(model_path).is_file():
+            st.download_button(f"Download the compressed model ({format_bytes(Path(model_path).stat().st_size)})",
+                               _file_bytes(model_path), f"{run_id}_{Path(model_path).name}",
+                               "application/octet-stream", key=f"models_dl_compressed_{i}", on_click="ignore",
+                               icon=":material/download:")
+
+# -- export ----------------------------------------------------------------------------------------
+st.subheader("Export")
+pruned = sorted((run_dir / "compressed").glob("*.pt"))
+sources = {ck["path"]: f"the run's checkpoint (step {ck['step']})",
+           **{str(p): f"pruned model {p.stem.removeprefix('pruned-')}%" for p in pruned}}
+c1, c2 = st.columns(2)
+fmt = c1.radio("Format", list(FORMATS), format_func=FORMATS.get, key="models_format", horizontal=True,
+               help="ONNX runs in ONNX Runtime and most inference servers; TorchScript loads with torch.jit.load. "
+                    "Both take (B, 3, S, S) images in [0, 1] and give each task's raw outputs.")
+source = c2.selectbox("Model", list(sources), format_func=sources.get, key="models_source",
+                      help="int8 models are already TorchScript files (download them above).")
+if st.button("Export", type="primary", key="models_export", icon=":material/output:"):
+    out = run_dir / "export" / f"{Path(source).stem}{SUFFIX[fmt]}"
+    with st.status(f"Exporting to {FORMATS[fmt]} ...", expanded=True) as status:
+        st.write("Writing the file, then running it on validation images beside PyTorch.")
+        try:
+            result = export_run(store, run_id, fmt, out, checkpoint=source)
+            st.session_state[f"models_exported_{run_id}"] = result.to_dict()
+            status.update(label=f"Exported to {FORMATS[fmt]}", state="complete", expanded=False)
+        except (MTLError, RuntimeError, ValueError, ImportError) as e:
+            status.update(label="Export failed", state="error")
+            st.error(f"Could not export to {FORMATS[fmt]}: {e}")
+
+done = st.session_state.get(f"models_exported_{run_id}")
+if done and Path(done["path"]).is_file():
+    worst = max(done["max_abs_diff"].values(), default=float("nan"))
+    where = f"{FORMATS.get(done['format'], done['format'])} · {format_bytes(done['bytes'])} · {done['exporter']}"
+    if done["ok"] is None:
+        st.warning(f"{where}: written, but not checked ({done['checked_with']}).")
+    elif done["ok"]:
+        st.success(f"{where}: matches PyTorch on {done['samples']} images, max abs diff {worst:.2e} "
+                   f"(tolerance {done['tolerance']:g}, {done['checked_with']}).")
+    else:
+        st.error(f"{where}: does NOT match PyTorch on {done['samples']} images, max abs diff {worst:.2e} "
+                 f"(tolerance {done['tolerance']:g}); do not deploy this file.")
+    st.dataframe(pd.DataFrame([{"output": k, "max abs diff": v} for k, v in done["max_abs_diff"].items()]),
+                 hide_index=True, key="models_parity",
+                 column_config={"max abs diff": st.column_config.NumberColumn(format="%.2e")})
+    st.download_button(f"Download {Path(done['path']).name}", _file_bytes(done["path"]),
+                       f"{run_id}_{Path(done['path']).name}", "application/octet-stream",
+                       key="models_dl_export", on_click="ignore", icon=":material/download:")
