@@ -182,6 +182,7 @@ def _png(path: Path) -> Path:
 def test_setup_start_watch_live_then_predict(page, server, tmp_path):
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=SLOW)  # not the default 5 s: every step here may wait on a busy server
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     try:
