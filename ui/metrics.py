@@ -7,6 +7,7 @@
   Multiple Tasks", CVPR (as popularised by Vandenhende et al., 2021, TPAMI);
 - :func:`single_task_baselines` / :func:`delta_m_vs_single_task`: Δm of a multi-task run against
   its own single-task baselines, each task against the run that learnt it alone;
+- :func:`report_table`: a compression report's before/after rows in each row's unit;
 - :func:`pareto_front`: which points no other point beats on both axes;
 - :class:`MetricCache`: a run's metric rows read incrementally from the run store.
 """
@@ -80,6 +81,74 @@ def downsample(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
     xa, ya = np.asarray(x), np.asarray(y, dtype=float)
     idx = downsample_indices(ya, max_points)
     return xa[idx], ya[idx]
+
+
+ACTIVE = ("queued", "running", "paused")
+
+
+def single_task_baselines(runs: Iterable[Mapping[str, Any]], run_id: str) -> dict[str, Mapping[str, Any]]:
+    """The single-task baselines started for ``run_id`` (runs whose config has ``baseline_of =
+    run_id`` and one task), one per task: the newest finished one, else the newest still
+    training, else the newest that ended another way (failed, stopped)."""
+    def rank(r: Mapping[str, Any]) -> tuple:
+        return r.get("status") == "finished", r.get("status") in ACTIVE, r.get("created") or 0
+
+    out: dict[str, Mapping[str, Any]] = {}
+    for r in runs:
+        cfg = r.get("config") or {}
+        tasks = list(cfg.get("tasks") or [])
+        if not run_id or cfg.get("baseline_of") != run_id or len(tasks) != 1:
+            continue
+        if tasks[0] not in out or rank(r) > rank(out[tasks[0]]):
+            out[tasks[0]] = r
+    return out
+
+
+def delta_m_vs_single_task(tasks: Sequence[str], metrics: Mapping[str, float], baselines: Mapping[str, float],
+                           higher_is_better: Mapping[str, bool]) -> float | None:
+    """Δm (see :func:`delta_m`) of a multi-task run against single-task baselines: ``metrics`` and
+    ``baselines`` map each task to its primary metric (the run's, and that of the baseline trained
+    on the task alone). ``None`` unless every one of ``tasks`` has both values: a mean over some
+    of the tasks would flatter or punish the run."""
+    if not tasks or any(not _finite(metrics.get(t)) or not _finite(baselines.get(t)) or baselines.get(t) == 0
+                        or t not in higher_is_better for t in tasks):
+        return None
+    return delta_m({t: metrics[t] for t in tasks}, {t: baselines[t] for t in tasks}, higher_is_better)
+
+
+def format_bytes(n: float | None) -> str:
+    """``1145499`` -> ``'1.15 MB'`` (decimal units, as file managers show them)."""
+    if not _finite(n):
+        return "–"
+    v = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(v) < 1000 or unit == "GB":
+            return f"{v:.0f} {unit}" if unit == "B" else f"{v:.2f} {unit}"
+        v /= 1000
+    return f"{v:.2f} GB"  # pragma: no cover - the loop returns
+
+
+def report_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """A compression report's rows (``measure, before, after, change, relative``, as
+    ``mtl_core.compress.CompressionReport.rows`` gives them) for reading: before and after in
+    each row's unit (sizes in kB/MB, latency in ms, metrics to four places, the zero-weight
+    fraction in percent) and the change as a person compares it: relative for sizes and time,
+    absolute for metrics, in points for the fraction."""
+    out = []
+    for r in rows:
+        measure = str(r["measure"])
+        before, after, change, rel = (r.get(k) for k in ("before", "after", "change", "relative"))
+        if measure.startswith("size"):
+            fmt, delta = format_bytes, (f"{float(rel):+.0%}" if _finite(rel) else "–")
+            measure = measure.replace("bytes, ", "").replace(" (bytes)", "")
+        elif "latency" in measure:
+            fmt, delta = (lambda v: f"{float(v):.2f} ms" if _finite(v) else "–"), (f"{float(rel):+.0%}" if _finite(rel) else "–")
+        elif measure.startswith("zero weights"):
+            fmt, delta = (lambda v: f"{float(v):.1%}" if _finite(v) else "–"), (f"{100 * float(change):+.1f} pts" if _finite(change) else "–")
+        else:  # a task's primary metric, e.g. "classification/accuracy ↑"
+            fmt, delta = (lambda v: f"{float(v):.4f}" if _finite(v) else "–"), (f"{float(change):+.4f}" if _finite(change) else "–")
+        out.append({"measure": measure, "before": fmt(before), "after": fmt(after), "change": delta})
+    return pd.DataFrame(out, columns=["measure", "before", "after", "change"])
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], maximize_x: bool = True,
