@@ -249,7 +249,6 @@ else:
                            help="Δm = mean over the tasks both runs share of ±(M − M_base)/M_base × 100, "
                                 "+ where higher is better (Maninis et al., 2019). Positive = better than the baseline.")
     base_primary = primary_values(finals[base_id][0], primary)
-    _baselines_block(compared)
     rows = []
     for r in compared:
         values, split = finals[r["id"]]
@@ -278,6 +277,7 @@ else:
                                 **{c: st.column_config.NumberColumn(format="%.4f") for c in final_df.columns if "·" in c}})
     st.download_button("Download this table as CSV", final_df.to_csv(index=False).encode(), "mtl_compare.csv",
                        "text/csv", icon=":material/download:", key="compare_csv")
+    _baselines_block(compared)
 
     # -- curves overlaid per task -----------------------------------------------------------------
     st.subheader("Curves")

@@ -110,9 +110,12 @@ def _ensemble() -> tuple[Ensemble, tuple]:
     c1, c2 = st.columns(2)
     class_fusion = c1.radio("Classes", CLASS_FUSIONS, horizontal=True, key="predict_ens_class",
                             format_func=CLASS_FUSION_LABELS.get)
-    box_fusion = c2.radio("Boxes", BOX_FUSIONS, horizontal=True, key="predict_ens_boxes", format_func=BOX_FUSION_LABELS.get,
-                          help="Weighted boxes fusion averages overlapping boxes of the members "
-                               "(Solovyev et al., 2021); NMS keeps the best of each group.")
+    box_fusion = BOX_FUSIONS[0]
+    if "detection" in by_id[picks[0]]["config"].get("tasks", []):
+        box_fusion = c2.radio("Boxes", BOX_FUSIONS, horizontal=True, key="predict_ens_boxes",
+                              format_func=BOX_FUSION_LABELS.get,
+                              help="Weighted boxes fusion averages overlapping boxes of the members "
+                                   "(Solovyev et al., 2021); NMS keeps the best of each group.")
     try:
         loaded = [_load(_checkpoint(by_id[rid])) for rid in picks]
         model = Ensemble([p for p, _ in loaded], weights, [by_id[rid]["name"] for rid in picks],
@@ -183,7 +186,8 @@ def _attention_row(item_key: str, image) -> None:
     key = (model_key, item_key, stretch)
     maps = cache[key] if key in cache else _remember(cache, key, attention_overlays(predictor, image, stretch=stretch),
                                                      KEEP_PREDICTIONS)
-    st.markdown("**Attention** (last stage, " + ("each map on its own range" if stretch else "scale 0 to 1") + ")")
+    st.markdown("**Attention** (last stage, " + ("each map on its own range" if stretch else "scale 0 to 1")
+                + "; bright = attended)")
     shown_maps = [(t, m) for t, m in maps.items() if show.get(t, True)]
     for col, (t, m) in zip(st.columns(max(4, len(shown_maps))), shown_maps, strict=False):
         title = getattr(predictor.tasks[t], "title", "") or t

@@ -249,7 +249,7 @@ def cosine_heatmap(matrix: Sequence[Sequence[float]], labels: Sequence[str], ste
     title = "Gradient cosine" + (f" at step {step:,}" if step is not None else "")
     layout = _base_layout(title, 340, uirevision)
     layout.update(hovermode="closest", margin=dict(l=10, r=10, t=56, b=10),
-                  xaxis=dict(side="bottom", tickangle=0, automargin=True),
+                  xaxis=dict(side="bottom", tickangle=-30, automargin=True),  # task names are long: slanted
                   yaxis=dict(autorange="reversed", automargin=True, scaleanchor="x", constrain="domain"))
     return figure([trace], layout)
 
@@ -266,8 +266,11 @@ def gradcos_figure(cache: MetricCache, tasks: Sequence[str], meta: Mapping[str, 
         s, v = cache.get("train", key)
         name = f"{_short(meta, a)} ↔ {_short(meta, b)}"
         traces += smoothed_traces(s, v, smoothing if len(v) > 2 else 0.0, name, pair_colors[key])
-    layout = _base_layout("Gradient cosine between tasks over time", 340, uirevision)
+    layout = _base_layout("Gradient cosine between tasks over time", 340 + 20 * ((len(pairs) + 2) // 3), uirevision)
     layout.update(
+        # up to six pairs with long names: the legend goes under the plot, where it can wrap
+        legend=dict(orientation="h", yanchor="top", y=-0.2, x=0, xanchor="left", font=dict(size=10)),
+        margin=dict(l=50, r=10, t=40, b=40),
         xaxis=dict(title=dict(text="step", font=dict(size=11))),
         yaxis=dict(range=[-1.05, 1.05], zeroline=False, title=dict(text="cosine", font=dict(size=11))),
         shapes=[dict(type="rect", xref="paper", yref="y", x0=0, x1=1, y0=-1.05, y1=0, line=dict(width=0),
@@ -299,7 +302,7 @@ def gradnorm_figure(cache: MetricCache, tasks: Sequence[str], task_colors: Mappi
     log = finite.size > 0 and bool((finite > 0).all())
     layout = _base_layout("Gradient norm per task (shared parameters)", 300, uirevision)
     layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))),
-                  yaxis=dict(type="log" if log else "linear",
+                  yaxis=dict(type="log" if log else "linear", dtick=1 if log else None,  # log: powers of ten only
                              title=dict(text="‖g‖" + (" (log)" if log else ""), font=dict(size=11))))
     return figure(traces, layout)
 
