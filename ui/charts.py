@@ -372,8 +372,17 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
     figs["weights"] = weights_figure(cache, tasks, events, task_colors, uirevision=run_id)
     grad_step = None
     if cosine_matrix is not None:
-        figs.update(conflict_figures(cache, tasks, cosine_matrix, meta, smoothing, task_colors, uirevision=run_id))
-        grad_step = latest_gradstats(cache)[0] if "gradcos_matrix" in figs else None
+        # gradient statistics arrive every gradstats_every steps, losses every step: rebuild these
+        # three figures only when a statistic arrived (or the smoothing changed)
+        grad_key = (round(float(smoothing), 4), tuple(sorted(
+            (k, len(v[0])) for (split, k), v in cache.series.items() if split == "train" and k.startswith((GRAD_COS, GRAD_NORM)))))
+        previous_grad = cache.memo.get("conflict")
+        if previous_grad is None or previous_grad[0] != grad_key:
+            conflict = conflict_figures(cache, tasks, cosine_matrix, meta, smoothing, task_colors, uirevision=run_id)
+            previous_grad = (grad_key, conflict, latest_gradstats(cache)[0] if conflict else None)
+            cache.memo["conflict"] = previous_grad
+        figs.update(previous_grad[1])
+        grad_step = previous_grad[2]
     cache.memo["live"] = (memo_key, figs, grad_step)
     return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added, grad_step=grad_step)
 
