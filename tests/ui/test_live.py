@@ -206,3 +206,28 @@ def test_gradient_conflict_says_when_there_are_no_statistics_yet(tmp_path, monke
     at.run()
     no_exceptions(at)
     assert not any("Gradient" in m.value for m in at.markdown) and not any("Gradient" in c.value for c in at.caption)
+
+
+def test_the_conflict_figures_follow_new_statistics_and_are_reused_between_them(tmp_path):
+    """A refresh with only new losses keeps the conflict figures; a new statistic redraws them."""
+    from mtl_core.gradstats import cosine_matrix
+    from mtl_core.store import RunStore
+    from ui.charts import live_figures
+    from ui.metrics import MetricCache
+
+    store = RunStore(tmp_path)
+    run_id = grad_run(store)
+    cache = MetricCache(run_id)
+    first = live_figures(store, run_id, 0.6, False, cache, None, cosine_matrix)
+    assert first.grad_step == 101
+    store.log_metrics(run_id, [(121, "train", "loss/depth", 0.5, 0.0)])
+    losses_only = live_figures(store, run_id, 0.6, False, cache, None, cosine_matrix)
+    assert losses_only.figures["gradcos_matrix"] is first.figures["gradcos_matrix"]
+    assert losses_only.figures["task:depth"] is not first.figures["task:depth"]
+    store.log_metrics(run_id, [(151, "train", "gradcos/classification|depth", 0.7, 0.0),
+                               (151, "train", "gradcos/classification|segmentation", -0.2, 0.0),
+                               (151, "train", "gradcos/segmentation|depth", 0.1, 0.0)])
+    later = live_figures(store, run_id, 0.6, False, cache, None, cosine_matrix)
+    assert later.grad_step == 151
+    z = later.figures["gradcos_matrix"].data[0].z
+    assert [list(row) for row in z] == [[1.0, 0.7, -0.2], [0.7, 1.0, 0.1], [-0.2, 0.1, 1.0]]
