@@ -7,7 +7,7 @@ metrics at the end: about 19,000 rows each) and one real tiny run trained with t
 Predict has a checkpoint. Then ``streamlit run app.py`` serves that store and headless Chromium,
 as a person would, starts a run on Setup (an uploaded config, so it trains inside the dashboard
 process: the heavier case) and, while it trains, opens Home, Setup, Live training, Compare runs,
-Predict (the real run, one uploaded image) and Data. RSS is VmRSS from /proc for the server
+Predict (the real run, one uploaded image), Data and any other page in the sidebar. RSS is VmRSS from /proc for the server
 process and any children. Target: under 1.5 GiB. The last line is the figure in MiB.
 
     python bench/dashboard_memory.py
@@ -129,15 +129,18 @@ def main() -> None:
                 page.wait_for_timeout(300)
                 page.locator('[data-testid="stStatusWidget"]').wait_for(state="hidden")
 
-            def visit(title: str, link: str | None = None) -> None:
+            def visit(title: str, link: str | None = None, heading: str | None = "") -> None:
+                """Click ``link`` in the sidebar (if given), wait for the page's title (``heading``:
+                the title's text by default, None for any) and for its script to finish."""
                 if link:
                     page.get_by_role("link", name=link, exact=True).click()
-                heading = title.split(" (")[0]
-                expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+                heading = title.split(" (")[0] if heading == "" else heading
+                title_el = page.get_by_role("heading", name=heading, exact=True) if heading else page.locator("h1").first
+                expect(title_el).to_be_visible()
                 if title != "Live training":  # that one reruns every second while the run trains
                     settle()
                 rss, _ = rss_mib(server.pid)
-                print(f"after {title:15s}: {rss:7.0f} MiB", flush=True)
+                print(f"after {title:19s}: {rss:7.0f} MiB", flush=True)
 
             page.goto(f"{url}/")
             visit("MTL Studio")
@@ -165,6 +168,10 @@ def main() -> None:
             expect(page.get_by_text(re.compile(r"640×480 px · inference \d+ ms"))).to_be_visible()
             visit("Predict (an image)")
             visit("Data", "Data")
+            for text in page.locator('[data-testid="stSidebarNav"] a').all_inner_texts():  # pages added since
+                name = text.strip().splitlines()[-1].strip()  # the icon's ligature name comes first
+                if name not in ("Home", "Setup", "Live training", "Compare runs", "Predict", "Data"):
+                    visit(name, name, heading=None)
             running_run = next(r for r in store.list_runs() if r["name"] == "running")
             assert running_run["status"] == "running", f"the running run is {running_run['status']}"
             finished = sum(r["status"] == "finished" for r in store.list_runs())

@@ -98,10 +98,11 @@ def chromium() -> Iterator[Any]:
 
 
 def chart_points(page: Any) -> int:
-    """Points in the live page's first chart (decoded data: ``_fullData``, not base64 ``data``)."""
+    """Points in the page's plotly charts (decoded data: ``_fullData``, not base64 ``data``)."""
     return page.evaluate("""() => {
-        const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-        return el && el._fullData ? el._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0;
+        const plots = document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        return Array.from(plots).reduce((n, el) => n + (el._fullData || []).reduce(
+            (m, t) => m + (t.x ? t.x.length : 0), 0), 0);
     }""")
 
 
@@ -150,10 +151,42 @@ def open_live(page: Any, url: str, run_id: str, running: Callable[[], bool]) -> 
         page.wait_for_timeout(250)
 
 
-def windows(a: argparse.Namespace, url: str, browser: Any, runs_dir: Path, config: Path) -> list[float]:
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, from /proc."""
+    children: dict[int, list[int]] = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                children.setdefault(int((d / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(int(d.name))
+            except (OSError, IndexError, ValueError):
+                continue
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of ``pids`` (those still alive), from /proc/<pid>/stat."""
+    total = 0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def windows(a: argparse.Namespace, url: str, browser: Any, runs_dir: Path, config: Path,
+            server: subprocess.Popen) -> list[float]:
     """One long run; windows of ``a.window`` seconds alternate (ABBA) between no page and the live
-    page open, so slow drifts in the machine's load hit both alike. Returns live/none per pair."""
+    page open, so slow drifts in the machine's load hit both alike. Returns live/none per pair.
+    Also prints where the CPU went in each kind of window: trainer, dashboard server, browser."""
     store = RunStore(runs_dir)
+    cpu: dict[str, list[tuple[float, float, float]]] = {"none": [], "live": []}
     proc = subprocess.Popen([sys.executable, "-m", "mtl_core", "train", "--runs-dir", str(runs_dir), "--config",
                              str(config), "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     spans: dict[str, list[tuple[float, float]]] = {"none": [], "live": []}
@@ -169,9 +202,14 @@ def windows(a: argparse.Namespace, url: str, browser: Any, runs_dir: Path, confi
                 else:
                     page.goto("about:blank")  # closes the session: no more polling
                     page.wait_for_timeout(1000)
+                servers, trainers = tree(server.pid), tree(proc.pid)
+                browsers = [p for p in tree(os.getpid()) if p not in servers and p not in trainers and p != os.getpid()]
+                before = [cpu_seconds(ps) for ps in (trainers, servers, browsers)]
                 t0 = time.time()
                 page.wait_for_timeout(a.window * 1000)
                 spans[side].append((t0, time.time()))
+                after = [cpu_seconds(ps) for ps in (trainers, servers, browsers)]
+                cpu[side].append(tuple((y - x) / (time.time() - t0) for x, y in zip(before, after, strict=True)))
         page.close()
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl+C: the run stops, its rows are flushed
@@ -180,6 +218,10 @@ def windows(a: argparse.Namespace, url: str, browser: Any, runs_dir: Path, confi
     rates = {side: [rate_between(walls, t0, t1, a.batch_size) for t0, t1 in spans[side]] for side in spans}
     for i, (none, live) in enumerate(zip(rates["none"], rates["live"], strict=True)):
         print(f"pair {i + 1}: no browser {none:6.1f} images/s, live page open {live:6.1f} images/s", flush=True)
+    for side in ("none", "live"):
+        use = [statistics.mean(c) * 100 for c in zip(*cpu[side], strict=True)]
+        print(f"CPU while {'no page is open ' if side == 'none' else 'the live page is open'}: trainer {use[0]:.0f}%, "
+              f"dashboard server {use[1]:.0f}%, browser {use[2]:.0f}% (of one core; {os.cpu_count()} cores)")
     return [live / none for none, live in zip(rates["none"], rates["live"], strict=True)]
 
 
@@ -231,12 +273,15 @@ def main() -> None:
             "optim": {"batch_size": a.batch_size, "steps": steps},
         }))
         RunStore(runs_dir)
-        with dashboard(runs_dir) as (url, _), chromium() as browser:
+        with dashboard(runs_dir) as (url, server), chromium() as browser:
             warm = browser.new_page()  # a first visit imports the pages' modules: not part of any measurement
             warm.goto(f"{url}/live")
             warm.get_by_text("Live training").first.wait_for(timeout=120_000)
             warm.close()
-            ratios = (windows if a.mode == "windows" else separate_runs)(a, url, browser, runs_dir, config)
+            if a.mode == "windows":
+                ratios = windows(a, url, browser, runs_dir, config, server)
+            else:
+                ratios = separate_runs(a, url, browser, runs_dir, config)
     best = max(ratios)
     print(f"ratio per pair: {', '.join(f'{r:.3f}' for r in ratios)} (best {best:.3f})")
     what = f"{a.window:.0f} s windows in one run" if a.mode == "windows" else f"runs of {a.steps} steps"

@@ -158,12 +158,13 @@ def _progress(page: Any) -> tuple[int, int]:
 
 
 def _chart_points(page: Any) -> int:
-    """Points drawn in the first plotly chart (the total loss), summed over its traces: read from
-    plotly.js's ``_fullData``, where base64-encoded numpy arrays have been decoded (``data`` keeps
+    """Points drawn in the page's plotly charts, summed over every trace: read from plotly.js's
+    ``_fullData``, where base64-encoded numpy arrays have been decoded (``data`` keeps
     ``{dtype, bdata}``)."""
     return page.evaluate("""() => {
-        const el = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-        return el && el._fullData ? el._fullData.reduce((n, t) => n + (t.x ? t.x.length : 0), 0) : 0;
+        const plots = document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        return Array.from(plots).reduce((n, el) => n + (el._fullData || []).reduce(
+            (m, t) => m + (t.x ? t.x.length : 0), 0), 0);
     }""")
 
 
@@ -230,7 +231,7 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
             second = (_progress(page)[0], _chart_points(page))
         late = f"(first read {first_at:.0f} s after Start; a run that ended before it cannot grow: raise TIME_LIMIT_S)"
         assert second[0] > first[0], f"the progress step did not advance: {first[0]} -> {second[0]} {late}"
-        assert second[1] > first[1], f"the total-loss chart gained no points: {first[1]} -> {second[1]} {late}"
+        assert second[1] > first[1], f"the charts gained no points: {first[1]} -> {second[1]} {late}"
         _shot(page, "3_live_later")
         assert page.evaluate("() => window.__e2e_no_reload === true"), "the live page reloaded itself"
         expect(page.get_by_text("Final metrics")).to_be_visible(timeout=SLOW + TIME_LIMIT_S * 1000)
