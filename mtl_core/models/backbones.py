@@ -116,6 +116,60 @@ class ResNet18(nn.Module):
         return run_stages(self.stages(x))
 
 
+@register_backbone("mobilenet_v3")
+class MobileNetV3(nn.Module):
+    """torchvision's MobileNetV3-Small features (Howard et al., ICCV 2019) to stride 8, with
+    ImageNet weights only when already cached."""
+
+    stride = 8
+
+    def __init__(self, width: int = 32, pretrained: bool = False) -> None:
+        super().__init__()
+        from torchvision.models import MobileNet_V3_Small_Weights, mobilenet_v3_small
+
+        net = mobilenet_v3_small(weights=None)
+        if pretrained:
+            net.load_state_dict(load_cached_weights(MobileNet_V3_Small_Weights.IMAGENET1K_V1))
+        self.norm = Normalize()
+        self.features = net.features[:4]  # (B, 24, H/8, W/8)
+        self.channels = 24
+
+    def stages(self, x: Tensor) -> Generator[Tensor, Tensor, Tensor]:
+        x = yield self.features[:2](self.norm(x))  # (B, 16, H/4, W/4)
+        x = yield self.features[2:](x)  # (B, 24, H/8, W/8)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return run_stages(self.stages(x))
+
+
+@register_backbone("efficientnet_b0")
+class EfficientNetB0(nn.Module):
+    """torchvision's EfficientNet-B0 features (Tan and Le, ICML 2019) to stride 8, with ImageNet
+    weights only when already cached."""
+
+    stride = 8
+
+    def __init__(self, width: int = 32, pretrained: bool = False) -> None:
+        super().__init__()
+        from torchvision.models import EfficientNet_B0_Weights, efficientnet_b0
+
+        net = efficientnet_b0(weights=None)
+        if pretrained:
+            net.load_state_dict(load_cached_weights(EfficientNet_B0_Weights.IMAGENET1K_V1))
+        self.norm = Normalize()
+        self.features = net.features[:4]  # (B, 40, H/8, W/8)
+        self.channels = 40
+
+    def stages(self, x: Tensor) -> Generator[Tensor, Tensor, Tensor]:
+        x = yield self.features[:3](self.norm(x))  # (B, 24, H/4, W/4)
+        x = yield self.features[3:](x)  # (B, 40, H/8, W/8)
+        return x
+
+    def forward(self, x: Tensor) -> Tensor:
+        return run_stages(self.stages(x))
+
+
 def run_stages(gen: Generator[Tensor, Tensor, Tensor], hook=None) -> Tensor:
     """Drive a backbone's ``stages`` generator; ``hook(index, features)`` may replace each stage's output."""
     out = next(gen)
@@ -136,7 +190,7 @@ def load_cached_weights(weights) -> dict:
         raise ConfigError(
             "model.pretrained",
             f"ImageNet weights are not cached at {path} and this machine is offline; copy {name} there "
-            "(from a machine with internet: python -c \"import torchvision; torchvision.models.resnet18(weights='DEFAULT')\"), "
+            "(on a machine with internet, building the model once with weights='DEFAULT' downloads it), "
             "or set pretrained to false to start from random weights",
         )
     return torch.load(path, map_location="cpu", weights_only=True)
