@@ -156,8 +156,9 @@ class RunStore:
         """Remove the run's rows and its directory, and nothing else."""
         check_run_id(run_id)
         with self._tx() as c:
-            for table in ("metrics", "events", "checkpoints"):
-                c.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # table names are constants
+            c.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM checkpoints WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
         d = self.run_dir(run_id)
         if d.is_dir() and d.resolve().parent == self.root.resolve():
