@@ -221,7 +221,7 @@ def _show_result(title: str, item_key: str, image, truth: dict | None = None) ->
             if gt.depth is not None:
                 panels.append(("Ground-truth depth", gt.depth))
         for col, (caption, img) in zip(st.columns(len(panels)), panels, strict=False):
-            col.image(img, caption=caption, width="stretch")
+            col.image(img, caption=caption, width="stretch", output_format="PNG")  # sharp labels
         if attention:
             _attention_row(item_key, image)
         if out.summary:
