@@ -43,6 +43,11 @@ if first is None:
 meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [])).items()}
 
 
+# charts of a running run redraw every few seconds, the status line every second: redrawing
+# every chart each second cost the browser half a core, a third of a 2-core machine's training
+CHART_SECONDS = 3.0
+
+
 def _cache(rid: str) -> MetricCache:
     caches: dict[str, MetricCache] = st.session_state.setdefault("live_caches", {})
     if rid not in caches:
@@ -204,7 +209,7 @@ def _final_table(run: dict) -> None:
 
 def live_panel(rid: str, smoothing: float, log_y: bool, polling: bool) -> None:
     """The part that refreshes: read new rows, redraw status, controls and charts."""
-    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix)
+    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix, min_interval=CHART_SECONDS)
     if view is None:
         st.warning(f"Run `{rid}` was deleted.")
         return

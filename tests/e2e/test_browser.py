@@ -227,7 +227,7 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
         second = first
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (second[0] > first[0] and second[1] > first[1]):
-            page.wait_for_timeout(1000)  # the fragment redraws about once a second
+            page.wait_for_timeout(1000)  # the status redraws every second, the charts every few seconds
             second = (_progress(page)[0], _chart_points(page))
         late = f"(first read {first_at:.0f} s after Start; a run that ended before it cannot grow: raise TIME_LIMIT_S)"
         assert second[0] > first[0], f"the progress step did not advance: {first[0]} -> {second[0]} {late}"
