@@ -135,6 +135,7 @@ class Trainer:
         self.on_progress = on_progress
         self._rows: list[tuple[int, str, str, float, float]] = []
         self._last_flush = 0.0
+        self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
 
     # -- public -----------------------------------------------------------------
     def run(self) -> str:
@@ -366,8 +367,9 @@ class Trainer:
 
     def _progress(self, losses: dict[str, float], imgs_done: int, t_start: float) -> None:
         now = time.time()
-        if now - self._last_flush <= self.flush_seconds and self.step < self.config.optim.steps:
+        if now - self._last_progress <= self.flush_seconds and self.step < self.config.optim.steps:
             return
+        self._last_progress = now
         elapsed = now - t_start
         rate = imgs_done / max(elapsed, 1e-9)
         steps_left = self.config.optim.steps - self.step

@@ -14,7 +14,7 @@ from mtl_core.runs import RunManager
 from mtl_core.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN = ["--tasks", "classification,segmentation", "--steps", "400", "--batch-size", "8", "--image-size", "32",
+TRAIN = ["--tasks", "classification,segmentation", "--steps", "100000", "--batch-size", "8", "--image-size", "32",
          "--train-size", "64", "--checkpoint-every", "5", "--eval-every", "50", "--device", "cpu", "--quiet"]
 
 
