@@ -49,11 +49,23 @@ def test_ensemble_is_at_least_as_good_as_the_worse_member(two_runs):
     rows = evaluate_members_and_ensemble(ensemble)
     assert [r["model"] for r in rows[:2]] == ids and rows[2]["model"].startswith("ensemble of 2")
     assert [r["weight"] for r in rows] == [0.5, 0.5, 1.0]
+    # averaging probabilities guarantees the log loss (Jensen: -log mean p <= mean -log p), not the
+    # accuracy: two weak 100-step models can trade a few images either way, so the primary metrics
+    # get a stated tolerance of 0.05 and the guaranteed property is checked exactly below
     for t, task in ensemble.tasks.items():
         key = f"{t}/{task.primary}"
         members, fused = [rows[0][key], rows[1][key]], rows[2][key]
         worse = min(members) if task.higher_is_better else max(members)
-        assert (fused >= worse) if task.higher_is_better else (fused <= worse), (key, members, fused)
+        ok = (fused >= worse - 0.05) if task.higher_is_better else (fused <= worse + 0.05)
+        assert ok, (key, members, fused)
+    ds = build_dataset(ensemble.members[0].config.data, "val", ensemble.members[0].config.seed)
+    images, targets = ds.get_batch(list(range(len(ds))))
+    outs = ensemble.member_outputs(images)
+    fused_out = ensemble.fuse(outs, tuple(images.shape[-2:]))
+    labels = targets["classification"]
+    member_nll = [float(torch.nn.functional.cross_entropy(o["classification"].float(), labels)) for o in outs]
+    fused_nll = float(torch.nn.functional.nll_loss(fused_out["classification"].float(), labels))
+    assert fused_nll <= max(member_nll) + 1e-6, (member_nll, fused_nll)
     # a member's row is what the ordinary evaluation reports for that run
     first = ensemble.members[0]
     plain = evaluate(first.model, first.tasks, build_dataset(first.config.data, "val", first.config.seed), torch.device("cpu"))
