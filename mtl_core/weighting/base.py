@@ -90,10 +90,17 @@ class Weighting:
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
-        return {"user_weights": dict(self.user_weights)}
+        state: dict[str, Any] = {"user_weights": dict(self.user_weights)}
+        generator = getattr(self, "generator", None)  # methods that draw random numbers own one
+        if generator is not None:
+            state["generator"] = generator.get_state()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.user_weights.update(state.get("user_weights", {}))
+        generator = getattr(self, "generator", None)
+        if generator is not None and "generator" in state:
+            generator.set_state(torch.as_tensor(state["generator"]).cpu())
 
     def _stack(self, losses: dict[str, Tensor]) -> Tensor:
         return torch.stack([losses[t] for t in self.tasks])  # (T,)

@@ -18,7 +18,6 @@ reported weights are least-squares coefficients (``grad_utils.lstsq_weights``).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -52,10 +51,3 @@ class GradDrop(GradWeighting):
         g = torch.where(keep, grads, leak * grads).sum(0)  # (D,) dropped entries scaled by leak
         return g, lstsq_weights(grads, g).to(device=grads.device, dtype=grads.dtype)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if "generator" in state:
-            self.generator.set_state(state["generator"])

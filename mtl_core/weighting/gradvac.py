@@ -71,11 +71,9 @@ class GradVac(GradWeighting):
         return combine_rows(self.coefficients(gram(grads)).sum(0), grads)
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "targets": self.targets.clone(), "generator": self.generator.get_state()}
+        return {**super().state_dict(), "targets": self.targets.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         if "targets" in state:
             self.targets = torch.as_tensor(state["targets"], dtype=torch.float64).clone()
-        if "generator" in state:
-            self.generator.set_state(state["generator"])

@@ -27,10 +27,3 @@ class RandomLossWeighting(LossWeighting):
         w = torch.softmax(z, dim=0).to(device=losses.device, dtype=losses.dtype)  # (T,)
         return (w * losses).sum(), w
 
-    def state_dict(self):
-        return {**super().state_dict(), "generator": self.generator.get_state()}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "generator" in state:
-            self.generator.set_state(torch.as_tensor(state["generator"]).cpu())
