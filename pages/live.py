@@ -2,9 +2,10 @@
 multi-task run) gradient conflict: pairwise cosines of the tasks' gradients on the shared
 parameters and their norms, as the engine records them every ``gradstats_every`` steps.
 
-Everything below the run picker lives in one ``st.fragment`` that re-reads the run store about
-once a second (only the rows new since the last look) while the run is active, so progress
-shows without a full-page rerun; it stops polling once the run has ended. A run started from
+Below the run picker two ``st.fragment``s poll the run store while the run is active: the status,
+progress and controls about once a second, the charts every few seconds (only the rows new since
+the last look), so progress shows without a full-page rerun; both stop polling once the run has
+ended. A run started from
 the command line (``python -m mtl_core train``) into the same runs directory shows the same way.
 """
 from __future__ import annotations
@@ -207,28 +208,37 @@ def _final_table(run: dict) -> None:
     st.dataframe(rows, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.4f")})
 
 
-def live_panel(rid: str, smoothing: float, log_y: bool, polling: bool) -> None:
-    """The part that refreshes: read new rows, redraw status, controls and charts."""
-    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix, min_interval=CHART_SECONDS)
-    if view is None:
+def status_panel(rid: str, polling: bool) -> None:
+    """The part that refreshes every second: status, progress and the run's controls."""
+    run = store.get_run(rid)
+    if run is None:
         st.warning(f"Run `{rid}` was deleted.")
         return
-    run = view.run
     active = manager().is_active(rid)
     _header(run, active)
-    _controls(run, active, view.tasks)
+    _controls(run, active, list(run["config"].get("tasks", [])))
+    # the run ended (or was restarted) since this fragment was set up: one full rerun re-creates
+    # both fragments with (or without) polling
+    restarted = st.session_state.pop("live_restarted", None) == rid
+    if (polling and run["status"] in TERMINAL and not active) or (not polling and restarted):
+        st.rerun()
+
+
+def chart_panel(rid: str, smoothing: float, log_y: bool) -> None:
+    """The part that refreshes every few seconds: read new rows, redraw the charts. Its own
+    fragment, so the once-a-second status refresh neither re-serialises nor resends them."""
+    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix)
+    if view is None:
+        return
+    run = view.run
     if _cache(rid).count == 0 and run["status"] in ("queued", "running"):
         st.caption("Waiting for the first training step ...")
     _charts(view, view.tasks)
     _conflict(view, run)
     if run["status"] in TERMINAL:
         _final_table(run)
-    # the run ended (or was restarted) since this fragment was set up: one full rerun re-creates
-    # it with (or without) polling
-    restarted = st.session_state.pop("live_restarted", None) == rid
-    if (polling and run["status"] in TERMINAL and not active) or (not polling and restarted):
-        st.rerun()
 
 
 polling = first["status"] not in TERMINAL or manager().is_active(run_id)
-st.fragment(live_panel, run_every=1.0 if polling else None)(run_id, smoothing, log_y, polling)
+st.fragment(status_panel, run_every=1.0 if polling else None)(run_id, polling)
+st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(run_id, smoothing, log_y)
