@@ -37,7 +37,7 @@ class CrossStitchNet(MultiTaskModel):
             shapes = []
             run_stages(first.stages(torch.zeros(1, 3, 64, 64)), lambda j, f: shapes.append(f.shape[1]) or f)
         self.stitches = nn.ModuleList(CrossStitch(len(tasks), c) for c in shapes)
-        self.heads = nn.ModuleDict({t: task.head(first.channels) for t, task in tasks.items()})
+        self.heads = nn.ModuleDict({t: task.head(first.channels, stride=first.stride) for t, task in tasks.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         # the cross-stitch units are what every task's loss updates

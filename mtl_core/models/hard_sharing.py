@@ -16,7 +16,7 @@ class HardSharing(MultiTaskModel):
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
         self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.pretrained)
-        self.heads = nn.ModuleDict({name: task.head(self.backbone.channels) for name, task in tasks.items()})
+        self.heads = nn.ModuleDict({name: task.head(self.backbone.channels, stride=self.backbone.stride) for name, task in tasks.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.backbone.parameters() if p.requires_grad]

@@ -22,7 +22,7 @@ class MMoE(MultiTaskModel):
         self.experts = nn.ModuleList(build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for _ in range(NUM_EXPERTS))
         # gates see a small summary of the image (a 4x4 thumbnail), as MMoE's gates see the input
         self.gates = nn.ModuleDict({t: nn.Linear(3 * 16, NUM_EXPERTS) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.head(self.experts[0].channels) for t, task in tasks.items()})
+        self.heads = nn.ModuleDict({t: task.head(self.experts[0].channels, stride=self.experts[0].stride) for t, task in tasks.items()})
         self.last_gates: dict[str, Tensor] = {}
 
     def shared_parameters(self) -> list[nn.Parameter]:

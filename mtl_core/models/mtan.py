@@ -44,7 +44,7 @@ class MTAN(MultiTaskModel):
             run_stages(self.backbone.stages(torch.zeros(1, 3, 64, 64)), lambda j, f: shapes.append(f.shape[1]) or f)
         self.attention = nn.ModuleDict({
             t: nn.ModuleList(Attention(c, shapes[j - 1] if j else 0) for j, c in enumerate(shapes)) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.head(self.backbone.channels) for t, task in tasks.items()})
+        self.heads = nn.ModuleDict({t: task.head(self.backbone.channels, stride=self.backbone.stride) for t, task in tasks.items()})
         self.last_masks: dict[str, Tensor] = {}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -16,7 +16,7 @@ class SingleTask(MultiTaskModel):
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
         self.backbones = nn.ModuleDict({t: build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.head(self.backbones[t].channels) for t, task in tasks.items()})
+        self.heads = nn.ModuleDict({t: task.head(self.backbones[t].channels, stride=self.backbones[t].stride) for t, task in tasks.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return []

@@ -34,8 +34,9 @@ class Task:
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
 
-    def head(self, channels: int) -> nn.Module:
-        """The task head: shared features ``(B, channels, h, w)`` -> this task's output."""
+    def head(self, channels: int, stride: int = 1) -> nn.Module:
+        """The task head: shared features ``(B, channels, h, w)`` -> this task's output.
+        ``stride`` is the features' stride in image pixels, for a head that picks its own grid."""
         raise NotImplementedError
 
     def loss(self, output: Any, target: Any) -> Tensor:

@@ -40,7 +40,7 @@ class Count(Task):
     def num_outputs(self) -> int:
         return self.max_count + 1
 
-    def head(self, channels: int) -> nn.Module:
+    def head(self, channels: int, stride: int = 1) -> nn.Module:
         return pooled_head(channels, self.num_outputs)
 
     def _counts(self, target: Tensor) -> Tensor:

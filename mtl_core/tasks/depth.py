@@ -74,7 +74,7 @@ class Depth(Task):
         super().__init__(info)
         self.depth_max = float(info.depth_max) if info.depth_max > 0 else 1.0
 
-    def head(self, channels: int) -> nn.Module:
+    def head(self, channels: int, stride: int = 1) -> nn.Module:
         return DepthHead(channels, self.depth_max)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

@@ -60,7 +60,7 @@ class MultiLabel(Task):
         super().__init__(info)
         self.num_classes = max(info.num_classes, 1)
 
-    def head(self, channels: int) -> nn.Module:
+    def head(self, channels: int, stride: int = 1) -> nn.Module:
         return pooled_head(channels, self.num_classes)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

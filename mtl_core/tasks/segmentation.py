@@ -82,7 +82,7 @@ class Segmentation(Task):
         super().__init__(info)
         self.num_outputs = info.num_classes + 1  # 0 is background
 
-    def head(self, channels: int) -> nn.Module:
+    def head(self, channels: int, stride: int = 1) -> nn.Module:
         return dense_head(channels, self.num_outputs)
 
     def loss(self, output: Tensor, target: Tensor) -> Tensor:

@@ -38,11 +38,13 @@ def test_registered_under_its_name():
 
 def test_head_shapes_and_focal_prior(task):
     torch.manual_seed(0)
-    out = task.head(16)(torch.randn(2, 16, 8, 8))
+    out = task.head(16, stride=8)(torch.randn(2, 16, 8, 8))
     assert out["heatmap"].shape == (2, 3, 8, 8)
     assert out["size"].shape == (2, 2, 8, 8) and out["offset"].shape == (2, 2, 8, 8)
     # an untrained head says "object here" with probability about 0.1 everywhere (bias -2.19)
     assert torch.sigmoid(out["heatmap"]).mean().item() == pytest.approx(0.1, abs=0.03)
+    # on finer features (the small CNN's stride 2) the head halves the grid to CenterNet's stride 4
+    assert task.head(16, stride=2)(torch.randn(2, 16, 8, 8))["heatmap"].shape == (2, 3, 4, 4)
 
 
 def test_targets_peak_once_per_box_in_the_right_class(task, batch):
@@ -147,7 +149,7 @@ def test_head_learns_to_detect_on_fixed_features():
     try:
         torch.manual_seed(0)
         feats = torch.randn(2, 8, 8, 8)  # (B, C, h, w): stride 4
-        head = task.head(8)
+        head = task.head(8, stride=4)
         before = task.metrics(head(feats), target)["map50"]
         opt = torch.optim.Adam(head.parameters(), lr=1e-2)
         for _ in range(100):
