@@ -71,10 +71,14 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
     m = RunManager(runs, recover=True)
     m.resume_run(run_id)
     deadline = time.time() + 60
-    # the stored step may still be the killed process's (ahead of its checkpoint): wait for rows
-    # that the resumed run wrote past the checkpoint
-    while not m.store.metrics(run_id, "train", "loss/classification", since_step=last_step + 2) \
-            and time.time() < deadline:
+    # the killed process may have logged rows past its checkpoint until the resumed run truncates
+    # them on loading it: wait for that load (its event), then for rows the resumed run wrote
+    def resumed_rows() -> bool:
+        if sum(e["kind"] == "resumed_from_checkpoint" for e in m.store.events(run_id)) < 3:
+            return False
+        return bool(m.store.metrics(run_id, "train", "loss/classification", since_step=last_step + 2))
+
+    while not resumed_rows() and time.time() < deadline:
         time.sleep(0.05)
     m.stop(run_id)
     assert m.wait(run_id, 60) == "stopped"
