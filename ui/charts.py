@@ -330,6 +330,13 @@ def conflict_figures(cache: MetricCache, tasks: Sequence[str], cosine_matrix: Ca
             "gradnorm": gradnorm_figure(cache, tasks, task_colors, meta, uirevision)}
 
 
+def cached_conflict(cache: MetricCache) -> tuple[dict[str, go.Figure], int | None]:
+    """The gradient-conflict figures and their step as :func:`live_figures` last built them
+    (``({}, None)`` before it has), for a part of the page that refreshes on its own clock."""
+    memo = cache.memo.get("conflict")
+    return (memo[1], memo[2]) if memo else ({}, None)
+
+
 @dataclass
 class LiveView:
     """Everything the live page draws for one run at one moment."""
