@@ -19,6 +19,11 @@ ARCHITECTURES: Registry = Registry("architecture")
 register_architecture = ARCHITECTURES.register
 
 
+def task_heads(tasks: dict[str, Any], trunk: nn.Module) -> nn.ModuleDict:
+    """One head per task on ``trunk``'s features, given their channels and stride."""
+    return nn.ModuleDict({t: task.head(trunk.channels, stride=trunk.stride) for t, task in tasks.items()})
+
+
 class MultiTaskModel(nn.Module):
     supports_rep = False  # can a single shared representation be split per task?
     citation = ""

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone, run_stages
-from mtl_core.models.base import MultiTaskModel, register_architecture
+from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
 
 
 class CrossStitch(nn.Module):
@@ -37,7 +37,7 @@ class CrossStitchNet(MultiTaskModel):
             shapes = []
             run_stages(first.stages(torch.zeros(1, 3, 64, 64)), lambda j, f: shapes.append(f.shape[1]) or f)
         self.stitches = nn.ModuleList(CrossStitch(len(tasks), c) for c in shapes)
-        self.heads = nn.ModuleDict({t: task.head(first.channels, stride=first.stride) for t, task in tasks.items()})
+        self.heads = task_heads(tasks, first)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         # the cross-stitch units are what every task's loss updates

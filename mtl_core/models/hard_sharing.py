@@ -4,7 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import MultiTaskModel, register_architecture
+from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
 from mtl_core.weighting.base import SharedRep
 
 
@@ -16,7 +16,7 @@ class HardSharing(MultiTaskModel):
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
         self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.pretrained)
-        self.heads = nn.ModuleDict({name: task.head(self.backbone.channels, stride=self.backbone.stride) for name, task in tasks.items()})
+        self.heads = task_heads(tasks, self.backbone)
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.backbone.parameters() if p.requires_grad]

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import MultiTaskModel, register_architecture
+from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
 
 NUM_EXPERTS = 3
 
@@ -22,7 +22,7 @@ class MMoE(MultiTaskModel):
         self.experts = nn.ModuleList(build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for _ in range(NUM_EXPERTS))
         # gates see a small summary of the image (a 4x4 thumbnail), as MMoE's gates see the input
         self.gates = nn.ModuleDict({t: nn.Linear(3 * 16, NUM_EXPERTS) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.head(self.experts[0].channels, stride=self.experts[0].stride) for t, task in tasks.items()})
+        self.heads = task_heads(tasks, self.experts[0])
         self.last_gates: dict[str, Tensor] = {}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone, run_stages
-from mtl_core.models.base import MultiTaskModel, register_architecture
+from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
 
 
 class Attention(nn.Module):
@@ -44,7 +44,7 @@ class MTAN(MultiTaskModel):
             run_stages(self.backbone.stages(torch.zeros(1, 3, 64, 64)), lambda j, f: shapes.append(f.shape[1]) or f)
         self.attention = nn.ModuleDict({
             t: nn.ModuleList(Attention(c, shapes[j - 1] if j else 0) for j, c in enumerate(shapes)) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.head(self.backbone.channels, stride=self.backbone.stride) for t, task in tasks.items()})
+        self.heads = task_heads(tasks, self.backbone)
         self.last_masks: dict[str, Tensor] = {}
 
     def shared_parameters(self) -> list[nn.Parameter]:
