@@ -2,11 +2,11 @@
 multi-task run) gradient conflict: pairwise cosines of the tasks' gradients on the shared
 parameters and their norms, as the engine records them every ``gradstats_every`` steps.
 
-Below the run picker two ``st.fragment``s poll the run store while the run is active: the status,
-progress and controls about once a second, the charts every few seconds (only the rows new since
-the last look), so progress shows without a full-page rerun; both stop polling once the run has
-ended. A run started from
-the command line (``python -m mtl_core train``) into the same runs directory shows the same way.
+Below the run picker three ``st.fragment``s poll the run store while the run is active: status,
+progress and controls about once a second, the curves every few seconds (only the rows new since
+the last look), gradient conflict every ten; so progress shows without a full-page rerun, and all
+stop polling once the run has ended. A run started from the command line
+(``python -m mtl_core train``) into the same runs directory shows the same way.
 """
 from __future__ import annotations
 

@@ -6,7 +6,6 @@ Streamlit, no torch, so every function here can be timed and tested headless.
 from __future__ import annotations
 
 import html
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -351,15 +350,11 @@ class LiveView:
 
 def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = False,
                  cache: MetricCache | None = None, meta: Mapping[str, TaskMeta] | None = None,
-                 cosine_matrix: Callable[..., list[list[float]]] | None = None,
-                 min_interval: float = 0.0) -> LiveView | None:
+                 cosine_matrix: Callable[..., list[list[float]]] | None = None) -> LiveView | None:
     """One refresh of the live page: read the rows new since ``cache`` last looked, then build
     the task panels, the total-loss and the weights figures, and (given ``cosine_matrix``) the
     gradient-conflict figures of :func:`conflict_figures`. ``None`` when the run is gone.
-
-    With ``min_interval`` the figures of a running run are rebuilt at most that often (the
-    status and progress still refresh every call): redrawing every chart each second costs the
-    browser about half a CPU core, which a training run on the same machine would feel."""
+    Nothing new since the last call: the same figures, not rebuilt."""
     run = store.get_run(run_id)
     if run is None:
         return None
@@ -372,9 +367,7 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
     memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step,
                 cosine_matrix is not None)
     previous = cache.memo.get("live")
-    fresh = previous is not None and (previous[0] == memo_key or (
-        run["status"] == "running" and memo_key[:3] == previous[0][:3] and time.monotonic() - previous[3] < min_interval))
-    if fresh:  # nothing new, or rebuilt moments ago: the same figures
+    if previous is not None and previous[0] == memo_key:  # nothing new: the same figures
         return LiveView(run=run, tasks=tasks, figures=previous[1], events=events, new_rows=added,
                         grad_step=previous[2])
     meta = meta or {}
@@ -398,7 +391,7 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
             cache.memo["conflict"] = previous_grad
         figs.update(previous_grad[1])
         grad_step = previous_grad[2]
-    cache.memo["live"] = (memo_key, figs, grad_step, time.monotonic())
+    cache.memo["live"] = (memo_key, figs, grad_step)
     return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added, grad_step=grad_step)
 
 
