@@ -218,7 +218,7 @@ def status_panel(rid: str, polling: bool) -> None:
     _header(run, active)
     _controls(run, active, list(run["config"].get("tasks", [])))
     # the run ended (or was restarted) since this fragment was set up: one full rerun re-creates
-    # both fragments with (or without) polling
+    # all three fragments with (or without) polling
     restarted = st.session_state.pop("live_restarted", None) == rid
     if (polling and run["status"] in TERMINAL and not active) or (not polling and restarted):
         st.rerun()
