@@ -12,8 +12,21 @@ from tests.conftest import tiny_config
 from tests.ui.conftest import UI_TASKS, no_exceptions, page
 
 
-def charts(at) -> list:
-    return at.get("plotly_chart")
+@dataclasses.dataclass
+class Chart:
+    key: str
+    spec: dict
+
+
+def charts(at) -> list[Chart]:
+    """The page's charts, drawn by ui.live_plot's component (or st.plotly_chart where it falls back)."""
+    from ui.live_plot import COMPONENT
+
+    out = [Chart(c.key, json.loads(c.proto.spec)) for c in at.get("plotly_chart")]
+    for c in at.get("bidi_component"):
+        if c.proto.component_name == COMPONENT:  # id "$$ID-<hash>-<key>"; data: the figure's JSON as a string
+            out.append(Chart(c.proto.id.split("-", 2)[2], json.loads(json.loads(c.proto.json))))
+    return out
 
 
 def values(array) -> list:
@@ -63,7 +76,7 @@ def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, 
     assert not at.button
     bar = at.get("progress")[0].proto
     assert bar.value == 40 and "ETA 1m 15s" in bar.text and "321 images/s" in bar.text
-    figs = {c.key: json.loads(c.proto.spec) for c in charts(at)}
+    figs = {c.key: c.spec for c in charts(at)}
     fig = figs[f"live_task_{run_id}_classification"]
     assert [tr.get("name") for tr in fig["data"]][:2] == ["train (raw)", "train"]
     # the weight change at step 20 is marked on the curve
@@ -171,7 +184,7 @@ def test_gradient_conflict_shows_the_latest_cosine_matrix_and_the_cosines_over_t
     no_exceptions(at)
     assert any("Gradient conflict" in m.value for m in at.markdown)
     assert any("every 50 steps" in c.value and "(101)" in c.value for c in at.caption)
-    figs = {c.key: json.loads(c.proto.spec) for c in charts(at)}
+    figs = {c.key: c.spec for c in charts(at)}
     heat = figs[f"live_gradcos_matrix_{run_id}"]
     cells = heat["data"][0]
     assert cells["type"] == "heatmap" and (cells["zmin"], cells["zmax"]) == (-1, 1)
