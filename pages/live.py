@@ -2,10 +2,11 @@
 multi-task run) gradient conflict: pairwise cosines of the tasks' gradients on the shared
 parameters and their norms, as the engine records them every ``gradstats_every`` steps.
 
-Below the run picker three ``st.fragment``s poll the run store while the run is active: status,
-progress and controls about once a second, the curves every few seconds (only the rows new since
-the last look), gradient conflict every ten; so progress shows without a full-page rerun, and all
-stop polling once the run has ended. A run started from the command line
+Below the run picker three ``st.fragment``s poll the run store while the run is active: the
+progress bar about once a second, the curves every few seconds (only the rows new since the last
+look; each chart redraws in place, see ``ui/live_plot.py``), gradient conflict every ten; so
+progress shows without a full-page rerun. A change of status (paused, finished, ...) reruns the
+page once, which redraws the header and controls and stops the polling once the run has ended. A run started from the command line
 (``python -m mtl_core train``) into the same runs directory shows the same way.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from mtl_core.gradstats import cosine_matrix
 from mtl_core.predict_api import task_meta
 from mtl_core.store import TERMINAL
 from ui.charts import TaskMeta, cached_conflict, live_figures
+from ui.live_plot import live_chart
 from ui.metrics import MetricCache, final_metrics, format_duration
 from ui.sidebar import run_picker
 from ui.state import manager
@@ -71,7 +73,6 @@ def _act(action: str, rid: str) -> None:
             manager().stop(rid)
         elif action == "continue":
             manager().resume_run(rid)
-            st.session_state["live_restarted"] = rid
     except MTLError as e:
         st.session_state["live_action_error"] = str(e)
 
@@ -86,7 +87,9 @@ def _apply_weights(rid: str, tasks: list[str]) -> None:
         st.session_state["live_action_error"] = str(e)
 
 
-def _header(run: dict, active: bool) -> None:
+def _header(run: dict) -> None:
+    """Name, status, what the run is, and any message its status calls for: drawn with the page,
+    which reruns whenever the status changes."""
     status = run["status"]
     cfg = run["config"]
     method = cfg.get("weighting", {}).get("method", "?")
@@ -94,6 +97,23 @@ def _header(run: dict, active: bool) -> None:
     st.markdown(f"### {run['name']} &nbsp; :{STATUS_BADGE.get(status, 'gray')}-badge[{status}]")
     st.caption(f"`{run['id']}` · {', '.join(cfg.get('tasks', []))} · {arch} · {method} · "
                f"started from {run.get('source') or '?'} · device {run.get('device') or '?'}")
+
+
+def _messages(run: dict) -> None:
+    status = run["status"]
+    if status == "failed":
+        st.error(f"Training failed: {run.get('error') or 'no reason was recorded'}")
+        if run.get("traceback"):
+            with st.expander("Traceback"):
+                st.code(run["traceback"], language="text")
+    elif status == "interrupted":
+        st.warning(run.get("error") or "The process training this run stopped.")
+    elif status == "queued":
+        st.info("Waiting for a free training slot; it starts as soon as another run ends.")
+
+
+def _progress(run: dict) -> None:
+    status = run["status"]
     info = run.get("info") or {}
     total = max(1, int(run.get("total_steps") or 0))
     step = int(run.get("step") or 0)
@@ -107,15 +127,6 @@ def _header(run: dict, active: bool) -> None:
         st.progress(frac, text=text)
     else:
         st.progress(frac, text=f"step {step:,} / {total:,} · took {format_duration(info.get('elapsed_s'))}")
-    if status == "failed":
-        st.error(f"Training failed: {run.get('error') or 'no reason was recorded'}")
-        if run.get("traceback"):
-            with st.expander("Traceback"):
-                st.code(run["traceback"], language="text")
-    elif status == "interrupted":
-        st.warning(run.get("error") or "The process training this run stopped.")
-    elif status == "queued":
-        st.info("Waiting for a free training slot; it starts as soon as another run ends.")
 
 
 def _controls(run: dict, active: bool, tasks: list[str]) -> None:
@@ -170,12 +181,15 @@ def _weights_form(run: dict, tasks: list[str]) -> None:
 def _charts(view, tasks: list[str]) -> None:
     rid = view.run["id"]
     left, right = st.columns(2)
-    left.plotly_chart(view.figures["total"], key=f"live_total_{rid}", width="stretch")
-    right.plotly_chart(view.figures["weights"], key=f"live_weights_fig_{rid}", width="stretch")
+    with left:
+        live_chart(view.figures["total"], key=f"live_total_{rid}")
+    with right:
+        live_chart(view.figures["weights"], key=f"live_weights_fig_{rid}")
     for row in range(0, len(tasks), 2):
         cols = st.columns(2)
         for col, t in zip(cols, tasks[row:row + 2], strict=False):
-            col.plotly_chart(view.figures[f"task:{t}"], key=f"live_task_{rid}_{t}", width="stretch")
+            with col:
+                live_chart(view.figures[f"task:{t}"], key=f"live_task_{rid}_{t}")
 
 
 def _conflict(rid: str, tasks: list[str], every: int) -> None:
@@ -192,9 +206,11 @@ def _conflict(rid: str, tasks: list[str], every: int) -> None:
                "below 0 (red) the tasks pull the shared weights in opposing directions, near 1 (blue) they agree. "
                f"The matrix is the latest recorded step ({grad_step:,}).")
     left, right = st.columns([2, 3])
-    left.plotly_chart(figures["gradcos_matrix"], key=f"live_gradcos_matrix_{rid}", width="stretch")
-    right.plotly_chart(figures["gradcos"], key=f"live_gradcos_{rid}", width="stretch")
-    st.plotly_chart(figures["gradnorm"], key=f"live_gradnorm_{rid}", width="stretch")
+    with left:
+        live_chart(figures["gradcos_matrix"], key=f"live_gradcos_matrix_{rid}")
+    with right:
+        live_chart(figures["gradcos"], key=f"live_gradcos_{rid}")
+    live_chart(figures["gradnorm"], key=f"live_gradnorm_{rid}")
 
 
 def _final_table(run: dict) -> None:
@@ -208,19 +224,17 @@ def _final_table(run: dict) -> None:
     st.dataframe(rows, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.4f")})
 
 
-def status_panel(rid: str, polling: bool) -> None:
-    """The part that refreshes every second: status, progress and the run's controls."""
+def status_panel(rid: str, shown: str, polling: bool) -> None:
+    """The part that refreshes every second: the progress bar (step, ETA, images/s). The rest of
+    the status is drawn with the page: when it changes (``shown`` is the status the page was drawn
+    with) or the run has ended, one full rerun redraws it, its controls and messages, and sets
+    every fragment polling, or not."""
     run = store.get_run(rid)
     if run is None:
         st.warning(f"Run `{rid}` was deleted.")
         return
-    active = manager().is_active(rid)
-    _header(run, active)
-    _controls(run, active, list(run["config"].get("tasks", [])))
-    # the run ended (or was restarted) since this fragment was set up: one full rerun re-creates
-    # all three fragments with (or without) polling
-    restarted = st.session_state.pop("live_restarted", None) == rid
-    if (polling and run["status"] in TERMINAL and not active) or (not polling and restarted):
+    _progress(run)
+    if polling and (run["status"] != shown or (run["status"] in TERMINAL and not manager().is_active(rid))):
         st.rerun()
 
 
@@ -244,7 +258,12 @@ def conflict_panel(rid: str) -> None:
     _conflict(rid, list(meta), int(first["config"].get("gradstats_every", 50) or 0))
 
 
-polling = first["status"] not in TERMINAL or manager().is_active(run_id)
-st.fragment(status_panel, run_every=1.0 if polling else None)(run_id, polling)
+active = manager().is_active(run_id)
+polling = first["status"] not in TERMINAL or active
+_header(first)
+st.fragment(status_panel, run_every=1.0 if polling else None)(run_id, first["status"], polling)
+with st.container():  # one block whatever it holds, so the charts below keep their place (and zoom)
+    _messages(first)
+    _controls(first, active, list(first["config"].get("tasks", [])))
 st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(run_id, smoothing, log_y)
 st.fragment(conflict_panel, run_every=CONFLICT_SECONDS if polling else None)(run_id)

@@ -162,7 +162,7 @@ def _chart_points(page: Any) -> int:
     ``_fullData``, where base64-encoded numpy arrays have been decoded (``data`` keeps
     ``{dtype, bdata}``)."""
     return page.evaluate("""() => {
-        const plots = document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        const plots = document.querySelectorAll('.js-plotly-plot');
         return Array.from(plots).reduce((n, el) => n + (el._fullData || []).reduce(
             (m, t) => m + (t.x ? t.x.length : 0), 0), 0);
     }""")
@@ -223,6 +223,14 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
             page.wait_for_timeout(250)
         assert first is not None, "the live page drew no training curve"
         first_at = time.monotonic() - clicked
+        # a person zooms into the total-loss chart: the refreshes must redraw that same chart in
+        # place and keep the zoom (a chart rebuilt at every refresh would lose it)
+        charts_at_first = page.evaluate("""() => {
+            const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+            plots.forEach((el) => { el.__e2e_first = true; });
+            window.Plotly.relayout(plots[0], {'xaxis.range': [0, 1.5]});
+            return plots.length;
+        }""")
         _shot(page, "2_live_running")
         second = first
         deadline = time.monotonic() + 30
@@ -232,6 +240,12 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
         late = f"(first read {first_at:.0f} s after Start; a run that ended before it cannot grow: raise TIME_LIMIT_S)"
         assert second[0] > first[0], f"the progress step did not advance: {first[0]} -> {second[0]} {late}"
         assert second[1] > first[1], f"the charts gained no points: {first[1]} -> {second[1]} {late}"
+        kept, zoom = page.evaluate("""() => {
+            const plots = Array.from(document.querySelectorAll('.js-plotly-plot'));
+            return [plots.filter((el) => el.__e2e_first).length, plots[0].layout.xaxis.range];
+        }""")
+        assert kept == charts_at_first, f"{charts_at_first - kept} of {charts_at_first} charts were rebuilt, not redrawn"
+        assert zoom == [0, 1.5], f"the zoom into the total loss was lost at a refresh: x range {zoom}"
         _shot(page, "3_live_later")
         assert page.evaluate("() => window.__e2e_no_reload === true"), "the live page reloaded itself"
         expect(page.get_by_text("Final metrics")).to_be_visible(timeout=SLOW + TIME_LIMIT_S * 1000)
