@@ -157,10 +157,10 @@ def main() -> None:
                 time.sleep(0.5)
             visit("Live training")
             expect(page.get_by_text("running", exact=True).first).to_be_visible()
-            page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot')
+            page.wait_for_selector('.js-plotly-plot')
             page.wait_for_timeout(3000)  # a few polls of the running run
             visit("Compare runs", "Compare runs")
-            page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot')
+            page.wait_for_selector('.js-plotly-plot')
             visit("Predict", "Predict")
             page.get_by_label(re.compile("^Run")).click()
             page.get_by_role("option", name=re.compile("real tiny")).click()

@@ -97,12 +97,13 @@ def chromium() -> Iterator[Any]:
             browser.close()
 
 
-def chart_points(page: Any) -> int:
-    """Points in the page's plotly charts (decoded data: ``_fullData``, not base64 ``data``)."""
+def chart_last_step(page: Any) -> float:
+    """The latest step drawn in the page's plotly charts (from plotly.js's decoded ``_fullData``;
+    not a count of points, which stops growing once the series are thinned for plotting)."""
     return page.evaluate("""() => {
-        const plots = document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot');
-        return Array.from(plots).reduce((n, el) => n + (el._fullData || []).reduce(
-            (m, t) => m + (t.x ? t.x.length : 0), 0), 0);
+        const plots = document.querySelectorAll('.js-plotly-plot');
+        return Array.from(plots).reduce((n, el) => Math.max(n, (el._fullData || []).reduce(
+            (m, t) => Math.max(m, t.x && t.x.length ? Number(t.x[t.x.length - 1]) : 0), 0)), 0);
     }""")
 
 
@@ -145,9 +146,9 @@ def rate_between(walls: dict[int, float], t0: float, t1: float, batch_size: int)
 def open_live(page: Any, url: str, run_id: str, running: Callable[[], bool]) -> None:
     """Show the run's live page and wait until it has drawn and then redrawn its charts."""
     page.goto(f"{url}/live?run={run_id}")
-    page.wait_for_selector('[data-testid="stPlotlyChart"] .js-plotly-plot', timeout=120_000)
-    seen = chart_points(page)
-    while running() and chart_points(page) <= seen:  # the fragment follows the run
+    page.wait_for_selector('.js-plotly-plot', timeout=120_000)
+    seen = chart_last_step(page)
+    while running() and chart_last_step(page) <= seen:  # the charts follow the run
         page.wait_for_timeout(250)
 
 
@@ -262,6 +263,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--image-size", type=int, default=64)
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's SIGTERM still stops the dashboard
 
     with tempfile.TemporaryDirectory(prefix="mtl_overhead_") as tmp:
         runs_dir = Path(tmp) / "runs"
