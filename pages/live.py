@@ -6,8 +6,9 @@ Below the run picker three ``st.fragment``s poll the run store while the run is 
 progress bar about once a second, the curves every few seconds (only the rows new since the last
 look; each chart redraws in place, see ``ui/live_plot.py``), gradient conflict every ten; so
 progress shows without a full-page rerun. A change of status (paused, finished, ...) reruns the
-page once, which redraws the header and controls and stops the polling once the run has ended. A run started from the command line
-(``python -m mtl_core train``) into the same runs directory shows the same way.
+page once: it redraws the header and controls, and stops the polling once the run has ended. A
+run started from the command line (``python -m mtl_core train``) into the same runs directory
+shows the same way.
 """
 from __future__ import annotations
 
@@ -46,8 +47,9 @@ if first is None:
 meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [])).items()}
 
 
-# charts of a running run redraw every few seconds, the status line every second: redrawing
-# every chart each second cost the browser half a core, a third of a 2-core machine's training
+# charts of a running run redraw every few seconds, the progress bar every second: every chart
+# each second cost the browser half a core (when each redraw rebuilt the chart), a third of a
+# 2-core machine's training
 CHART_SECONDS = 3.0
 CONFLICT_SECONDS = 10.0  # about the cadence of gradient statistics (every 50 steps) in the demo
 
@@ -88,8 +90,7 @@ def _apply_weights(rid: str, tasks: list[str]) -> None:
 
 
 def _header(run: dict) -> None:
-    """Name, status, what the run is, and any message its status calls for: drawn with the page,
-    which reruns whenever the status changes."""
+    """Name, status and what the run is: drawn with the page, which reruns when the status changes."""
     status = run["status"]
     cfg = run["config"]
     method = cfg.get("weighting", {}).get("method", "?")
@@ -253,8 +254,8 @@ def chart_panel(rid: str, smoothing: float, log_y: bool) -> None:
 
 
 def conflict_panel(rid: str) -> None:
-    """Gradient conflict, on a slower clock: its statistics arrive every ``gradstats_every`` steps,
-    and redrawing its three charts with the others every 3 s cost the browser a tenth of a core."""
+    """Gradient conflict, on a slower clock: its statistics arrive only every ``gradstats_every``
+    steps, so redrawing its three charts with the others every 3 s would show nothing new."""
     _conflict(rid, list(meta), int(first["config"].get("gradstats_every", 50) or 0))
 
 
