@@ -345,8 +345,8 @@ class Trainer:
         every = self.config.gradstats_every
         if every and self.step % every == 0 and self.shared and len(losses) > 1:
             self._log(self.step + 1, "train", gradient_stats(task_gradients(losses, self.shared)))
-        if self.scaler.is_enabled():
-            losses = {t: self.scaler.scale(v) for t, v in losses.items()}
+        # fp16: the method weighs the true losses and scales only what it back-propagates
+        self.method.loss_scale = float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
         reduce = (lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None
         weights = self.method.combine(losses, self.shared, self.step, rep=rep, reduce=reduce)
         if self.dist.enabled:

@@ -89,6 +89,18 @@ class Weighting:
         apply it to the per-task gradients before combining them."""
         raise NotImplementedError
 
+    # fp16 training's loss scale (``torch.amp.GradScaler``): methods always see the true losses
+    # (several take their logs or ratios); only what is back-propagated is multiplied by it, so
+    # the gradients left on the parameters are ``loss_scale`` times the true ones, as the
+    # scaler's ``unscale_`` expects. 1 otherwise.
+    loss_scale: float = 1.0
+
+    def _scaled(self, x: Tensor) -> Tensor:
+        return x if self.loss_scale == 1.0 else x * self.loss_scale
+
+    def _unscaled(self, x: Tensor) -> Tensor:
+        return x if self.loss_scale == 1.0 else x / self.loss_scale
+
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"user_weights": dict(self.user_weights)}
         generator = getattr(self, "generator", None)  # methods that draw random numbers own one
@@ -119,12 +131,9 @@ class LossWeighting(Weighting):
 
     def combine(self, losses, shared_params, step, rep=None, reduce=None):
         total, weights = self.fuse(self._stack(losses), step, shared_params)
-        if rep is not None:
-            # heads were fed per-task detached copies: send their gradient on to the backbone
-            total.backward()
+        self._scaled(total).backward()
+        if rep is not None:  # heads were fed per-task detached copies: send their gradient on to the backbone
             rep.features.backward(sum(r.grad for r in rep.per_task.values() if r.grad is not None))
-        else:
-            total.backward()
         return self._report(weights)
 
 
@@ -161,21 +170,23 @@ class GradWeighting(Weighting):
     def combine(self, losses, shared_params, step, rep=None, reduce=None):
         stacked = self._stack(losses)
         if rep is None and not shared_params:  # nothing shared (single-task baseline): plain sum
-            stacked.sum().backward()
+            self._scaled(stacked.sum()).backward()
             return self._report(torch.ones_like(stacked))
+        # per-task gradients of the scaled losses (fp16 needs the scale to keep them from
+        # underflowing), divided back before combining: every method sees the true gradients
         if rep is not None:
             rows = []
             for t in self.tasks:
-                losses[t].backward()  # graphs are separate: each stops at its detached copy
+                self._scaled(losses[t]).backward()  # graphs are separate: each stops at its detached copy
                 g = rep.per_task[t].grad
                 rows.append((g if g is not None else torch.zeros_like(rep.features)).reshape(-1))
-            grads = torch.stack(rows)  # (T, B*C*h*w)
-            g, weights = self.combine_grads(grads.float(), stacked.detach().float(), step)
-            rep.features.backward(g.view_as(rep.features).to(rep.features.dtype))
+            grads = self._unscaled(torch.stack(rows).float())  # (T, B*C*h*w)
+            g, weights = self.combine_grads(grads, stacked.detach().float(), step)
+            rep.features.backward(self._scaled(g).view_as(rep.features).to(rep.features.dtype))
         else:
-            grads = per_task_grads([losses[t] for t in self.tasks], shared_params)  # (T, D)
+            grads = per_task_grads([self._scaled(losses[t]) for t in self.tasks], shared_params)  # (T, D)
             if reduce is not None:
                 grads = reduce(grads)  # the global batch's per-task gradients, the same on every rank
-            g, weights = self.combine_grads(grads.float(), stacked.detach().float(), step)
-            write_grad(shared_params, g)
+            g, weights = self.combine_grads(self._unscaled(grads.float()), stacked.detach().float(), step)
+            write_grad(shared_params, self._scaled(g))
         return self._report(weights)
