@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,13 +62,18 @@ class RunManager:
             self._schedule()
         return run_id
 
-    def start_baselines(self, run_id: str) -> dict[str, str]:
-        """Single-task baselines for a run's tasks (same backbone, data, budget, seed): ``{task: run id}``."""
+    def start_baselines(self, run_id: str, tasks: Sequence[str] | None = None) -> dict[str, str]:
+        """Single-task baselines for a run's tasks (same backbone, data, budget, seed), or for the
+        given ``tasks`` of it only (a retry of those that failed): ``{task: run id}``."""
         run = self.store.get_run(check_run_id(run_id))
         if run is None:
             raise ConfigError("run_id", f"no run {run_id!r}")
         config = ExperimentConfig.from_dict(run["config"])
-        return {c.tasks[0]: self.start(c, source="baseline") for c in config.single_task_baselines(run_id)}
+        unknown = sorted(set(tasks or ()) - set(config.tasks))
+        if unknown:
+            raise ConfigError("tasks", f"run {run_id} has no task {unknown[0]!r}; its tasks: {', '.join(config.tasks)}")
+        return {c.tasks[0]: self.start(c, source="baseline") for c in config.single_task_baselines(run_id)
+                if tasks is None or c.tasks[0] in tasks}
 
     def resume_run(self, run_id: str) -> str:
         """Continue an interrupted, stopped or failed run from its last checkpoint (same config)."""

@@ -11,7 +11,6 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from mtl_core.config import ExperimentConfig
 from mtl_core.ensemble import BOX_FUSIONS, CLASS_FUSIONS
 from mtl_core.errors import MTLError
 from mtl_core.predict_api import task_meta
@@ -76,11 +75,7 @@ def _is_multi_task(run: dict) -> bool:
 def _start_baselines(run: dict, missing: list[str]) -> None:
     """Start the single-task baselines of ``run`` for the ``missing`` tasks (all of them the first time)."""
     try:
-        if len(missing) == len(_tasks(run)):
-            started = list(manager().start_baselines(run["id"]).values())
-        else:  # retry only the tasks whose baseline failed or was stopped
-            configs = ExperimentConfig.from_dict(run["config"]).single_task_baselines(run["id"])
-            started = [manager().start(c, source="baseline") for c in configs if c.tasks[0] in missing]
+        started = list(manager().start_baselines(run["id"], tasks=missing).values())
         st.session_state["compare_baselines_note"] = (
             f"Started {len(started)} single-task baseline run{'s' if len(started) != 1 else ''} for {_label(run)}; "
             "follow them on **Live training**. Δm against them appears here once all have finished.")
