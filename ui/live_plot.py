@@ -4,7 +4,7 @@
 figure gains points the browser unmounts the chart and builds a new one from nothing: about
 95 ms of a core per chart on a 2-core machine, and the reader's zoom is lost at every refresh.
 :func:`live_chart` mounts a small ``st.components.v2`` component per key instead; it hands each
-new figure to ``Plotly.react`` on the same graph, which redraws in place (about a fifth of the
+new figure to ``Plotly.react`` on the same graph, which redraws in place (about a quarter of the
 cost) and keeps zoom and hidden traces (the figures set ``layout.uirevision``).
 
 The component uses the plotly.js that the installed plotly package ships (the version its
@@ -62,7 +62,11 @@ function draw(gd) {  // the latest figure, if any is waiting
   const fig = gd.__pending;
   if (!fig) return;
   gd.__pending = null;
-  plotly().then((P) => P.react(gd, fig.data, fig.layout, CONFIG), (err) => {
+  plotly().then((P) => {
+    if (gd.__failed) { gd.__failed = false; gd.textContent = ""; gd.style.color = ""; }
+    return P.react(gd, fig.data, fig.layout, CONFIG);
+  }, (err) => {
+    gd.__failed = true;
     gd.textContent = "This chart cannot be drawn: " + err.message + ". Start the dashboard from the " +
       "repository folder (streamlit run app.py), whose .streamlit/config.toml turns on static file serving.";
     gd.style.color = "#b2182b";
@@ -123,16 +127,20 @@ def ensure_plotly_js(static_dir: Path = STATIC_DIR) -> bool:
     process never serves half a file). ``False`` when it cannot be written there."""
     target = static_dir / plotly_file()
     source = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    part = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         if target.is_file() and target.stat().st_size == source.stat().st_size:
             return True
         static_dir.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(f".{target.name}.{os.getpid()}.part")
         part.write_bytes(source.read_bytes())
         os.replace(part, target)
         return True
     except OSError as e:
         LOG.warning("live charts fall back to st.plotly_chart: cannot place plotly.js in %s (%s)", static_dir, e)
+        try:
+            part.unlink(missing_ok=True)
+        except OSError:
+            pass
         return False
 
 
