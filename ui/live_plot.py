@@ -67,8 +67,9 @@ function draw(gd) {  // the latest figure, if any is waiting
     return P.react(gd, fig.data, fig.layout, CONFIG);
   }, (err) => {
     gd.__failed = true;
-    gd.textContent = "This chart cannot be drawn: " + err.message + ". Start the dashboard from the " +
-      "repository folder (streamlit run app.py), whose .streamlit/config.toml turns on static file serving.";
+    gd.textContent = "This chart cannot be drawn: " + err.message + " from the dashboard. Restart it from the " +
+      "repository folder (streamlit run app.py): it places that file in static/, and its .streamlit/config.toml " +
+      "turns on the static file serving that serves it.";
     gd.style.color = "#b2182b";
   });
 }
