@@ -9,7 +9,7 @@ returns the effective per-task weights it used so the UI can plot them.
 Two bases cover the two families:
 
 - :class:`LossWeighting`: implement ``fuse(losses, step, shared_params) -> (total, weights)``;
-  the base calls ``total.backward()``.
+  the base back-propagates ``total`` (times ``loss_scale`` under fp16, see below).
 - :class:`GradWeighting`: implement ``combine_grads(grads, losses, step) -> (grad, weights)`` on
   a ``(T, D)`` matrix of per-task gradients; the base computes the gradients (on the shared
   parameters, or on the shared representation when ``rep_grad``) and writes the result back.
