@@ -15,9 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtl_core.augment import Augmenter  # noqa: E402
-from mtl_core.builders import build_all  # noqa: E402
 from mtl_core.config import ExperimentConfig  # noqa: E402
+from mtl_core.data.augment import Augmenter  # noqa: E402
+from mtl_core.training.builders import build_all  # noqa: E402
 from mtl_core.weighting import build_weighting  # noqa: E402
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mtl_core.config import ExperimentConfig  # noqa: E402
-from mtl_core.engine import Trainer  # noqa: E402
-from mtl_core.store import RunStore  # noqa: E402
+from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.training.loop import Trainer  # noqa: E402
 
 
 def demo_config(seconds: float) -> ExperimentConfig:

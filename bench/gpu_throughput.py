@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtl_core.builders import build_all  # noqa: E402
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig  # noqa: E402
 from mtl_core.data.base import to_device  # noqa: E402
+from mtl_core.training.builders import build_all  # noqa: E402
 
 # dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets
 PEAKS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}

@@ -18,9 +18,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtl_core.builders import build_all  # noqa: E402
 from mtl_core.config import ExperimentConfig  # noqa: E402
 from mtl_core.data.base import collate  # noqa: E402
+from mtl_core.training.builders import build_all  # noqa: E402
 from mtl_core.weighting import WEIGHTINGS, build_weighting  # noqa: E402
 
 

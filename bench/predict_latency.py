@@ -19,10 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig  # noqa: E402
-from mtl_core.images import decode_image  # noqa: E402
-from mtl_core.inference import Predictor  # noqa: E402
-from mtl_core.predict_api import render  # noqa: E402
-from mtl_core.runs import RunManager  # noqa: E402
+from mtl_core.inference.images import decode_image  # noqa: E402
+from mtl_core.inference.predictor import Predictor  # noqa: E402
+from mtl_core.inference.render import render  # noqa: E402
+from mtl_core.runs.manager import RunManager  # noqa: E402
 
 TASKS = ("classification", "detection", "segmentation", "depth")
 

@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core import distributed
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
+from mtl_core.training import distributed
 
 ALL_TASKS_HELP = "comma-separated, e.g. classification,detection,segmentation,depth"
 
@@ -138,7 +138,7 @@ class ProgressBar:
 
 
 def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool) -> int:
-    from mtl_core.engine import Control, Trainer
+    from mtl_core.training.loop import Control, Trainer
 
     control = Control()
     previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
@@ -171,7 +171,7 @@ def _dispatch(a: argparse.Namespace) -> int:
     import torch
     import torch.distributed  # noqa: F401  (torchrun runs)
 
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     if a.command == "list":
         return _list(a)
@@ -182,7 +182,7 @@ def _dispatch(a: argparse.Namespace) -> int:
         cfg = check(config_from_args(a))
         info = distributed.env_info()
         if info.enabled:  # under torchrun: rank 0 records the run, every rank trains it
-            from mtl_core.builders import resolve_device
+            from mtl_core.training.builders import resolve_device
 
             info, _ = distributed.setup(resolve_device(cfg.device))
             ids = [store.create_run(cfg.to_dict(), cfg.name, "torchrun", cfg.optim.steps) if info.is_main else None]
@@ -214,7 +214,7 @@ def _dispatch(a: argparse.Namespace) -> int:
 
 
 def _run_or_error(store, run_id: str) -> dict:
-    from mtl_core.store import check_run_id
+    from mtl_core.runs.store import check_run_id
 
     run = store.get_run(check_run_id(run_id))
     if run is None:
@@ -232,7 +232,7 @@ def _checkpoint_path(store, run_id: str) -> str:
 def _resume(store, a) -> int:
     run = _run_or_error(store, a.run_id)
     if run["status"] in ("running", "queued", "paused") and run["info"].get("pid"):
-        from mtl_core.store import _pid_alive
+        from mtl_core.runs.store import _pid_alive
 
         if _pid_alive(run["info"]["pid"]):
             raise MTLError(f"run {a.run_id} is still being trained by process {run['info']['pid']}")
@@ -245,10 +245,10 @@ def _resume(store, a) -> int:
 def _evaluate(store, a) -> int:
     import torch
 
-    from mtl_core.builders import resolve_device
     from mtl_core.data import build_dataset
-    from mtl_core.evaluation import evaluate
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.predictor import Predictor
+    from mtl_core.training.builders import resolve_device
+    from mtl_core.training.evaluation import evaluate
 
     _run_or_error(store, a.run_id)
     pred = Predictor(_checkpoint_path(store, a.run_id))
@@ -262,9 +262,9 @@ def _evaluate(store, a) -> int:
 
 
 def _predict(store, a) -> int:
-    from mtl_core.checkpoint import atomic_write_bytes
-    from mtl_core.images import decode_image, encode_png
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.images import decode_image, encode_png
+    from mtl_core.inference.predictor import Predictor
+    from mtl_core.training.checkpoint import atomic_write_bytes
 
     _run_or_error(store, a.run_id)
     pred = Predictor(_checkpoint_path(store, a.run_id))
@@ -284,7 +284,7 @@ def _predict(store, a) -> int:
 
 
 def _export(store, a) -> int:
-    from mtl_core.export import export_run
+    from mtl_core.deploy.export import export_run
 
     _run_or_error(store, a.run_id)
     result = export_run(store, a.run_id, a.format, a.out, checkpoint=a.checkpoint, samples=a.samples)
@@ -295,7 +295,7 @@ def _export(store, a) -> int:
 
 
 def _compress(store, a) -> int:
-    from mtl_core.compress import compress_run
+    from mtl_core.deploy.compress import compress_run
 
     _run_or_error(store, a.run_id)
     report = compress_run(store, a.run_id, a.method, a.amount, eval_limit=a.eval_limit)
@@ -318,7 +318,7 @@ def _list(a) -> int:
     print("backbones:      " + ", ".join(BACKBONES.available()))
     print("weighting:      " + ", ".join(WEIGHTINGS.available()))
     print("datasets:       " + ", ".join(DATASETS.available()))
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     runs = RunStore(a.runs_dir).list_runs(limit=20)
     if runs:

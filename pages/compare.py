@@ -11,10 +11,10 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from mtl_core.ensemble import BOX_FUSIONS, CLASS_FUSIONS
 from mtl_core.errors import MTLError
-from mtl_core.predict_api import task_meta
-from mtl_core.store import TERMINAL
+from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS
+from mtl_core.inference.render import task_meta
+from mtl_core.runs.store import TERMINAL
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
 from ui.metrics import (
     ACTIVE,
@@ -139,7 +139,7 @@ def _ensemble_rows(root: str, members: tuple[tuple[str, float, float], ...], cla
                    limit: int) -> list[dict]:
     """Every member and the ensemble scored on the same validation images; cached per
     (members, their update times, weights, fusion, images)."""
-    from mtl_core.ensemble import Ensemble, evaluate_members_and_ensemble
+    from mtl_core.inference.ensemble import Ensemble, evaluate_members_and_ensemble
 
     ensemble = Ensemble.from_runs(manager().store, [m[0] for m in members], [m[1] for m in members],
                                   class_fusion=class_fusion, box_fusion=box_fusion)

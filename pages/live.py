@@ -15,9 +15,9 @@ from __future__ import annotations
 import streamlit as st
 
 from mtl_core.errors import MTLError
-from mtl_core.gradstats import cosine_matrix
-from mtl_core.predict_api import task_meta
-from mtl_core.store import TERMINAL
+from mtl_core.inference.render import task_meta
+from mtl_core.runs.store import TERMINAL
+from mtl_core.training.gradstats import cosine_matrix
 from ui.charts import TaskMeta, cached_conflict, live_figures
 from ui.live_plot import live_chart
 from ui.metrics import MetricCache, final_metrics, format_duration

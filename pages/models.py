@@ -3,7 +3,7 @@ export it to ONNX or TorchScript, checked against PyTorch, and download the file
 
 Compression is int8 quantization (static, calibrated on training images, or dynamic) or global
 magnitude pruning (Han et al., "Learning both Weights and Connections for Efficient Neural
-Networks", NeurIPS 2015); ``mtl_core.compress`` measures size, CPU latency and every task's primary
+Networks", NeurIPS 2015); ``mtl_core.deploy.compress`` measures size, CPU latency and every task's primary
 metric before and after, and keeps the report beside the run, so earlier results stay listed here.
 """
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from mtl_core.compress import CompressionReport, compress_run, compressed_reports
+from mtl_core.deploy.compress import CompressionReport, compress_run, compressed_reports
+from mtl_core.deploy.export import export_run
 from mtl_core.errors import MTLError
-from mtl_core.export import export_run
 from ui.metrics import format_bytes, report_table
 from ui.sidebar import run_picker
 from ui.state import manager

@@ -16,11 +16,11 @@ from typing import Any
 import streamlit as st
 
 from mtl_core.config import ExperimentConfig
-from mtl_core.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
 from mtl_core.errors import MTLError
-from mtl_core.images import decode_image
-from mtl_core.inference import Predictor
-from mtl_core.predict_api import attention_overlays, dataset_sample, dataset_size, has_attention, render
+from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
+from mtl_core.inference.images import decode_image
+from mtl_core.inference.predictor import Predictor
+from mtl_core.inference.render import attention_overlays, dataset_sample, dataset_size, has_attention, render
 from ui.sidebar import run_label, run_picker
 from ui.state import manager, select_run, selected_run
 

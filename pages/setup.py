@@ -15,8 +15,8 @@ import streamlit as st
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError, MTLError
+from mtl_core.inference.preview import TASK_DESCRIPTIONS, preview_samples
 from mtl_core.models import ARCHITECTURES, BACKBONES
-from mtl_core.preview import TASK_DESCRIPTIONS, preview_samples
 from mtl_core.tasks import TASKS
 from mtl_core.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
 from mtl_core.weighting import WEIGHTINGS

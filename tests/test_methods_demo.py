@@ -6,9 +6,9 @@ import math
 import pytest
 
 from mtl_core.config import ModelConfig, WeightingConfig
-from mtl_core.engine import Trainer
 from mtl_core.models import ARCHITECTURES
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
+from mtl_core.training.loop import Trainer
 from mtl_core.weighting import WEIGHTINGS
 
 

@@ -316,7 +316,7 @@ def conflict_figures(cache: MetricCache, tasks: Sequence[str], cosine_matrix: Ca
                      task_colors: Mapping[str, str] | None = None, uirevision: str = "") -> dict[str, go.Figure]:
     """The three gradient-conflict figures (``gradcos_matrix``, ``gradcos``, ``gradnorm``), or ``{}``
     for a single-task run or before the first statistics. ``cosine_matrix`` is
-    ``mtl_core.gradstats.cosine_matrix`` (passed in, so this module stays free of torch)."""
+    ``mtl_core.training.gradstats.cosine_matrix`` (passed in, so this module stays free of torch)."""
     if len(tasks) < 2:
         return {}
     step, stats = latest_gradstats(cache)

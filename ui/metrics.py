@@ -130,7 +130,7 @@ def format_bytes(n: float | None) -> str:
 
 def report_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """A compression report's rows (``measure, before, after, change, relative``, as
-    ``mtl_core.compress.CompressionReport.rows`` gives them) for reading: before and after in
+    ``mtl_core.deploy.compress.CompressionReport.rows`` gives them) for reading: before and after in
     each row's unit (sizes in kB/MB, latency in ms, metrics to four places, the zero-weight
     fraction in percent) and the change as a person compares it: relative for sizes and time,
     absolute for metrics, in points for the fraction."""

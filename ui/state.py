@@ -11,8 +11,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from mtl_core.runs import RunManager, get_manager
-from mtl_core.store import RUNS_DIR_ENV
+from mtl_core.runs.manager import RunManager, get_manager
+from mtl_core.runs.store import RUNS_DIR_ENV
 
 
 def _use_app_navigation() -> None:

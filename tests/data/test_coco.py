@@ -231,7 +231,7 @@ def test_bad_roots_name_what_was_expected(tmp_path):
 
 
 def test_a_short_run_trains_on_coco(tmp_path):
-    from mtl_core.runs import RunManager
+    from mtl_core.runs.manager import RunManager
     from mtl_core.tasks import TASKS
 
     make_coco(tmp_path / "data", n_images=12)

@@ -99,7 +99,7 @@ def test_bad_roots_say_what_is_expected(tmp_path):
 
 
 def test_a_short_run_trains_on_an_image_folder(tmp_path):
-    from mtl_core.runs import RunManager
+    from mtl_core.runs.manager import RunManager
 
     make_folder(tmp_path / "data")
     cfg = ExperimentConfig(name="folder", tasks=ImageFolderDataset.supplies, device="cpu", eval_every=3,

@@ -119,7 +119,7 @@ def test_wrong_layouts_say_what_is_expected(tmp_path):
 
 
 def test_a_short_run_trains_on_a_seg_folder(tmp_path):
-    from mtl_core.runs import RunManager
+    from mtl_core.runs.manager import RunManager
 
     make_seg_folder(tmp_path / "data")
     cfg = ExperimentConfig(name="seg", tasks=SegFolderDataset.supplies, device="cpu", eval_every=3,

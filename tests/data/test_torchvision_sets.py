@@ -288,7 +288,7 @@ def test_cifar10_reads_the_pickled_batches(tmp_path, md5_is_existence):
     ("celeba", make_celeba, CelebADataset), ("cifar10", make_cifar, Cifar10Dataset),
 ])
 def test_a_short_run_trains_on_each_fake(tmp_path, md5_is_existence, name, make, cls):
-    from mtl_core.runs import RunManager
+    from mtl_core.runs.manager import RunManager
     from mtl_core.tasks import TASKS
 
     make(tmp_path / "data")

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import ConfigError, ImageDecodeError
-from mtl_core.images import decode_image
+from mtl_core.inference.images import decode_image
 from mtl_core.validation import validate
 
 json_values = st.recursive(

@@ -16,7 +16,7 @@ UI_TASKS = ("classification", "detection", "segmentation", "depth")
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> dict:
     """A finished 5-step run on 32 px scenes with four tasks: ``{"dir", "run_id", "manager"}``."""
-    from mtl_core.runs import get_manager
+    from mtl_core.runs.manager import get_manager
 
     d = tmp_path_factory.mktemp("ui_runs")
     manager = get_manager(d)
@@ -53,7 +53,7 @@ def twin_runs(tiny_run, tmp_path, monkeypatch) -> dict:
     """Two finished runs in a fresh runs directory that share the tiny run's final checkpoint, so
     an ensemble of them must predict (and score) exactly what that one model does:
     ``{"store", "ids", "checkpoint"}``."""
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
     source = tiny_run["manager"].store

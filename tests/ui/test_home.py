@@ -6,7 +6,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from mtl_core.config import DEFAULT_TASKS, ExperimentConfig
-from mtl_core.runs import get_manager
+from mtl_core.runs.manager import get_manager
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 

@@ -60,7 +60,7 @@ def test_a_finished_run_shows_its_status_curves_and_final_metrics(ui_runs):
 
 def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     store = RunStore(tmp_path)
     cfg = tiny_config(name="from-cli").to_dict()
@@ -86,7 +86,7 @@ def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, 
 
 def test_a_failed_run_shows_the_reason_and_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     store = RunStore(tmp_path)
     run_id = store.create_run(tiny_config(name="broken").to_dict(), "broken", "dashboard", 10, status="running")
@@ -104,7 +104,7 @@ def test_a_failed_run_shows_the_reason_and_its_traceback(tmp_path, monkeypatch):
 def active_run(tmp_path, monkeypatch):
     """A long run trained by this process's RunManager (the one the page uses); stopped afterwards."""
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs import get_manager
+    from mtl_core.runs.manager import get_manager
 
     manager = get_manager(tmp_path)
     cfg = tiny_config(name="long", optim=dataclasses.replace(tiny_config().optim, steps=100_000), eval_every=10_000,
@@ -176,7 +176,7 @@ def grad_run(store, every: int = 50, with_stats: bool = True, tasks=GRAD_TASKS) 
 
 def test_gradient_conflict_shows_the_latest_cosine_matrix_and_the_cosines_over_time(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     run_id = grad_run(RunStore(tmp_path))
     at = page("live", run_id)
@@ -205,7 +205,7 @@ def test_gradient_conflict_shows_the_latest_cosine_matrix_and_the_cosines_over_t
 
 def test_gradient_conflict_says_when_there_are_no_statistics_yet(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     store = RunStore(tmp_path)
     none_yet = grad_run(store, every=200, with_stats=False)
@@ -223,8 +223,8 @@ def test_gradient_conflict_says_when_there_are_no_statistics_yet(tmp_path, monke
 
 def test_the_conflict_figures_follow_new_statistics_and_are_reused_between_them(tmp_path):
     """A refresh with only new losses keeps the conflict figures; a new statistic redraws them."""
-    from mtl_core.gradstats import cosine_matrix
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
+    from mtl_core.training.gradstats import cosine_matrix
     from ui.charts import live_figures
     from ui.metrics import MetricCache
 

@@ -95,7 +95,7 @@ def test_dataset_samples_show_ground_truth_beside_the_prediction(ui_runs):
 def test_small_images_are_enlarged_with_their_predictions_so_labels_stay_readable():
     import torch
 
-    from mtl_core.predict_api import enlarge
+    from mtl_core.inference.render import enlarge
 
     image = torch.zeros(3, 32, 40, dtype=torch.uint8)
     image[:, 0, 0] = 255
@@ -115,7 +115,7 @@ def mtan_run(tmp_path_factory) -> dict:
     """A finished 3-step MTAN run (classification and segmentation) in its own runs directory."""
     import dataclasses
 
-    from mtl_core.runs import get_manager
+    from mtl_core.runs.manager import get_manager
     from tests.conftest import tiny_config
 
     d = tmp_path_factory.mktemp("mtan_runs")

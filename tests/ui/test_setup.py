@@ -171,7 +171,7 @@ def test_a_bad_config_file_names_the_field_and_changes_nothing(setup_page):
 
 
 def test_a_tiny_run_started_from_setup_finishes(setup_page, runs_dir):
-    from mtl_core.runs import get_manager
+    from mtl_core.runs.manager import get_manager
 
     at = setup_page
     for key, value in {"data.train_size": 64, "data.val_size": 32, "data.test_size": 32, "optim.batch_size": 16,

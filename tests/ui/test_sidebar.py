@@ -4,7 +4,7 @@ from __future__ import annotations
 from streamlit.testing.v1 import AppTest
 
 from mtl_core.config import ExperimentConfig
-from mtl_core.runs import get_manager
+from mtl_core.runs.manager import get_manager
 
 SCRIPT = """
 import streamlit as st

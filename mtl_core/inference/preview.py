@@ -18,8 +18,8 @@ from torch import Tensor
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import build_dataset
 from mtl_core.data.base import DatasetInfo, Targets
-from mtl_core.images import to_numpy_image
-from mtl_core.inference import draw_all
+from mtl_core.inference.images import to_numpy_image
+from mtl_core.inference.predictor import draw_all
 from mtl_core.tasks import TASKS, Task, build_task
 
 DISPLAY_SIZE = 192  # px: the long side previews are enlarged to before drawing
@@ -91,7 +91,7 @@ def preview_samples(cfg: ExperimentConfig, n: int = 4, split: str = "train", aug
     with ``augmented=False`` the second picture repeats the first. Raises ConfigError for data or
     augmentation settings that cannot be honoured.
     """
-    from mtl_core.augment import Augmenter, generator_for
+    from mtl_core.data.augment import Augmenter, generator_for
 
     dataset = build_dataset(cfg.data, split, cfg.seed)
     tasks = drawable_tasks(dataset.info, cfg.tasks)

@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mtl_core.checkpoint import atomic_write_bytes
 from mtl_core.errors import MTLError
+from mtl_core.training.checkpoint import atomic_write_bytes
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_TOLERANCE = 1e-4  # float32 exports differ from eager PyTorch by ~1e-6 on these models
@@ -83,7 +83,7 @@ class FlatOutputs(nn.Module):
 
 class NestedOutputs(nn.Module):
     """The inverse wrapper: an exported module with flat outputs (e.g. a loaded TorchScript
-    file) behaving like the original model, so :func:`mtl_core.evaluation.evaluate` can score it."""
+    file) behaving like the original model, so :func:`mtl_core.training.evaluation.evaluate` can score it."""
 
     def __init__(self, flat_model: nn.Module) -> None:
         super().__init__()
@@ -268,7 +268,7 @@ def _add_onnx_metadata(path: str, props: dict[str, str]) -> None:
 def sample_images(config, count: int) -> Tensor:
     """The first ``count`` validation images of a run's dataset: ``(count, 3, S, S)``."""
     from mtl_core.data import build_dataset
-    from mtl_core.evaluation import iterate_batches
+    from mtl_core.training.evaluation import iterate_batches
 
     dataset = build_dataset(config.data, "val", config.seed)
     images, _ = next(iterate_batches(dataset, count, limit=count))
@@ -277,9 +277,9 @@ def sample_images(config, count: int) -> Tensor:
 
 def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, out: str | os.PathLike, samples: int = 4,
                       tolerance: float = DEFAULT_TOLERANCE, dynamo: bool | None = None) -> ExportResult:
-    """Export a checkpoint (a run's, or a pruned one from :mod:`mtl_core.compress`) to ``fmt``
+    """Export a checkpoint (a run's, or a pruned one from :mod:`mtl_core.deploy.compress`) to ``fmt``
     (``onnx`` or ``torchscript``) at ``out``, checked on ``samples`` validation images."""
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.predictor import Predictor
 
     if fmt not in FORMATS:
         raise MTLError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")

@@ -5,8 +5,8 @@ from typing import Any
 
 import torch
 
-from mtl_core.builders import autocast
 from mtl_core.data.base import cat_batches, collate, select, to_device
+from mtl_core.training.builders import autocast
 
 
 def iterate_batches(dataset, batch_size: int, limit: int | None = None):

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mtl_core.checkpoint import load_checkpoint
-from mtl_core.runs import RunManager
-from mtl_core.store import RunStore
+from mtl_core.runs.manager import RunManager
+from mtl_core.runs.store import RunStore
+from mtl_core.training.checkpoint import load_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--tasks", "classification,segmentation", "--steps", "100000", "--batch-size", "8", "--image-size", "32",
          "--train-size", "64", "--checkpoint-every", "5", "--eval-every", "50", "--device", "cpu", "--quiet"]
 

@@ -1,4 +1,4 @@
-"""mtl_core.preview: samples with their ground truth drawn, for the Setup and Data pages."""
+"""mtl_core.inference.preview: samples with their ground truth drawn, for the Setup and Data pages."""
 from __future__ import annotations
 
 import dataclasses
@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from mtl_core.config import AugmentConfig, DataConfig, ExperimentConfig
-from mtl_core.preview import dataset_summary, enlarge, preview_samples, sample_captions, sample_overlays
+from mtl_core.inference.preview import dataset_summary, enlarge, preview_samples, sample_captions, sample_overlays
 
 OFF = AugmentConfig(hflip=0.0)
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from mtl_core.images import to_numpy_image
+from mtl_core.inference.images import to_numpy_image
 
 DEPTH_MODES = ("beside", "blended")
 BESIDE_MAX_SIDE = 640  # pixels: the depth map shown beside an overlay sits in half the page's width
@@ -84,7 +84,7 @@ def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], 
 
     An image whose short side is below ``min_side`` (a 32 px dataset sample) is first enlarged,
     pixels kept square, with its predictions, so the labels drawn on it stay readable."""
-    from mtl_core.inference import draw_all
+    from mtl_core.inference.predictor import draw_all
 
     image, predictions = enlarge(image, predictions, min_side)
     tasks = predictor.tasks
@@ -255,7 +255,7 @@ def attention_overlays(predictor: Any, image: torch.Tensor, opacity: float = 0.6
     model without attention. With ``stretch`` each map is coloured from its own minimum to its
     maximum, so a nearly flat map (a barely trained run's sits near 0.5) still shows where it
     attends more; otherwise on the absolute 0..1 scale. Shown at most ``max_side`` pixels."""
-    from mtl_core.inference import _INFER_LOCK  # one inference at a time per process, as Predictor
+    from mtl_core.inference.predictor import _INFER_LOCK  # one inference at a time per process, as Predictor
 
     if not has_attention(predictor):
         return {}

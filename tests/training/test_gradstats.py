@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from mtl_core.gradstats import cosine_matrix, gradient_stats, task_gradients
+from mtl_core.training.gradstats import cosine_matrix, gradient_stats, task_gradients
 
 
 def test_opposite_tasks_have_cosine_minus_one_and_the_right_norms():

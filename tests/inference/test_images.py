@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from mtl_core.errors import ImageDecodeError
-from mtl_core.images import decode_image, encode_png
+from mtl_core.inference.images import decode_image, encode_png
 
 
 def _save(img: Image.Image, fmt: str, **kw) -> bytes:

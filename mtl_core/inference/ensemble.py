@@ -139,7 +139,7 @@ def _sorted(boxes: list[Tensor], scores: list[Tensor], labels: list[Tensor]) -> 
 class Ensemble:
     """Several trained runs whose outputs are fused per task (see the module docstring).
 
-    ``predict`` and ``overlay`` work like :class:`~mtl_core.inference.Predictor`'s; ``evaluate``
+    ``predict`` and ``overlay`` work like :class:`~mtl_core.inference.predictor.Predictor`'s; ``evaluate``
     scores the fused outputs with each task's own metrics (detection: COCO mAP of the fused boxes).
     """
 
@@ -183,7 +183,7 @@ class Ensemble:
     def from_checkpoints(cls, paths: Sequence[str | os.PathLike], weights: Sequence[float] | None = None,
                          names: Sequence[str] | None = None, device: str = "cpu", **options: Any) -> Ensemble:
         """One member per checkpoint; ``names`` default to each checkpoint's folder (the run id)."""
-        from mtl_core.inference import Predictor
+        from mtl_core.inference.predictor import Predictor
 
         predictors = [Predictor(p, device) for p in paths]
         names = names if names is not None else [Path(p).parent.name or Path(p).name for p in paths]
@@ -295,7 +295,7 @@ class Ensemble:
     # -- the Predictor interface ---------------------------------------------------------------
     def predict(self, image: Tensor) -> tuple[dict[str, dict[str, Any]], float]:
         """uint8 or float ``(3, H, W)`` -> ``({task: fused prediction in image coordinates}, seconds)``."""
-        from mtl_core.inference import _INFER_LOCK  # one inference at a time per process, as Predictor
+        from mtl_core.inference.predictor import _INFER_LOCK  # one inference at a time per process, as Predictor
 
         h, w = image.shape[-2:]
         x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W)
@@ -314,7 +314,7 @@ class Ensemble:
 
     def overlay(self, image: Tensor, predictions: dict[str, dict[str, Any]], show: dict[str, bool] | None = None,
                 opacity: float = 0.5, score_threshold: float = 0.3) -> Tensor:
-        from mtl_core.inference import draw_all
+        from mtl_core.inference.predictor import draw_all
 
         return draw_all(self.tasks, image, predictions, show, opacity, score_threshold)
 
@@ -324,7 +324,7 @@ class Ensemble:
         member's ``split``), each task scored by its own ``metrics``; detection by COCO mAP of the
         fused boxes (``map50``, ``map``). Fused at the dataset's label size."""
         from mtl_core.data import build_dataset
-        from mtl_core.evaluation import iterate_batches
+        from mtl_core.training.evaluation import iterate_batches
 
         if dataset is None:
             dataset = build_dataset(self.config.data, split, self.config.seed)

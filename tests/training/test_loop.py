@@ -6,7 +6,7 @@ import time
 import pytest
 
 from mtl_core.config import OptimConfig
-from mtl_core.runs import RunManager
+from mtl_core.runs.manager import RunManager
 from mtl_core.tasks import TASKS
 
 
@@ -33,7 +33,7 @@ def test_tiny_run_finishes_with_metrics_and_checkpoint(manager, tiny):
     assert {"classification/accuracy", "detection/map50", "segmentation/miou"} <= val
     assert "classification/accuracy" in _keys(store, rid, "test")
     assert store.latest_checkpoint(rid, "final") is not None
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.predictor import Predictor
 
     pred = Predictor(store.latest_checkpoint(rid)["path"])
     assert pred.step == 6
@@ -123,7 +123,7 @@ def test_exception_in_a_loss_fails_only_that_run(manager, tiny, monkeypatch):
 
 def test_reader_sees_metrics_while_training_writes(manager, tiny):
     rid = manager.start(tiny(optim=OptimConfig(batch_size=16, steps=100_000, warmup_steps=0), eval_every=10_000))
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
 
     reader = RunStore(manager.store.root)
     deadline = time.time() + 60

@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from mtl_core.augment import AugmentConfig
-from mtl_core.checkpoint import load_checkpoint
 from mtl_core.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, WeightingConfig
-from mtl_core.engine import Trainer
-from mtl_core.store import RunStore
+from mtl_core.data.augment import AugmentConfig
+from mtl_core.runs.store import RunStore
+from mtl_core.training.checkpoint import load_checkpoint
+from mtl_core.training.loop import Trainer
 
 METHODS = ("ew", "uw", "pcgrad", "mgda", "cagrad")
 
@@ -50,7 +50,7 @@ def _worker(rank: int, world: int, port: int, root: str) -> None:
 
 
 def _initial_params() -> dict[str, torch.Tensor]:
-    from mtl_core.builders import build_all
+    from mtl_core.training.builders import build_all
 
     return build_all(_config("ew"), ("val",))["model"].state_dict()
 
@@ -89,8 +89,8 @@ def test_two_gloo_processes_match_one_process(tmp_path):
 
 
 def test_batch_must_split_evenly():
-    from mtl_core.distributed import DistInfo, shard
     from mtl_core.errors import ConfigError
+    from mtl_core.training.distributed import DistInfo, shard
 
     assert shard(list(range(8)), DistInfo(1, 2, 1)) == [4, 5, 6, 7]
     with pytest.raises(ConfigError, match="divisible"):

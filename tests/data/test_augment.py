@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as nnf
 
-from mtl_core.augment import ERASE_VALUE, IGNORE_INDEX, Augmenter, describe, generator_for
 from mtl_core.config import AugmentConfig
+from mtl_core.data.augment import ERASE_VALUE, IGNORE_INDEX, Augmenter, describe, generator_for
 from mtl_core.data.base import collate
 from mtl_core.errors import ConfigError
 

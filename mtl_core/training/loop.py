@@ -16,15 +16,15 @@ from typing import Any
 
 import torch
 
-from mtl_core import distributed
-from mtl_core.builders import autocast, autocast_dtype, build_all, resolve_device
-from mtl_core.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, select, to_device
 from mtl_core.errors import ConfigError, MTLError, TrainingFailed
-from mtl_core.evaluation import evaluate
-from mtl_core.gradstats import gradient_stats, task_gradients
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
+from mtl_core.training import distributed
+from mtl_core.training.builders import autocast, autocast_dtype, build_all, resolve_device
+from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from mtl_core.training.evaluation import evaluate
+from mtl_core.training.gradstats import gradient_stats, task_gradients
 from mtl_core.weighting import build_weighting
 
 
@@ -195,7 +195,7 @@ class Trainer:
         self.optimizer = build_optimizer(params, cfg.optim)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
-        from mtl_core.augment import Augmenter
+        from mtl_core.data.augment import Augmenter
 
         self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
         self.shared = self.model.shared_parameters()

@@ -14,12 +14,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mtl_core.checkpoint import load_checkpoint
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import DatasetInfo, build_dataset
 from mtl_core.errors import CheckpointError
 from mtl_core.models import build_model
 from mtl_core.tasks import build_task
+from mtl_core.training.checkpoint import load_checkpoint
 
 # one inference at a time per process, on few threads, so a running training run keeps its cores
 _INFER_LOCK = threading.Lock()

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from mtl_core.compress import compress_checkpoint, compress_run, prunable_weights, prune_global_l1
 from mtl_core.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig
+from mtl_core.deploy.compress import compress_checkpoint, compress_run, prunable_weights, prune_global_l1
 from mtl_core.errors import ConfigError
 
 # int8 rounding may flip a few borderline pixels, boxes or images: primary metrics of the int8
@@ -29,7 +29,7 @@ def tiny_run_config(**overrides) -> ExperimentConfig:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from mtl_core.runs import RunManager
+    from mtl_core.runs.manager import RunManager
 
     manager = RunManager(tmp_path_factory.mktemp("compress") / "runs", max_concurrent=1)
     rid = manager.start(tiny_run_config())
@@ -41,9 +41,9 @@ def run(tmp_path_factory):
 
 
 def test_int8_model_is_smaller_and_scores_like_the_float_model(run):
-    from mtl_core.evaluation import evaluate
-    from mtl_core.export import load_torchscript
+    from mtl_core.deploy.export import load_torchscript
     from mtl_core.tasks import build_task
+    from mtl_core.training.evaluation import evaluate
 
     store, rid = run
     report = compress_run(store, rid, "int8", latency_runs=5)
@@ -77,7 +77,7 @@ def test_int8_model_is_smaller_and_scores_like_the_float_model(run):
 
 
 def test_pruning_half_zeroes_the_smallest_half_of_the_weights(run):
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.predictor import Predictor
 
     store, rid = run
     original = Predictor(store.latest_checkpoint(rid)["path"]).model
@@ -109,8 +109,8 @@ def test_prune_amount_outside_0_to_1_is_refused():
 def test_architecture_fx_cannot_trace_falls_back_to_dynamic_linear_quantization(tmp_path):
     """Cross-stitch turns a traced tensor into a Python list (unbind), which FX cannot trace: the
     result falls back and says so."""
-    from mtl_core.builders import build_all
-    from mtl_core.checkpoint import save_checkpoint
+    from mtl_core.training.builders import build_all
+    from mtl_core.training.checkpoint import save_checkpoint
 
     cfg = tiny_run_config(model=ModelConfig(architecture="cross_stitch"), tasks=("classification", "segmentation"),
                           data=DataConfig(image_size=32, train_size=32, val_size=16))

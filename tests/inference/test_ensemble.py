@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig
 from mtl_core.data.base import DatasetInfo
-from mtl_core.ensemble import Ensemble, evaluate_members_and_ensemble, nms_fusion, weighted_boxes_fusion
 from mtl_core.errors import ConfigError
+from mtl_core.inference.ensemble import Ensemble, evaluate_members_and_ensemble, nms_fusion, weighted_boxes_fusion
 from mtl_core.tasks.classification import Classification
 
 
@@ -28,7 +28,7 @@ def tiny_run_config(**overrides) -> ExperimentConfig:
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     """Two finished runs of one config with different seeds (initialisation and batch order)."""
-    from mtl_core.runs import RunManager
+    from mtl_core.runs.manager import RunManager
 
     manager = RunManager(tmp_path_factory.mktemp("ensemble") / "runs", max_concurrent=2)
     ids = [manager.start(tiny_run_config(seed=0)), manager.start(tiny_run_config(seed=1))]
@@ -42,7 +42,7 @@ def two_runs(tmp_path_factory):
 # -- with trained runs ------------------------------------------------------------------------
 def test_ensemble_is_at_least_as_good_as_the_worse_member(two_runs):
     from mtl_core.data import build_dataset
-    from mtl_core.evaluation import evaluate
+    from mtl_core.training.evaluation import evaluate
 
     store, ids = two_runs
     ensemble = Ensemble.from_runs(store, ids)
@@ -75,7 +75,7 @@ def test_ensemble_is_at_least_as_good_as_the_worse_member(two_runs):
 
 @pytest.mark.parametrize("box_fusion, class_fusion", [("wbf", "average"), ("nms", "vote")])
 def test_a_run_ensembled_with_itself_predicts_what_the_run_predicts(two_runs, box_fusion, class_fusion):
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.predictor import Predictor
 
     store, ids = two_runs
     run = Predictor(store.latest_checkpoint(ids[0])["path"])

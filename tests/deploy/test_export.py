@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from mtl_core.config import DataConfig, ExperimentConfig
-from mtl_core.errors import MTLError
-from mtl_core.export import (
+from mtl_core.deploy.export import (
     export_checkpoint,
     export_onnx,
     export_run,
@@ -18,6 +17,7 @@ from mtl_core.export import (
     load_torchscript,
     unflatten_outputs,
 )
+from mtl_core.errors import MTLError
 
 TASKS = ("classification", "segmentation", "detection", "depth")
 FLAT_NAMES = ["classification", "segmentation", "detection.heatmap", "detection.size", "detection.offset", "depth"]
@@ -26,9 +26,9 @@ FLAT_NAMES = ["classification", "segmentation", "detection.heatmap", "detection.
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run with a checkpoint of a freshly initialised model (export needs no training)."""
-    from mtl_core.builders import build_all
-    from mtl_core.checkpoint import save_checkpoint
-    from mtl_core.store import RunStore
+    from mtl_core.runs.store import RunStore
+    from mtl_core.training.builders import build_all
+    from mtl_core.training.checkpoint import save_checkpoint
 
     cfg = ExperimentConfig(tasks=TASKS, data=DataConfig(image_size=32, train_size=16, val_size=8), device="cpu")
     store = RunStore(tmp_path_factory.mktemp("export") / "runs")
@@ -40,7 +40,7 @@ def run(tmp_path_factory):
 
 
 def _model(store, rid) -> nn.Module:
-    from mtl_core.inference import Predictor
+    from mtl_core.inference.predictor import Predictor
 
     return Predictor(store.latest_checkpoint(rid)["path"]).model
 
@@ -120,7 +120,7 @@ def test_the_check_reports_an_export_that_does_not_match(tmp_path):
 def test_onnx_export_without_onnxruntime_is_written_but_not_checked(monkeypatch, tmp_path):
     if importlib.util.find_spec("onnx") is None:
         pytest.skip("ONNX export itself needs the onnx package (pip install onnx)")
-    import mtl_core.export as export
+    import mtl_core.deploy.export as export
 
     monkeypatch.setattr(export, "onnxruntime_available", lambda: False)
     model = nn.Sequential(nn.Conv2d(3, 2, 3))

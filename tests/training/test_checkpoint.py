@@ -3,9 +3,9 @@ import os
 import pytest
 import torch
 
-from mtl_core.checkpoint import atomic_write_bytes, check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.config import DataConfig, ExperimentConfig
 from mtl_core.errors import CheckpointError
+from mtl_core.training.checkpoint import atomic_write_bytes, check_compatible, load_checkpoint, save_checkpoint
 
 
 def test_round_trip(tmp_path):

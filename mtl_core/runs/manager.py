@@ -1,7 +1,7 @@
 """The RunManager: one per process, thread-safe, owns the training threads.
 
 Pages (and the CLI) call it to start, pause, resume, stop or retune a run; everything a page
-shows is read back from the :class:`~mtl_core.store.RunStore`. Runs beyond the concurrency
+shows is read back from the :class:`~mtl_core.runs.store.RunStore`. Runs beyond the concurrency
 limit wait in a visible queue (status ``queued``) and start as slots free up.
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
-from mtl_core.engine import Control, Trainer
+from mtl_core.training.loop import Control, Trainer
 from mtl_core.errors import ConfigError
-from mtl_core.store import TERMINAL, RunStore, check_run_id, default_runs_dir
+from mtl_core.runs.store import TERMINAL, RunStore, check_run_id, default_runs_dir
 from mtl_core.validation import check
 
 

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from mtl_core.builders import autocast_dtype, build_all, resolve_device
 from mtl_core.config import DataConfig, OptimConfig
-from mtl_core.engine import Trainer
 from mtl_core.models import ARCHITECTURES
-from mtl_core.store import RunStore
+from mtl_core.runs.store import RunStore
+from mtl_core.training.builders import autocast_dtype, build_all, resolve_device
+from mtl_core.training.loop import Trainer
 from mtl_core.weighting import WEIGHTINGS, build_weighting
 
 

@@ -9,7 +9,7 @@ from tests.conftest import tiny_config
 
 
 def test_baselines_for_some_tasks_start_only_those(tmp_path):
-    from mtl_core.runs import get_manager
+    from mtl_core.runs.manager import get_manager
 
     manager = get_manager(tmp_path)
     cfg = tiny_config(name="mtl", tasks=("classification", "depth", "segmentation")).to_dict()

@@ -15,7 +15,7 @@
 Either way, a :class:`CompressionReport` puts size on disk, CPU latency at batch 1 and every
 task's primary metric before and after side by side (``report.rows()`` is a list of dicts for
 ``pandas.DataFrame``). Files are written atomically to ``<run dir>/compressed/``: ``int8.ts``
-(TorchScript, self-contained) or ``pruned-50.pt`` (a checkpoint :class:`~mtl_core.inference.Predictor`
+(TorchScript, self-contained) or ``pruned-50.pt`` (a checkpoint :class:`~mtl_core.inference.predictor.Predictor`
 loads), each with a JSON report beside it.
 """
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from mtl_core.checkpoint import atomic_write_bytes, save_checkpoint
 from mtl_core.errors import ConfigError, MTLError
+from mtl_core.training.checkpoint import atomic_write_bytes, save_checkpoint
 
 METHODS = ("int8", "int8-dynamic", "prune")
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
@@ -143,7 +143,7 @@ def state_dict_bytes(model: nn.Module) -> bytes:
 def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: int = 3, threads: int = 1) -> float:
     """Median wall time of one forward pass at batch 1 on ``threads`` CPU threads, in milliseconds
     (median, not mean: a shared machine's hiccups do not move it)."""
-    from mtl_core.inference import _INFER_LOCK  # one timing at a time, like inference
+    from mtl_core.inference.predictor import _INFER_LOCK  # one timing at a time, like inference
 
     x = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))  # (1, 3, S, S)
     model.eval()
@@ -216,7 +216,7 @@ class CompressionReport:
 
 # -- a run's checkpoint --------------------------------------------------------------------
 def _metrics(model: nn.Module, tasks: dict, dataset, limit: int | None) -> dict[str, float]:
-    from mtl_core.evaluation import evaluate
+    from mtl_core.training.evaluation import evaluate
 
     with _quiet_quantization():
         result = evaluate(model, tasks, dataset, torch.device("cpu"), limit=limit)
@@ -237,9 +237,9 @@ def compress_checkpoint(checkpoint: str | os.PathLike, method: str = "int8", amo
     write the compressed model and its report to ``out_dir`` (default: ``compressed/`` beside the
     checkpoint)."""
     from mtl_core.data import build_dataset
-    from mtl_core.evaluation import iterate_batches
-    from mtl_core.export import export_torchscript
-    from mtl_core.inference import Predictor
+    from mtl_core.deploy.export import export_torchscript
+    from mtl_core.inference.predictor import Predictor
+    from mtl_core.training.evaluation import iterate_batches
 
     if method not in METHODS:
         raise ConfigError("method", f"unknown compression {method!r}; use one of: {', '.join(METHODS)}")

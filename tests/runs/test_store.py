@@ -5,7 +5,7 @@ import time
 import pytest
 
 from mtl_core.errors import ConfigError
-from mtl_core.store import RunStore, check_run_id
+from mtl_core.runs.store import RunStore, check_run_id
 
 
 def test_run_life_cycle_and_metrics(tmp_path):

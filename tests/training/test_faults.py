@@ -4,7 +4,7 @@ import torch
 
 from mtl_core.config import OptimConfig
 from mtl_core.data.scenes import ScenesDataset
-from mtl_core.runs import RunManager
+from mtl_core.runs.manager import RunManager
 from mtl_core.tasks import TASKS
 
 

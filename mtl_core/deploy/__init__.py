@@ -1,0 +1,2 @@
+"""Deployment: int8 quantization and pruning (``compress``), ONNX and TorchScript export with
+parity checks (``export``)."""
