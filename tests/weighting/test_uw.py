@@ -30,9 +30,34 @@ def test_noisier_task_learns_larger_variance_and_smaller_weight():
     assert math.isclose(var[1].item(), 4.0, rel_tol=0.3)
 
 
-def test_total_is_precision_weighted_loss_plus_log_variance():
+def test_total_and_its_gradients_are_kendall_eq7_by_hand():
+    # s = log sigma^2 = [0, log 4], i.e. sigma^2 = [1, 4], sigma = [1, 2]; losses [2, 8]
     method = UncertaintyWeighting(["a", "b"])
     method.log_var.data = torch.tensor([0.0, math.log(4.0)])
-    total, w = method.fuse(torch.tensor([2.0, 8.0]), 0, [])
-    assert torch.allclose(w, torch.tensor([1.0, 0.25]))
-    assert math.isclose(total.item(), 2.0 + 2.0 + math.log(4.0), rel_tol=1e-6)
+    losses = torch.tensor([2.0, 8.0], requires_grad=True)
+    total, w = method.fuse(losses, 0, [])
+    # Eq. 7: sum L / (2 sigma^2) + log sigma = (2/2 + 0) + (8/8 + log 2)
+    assert math.isclose(total.item(), 2.0 + math.log(2.0), rel_tol=1e-6)
+    # the reported weight is 1 / (2 sigma^2), and it is what multiplies each loss
+    assert torch.allclose(w, torch.tensor([0.5, 0.125]))
+    total.backward()
+    assert torch.allclose(losses.grad, torch.tensor([0.5, 0.125]))
+    # d/ds (0.5 e^-s L + 0.5 s) = 0.5 - 0.5 e^-s L = [0.5 - 1, 0.5 - 1]
+    assert torch.allclose(method.log_var.grad, torch.tensor([-0.5, -0.5]))
+
+
+def test_optimum_log_variance_is_the_log_of_the_loss():
+    losses = torch.tensor([0.3, 2.0, 50.0])  # (T,)
+    method = UncertaintyWeighting(["a", "b", "c"])
+    method.log_var.data = torch.log(losses)  # s* = log L, i.e. sigma^2 = L
+    total, _ = method.fuse(losses, 0, [])
+    total.backward()
+    assert method.log_var.grad.abs().max() < 1e-6  # stationary there
+    # and gradient descent on s from 0 goes there
+    method = UncertaintyWeighting(["a", "b", "c"])
+    opt = torch.optim.SGD(method.parameters(), lr=0.5)
+    for step in range(400):
+        opt.zero_grad()
+        method.fuse(losses, step, [])[0].backward()
+        opt.step()
+    torch.testing.assert_close(method.log_var.detach(), torch.log(losses), atol=1e-4, rtol=0)
