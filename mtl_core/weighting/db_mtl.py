@@ -4,9 +4,13 @@ arXiv 2308.12029, 2023.
 Two balances. Loss scale: every task is trained on ``log L_t`` rather than ``L_t``, so
 multiplying a loss by a constant changes nothing. Gradient magnitude: an exponential moving
 average ``m_t`` of each task's gradient (of ``log L_t``, on the shared parameters) is kept,
-with decay ``beta / n^beta_sigma`` at the n-th step (``beta`` 0.9, ``beta_sigma`` 0.5, as in
-LibMTL); the update is ``sum_t alpha_t m_t`` with ``alpha_t = max_i ||m_i|| / ||m_t||``, so every
-task contributes a gradient of the same norm, the largest one.
+``m_t <- g_t + beta_n (m_t - g_t)`` with ``beta_n = beta / n^beta_sigma`` at the n-th step; the
+update is ``sum_t alpha_t m_t`` with ``alpha_t = max_i ||m_i|| / ||m_t||``, so every task
+contributes a gradient of the same norm, the largest one. Defaults ``beta`` 0.9 and
+``beta_sigma`` 0 (a constant decay of 0.9) are those of the implementation in LibMTL, the library
+of the paper's first author: ``--DB_beta`` 0.9 and ``--DB_beta_sigma`` 0 in ``LibMTL/config.py``, read
+by ``LibMTL/weighting/DB_MTL.py`` (github.com/median-research-group/LibMTL, unchanged since
+DB-MTL was added there in February 2024). ``beta_sigma`` 0.5 is MoCo's default, not DB-MTL's.
 
 The second balance needs per-task gradients, so this is a gradient method (kind "gradient")
 although it starts from the losses. :meth:`combine` hands the base ``log(L_t + eps)`` instead of
@@ -30,7 +34,7 @@ class DBMTL(GradWeighting):
     citation = ("Lin, Jiang, Ye, Zhang, Chen, Chen, Liu, Kwok (2023). Dual-Balancing for Multi-Task Learning. "
                 "arXiv:2308.12029.")
     supports_rep = False
-    defaults = {"beta": 0.9, "beta_sigma": 0.5}
+    defaults = {"beta": 0.9, "beta_sigma": 0.0}
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)

@@ -35,3 +35,15 @@ def test_multiplying_a_loss_by_a_constant_changes_no_gradient():
 def test_refuses_the_shared_representation():
     with pytest.raises(ValueError, match="rep_grad"):
         DBMTL(["a", "b"], rep_grad=True)
+
+
+def test_default_decay_is_libmtls_constant_beta():
+    # LibMTL/config.py: --DB_beta 0.9, --DB_beta_sigma 0, so m <- g + 0.9 (m - g) at every step, from m = 0
+    method = DBMTL(["a", "b"])
+    g1, g2, g3 = torch.randn(3, 2, 6, generator=torch.Generator().manual_seed(0))  # (T, D) each
+    for step, g in enumerate((g1, g2, g3)):
+        method.combine_grads(g, torch.ones(2), step)
+    m = torch.zeros(2, 6)
+    for g in (g1, g2, g3):
+        m = 0.1 * g + 0.9 * m
+    torch.testing.assert_close(method.buffer, m)
