@@ -11,7 +11,10 @@ github.com/Cranial-XIX/CAGrad); then ``d = g0 + sqrt(phi) / ||g_w|| g_w``. ``res
 official code: 0 none, 1 divide by ``1 + c^2`` (default), 2 divide by ``1 + c``. With ``c = 0``
 the update is exactly the mean gradient. The dual is solved on the Gram matrix scaled to unit
 mean diagonal, which leaves its minimiser unchanged but keeps SLSQP's tolerances meaningful
-when gradients are tiny.
+when gradients are tiny. A task whose gradient is zero stays in ``g0`` (the mean over all ``T``)
+and in the ``min``; the dual then often puts all its weight on it (``g_w = 0``), which made
+``lam`` and that task's reported weight huge (1e11) although it multiplies a zero vector; it is
+reported as 0 (``combine_rows``), the update is unchanged.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import combine_rows, gram, zero_dead_rows
 
 
 def cagrad_dual(m: np.ndarray, c: float) -> np.ndarray:
@@ -63,7 +66,8 @@ class CAGrad(GradWeighting):
         t = grads.shape[0]
         c = float(self.params["c"])
         if c == 0.0:  # the ball is the single point g0
-            return grads.mean(0), torch.full((t,), 1.0 / t, dtype=grads.dtype, device=grads.device)
+            w = torch.full((t,), 1.0 / t, dtype=grads.dtype, device=grads.device)  # (T,)
+            return grads.mean(0), zero_dead_rows(w, grads)
         m = gram(grads)  # (T, T)
         scale = float(m.diagonal().mean())
         if scale <= 0.0:  # every gradient is zero

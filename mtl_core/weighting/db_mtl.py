@@ -17,7 +17,11 @@ although it starts from the losses. :meth:`combine` hands the base ``log(L_t + e
 ``L_t``: task heads get the gradients of the log-losses too, and :meth:`combine_grads` receives
 gradients of the log-losses (``grad L_t / L_t``). Like LibMTL, it works on the shared
 parameters only (the moving average needs a gradient of fixed size). The weights reported are
-the ``alpha_t``, the weights on the averaged log-loss gradients.
+the ``alpha_t``, the weights on the averaged log-loss gradients. A task whose average ``m_t`` is
+exactly zero (no gradient yet: so far every batch lacked its labels) contributes nothing,
+whatever its ``alpha_t``; it is reported with weight 0, not ``max ||m|| / 1e-8``. A task that
+had gradients before keeps a decaying, non-zero ``m_t``, which still enters the update: its
+``alpha_t`` is meaningful and reported as it is.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
+from mtl_core.weighting.grad_utils import zero_dead_rows
 
 EPS = 1e-8  # as in LibMTL: keeps log finite at a zero loss
 
@@ -54,7 +59,8 @@ class DBMTL(GradWeighting):
         self.buffer = grads + decay * (self.buffer - grads)  # (T, D)
         norms = torch.linalg.vector_norm(self.buffer, dim=1)  # (T,)
         alpha = norms.max() / (norms + 1e-8)  # (T,)
-        return alpha @ self.buffer, alpha  # (D,), (T,)
+        # a zero average adds nothing: reported weight 0, not max ||m|| / 1e-8
+        return alpha @ self.buffer, zero_dead_rows(alpha, self.buffer)  # (D,), (T,)
 
     def state_dict(self):
         state = {**super().state_dict(), "n": self.n}

@@ -8,7 +8,10 @@ github.com/OptMN-Lab/fairgrad) is proportional fairness, the same equation as Na
 ``alpha`` moves towards max-min fairness. Solved as the official code with scipy's
 ``least_squares`` on ``w >= 0`` from ``w = 1/T``, but on the Gram divided by its Frobenius norm
 ``n`` (then ``w`` is mapped back by ``n^(-alpha/(1+alpha))``, which solves the unscaled equation
-exactly), so the start is on the right scale whatever the gradients' size.
+exactly), so the start is on the right scale whatever the gradients' size. A task with a zero
+gradient has utility 0 whatever ``d`` is, so its equation ``0 = w_t^(-1/alpha)`` sends ``w_t`` to
+infinity while leaving the others' equations alone: it is left out of the allocation and reported
+with weight 0, which is that limit (the solver used to stop at a weight in the thousands).
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import combine_rows, gram, solve_on_live
 
 
 def fairgrad_weights(m: Tensor, alpha: float) -> Tensor:
@@ -51,4 +54,5 @@ class FairGrad(GradWeighting):
                               f"alpha={self.params['alpha']} must be positive (1 is proportional fairness)")
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        return combine_rows(fairgrad_weights(gram(grads), float(self.params["alpha"])), grads)
+        alpha = float(self.params["alpha"])
+        return combine_rows(solve_on_live(gram(grads), lambda m: fairgrad_weights(m, alpha)), grads)

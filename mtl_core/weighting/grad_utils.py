@@ -12,10 +12,22 @@ combined gradient is ``sum_t w_t g_t``, ``g_t`` being the task gradients it rece
   coefficients of :func:`lstsq_weights`;
 - MoCo combines its *tracked* gradients ``y_t``, not this step's ``g_t``: it reports its ``lambda``.
 
+**A task whose gradient is exactly zero** (a batch without its labels: its loss is ``0 * output``)
+contributed nothing to the update, whatever coefficient a method gave it; it is reported with
+weight 0 (:func:`zero_dead_rows`, applied by :func:`combine_rows`), so the plotted weights and the
+logged total ``sum_t w_t L_t`` stay meaningful. That alone never changes an update. Methods whose
+equations have no finite solution for such a task (Nash-MTL's and FairGrad's ``w_t -> inf``,
+IMTL-G's undefined unit vector ``g_t / ||g_t||``) solve on the other tasks
+(:func:`solve_on_live`), which is the limit of their definitions and gives exactly the update
+without that task; the others keep their definitions (MGDA's min-norm point is then zero,
+CAGrad's and UPGrad's averages still count ``T`` tasks).
+
 Solvers run on the Gram matrix ``G G^T`` in float64 on the CPU (``T`` is a handful), so a method
 never holds a second ``(T, D)`` copy and never assumes a device.
 """
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -26,10 +38,34 @@ def gram(grads: Tensor) -> Tensor:
     return (grads @ grads.T).double().cpu()  # (T, T)
 
 
+def zero_dead_rows(weights: Tensor, grads: Tensor) -> Tensor:
+    """``weights (T,)`` with 0 where the row of ``grads (T, D)`` is exactly zero (that task adds
+    nothing to ``sum_t w_t g_t`` whatever its weight, so 0 is the weight it had)."""
+    return torch.where(grads.any(dim=1), weights, torch.zeros_like(weights))  # (T,)
+
+
 def combine_rows(weights: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:
-    """``sum_t w_t g_t`` on the gradients' device and dtype -> ``(combined (D,), weights (T,))``."""
-    w = weights.to(device=grads.device, dtype=grads.dtype)  # (T,)
+    """``sum_t w_t g_t`` on the gradients' device and dtype -> ``(combined (D,), weights (T,))``;
+    a zero row's weight is reported as 0 (the sum is unchanged)."""
+    w = zero_dead_rows(weights.to(device=grads.device, dtype=grads.dtype), grads)  # (T,)
     return w @ grads, w  # (D,), (T,)
+
+
+def live_tasks(m: Tensor) -> Tensor:
+    """Indices ``(L,)`` of the tasks whose gradient is not zero, from the Gram ``m (T, T)``."""
+    return torch.nonzero(m.diagonal() > 0).flatten()
+
+
+def solve_on_live(m: Tensor, solve: Callable[[Tensor], Tensor]) -> Tensor:
+    """``solve`` run on the Gram of the tasks with a non-zero gradient; weight 0 for the others.
+    ``(T,)`` float64. With no zero gradient it is ``solve(m)`` itself."""
+    live = live_tasks(m)
+    if live.numel() == m.shape[0]:
+        return solve(m)
+    w = torch.zeros(m.shape[0], dtype=torch.float64)  # (T,)
+    if live.numel():
+        w[live] = solve(m[live][:, live]).to(w)
+    return w
 
 
 def lstsq_weights(grads: Tensor, combined: Tensor, rtol: float = 1e-6) -> Tensor:
@@ -38,7 +74,8 @@ def lstsq_weights(grads: Tensor, combined: Tensor, rtol: float = 1e-6) -> Tensor
     g = gram(grads)  # (T, T)
     b = (grads @ combined).double().cpu()  # (T,)
     # rtol well above float64 eps: the Gram was accumulated in the gradients' float32
-    return torch.linalg.pinv(g, rtol=rtol, hermitian=True) @ b  # (T,)
+    w = torch.linalg.pinv(g, rtol=rtol, hermitian=True) @ b  # (T,)
+    return zero_dead_rows(w, grads.cpu())
 
 
 def project_simplex(v: Tensor) -> Tensor:

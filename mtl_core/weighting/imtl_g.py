@@ -8,7 +8,9 @@ With ``u_t = g_t / ||g_t||``, ``D`` the rows ``g_1 - g_t`` and ``U`` the rows ``
 and the update ``sum_t alpha_t g_t``: its projections ``g . u_t`` are all equal, so no task is
 favoured, and the weights sum to 1. Only the gradient half of IMTL (IMTL-G); the loss-scale half
 (IMTL-L) is a loss weighting of its own. Everything is computed from the Gram matrix; a singular
-system (linearly dependent gradients) uses the pseudo-inverse.
+system (linearly dependent gradients) uses the pseudo-inverse. A task whose gradient is zero has
+no direction ``u_t`` to be impartial to (the equal-projection condition would force the update to
+zero): it is left out, with weight 0, and the others are balanced among themselves.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import combine_rows, gram, solve_on_live
 
 
 def imtl_g_weights(m: Tensor) -> Tensor:
@@ -44,4 +46,4 @@ class IMTLG(GradWeighting):
     citation = "Liu et al., 'Towards Impartial Multi-task Learning', ICLR 2021 (IMTL-G)."
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        return combine_rows(imtl_g_weights(gram(grads)), grads)
+        return combine_rows(solve_on_live(gram(grads), imtl_g_weights), grads)

@@ -7,7 +7,10 @@ common descent direction for every task (zero at a Pareto-stationary point). "UB
 is the paper's cheap variant on the shared representation: use ``rep_grad``. ``normalize`` picks
 the official code's gradient normaliser ``n_t`` (``g_t / n_t`` enter the solver):
 0 none (LibMTL's default), 1 the L2 norm, 2 the loss, 3 loss times L2 norm ("loss+").
-The reported weights are on the raw gradients, ``w_t / n_t``.
+The reported weights are on the raw gradients, ``w_t / n_t``. A task whose gradient is zero (a
+batch without its labels) puts the zero vector in the hull, so the min-norm point is 0 and there
+is no update, as the definition says; every weight is then reported as 0 (the simplex weight 1
+sits on a zero vector, and with the loss normalisers it was ``1 / 1e-12``).
 """
 from __future__ import annotations
 

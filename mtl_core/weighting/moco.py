@@ -15,8 +15,11 @@ gradient, normalised as in the authors' code shared through LibMTL (``normalize`
 gamma 0.1, gamma_sigma 0.5, rho 0). The ``lambda`` step is the paper's projected step; LibMTL
 uses a softmax there instead. The paper's projection of ``y_t`` onto a bounded set is left out
 (no bound is known here). The update combines the tracked ``y_t``, not this step's gradients,
-so the reported weights are ``lambda`` (on the simplex). If the gradient size changes (a smaller
-last batch with ``rep_grad``), the tracking restarts from 0.
+so the reported weights are ``lambda`` (on the simplex), except that a tracked ``y_t`` that is
+exactly zero (no gradient yet: so far every batch lacked the task's labels) is reported with
+weight 0, as it added nothing. A task that had gradients before keeps a decaying, non-zero ``y_t``
+that still enters the update, so its ``lambda_t`` is meaningful and reported as it is. If the
+gradient size changes (a smaller last batch with ``rep_grad``), the tracking restarts from 0.
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import project_simplex
+from mtl_core.weighting.grad_utils import project_simplex, zero_dead_rows
 
 
 @register_weighting("moco")
@@ -62,7 +65,7 @@ class MoCo(GradWeighting):
         reg = yy + p["rho"] * torch.eye(yy.shape[0], dtype=torch.float64)
         self.lam = project_simplex(self.lam - gamma_k * reg @ self.lam)  # (T,)
         lam = self.lam.to(device=grads.device, dtype=grads.dtype)
-        return lam @ self.y, lam  # (D,), (T,)
+        return lam @ self.y, zero_dead_rows(lam, self.y)  # (D,), (T,)
 
     def state_dict(self) -> dict[str, Any]:
         y = None if self.y is None else self.y.detach().cpu().clone()

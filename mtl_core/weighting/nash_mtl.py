@@ -15,7 +15,11 @@ official ones: recompute every step (``update_weights_every`` 1, reusing the las
 between), and clip the update to norm ``max_norm`` 1.0 (0 turns clipping off; with ``rep_grad``
 the clip applies to the representation's gradient). Linearly
 dependent gradients make the bargaining problem unbounded; a tiny ridge (1e-6 of the
-normalised Gram) keeps ``alpha`` finite there.
+normalised Gram) keeps ``alpha`` finite there. A task whose gradient is zero gets utility 0 from
+any update, so its equation ``0 = 1 / alpha_t`` has no finite solution (the ridge held it at
+``1e3 / sqrt(n)``, reported as a weight) while the others' equations do not involve it: it is
+left out of the bargain, with ``alpha_t`` 0, which is that limit and leaves the others' ``alpha``
+as they were (and a reused ``alpha`` never gives it a huge weight when its gradient returns).
 """
 from __future__ import annotations
 
@@ -28,7 +32,7 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import combine_rows, gram, live_tasks
 
 
 def solve_bargaining(m: np.ndarray, start: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
@@ -76,10 +80,14 @@ class NashMTL(GradWeighting):
         n = float(torch.linalg.matrix_norm(m))
         if n <= 0.0:  # every gradient is zero: no bargaining to do, nothing to weigh
             return torch.zeros(m.shape[0], dtype=torch.float64)
-        mn = (m / n).numpy() + 1e-6 * np.eye(m.shape[0])
-        a = solve_bargaining(mn, self._start)
-        self._start = a
-        return torch.from_numpy(a / np.sqrt(n))
+        live = live_tasks(m).numpy()  # tasks with a non-zero gradient: the others are not in the bargain
+        mn = (m[live][:, live] / n).numpy() + 1e-6 * np.eye(live.size)
+        a = solve_bargaining(mn, self._start[live])
+        self._start = self._start.copy()
+        self._start[live] = a
+        alpha = np.zeros(m.shape[0])
+        alpha[live] = a / np.sqrt(n)
+        return torch.from_numpy(alpha)
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         if self.alpha is None or step % int(self.params["update_weights_every"]) == 0:
