@@ -13,7 +13,7 @@ def draws(seed: float, n: int = 20):
 def test_weights_positive_sum_to_one_and_vary():
     w = draws(0.0)
     assert (w > 0).all()
-    assert w.sum(1) == pytest.approx(torch.ones(20))
+    assert w.sum(1).tolist() == pytest.approx([1.0] * 20)  # floats, not a tensor, for pytest.approx
     assert w.std(0).min() > 0.05  # they change from step to step
     assert w.argmax(1).unique().numel() == 3  # every task is sometimes the heaviest
 
