@@ -63,7 +63,7 @@ def main() -> None:
             t1 = time.perf_counter()
             preds, _ = predictor.predict(image)
             t2 = time.perf_counter()
-            out = render(predictor, image, preds, opacity=0.5, score_threshold=0.3, depth_mode="beside")
+            out = render(predictor, image, preds, opacity=0.5, score_threshold=0.3, beside=True)
             png = out.png()
             t3 = time.perf_counter()
             assert out.overlay.shape == (768, 1024, 3) and png[:4] == b"\x89PNG"

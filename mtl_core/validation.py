@@ -24,8 +24,10 @@ def _choice(errors: list[ConfigError], field: str, value: str, allowed) -> None:
 
 
 def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
-    """The tasks the configured dataset can supply (None when the dataset itself is unknown)."""
+    """The registered tasks the configured dataset can teach: those whose label it supplies
+    (None when the dataset itself is unknown)."""
     from mtl_core.data import DATASETS
+    from mtl_core.tasks import supported_tasks
 
     if cfg.data.dataset not in DATASETS:
         return None
@@ -33,7 +35,7 @@ def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
     supplied = getattr(cls, "supplies", None)
     if supplied is None:
         supplied = cls(cfg.data, "val", cfg.seed).info.tasks
-    return tuple(supplied)
+    return tuple(supported_tasks(supplied))
 
 
 def validate(cfg: ExperimentConfig) -> list[ConfigError]:

@@ -13,8 +13,8 @@ import streamlit as st
 
 from mtl_core.errors import MTLError
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS
-from mtl_core.inference.render import task_meta
-from mtl_core.runs.store import TERMINAL
+from mtl_core.runs.status import TERMINAL, RunStatus
+from mtl_core.tasks import task_meta
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
 from ui.metrics import (
     ACTIVE,
@@ -85,7 +85,7 @@ def _start_baselines(run: dict, missing: list[str]) -> None:
 
 def _baselines_block(compared: list[dict]) -> None:
     """The button that trains a multi-task run's single-task baselines, and their state."""
-    multi = [r for r in compared if r["status"] == "finished" and _is_multi_task(r)]
+    multi = [r for r in compared if r["status"] == RunStatus.FINISHED and _is_multi_task(r)]
     st.markdown("**Single-task baselines**")
     if not multi:
         st.caption("Pick a finished multi-task run in the table to train its single-task baselines: one run per task "
@@ -101,7 +101,7 @@ def _baselines_block(compared: list[dict]) -> None:
         c1.markdown(f"For **{_label(target)}**")
     have = single_task_baselines(runs, target["id"])
     tasks = _tasks(target)
-    done = [t for t in tasks if t in have and have[t]["status"] == "finished"]
+    done = [t for t in tasks if t in have and have[t]["status"] == RunStatus.FINISHED]
     training = [t for t in tasks if t in have and have[t]["status"] in ACTIVE]
     missing = [t for t in tasks if t not in done and t not in training]
     if not missing and training:
@@ -129,7 +129,7 @@ def _single_task_reference(run: dict) -> dict[str, float]:
     out = {}
     for t, b in single_task_baselines(runs, run["id"]).items():
         values, b_split = finals[b["id"]]
-        if b["status"] == "finished" and t in primary and b_split == split and f"{t}/{primary[t]}" in values:
+        if b["status"] == RunStatus.FINISHED and t in primary and b_split == split and f"{t}/{primary[t]}" in values:
             out[t] = values[f"{t}/{primary[t]}"]
     return out
 
@@ -148,7 +148,7 @@ def _ensemble_rows(root: str, members: tuple[tuple[str, float, float], ...], cla
 
 def _ensemble_block(compared: list[dict]) -> None:
     """Fuse the compared runs' outputs and score the ensemble beside its members."""
-    usable = [r for r in compared if r["status"] == "finished" and store.latest_checkpoint(r["id"]) is not None]
+    usable = [r for r in compared if r["status"] == RunStatus.FINISHED and store.latest_checkpoint(r["id"]) is not None]
     groups: dict[tuple[str, ...], list[dict]] = {}
     for r in usable:
         groups.setdefault(tuple(sorted(_tasks(r))), []).append(r)
@@ -169,7 +169,7 @@ def _ensemble_block(compared: list[dict]) -> None:
     c1, c2, c3 = st.columns(3)
     class_fusion = c1.radio("Classes", CLASS_FUSIONS, format_func=CLASS_FUSION_LABELS.get, key="compare_ens_class")
     box_fusion = (c2.radio("Boxes", BOX_FUSIONS, format_func=BOX_FUSION_LABELS.get, key="compare_ens_boxes")
-                  if "detection" in tasks else BOX_FUSIONS[0])
+                  if any(meta[t].fusion == "boxes" for t in tasks if t in meta) else BOX_FUSIONS[0])
     limit = int(c3.number_input("Validation images", 8, 5000, 256, 8, key="compare_ens_limit",
                                 help="The first this many validation images; more is slower and more precise."))
     settings = (runs_dir(), tuple((r["id"], float(w), float(r["updated"])) for r, w in zip(members, weights, strict=True)),
@@ -228,7 +228,7 @@ event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c})
 picked = [runs[i]["id"] for i in (event.selection.rows if event is not None else [])]
 if not picked:
-    picked = [r["id"] for r in runs if r["status"] == "finished"][:DEFAULT_COMPARED]
+    picked = [r["id"] for r in runs if r["status"] == RunStatus.FINISHED][:DEFAULT_COMPARED]
 by_id = {r["id"]: r for r in runs}
 compared = [by_id[i] for i in picked]
 

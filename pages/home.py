@@ -8,6 +8,7 @@ import streamlit as st
 
 from mtl_core.config import DEFAULT_TASKS, ExperimentConfig
 from mtl_core.errors import MTLError
+from mtl_core.runs.status import ACTIVE
 from ui.sidebar import status_icon
 from ui.state import manager, open_run
 
@@ -63,7 +64,7 @@ else:
         column_config={"progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0,
                                                                    format="percent")},
     )
-    active = sum(r["status"] in ("running", "queued", "paused") for r in runs)
+    active = sum(r["status"] in ACTIVE for r in runs)
     shown = f"The {len(runs)} most recent runs" if len(runs) == RECENT else f"{len(runs)} run{'s' * (len(runs) > 1)}"
     st.caption(f"{shown}, {active} active. Open one from the sidebar of the Live training, Compare runs "
                "or Predict page.")

@@ -15,8 +15,8 @@ from __future__ import annotations
 import streamlit as st
 
 from mtl_core.errors import MTLError
-from mtl_core.inference.render import task_meta
-from mtl_core.runs.store import TERMINAL
+from mtl_core.runs.status import ACTIVE, RESUMABLE, TERMINAL, RunStatus
+from mtl_core.tasks import task_meta
 from mtl_core.training.gradstats import cosine_matrix
 from ui.charts import TaskMeta, cached_conflict, live_figures
 from ui.live_plot import live_chart
@@ -24,8 +24,9 @@ from ui.metrics import MetricCache, final_metrics, format_duration
 from ui.sidebar import run_picker
 from ui.state import manager
 
-STATUS_BADGE = {"queued": "gray", "running": "blue", "paused": "orange", "finished": "green", "failed": "red",
-                "stopped": "violet", "interrupted": "orange"}
+STATUS_BADGE = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange",
+                RunStatus.FINISHED: "green", RunStatus.FAILED: "red", RunStatus.STOPPED: "violet",
+                RunStatus.INTERRUPTED: "orange"}
 KEEP_CACHES = 4  # runs whose metric caches a session keeps while a person flips between them
 
 st.title("Live training")
@@ -102,14 +103,14 @@ def _header(run: dict) -> None:
 
 def _messages(run: dict) -> None:
     status = run["status"]
-    if status == "failed":
+    if status == RunStatus.FAILED:
         st.error(f"Training failed: {run.get('error') or 'no reason was recorded'}")
         if run.get("traceback"):
             with st.expander("Traceback"):
                 st.code(run["traceback"], language="text")
-    elif status == "interrupted":
+    elif status == RunStatus.INTERRUPTED:
         st.warning(run.get("error") or "The process training this run stopped.")
-    elif status == "queued":
+    elif status == RunStatus.QUEUED:
         st.info("Waiting for a free training slot; it starts as soon as another run ends.")
 
 
@@ -119,9 +120,9 @@ def _progress(run: dict) -> None:
     total = max(1, int(run.get("total_steps") or 0))
     step = int(run.get("step") or 0)
     frac = min(1.0, step / total)
-    if status in ("running", "paused", "queued"):
+    if status in ACTIVE:
         text = f"step {step:,} / {total:,}"
-        if status == "running" and info.get("eta_s") is not None:
+        if status == RunStatus.RUNNING and info.get("eta_s") is not None:
             text += f" · ETA {format_duration(info['eta_s'])}"
         if info.get("images_per_s"):
             text += f" · {info['images_per_s']:,.0f} images/s"
@@ -134,12 +135,12 @@ def _controls(run: dict, active: bool, tasks: list[str]) -> None:
     rid, status = run["id"], run["status"]
     if active:
         c1, c2, c3, _ = st.columns([1, 1, 1, 4])
-        if status == "paused":
+        if status == RunStatus.PAUSED:
             c1.button("Resume", key=f"live_resume_{rid}", on_click=_act, args=("resume", rid), type="primary",
                       icon=":material/play_arrow:")
         else:
             c1.button("Pause", key=f"live_pause_{rid}", on_click=_act, args=("pause", rid),
-                      disabled=status != "running", icon=":material/pause:")
+                      disabled=status != RunStatus.RUNNING, icon=":material/pause:")
         c2.button("Stop", key=f"live_stop_{rid}", on_click=_act, args=("stop", rid), icon=":material/stop:",
                   help="Ends the run and saves a checkpoint you can continue from later.")
     elif status not in TERMINAL:
@@ -147,7 +148,7 @@ def _controls(run: dict, active: bool, tasks: list[str]) -> None:
         st.info(f"This run is trained by another process{f' (pid {pid})' if pid else ''}, e.g. started from the "
                 "command line, so it cannot be paused, stopped or retuned from here; the curves still update. "
                 "Stop it where it runs (Ctrl+C saves a checkpoint).")
-    elif status in ("stopped", "interrupted", "failed") and store.latest_checkpoint(rid) is not None:
+    elif status in RESUMABLE and store.latest_checkpoint(rid) is not None:
         st.button("Continue from the last checkpoint", key=f"live_continue_{rid}", on_click=_act,
                   args=("continue", rid), icon=":material/replay:")
     if "live_action_note" in st.session_state:  # a toast outlives the next refresh, a success box would not
@@ -246,7 +247,7 @@ def chart_panel(rid: str, smoothing: float, log_y: bool) -> None:
     if view is None:
         return
     run = view.run
-    if _cache(rid).count == 0 and run["status"] in ("queued", "running"):
+    if _cache(rid).count == 0 and run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
         st.caption("Waiting for the first training step ...")
     _charts(view, view.tasks)
     if run["status"] in TERMINAL:

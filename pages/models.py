@@ -19,11 +19,12 @@ import streamlit as st
 from mtl_core.deploy.compress import CompressionReport, compress_run, compressed_reports
 from mtl_core.deploy.export import export_run
 from mtl_core.errors import MTLError
+from mtl_core.runs.status import RunStatus
 from ui.metrics import format_bytes, report_table
 from ui.sidebar import run_picker
 from ui.state import manager
 
-USABLE = ("finished", "stopped", "interrupted")  # ended runs: their last checkpoint no longer changes
+USABLE = (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.INTERRUPTED)  # ended runs: their last checkpoint no longer changes
 METHODS = {"int8": "int8, static (calibrated)", "int8-dynamic": "int8, dynamic", "prune": "magnitude pruning"}
 FORMATS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}

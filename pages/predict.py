@@ -17,15 +17,18 @@ import streamlit as st
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
+from mtl_core.inference.attention import attention_overlays, has_attention
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
 from mtl_core.inference.images import decode_image
 from mtl_core.inference.predictor import Predictor
-from mtl_core.inference.render import attention_overlays, dataset_sample, dataset_size, has_attention, render
+from mtl_core.inference.render import render
+from mtl_core.inference.samples import dataset_sample, dataset_size
+from mtl_core.runs.status import WITH_CHECKPOINTS, RunStatus
+from mtl_core.tasks import task_meta
 from ui.sidebar import run_label, run_picker
 from ui.state import manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
-WITH_CHECKPOINTS = ("finished", "running", "paused", "stopped", "interrupted")
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
 MAX_SAMPLES = 12
 MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not dozens
@@ -62,7 +65,7 @@ def _predicted(predictor: Predictor, model_key: tuple, item_key: str, image) -> 
 
 def _checkpoint(run: dict) -> dict | None:
     """A finished run's final checkpoint, else the latest one (a running run's last save)."""
-    final = store.latest_checkpoint(run["id"], "final") if run["status"] == "finished" else None
+    final = store.latest_checkpoint(run["id"], "final") if run["status"] == RunStatus.FINISHED else None
     return final or store.latest_checkpoint(run["id"])
 
 
@@ -91,7 +94,7 @@ def _load(ck: dict) -> tuple[Predictor, tuple]:
 
 def _ensemble() -> tuple[Ensemble, tuple]:
     """The members, their weights and the fusion options picked here; stops the page until they make an ensemble."""
-    finished = [r for r in store.list_runs() if r["status"] == "finished" and _checkpoint(r)]
+    finished = [r for r in store.list_runs() if r["status"] == RunStatus.FINISHED and _checkpoint(r)]
     by_id = {r["id"]: r for r in finished}
     if "predict_ens_runs" not in st.session_state:  # start from the run in the sidebar and others on its tasks
         tasks = run["config"].get("tasks", [])
@@ -111,7 +114,7 @@ def _ensemble() -> tuple[Ensemble, tuple]:
     class_fusion = c1.radio("Classes", CLASS_FUSIONS, horizontal=True, key="predict_ens_class",
                             format_func=CLASS_FUSION_LABELS.get)
     box_fusion = BOX_FUSIONS[0]
-    if "detection" in by_id[picks[0]]["config"].get("tasks", []):
+    if any(m["fusion"] == "boxes" for m in task_meta(by_id[picks[0]]["config"].get("tasks", [])).values()):
         box_fusion = c2.radio("Boxes", BOX_FUSIONS, horizontal=True, key="predict_ens_boxes",
                               format_func=BOX_FUSION_LABELS.get,
                               help="Weighted boxes fusion averages overlapping boxes of the members "
@@ -162,10 +165,12 @@ threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_
 c1, c2 = st.columns([3, 4])
 source = c1.radio("Images", ["upload", "dataset"], horizontal=True, key="predict_source",
                   format_func={"upload": "Upload", "dataset": "Dataset samples"}.get)
-depth_mode = "blended"
-if "depth" in tasks:
-    depth_mode = c2.radio("Depth", ["beside", "blended"], horizontal=True, key="predict_depth_mode",
-                          format_func={"beside": "colour map beside", "blended": "blended into the image"}.get)
+maps = [t for t in tasks if predictor.tasks[t].beside_caption]  # dense maps that can be shown beside (depth)
+beside = False
+if maps:
+    beside = c2.radio(", ".join(predictor.tasks[t].title or t for t in maps), ["beside", "blended"], horizontal=True,
+                      key="predict_depth_mode",
+                      format_func={"beside": "colour map beside", "blended": "blended into the image"}.get) == "beside"
 show = {t: t in shown for t in tasks}
 attention = mode == "run" and has_attention(predictor)
 stretch = True
@@ -201,35 +206,32 @@ def _show_result(title: str, item_key: str, image, truth: dict | None = None) ->
     except Exception as e:  # one bad image must not take the others down
         st.error(f"{title}: prediction failed ({type(e).__name__}: {e})")
         return
-    look = (tuple(sorted(show.items())), opacity, threshold, depth_mode)
+    look = (tuple(sorted(show.items())), opacity, threshold, beside)
     drawn_cache = _lru("predict_drawn")
     key = (model_key, item_key, look)
     if key in drawn_cache:
         out = drawn_cache[key]
     else:
-        out = _remember(drawn_cache, key, render(predictor, image, preds, show, opacity, threshold, depth_mode, seconds),
+        out = _remember(drawn_cache, key, render(predictor, image, preds, show, opacity, threshold, beside, seconds),
                         KEEP_PREDICTIONS)
     h, w = image.shape[-2:]
     with st.container(border=True):
         st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
-        panels = [("Prediction", out.overlay)]
-        if out.depth is not None:
-            panels.append(("Depth (near blue, far red)", out.depth))
+        panels = [("Prediction", out.overlay), *((predictor.tasks[t].beside_caption, m) for t, m in out.beside.items())]
         if truth is not None:
-            gt = render(predictor, image, truth, show, opacity, 0.0, depth_mode)
+            gt = render(predictor, image, truth, show, opacity, 0.0, beside)
             panels.append(("Ground truth", gt.overlay))
-            if gt.depth is not None:
-                panels.append(("Ground-truth depth", gt.depth))
+            panels += [(f"Ground-truth {(predictor.tasks[t].title or t).lower()}", m) for t, m in gt.beside.items()]
         for col, (caption, img) in zip(st.columns(len(panels)), panels, strict=False):
             col.image(img, caption=caption, width="stretch", output_format="PNG")  # sharp labels
         if attention:
             _attention_row(item_key, image)
         if out.summary:
             st.markdown("  \n".join(html.escape(line) for line in out.summary))
-        if out.legend:
+        for t, entries in out.legends.items():
             chips = " ".join(f'<span style="background:{c};color:#fff;padding:1px 6px;border-radius:4px;'
-                             f'font-size:0.8em;text-shadow:0 0 2px #000">{html.escape(n)}</span>' for n, c in out.legend)
-            st.markdown(f"Segmentation: {chips}", unsafe_allow_html=True)
+                             f'font-size:0.8em;text-shadow:0 0 2px #000">{html.escape(n)}</span>' for n, c in entries)
+            st.markdown(f"{html.escape(predictor.tasks[t].title or t)}: {chips}", unsafe_allow_html=True)
         stem = os.path.splitext(os.path.basename(title))[0] or "image"
         st.download_button("Download overlay (PNG)", out.png, f"{stem}_overlay.png", "image/png",
                            key=f"predict_dl_{item_key}", icon=":material/download:", on_click="ignore")

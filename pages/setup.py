@@ -15,9 +15,9 @@ import streamlit as st
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError, MTLError
-from mtl_core.inference.preview import TASK_DESCRIPTIONS, preview_samples
+from mtl_core.inference.preview import preview_samples
 from mtl_core.models import ARCHITECTURES, BACKBONES
-from mtl_core.tasks import TASKS
+from mtl_core.tasks import TASKS, task_meta
 from mtl_core.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
 from mtl_core.weighting import WEIGHTINGS
 from ui import config_state as cs
@@ -193,14 +193,15 @@ with task_col, st.container(border=True):
         supplied = [t for t in (dataset_tasks(cfg) or TASKS.available()) if t in TASKS]
     except MTLError:
         supplied = TASKS.available()
-    titles = {t: getattr(TASKS.get(t), "title", "") or t for t in TASKS.available()}
+    about = task_meta(TASKS.available())
+    titles = {t: m["title"] for t, m in about.items()}
     options = supplied + [t for t in ss[K + "tasks"] if t not in supplied]
     st.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP, format_func=lambda t: titles.get(t, t),
                    help="The dataset supplies labels for these tasks")
     problems("tasks")
     for t in cfg.tasks:
-        if t in TASK_DESCRIPTIONS:
-            st.caption(f"**{titles.get(t, t)}**: {TASK_DESCRIPTIONS[t]}")
+        if about.get(t, {}).get("description"):
+            st.caption(f"**{titles[t]}**: {about[t]['description']}")
 
 model_col, fusion_col = st.columns(2, gap="large")
 with model_col, st.container(border=True):

@@ -6,11 +6,12 @@ from typing import Any
 
 import streamlit as st
 
+from mtl_core.runs.status import RunStatus
 from ui.state import manager, select_run, selected_run
 
 STATUS_ICONS = {
-    "queued": "⏳", "running": "🟢", "paused": "⏸️", "finished": "✅",
-    "failed": "❌", "stopped": "⏹️", "interrupted": "⚠️",
+    RunStatus.QUEUED: "⏳", RunStatus.RUNNING: "🟢", RunStatus.PAUSED: "⏸️", RunStatus.FINISHED: "✅",
+    RunStatus.FAILED: "❌", RunStatus.STOPPED: "⏹️", RunStatus.INTERRUPTED: "⚠️",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mtl_core.data.base import DatasetInfo, Sample, collate
-from mtl_core.registry import Registry
+from mtl_core.registry import Registry, load_plugins
 
 DATASETS: Registry = Registry("dataset")
 register_dataset = DATASETS.register
@@ -13,6 +13,7 @@ SPLITS = ("train", "val", "test")
 from mtl_core.data import coco, image_folder, scenes, seg_folder, torchvision_sets  # noqa: E402,F401  (registers)
 
 DATASETS.prefer("scenes")
+load_plugins()
 
 
 def build_dataset(cfg, split: str, seed: int = 0):

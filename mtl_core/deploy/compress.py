@@ -140,26 +140,22 @@ def state_dict_bytes(model: nn.Module) -> bytes:
 
 
 @torch.inference_mode()
-def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: int = 3, threads: int = 1) -> float:
-    """Median wall time of one forward pass at batch 1 on ``threads`` CPU threads, in milliseconds
-    (median, not mean: a shared machine's hiccups do not move it)."""
-    from mtl_core.inference.predictor import _INFER_LOCK  # one timing at a time, like inference
+def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: int = 3) -> float:
+    """Median wall time of one forward pass at batch 1, in milliseconds (median, not mean: a shared
+    machine's hiccups do not move it), on the process's CPU threads: the thread count is
+    process-wide state that a training run beside it relies on, so it is never changed here."""
+    from mtl_core.inference.predictor import INFER_LOCK  # one timing at a time, like inference
 
     x = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))  # (1, 3, S, S)
     model.eval()
-    with _INFER_LOCK:
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            for _ in range(warmup):
-                model(x)
-            times = []
-            for _ in range(max(1, runs)):
-                t0 = time.perf_counter()
-                model(x)
-                times.append(time.perf_counter() - t0)
-        finally:
-            torch.set_num_threads(previous)
+    with INFER_LOCK:
+        for _ in range(warmup):
+            model(x)
+        times = []
+        for _ in range(max(1, runs)):
+            t0 = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000.0
 
 

@@ -39,9 +39,9 @@ WBF_IOU = 0.55  # Solovyev et al.'s default for fusing boxes across models
 NMS_IOU = 0.5
 CLASS_FUSIONS = ("average", "vote")
 BOX_FUSIONS = ("wbf", "nms")
-# how each task's outputs are fused, by the kind of output its head gives
-FUSION_KIND = {"classification": "softmax", "count": "softmax", "multilabel": "sigmoid",
-               "segmentation": "dense_softmax", "depth": "dense_mean", "detection": "boxes"}
+# how each task's outputs are fused is its ``fusion`` (mtl_core.tasks.base): the kind of output its
+# head gives, one of these
+FUSION_KINDS = ("softmax", "sigmoid", "dense_softmax", "dense_mean", "boxes")
 EPS = 1e-12
 # Two zero-area boxes (a barely trained detector emits zero-height ones) have IoU 0/0 = NaN, so
 # neither NMS nor WBF would ever merge two copies of one; equal boxes are treated as IoU 1 instead.
@@ -165,10 +165,10 @@ class Ensemble:
             if tuple(p.info.class_names) != tuple(first.info.class_names) or p.config.data.dataset != first.config.data.dataset:
                 raise ConfigError("ensemble.members", f"run {i + 1} was trained on other data ({p.config.data.dataset}, "
                                   f"classes {list(p.info.class_names)}); ensemble runs of the same dataset")
-        unknown = [t for t in first.tasks if t not in FUSION_KIND]
+        unknown = [t for t, task in first.tasks.items() if getattr(task, "fusion", "") not in FUSION_KINDS]
         if unknown:
-            raise ConfigError("ensemble.members", f"no output fusion for task(s) {', '.join(unknown)}; "
-                              f"ensembles support {', '.join(FUSION_KIND)}")
+            raise ConfigError("ensemble.members", f"no output fusion for task(s) {', '.join(unknown)}: an ensemble "
+                              f"fuses tasks whose outputs are one of {', '.join(FUSION_KINDS)}")
         self.members = list(predictors)
         self.weights = weights
         self.names = list(names) if names is not None else [f"run {i + 1}" for i in range(len(predictors))]
@@ -233,7 +233,7 @@ class Ensemble:
         w = w / w.sum()  # (M,)
         fused: dict[str, Any] = {}
         for t, task in self.tasks.items():
-            kind = FUSION_KIND[t]
+            kind = task.fusion
             outs = [o[t] for o in outputs]
             if kind == "boxes":
                 per_member = [task.decode({k: v.float().cpu() for k, v in o.items()}, size) for o in outs]
@@ -276,7 +276,7 @@ class Ensemble:
         """Per image ``{task: prediction}`` (from :meth:`fuse`'s output) in each task's ``decode`` format."""
         preds: dict[str, list[dict[str, Any]]] = {}
         for t, task in self.tasks.items():
-            kind = FUSION_KIND[t]
+            kind = task.fusion
             if kind == "boxes":
                 preds[t] = fused[t]
             elif kind == "softmax" and self.class_fusion == "vote":
@@ -295,26 +295,21 @@ class Ensemble:
     # -- the Predictor interface ---------------------------------------------------------------
     def predict(self, image: Tensor) -> tuple[dict[str, dict[str, Any]], float]:
         """uint8 or float ``(3, H, W)`` -> ``({task: fused prediction in image coordinates}, seconds)``."""
-        from mtl_core.inference.predictor import _INFER_LOCK  # one inference at a time per process, as Predictor
+        from mtl_core.inference.predictor import INFER_LOCK  # one inference at a time per process, as Predictor
 
         h, w = image.shape[-2:]
         x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W)
-        with _INFER_LOCK:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # leave the other cores to a running training run
-            try:
-                t0 = time.perf_counter()
-                outputs = self.member_outputs(x)
-                fused = self.fuse(outputs, (h, w))
-                preds = self.decode(fused, (h, w))[0]
-                seconds = time.perf_counter() - t0
-            finally:
-                torch.set_num_threads(threads)
+        with INFER_LOCK:
+            t0 = time.perf_counter()
+            outputs = self.member_outputs(x)
+            fused = self.fuse(outputs, (h, w))
+            preds = self.decode(fused, (h, w))[0]
+            seconds = time.perf_counter() - t0
         return preds, seconds
 
     def overlay(self, image: Tensor, predictions: dict[str, dict[str, Any]], show: dict[str, bool] | None = None,
                 opacity: float = 0.5, score_threshold: float = 0.3) -> Tensor:
-        from mtl_core.inference.predictor import draw_all
+        from mtl_core.inference.render import draw_all
 
         return draw_all(self.tasks, image, predictions, show, opacity, score_threshold)
 
@@ -333,9 +328,9 @@ class Ensemble:
         for images, batch_targets in iterate_batches(dataset, batch_size, limit):
             size = tuple(images.shape[-2:])
             fused = self.fuse(self.member_outputs(images), size)
-            for t in self.tasks:
-                out, tgt = fused[t], batch_targets[t]
-                valid = batch_targets.get("valid", {}).get(t)
+            for t, task in self.tasks.items():
+                out = fused[t]
+                tgt, valid = task.target_of(batch_targets)
                 if valid is not None:  # only the samples that have this task's label
                     if isinstance(out, list):  # fused boxes, one dict per image
                         out = [o for o, v in zip(out, valid.tolist(), strict=True) if v]
@@ -350,7 +345,7 @@ class Ensemble:
         for t, task in self.tasks.items():
             if not outputs[t]:
                 continue
-            if FUSION_KIND[t] == "boxes":  # fused boxes are already decoded: score them as DetectionTask does
+            if task.fusion == "boxes":  # fused boxes are already decoded: score them as DetectionTask does
                 preds = [p for batch in outputs[t] for p in batch]
                 gts = unpad_detection(cat_batches(targets[t]))
                 m = mean_average_precision(preds, gts)

@@ -75,12 +75,17 @@ def _to_rgb(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
-def encode_png(image: torch.Tensor) -> bytes:
-    """uint8 ``(3, H, W)`` -> PNG bytes (for downloads)."""
-    arr = image.permute(1, 2, 0).contiguous().numpy()
+def png_bytes(image: np.ndarray) -> bytes:
+    """``(H, W, 3)`` uint8 -> PNG. zlib level 1: about 3x faster than Pillow's default level 6
+    and, on photos, hardly larger (the noise does not compress either way)."""
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
+    Image.fromarray(np.ascontiguousarray(image)).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
+
+
+def encode_png(image: torch.Tensor) -> bytes:
+    """uint8 ``(3, H, W)`` tensor -> PNG bytes (for downloads)."""
+    return png_bytes(to_numpy_image(image))
 
 
 def to_numpy_image(image: torch.Tensor):

@@ -21,8 +21,9 @@ from mtl_core.models import build_model
 from mtl_core.tasks import build_task
 from mtl_core.training.checkpoint import load_checkpoint
 
-# one inference at a time per process, on few threads, so a running training run keeps its cores
-_INFER_LOCK = threading.Lock()
+# one inference at a time per process, so several viewers of the Predict page cannot pile up on
+# the cores a training run uses (the thread count is never changed: it is process-wide state)
+INFER_LOCK = threading.Lock()
 
 
 def info_from_config(config: ExperimentConfig) -> DatasetInfo:
@@ -59,37 +60,19 @@ class Predictor:
         x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
         x = F.interpolate(x[None], size=(self.input_size, self.input_size), mode="bilinear",
                           antialias=True, align_corners=False)  # (1, 3, S, S)
-        with _INFER_LOCK:
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                t0 = time.perf_counter()
-                out = self.model(x.to(self.device))
-                preds = {t: task.decode(out[t], (h, w))[0] for t, task in self.tasks.items()}
-                seconds = time.perf_counter() - t0
-            finally:
-                torch.set_num_threads(threads)
+        with INFER_LOCK:
+            t0 = time.perf_counter()
+            out = self.model(x.to(self.device))
+            preds = {t: task.decode(out[t], (h, w))[0] for t, task in self.tasks.items()}
+            seconds = time.perf_counter() - t0
         return preds, seconds
 
     def overlay(self, image: torch.Tensor, predictions: dict[str, dict[str, Any]], show: dict[str, bool] | None = None,
                 opacity: float = 0.5, score_threshold: float = 0.3) -> torch.Tensor:
         """Draw the chosen tasks' predictions on ``image`` (uint8 ``(3, H, W)``)."""
+        from mtl_core.inference.render import draw_all
+
         return draw_all(self.tasks, image, predictions, show, opacity, score_threshold)
 
     def info_dict(self) -> dict[str, Any]:
         return asdict(self.info)
-
-
-# dense tasks first, so boxes and labels stay on top
-DRAW_ORDER = ("depth", "segmentation", "detection", "multilabel", "count", "classification")
-
-
-def draw_all(tasks: dict, image: torch.Tensor, predictions: dict[str, dict[str, Any]],
-             show: dict[str, bool] | None = None, opacity: float = 0.5, score_threshold: float = 0.3) -> torch.Tensor:
-    out = image
-    order = sorted(predictions, key=lambda t: DRAW_ORDER.index(t) if t in DRAW_ORDER else len(DRAW_ORDER))
-    for t in order:
-        if show is not None and not show.get(t, True):
-            continue
-        out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
-    return out

@@ -12,32 +12,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import build_dataset
 from mtl_core.data.base import DatasetInfo, Targets
 from mtl_core.inference.images import to_numpy_image
-from mtl_core.inference.predictor import draw_all
-from mtl_core.tasks import TASKS, Task, build_task
+from mtl_core.inference.render import draw_all, enlarge
+from mtl_core.inference.samples import ground_truth
+from mtl_core.tasks import TASKS, Task, build_task, supported_tasks
 
 DISPLAY_SIZE = 192  # px: the long side previews are enlarged to before drawing
 
-# what each task's ground truth means, for a person browsing the data (see data/base.py)
-TASK_DESCRIPTIONS = {
-    "classification": "the class of the largest visible object",
-    "multilabel": "which classes appear anywhere in the image",
-    "detection": "a box and a class for every visible object",
-    "segmentation": "a class for every pixel (background is 0)",
-    "depth": "the distance from the camera at every pixel",
-    "count": "how many objects are visible",
-}
-
 
 def drawable_tasks(info: DatasetInfo, wanted: Sequence[str] | None = None) -> dict[str, Task]:
-    """The registered tasks the dataset supplies (restricted to ``wanted`` when given), built for ``info``."""
-    names = [t for t in (wanted if wanted is not None else info.tasks) if t in TASKS and t in info.tasks]
+    """The registered tasks whose labels the dataset supplies (restricted to ``wanted`` when given), built for ``info``."""
+    names = [t for t in supported_tasks(info.tasks) if wanted is None or t in wanted]
+    if wanted is not None:
+        names.sort(key=list(wanted).index)
     return {t: build_task(t, info) for t in names}
 
 
@@ -46,34 +38,13 @@ def to_uint8(image: Tensor) -> Tensor:
     return (image.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
-def enlarge(image: Tensor, targets: Targets, size: int = DISPLAY_SIZE) -> tuple[Tensor, Targets]:
-    """Scale a sample up by a whole factor so its long side is about ``size``: the image and its
-    dense targets with nearest-exact resampling, the boxes by the same factor."""
-    h, w = image.shape[-2:]
-    factor = max(1, round(size / max(h, w)))
-    if factor == 1:
-        return image, targets
-    big = (h * factor, w * factor)
-    image = F.interpolate(image[None].float(), size=big, mode="nearest-exact")[0]  # (3, H', W')
-    out: Targets = {}
-    for k, v in targets.items():
-        if k == "detection" and isinstance(v, dict):
-            out[k] = {**v, "boxes": v["boxes"].float() * factor}  # (n, 4) xyxy pixels
-        elif isinstance(v, Tensor) and v.dim() >= 2 and tuple(v.shape[-2:]) == (h, w):
-            dense = v.reshape(-1, h, w)[None].float()  # (1, C, h, w)
-            dense = F.interpolate(dense, size=big, mode="nearest-exact")[0].to(v.dtype)  # (C, H', W')
-            out[k] = dense.reshape(*v.shape[:-2], *big)
-        else:
-            out[k] = v
-    return image, out
-
-
 def overlay(tasks: dict[str, Task], image: Tensor, targets: Targets, show: dict[str, bool] | None = None,
             size: int = DISPLAY_SIZE) -> np.ndarray:
-    """One sample (float image, its targets) with the ground truth of ``tasks`` drawn on it."""
-    image, targets = enlarge(image, targets, size)
-    gt = {t: task.target_to_prediction(targets[t]) for t, task in tasks.items() if t in targets}
-    return to_numpy_image(draw_all(tasks, to_uint8(image), gt, show))
+    """One sample (float image, its targets) with the ground truth of ``tasks`` drawn on it, enlarged
+    by a whole factor so its long side is about ``size`` (labels stay legible on a 32 px sample)."""
+    factor = max(1, round(size / max(image.shape[-2:])))
+    big, truth = enlarge(to_uint8(image), ground_truth(tasks, targets), factor=factor)
+    return to_numpy_image(draw_all(tasks, big, truth, show))
 
 
 def _samples(dataset: Any, indices: Sequence[int]) -> list[tuple[Tensor, Targets]]:
@@ -117,19 +88,13 @@ def sample_overlays(cfg: ExperimentConfig, split: str, indices: Sequence[int],
 
 
 def sample_captions(cfg: ExperimentConfig, split: str, indices: Sequence[int]) -> list[str]:
-    """A one-line summary of each sample's labels, e.g. ``#3 · star · 2 objects``."""
+    """A one-line summary of each sample's labels from the tasks' captions, e.g. ``#3 · star · 2 objects``."""
     dataset = build_dataset(cfg.data, split, cfg.seed)
-    names = dataset.info.class_names
+    tasks = drawable_tasks(dataset.info)
     out = []
     for i, (_, targets) in zip(indices, _samples(dataset, indices), strict=True):
-        parts = [f"#{i}"]
-        if "classification" in targets:
-            c = int(torch.as_tensor(targets["classification"]).reshape(-1)[0])
-            parts.append(names[c] if 0 <= c < len(names) else f"class {c}")
-        if "count" in targets:
-            k = int(torch.as_tensor(targets["count"]).reshape(-1)[0])
-            parts.append(f"{k} object{'s' if k != 1 else ''}")
-        out.append(" · ".join(parts))
+        words = [tasks[t].caption(p) for t, p in ground_truth(tasks, targets).items()]
+        out.append(" · ".join([f"#{i}", *(w for w in words if w)]))
     return out
 
 
@@ -138,14 +103,15 @@ def dataset_summary(cfg: ExperimentConfig) -> dict[str, Any]:
     supplied task with its title, whether it is registered, and what its label means."""
     splits = {s: build_dataset(cfg.data, s, cfg.seed) for s in ("train", "val", "test")}
     info = splits["val"].info
+    learnt = {TASKS.get(t).target_name(): t for t in supported_tasks(info.tasks)}
     tasks = []
-    for t in info.tasks:
-        cls = TASKS.get(t) if t in TASKS else None
-        tasks.append({"name": t, "title": (getattr(cls, "title", "") or t) if cls else t,
-                      "available": cls is not None, "description": TASK_DESCRIPTIONS.get(t, "")})
+    for target in info.tasks:
+        cls = TASKS.get(learnt[target]) if target in learnt else None
+        tasks.append({"name": target, "title": (cls.title or target) if cls else target,
+                      "available": cls is not None, "description": cls.description if cls else ""})
     return {"name": info.name, "class_names": list(info.class_names), "image_size": info.image_size,
             "max_objects": info.max_objects, "sizes": {s: len(d) for s, d in splits.items()}, "tasks": tasks}
 
 
-__all__ = ["DISPLAY_SIZE", "TASK_DESCRIPTIONS", "dataset_summary", "drawable_tasks", "enlarge", "overlay",
+__all__ = ["DISPLAY_SIZE", "dataset_summary", "drawable_tasks", "overlay",
            "preview_samples", "sample_captions", "sample_overlays", "to_uint8"]

@@ -8,6 +8,9 @@ from torch import nn
 from mtl_core.models import cross_stitch, hard_sharing, mmoe, mtan, single_task  # noqa: F401  (registers)
 from mtl_core.models.backbones import BACKBONES, build_backbone
 from mtl_core.models.base import ARCHITECTURES, MultiTaskModel, register_architecture
+from mtl_core.registry import load_plugins
+
+load_plugins()
 
 
 def build_model(tasks: dict, cfg) -> MultiTaskModel:

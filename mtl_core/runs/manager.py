@@ -15,7 +15,8 @@ from pathlib import Path
 from mtl_core.config import ExperimentConfig
 from mtl_core.training.loop import Control, Trainer
 from mtl_core.errors import ConfigError
-from mtl_core.runs.store import TERMINAL, RunStore, check_run_id, default_runs_dir
+from mtl_core.runs.status import RunStatus
+from mtl_core.runs.store import RunStore, check_run_id, default_runs_dir
 from mtl_core.validation import check
 
 
@@ -88,7 +89,7 @@ class RunManager:
                 raise ConfigError("run_id", f"run {run_id} has no checkpoint to resume from; start it anew")
             config = ExperimentConfig.from_dict(run["config"])
             self._jobs[run_id] = _Job(config, resume=True)
-            self.store.set_status(run_id, "queued")
+            self.store.set_status(run_id, RunStatus.QUEUED)
             self._queue.append(run_id)
             self._schedule()
         return run_id
@@ -131,9 +132,7 @@ class RunManager:
     def pause(self, run_id: str) -> None:
         with self._lock:
             job = self._require(run_id)
-            job.control.pause()
-            if run_id in self._queue:
-                pass  # a queued run starts paused
+            job.control.pause()  # a queued run starts paused
 
     def resume(self, run_id: str) -> None:
         with self._lock:
@@ -145,7 +144,7 @@ class RunManager:
             job.control.stop()
             if run_id in self._queue:
                 self._queue.remove(run_id)
-                self.store.set_status(run_id, "stopped")
+                self.store.set_status(run_id, RunStatus.STOPPED)
 
     def set_weights(self, run_id: str, weights: dict[str, float]) -> None:
         """New task weights; the running trainer applies them at its next step and records it."""
@@ -226,6 +225,6 @@ def get_manager(runs_dir: str | os.PathLike | None = None) -> RunManager:
         return _MANAGERS[key]
 
 
-__all__ = ["RunManager", "TERMINAL", "get_manager"]
+__all__ = ["RunManager", "get_manager"]
 
 

@@ -1,7 +1,11 @@
-"""The task protocol: everything the engine, the metrics and the overlays need from one task.
+"""The task protocol: everything the engine, the metrics, the overlays and the pages need from
+one task.
 
-Adding a task means adding one file here with a subclass registered by
-``@register_task("name")`` and importing it in ``tasks/__init__.py``; nothing else.
+Adding a task means adding one file with a subclass registered by ``@register_task("name")``:
+inside the package, imported in ``tasks/__init__.py``; outside it, a module named in the
+``MTL_PLUGINS`` environment variable (see :func:`mtl_core.registry.load_plugins`). Nothing else
+switches on a task's name: its description, drawing order, overlay, legend and the words that
+summarise a prediction all come from the task object.
 """
 from __future__ import annotations
 
@@ -30,9 +34,35 @@ class Task:
     primary: str = ""
     higher_is_better: bool = True
     title: str = ""  # human-readable, for the dashboard
+    description: str = ""  # what its ground truth means, for a person browsing the data
+    # the dataset target this task learns from (its own name when empty): a new task can learn
+    # from a label the datasets already supply
+    target_key: str = ""
+    draw_order: int = 100  # overlays are drawn in ascending order: dense maps first, labels on top
+    # a caption when the task's prediction can also be shown as a picture of its own beside the
+    # overlay (a depth map); empty for tasks that are only ever drawn on the image
+    beside_caption: str = ""
+    # how an ensemble fuses the members' outputs (see mtl_core.inference.ensemble); empty: it cannot
+    fusion: str = ""
 
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
+
+    @classmethod
+    def target_name(cls) -> str:
+        """The key of this task's label in a sample's targets."""
+        return cls.target_key or cls.name
+
+    def target_of(self, targets: dict[str, Any]) -> tuple[Any, Any]:
+        """This task's label in a batch's (or a sample's) targets, and which samples have it
+        (``targets["valid"]``, a bool tensor or flag; ``None`` when every sample has it)."""
+        key = self.target_name()
+        return targets[key], targets.get("valid", {}).get(key)
+
+    def class_name(self, index: int) -> str:
+        """The name of class ``index`` (0-based into the dataset's class names)."""
+        names = self.info.class_names
+        return names[index] if 0 <= index < len(names) else f"class {index}"
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:
         """The task head: shared features ``(B, channels, h, w)`` -> this task's output.
@@ -60,3 +90,21 @@ class Task:
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         """One sample's ground truth in :meth:`decode`'s format, so :meth:`draw` can show it."""
         raise NotImplementedError
+
+    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
+        """What a person would read off the overlay, in a few words ("star (93%)")."""
+        keys = ", ".join(sorted(prediction)) if isinstance(prediction, dict) else type(prediction).__name__
+        return f"({keys})"
+
+    def caption(self, prediction: dict[str, Any]) -> str:
+        """A very short label for a thumbnail's caption ("star", "2 objects"); empty for none."""
+        return ""
+
+    def legend(self, prediction: dict[str, Any]) -> list[tuple[str, str]]:
+        """``[(name, "#rrggbb")]`` of what the overlay colours, shown beside the picture."""
+        return []
+
+
+def percent(x: float) -> str:
+    """A share as a whole percentage, "<1%" for a sliver."""
+    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"

@@ -61,6 +61,9 @@ class Classification(Task):
     primary = "accuracy"
     higher_is_better = True
     title = "Classification"
+    description = "the class of the largest visible object"
+    draw_order = 50
+    fusion = "softmax"
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
@@ -85,10 +88,6 @@ class Classification(Task):
         return [{"label": int(label[i]), "score": float(score[i]), "probs": probs[i].tolist()}
                 for i in range(probs.shape[0])]
 
-    def class_name(self, label: int) -> str:
-        names = self.info.class_names
-        return names[label] if 0 <= label < len(names) else f"class {label}"
-
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
         """"star 0.93" on the class colour at the top-left. The top class is always shown (it is the
@@ -96,6 +95,12 @@ class Classification(Task):
         label = int(prediction["label"])
         text = f"{self.class_name(label)} {float(prediction.get('score', 1.0)):.2f}"
         return label_text(image, text, colour_for(label), corner="top-left")
+
+    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
+        return f"{self.class_name(int(prediction['label']))} ({float(prediction.get('score', 1.0)):.0%})"
+
+    def caption(self, prediction: dict[str, Any]) -> str:
+        return self.class_name(int(prediction["label"]))
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         label = int(torch.as_tensor(target).reshape(-1)[0])

@@ -31,6 +31,9 @@ class Count(Task):
     primary = "accuracy"
     higher_is_better = True
     title = "Object count"
+    description = "how many objects are visible"
+    draw_order = 40
+    fusion = "softmax"
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
@@ -69,6 +72,13 @@ class Count(Task):
         n = int(prediction["count"])
         text = f"{n} object{'' if n == 1 else 's'} {float(prediction.get('score', 1.0)):.2f}"
         return label_text(image, text, COUNT_COLOUR, corner="top-right")
+
+    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
+        return f"{float(prediction['count']):.1f}".rstrip("0").rstrip(".") + " objects"
+
+    def caption(self, prediction: dict[str, Any]) -> str:
+        n = int(prediction["count"])
+        return f"{n} object{'s' if n != 1 else ''}"
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         n = int(torch.as_tensor(target).reshape(-1)[0])

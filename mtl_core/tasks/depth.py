@@ -69,6 +69,10 @@ class Depth(Task):
     primary = "abs_rel"
     higher_is_better = False
     title = "Depth"
+    description = "the distance from the camera at every pixel"
+    draw_order = 0
+    beside_caption = "Depth (near blue, far red)"
+    fusion = "dense_mean"
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
@@ -139,6 +143,13 @@ class Depth(Task):
         out[:, top:top + bar_h, 1:1 + bar_w] = colormap(values, 0.0, self.depth_max)  # (3, bar_h, bar_w)
         out = label_text(out, label, (0, 0, 0), xy=(bar_w + 2, top), font_size=size)
         return label_text(out, "0", (0, 0, 0), xy=(bar_w + 2, top + bar_h - text_h), font_size=size)
+
+    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
+        d = prediction.get("depth")
+        if not isinstance(d, Tensor) or not d.numel():
+            return "no depth"
+        lo, hi = d.float().aminmax()
+        return f"from {float(lo):.2f} to {float(hi):.2f}"
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         depth = torch.as_tensor(target).float()

@@ -79,6 +79,9 @@ class DetectionTask(Task):
     primary = "map50"
     higher_is_better = True
     title = "Detection"
+    description = "a box and a class for every visible object"
+    draw_order = 20
+    fusion = "boxes"
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:
         return CenterNetHead(channels, self.info.num_classes, stride=stride)
@@ -215,6 +218,18 @@ class DetectionTask(Task):
         labels = target["labels"].reshape(-1).long()
         keep = labels >= 0
         return {"boxes": target["boxes"].reshape(-1, 4).float()[keep], "labels": labels[keep]}
+
+    def summarize(self, prediction: dict[str, Tensor], score_threshold: float = 0.3) -> str:
+        """The boxes scoring ``score_threshold`` or more: "2 boxes: star 0.91, circle 0.55"."""
+        labels = torch.as_tensor(prediction["labels"]).reshape(-1).tolist()
+        scores = prediction.get("scores")
+        scored = scores is not None
+        scores = torch.as_tensor(scores).reshape(-1).tolist() if scored else [1.0] * len(labels)
+        kept = [(self.class_name(int(c)), s) for c, s in zip(labels, scores, strict=False) if s >= score_threshold]
+        if not kept:
+            return f"no box scores {score_threshold:.2f} or more"
+        shown = ", ".join(f"{n} {s:.2f}" if scored else n for n, s in kept[:8])
+        return f"{len(kept)} box{'es' if len(kept) != 1 else ''}: {shown}" + (" ..." if len(kept) > 8 else "")
 
     def draw(self, image: Tensor, prediction: dict[str, Tensor], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:

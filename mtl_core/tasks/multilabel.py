@@ -55,6 +55,9 @@ class MultiLabel(Task):
     primary = "map"
     higher_is_better = True
     title = "Multi-label"
+    description = "which classes appear anywhere in the image"
+    draw_order = 30
+    fusion = "sigmoid"
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
@@ -92,10 +95,6 @@ class MultiLabel(Task):
             preds.append({"labels": [k for k in order if p[k] >= DECISION_THRESHOLD], "probs": p.tolist()})
         return preds
 
-    def class_name(self, label: int) -> str:
-        names = self.info.class_names
-        return names[label] if 0 <= label < len(names) else f"class {label}"
-
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
         """A chip per class with probability >= ``score_threshold`` ("circle 0.87", most likely at
@@ -104,6 +103,12 @@ class MultiLabel(Task):
         shown = sorted((k for k, p in enumerate(probs) if p >= score_threshold), key=lambda k: -probs[k])
         return legend(image, [(f"{self.class_name(k)} {probs[k]:.2f}", colour_for(k)) for k in shown],
                       corner="bottom-left")
+
+    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
+        """The classes decided present (probability >= 0.5), with their probabilities."""
+        probs = torch.as_tensor(prediction["probs"]).reshape(-1).tolist()
+        on = [(self.class_name(k), p) for k, p in enumerate(probs) if p >= DECISION_THRESHOLD]
+        return ", ".join(f"{n} {p:.2f}" for n, p in on) or "nothing present"
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         present = torch.as_tensor(target).reshape(-1).float()

@@ -6,7 +6,6 @@ step, the model's, optimiser's and weighting method's state.
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -77,7 +76,3 @@ def check_compatible(saved: ExperimentConfig, wanted: ExperimentConfig) -> None:
     for name, a, b in fields:
         if a != b:
             raise CheckpointError(f"checkpoint is from a different config: {name} is {a} there, {b} here")
-
-
-def config_json(config: ExperimentConfig) -> str:
-    return json.dumps(config.to_dict())

@@ -38,8 +38,8 @@ def evaluate(model, tasks: dict, dataset, device: torch.device, batch_size: int 
                 out = model(images)
             b = images.shape[0]
             for t, task in tasks.items():
-                o, tgt = out[t], batch_targets[t]
-                valid = batch_targets.get("valid", {}).get(t)
+                o = out[t]
+                tgt, valid = task.target_of(batch_targets)
                 if valid is not None:  # only the samples that have this task's label
                     o, tgt = select(o, valid.to(images.device)), select(tgt, valid)
                     n = int(valid.sum())
@@ -69,8 +69,3 @@ def _float(x: Any) -> Any:
     if isinstance(x, dict):
         return {k: _float(v) for k, v in x.items()}
     return x
-
-
-def primary_metrics(tasks: dict, metrics: dict[str, float]) -> dict[str, float]:
-    """Each task's primary metric from an :func:`evaluate` result."""
-    return {t: metrics.get(f"{t}/{task.primary}", float("nan")) for t, task in tasks.items()}

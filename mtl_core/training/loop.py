@@ -19,6 +19,7 @@ import torch
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, select, to_device
 from mtl_core.errors import ConfigError, MTLError, TrainingFailed
+from mtl_core.runs.status import RunStatus
 from mtl_core.runs.store import RunStore
 from mtl_core.training import distributed
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, resolve_device
@@ -159,8 +160,8 @@ class Trainer:
             self.store.update_progress(self.run_id, getattr(self, "step", 0))  # where it failed
         except Exception:
             pass
-        self.store.set_status(self.run_id, "failed", error=reason, traceback=tb)
-        return "failed"
+        self.store.set_status(self.run_id, RunStatus.FAILED, error=reason, traceback=tb)
+        return RunStatus.FAILED
 
     def _log(self, step: int, split: str, values: dict[str, float]) -> None:
         now = time.time()
@@ -267,12 +268,12 @@ class Trainer:
         if not self.control.paused:
             return
         self._flush(force=True)
-        self.store.set_status(self.run_id, "paused")
+        self.store.set_status(self.run_id, RunStatus.PAUSED)
         self.store.add_event(self.run_id, self.step, "paused")
         while self.control.paused and not self.control.stop_requested:
             self.control.wait_resumed(0.2)
         if not self.control.stop_requested:
-            self.store.set_status(self.run_id, "running")
+            self.store.set_status(self.run_id, RunStatus.RUNNING)
             self.store.add_event(self.run_id, self.step, "resumed")
 
     def _train(self) -> str:
@@ -280,7 +281,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if not distributed.env_info().is_main:
             self.store = ReadOnlyStore(self.store)
-        self.store.set_status(self.run_id, "running")
+        self.store.set_status(self.run_id, RunStatus.RUNNING)
         self._setup()
         self.store.update_progress(self.run_id, self.step, {"pid": os.getpid(), "phase": "training"}, device=str(self.device))
         self.model.train()
@@ -296,7 +297,7 @@ class Trainer:
             self._apply_weight_change()
             self._wait_if_paused()
             if distributed.any_flag(self.control.stop_requested, self.dist, self.device):
-                return self._finish("stopped")
+                return self._finish(RunStatus.STOPPED)
             if cfg.time_limit and time.time() - t_start > cfg.time_limit:
                 self.store.add_event(self.run_id, self.step, "time_limit", {"seconds": cfg.time_limit})
                 break
@@ -322,7 +323,7 @@ class Trainer:
             self._evaluate("val")
         self._evaluate("test")
         self._checkpoint("final")
-        return self._finish("finished")
+        return self._finish(RunStatus.FINISHED)
 
     def _train_step(self, images, targets) -> dict[str, float]:
         with autocast(self.device, self.amp_dtype):
@@ -330,8 +331,7 @@ class Trainer:
                 outputs, rep = self.model.forward_train(images, rep_grad=True)
             else:
                 outputs, rep = self.model.forward_train(images, rep_grad=False)
-            losses = {t: masked_loss(task, outputs[t], targets[t], targets.get("valid", {}).get(t))
-                      for t, task in self.tasks.items()}
+            losses = {t: masked_loss(task, outputs[t], *task.target_of(targets)) for t, task in self.tasks.items()}
         values = {t: float(v.detach()) for t, v in losses.items()}
         bad = [t for t, v in values.items() if not math.isfinite(v)]
         if bad:
@@ -388,7 +388,7 @@ class Trainer:
 
     def _finish(self, status: str) -> str:
         self._flush(force=True)
-        if status == "stopped":
+        if status == RunStatus.STOPPED:
             self._checkpoint("periodic")
         self.store.update_progress(self.run_id, self.step)
         self.store.set_status(self.run_id, status)

@@ -4,33 +4,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import torch
 
 from mtl_core.config import AugmentConfig, DataConfig, ExperimentConfig
-from mtl_core.inference.preview import dataset_summary, enlarge, preview_samples, sample_captions, sample_overlays
+from mtl_core.inference.preview import dataset_summary, preview_samples, sample_captions, sample_overlays
 
 OFF = AugmentConfig(hflip=0.0)
 
 
 def config(**kw) -> ExperimentConfig:
     return ExperimentConfig(data=DataConfig(image_size=32, train_size=16, val_size=8, test_size=8), **kw)
-
-
-def test_enlarge_moves_boxes_and_masks_with_the_image():
-    image = torch.zeros(3, 32, 32)
-    image[:, 4:12, 2:10] = 1.0
-    mask = torch.zeros(32, 32, dtype=torch.long)
-    mask[4:12, 2:10] = 3
-    targets = {"detection": {"boxes": torch.tensor([[2.0, 4.0, 10.0, 12.0]]), "labels": torch.tensor([1])},
-               "segmentation": mask, "depth": mask[None].float(), "classification": torch.tensor(2)}
-    big, out = enlarge(image, targets, size=192)  # a factor of 6
-    assert big.shape == (3, 192, 192)
-    assert out["detection"]["boxes"].tolist() == [[12.0, 24.0, 60.0, 72.0]]
-    assert out["segmentation"].dtype == torch.long and out["segmentation"].shape == (192, 192)
-    # the mask's object is exactly where the image's bright square is, and the box frames both
-    assert torch.equal(out["segmentation"] == 3, big[0] == 1.0)
-    assert torch.equal((out["segmentation"] == 3).nonzero().amin(0), torch.tensor([24, 12]))
-    assert out["depth"].shape == (1, 192, 192) and int(out["classification"]) == 2
 
 
 def test_a_certain_flip_mirrors_the_preview():

@@ -92,24 +92,6 @@ def test_dataset_samples_show_ground_truth_beside_the_prediction(ui_runs):
     assert captions == ["Prediction", "Depth (near blue, far red)", "Ground truth", "Ground-truth depth"] * 2
 
 
-def test_small_images_are_enlarged_with_their_predictions_so_labels_stay_readable():
-    import torch
-
-    from mtl_core.inference.render import enlarge
-
-    image = torch.zeros(3, 32, 40, dtype=torch.uint8)
-    image[:, 0, 0] = 255
-    preds = {"detection": {"boxes": torch.tensor([[1.0, 2.0, 3.0, 4.0]]), "labels": torch.tensor([0])},
-             "segmentation": {"mask": torch.eye(32, 40, dtype=torch.long)}, "classification": {"label": 1}}
-    big, scaled = enlarge(image, preds, 256)
-    assert big.shape == (3, 256, 320)  # factor 8: the short side reaches 256
-    assert big[:, :8, :8].eq(255).all() and big[:, 8, 8].eq(0).all()  # pixels stay square and crisp
-    assert scaled["detection"]["boxes"].tolist() == [[8.0, 16.0, 24.0, 32.0]]
-    assert scaled["segmentation"]["mask"].shape == (256, 320) and scaled["segmentation"]["mask"][15, 15] == 1
-    assert scaled["classification"] == {"label": 1}
-    assert enlarge(big, scaled, 256)[0] is big  # large enough already: unchanged
-
-
 @pytest.fixture(scope="module")
 def mtan_run(tmp_path_factory) -> dict:
     """A finished 3-step MTAN run (classification and segmentation) in its own runs directory."""

@@ -1,0 +1,44 @@
+"""A run's dataset samples with their ground truth in the tasks' prediction format, for the
+Predict page (ground truth beside the prediction)."""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(data_json: str, split: str, seed: int):
+    from mtl_core.config import DataConfig
+    from mtl_core.data import build_dataset
+
+    return build_dataset(DataConfig(**json.loads(data_json)), split, seed)
+
+
+def _run_dataset(config: Any, split: str):
+    return _dataset(json.dumps(config.to_dict()["data"], sort_keys=True), split, config.seed)
+
+
+def dataset_size(config: Any, split: str) -> int:
+    """How many samples the run's dataset has in ``split`` (``config``: an ExperimentConfig)."""
+    return len(_run_dataset(config, split))
+
+
+def dataset_sample(config: Any, split: str, index: int, tasks: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Sample ``index`` of the run's dataset: ``(image uint8 (3, H, W), {task: ground truth})``
+    with the ground truth in each task's prediction format, ready for :func:`~mtl_core.inference.render.render`."""
+    ds = _run_dataset(config, split)
+    if not 0 <= int(index) < len(ds):
+        raise IndexError(f"sample {index} is outside the {split} split (0 to {len(ds) - 1})")
+    image, targets = ds[int(index)]
+    image_u8 = (image.clamp(0, 1) * 255).round().to(torch.uint8)  # (3, H, W)
+    return image_u8, ground_truth(tasks, targets)
+
+
+def ground_truth(tasks: Mapping[str, Any], targets: Mapping[str, Any]) -> dict[str, Any]:
+    """One sample's targets as each task's prediction (tasks whose label the sample lacks are left out)."""
+    return {t: task.target_to_prediction(targets[task.target_name()]) for t, task in tasks.items()
+            if task.target_name() in targets}
