@@ -230,12 +230,13 @@ def _checkpoint_path(store, run_id: str) -> str:
 
 
 def _resume(store, a) -> int:
-    run = _run_or_error(store, a.run_id)
-    if run["status"] in ("running", "queued", "paused") and run["info"].get("pid"):
-        from mtl_core.runs.store import _pid_alive
+    from mtl_core.runs.store import HEARTBEAT_STALE_S
 
-        if _pid_alive(run["info"]["pid"]):
-            raise MTLError(f"run {a.run_id} is still being trained by process {run['info']['pid']}")
+    run = _run_or_error(store, a.run_id)
+    if store.run_alive(run):  # heard from within HEARTBEAT_STALE_S (a queued run: its dashboard was)
+        host = f" on host {run['host']}" if run.get("host") else ""
+        raise MTLError(f"run {a.run_id} is still {run['status']}{host}; stop it first (a run whose process died "
+                       f"can be resumed once it has not been heard from for {HEARTBEAT_STALE_S:.0f} s)")
     _checkpoint_path(store, a.run_id)
     cfg = ExperimentConfig.from_dict(run["config"])
     print(f"run id: {a.run_id} (resuming)", flush=True)

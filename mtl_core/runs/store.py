@@ -1,8 +1,13 @@
 """The run store: SQLite (WAL) under a runs directory, the contract between training and UI.
 
-Training writes config, status, per-step metrics, per-task weights, gradient statistics,
-events and checkpoint paths; pages only read. Every statement is parameterised (no SQL is
-built from user text) and run ids are checked before they become paths.
+Training writes config, status, a heartbeat, per-step metrics, per-task weights, gradient
+statistics, events and checkpoint paths; pages read them and send commands (pause, resume, stop,
+weights) that the trainer reads each step. Every statement is parameterised (no SQL is built from
+user text) and run ids are checked before they become paths.
+
+The schema is versioned with ``PRAGMA user_version`` (:data:`SCHEMA_VERSION`); opening a runs
+directory applies the :data:`MIGRATIONS` it lacks, each in one transaction, and refuses one
+written by a newer MTL Studio.
 """
 from __future__ import annotations
 
@@ -14,18 +19,27 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mtl_core.errors import ConfigError
+from mtl_core.errors import ConfigError, MTLError
 
 RUNS_DIR_ENV = "MTL_RUNS_DIR"
 STATUSES = ("queued", "running", "paused", "finished", "failed", "stopped", "interrupted")
 TERMINAL = ("finished", "failed", "stopped", "interrupted")
+ACTIVE = ("queued", "running", "paused")
+COMMAND_KINDS = ("pause", "resume", "stop", "weights")
+COMMAND_STATES = ("pending", "applied", "rejected")
+# A live trainer (running or paused) refreshes its run's heartbeat, and a live RunManager its
+# owner row, every HEARTBEAT_SECONDS; one not heard from for HEARTBEAT_STALE_S is taken for dead
+# (fifteen missed beats: a busy disk or a long evaluation step must not kill a healthy run).
+HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_STALE_S = 30.0
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
+# Version 1: the schema before versioning, verbatim (such a directory has user_version 0).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
@@ -47,6 +61,43 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 CREATE INDEX IF NOT EXISTS checkpoints_by_run ON checkpoints (run_id, step);
 """
+
+# Version 2: liveness by heartbeat, commands to trainers, one checkpoint row per file, and the
+# indexes that make incremental reads cost the same however long the run.
+SCHEMA_2 = """
+ALTER TABLE runs ADD COLUMN host TEXT;
+ALTER TABLE runs ADD COLUMN pid INTEGER;
+ALTER TABLE runs ADD COLUMN heartbeat REAL;
+ALTER TABLE runs ADD COLUMN owner TEXT;
+ALTER TABLE runs ADD COLUMN history INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE owners (id TEXT PRIMARY KEY, host TEXT, pid INTEGER, heartbeat REAL);
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT,
+    created REAL NOT NULL, state TEXT NOT NULL DEFAULT 'pending', step INTEGER, message TEXT
+);
+CREATE INDEX commands_by_run ON commands (run_id, state, id);
+DELETE FROM checkpoints WHERE rowid NOT IN (SELECT MAX(rowid) FROM checkpoints GROUP BY run_id, path);
+CREATE UNIQUE INDEX checkpoints_by_file ON checkpoints (run_id, path);
+CREATE INDEX metrics_by_rowid ON metrics (run_id);
+CREATE INDEX metrics_by_step ON metrics (run_id, step);
+"""
+# metrics_by_rowid: every index entry ends in the rowid, so (run_id) alone serves "rows of this
+# run after rowid N, in rowid order" as a range scan; metrics_by_step serves ORDER BY step.
+
+
+def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
+    statements = [s.strip() for s in sql.split(";") if s.strip()]
+
+    def apply(conn: sqlite3.Connection) -> None:
+        for statement in statements:  # one by one: executescript would commit the transaction
+            conn.execute(statement)
+
+    return apply
+
+
+# MIGRATIONS[i] takes a directory from version i to i + 1, inside one transaction.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2)]
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def default_runs_dir() -> Path:
@@ -72,9 +123,9 @@ class RunStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self.path = self.root / "runs.sqlite"
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)  # idempotent; executescript manages its own transaction
+        self._migrate()
 
-    # -- connection ---------------------------------------------------------------
+    # -- connection and schema ----------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -97,6 +148,35 @@ class RunStore:
             raise
         conn.execute("COMMIT")
 
+    def schema_version(self) -> int:
+        return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        """Bring the directory to SCHEMA_VERSION, each migration in its own transaction. The
+        version is read again under the write lock, so two processes opening a fresh directory
+        at once migrate it once; a directory from a newer MTL Studio is refused untouched."""
+        probe = sqlite3.connect(self.path, timeout=30)  # before any pragma that would write to it
+        try:
+            version = self._check_version(int(probe.execute("PRAGMA user_version").fetchone()[0]))
+        finally:
+            probe.close()
+        if version == SCHEMA_VERSION:
+            return
+        while True:
+            with self._tx() as c:
+                version = self._check_version(int(c.execute("PRAGMA user_version").fetchone()[0]))
+                if version == SCHEMA_VERSION:
+                    return
+                MIGRATIONS[version](c)
+                c.execute(f"PRAGMA user_version = {version + 1:d}")  # a pragma takes no parameters
+
+    def _check_version(self, version: int) -> int:
+        if version > SCHEMA_VERSION:
+            raise MTLError(f"the runs directory {self.root} was written by a newer MTL Studio (run store schema "
+                           f"{version}; this one knows up to {SCHEMA_VERSION}); upgrade MTL Studio to open it, or "
+                           f"point --runs-dir / ${RUNS_DIR_ENV} at another directory. Nothing in it was changed.")
+        return version
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -108,13 +188,17 @@ class RunStore:
 
     # -- runs ---------------------------------------------------------------------
     def create_run(self, config: dict[str, Any], name: str = "", source: str = "dashboard",
-                   total_steps: int = 0, status: str = "queued", run_id: str | None = None) -> str:
+                   total_steps: int = 0, status: str = "queued", run_id: str | None = None,
+                   owner: str | None = None) -> str:
+        """Record a run; ``owner`` is the id of the RunManager that queued it (see
+        :meth:`register_owner`): its queued runs stay queued while that owner is alive."""
         run_id = check_run_id(run_id or new_run_id())
         now = time.time()
         with self._tx() as c:
             c.execute(
-                "INSERT INTO runs (id, name, status, config, created, updated, total_steps, source) VALUES (?,?,?,?,?,?,?,?)",
-                (run_id, name or run_id, status, json.dumps(config), now, now, int(total_steps), source),
+                "INSERT INTO runs (id, name, status, config, created, updated, total_steps, source, owner)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (run_id, name or run_id, status, json.dumps(config), now, now, int(total_steps), source, owner),
             )
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
@@ -139,6 +223,17 @@ class RunStore:
                 (int(step), time.time(), json.dumps(info) if info is not None else None, device, run_id),
             )
 
+    def heartbeat(self, run_id: str, host: str | None = None, pid: int | None = None) -> None:
+        """The run's trainer is alive now (call it every HEARTBEAT_SECONDS while running or
+        paused); ``host`` and ``pid`` say where it trains, when given."""
+        with self._tx() as c:
+            c.execute("UPDATE runs SET heartbeat=?, host=COALESCE(?, host), pid=COALESCE(?, pid) WHERE id=?",
+                      (time.time(), host, None if pid is None else int(pid), run_id))
+
+    def set_owner(self, run_id: str, owner: str | None) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET owner=? WHERE id=?", (owner, run_id))
+
     def rename(self, run_id: str, name: str) -> None:
         with self._tx() as c:
             c.execute("UPDATE runs SET name=? WHERE id=?", (name[:200], run_id))
@@ -156,28 +251,126 @@ class RunStore:
         """Remove the run's rows and its directory, and nothing else."""
         check_run_id(run_id)
         with self._tx() as c:
-            c.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
-            c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
-            c.execute("DELETE FROM checkpoints WHERE run_id=?", (run_id,))
+            for table in ("metrics", "events", "checkpoints", "commands"):
+                c.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608 (fixed names)
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
         d = self.run_dir(run_id)
         if d.is_dir() and d.resolve().parent == self.root.resolve():
             shutil.rmtree(d, ignore_errors=True)
 
-    def mark_interrupted(self, only_pids_dead: bool = False) -> list[str]:
-        """Runs left 'running'/'paused'/'queued' by a process that died become 'interrupted'."""
+    # -- liveness -----------------------------------------------------------------
+    def register_owner(self, owner_id: str, host: str, pid: int) -> None:
+        """A RunManager announces itself (and then calls :meth:`owner_heartbeat` every
+        HEARTBEAT_SECONDS): the runs it queues are left alone while it is alive."""
+        with self._tx() as c:
+            c.execute("INSERT INTO owners (id, host, pid, heartbeat) VALUES (?,?,?,?) ON CONFLICT(id) DO UPDATE"
+                      " SET host=excluded.host, pid=excluded.pid, heartbeat=excluded.heartbeat",
+                      (owner_id, host, int(pid), time.time()))
+
+    def owner_heartbeat(self, owner_id: str) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE owners SET heartbeat=? WHERE id=?", (time.time(), owner_id))
+
+    def remove_owner(self, owner_id: str) -> None:
+        with self._tx() as c:
+            c.execute("DELETE FROM owners WHERE id=?", (owner_id,))
+
+    def owners(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._conn().execute("SELECT id, host, pid, heartbeat FROM owners ORDER BY id")]
+
+    def run_alive(self, run: str | dict[str, Any], stale_after: float = HEARTBEAT_STALE_S) -> bool:
+        """Whether a queued, running or paused run is still looked after by someone: the rules
+        of :meth:`mark_interrupted`. A run that has ended is not alive."""
+        row = self.get_run(run) if isinstance(run, str) else run
+        if row is None or row["status"] not in ACTIVE:
+            return False
+        return _why_dead(row, self._owner_row(row.get("owner")), time.time(), stale_after) is None
+
+    def _owner_row(self, owner: str | None) -> dict[str, Any] | None:
+        if owner is None:
+            return None
+        row = self._conn().execute("SELECT id, host, pid, heartbeat FROM owners WHERE id=?", (owner,)).fetchone()
+        return dict(row) if row else None
+
+    def mark_interrupted(self, stale_after: float = HEARTBEAT_STALE_S, owner: str | None = None, *,
+                         only_pids_dead: bool | None = None) -> list[str]:
+        """Runs nobody looks after any more become 'interrupted'; returns their ids.
+
+        - running or paused: not heard from (heartbeat, or status/progress write, whichever is
+          later; rows from before heartbeats have only the latter) for ``stale_after`` seconds;
+        - queued: its owner (the RunManager that queued it) is not registered or its heartbeat is
+          stale, so another live dashboard's queue is left alone. A queued run with no owner
+          (queued by a process without one) is judged by its own last write, as a running one;
+        - ``owner``: queued runs of this owner id are not kept whatever its heartbeat (a manager
+          taking over under the id of its dead predecessor).
+
+        The error says when the run was last heard from, from which host and pid, its last step,
+        and how to resume it. ``only_pids_dead`` is accepted and ignored (the pid-based rule it
+        chose is gone: a reused pid kept dead runs alive, another host's runs looked dead)."""
+        del only_pids_dead
+        now = time.time()
         ids = []
         with self._tx() as c:
-            for row in c.execute("SELECT id, info FROM runs WHERE status IN ('running','paused','queued')").fetchall():
-                info = json.loads(row["info"] or "{}")
-                pid = info.get("pid")
-                if only_pids_dead and pid and _pid_alive(pid):
+            owners = {r["id"]: dict(r) for r in c.execute("SELECT id, host, pid, heartbeat FROM owners")}
+            rows = c.execute("SELECT * FROM runs WHERE status IN ('running','paused','queued')").fetchall()
+            for row in rows:
+                run = _run_dict(row)
+                if owner is not None and run["status"] == "queued" and run.get("owner") == owner:
+                    reason = _queued_reason(run, owners.get(owner), now, f"owner {owner} took over its queue")
+                else:
+                    reason = _why_dead(run, owners.get(run.get("owner") or ""), now, stale_after)
+                if reason is None:
                     continue
-                ids.append(row["id"])
-            for rid in ids:
-                c.execute("UPDATE runs SET status='interrupted', updated=?, error=COALESCE(error, ?) WHERE id=?",
-                          (time.time(), "the process running it stopped; resume it from its last checkpoint", rid))
+                ck = c.execute("SELECT MAX(step) FROM checkpoints WHERE run_id=?", (run["id"],)).fetchone()[0]
+                how = (f"resume it from its last checkpoint (step {ck})" if ck is not None
+                       else "it has no checkpoint: start it anew")
+                c.execute("UPDATE runs SET status='interrupted', updated=?, finished=?, error=? WHERE id=?",
+                          (now, now, f"{reason}; {how}", run["id"]))
+                ids.append(run["id"])
         return ids
+
+    # -- commands -----------------------------------------------------------------
+    def send_command(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> int:
+        """Queue a command for the run's trainer (it reads :meth:`pending_commands` each step);
+        returns its id. Refused, naming the run, when it does not exist or has ended."""
+        if kind not in COMMAND_KINDS:
+            raise ConfigError("kind", f"unknown command {kind!r}; one of {', '.join(COMMAND_KINDS)}")
+        if payload is not None and not isinstance(payload, dict):
+            raise ConfigError("payload", f"a command's payload is a dict, not {type(payload).__name__}")
+        check_run_id(run_id)
+        with self._tx() as c:
+            run = c.execute("SELECT status, step FROM runs WHERE id=?", (run_id,)).fetchone()
+            if run is None:
+                raise ConfigError("run_id", f"no run {run_id!r} in {self.root}; {_nothing_to(kind)}")
+            if run["status"] in TERMINAL:
+                hint = ("" if run["status"] == "finished"
+                        else "; resume it from its last checkpoint to train it again")
+                raise ConfigError("run_id", f"run {run_id} has ended ({run['status']} at step {run['step']}); "
+                                  f"{_nothing_to(kind)}{hint}")
+            cur = c.execute("INSERT INTO commands (run_id, kind, payload, created) VALUES (?,?,?,?)",
+                            (run_id, kind, json.dumps(payload) if payload is not None else None, time.time()))
+            return int(cur.lastrowid)
+
+    def pending_commands(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's commands not yet applied or rejected, oldest first: ``id, kind, payload,
+        created``. One index range (commands_by_run): cheap enough to call every step."""
+        rows = self._conn().execute("SELECT id, kind, payload, created FROM commands WHERE run_id=? AND state='pending'"
+                                    " ORDER BY id", (run_id,)).fetchall()
+        return [{"id": r[0], "kind": r[1], "payload": _json(r[2]), "created": r[3]} for r in rows]
+
+    def mark_command(self, command_id: int, state: str, step: int | None = None, message: str | None = None) -> None:
+        """The trainer applied (at ``step``) or rejected (saying why in ``message``) a command."""
+        if state not in COMMAND_STATES[1:]:
+            raise ConfigError("state", f"a command is marked 'applied' or 'rejected', not {state!r}")
+        with self._tx() as c:
+            c.execute("UPDATE commands SET state=?, step=?, message=? WHERE id=?",
+                      (state, None if step is None else int(step), message, int(command_id)))
+
+    def commands(self, run_id: str) -> list[dict[str, Any]]:
+        """Every command sent to the run, oldest first, with its state, step and message."""
+        rows = self._conn().execute("SELECT id, kind, payload, created, state, step, message FROM commands"
+                                    " WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
+        return [{**dict(r), "payload": _json(r["payload"])} for r in rows]
 
     # -- metrics, events, checkpoints --------------------------------------------------
     def log_metrics(self, run_id: str, rows: list[tuple[int, str, str, float, float]]) -> None:
@@ -189,23 +382,57 @@ class RunStore:
                           [(run_id, int(s), sp, k, _finite(v), w) for s, sp, k, v, w in rows])
 
     def metrics(self, run_id: str, split: str | None = None, key_prefix: str | None = None,
-                since_step: int = -1) -> list[tuple[int, str, str, float, float]]:
-        sql = "SELECT step, split, key, value, wall FROM metrics WHERE run_id=? AND step>?"
+                since_step: int = -1, key: str | None = None) -> list[tuple[int, str, str, float, float]]:
+        """Rows ``(step, split, key, value, wall)`` past ``since_step``, by step (rows of one step
+        in the order written). ``key``: that series only (served in step order by its index)."""
+        # a split (a few keys, or val's few rows) is read from metrics_by_run and sorted, which
+        # beats walking the whole run in step order (10x for 'val' at 200,000 rows); a whole run
+        # is read in step order from metrics_by_step, with no sort
+        index = "metrics_by_run" if split else "metrics_by_step"
+        sql = f"SELECT step, split, key, value, wall FROM metrics INDEXED BY {index} WHERE run_id=? AND step>?"
         args: list[Any] = [run_id, since_step]
         if split:
             sql += " AND split=?"
             args.append(split)
+        if key is not None:
+            sql += " AND key=?"
+            args.append(key)
         if key_prefix:
             sql += " AND key >= ? AND key < ?"
             args += [key_prefix, key_prefix + "\U0010ffff"]
         cur = self._conn().cursor()
         cur.row_factory = None  # plain tuples: several times faster than Row for 20k-point reads
-        return cur.execute(sql + " ORDER BY step", args).fetchall()
+        return cur.execute(sql + " ORDER BY step, rowid", args).fetchall()
+
+    def metrics_after(self, run_id: str, after_id: int = 0,
+                      limit: int | None = None) -> tuple[list[tuple[int, str, str, float, float]], int]:
+        """The run's rows written after row ``after_id``, in the order written, and the id of the
+        last one (``after_id`` when none): poll with the id it returned to get only new rows. An
+        index range scan (metrics_by_rowid), so a poll costs the same at any run length. Rows are
+        only ever removed by :meth:`truncate_metrics`, which bumps :meth:`metrics_history`."""
+        sql = "SELECT rowid, step, split, key, value, wall FROM metrics WHERE run_id=? AND rowid>? ORDER BY rowid"
+        args: tuple = (run_id, int(after_id))
+        if limit is not None:
+            sql, args = sql + " LIMIT ?", (*args, int(limit))
+        cur = self._conn().cursor()
+        cur.row_factory = None
+        rows = cur.execute(sql, args).fetchall()
+        if not rows:
+            return [], int(after_id)
+        last = rows[-1][0]
+        return [r[1:] for r in rows], last
+
+    def metrics_history(self, run_id: str) -> int:
+        """How many times rows were removed from the run's metrics: a reader that caches rows
+        starts over when it changes. 0 for a run that does not exist."""
+        row = self._conn().execute("SELECT history FROM runs WHERE id=?", (run_id,)).fetchone()
+        return int(row[0]) if row else 0
 
     def truncate_metrics(self, run_id: str, after_step: int) -> None:
         """Forget metrics past ``after_step`` (a resumed run redoes those steps from its checkpoint)."""
         with self._tx() as c:
-            c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, int(after_step)))
+            if c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, int(after_step))).rowcount:
+                c.execute("UPDATE runs SET history=history+1 WHERE id=?", (run_id,))
 
     def metric_count(self, run_id: str) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM metrics WHERE run_id=?", (run_id,)).fetchone()[0]
@@ -222,9 +449,11 @@ class RunStore:
                 for r in rows]
 
     def add_checkpoint(self, run_id: str, step: int, path: str, kind: str = "periodic") -> None:
+        """One row per file: saving ``last.pt`` again moves its row to the new step."""
         with self._tx() as c:
-            c.execute("INSERT INTO checkpoints (run_id, step, path, kind, wall) VALUES (?,?,?,?,?)",
-                      (run_id, int(step), str(path), kind, time.time()))
+            c.execute("INSERT INTO checkpoints (run_id, step, path, kind, wall) VALUES (?,?,?,?,?)"
+                      " ON CONFLICT(run_id, path) DO UPDATE SET step=excluded.step, kind=excluded.kind,"
+                      " wall=excluded.wall", (run_id, int(step), str(path), kind, time.time()))
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
         rows = self._conn().execute("SELECT step, path, kind, wall FROM checkpoints WHERE run_id=? ORDER BY step, wall",
@@ -234,6 +463,67 @@ class RunStore:
     def latest_checkpoint(self, run_id: str, kind: str | None = None) -> dict[str, Any] | None:
         cks = [c for c in self.checkpoints(run_id) if (kind is None or c["kind"] == kind) and Path(c["path"]).exists()]
         return cks[-1] if cks else None
+
+
+def last_seen(run: dict[str, Any]) -> float:
+    """When the run was last heard from: its heartbeat or its last status/progress write,
+    whichever is later (rows from before heartbeats have only the latter)."""
+    return max(float(run.get("heartbeat") or 0.0), float(run.get("updated") or 0.0))
+
+
+def is_stale(run: dict[str, Any], stale_after: float = HEARTBEAT_STALE_S, now: float | None = None) -> bool:
+    """Whether the run (a :meth:`RunStore.get_run` dict) was not heard from for ``stale_after``
+    seconds. Says nothing of a queued run's owner: :meth:`RunStore.run_alive` does."""
+    return (time.time() if now is None else now) - last_seen(run) > stale_after
+
+
+def _why_dead(run: dict[str, Any], owner: dict[str, Any] | None, now: float, stale_after: float) -> str | None:
+    """Why an active run is taken for dead (the start of its interruption message), or None."""
+    if run["status"] == "queued" and run.get("owner"):
+        if owner is None:
+            return _queued_reason(run, None, now, f"the dashboard that queued it ({run['owner']}) is gone")
+        if now - float(owner.get("heartbeat") or 0.0) > stale_after:
+            return _queued_reason(run, owner, now, f"the dashboard that queued it ({run['owner']}) stopped")
+        return None
+    if not is_stale(run, stale_after, now):
+        return None
+    where = _where(run.get("host"), run.get("pid") or run["info"].get("pid"))
+    if run.get("heartbeat") and float(run["heartbeat"]) >= float(run.get("updated") or 0.0):
+        seen = f"last heartbeat {_when(float(run['heartbeat']), now)}{where}"
+    else:
+        seen = f"last status or progress write {_when(last_seen(run), now)}{where}"
+    who = "the process that queued it" if run["status"] == "queued" else "the process training it"
+    return f"{who} stopped: {seen}, {_at_step(run)}"
+
+
+def _queued_reason(run: dict[str, Any], owner: dict[str, Any] | None, now: float, what: str) -> str:
+    if owner is not None and owner.get("heartbeat"):
+        what += f" (last heartbeat {_when(float(owner['heartbeat']), now)}{_where(owner.get('host'), owner.get('pid'))})"
+    return f"{what} while the run waited in its queue, {_at_step(run)}"
+
+
+def _at_step(run: dict[str, Any]) -> str:
+    return f"at step {run['step']}" if run["step"] else "before its first step"
+
+
+def _when(t: float, now: float) -> str:
+    ago = max(0.0, now - t)
+    span = f"{ago:.0f} s" if ago < 120 else f"{ago / 60:.0f} min" if ago < 7200 else f"{ago / 3600:.1f} h"
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({span} before this check)"
+
+
+def _where(host: str | None, pid: int | None) -> str:
+    parts = ([f"host {host}"] if host else []) + ([f"pid {pid}"] if pid else [])
+    return f" from {', '.join(parts)}" if parts else ""
+
+
+def _nothing_to(kind: str) -> str:
+    return {"pause": "nothing to pause", "resume": "nothing to unpause", "stop": "nothing to stop",
+            "weights": "its task weights can no longer change"}[kind]
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
 
 
 def _finite(v: float) -> float | None:
@@ -247,10 +537,3 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     d["info"] = json.loads(d["info"] or "{}")
     return d
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError):
-        return False
-    return True
