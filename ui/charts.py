@@ -359,10 +359,8 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
     if run is None:
         return None
     cache = cache if cache is not None and cache.run_id == run_id else MetricCache(run_id)
-    all_events = store.events(run_id)
-    events = [e for e in all_events if e["kind"] == "weights"]
-    resumes = sum(e["kind"] == "resumed_from_checkpoint" for e in all_events)
-    added = cache.update(store, generation=resumes)
+    events = store.events(run_id, kind="weights")
+    added = cache.update(store)  # starts over by itself when the run's metrics history changes
     tasks = list(run["config"].get("tasks", []))
     memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step,
                 cosine_matrix is not None)

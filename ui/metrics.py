@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -213,68 +214,88 @@ def run_duration(run: Mapping[str, Any]) -> float | None:
 class MetricCache:
     """One run's metric series, read from the run store a few new rows at a time.
 
-    Each :meth:`update` reads only rows at or after the last step seen (the rows of that step are
-    re-read, because a step's validation rows can land after its training rows) and falls back to
-    a full read when the store holds rows this cache never saw (a run resumed from an earlier
-    checkpoint writes steps again)."""
+    Each :meth:`update` asks the store for the rows written after the last one it saw (an index
+    range, the same cost at 200,000 rows as at 2,000; no count, no step re-read) and starts over
+    when the run's metrics history changed (rows were removed: a run resumed from an earlier
+    checkpoint forgets the steps past it and writes them again)."""
 
     run_id: str
     last_step: int = -1
     count: int = 0
-    generation: int = 0
+    generation: int = 0  # the store's metrics_history of the rows held
+    last_id: int = 0  # the last row read (RunStore.metrics_after)
     series: dict[tuple[str, str], tuple[list[int], list[float]]] = field(default_factory=dict)
     memo: dict[str, Any] = field(default_factory=dict)  # derived results (figures) keyed by what they used
+    # get()'s arrays per series, grown by the new points only: converting a 25,000-point list to an
+    # array on every refresh was a third of the live charts' cost at 200,000 rows
+    _arrays: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict, repr=False,
+                                                                          compare=False)
 
-    def update(self, store: Any, generation: int = 0) -> int:
-        """Read new rows from ``store`` (a RunStore); returns how many rows were added.
-
-        ``generation`` changes when the run's history was rewritten (e.g. the number of times it
-        was resumed from a checkpoint, which forgets the metrics past that checkpoint): the cache
-        then starts over."""
-        total = store.metric_count(self.run_id)
-        if generation != self.generation or total < self.count:  # rows were removed: start over
-            self._reset(generation)
-        if total == self.count:
-            return 0
-        rows = store.metrics(self.run_id, since_step=self.last_step - 1)
-        self._drop_from(self.last_step)
-        added = self._add(rows)
-        if self.count < total:  # rows before last_step appeared: read everything again
-            self._reset(generation)
-            added = self._add(store.metrics(self.run_id))
-        return added
+    def update(self, store: Any) -> int:
+        """Read new rows from ``store`` (a RunStore); returns how many rows were added."""
+        for _ in range(3):
+            history = store.metrics_history(self.run_id)
+            if history != self.generation:  # rows were removed: start over
+                self._reset(history)
+            rows, last_id = store.metrics_after(self.run_id, self.last_id)
+            # history only grows: unchanged after the read means no removal happened during it
+            if store.metrics_history(self.run_id) == history:
+                self.last_id = last_id
+                return self._add(rows)
+        self._reset(history)  # removed again and again while reading: come back at the next poll
+        return 0
 
     def _reset(self, generation: int) -> None:
         self.series.clear()
         self.memo.clear()
+        self._arrays.clear()
         self.count = 0
         self.last_step = -1
+        self.last_id = 0
         self.generation = generation
 
-    def _drop_from(self, step: int) -> None:
-        for steps, values in self.series.values():
-            while steps and steps[-1] >= step:
-                steps.pop()
-                values.pop()
-                self.count -= 1
-
     def _add(self, rows: list[Row]) -> int:
+        """Append rows in the order written, each to its series in step order. A trainer writes
+        each series in step order (a step's validation rows land after its training rows, but in
+        their own series), so a row lands behind a later step only if two processes wrote the
+        same run; it is then put in its place rather than drawn as a line going back."""
         for step, split, key, value, _ in rows:
             steps, values = self.series.setdefault((split, key), ([], []))
-            steps.append(int(step))
-            values.append(_nan(value))
+            step = int(step)
+            if steps and step < steps[-1]:
+                at = bisect.bisect_right(steps, step)
+                steps.insert(at, step)
+                values.insert(at, _nan(value))
+                self._arrays.pop((split, key), None)  # not a tail any more: convert it afresh
+            else:
+                steps.append(step)
+                values.append(_nan(value))
+            if step > self.last_step:
+                self.last_step = step
         self.count += len(rows)
-        if rows:
-            self.last_step = max(self.last_step, int(rows[-1][0]))
         return len(rows)
 
     def get(self, split: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """``(steps, values)`` arrays of one series (empty when absent)."""
+        """``(steps, values)`` arrays of one series (empty when absent), read-only: they are
+        shared by every caller until the series grows."""
         steps, values = self.series.get((split, key), ([], []))
-        return np.asarray(steps, dtype=np.int64), np.asarray(values, dtype=float)
+        old_steps, old_values = self._arrays.get((split, key), (_NO_STEPS, _NO_VALUES))
+        n = len(old_steps)
+        if n == len(steps):
+            return old_steps, old_values
+        new = (np.concatenate([old_steps, np.asarray(steps[n:], dtype=np.int64)]),
+               np.concatenate([old_values, np.asarray(values[n:], dtype=float)]))
+        for array in new:
+            array.flags.writeable = False
+        self._arrays[(split, key)] = new
+        return new
 
     def keys(self, split: str) -> list[str]:
         return sorted(k for s, k in self.series if s == split)
+
+
+_NO_STEPS, _NO_VALUES = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=float)
+_NO_STEPS.flags.writeable = _NO_VALUES.flags.writeable = False
 
 
 def _finite(v: Any) -> bool:

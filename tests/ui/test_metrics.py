@@ -115,16 +115,21 @@ def test_rows_to_frame_and_durations():
 
 # -- the incremental metric cache ----------------------------------------------------------------
 class FakeStore:
+    """What MetricCache reads of a RunStore: rows in the order written (row id = position + 1)
+    and the run's metrics history, which a removal of rows bumps."""
+
     def __init__(self):
         self.rows = []
-        self.reads = []
+        self.history = 0
+        self.reads = []  # (after_id, rows returned) of each metrics_after
 
-    def metric_count(self, run_id):
-        return len(self.rows)
+    def metrics_history(self, run_id):
+        return self.history
 
-    def metrics(self, run_id, split=None, key_prefix=None, since_step=-1):
-        self.reads.append(since_step)
-        return sorted([r for r in self.rows if r[0] > since_step], key=lambda r: r[0])
+    def metrics_after(self, run_id, after_id=0, limit=None):
+        new = self.rows[after_id:]
+        self.reads.append((after_id, len(new)))
+        return new, len(self.rows) if new else after_id
 
 
 def test_metric_cache_reads_only_new_rows_and_catches_late_rows_of_the_last_step():
@@ -135,12 +140,12 @@ def test_metric_cache_reads_only_new_rows_and_catches_late_rows_of_the_last_step
     store.rows.append((100, "val", "a/acc", 0.5, 0.0))  # validation of step 100 lands after its training rows
     store.rows += [(101, "train", "loss/a", 101.0, 0.0)]
     cache.update(store)
-    assert store.reads[-1] == 99  # only steps >= 100 were read again
+    assert store.reads[-1] == (100, 2)  # only the two new rows were read
     steps, values = cache.get("train", "loss/a")
     assert steps.tolist() == list(range(1, 102)) and values[-1] == 101.0
     assert cache.get("val", "a/acc")[1].tolist() == [0.5]
-    assert cache.update(store) == 0  # nothing new: no read at all
-    assert len(store.reads) == 2
+    assert cache.update(store) == 0  # nothing new: nothing read again
+    assert store.reads[-1] == (102, 0)
 
 
 def test_metric_cache_starts_over_when_a_resumed_run_rewrites_its_history():
@@ -149,9 +154,23 @@ def test_metric_cache_starts_over_when_a_resumed_run_rewrites_its_history():
     cache = MetricCache("r")
     cache.update(store)
     store.rows = [r for r in store.rows if r[0] <= 5] + [(6, "train", "loss/a", 9.0, 0.0)]  # resumed from step 5
-    cache.update(store, generation=1)
+    store.history += 1
+    cache.update(store)
     steps, values = cache.get("train", "loss/a")
     assert steps.tolist() == [1, 2, 3, 4, 5, 6] and values[-1] == 9.0
+
+
+def test_metric_cache_puts_a_late_row_of_an_earlier_step_in_its_place():
+    store = FakeStore()
+    store.rows += [(s, "train", "loss/a", float(s), 0.0) for s in (1, 2, 4)]
+    cache = MetricCache("r")
+    cache.update(store)
+    assert cache.get("train", "loss/a")[0].tolist() == [1, 2, 4]
+    store.rows += [(3, "train", "loss/a", 3.0, 0.0), (5, "train", "loss/a", 5.0, 0.0)]
+    assert cache.update(store) == 2
+    steps, values = cache.get("train", "loss/a")
+    assert steps.tolist() == [1, 2, 3, 4, 5] and values.tolist() == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert cache.last_step == 5 and cache.count == 5
 
 
 # -- figures ---------------------------------------------------------------------------------------
