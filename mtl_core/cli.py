@@ -15,6 +15,7 @@ from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
+from mtl_core.runs.status import RunStatus
 from mtl_core.training import distributed
 
 ALL_TASKS_HELP = "comma-separated, e.g. classification,detection,segmentation,depth"
@@ -148,11 +149,11 @@ def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool)
         signal.signal(signal.SIGINT, previous)
     run = store.get_run(run_id)
     if not distributed.env_info().is_main:
-        return 0 if status != "failed" else 1
+        return 0 if status != RunStatus.FAILED else 1
     if not quiet:
         sys.stderr.write("\n")
     print(f"run {run_id}: {status} at step {run['step']}")
-    if status == "failed":
+    if status == RunStatus.FAILED:
         print(f"reason: {run['error']}", file=sys.stderr)
         return 1
     return 0

@@ -35,6 +35,8 @@ class TaskMeta:
     primary: str = ""
     higher_is_better: bool = True
     title: str = ""
+    description: str = ""
+    fusion: str = ""
 
     @property
     def label(self) -> str:
