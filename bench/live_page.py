@@ -2,7 +2,7 @@
 metric rows.
 
 A synthetic run is written to a temporary run store with ``store.log_metrics``; we time
-``ui.charts.live_figures`` (what the fragment calls every few seconds) cold (first read of all
+``ui.live_view.live_figures`` (what the fragment calls every few seconds) cold (first read of all
 rows) and warm (the next refresh: a few new rows, the rest cached), plus the figures' JSON
 encoding that ``st.plotly_chart`` performs. Target: the warm rerun under 150 ms at both sizes
 (the store's poll reads only the new rows, so its cost does not grow with the run). The last
@@ -21,7 +21,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mtl_core.runs.store import RunStore  # noqa: E402
-from ui.charts import TaskMeta, live_figures  # noqa: E402
+from ui.charts import TaskMeta  # noqa: E402
+from ui.live_view import live_figures  # noqa: E402
 from ui.metrics import MetricCache  # noqa: E402
 
 TASKS = ("classification", "detection", "segmentation")

@@ -18,8 +18,9 @@ from mtl_core.errors import MTLError
 from mtl_core.runs.status import ACTIVE, RESUMABLE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from mtl_core.training.gradstats import cosine_matrix
-from ui.charts import TaskMeta, cached_conflict, live_figures
+from ui.charts import TaskMeta
 from ui.live_plot import live_chart
+from ui.live_view import cached_conflict, live_figures
 from ui.metrics import MetricCache, final_metrics, format_duration
 from ui.sidebar import run_picker
 from ui.state import manager

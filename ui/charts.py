@@ -1,13 +1,13 @@
 """Plotly figures shared by the dashboard's pages: training curves with EMA smoothing, task-weight
 curves, event markers (weight changes), gradient conflict (cosine heatmap and curves, gradient
-norms) and the Pareto scatter. Plotly and pandas only: no
-Streamlit, no torch, so every function here can be timed and tested headless.
+norms) and the Pareto scatter. Plotly and pandas only: no Streamlit, no torch, so every function
+here can be timed and tested headless. The live page's memo of these figures is ``ui/live_view.py``.
 """
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -206,6 +206,10 @@ def total_loss_figure(cache: MetricCache, smoothing: float, log_y: bool = False,
     return figure(traces, layout)
 
 
+def _short(meta: Mapping[str, TaskMeta], task: str) -> str:
+    return meta.get(task, TaskMeta(task)).label
+
+
 # -- gradient conflict ------------------------------------------------------------------------
 def task_pairs(tasks: Sequence[str], keys: Sequence[str]) -> list[tuple[str, str, str]]:
     """``(a, b, key)`` for every recorded pair ``gradcos/<a>|<b>`` (either order), in task order."""
@@ -307,92 +311,6 @@ def gradnorm_figure(cache: MetricCache, tasks: Sequence[str], task_colors: Mappi
                   yaxis=dict(type="log" if log else "linear", dtick=1 if log else None,  # log: powers of ten only
                              title=dict(text="‖g‖" + (" (log)" if log else ""), font=dict(size=11))))
     return figure(traces, layout)
-
-
-def _short(meta: Mapping[str, TaskMeta], task: str) -> str:
-    return meta.get(task, TaskMeta(task)).label
-
-
-def conflict_figures(cache: MetricCache, tasks: Sequence[str], cosine_matrix: Callable[..., list[list[float]]],
-                     meta: Mapping[str, TaskMeta] | None = None, smoothing: float = 0.0,
-                     task_colors: Mapping[str, str] | None = None, uirevision: str = "") -> dict[str, go.Figure]:
-    """The three gradient-conflict figures (``gradcos_matrix``, ``gradcos``, ``gradnorm``), or ``{}``
-    for a single-task run or before the first statistics. ``cosine_matrix`` is
-    ``mtl_core.training.gradstats.cosine_matrix`` (passed in, so this module stays free of torch)."""
-    if len(tasks) < 2:
-        return {}
-    step, stats = latest_gradstats(cache)
-    if step is None:
-        return {}
-    meta = meta or {}
-    matrix = cosine_matrix(stats, list(tasks))
-    return {"gradcos_matrix": cosine_heatmap(matrix, [_short(meta, t) for t in tasks], step, uirevision),
-            "gradcos": gradcos_figure(cache, tasks, meta, smoothing, uirevision),
-            "gradnorm": gradnorm_figure(cache, tasks, task_colors, meta, uirevision)}
-
-
-def cached_conflict(cache: MetricCache) -> tuple[dict[str, go.Figure], int | None]:
-    """The gradient-conflict figures and their step as :func:`live_figures` last built them
-    (``({}, None)`` before it has), for a part of the page that refreshes on its own clock."""
-    memo = cache.memo.get("conflict")
-    return (memo[1], memo[2]) if memo else ({}, None)
-
-
-@dataclass
-class LiveView:
-    """Everything the live page draws for one run at one moment."""
-
-    run: dict[str, Any]
-    tasks: list[str]
-    figures: dict[str, go.Figure] = field(default_factory=dict)  # stable key -> figure
-    events: list[dict[str, Any]] = field(default_factory=list)
-    new_rows: int = 0
-    grad_step: int | None = None  # the last step that recorded gradient statistics
-
-
-def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = False,
-                 cache: MetricCache | None = None, meta: Mapping[str, TaskMeta] | None = None,
-                 cosine_matrix: Callable[..., list[list[float]]] | None = None) -> LiveView | None:
-    """One refresh of the live page: read the rows new since ``cache`` last looked, then build
-    the task panels, the total-loss and the weights figures, and (given ``cosine_matrix``) the
-    gradient-conflict figures of :func:`conflict_figures`. ``None`` when the run is gone.
-    Nothing new since the last call: the same figures, not rebuilt."""
-    run = store.get_run(run_id)
-    if run is None:
-        return None
-    cache = cache if cache is not None and cache.run_id == run_id else MetricCache(run_id)
-    events = store.events(run_id, kind="weights")
-    added = cache.update(store)  # starts over by itself when the run's metrics history changes
-    tasks = list(run["config"].get("tasks", []))
-    memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step,
-                cosine_matrix is not None)
-    previous = cache.memo.get("live")
-    if previous is not None and previous[0] == memo_key:  # nothing new: the same figures
-        return LiveView(run=run, tasks=tasks, figures=previous[1], events=events, new_rows=added,
-                        grad_step=previous[2])
-    meta = meta or {}
-    task_colors = colors(tasks)
-    figs: dict[str, go.Figure] = {}
-    for t in tasks:
-        figs[f"task:{t}"] = task_figure(cache, meta.get(t, TaskMeta(t)), smoothing, log_y, events,
-                                        task_colors[t], uirevision=run_id)
-    figs["total"] = total_loss_figure(cache, smoothing, log_y, events, uirevision=run_id)
-    figs["weights"] = weights_figure(cache, tasks, events, task_colors, uirevision=run_id)
-    grad_step = None
-    if cosine_matrix is not None:
-        # gradient statistics arrive every gradstats_every steps, losses every step: rebuild these
-        # three figures only when a statistic arrived (or the smoothing changed)
-        grad_key = (round(float(smoothing), 4), tuple(sorted(
-            (k, len(v[0])) for (split, k), v in cache.series.items() if split == "train" and k.startswith((GRAD_COS, GRAD_NORM)))))
-        previous_grad = cache.memo.get("conflict")
-        if previous_grad is None or previous_grad[0] != grad_key:
-            conflict = conflict_figures(cache, tasks, cosine_matrix, meta, smoothing, task_colors, uirevision=run_id)
-            previous_grad = (grad_key, conflict, latest_gradstats(cache)[0] if conflict else None)
-            cache.memo["conflict"] = previous_grad
-        figs.update(previous_grad[1])
-        grad_step = previous_grad[2]
-    cache.memo["live"] = (memo_key, figs, grad_step)
-    return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added, grad_step=grad_step)
 
 
 def compare_figure(series: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str, smoothing: float = 0.0,

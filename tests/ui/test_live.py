@@ -225,7 +225,7 @@ def test_the_conflict_figures_follow_new_statistics_and_are_reused_between_them(
     """A refresh with only new losses keeps the conflict figures; a new statistic redraws them."""
     from mtl_core.runs.store import RunStore
     from mtl_core.training.gradstats import cosine_matrix
-    from ui.charts import live_figures
+    from ui.live_view import live_figures
     from ui.metrics import MetricCache
 
     store = RunStore(tmp_path)
