@@ -27,9 +27,27 @@ ss = st.session_state
 K = cs.PREFIX
 PREVIEW_SAMPLES = 4
 KEEP = "session"  # form widgets keep their values across page switches
+AUGMENTS = {  # field: (label, what the slider sets, lo, hi, step)
+    "hflip": ("Horizontal flip", "probability", 0.0, 1.0, 0.05),
+    "vflip": ("Vertical flip", "probability", 0.0, 1.0, 0.05),
+    "crop": ("Random resized crop", "probability", 0.0, 1.0, 0.05),
+    "rotation": ("Rotation", "up to ± degrees", 0.0, 180.0, 1.0),
+    "color_jitter": ("Colour jitter", "strength", 0.0, 1.0, 0.05),
+    "blur": ("Gaussian blur", "probability", 0.0, 1.0, 0.05),
+    "noise": ("Gaussian noise", "standard deviation", 0.0, 1.0, 0.01),
+    "erasing": ("Random erasing", "probability", 0.0, 1.0, 0.05),
+}
+ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
+            "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
 
 
 # ------------------------------------------------------------------ callbacks (run before the script)
+def _note(**message: str) -> None:
+    """Keep one message about the last upload (``upload_ok`` or ``upload_error``), clearing the other."""
+    for name in ("upload_error", "upload_ok"):
+        ss[f"setup.{name}"] = message.get(name)
+
+
 def _on_upload() -> None:
     upload = ss.get("setup.upload")
     if upload is None:
@@ -37,15 +55,15 @@ def _on_upload() -> None:
     try:
         cfg = cs.parse_upload(upload.getvalue())
     except ConfigError as e:
-        ss["setup.upload_error"], ss["setup.upload_ok"] = str(e), None
+        _note(upload_error=str(e))
         return
     cs.load(ss, cfg)  # fills every widget's key: allowed here, before the widgets exist
-    ss["setup.upload_error"], ss["setup.upload_ok"] = None, upload.name
+    _note(upload_ok=upload.name)
 
 
 def _on_reset() -> None:
     cs.load(ss, ExperimentConfig())
-    ss["setup.upload_error"] = ss["setup.upload_ok"] = None
+    _note()
 
 
 def _on_redraw() -> None:
@@ -75,51 +93,59 @@ def _open_problem(key: str) -> tuple[str, str] | None:
     return None
 
 
-# ------------------------------------------------------------------ the config and its problems
-cs.ensure(ss)
-cfg = cs.build(ss)
-ss["setup.config"] = cfg  # the Data page and tests read the form's config here
-try:
-    errors = validate(cfg)
-except MTLError as e:  # a dataset that cannot even be opened, say
-    errors = [e if isinstance(e, ConfigError) else ConfigError("config", str(e))]
-if cfg.data.dataset != "scenes" and not any(e.field.startswith("data.") for e in errors):
-    problem = _open_problem(dataclasses.replace(ExperimentConfig(), data=cfg.data).to_json())
-    if problem is not None:  # validate() cannot know whether the files are there: opening them does
-        errors.append(ConfigError(*problem))
-_shown: set[int] = set()
-
-
-def problems(path: str, exact: bool = False) -> None:
-    """Show, right here, the problems whose field is ``path`` (or below it, unless ``exact``)."""
-    for i, e in enumerate(errors):
-        if i not in _shown and (e.field == path or (not exact and e.field.startswith(path + "."))):
-            st.error(e.message[:1].upper() + e.message[1:], icon=":material/error:")
-            _shown.add(i)
+def _config_problems(cfg: ExperimentConfig) -> list[ConfigError]:
+    """Everything wrong with the form's config, each naming its field."""
+    try:
+        errors = validate(cfg)
+    except MTLError as e:  # a dataset that cannot even be opened, say
+        errors = [e if isinstance(e, ConfigError) else ConfigError("config", str(e))]
+    if cfg.data.dataset != "scenes" and not any(e.field.startswith("data.") for e in errors):
+        problem = _open_problem(dataclasses.replace(ExperimentConfig(), data=cfg.data).to_json())
+        if problem is not None:  # validate() cannot know whether the files are there: opening them does
+            errors.append(ConfigError(*problem))
+    return errors
 
 
 # ------------------------------------------------------------------ widget helpers
-def number(path: str, label: str, help: str | None = None, fmt: str | None = None, step: Any = None) -> None:
-    value = ss[K + path]
-    step = step if step is not None else (1 if isinstance(value, int) else 0.01)
-    st.number_input(label, key=K + path, persist_state=KEEP, step=step, format=fmt, help=help)
-    problems(path)
+class Form:
+    """The form's widgets, each followed by the problems of its field; every problem is shown once."""
 
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        self._shown: set[int] = set()
 
-def slider(path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None = None, fmt: str | None = None) -> None:
-    value = ss[K + path]  # an uploaded value outside the usual range widens it, so validation can speak
-    st.slider(label, min_value=min(lo, value), max_value=max(hi, value), step=step, key=K + path, persist_state=KEEP,
-              help=help, format=fmt)
-    problems(path)
+    def problems(self, path: str, exact: bool = False) -> None:
+        """Show, right here, the problems whose field is ``path`` (or below it, unless ``exact``)."""
+        for i, e in enumerate(self.errors):
+            if i not in self._shown and (e.field == path or (not exact and e.field.startswith(path + "."))):
+                st.error(e.message[:1].upper() + e.message[1:], icon=":material/error:")
+                self._shown.add(i)
 
+    def unshown(self) -> list[ConfigError]:
+        """The problems no widget has shown yet."""
+        return [e for i, e in enumerate(self.errors) if i not in self._shown]
 
-def select(path: str, label: str, options: list[str], help: str | None = None, fmt=None, on_change=None) -> str:
-    value = ss[K + path]
-    options = list(options) + ([value] if value not in options else [])  # unknown: shown, then flagged
-    choice = st.selectbox(label, options, key=K + path, persist_state=KEEP, help=help, format_func=fmt or str,
-                          on_change=on_change)
-    problems(path)
-    return choice
+    def number(self, path: str, label: str, help: str | None = None, fmt: str | None = None, step: Any = None) -> None:
+        value = ss[K + path]
+        step = step if step is not None else (1 if isinstance(value, int) else 0.01)
+        st.number_input(label, key=K + path, persist_state=KEEP, step=step, format=fmt, help=help)
+        self.problems(path)
+
+    def slider(self, path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None = None,
+               fmt: str | None = None) -> None:
+        value = ss[K + path]  # an uploaded value outside the usual range widens it, so validation can speak
+        st.slider(label, min_value=min(lo, value), max_value=max(hi, value), step=step, key=K + path,
+                  persist_state=KEEP, help=help, format=fmt)
+        self.problems(path)
+
+    def select(self, path: str, label: str, options: list[str], help: str | None = None, fmt=None,
+               on_change=None) -> str:
+        value = ss[K + path]
+        options = list(options) + ([value] if value not in options else [])  # unknown: shown, then flagged
+        choice = st.selectbox(label, options, key=K + path, persist_state=KEEP, help=help, format_func=fmt or str,
+                              on_change=on_change)
+        self.problems(path)
+        return choice
 
 
 def first_line(text: str | None) -> str:
@@ -132,6 +158,12 @@ def _preview(key: str, n: int, draw: int) -> list:
 
 
 # ------------------------------------------------------------------ page
+cs.ensure(ss)
+cfg = cs.build(ss)
+ss["setup.config"] = cfg  # the Data page and tests read the form's config here
+errors = _config_problems(cfg)
+form = Form(errors)
+
 st.title("Setup")
 st.caption("Choose the data, the tasks, the model, how the task losses are fused and how training "
            "runs. Problems show next to the setting that causes them; Start is enabled once there are none.")
@@ -155,37 +187,37 @@ data_col, task_col = st.columns(2, gap="large")
 with data_col, st.container(border=True):
     st.subheader("Data")
     datasets = DATASETS.available()
-    dataset = select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d,
+    dataset = form.select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d,
                      on_change=_on_dataset)
     if dataset == "scenes":
         st.caption("Coloured shapes on textured, noisy backgrounds, generated on the fly; every image "
                    "has labels for all tasks.")
         a, b = st.columns(2)
         with a:
-            slider("data.image_size", "Image size (px)", 32, 128, 16)
-            slider("data.max_objects", "Objects per image (at most)", 1, 10, 1)
+            form.slider("data.image_size", "Image size (px)", 32, 128, 16)
+            form.slider("data.max_objects", "Objects per image (at most)", 1, 10, 1)
         with b:
-            slider("data.num_shapes", "Shape classes", 2, 6, 1)
-            slider("data.noise", "Noise", 0.0, 0.5, 0.01)
+            form.slider("data.num_shapes", "Shape classes", 2, 6, 1)
+            form.slider("data.noise", "Noise", 0.0, 0.5, 0.01)
         a, b, c = st.columns(3)
         with a:
-            number("data.train_size", "Training samples", step=500)
+            form.number("data.train_size", "Training samples", step=500)
         with b:
-            number("data.val_size", "Validation samples", step=128)
+            form.number("data.val_size", "Validation samples", step=128)
         with c:
-            number("data.test_size", "Test samples", step=128)
+            form.number("data.test_size", "Test samples", step=128)
     else:
         if dataset in DATASETS:
             st.caption(first_line(DATASETS.get(dataset).__doc__))
         st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,
                       help="Where the dataset lives on this machine")
-        problems("data.root")
+        form.problems("data.root")
         a, b = st.columns(2)
         with a:
-            slider("data.image_size", "Image size (px)", 32, 256, 16)
+            form.slider("data.image_size", "Image size (px)", 32, 256, 16)
         with b:
-            number("data.train_size", "Training samples (at most)", step=500)
-    problems("data")
+            form.number("data.train_size", "Training samples (at most)", step=500)
+    form.problems("data")
 
 with task_col, st.container(border=True):
     st.subheader("Tasks")
@@ -198,7 +230,7 @@ with task_col, st.container(border=True):
     options = supplied + [t for t in ss[K + "tasks"] if t not in supplied]
     st.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP, format_func=lambda t: titles.get(t, t),
                    help="The dataset supplies labels for these tasks")
-    problems("tasks")
+    form.problems("tasks")
     for t in cfg.tasks:
         if about.get(t, {}).get("description"):
             st.caption(f"**{titles[t]}**: {about[t]['description']}")
@@ -206,25 +238,25 @@ with task_col, st.container(border=True):
 model_col, fusion_col = st.columns(2, gap="large")
 with model_col, st.container(border=True):
     st.subheader("Model")
-    arch = select("model.architecture", "Architecture", ARCHITECTURES.available())
+    arch = form.select("model.architecture", "Architecture", ARCHITECTURES.available())
     if arch in ARCHITECTURES:
         st.caption(getattr(ARCHITECTURES.get(arch), "citation", ""))
-    backbone = select("model.backbone", "Backbone", BACKBONES.available())
+    backbone = form.select("model.backbone", "Backbone", BACKBONES.available())
     if backbone in BACKBONES:
         st.caption(first_line(BACKBONES.get(backbone).__doc__))
     a, b = st.columns(2)
     with a:
-        number("model.width", "Width (channels)", step=4)
+        form.number("model.width", "Width (channels)", step=4)
     with b:
         st.checkbox("Pretrained weights", key=K + "model.pretrained", persist_state=KEEP,
                     help="ImageNet weights where the backbone has them cached on this machine")
-        problems("model.pretrained")
-    problems("model")
+        form.problems("model.pretrained")
+    form.problems("model")
 
 with fusion_col, st.container(border=True):
     st.subheader("Loss fusion")
     methods = sorted(WEIGHTINGS.available(), key=lambda m: (m != "static", WEIGHTINGS.get(m).kind != "loss", m))
-    method = select("weighting.method", "Weighting method", methods,
+    method = form.select("weighting.method", "Weighting method", methods,
                     fmt=lambda m: f"{m} ({WEIGHTINGS.get(m).kind})" if m in WEIGHTINGS else m,
                     help="loss: a weighted sum of the task losses; gradient: combines per-task gradients")
     cls = cs.method_class(method)
@@ -238,32 +270,22 @@ with fusion_col, st.container(border=True):
     weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
     for i, t in enumerate(cfg.tasks):
         with weight_cols[i % len(weight_cols)]:
-            slider(f"weighting.weights.{t}", titles.get(t, t), 0.0, 10.0, 0.1)
-    problems("weighting.weights", exact=True)
+            form.slider(f"weighting.weights.{t}", titles.get(t, t), 0.0, 10.0, 0.1)
+    form.problems("weighting.weights", exact=True)
     if cls is not None and cls.defaults:
         st.markdown("**Hyperparameters**")
         param_cols = st.columns(min(3, len(cls.defaults)))
         for i, p in enumerate(cls.defaults):
             with param_cols[i % len(param_cols)]:
                 st.number_input(p, key=f"{K}weighting.params.{method}.{p}", persist_state=KEEP, step=0.01, format="%g")
-                problems(f"weighting.params.{p}")
-    problems("weighting.params")
+                form.problems(f"weighting.params.{p}")
+    form.problems("weighting.params")
     if cs.offers_rep_grad(cls):
         st.toggle("Combine gradients on the shared representation (rep_grad)", key=K + "weighting.rep_grad", persist_state=KEEP,
                   help="Faster: per-task gradients of the shared features instead of all shared parameters")
-    problems("weighting.rep_grad")
-    problems("weighting")
+    form.problems("weighting.rep_grad")
+    form.problems("weighting")
 
-AUGMENTS = {  # field: (label, what the slider sets, lo, hi, step)
-    "hflip": ("Horizontal flip", "probability", 0.0, 1.0, 0.05),
-    "vflip": ("Vertical flip", "probability", 0.0, 1.0, 0.05),
-    "crop": ("Random resized crop", "probability", 0.0, 1.0, 0.05),
-    "rotation": ("Rotation", "up to ± degrees", 0.0, 180.0, 1.0),
-    "color_jitter": ("Colour jitter", "strength", 0.0, 1.0, 0.05),
-    "blur": ("Gaussian blur", "probability", 0.0, 1.0, 0.05),
-    "noise": ("Gaussian noise", "standard deviation", 0.0, 1.0, 0.01),
-    "erasing": ("Random erasing", "probability", 0.0, 1.0, 0.05),
-}
 with st.container(border=True):
     st.subheader("Augmentation")
     st.caption("Applied to training images only; boxes, masks and depth move with the image.")
@@ -272,12 +294,12 @@ with st.container(border=True):
         for name, (label, what, lo, hi, step) in AUGMENTS.items():
             on = st.checkbox(label, key=f"{K}augment_on.{name}", persist_state=KEEP)
             if on:
-                slider(f"augment.{name}", f"{label}: {what}", lo, hi, step)
+                form.slider(f"augment.{name}", f"{label}: {what}", lo, hi, step)
                 if name == "crop":
-                    slider("augment.crop_scale_min", "Crop: smallest kept area", 0.05, 1.0, 0.05)
+                    form.slider("augment.crop_scale_min", "Crop: smallest kept area", 0.05, 1.0, 0.05)
                 if name == "blur":
-                    slider("augment.blur_sigma", "Blur: largest sigma (px)", 0.1, 5.0, 0.1)
-        problems("augment")
+                    form.slider("augment.blur_sigma", "Blur: largest sigma (px)", 0.1, 5.0, 0.1)
+        form.problems("augment")
     with grid:
         head, button = st.columns([3, 1])
         head.markdown("**Preview**: training samples with their labels, before and after augmentation")
@@ -300,46 +322,43 @@ with st.container(border=True):
                     cols[(2 * i) % 4].image(original, caption=f"#{i} original", width="stretch")
                     cols[(2 * i + 1) % 4].image(augmented, caption=f"#{i} augmented", width="stretch")
 
-ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
-            "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
 with st.container(border=True):
     st.subheader("Optimisation")
     a, b, c, d = st.columns(4)
     with a:
-        select("optim.optimizer", "Optimiser", list(OPTIMIZERS))
-        number("seed", "Seed", help="The same seed and settings give the same run")
+        form.select("optim.optimizer", "Optimiser", list(OPTIMIZERS))
+        form.number("seed", "Seed", help="The same seed and settings give the same run")
     with b:
-        number("optim.lr", "Learning rate", fmt="%g", step=0.0005)
-        select("device", "Device", list(DEVICES), help="auto: the GPU when there is one, else the CPU")
+        form.number("optim.lr", "Learning rate", fmt="%g", step=0.0005)
+        form.select("device", "Device", list(DEVICES), help="auto: the GPU when there is one, else the CPU")
     with c:
-        number("optim.batch_size", "Batch size", step=8)
+        form.number("optim.batch_size", "Batch size", step=8)
     with d:
-        number("optim.steps", "Training steps", step=100)
+        form.number("optim.steps", "Training steps", step=100)
     with st.expander("More settings", expanded=any(e.field.startswith(ADVANCED) for e in errors)):
         a, b, c, d = st.columns(4)
         with a:
-            select("optim.scheduler", "Learning-rate schedule", list(SCHEDULERS))
-            number("optim.warmup_steps", "Warm-up steps", step=10)
+            form.select("optim.scheduler", "Learning-rate schedule", list(SCHEDULERS))
+            form.number("optim.warmup_steps", "Warm-up steps", step=10)
         with b:
-            number("optim.weight_decay", "Weight decay", fmt="%g", step=0.0001)
-            number("optim.momentum", "Momentum (SGD)", step=0.05)
-            number("optim.grad_clip", "Gradient clipping (0 = off)", step=0.5)
+            form.number("optim.weight_decay", "Weight decay", fmt="%g", step=0.0001)
+            form.number("optim.momentum", "Momentum (SGD)", step=0.05)
+            form.number("optim.grad_clip", "Gradient clipping (0 = off)", step=0.5)
         with c:
-            select("precision", "Precision", list(PRECISIONS))
-            number("eval_every", "Evaluate every (steps)", step=50)
-            number("gradstats_every", "Gradient statistics every (steps, 0 = off)", step=10)
+            form.select("precision", "Precision", list(PRECISIONS))
+            form.number("eval_every", "Evaluate every (steps)", step=50)
+            form.number("gradstats_every", "Gradient statistics every (steps, 0 = off)", step=10)
         with d:
-            number("checkpoint_every", "Checkpoint every (steps, 0 = off)", step=100)
-            number("time_limit", "Time limit (seconds, 0 = none)", step=60.0)
-    problems("optim")
+            form.number("checkpoint_every", "Checkpoint every (steps, 0 = off)", step=100)
+            form.number("time_limit", "Time limit (seconds, 0 = none)", step=60.0)
+    form.problems("optim")
 
 with st.container(border=True):
     st.subheader("Start")
     st.text_input("Run name", key=K + "name", persist_state=KEEP, placeholder="optional: a name to find this run by")
-    problems("name")
-    for i, e in enumerate(errors):  # anything no widget above showed
-        if i not in _shown:
-            st.error(f"{e.field}: {e.message}", icon=":material/error:")
+    form.problems("name")
+    for e in form.unshown():  # anything no widget above showed
+        st.error(f"{e.field}: {e.message}", icon=":material/error:")
     if errors:
         fields = ", ".join(dict.fromkeys(e.field for e in errors))
         st.warning(f"Fix {len(errors)} problem{'s' if len(errors) > 1 else ''} to start: {fields}.")
