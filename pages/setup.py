@@ -1,5 +1,6 @@
 """Setup: build an experiment (data, tasks, model, loss fusion, augmentation, optimisation), see
 every problem next to the widget that caused it, preview the augmentation, and start the run.
+An example experiment (``assets/configs/``) or a config file fills the form in one step.
 
 Every widget holds its value in ``st.session_state["cfg.<field>"]`` (see ``ui/config_state.py``);
 the config is built from those keys with ``dataclasses.replace`` and checked with
@@ -43,8 +44,8 @@ ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "opti
 
 # ------------------------------------------------------------------ callbacks (run before the script)
 def _note(**message: str) -> None:
-    """Keep one message about the last upload (``upload_ok`` or ``upload_error``), clearing the other."""
-    for name in ("upload_error", "upload_ok"):
+    """Keep one message about the last load (``upload_ok``, ``example_error`` ...), clearing the others."""
+    for name in ("upload_error", "upload_ok", "example_error", "example_ok"):
         ss[f"setup.{name}"] = message.get(name)
 
 
@@ -59,6 +60,19 @@ def _on_upload() -> None:
         return
     cs.load(ss, cfg)  # fills every widget's key: allowed here, before the widgets exist
     _note(upload_ok=upload.name)
+
+
+def _on_example(examples: dict[str, cs.Example]) -> None:
+    ex = examples.get(ss.get("setup.example") or "")
+    if ex is None:
+        return
+    ss["setup.example"] = None  # back to the placeholder, so the same example can be chosen again
+    if ex.config is None:
+        _note(example_error=f"Could not load the example {ex.file}: {ex.error}")
+        return
+    cs.load(ss, ex.config)
+    _note(example_ok=f"Loaded the example **{ex.name}** ({ex.file}: {ex.description}); "
+                     "the settings below now hold its values.")
 
 
 def _on_reset() -> None:
@@ -167,6 +181,19 @@ form = Form(errors)
 st.title("Setup")
 st.caption("Choose the data, the tasks, the model, how the task losses are fused and how training "
            "runs. Problems show next to the setting that causes them; Start is enabled once there are none.")
+
+examples = {ex.file: ex for ex in cs.examples()}
+if examples:
+    st.columns([2, 3])[0].selectbox(
+        "Load an example", list(examples), index=None, key="setup.example", on_change=_on_example, args=(examples,),
+        placeholder="Choose an example experiment to fill the form with …",
+        format_func=lambda f: f"{examples[f].name} ({f})",
+        help="Example experiments kept in assets/configs/; choosing one sets every setting below, which you can "
+             "then change.")
+if ss.get("setup.example_error"):
+    st.error(ss["setup.example_error"], icon=":material/error:")
+elif ss.get("setup.example_ok"):
+    st.success(ss["setup.example_ok"])
 
 with st.expander("Load or save a config file", expanded=bool(ss.get("setup.upload_error"))):
     up, down = st.columns([3, 2])

@@ -6,7 +6,8 @@ Keys are ``cfg.<dotted field>`` (``cfg.optim.lr``, ``cfg.tasks``), plus
 for every method's hyperparameters (so switching methods keeps what was typed) and
 ``cfg.augment_on.<transform>`` for the augmentation checklist. Widgets are created with these
 keys, no default of their own and ``persist_state="session"``, so the session state is the one
-source of truth: a rerun, a page switch or an uploaded config all read and fill the same keys. Works on any mutable mapping, so it is
+source of truth: a rerun, a page switch, an uploaded config or an example loaded from
+``assets/configs/`` all read and fill the same keys. Works on any mutable mapping, so it is
 testable without Streamlit.
 """
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import MutableMapping
+from pathlib import Path
 from typing import Any
 
 from mtl_core.config import ExperimentConfig
@@ -27,6 +29,7 @@ AUGMENT_ON = {"hflip": 0.5, "vflip": 0.5, "crop": 0.5, "rotation": 15.0, "color_
               "blur": 0.3, "noise": 0.05, "erasing": 0.25}
 AUGMENT_EXTRA = ("crop_scale_min", "blur_sigma")  # parameters of a transform, never "off"
 _SCALAR = (int, float, str, bool)
+EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "configs"  # the example experiments
 
 
 def _scalar_fields(cls: type) -> list[tuple[str, type]]:
@@ -145,5 +148,42 @@ def parse_upload(data: bytes) -> ExperimentConfig:
     return cfg
 
 
-__all__ = ["AUGMENT_ON", "BASE_KEY", "PREFIX", "build", "ensure", "load", "method_class",
-           "offers_rep_grad", "parse_upload", "scalar_paths"]
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One example config file: its name, a line saying what it sets up, and the config (``None``
+    with ``error`` saying why when the file does not load)."""
+
+    file: str  # the file's name in the examples folder
+    name: str
+    description: str
+    config: ExperimentConfig | None = None
+    error: str | None = None
+
+
+def describe(cfg: ExperimentConfig) -> str:
+    """A config in one line: ``classification, segmentation · mtan · static · 64 px · 1,000 steps``."""
+    w = cfg.weighting
+    weights = [f"{t} {cfg.task_weight(t):g}" for t in cfg.tasks if cfg.task_weight(t) != 1.0]
+    method = w.method + (" on the shared representation" if w.rep_grad else "")
+    return " · ".join([", ".join(cfg.tasks) or "no tasks", cfg.model.architecture,
+                       method + (f" ({', '.join(weights)})" if weights else ""),
+                       f"{cfg.data.image_size} px" + ("" if cfg.data.dataset == "scenes" else f" {cfg.data.dataset}"),
+                       f"{cfg.optim.steps:,} steps"])
+
+
+def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
+    """Every ``*.json`` in ``folder``, by file name, loaded as an upload is (:func:`parse_upload`)."""
+    out = []
+    for path in sorted(folder.glob("*.json")):
+        stem = path.stem.replace("_", " ")
+        try:
+            cfg = parse_upload(path.read_bytes())
+        except (ConfigError, OSError) as e:
+            out.append(Example(path.name, stem, "", error=str(e)))
+            continue
+        out.append(Example(path.name, cfg.name or stem, describe(cfg), cfg))
+    return out
+
+
+__all__ = ["AUGMENT_ON", "BASE_KEY", "EXAMPLES_DIR", "PREFIX", "Example", "build", "describe", "ensure", "examples",
+           "load", "method_class", "offers_rep_grad", "parse_upload", "scalar_paths"]

@@ -208,3 +208,46 @@ def test_another_dataset_keeps_the_tasks_it_supplies_and_needs_its_files(setup_p
     at.number_input(key=K + "optim.batch_size").set_value(2).run()
     assert not at.error, [e.value for e in at.error]
     assert start_button(at).disabled is False
+
+
+EXAMPLE_FILES = sorted((Path(__file__).resolve().parents[2] / "assets" / "configs").glob("*.json"))
+
+
+def test_there_are_example_configs_to_offer():
+    assert len(EXAMPLE_FILES) >= 4, EXAMPLE_FILES
+    names = [ExperimentConfig.from_json(p.read_text()).name for p in EXAMPLE_FILES]
+    assert all(names) and len(set(names)) == len(names), names  # every one has its own readable name
+
+
+@pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
+def test_every_example_config_loads_and_validates(path):
+    from mtl_core.validation import check
+    from ui import config_state as cs
+
+    cfg = ExperimentConfig.from_json(path.read_text())
+    check(cfg)  # raises, naming the field, when something is wrong
+    assert cs.parse_upload(path.read_bytes()) == cfg  # the Setup form has a widget for everything it sets
+    example = next(e for e in cs.examples() if e.file == path.name)
+    assert example.error is None and example.config == cfg and example.name == cfg.name
+    assert ", ".join(cfg.tasks) in example.description
+
+
+def test_the_example_menu_fills_the_form(setup_page):
+    at = setup_page
+    menu = at.selectbox(key="setup.example")
+    assert menu.value is None  # nothing loaded until a person picks one
+    assert len(menu.options) == len(EXAMPLE_FILES)
+    assert "MTAN with attention maps (see them on Predict) (mtan_attention.json)" in menu.options  # name and file
+    menu.set_value("mtan_attention.json").run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.selectbox(key=K + "model.architecture").value == "mtan"
+    assert at.multiselect(key=K + "tasks").value == ["classification", "segmentation", "depth"]
+    assert any("MTAN with attention maps" in s.value and "mtan_attention.json" in s.value for s in at.success)
+    assert at.session_state["setup.config"].model.architecture == "mtan"
+    assert at.selectbox(key="setup.example").value is None  # back to the placeholder: ready for the next one
+    assert start_button(at).disabled is False
+    at.selectbox(key="setup.example").set_value("four_tasks_depth.json").run()
+    assert at.slider(key=f"{K}weighting.weights.depth").value == 0.5
+    assert at.selectbox(key=K + "model.architecture").value == "hard_sharing"
+    assert any("Four tasks with depth" in s.value for s in at.success)
+    assert not any("MTAN" in s.value for s in at.success)  # one message: the latest load's
