@@ -21,31 +21,13 @@ from mtl_core.deploy.export import export_run
 from mtl_core.errors import MTLError
 from mtl_core.runs.status import RunStatus
 from ui.metrics import format_bytes, report_table
-from ui.sidebar import run_picker
+from ui.sidebar import model_checkpoint, run_picker
 from ui.state import manager
 
 USABLE = (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.INTERRUPTED)  # ended runs: their last checkpoint no longer changes
 METHODS = {"int8": "int8, static (calibrated)", "int8-dynamic": "int8, dynamic", "prune": "magnitude pruning"}
 FORMATS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
-
-st.title("Compress & export")
-store = manager().store
-run_id = run_picker("models", statuses=USABLE)
-run = store.get_run(run_id) if run_id else None
-if run is None:
-    st.info("No finished run yet. Train one on **Setup** (or `python -m mtl_core train`); it can be compressed "
-            "and exported here once it has ended.")
-    st.stop()
-ck = store.latest_checkpoint(run_id, "final") or store.latest_checkpoint(run_id)
-if ck is None:
-    st.info(f"Run **{html.escape(run['name'])}** has no checkpoint to compress or export.")
-    st.stop()
-cfg = run["config"]
-st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoint from step {ck['step']} · "
-           f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
-           f"{cfg.get('data', {}).get('image_size', '?')} px")
-run_dir = store.run_dir(run_id)
 
 
 def _file_bytes(path: str):
@@ -59,6 +41,24 @@ def _report_rows(saved: dict) -> list[dict]:
     values = {k: (math.nan if v is None and k.startswith("latency") else v) for k, v in saved.items() if k in fields}
     return CompressionReport(**values).rows()
 
+
+st.title("Compress & export")
+store = manager().store
+run_id = run_picker("models", statuses=USABLE)
+run = store.get_run(run_id) if run_id else None
+if run is None:
+    st.info("No finished run yet. Train one on **Setup** (or `python -m mtl_core train`); it can be compressed "
+            "and exported here once it has ended.")
+    st.stop()
+ck = model_checkpoint(store, run)
+if ck is None:
+    st.info(f"Run **{html.escape(run['name'])}** has no checkpoint to compress or export.")
+    st.stop()
+cfg = run["config"]
+st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoint from step {ck['step']} · "
+           f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
+           f"{cfg.get('data', {}).get('image_size', '?')} px")
+run_dir = store.run_dir(run_id)
 
 # -- compress ------------------------------------------------------------------------------------
 st.subheader("Compress")

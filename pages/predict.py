@@ -11,6 +11,7 @@ import hashlib
 import html
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -25,7 +26,7 @@ from mtl_core.inference.render import render
 from mtl_core.inference.samples import dataset_sample, dataset_size
 from mtl_core.runs.status import WITH_CHECKPOINTS, RunStatus
 from mtl_core.tasks import task_meta
-from ui.sidebar import run_label, run_picker
+from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
@@ -34,6 +35,38 @@ MAX_SAMPLES = 12
 MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not dozens
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
 BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
+SOURCES = {"upload": "Upload", "dataset": "Dataset samples"}
+
+
+@dataclass(frozen=True)
+class Model:
+    """What predicts: one run's model or an ensemble, and what identifies its weights (the caches' key)."""
+
+    predictor: Predictor | Ensemble
+    key: tuple
+
+
+@dataclass(frozen=True)
+class Look:
+    """How every image is drawn: the tasks shown, the overlay's opacity, the boxes' score threshold,
+    dense maps beside the image or blended into it; MTAN's attention maps shown or not, each on its
+    own range (``stretch``) or on one 0 to 1 scale."""
+
+    show: tuple[tuple[str, bool], ...]  # (task, shown) in the model's task order
+    opacity: float
+    threshold: float
+    beside: bool
+    attention: bool = False
+    stretch: bool = True
+
+    @property
+    def shown(self) -> dict[str, bool]:
+        return dict(self.show)
+
+    @property
+    def overlay_key(self) -> tuple:
+        """What an overlay depends on (the attention maps are drawn apart)."""
+        return (tuple(sorted(self.show)), self.opacity, self.threshold, self.beside)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model ...")
@@ -54,47 +87,29 @@ def _remember(cache: OrderedDict, key: Any, value: Any, keep: int) -> Any:
     return value
 
 
-def _predicted(predictor: Predictor, model_key: tuple, item_key: str, image) -> tuple[dict, float]:
+def _predicted(model: Model, item_key: str, image) -> tuple[dict, float]:
     cache = _lru("predict_preds")
-    key = (model_key, item_key)
+    key = (model.key, item_key)
     if key in cache:
         cache.move_to_end(key)
         return cache[key]
-    return _remember(cache, key, predictor.predict(image), KEEP_PREDICTIONS)
+    return _remember(cache, key, model.predictor.predict(image), KEEP_PREDICTIONS)
 
 
-def _checkpoint(run: dict) -> dict | None:
-    """A finished run's final checkpoint, else the latest one (a running run's last save)."""
-    final = store.latest_checkpoint(run["id"], "final") if run["status"] == RunStatus.FINISHED else None
-    return final or store.latest_checkpoint(run["id"])
+def _first_usable(store: Any) -> dict | None:
+    """The newest run that has a model to use, not merely the newest run."""
+    return next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and model_checkpoint(store, r)), None)
 
 
-st.title("Predict")
-store = manager().store
-if selected_run() is None and "run_picker.predict" not in st.session_state:
-    # nothing chosen yet: start on the newest run that has a model to use, not merely the newest run
-    usable = next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and _checkpoint(r)), None)
-    if usable is not None:
-        st.session_state["run_picker.predict"] = usable["id"]
-run_id = run_picker("predict", statuses=WITH_CHECKPOINTS)
-run = store.get_run(run_id) if run_id else None
-if run is None:
-    st.info("No trained run yet. Train one on **Setup** (or `python -m mtl_core train`); its checkpoints appear here.")
-    st.stop()
-mode = st.radio("Model", ["run", "ensemble"], horizontal=True, key="predict_mode",
-                format_func={"run": "One run", "ensemble": "Ensemble of runs"}.get,
-                help="An ensemble fuses the outputs of several finished runs trained on the same tasks.")
-
-
-def _load(ck: dict) -> tuple[Predictor, tuple]:
+def _load(ck: dict) -> Model:
     path = ck["path"]
     mtime = os.path.getmtime(path)
-    return load_predictor(path, mtime), (path, mtime)
+    return Model(load_predictor(path, mtime), (path, mtime))
 
 
-def _ensemble() -> tuple[Ensemble, tuple]:
+def _ensemble(store: Any, run: dict) -> Model:
     """The members, their weights and the fusion options picked here; stops the page until they make an ensemble."""
-    finished = [r for r in store.list_runs() if r["status"] == RunStatus.FINISHED and _checkpoint(r)]
+    finished = [r for r in store.list_runs() if r["status"] == RunStatus.FINISHED and model_checkpoint(store, r)]
     by_id = {r["id"]: r for r in finished}
     if "predict_ens_runs" not in st.session_state:  # start from the run in the sidebar and others on its tasks
         tasks = run["config"].get("tasks", [])
@@ -120,39 +135,123 @@ def _ensemble() -> tuple[Ensemble, tuple]:
                               help="Weighted boxes fusion averages overlapping boxes of the members "
                                    "(Solovyev et al., 2021); NMS keeps the best of each group.")
     try:
-        loaded = [_load(_checkpoint(by_id[rid])) for rid in picks]
-        model = Ensemble([p for p, _ in loaded], weights, [by_id[rid]["name"] for rid in picks],
+        loaded = [_load(model_checkpoint(store, by_id[rid])) for rid in picks]
+        ensemble = Ensemble([m.predictor for m in loaded], weights, [by_id[rid]["name"] for rid in picks],
                          class_fusion=class_fusion, box_fusion=box_fusion)
     except (MTLError, OSError) as e:
         st.error(f"These runs cannot be fused: {e}")
         st.stop()
-    key = ("ensemble", tuple(k for _, k in loaded), tuple(weights), class_fusion, box_fusion)
+    key = ("ensemble", tuple(m.key for m in loaded), tuple(weights), class_fusion, box_fusion)
     total = sum(weights)
-    st.caption(f"Model: **{html.escape(model.description)}** · "
+    st.caption(f"Model: **{html.escape(ensemble.description)}** · "
                + ", ".join(f"{html.escape(by_id[rid]['name'])} {w / total:.0%}" for rid, w in zip(picks, weights, strict=True))
-               + f" · tasks: {', '.join(model.tasks)}")
-    return model, key
+               + f" · tasks: {', '.join(ensemble.tasks)}")
+    return Model(ensemble, key)
 
 
-if mode == "ensemble":
-    predictor, model_key = _ensemble()
-else:
-    ck = _checkpoint(run)
+def _one_run(store: Any, run: dict) -> Model:
+    """The run's model (its checkpoint to use); stops the page, offering another run, when it has none yet."""
+    ck = model_checkpoint(store, run)
     if ck is None:
         st.info(f"Run **{html.escape(run['name'])}** has no checkpoint yet; the first one is written at step "
                 f"{run['config'].get('checkpoint_every', '?')}.")
-        other = next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and _checkpoint(r)), None)
+        other = _first_usable(store)
         if other is not None and st.button(f"Use {other['name']} ({other['status']}) instead", key="predict_use_other"):
             select_run(other["id"])
             st.rerun()
         st.stop()
     try:
-        predictor, model_key = _load(ck)
+        model = _load(ck)
     except (MTLError, OSError) as e:
         st.error(f"Could not load the checkpoint {ck['path']}: {e}")
         st.stop()
     st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
-               f"({ck['kind']}) · tasks: {', '.join(predictor.tasks)} · input {predictor.input_size} px")
+               f"({ck['kind']}) · tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_size} px")
+    return model
+
+
+def _attention_row(model: Model, look: Look, item_key: str, image) -> None:
+    """MTAN's attention of every task on this image, a small grid of heat maps."""
+    predictor, stretch, show = model.predictor, look.stretch, look.shown
+    cache = _lru("predict_attention_maps")
+    key = (model.key, item_key, stretch)
+    maps = cache[key] if key in cache else _remember(cache, key, attention_overlays(predictor, image, stretch=stretch),
+                                                     KEEP_PREDICTIONS)
+    st.markdown("**Attention** (last stage, " + ("each map on its own range" if stretch else "scale 0 to 1")
+                + "; bright = attended)")
+    shown_maps = [(t, m) for t, m in maps.items() if show.get(t, True)]
+    for col, (t, m) in zip(st.columns(max(4, len(shown_maps))), shown_maps, strict=False):
+        title = getattr(predictor.tasks[t], "title", "") or t
+        col.image(m.image, caption=f"{title}: {m.low:.2f} to {m.high:.2f}", width="stretch")
+
+
+def _show_result(model: Model, look: Look, title: str, item_key: str, image, truth: dict | None = None) -> None:
+    """One image: prediction overlay (+ depth beside) (+ ground truth), summary, download."""
+    predictor, show = model.predictor, look.shown
+    try:
+        preds, seconds = _predicted(model, item_key, image)
+    except Exception as e:  # one bad image must not take the others down
+        st.error(f"{title}: prediction failed ({type(e).__name__}: {e})")
+        return
+    drawn_cache = _lru("predict_drawn")
+    key = (model.key, item_key, look.overlay_key)
+    if key in drawn_cache:
+        out = drawn_cache[key]
+    else:
+        out = _remember(drawn_cache, key, render(predictor, image, preds, show, look.opacity, look.threshold,
+                                                 look.beside, seconds), KEEP_PREDICTIONS)
+    h, w = image.shape[-2:]
+    with st.container(border=True):
+        st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
+        panels = [("Prediction", out.overlay), *((predictor.tasks[t].beside_caption, m) for t, m in out.beside.items())]
+        if truth is not None:
+            gt = render(predictor, image, truth, show, look.opacity, 0.0, look.beside)
+            panels.append(("Ground truth", gt.overlay))
+            panels += [(f"Ground-truth {(predictor.tasks[t].title or t).lower()}", m) for t, m in gt.beside.items()]
+        for col, (caption, img) in zip(st.columns(len(panels)), panels, strict=False):
+            col.image(img, caption=caption, width="stretch", output_format="PNG")  # sharp labels
+        if look.attention:
+            _attention_row(model, look, item_key, image)
+        if out.summary:
+            st.markdown("  \n".join(html.escape(line) for line in out.summary))
+        for t, entries in out.legends.items():
+            chips = " ".join(f'<span style="background:{c};color:#fff;padding:1px 6px;border-radius:4px;'
+                             f'font-size:0.8em;text-shadow:0 0 2px #000">{html.escape(n)}</span>' for n, c in entries)
+            st.markdown(f"{html.escape(predictor.tasks[t].title or t)}: {chips}", unsafe_allow_html=True)
+        stem = os.path.splitext(os.path.basename(title))[0] or "image"
+        st.download_button("Download overlay (PNG)", out.png, f"{stem}_overlay.png", "image/png",
+                           key=f"predict_dl_{item_key}", icon=":material/download:", on_click="ignore")
+
+
+def _show_files(model: Model, look: Look, files: list[tuple[str, bytes]], source: str) -> None:
+    """Image files (uploaded): decoded, predicted and drawn one by one."""
+    for i, (name, data) in enumerate(files):
+        digest = hashlib.sha1(data).hexdigest()[:16]
+        try:
+            image = decode_image(data, name)  # (3, H, W) uint8
+        except MTLError as e:  # the message names the file and says why
+            st.error(str(e))
+            continue
+        _show_result(model, look, name, f"{source}-{i}-{digest}", image)
+
+
+st.title("Predict")
+store = manager().store
+if selected_run() is None and "run_picker.predict" not in st.session_state:
+    usable = _first_usable(store)  # nothing chosen yet: start on a run that has a model to use
+    if usable is not None:
+        st.session_state["run_picker.predict"] = usable["id"]
+run_id = run_picker("predict", statuses=WITH_CHECKPOINTS)
+run = store.get_run(run_id) if run_id else None
+if run is None:
+    st.info("No trained run yet. Train one on **Setup** (or `python -m mtl_core train`); its checkpoints appear here.")
+    st.stop()
+mode = st.radio("Model", ["run", "ensemble"], horizontal=True, key="predict_mode",
+                format_func={"run": "One run", "ensemble": "Ensemble of runs"}.get,
+                help="An ensemble fuses the outputs of several finished runs trained on the same tasks.")
+
+model = _ensemble(store, run) if mode == "ensemble" else _one_run(store, run)
+predictor = model.predictor
 
 # -- what to show ------------------------------------------------------------------------------
 tasks = list(predictor.tasks)
@@ -163,8 +262,7 @@ opacity = cols[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="predict_opacity")
 threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_threshold",
                            help="Boxes scoring below this are hidden.")
 c1, c2 = st.columns([3, 4])
-source = c1.radio("Images", ["upload", "dataset"], horizontal=True, key="predict_source",
-                  format_func={"upload": "Upload", "dataset": "Dataset samples"}.get)
+source = c1.radio("Images", list(SOURCES), horizontal=True, key="predict_source", format_func=SOURCES.get)
 maps = [t for t in tasks if predictor.tasks[t].beside_caption]  # dense maps that can be shown beside (depth)
 beside = False
 if maps:
@@ -184,73 +282,14 @@ if attention:
                         help="Off: one 0 to 1 scale for every map, so maps can be compared; a barely trained "
                              "run's maps sit near 0.5 and look flat.")
 
-
-def _attention_row(item_key: str, image) -> None:
-    """MTAN's attention of every task on this image, a small grid of heat maps."""
-    cache = _lru("predict_attention_maps")
-    key = (model_key, item_key, stretch)
-    maps = cache[key] if key in cache else _remember(cache, key, attention_overlays(predictor, image, stretch=stretch),
-                                                     KEEP_PREDICTIONS)
-    st.markdown("**Attention** (last stage, " + ("each map on its own range" if stretch else "scale 0 to 1")
-                + "; bright = attended)")
-    shown_maps = [(t, m) for t, m in maps.items() if show.get(t, True)]
-    for col, (t, m) in zip(st.columns(max(4, len(shown_maps))), shown_maps, strict=False):
-        title = getattr(predictor.tasks[t], "title", "") or t
-        col.image(m.image, caption=f"{title}: {m.low:.2f} to {m.high:.2f}", width="stretch")
-
-
-def _show_result(title: str, item_key: str, image, truth: dict | None = None) -> None:
-    """One image: prediction overlay (+ depth beside) (+ ground truth), summary, download."""
-    try:
-        preds, seconds = _predicted(predictor, model_key, item_key, image)
-    except Exception as e:  # one bad image must not take the others down
-        st.error(f"{title}: prediction failed ({type(e).__name__}: {e})")
-        return
-    look = (tuple(sorted(show.items())), opacity, threshold, beside)
-    drawn_cache = _lru("predict_drawn")
-    key = (model_key, item_key, look)
-    if key in drawn_cache:
-        out = drawn_cache[key]
-    else:
-        out = _remember(drawn_cache, key, render(predictor, image, preds, show, opacity, threshold, beside, seconds),
-                        KEEP_PREDICTIONS)
-    h, w = image.shape[-2:]
-    with st.container(border=True):
-        st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
-        panels = [("Prediction", out.overlay), *((predictor.tasks[t].beside_caption, m) for t, m in out.beside.items())]
-        if truth is not None:
-            gt = render(predictor, image, truth, show, opacity, 0.0, beside)
-            panels.append(("Ground truth", gt.overlay))
-            panels += [(f"Ground-truth {(predictor.tasks[t].title or t).lower()}", m) for t, m in gt.beside.items()]
-        for col, (caption, img) in zip(st.columns(len(panels)), panels, strict=False):
-            col.image(img, caption=caption, width="stretch", output_format="PNG")  # sharp labels
-        if attention:
-            _attention_row(item_key, image)
-        if out.summary:
-            st.markdown("  \n".join(html.escape(line) for line in out.summary))
-        for t, entries in out.legends.items():
-            chips = " ".join(f'<span style="background:{c};color:#fff;padding:1px 6px;border-radius:4px;'
-                             f'font-size:0.8em;text-shadow:0 0 2px #000">{html.escape(n)}</span>' for n, c in entries)
-            st.markdown(f"{html.escape(predictor.tasks[t].title or t)}: {chips}", unsafe_allow_html=True)
-        stem = os.path.splitext(os.path.basename(title))[0] or "image"
-        st.download_button("Download overlay (PNG)", out.png, f"{stem}_overlay.png", "image/png",
-                           key=f"predict_dl_{item_key}", icon=":material/download:", on_click="ignore")
-
+look = Look(tuple(show.items()), opacity, threshold, beside, attention, stretch)
 
 if source == "upload":
     files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
                              help="png, jpg, webp, bmp, tiff or gif; any size (they are resized for the model).")
     if not files:
         st.info("Upload one or more images to see every task's prediction on them.")
-    for i, f in enumerate(files or []):
-        data = f.getvalue()
-        digest = hashlib.sha1(data).hexdigest()[:16]
-        try:
-            image = decode_image(data, f.name)  # (3, H, W) uint8
-        except MTLError as e:  # the message names the file and says why
-            st.error(str(e))
-            continue
-        _show_result(f.name, f"upload-{i}-{digest}", image)
+    _show_files(model, look, [(f.name, f.getvalue()) for f in files or []], "upload")
 else:
     config = predictor.config if isinstance(predictor.config, ExperimentConfig) else ExperimentConfig.from_dict(run["config"])
     c1, c2, c3 = st.columns(3)
@@ -264,4 +303,4 @@ else:
     count = c3.slider("How many", 1, MAX_SAMPLES, 4, key="predict_count")
     for idx in range(int(start), min(n, int(start) + count)):
         image, truth = dataset_sample(config, split, idx, predictor.tasks)
-        _show_result(f"{split} sample {idx}", f"{split}-{idx}", image, truth)
+        _show_result(model, look, f"{split} sample {idx}", f"{split}-{idx}", image, truth)

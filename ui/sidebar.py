@@ -1,4 +1,5 @@
-"""The sidebar run picker shared by the Live, Compare and Predict pages."""
+"""The sidebar run picker shared by the Live, Compare and Predict pages, and what those pages
+share about a run: its label, and the checkpoint to use of it."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -25,6 +26,13 @@ def run_label(run: dict[str, Any]) -> str:
     name = run.get("name") or run["id"]
     name = name if len(name) <= 40 else name[:39] + "…"
     return f"{status_icon(run['status'])} {name}" + (f" · {when}" if when and name != run["id"] else "")
+
+
+def model_checkpoint(store: Any, run: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint to use of ``run``: a finished run's final one, else its latest (a running
+    run's last save); ``None`` before the first is written."""
+    final = store.latest_checkpoint(run["id"], "final") if run["status"] == RunStatus.FINISHED else None
+    return final or store.latest_checkpoint(run["id"])
 
 
 def _picked(widget_key: str) -> None:
