@@ -15,6 +15,11 @@ from ui.state import manager, open_run
 DEMO_NAME = "Demo: classification + detection + segmentation"
 RECENT = 20  # runs listed
 
+
+def _when(t: float | None) -> str:
+    return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""
+
+
 st.title("MTL Studio")
 st.markdown(
     "MTL Studio trains one network on several vision tasks at once (classification, detection, "
@@ -45,9 +50,6 @@ runs = manager().store.list_runs(limit=RECENT)
 if not runs:
     st.info("No runs yet. Start the demo, or set one up on the Setup page.")
 else:
-    def when(t: float | None) -> str:
-        return datetime.fromtimestamp(t).strftime("%Y-%m-%d %H:%M") if t else ""
-
     table = pd.DataFrame([{
         "status": f"{status_icon(r['status'])} {r['status']}",
         "name": r["name"],
@@ -56,7 +58,7 @@ else:
         "tasks": ", ".join(r["config"].get("tasks", [])),
         "fusion": r["config"].get("weighting", {}).get("method", ""),
         "architecture": r["config"].get("model", {}).get("architecture", ""),
-        "created": when(r["created"]),
+        "created": _when(r["created"]),
         "id": r["id"],
     } for r in runs])
     st.dataframe(
