@@ -1,6 +1,7 @@
-"""Predict: upload images (or pick dataset samples), choose a trained run (or an ensemble of
-several, their outputs fused), and see every task's output drawn on each image, with ground truth
-beside dataset samples, an MTAN run's per-task attention maps, and a PNG download.
+"""Predict: upload images (or try the sample images in ``assets/samples/``, or pick dataset
+samples), choose a trained run (or an ensemble of several, their outputs fused), and see every
+task's output drawn on each image, with ground truth beside dataset samples, an MTAN run's
+per-task attention maps, and a PNG download.
 
 UI only: decoding, inference and drawing go through ``mtl_core`` (no torch here). The model is
 cached per (checkpoint path, modification time), so a running run's newer checkpoint is picked up.
@@ -27,7 +28,7 @@ from mtl_core.inference.samples import dataset_sample, dataset_size
 from mtl_core.runs.status import WITH_CHECKPOINTS, RunStatus
 from mtl_core.tasks import task_meta
 from ui.sidebar import model_checkpoint, run_label, run_picker
-from ui.state import manager, select_run, selected_run
+from ui.state import APP_ROOT, manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
@@ -35,7 +36,8 @@ MAX_SAMPLES = 12
 MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not dozens
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
 BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
-SOURCES = {"upload": "Upload", "dataset": "Dataset samples"}
+SOURCES = {"upload": "Upload", "samples": "Sample images", "dataset": "Dataset samples"}
+SAMPLES_DIR = APP_ROOT / "assets" / "samples"  # rendered scenes, made by assets/make_samples.py
 
 
 @dataclass(frozen=True)
@@ -224,7 +226,7 @@ def _show_result(model: Model, look: Look, title: str, item_key: str, image, tru
 
 
 def _show_files(model: Model, look: Look, files: list[tuple[str, bytes]], source: str) -> None:
-    """Image files (uploaded): decoded, predicted and drawn one by one."""
+    """Image files (uploaded, or the sample images): decoded, predicted and drawn one by one."""
     for i, (name, data) in enumerate(files):
         digest = hashlib.sha1(data).hexdigest()[:16]
         try:
@@ -262,7 +264,9 @@ opacity = cols[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="predict_opacity")
 threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_threshold",
                            help="Boxes scoring below this are hidden.")
 c1, c2 = st.columns([3, 4])
-source = c1.radio("Images", list(SOURCES), horizontal=True, key="predict_source", format_func=SOURCES.get)
+source = c1.radio("Images", list(SOURCES), horizontal=True, key="predict_source", format_func=SOURCES.get,
+                  help="Sample images: scenes like those the built-in dataset trains on, for a first look "
+                       "without an image of your own.")
 maps = [t for t in tasks if predictor.tasks[t].beside_caption]  # dense maps that can be shown beside (depth)
 beside = False
 if maps:
@@ -288,8 +292,16 @@ if source == "upload":
     files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
                              help="png, jpg, webp, bmp, tiff or gif; any size (they are resized for the model).")
     if not files:
-        st.info("Upload one or more images to see every task's prediction on them.")
+        st.info("Upload one or more images to see every task's prediction on them, or choose **Sample images** "
+                "above.")
     _show_files(model, look, [(f.name, f.getvalue()) for f in files or []], "upload")
+elif source == "samples":
+    samples = sorted(SAMPLES_DIR.glob("*.png"))
+    if not samples:
+        st.info(f"No sample images in {SAMPLES_DIR}: `python assets/make_samples.py` renders them.")
+    else:
+        st.caption(f"{len(samples)} scenes from the built-in dataset's test split, kept in assets/samples/.")
+    _show_files(model, look, [(p.name, p.read_bytes()) for p in samples], "sample")
 else:
     config = predictor.config if isinstance(predictor.config, ExperimentConfig) else ExperimentConfig.from_dict(run["config"])
     c1, c2, c3 = st.columns(3)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -90,6 +91,32 @@ def test_dataset_samples_show_ground_truth_beside_the_prediction(ui_runs):
     assert "32×32 px" in titles[0]
     captions = [im.captions[0] for im in at.image]
     assert captions == ["Prediction", "Depth (near blue, far red)", "Ground truth", "Ground-truth depth"] * 2
+
+
+SAMPLE_IMAGES = sorted((Path(__file__).resolve().parents[2] / "assets" / "samples").glob("*.png"))
+
+
+def test_the_sample_images_are_drawn_like_uploads(ui_runs, shown_images):
+    assert 4 <= len(SAMPLE_IMAGES) <= 6, SAMPLE_IMAGES
+    at = page("predict", ui_runs["run_id"])
+    at.run()
+    at.radio(key="predict_source").set_value("samples").run()
+    no_exceptions(at)
+    assert not at.error
+    titles = [m.value for m in at.markdown if "inference" in m.value]
+    assert len(titles) == len(SAMPLE_IMAGES)  # one result per sample image
+    for path, title in zip(SAMPLE_IMAGES, titles, strict=True):
+        w, h = Image.open(path).size
+        assert path.name in title and f"{w}×{h} px" in title
+    captions = [im.captions[0] for im in at.image]
+    assert captions == ["Prediction", "Depth (near blue, far red)"] * len(SAMPLE_IMAGES)
+    overlays = shown_images[-2 * len(SAMPLE_IMAGES)::2]
+    for path, overlay in zip(SAMPLE_IMAGES, overlays, strict=True):
+        original = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        assert overlay.shape == original.shape  # drawn at the sample's own size
+        changed = np.abs(overlay.astype(int) - original).max(axis=-1) > 20  # (H, W)
+        assert changed.mean() > 0.01, changed.mean()  # something was drawn on it (a 5-step model draws little)
+    assert len(at.get("download_button")) == len(SAMPLE_IMAGES)
 
 
 @pytest.fixture(scope="module")
