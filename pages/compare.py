@@ -7,6 +7,8 @@ download and deletion.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -26,18 +28,34 @@ from ui.metrics import (
     run_duration,
     single_task_baselines,
 )
+from ui.sidebar import model_checkpoint
 from ui.state import manager, runs_dir
 
 DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
 BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
 
-st.title("Compare runs")
-store = manager().store
-runs = store.list_runs()
-if not runs:
-    st.info("No runs yet. Start some on **Setup** (or `python -m mtl_core train`), then compare them here.")
-    st.stop()
+
+@dataclass(frozen=True)
+class Scores:
+    """What the tables and charts know of every task the listed runs learn: its chart metadata,
+    its primary metric (tasks that have one) and whether higher is better."""
+
+    meta: dict[str, TaskMeta]
+    primary: dict[str, str]
+    hib: dict[str, bool]
+
+    @classmethod
+    def of(cls, runs: list[dict]) -> Scores:
+        tasks = list(dict.fromkeys(t for r in runs for t in r["config"].get("tasks", [])))
+        meta = {t: TaskMeta(t, **m) for t, m in task_meta(tasks).items()}
+        return cls(meta, {t: m.primary for t, m in meta.items() if m.primary},
+                   {t: m.higher_is_better for t, m in meta.items()})
+
+    def column(self, task: str, metric: str) -> str:
+        """A metric's column title, with the direction arrow on a task's primary metric."""
+        arrow = ("↑" if self.hib.get(task, True) else "↓") if self.primary.get(task) == metric else ""
+        return f"{task} · {metric}{arrow}"
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
@@ -51,13 +69,6 @@ def _final(root: str, run_id: str, updated: float) -> tuple[dict[str, float], st
 def _series(root: str, run_id: str, updated: float, split: str, key: str) -> tuple[list[int], list[float]]:
     rows = [r for r in manager().store.metrics(run_id, split=split, key_prefix=key) if r[2] == key]
     return [r[0] for r in rows], [float("nan") if r[3] is None else r[3] for r in rows]
-
-
-all_tasks = list(dict.fromkeys(t for r in runs for t in r["config"].get("tasks", [])))
-meta = {t: TaskMeta(t, **m) for t, m in task_meta(all_tasks).items()}
-primary = {t: m.primary for t, m in meta.items() if m.primary}
-hib = {t: m.higher_is_better for t, m in meta.items()}
-finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"]) for r in runs}
 
 
 def _label(run: dict) -> str:
@@ -83,9 +94,10 @@ def _start_baselines(run: dict, missing: list[str]) -> None:
         st.session_state["compare_baselines_error"] = str(e)
 
 
-def _baselines_block(compared: list[dict]) -> None:
+def _baselines_block(compared: list[dict], runs: list[dict]) -> None:
     """The button that trains a multi-task run's single-task baselines, and their state."""
     multi = [r for r in compared if r["status"] == RunStatus.FINISHED and _is_multi_task(r)]
+    by_id = {r["id"]: r for r in runs}
     st.markdown("**Single-task baselines**")
     if not multi:
         st.caption("Pick a finished multi-task run in the table to train its single-task baselines: one run per task "
@@ -123,8 +135,10 @@ def _baselines_block(compared: list[dict]) -> None:
         st.error(st.session_state.pop("compare_baselines_error"))
 
 
-def _single_task_reference(run: dict) -> dict[str, float]:
-    """``{task: primary metric of the run's finished single-task baseline for it}``, on the run's split."""
+def _single_task_reference(run: dict, runs: list[dict], finals: dict[str, tuple[dict[str, float], str | None]],
+                           primary: dict[str, str]) -> dict[str, float]:
+    """``{task: primary metric of the run's finished single-task baseline for it}``, on the run's split
+    (``finals``: every run's final metrics and their split)."""
     split = finals[run["id"]][1]
     out = {}
     for t, b in single_task_baselines(runs, run["id"]).items():
@@ -146,9 +160,9 @@ def _ensemble_rows(root: str, members: tuple[tuple[str, float, float], ...], cla
     return evaluate_members_and_ensemble(ensemble, split="val", limit=limit)
 
 
-def _ensemble_block(compared: list[dict]) -> None:
+def _ensemble_block(store: Any, compared: list[dict], scores: Scores) -> None:
     """Fuse the compared runs' outputs and score the ensemble beside its members."""
-    usable = [r for r in compared if r["status"] == RunStatus.FINISHED and store.latest_checkpoint(r["id"]) is not None]
+    usable = [r for r in compared if r["status"] == RunStatus.FINISHED and model_checkpoint(store, r) is not None]
     groups: dict[tuple[str, ...], list[dict]] = {}
     for r in usable:
         groups.setdefault(tuple(sorted(_tasks(r))), []).append(r)
@@ -169,7 +183,7 @@ def _ensemble_block(compared: list[dict]) -> None:
     c1, c2, c3 = st.columns(3)
     class_fusion = c1.radio("Classes", CLASS_FUSIONS, format_func=CLASS_FUSION_LABELS.get, key="compare_ens_class")
     box_fusion = (c2.radio("Boxes", BOX_FUSIONS, format_func=BOX_FUSION_LABELS.get, key="compare_ens_boxes")
-                  if any(meta[t].fusion == "boxes" for t in tasks if t in meta) else BOX_FUSIONS[0])
+                  if any(scores.meta[t].fusion == "boxes" for t in tasks if t in scores.meta) else BOX_FUSIONS[0])
     limit = int(c3.number_input("Validation images", 8, 5000, 256, 8, key="compare_ens_limit",
                                 help="The first this many validation images; more is slower and more precise."))
     settings = (runs_dir(), tuple((r["id"], float(w), float(r["updated"])) for r, w in zip(members, weights, strict=True)),
@@ -188,25 +202,31 @@ def _ensemble_block(compared: list[dict]) -> None:
         return
     names = {r["id"]: _label(r) for r in members}
     table = pd.DataFrame([{**row, "model": names.get(row["model"], row["model"])} for row in rows])
-    table = table.rename(columns={k: _metric_col(*k.split("/", 1)) for k in table.columns if "/" in k})
+    table = table.rename(columns={k: scores.column(*k.split("/", 1)) for k in table.columns if "/" in k})
     st.dataframe(table, hide_index=True, key="compare_ensemble_table",
                  column_config={"weight": st.column_config.NumberColumn(format="percent"),
                                 **{c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c}})
     notes = []
     for t in tasks:
-        col = _metric_col(t, primary.get(t, "")) if t in primary else None
+        col = scores.column(t, scores.primary[t]) if t in scores.primary else None
         if col in table.columns:
             member_values = table[col].iloc[:-1]
-            best = member_values.max() if hib.get(t, True) else member_values.min()
-            notes.append(f"{meta[t].label} {primary[t]}: ensemble {table[col].iloc[-1]:.4f}, best member {best:.4f}")
+            best = member_values.max() if scores.hib.get(t, True) else member_values.min()
+            notes.append(f"{scores.meta[t].label} {scores.primary[t]}: ensemble {table[col].iloc[-1]:.4f}, "
+                         f"best member {best:.4f}")
     if notes:
         st.caption(" · ".join(notes))
 
 
-def _metric_col(task: str, metric: str) -> str:
-    arrow = ("↑" if hib.get(task, True) else "↓") if primary.get(task) == metric else ""
-    return f"{task} · {metric}{arrow}"
-
+st.title("Compare runs")
+store = manager().store
+runs = store.list_runs()
+if not runs:
+    st.info("No runs yet. Start some on **Setup** (or `python -m mtl_core train`), then compare them here.")
+    st.stop()
+scores = Scores.of(runs)
+meta, primary, hib = scores.meta, scores.primary, scores.hib
+finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"]) for r in runs}
 
 # -- the table of runs -------------------------------------------------------------------------
 table = pd.DataFrame([{
@@ -217,7 +237,7 @@ table = pd.DataFrame([{
     "status": r["status"],
     "steps": f"{r['step']}/{r['total_steps']}",
     "duration": format_duration(run_duration(r)),
-    **{_metric_col(t, m): finals[r["id"]][0].get(f"{t}/{m}") for t, m in primary.items()},
+    **{scores.column(t, m): finals[r["id"]][0].get(f"{t}/{m}") for t, m in primary.items()},
     "id": r["id"],
 } for r in runs])
 ids_key = hashlib.sha1(",".join(r["id"] for r in runs).encode()).hexdigest()[:10]
@@ -252,12 +272,13 @@ else:
         dm = delta_m(mine, base_primary, hib)
         row = {"run": labels[r["id"]], "status": r["status"], "split": split or "–",
                "Δm vs baseline (%)": dm,
-               "Δm vs single-task (%)": delta_m_vs_single_task(tasks_r, mine, _single_task_reference(r), hib)
+               "Δm vs single-task (%)": delta_m_vs_single_task(tasks_r, mine,
+                                                               _single_task_reference(r, runs, finals, primary), hib)
                if _is_multi_task(r) else None}
         for t in tasks_r:
             for k in sorted(values, key=lambda k: (k != f"{t}/{primary.get(t)}", k)):
                 if k.startswith(f"{t}/"):
-                    row[_metric_col(t, k.split("/", 1)[1])] = values[k]
+                    row[scores.column(t, k.split("/", 1)[1])] = values[k]
         row["method"] = r["config"].get("weighting", {}).get("method", "")
         row["id"] = r["id"]
         rows.append(row)
@@ -272,7 +293,7 @@ else:
                                 **{c: st.column_config.NumberColumn(format="%.4f") for c in final_df.columns if "·" in c}})
     st.download_button("Download this table as CSV", final_df.to_csv(index=False).encode(), "mtl_compare.csv",
                        "text/csv", icon=":material/download:", key="compare_csv")
-    _baselines_block(compared)
+    _baselines_block(compared, runs)
 
     # -- curves overlaid per task -----------------------------------------------------------------
     st.subheader("Curves")
@@ -316,7 +337,7 @@ else:
 
     # -- output-level fusion --------------------------------------------------------------------
     with st.expander("Ensemble of the selected runs", icon=":material/join_inner:"):
-        _ensemble_block(compared)
+        _ensemble_block(store, compared, scores)
 
 # -- deleting runs ----------------------------------------------------------------------------------
 with st.expander("Delete runs"):
