@@ -34,6 +34,7 @@ from torchvision.transforms.v2 import functional as F
 from mtl_core.config import AugmentConfig
 from mtl_core.data.base import Targets, pad_detection, unpad_detection
 from mtl_core.errors import ConfigError
+from mtl_core.isolation import seeded_global_rng
 
 IGNORE_INDEX = 255  # segmentation label for "no data" (matches data/base.py)
 MIN_BOX_SIZE = 1.0  # px; thinner boxes are degenerate after a crop or rotation
@@ -116,22 +117,12 @@ def generator_for(seed: int, step: int) -> torch.Generator:
 
 @contextmanager
 def _rng_from(generator: torch.Generator | None, device: torch.device) -> Iterator[None]:
-    """Run torchvision's global-RNG draws from a seed taken from ``generator``; the global RNG
-    state is restored afterwards (no-op when ``generator`` is None)."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    # the noise is drawn on the image's device, so that device's RNG is forked and seeded too;
-    # not torch.manual_seed, which would also reseed (and leave changed) every other GPU
-    devices = [device] if device.type != "cpu" else []
-    with torch.random.fork_rng(devices=devices, device_type=device.type if devices else "cuda"):
-        torch.default_generator.manual_seed(seed)
-        if device.type == "cuda":
-            with torch.cuda.device(device):
-                torch.cuda.manual_seed(seed)
-        elif devices:
-            torch.get_device_module(device.type).manual_seed(seed)
+    """Run torchvision's global-RNG draws from a seed taken from ``generator`` (the global state
+    as it is when None), alone among the threads that use the global generator, which is
+    restored afterwards (see :mod:`mtl_core.isolation`). The noise is drawn on the image's
+    device, so that device's generator is seeded too."""
+    seed = None if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+    with seeded_global_rng(seed, device):
         yield
 
 

@@ -31,6 +31,7 @@ from mtl_core.data import SPLITS, register_dataset
 from mtl_core.data.base import DatasetInfo, Sample, Targets, unpad_detection
 from mtl_core.data.shapes import SHAPES, shape_masks  # noqa: F401  (SHAPES is public here too)
 from mtl_core.errors import ConfigError
+from mtl_core.isolation import THREADS_LOCK
 
 TASKS = ("classification", "multilabel", "detection", "segmentation", "depth", "count")
 DEPTH_MAX = 10.0  # the background (a far plane) lies in [6.75, 10]; objects in [1.5, 6]
@@ -179,7 +180,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     child has the pool object but not its threads).
     """
     global _POOL
-    with _POOL_LOCK:
+    with _POOL_LOCK, THREADS_LOCK:  # a training thread pinning its count waits out the moment the default is 1
         if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
             n = torch.get_num_threads()
             started = threading.Barrier(workers + 1)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any
 
 import torch
@@ -9,6 +10,7 @@ import torch
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import build_dataset
 from mtl_core.errors import ConfigError
+from mtl_core.isolation import seeded_global_rng
 from mtl_core.models import build_model
 from mtl_core.tasks import Task, build_task
 
@@ -46,10 +48,31 @@ def build_tasks(config: ExperimentConfig, info) -> dict[str, Task]:
 
 
 def build_all(config: ExperimentConfig, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
-    """Datasets for ``splits``, tasks and model for ``config`` (seeded, on the CPU)."""
-    torch.manual_seed(config.seed)
+    """Datasets for ``splits``, tasks and model for ``config``, on the CPU; the model's initial
+    weights depend on ``config.seed`` alone, whatever other threads do meanwhile."""
     datasets = {s: build_dataset(config.data, s, config.seed) for s in splits}
     info = next(iter(datasets.values())).info
     tasks = build_tasks(config, info)
-    model = build_model(tasks, config.model)
+    with seeded_global_rng(config.seed):  # nn.Module initialisation draws from the global generator
+        model = build_model(tasks, config.model)
     return {"datasets": datasets, "info": info, "tasks": tasks, "model": model}
+
+
+def build_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """The optimiser named by ``cfg`` (an OptimConfig) over ``params``."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(step: int, cfg, time_fraction: float = 0.0) -> float:
+    """Linear warm-up, then cosine decay to 5% (or constant). With a time limit the decay follows
+    whichever runs out first, steps or time, so a time-boxed run still ends on a low rate."""
+    if step < cfg.warmup_steps:
+        return (step + 1) / cfg.warmup_steps
+    if cfg.scheduler != "cosine":
+        return 1.0
+    t = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
