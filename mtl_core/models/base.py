@@ -1,19 +1,32 @@
 """The multi-task model interface every architecture implements.
 
 ``forward(images)`` returns ``{task: output}``. ``forward_train(images, rep_grad)`` also
-returns the :class:`~mtl_core.weighting.base.SharedRep` when a gradient method works on the
+returns the :class:`SharedRep` when a gradient method works on the
 shared representation. ``shared_parameters()`` are the parameters every task updates (the
 ones gradient methods combine per-task gradients on).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor, nn
 
 from mtl_core.errors import ConfigError
 from mtl_core.registry import Registry
-from mtl_core.weighting.base import SharedRep
+
+
+class SharedRep:
+    """The shared representation split per task for ``rep_grad`` (LibMTL's trick).
+
+    ``features`` still carries the graph to the shared backbone; ``per_task[t]`` is a detached
+    copy that requires grad, fed to task ``t``'s head, so each task's backward stops there.
+    """
+
+    def __init__(self, features: Tensor, tasks: Sequence[str]) -> None:
+        self.features = features
+        self.per_task = {t: features.detach().requires_grad_(True) for t in tasks}
+
 
 ARCHITECTURES: Registry = Registry("architecture")
 register_architecture = ARCHITECTURES.register

@@ -4,8 +4,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
-from mtl_core.weighting.base import SharedRep
+from mtl_core.models.base import MultiTaskModel, SharedRep, register_architecture, task_heads
 
 
 @register_architecture("hard_sharing")

@@ -35,6 +35,7 @@ def alignment_matrix(m: Tensor, eps: float = torch.finfo(torch.float32).eps) -> 
 
 @register_weighting("aligned_mtl")
 class AlignedMTL(GradWeighting):
+    weights_note = "it rescales the task gradients onto a common, well-conditioned basis, which undoes any multiplier"
     supports_params = True
     supports_rep = True
     defaults: dict[str, float] = {}

@@ -23,22 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from mtl_core.errors import ConfigError
+from mtl_core.models.base import SharedRep
 from mtl_core.registry import Registry
 
 WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting method")
 register_weighting = WEIGHTINGS.register
-
-
-class SharedRep:
-    """The shared representation split per task for ``rep_grad`` (LibMTL's trick).
-
-    ``features`` still carries the graph to the shared backbone; ``per_task[t]`` is a detached
-    copy that requires grad, fed to task ``t``'s head, so each task's backward stops there.
-    """
-
-    def __init__(self, features: Tensor, tasks: Sequence[str]) -> None:
-        self.features = features
-        self.per_task = {t: features.detach().requires_grad_(True) for t in tasks}
 
 
 class Weighting:
@@ -50,6 +39,13 @@ class Weighting:
     supports_rep: bool = False
     defaults: dict[str, float] = {}
     citation: str = ""
+    # Whether, and as what, the method uses the task weights a person sets (Setup's sliders, a
+    # retune on the Live page): "weights", they are the weights; "multiplier", each task's loss is
+    # multiplied by its weight before the method balances them (the reported weight is the
+    # product); "preference", the method's own preference vector (normalised to sum to 1); "" not
+    # at all, and ``weights_note`` says why, so the dashboard can tell a person.
+    uses_weights: str = ""
+    weights_note: str = ""
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
                  weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
@@ -71,7 +67,7 @@ class Weighting:
             self.set_user_weights(weights)
 
     def set_user_weights(self, weights: dict[str, float]) -> None:
-        """Weights set by a person (static method; others may ignore them)."""
+        """Weights set by a person (used as ``uses_weights`` says; ignored when it is empty)."""
         for t, w in weights.items():
             if t in self.user_weights:
                 self.user_weights[t] = float(w)
@@ -117,9 +113,22 @@ class Weighting:
     def _stack(self, losses: dict[str, Tensor]) -> Tensor:
         return torch.stack([losses[t] for t in self.tasks])  # (T,)
 
+    def _multiplied(self, losses: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The losses the method balances: times the person's weights for a "multiplier" method."""
+        if self.uses_weights != "multiplier":
+            return losses
+        return {t: v * self.user_weights[t] for t, v in losses.items()}
+
+    def preference(self) -> Tensor:
+        """The person's weights as a preference vector ``(T,)`` summing to 1 (equal by default)."""
+        p = torch.tensor([self.user_weights[t] for t in self.tasks], dtype=torch.float64)
+        return p / p.sum() if float(p.sum()) > 0 else torch.full_like(p, 1.0 / len(self.tasks))
+
     def _report(self, weights: Tensor | Sequence[float]) -> dict[str, float]:
+        """The effective weight of each task's (true) loss in this step's update."""
         w = weights.detach().float().cpu().tolist() if isinstance(weights, Tensor) else list(weights)
-        return {t: float(x) for t, x in zip(self.tasks, w)}
+        m = self.user_weights if self.uses_weights == "multiplier" else {}
+        return {t: float(x) * m.get(t, 1.0) for t, x in zip(self.tasks, w)}
 
 
 class LossWeighting(Weighting):
@@ -130,10 +139,9 @@ class LossWeighting(Weighting):
         raise NotImplementedError
 
     def combine(self, losses, shared_params, step, rep=None, reduce=None):
-        total, weights = self.fuse(self._stack(losses), step, shared_params)
+        losses = self._multiplied(losses)
+        total, weights = self.fuse(self._stack(losses), step, shared_params)  # rep is None: no loss method supports it
         self._scaled(total).backward()
-        if rep is not None:  # heads were fed per-task detached copies: send their gradient on to the backbone
-            rep.features.backward(sum(r.grad for r in rep.per_task.values() if r.grad is not None))
         return self._report(weights)
 
 
@@ -168,6 +176,7 @@ class GradWeighting(Weighting):
         raise NotImplementedError
 
     def combine(self, losses, shared_params, step, rep=None, reduce=None):
+        losses = self._multiplied(losses)
         stacked = self._stack(losses)
         if rep is None and not shared_params:  # nothing shared (single-task baseline): plain sum
             self._scaled(stacked.sum()).backward()

@@ -46,6 +46,8 @@ def cagrad_dual(m: np.ndarray, c: float) -> np.ndarray:
 
 @register_weighting("cagrad")
 class CAGrad(GradWeighting):
+    uses_weights = "multiplier"
+    weights_note = "each task's loss is multiplied by its weight before the method balances them"
     supports_params = True
     supports_rep = True
     defaults = {"c": 0.5, "rescale": 1.0}

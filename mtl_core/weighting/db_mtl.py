@@ -36,6 +36,7 @@ EPS = 1e-8  # as in LibMTL: keeps log finite at a zero loss
 
 @register_weighting("db_mtl")
 class DBMTL(GradWeighting):
+    weights_note = "it balances the log-losses and normalises their gradients, so a constant multiplier has no effect"
     citation = ("Lin, Jiang, Ye, Zhang, Chen, Chen, Liu, Kwok (2023). Dual-Balancing for Multi-Task Learning. "
                 "arXiv:2308.12029.")
     supports_rep = False

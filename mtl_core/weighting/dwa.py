@@ -18,6 +18,8 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("dwa")
 class DynamicWeightAverage(LossWeighting):
+    uses_weights = "multiplier"
+    weights_note = "each task's loss is multiplied by its weight before the method balances them"
     citation = "Liu, Johns, Davison (2019). End-to-End Multi-Task Learning with Attention. CVPR."
     defaults = {"temperature": 2.0, "window": 20.0}
 

@@ -9,6 +9,7 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("ew")
 class EqualWeighting(LossWeighting):
+    weights_note = "equal weighting gives every task weight 1 by definition; use the static method for weights of your own"
     citation = "Equal weighting: the sum of task losses (baseline in Lin et al., TMLR 2022)."
 
     def fuse(self, losses, step, shared_params):

@@ -41,6 +41,7 @@ def fairgrad_weights(m: Tensor, alpha: float) -> Tensor:
 
 @register_weighting("fairgrad")
 class FairGrad(GradWeighting):
+    weights_note = "it chooses the weights itself, those that give every task an α-fair share of the improvement"
     supports_params = True
     supports_rep = True
     defaults = {"alpha": 1.0}

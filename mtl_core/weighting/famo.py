@@ -26,6 +26,7 @@ EPS = 1e-8  # as in the official code: keeps log finite when a loss reaches its 
 
 @register_weighting("famo")
 class FAMO(LossWeighting):
+    weights_note = "it balances the rates at which the losses fall, in log space, where a constant multiplier vanishes"
     citation = ("Liu, Feng, Stone, Liu (2023). FAMO: Fast Adaptive Multitask Optimization. NeurIPS.")
     defaults = {"lr": 0.025, "gamma": 1e-3}
 

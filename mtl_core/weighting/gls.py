@@ -15,6 +15,7 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("gls")
 class GeometricLossStrategy(LossWeighting):
+    weights_note = "the geometric mean of the losses has the same gradient direction whatever constant a loss is multiplied by"
     citation = ("Chennupati, Sistu, Yogamani, Rawashdeh (2019). MultiNet++: Multi-Stream Feature Aggregation "
                 "and Geometric Loss Strategy for Multi-Task Learning. CVPR Workshops.")
 

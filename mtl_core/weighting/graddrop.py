@@ -29,6 +29,8 @@ from mtl_core.weighting.grad_utils import lstsq_weights
 
 @register_weighting("graddrop")
 class GradDrop(GradWeighting):
+    uses_weights = "multiplier"
+    weights_note = "each task's loss is multiplied by its weight before the method balances them"
     supports_params = True
     supports_rep = True
     defaults = {"leak": 0.0, "seed": 0.0}

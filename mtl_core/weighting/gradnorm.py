@@ -33,6 +33,7 @@ def last_shared_weight(shared_params: list[Tensor]) -> Tensor:
 
 @register_weighting("gradnorm")
 class GradNorm(LossWeighting):
+    weights_note = "it learns the weights that balance the tasks' gradient norms, which undoes any multiplier"
     citation = ("Chen, Badrinarayanan, Lee, Rabinovich (2018). GradNorm: Gradient Normalization for Adaptive "
                 "Loss Balancing in Deep Multitask Networks. ICML.")
     defaults = {"alpha": 1.5, "lr": 0.025}

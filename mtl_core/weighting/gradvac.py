@@ -33,6 +33,8 @@ from mtl_core.weighting.pcgrad import other_tasks_in_order
 
 @register_weighting("gradvac")
 class GradVac(GradWeighting):
+    uses_weights = "multiplier"
+    weights_note = "each task's loss is multiplied by its weight before the method balances them"
     supports_params = True
     supports_rep = True
     defaults = {"beta": 0.5, "seed": 0.0}

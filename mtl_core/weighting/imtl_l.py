@@ -16,6 +16,7 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("imtl_l")
 class IMTLL(LossWeighting):
+    weights_note = "it learns a scale for every loss so that the scaled losses are equal, which undoes any multiplier"
     citation = "Liu, Li, Kuang, Xue, Chen, Yang, Liao, Zhang (2021). Towards Impartial Multi-task Learning. ICLR."
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:

@@ -29,6 +29,7 @@ NORMALIZERS = ("none", "l2", "loss", "loss+")
 
 @register_weighting("mgda")
 class MGDA(GradWeighting):
+    weights_note = "it chooses the weights itself: the min-norm combination of the task gradients"
     supports_params = True
     supports_rep = True
     defaults = {"normalize": 0.0}

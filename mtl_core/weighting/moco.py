@@ -35,6 +35,7 @@ from mtl_core.weighting.grad_utils import project_simplex, zero_dead_rows
 
 @register_weighting("moco")
 class MoCo(GradWeighting):
+    weights_note = "it combines its own running estimates of the task gradients and chooses every weight itself"
     supports_params = True
     supports_rep = True
     defaults = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0, "normalize": 1.0}

@@ -58,6 +58,7 @@ def solve_bargaining(m: np.ndarray, start: np.ndarray, max_iter: int = 100, tol:
 
 @register_weighting("nash_mtl")
 class NashMTL(GradWeighting):
+    weights_note = "the Nash bargaining solution it computes is the same whatever each task's gradient is multiplied by"
     supports_params = True
     supports_rep = True
     defaults = {"update_weights_every": 1.0, "max_norm": 1.0}

@@ -27,6 +27,8 @@ def other_tasks_in_order(t: int, i: int, generator: torch.Generator) -> list[int
 
 @register_weighting("pcgrad")
 class PCGrad(GradWeighting):
+    uses_weights = "multiplier"
+    weights_note = "each task's loss is multiplied by its weight before the method balances them"
     supports_params = True
     supports_rep = True
     defaults = {"seed": 0.0}

@@ -14,6 +14,8 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("rlw")
 class RandomLossWeighting(LossWeighting):
+    uses_weights = "multiplier"
+    weights_note = "each task's loss is multiplied by its weight before the method balances them"
     citation = ("Lin, Ye, Zhang, Tsang (2022). Reasonable Effectiveness of Random Weighting: "
                 "A Litmus Test for Multi-Task Learning. TMLR.")
     defaults = {"seed": 0.0}

@@ -9,6 +9,8 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("static")
 class StaticWeights(LossWeighting):
+    uses_weights = "weights"
+    weights_note = "the weighted sum of the task losses, with these weights"
     citation = "The weighted sum of task losses; see Ruder (2017), 'An Overview of Multi-Task Learning in Deep Neural Networks'."
 
     def fuse(self, losses, step, shared_params):

@@ -23,6 +23,7 @@ EPS = 1e-20  # as in LibMTL: keeps log finite at a zero loss
 
 @register_weighting("stch")
 class SmoothTchebycheff(LossWeighting):
+    weights_note = "its smooth maximum is over losses divided by their own reference values, so a multiplier cancels out"
     citation = ("Lin, Zhang, Yang, Liu, Wang, Zhang (2024). Smooth Tchebycheff Scalarization for "
                 "Multi-Objective Optimization. ICML.")
     defaults = {"mu": 1.0, "warmup": 100.0}

@@ -9,7 +9,9 @@ when no pair of gradients conflicts. By the paper's Proposition 1, ``pi(J^T u) =
 ``v = argmin v^T M v`` subject to ``v >= u`` (``M = J J^T``); here each such QP (one per task,
 ``u = e_i / T``) is solved exactly with scipy's bounded-variable least squares on a square root of
 ``M``. As the reference implementation (torchjd, also in LibMTL), ``M`` is first divided by its
-trace and ``reg_eps`` is added to its diagonal; defaults are theirs. Note, as there, that a trace
+trace and ``reg_eps`` is added to its diagonal; defaults are theirs. A person's task weights are
+its preference vector (torchjd's ``pref_vector``): ``d = sum_i p_i pi(g_i)`` with ``p`` the weights
+normalised to sum to 1, uniform by default. Note, as there, that a trace
 (sum of squared gradient norms) under ``norm_eps`` counts as zero gradients and gives the plain
 mean: lower ``norm_eps`` if the task gradients are that small.
 """
@@ -32,23 +34,27 @@ def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.maximum(res.x, u)
 
 
-def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> Tensor:
-    """UPGrad's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)``."""
+def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4, pref: Tensor | None = None) -> Tensor:
+    """UPGrad's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)``; ``pref (T,)``
+    (summing to 1, uniform by default) weighs the projected gradients, as torchjd's ``pref_vector``."""
     t = m.shape[0]
+    p = (torch.full((t,), 1.0 / t, dtype=torch.float64) if pref is None else pref.double()).numpy()
     trace = float(m.diagonal().sum())
     # as the reference: a Gram whose trace is under norm_eps counts as zero (the update is the mean)
     mn = (m / trace if trace > 0 and trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(t)
-    w = sum(dual_cone_weights(mn, np.eye(t)[i] / t) for i in range(t))
+    w = sum(dual_cone_weights(mn, np.eye(t)[i] * p[i]) for i in range(t))
     return torch.from_numpy(np.asarray(w, dtype=np.float64))
 
 
 @register_weighting("upgrad")
 class UPGrad(GradWeighting):
+    uses_weights = "preference"
+    weights_note = "the weights are its preference vector over the tasks' projected gradients (normalised to sum to 1)"
     supports_params = True
     supports_rep = True
     defaults = {"norm_eps": 1e-4, "reg_eps": 1e-4}
     citation = "Quinton & Rey, 'Jacobian Descent for Multi-Objective Optimization', arXiv:2406.16232, 2024 (UPGrad)."
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        w = upgrad_weights(gram(grads), float(self.params["norm_eps"]), float(self.params["reg_eps"]))
+        w = upgrad_weights(gram(grads), float(self.params["norm_eps"]), float(self.params["reg_eps"]), self.preference())
         return combine_rows(w, grads)

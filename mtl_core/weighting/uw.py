@@ -26,6 +26,7 @@ from mtl_core.weighting.base import LossWeighting, register_weighting
 
 @register_weighting("uw")
 class UncertaintyWeighting(LossWeighting):
+    weights_note = "it learns each task's weight from the noise of its loss, so a multiplier on a loss would be undone by its learnt log-variance"
     citation = ("Kendall, Gal, Cipolla (2018). Multi-Task Learning Using Uncertainty to Weigh Losses "
                 "for Scene Geometry and Semantics. CVPR.")
     defaults = {"init_log_var": 0.0}

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from mtl_core.models.base import SharedRep
 from mtl_core.weighting import (  # noqa: F401
     aligned_mtl,
     cagrad,
@@ -20,7 +21,7 @@ from mtl_core.weighting import (  # noqa: F401
     pcgrad,
     upgrad,
 )
-from mtl_core.weighting.base import WEIGHTINGS, SharedRep
+from mtl_core.weighting.base import WEIGHTINGS
 
 METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "graddrop", "moco", "upgrad",
            "fairgrad"]

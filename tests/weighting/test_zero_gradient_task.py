@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 import mtl_core.weighting  # noqa: F401  (registers every method)
-from mtl_core.weighting.base import WEIGHTINGS, SharedRep
+from mtl_core.models.base import SharedRep
+from mtl_core.weighting.base import WEIGHTINGS
 
 GRADIENT_METHODS = sorted(n for n in WEIGHTINGS.available() if WEIGHTINGS.get(n).kind == "gradient")
 
