@@ -139,7 +139,8 @@ class ProgressBar:
 
 
 def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool) -> int:
-    from mtl_core.training.loop import Control, Trainer
+    from mtl_core.training.control import Control
+    from mtl_core.training.loop import Trainer
 
     control = Control()
     previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
@@ -147,9 +148,9 @@ def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool)
         status = Trainer(cfg, store, run_id, control, resume=resume, on_progress=ProgressBar(cfg.optim.steps, quiet)).run()
     finally:
         signal.signal(signal.SIGINT, previous)
-    run = store.get_run(run_id)
     if not distributed.env_info().is_main:
         return 0 if status != RunStatus.FAILED else 1
+    run = store.get_run(run_id)
     if not quiet:
         sys.stderr.write("\n")
     print(f"run {run_id}: {status} at step {run['step']}")
@@ -157,6 +158,18 @@ def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool)
         print(f"reason: {run['error']}", file=sys.stderr)
         return 1
     return 0
+
+
+def _new_run(store, cfg: ExperimentConfig, info: distributed.DistInfo, source: str) -> str:
+    """Record a run: in a single process, or by rank 0 alone under torchrun, which sends every
+    other rank its id (so each run is created once, whatever the number of processes)."""
+    if not info.enabled:
+        return store.create_run(cfg.to_dict(), cfg.name, source, cfg.optim.steps)
+    import torch.distributed
+
+    ids = [store.create_run(cfg.to_dict(), cfg.name, source, cfg.optim.steps) if info.is_main else None]
+    torch.distributed.broadcast_object_list(ids, src=0)
+    return ids[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,30 +189,37 @@ def _dispatch(a: argparse.Namespace) -> int:
 
     if a.command == "list":
         return _list(a)
-    store = RunStore(a.runs_dir)
+    if a.command == "train" and not distributed.env_info().is_main:
+        from mtl_core.runs.store import default_runs_dir
+        from mtl_core.training.loop import RankStore
+
+        store = RankStore(a.runs_dir or default_runs_dir())  # rank 0 alone opens the database
+    else:
+        store = RunStore(a.runs_dir)
     if a.command == "train":
         from mtl_core.validation import check
 
         cfg = check(config_from_args(a))
-        info = distributed.env_info()
-        if info.enabled:  # under torchrun: rank 0 records the run, every rank trains it
+        info, device = distributed.env_info(), None
+        if info.enabled:  # under torchrun: rank 0 records each run, every rank trains it
             from mtl_core.training.builders import resolve_device
 
-            info, _ = distributed.setup(resolve_device(cfg.device))
-            ids = [store.create_run(cfg.to_dict(), cfg.name, "torchrun", cfg.optim.steps) if info.is_main else None]
-            torch.distributed.broadcast_object_list(ids, src=0)
-            run_id = ids[0]
-        else:
-            run_id = store.create_run(cfg.to_dict(), cfg.name, "cli", cfg.optim.steps)
-        if info.is_main:
-            print(f"run id: {run_id}", flush=True)
-        code = _train(store, cfg, run_id, False, a.quiet or not info.is_main)
-        distributed.cleanup(info)
-        if code == 0 and a.baselines:
-            for base in cfg.single_task_baselines(run_id):
-                bid = store.create_run(base.to_dict(), base.name, "cli", base.optim.steps)
-                print(f"baseline run id: {bid} ({base.tasks[0]})", flush=True)
-                code = max(code, _train(store, base, bid, False, a.quiet))
+            info, device = distributed.setup(resolve_device(cfg.device))
+        quiet = a.quiet or not info.is_main
+        try:
+            run_id = _new_run(store, cfg, info, "torchrun" if info.enabled else "cli")
+            if info.is_main:
+                print(f"run id: {run_id}", flush=True)
+            code = _train(store, cfg, run_id, False, quiet)
+            # every rank decides alike whether the baselines follow (a failure fails every rank)
+            if a.baselines and not distributed.any_flag(code != 0, info, device):
+                for base in cfg.single_task_baselines(run_id):
+                    bid = _new_run(store, base, info, "baseline")
+                    if info.is_main:
+                        print(f"baseline run id: {bid} ({base.tasks[0]})", flush=True)
+                    code = max(code, _train(store, base, bid, False, quiet))
+        finally:
+            distributed.cleanup(info)
         return code
     if a.command == "resume":
         return _resume(store, a)
@@ -231,7 +251,7 @@ def _checkpoint_path(store, run_id: str) -> str:
 
 
 def _resume(store, a) -> int:
-    from mtl_core.runs.store import HEARTBEAT_STALE_S
+    from mtl_core.runs.liveness import HEARTBEAT_STALE_S
 
     run = _run_or_error(store, a.run_id)
     if store.run_alive(run):  # heard from within HEARTBEAT_STALE_S (a queued run: its dashboard was)

@@ -7,8 +7,9 @@ progress bar about once a second, the curves every few seconds (only the rows ne
 look; each chart redraws in place, see ``ui/live_plot.py``), gradient conflict every ten; so
 progress shows without a full-page rerun. A change of status (paused, finished, ...) reruns the
 page once: it redraws the header and controls, and stops the polling once the run has ended. A
-run started from the command line (``python -m mtl_core train``) into the same runs directory
-shows the same way.
+run started from the command line (``python -m mtl_core train``) or under torchrun into the same
+runs directory shows, and is steered, the same way: the controls send commands through the run
+store, which its trainer reads at its next step.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from mtl_core.errors import MTLError
 from mtl_core.runs.status import ACTIVE, RESUMABLE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from mtl_core.training.gradstats import cosine_matrix
+from mtl_core.weighting import method_meta
 from ui.charts import TaskMeta
 from ui.live_plot import live_chart
 from ui.live_view import cached_conflict, live_figures
@@ -29,32 +31,14 @@ STATUS_BADGE = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.P
                 RunStatus.FINISHED: "green", RunStatus.FAILED: "red", RunStatus.STOPPED: "violet",
                 RunStatus.INTERRUPTED: "orange"}
 KEEP_CACHES = 4  # runs whose metric caches a session keeps while a person flips between them
-
-st.title("Live training")
-run_id = run_picker("run")
-if run_id is None:
-    st.info("No runs yet. Start one on **Setup**, or from a shell: `python -m mtl_core train --steps 500`.")
-    st.stop()
-
-with st.sidebar:
-    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="live_smoothing",
-                          help="Exponential moving average with TensorBoard's debiasing; the raw curve stays faint.")
-    log_y = st.toggle("Log-scale losses", key="live_log_y")
-
-store = manager().store
-first = store.get_run(run_id)
-if first is None:
-    st.warning(f"Run `{run_id}` does not exist (it may have been deleted). Pick another one in the sidebar.")
-    st.stop()
-meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [])).items()}
-
-
 # charts of a running run redraw every few seconds, the progress bar every second: every chart
 # each second cost the browser half a core (when each redraw rebuilt the chart), a third of a
 # 2-core machine's training
 CHART_SECONDS = 3.0
 CONFLICT_SECONDS = 10.0  # about the cadence of gradient statistics (every 50 steps) in the demo
-
+WEIGHT_USES = {"weights": "the weights of the weighted sum of the task losses",
+               "multiplier": "multipliers on the task losses the method balances",
+               "preference": "the method's preference over the tasks (normalised to sum to 1)"}
 
 def _cache(rid: str) -> MetricCache:
     caches: dict[str, MetricCache] = st.session_state.setdefault("live_caches", {})
@@ -86,7 +70,7 @@ def _apply_weights(rid: str, tasks: list[str]) -> None:
     st.session_state.pop("live_action_error", None)
     try:
         manager().set_weights(rid, weights)
-        st.session_state["live_action_note"] = "New weights sent; they apply from the next step and are marked on the curves."
+        st.session_state["live_action_note"] = "New weights sent; they apply from the run's next step and are marked on the curves."
     except MTLError as e:
         st.session_state["live_action_error"] = str(e)
 
@@ -98,8 +82,11 @@ def _header(run: dict) -> None:
     method = cfg.get("weighting", {}).get("method", "?")
     arch = cfg.get("model", {}).get("architecture", "?")
     st.markdown(f"### {run['name']} &nbsp; :{STATUS_BADGE.get(status, 'gray')}-badge[{status}]")
+    where = " · ".join(x for x in (f"host {run['host']}" if run.get("host") else "",
+                                   f"pid {run['pid']}" if run.get("pid") else "") if x)
     st.caption(f"`{run['id']}` · {', '.join(cfg.get('tasks', []))} · {arch} · {method} · "
-               f"started from {run.get('source') or '?'} · device {run.get('device') or '?'}")
+               f"started from {run.get('source') or '?'} · device {run.get('device') or '?'}"
+               + (f" · trained on {where}" if where else ""))
 
 
 def _messages(run: dict) -> None:
@@ -132,7 +119,10 @@ def _progress(run: dict) -> None:
         st.progress(frac, text=f"step {step:,} / {total:,} · took {format_duration(info.get('elapsed_s'))}")
 
 
-def _controls(run: dict, active: bool, tasks: list[str]) -> None:
+def _controls(store, run: dict, active: bool, meta: dict) -> None:
+    """Pause, resume, stop and retune any run that is alive, wherever it trains (this dashboard,
+    the command line, a torchrun job: the commands go through the run store); continue one that
+    ended early from its last checkpoint."""
     rid, status = run["id"], run["status"]
     if active:
         c1, c2, c3, _ = st.columns([1, 1, 1, 4])
@@ -144,11 +134,6 @@ def _controls(run: dict, active: bool, tasks: list[str]) -> None:
                       disabled=status != RunStatus.RUNNING, icon=":material/pause:")
         c2.button("Stop", key=f"live_stop_{rid}", on_click=_act, args=("stop", rid), icon=":material/stop:",
                   help="Ends the run and saves a checkpoint you can continue from later.")
-    elif status not in TERMINAL:
-        pid = (run.get("info") or {}).get("pid")
-        st.info(f"This run is trained by another process{f' (pid {pid})' if pid else ''}, e.g. started from the "
-                "command line, so it cannot be paused, stopped or retuned from here; the curves still update. "
-                "Stop it where it runs (Ctrl+C saves a checkpoint).")
     elif status in RESUMABLE and store.latest_checkpoint(rid) is not None:
         st.button("Continue from the last checkpoint", key=f"live_continue_{rid}", on_click=_act,
                   args=("continue", rid), icon=":material/replay:")
@@ -157,16 +142,23 @@ def _controls(run: dict, active: bool, tasks: list[str]) -> None:
     if st.session_state.get("live_action_error"):  # stays until the next action
         st.error(st.session_state["live_action_error"])
     if active:
-        _weights_form(run, tasks)
+        _weights_form(run, meta)
 
 
-def _weights_form(run: dict, tasks: list[str]) -> None:
-    rid = run["id"]
+def _weights_form(run: dict, meta: dict) -> None:
+    """Sliders for the task weights, for a method that uses them; otherwise why it does not."""
+    rid, tasks = run["id"], list(run["config"].get("tasks", []))
+    method = run["config"].get("weighting", {}).get("method", "static")
+    about = method_meta(method)
+    if not about["uses_weights"]:
+        st.caption(f"Task weights cannot be changed for this run: {method} does not use weights set by a person "
+                   f"({about['weights_note']}).")
+        return
     cfg_weights = run["config"].get("weighting", {}).get("weights", {})
     current = {**{t: float(cfg_weights.get(t, 1.0)) for t in tasks}, **(run.get("info") or {}).get("weights", {})}
-    method = run["config"].get("weighting", {}).get("method", "static")
     top = max(10.0, 2 * max(current.values(), default=1.0))
     with st.expander("Change task weights while it trains", expanded=False):
+        st.caption(f"For {method} they are {WEIGHT_USES.get(about['uses_weights'], 'task weights')}.")
         with st.form(f"live_weights_{rid}", border=False):
             cols = st.columns(min(len(tasks), 3) or 1)
             for i, t in enumerate(tasks):
@@ -175,9 +167,6 @@ def _weights_form(run: dict, tasks: list[str]) -> None:
                 # browser showed a preset as 0.00; a fixed range keeps the widget's identity stable
                 cols[i % len(cols)].slider(meta[t].label if t in meta else t, 0.0, top, float(current.get(t, 1.0)),
                                            step=0.05, key=key)
-            if method != "static":
-                st.caption(f"{method} sets its own weights; these are the user weights it is given "
-                           "(some methods scale by them, others ignore them).")
             st.form_submit_button("Apply", type="primary", on_click=_apply_weights, args=(rid, tasks))
 
 
@@ -195,17 +184,20 @@ def _charts(view, tasks: list[str]) -> None:
                 live_chart(view.figures[f"task:{t}"], key=f"live_task_{rid}_{t}")
 
 
-def _conflict(rid: str, tasks: list[str], every: int) -> None:
+def _conflict(rid: str, config: dict) -> None:
     """Gradient conflict (Yu et al., NeurIPS 2020): when and which tasks pull the shared weights apart."""
+    tasks, every = list(config.get("tasks", [])), int(config.get("gradstats_every", 50) or 0)
     if len(tasks) < 2:
         return  # one task: nothing to conflict with
+    where = ("the shared representation (the method works there: rep_grad)" if config.get("weighting", {}).get("rep_grad")
+             else "the shared parameters")
     figures, grad_step = cached_conflict(_cache(rid))
     st.markdown("#### Gradient conflict")
     if "gradcos_matrix" not in figures:
         st.caption(f"Gradient statistics every {every} steps; none yet." if every else
                    "Gradient statistics are off for this run (gradstats_every = 0).")
         return
-    st.caption(f"Cosine of two tasks' gradients on the shared parameters, recorded every {every} steps: "
+    st.caption(f"Cosine of two tasks' gradients on {where}, recorded every {every} steps: "
                "below 0 (red) the tasks pull the shared weights in opposing directions, near 1 (blue) they agree. "
                f"The matrix is the latest recorded step ({grad_step:,}).")
     left, right = st.columns([2, 3])
@@ -216,7 +208,7 @@ def _conflict(rid: str, tasks: list[str], every: int) -> None:
     live_chart(figures["gradnorm"], key=f"live_gradnorm_{rid}")
 
 
-def _final_table(run: dict) -> None:
+def _final_table(store, run: dict) -> None:
     values, split = final_metrics(store.metrics(run["id"], split="test") or store.metrics(run["id"], split="val"))
     if not values:
         return
@@ -227,7 +219,7 @@ def _final_table(run: dict) -> None:
     st.dataframe(rows, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.4f")})
 
 
-def status_panel(rid: str, shown: str, polling: bool) -> None:
+def status_panel(store, rid: str, shown: str, polling: bool) -> None:
     """The part that refreshes every second: the progress bar (step, ETA, images/s). The rest of
     the status is drawn with the page: when it changes (``shown`` is the status the page was drawn
     with) or the run has ended, one full rerun redraws it, its controls and messages, and sets
@@ -241,7 +233,7 @@ def status_panel(rid: str, shown: str, polling: bool) -> None:
         st.rerun()
 
 
-def chart_panel(rid: str, smoothing: float, log_y: bool) -> None:
+def chart_panel(store, rid: str, smoothing: float, log_y: bool, meta: dict) -> None:
     """The part that refreshes every few seconds: read new rows, redraw the charts. Its own
     fragment, so the once-a-second status refresh neither re-serialises nor resends them."""
     view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix)
@@ -252,21 +244,40 @@ def chart_panel(rid: str, smoothing: float, log_y: bool) -> None:
         st.caption("Waiting for the first training step ...")
     _charts(view, view.tasks)
     if run["status"] in TERMINAL:
-        _final_table(run)
+        _final_table(store, run)
 
 
-def conflict_panel(rid: str) -> None:
+def conflict_panel(rid: str, config: dict) -> None:
     """Gradient conflict, on a slower clock: its statistics arrive only every ``gradstats_every``
     steps, so redrawing its three charts with the others every 3 s would show nothing new."""
-    _conflict(rid, list(meta), int(first["config"].get("gradstats_every", 50) or 0))
+    _conflict(rid, config)
+
+
+st.title("Live training")
+run_id = run_picker("run")
+if run_id is None:
+    st.info("No runs yet. Start one on **Setup**, or from a shell: `python -m mtl_core train --steps 500`.")
+    st.stop()
+
+with st.sidebar:
+    smoothing = st.slider("Smoothing", 0.0, 0.99, 0.6, 0.01, key="live_smoothing",
+                          help="Exponential moving average with TensorBoard's debiasing; the raw curve stays faint.")
+    log_y = st.toggle("Log-scale losses", key="live_log_y")
+
+store = manager().store
+first = store.get_run(run_id)
+if first is None:
+    st.warning(f"Run `{run_id}` does not exist (it may have been deleted). Pick another one in the sidebar.")
+    st.stop()
+meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [])).items()}
 
 
 active = manager().is_active(run_id)
 polling = first["status"] not in TERMINAL or active
 _header(first)
-st.fragment(status_panel, run_every=1.0 if polling else None)(run_id, first["status"], polling)
+st.fragment(status_panel, run_every=1.0 if polling else None)(store, run_id, first["status"], polling)
 with st.container():  # one block whatever it holds, so the charts below keep their place (and zoom)
     _messages(first)
-    _controls(first, active, list(first["config"].get("tasks", [])))
-st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(run_id, smoothing, log_y)
-st.fragment(conflict_panel, run_every=CONFLICT_SECONDS if polling else None)(run_id)
+    _controls(store, first, active, meta)
+st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(store, run_id, smoothing, log_y, meta)
+st.fragment(conflict_panel, run_every=CONFLICT_SECONDS if polling else None)(run_id, first["config"])

@@ -20,7 +20,7 @@ from mtl_core.inference.preview import preview_samples
 from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.tasks import TASKS, task_meta
 from mtl_core.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
-from mtl_core.weighting import WEIGHTINGS
+from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
 from ui.state import manager, open_run
 
@@ -290,14 +290,17 @@ with fusion_col, st.container(border=True):
     if cls is not None:
         st.caption(cls.citation)
     st.markdown("**Task weights**")
-    st.caption("The static method trains on Σ weight × loss; adaptive methods set their own weights "
-               "and may ignore these.")
-    if not cfg.tasks:
-        st.caption("Select tasks to weight them.")
-    weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
-    for i, t in enumerate(cfg.tasks):
-        with weight_cols[i % len(weight_cols)]:
-            form.slider(f"weighting.weights.{t}", titles.get(t, t), 0.0, 10.0, 0.1)
+    about = method_meta(method)
+    if not about["uses_weights"]:
+        st.caption(f"{method} does not use weights set by a person: {about['weights_note']}.")
+    else:
+        st.caption(f"For {method}: {about['weights_note']}.")
+        if not cfg.tasks:
+            st.caption("Select tasks to weight them.")
+        weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
+        for i, t in enumerate(cfg.tasks):
+            with weight_cols[i % len(weight_cols)]:
+                form.slider(f"weighting.weights.{t}", titles.get(t, t), 0.0, 10.0, 0.1)
     form.problems("weighting.weights", exact=True)
     if cls is not None and cls.defaults:
         st.markdown("**Hyperparameters**")

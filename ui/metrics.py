@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_core.runs.status import ACTIVE, RunStatus  # noqa: F401  (ACTIVE: the pages read it here too)
 from mtl_core.scores import delta_m  # noqa: F401  (one definition, shared with the benchmarks)
 
 Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns
@@ -84,7 +85,6 @@ def downsample(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray,
     return xa[idx], ya[idx]
 
 
-ACTIVE = ("queued", "running", "paused")
 
 
 def single_task_baselines(runs: Iterable[Mapping[str, Any]], run_id: str) -> dict[str, Mapping[str, Any]]:
@@ -92,7 +92,7 @@ def single_task_baselines(runs: Iterable[Mapping[str, Any]], run_id: str) -> dic
     run_id`` and one task), one per task: the newest finished one, else the newest still
     training, else the newest that ended another way (failed, stopped)."""
     def rank(r: Mapping[str, Any]) -> tuple:
-        return r.get("status") == "finished", r.get("status") in ACTIVE, r.get("created") or 0
+        return r.get("status") == RunStatus.FINISHED, r.get("status") in ACTIVE, r.get("created") or 0
 
     out: dict[str, Mapping[str, Any]] = {}
     for r in runs:

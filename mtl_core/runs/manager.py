@@ -1,23 +1,34 @@
 """The RunManager: one per process, thread-safe, owns the training threads.
 
-Pages (and the CLI) call it to start, pause, resume, stop or retune a run; everything a page
-shows is read back from the :class:`~mtl_core.runs.store.RunStore`. Runs beyond the concurrency
-limit wait in a visible queue (status ``queued``) and start as slots free up.
+Pages (and the CLI) call it to start, pause, resume, stop or retune a run. Steering goes through
+the run store (:meth:`~mtl_core.runs.store.RunStore.send_command`), so it works the same for a
+run this process trains, one trained by ``python -m mtl_core train`` or by a torchrun job in the
+same runs directory. Everything a page shows is read back from the store. Runs beyond the
+concurrency limit wait in a visible queue (status ``queued``) and start as slots free up.
+
+A manager registers itself in the store as an *owner* and keeps a heartbeat, so another
+dashboard on the same runs directory leaves its queued runs alone; the same heartbeat thread
+sweeps runs whose trainer stopped beating into ``interrupted``.
 """
 from __future__ import annotations
 
 import os
+import secrets
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
-from mtl_core.training.loop import Control, Trainer
 from mtl_core.errors import ConfigError
-from mtl_core.runs.status import RunStatus
+from mtl_core.runs.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
+from mtl_core.runs.status import TERMINAL, RunStatus
 from mtl_core.runs.store import RunStore, check_run_id, default_runs_dir
-from mtl_core.validation import check
+from mtl_core.training.control import Control
+from mtl_core.validation import check, check_weights
+
+SWEEP_SECONDS = 10.0  # how often a manager looks for runs whose trainer stopped beating
 
 
 def default_max_concurrent() -> int:
@@ -35,21 +46,35 @@ def default_max_concurrent() -> int:
 @dataclass
 class _Job:
     config: ExperimentConfig
-    control: Control = field(default_factory=Control)
+    control: Control = field(default_factory=Control)  # this process's own stop requests (shutdown)
     thread: threading.Thread | None = None
     resume: bool = False
 
 
 class RunManager:
     def __init__(self, runs_dir: str | os.PathLike | None = None, max_concurrent: int | None = None,
-                 recover: bool = True) -> None:
+                 recover: bool = True, stale_after: float = HEARTBEAT_STALE_S) -> None:
+        """``recover``: runs whose trainer has not beaten for ``stale_after`` seconds are marked
+        interrupted, now and every few seconds from then on."""
         self.store = RunStore(runs_dir)
         self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or default_max_concurrent()
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
+        host, pid = host_and_pid()
+        self.owner = f"{host}-{pid}-{secrets.token_hex(3)}"
+        self.store.register_owner(self.owner, host, pid)
+        self._last_sweep = 0.0
+        self.recover, self.stale_after = recover, float(stale_after)
         if recover:
-            self.store.mark_interrupted(only_pids_dead=True)
+            self.store.mark_interrupted(self.stale_after)
+        self._heartbeat = Heartbeat(self._beat, HEARTBEAT_SECONDS, name=f"manager-{self.owner}").start()
+
+    def _beat(self) -> None:
+        self.store.owner_heartbeat(self.owner)
+        if self.recover and time.time() - self._last_sweep > SWEEP_SECONDS:
+            self._last_sweep = time.time()
+            self.store.mark_interrupted(self.stale_after)  # a trainer anywhere that stopped beating shows so
 
     # -- starting -----------------------------------------------------------------
     def start(self, config: ExperimentConfig, name: str = "", source: str = "dashboard") -> str:
@@ -57,7 +82,8 @@ class RunManager:
         queue it; returns its id."""
         check(config)
         with self._lock:
-            run_id = self.store.create_run(config.to_dict(), name or config.name, source, config.optim.steps)
+            run_id = self.store.create_run(config.to_dict(), name or config.name, source, config.optim.steps,
+                                           owner=self.owner)
             self._jobs[run_id] = _Job(config)
             self._queue.append(run_id)
             self._schedule()
@@ -83,12 +109,13 @@ class RunManager:
             run = self.store.get_run(run_id)
             if run is None:
                 raise ConfigError("run_id", f"no run {run_id!r} in {self.store.root}")
-            if run_id in self._jobs and self._alive(run_id):
-                raise ConfigError("run_id", f"run {run_id} is already running")
+            if (run_id in self._jobs and self._alive(run_id)) or self.store.run_alive(run):
+                raise ConfigError("run_id", f"run {run_id} is still {run['status']}; stop it before resuming it")
             if self.store.latest_checkpoint(run_id) is None:
                 raise ConfigError("run_id", f"run {run_id} has no checkpoint to resume from; start it anew")
             config = ExperimentConfig.from_dict(run["config"])
             self._jobs[run_id] = _Job(config, resume=True)
+            self.store.set_owner(run_id, self.owner)
             self.store.set_status(run_id, RunStatus.QUEUED)
             self._queue.append(run_id)
             self._schedule()
@@ -112,6 +139,8 @@ class RunManager:
                 job.thread.start()
 
     def _run(self, run_id: str, job: _Job) -> None:
+        from mtl_core.training.loop import Trainer  # torch and the models load with the first run
+
         try:
             Trainer(job.config, self.store, run_id, job.control, resume=job.resume).run()
         finally:
@@ -128,52 +157,61 @@ class RunManager:
 
         threading.Thread(target=later, daemon=True).start()
 
-    # -- steering -----------------------------------------------------------------
+    # -- steering (any run in the store, wherever it trains) ------------------------------
     def pause(self, run_id: str) -> None:
-        with self._lock:
-            job = self._require(run_id)
-            job.control.pause()  # a queued run starts paused
+        """Ask the run's trainer to pause at its next step (a queued run starts paused)."""
+        self.store.send_command(check_run_id(run_id), "pause")
 
     def resume(self, run_id: str) -> None:
-        with self._lock:
-            self._require(run_id).control.resume()
+        self.store.send_command(check_run_id(run_id), "resume")
 
     def stop(self, run_id: str) -> None:
+        """Stop a run at its next step (it saves a checkpoint); a run waiting in this manager's
+        queue is stopped at once."""
+        check_run_id(run_id)
         with self._lock:
-            job = self._require(run_id)
-            job.control.stop()
             if run_id in self._queue:
                 self._queue.remove(run_id)
+                self._jobs[run_id].control.stop()
                 self.store.set_status(run_id, RunStatus.STOPPED)
+                return
+        self.store.send_command(run_id, "stop")
 
-    def set_weights(self, run_id: str, weights: dict[str, float]) -> None:
-        """New task weights; the running trainer applies them at its next step and records it."""
-        if not weights or all(float(w) == 0 for w in weights.values()) or any(float(w) < 0 for w in weights.values()):
-            raise ConfigError("weighting.weights", "weights must be >= 0 and not all zero")
+    def set_weights(self, run_id: str, weights: Mapping[str, float]) -> dict[str, float]:
+        """New task weights for a running run, merged with those in force and checked by Setup's
+        rules (ConfigError naming the task otherwise, or saying why its method does not use a
+        person's weights). The trainer applies them at its next step and records them; returns
+        the merged weights sent."""
+        from mtl_core.weighting import WEIGHTINGS
+
+        run = self.store.get_run(check_run_id(run_id))
+        if run is None:
+            raise ConfigError("run_id", f"no run {run_id!r} in {self.store.root}")
+        if run["status"] in TERMINAL:
+            raise ConfigError("run_id", f"run {run_id} has ended ({run['status']} at step {run['step']}); "
+                              "its task weights can no longer change")
+        config = ExperimentConfig.from_dict(run["config"])
+        method = WEIGHTINGS.get(config.weighting.method, "weighting.method")
+        current = {**{t: config.task_weight(t) for t in config.tasks}, **(run.get("info") or {}).get("weights", {})}
+        merged = check_weights(config.tasks, {**current, **{str(k): v for k, v in weights.items()}}, method)
+        self.store.send_command(run_id, "weights", {"weights": merged})
+        return merged
+
+    def is_active(self, run_id: str) -> bool:
+        """Whether the run is queued here or being trained anywhere that still beats (a page
+        shows its controls)."""
         with self._lock:
-            self._require(run_id).control.set_weights(weights)
-
-    def _require(self, run_id: str) -> _Job:
-        check_run_id(run_id)
-        job = self._jobs.get(run_id)
-        if job is None or not self._alive(run_id):
-            raise ConfigError("run_id", f"run {run_id} is not active in this process (it may have ended, "
-                              "or been started elsewhere)")
-        return job
+            if self._alive(run_id):
+                return True
+        return self.store.run_alive(run_id)
 
     # -- reading ------------------------------------------------------------------
-    def is_active(self, run_id: str) -> bool:
-        with self._lock:
-            return self._alive(run_id)
-
     def queue(self) -> list[str]:
         with self._lock:
             return list(self._queue)
 
     def wait(self, run_id: str, timeout: float | None = None) -> str:
         """Block until the run's thread ends (tests, CLI); returns the stored status."""
-        import time
-
         deadline = None if timeout is None else time.time() + timeout
         while True:
             with self._lock:
@@ -196,7 +234,7 @@ class RunManager:
     def delete(self, run_id: str) -> None:
         """Delete a run that is not active: its records and files, nothing else."""
         with self._lock:
-            if self._alive(run_id):
+            if self._alive(run_id) or self.store.run_alive(run_id):
                 raise ConfigError("run_id", f"run {run_id} is still active; stop it before deleting")
             self._jobs.pop(run_id, None)
             self.store.delete_run(run_id)
@@ -210,6 +248,8 @@ class RunManager:
         for _, job in jobs:
             if job.thread is not None:
                 job.thread.join(timeout)
+        self._heartbeat.stop()
+        self.store.remove_owner(self.owner)
 
 
 _MANAGERS: dict[str, RunManager] = {}
@@ -226,5 +266,3 @@ def get_manager(runs_dir: str | os.PathLike | None = None) -> RunManager:
 
 
 __all__ = ["RunManager", "get_manager"]
-
-

@@ -19,85 +19,21 @@ import shutil
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mtl_core.errors import ConfigError, MTLError
+from mtl_core.runs.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
+from mtl_core.runs.schema import MIGRATIONS, SCHEMA_VERSION
+from mtl_core.runs.status import ACTIVE, STATUSES, TERMINAL
 
 RUNS_DIR_ENV = "MTL_RUNS_DIR"
-STATUSES = ("queued", "running", "paused", "finished", "failed", "stopped", "interrupted")
-TERMINAL = ("finished", "failed", "stopped", "interrupted")
-ACTIVE = ("queued", "running", "paused")
 COMMAND_KINDS = ("pause", "resume", "stop", "weights")
 COMMAND_STATES = ("pending", "applied", "rejected")
-# A live trainer (running or paused) refreshes its run's heartbeat, and a live RunManager its
-# owner row, every HEARTBEAT_SECONDS; one not heard from for HEARTBEAT_STALE_S is taken for dead
-# (fifteen missed beats: a busy disk or a long evaluation step must not kill a healthy run).
-HEARTBEAT_SECONDS = 2.0
-HEARTBEAT_STALE_S = 30.0
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
-# Version 1: the schema before versioning, verbatim (such a directory has user_version 0).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, config TEXT NOT NULL,
-    created REAL NOT NULL, updated REAL NOT NULL, started REAL, finished REAL,
-    step INTEGER NOT NULL DEFAULT 0, total_steps INTEGER NOT NULL DEFAULT 0,
-    error TEXT, traceback TEXT, source TEXT, device TEXT, info TEXT NOT NULL DEFAULT '{}'
-);
-CREATE TABLE IF NOT EXISTS metrics (
-    run_id TEXT NOT NULL, step INTEGER NOT NULL, split TEXT NOT NULL, key TEXT NOT NULL,
-    value REAL, wall REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS metrics_by_run ON metrics (run_id, split, key, step);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL, step INTEGER NOT NULL, wall REAL NOT NULL, kind TEXT NOT NULL, payload TEXT
-);
-CREATE INDEX IF NOT EXISTS events_by_run ON events (run_id, step);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    run_id TEXT NOT NULL, step INTEGER NOT NULL, path TEXT NOT NULL, kind TEXT NOT NULL, wall REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS checkpoints_by_run ON checkpoints (run_id, step);
-"""
-
-# Version 2: liveness by heartbeat, commands to trainers, one checkpoint row per file, and the
-# indexes that make incremental reads cost the same however long the run.
-SCHEMA_2 = """
-ALTER TABLE runs ADD COLUMN host TEXT;
-ALTER TABLE runs ADD COLUMN pid INTEGER;
-ALTER TABLE runs ADD COLUMN heartbeat REAL;
-ALTER TABLE runs ADD COLUMN owner TEXT;
-ALTER TABLE runs ADD COLUMN history INTEGER NOT NULL DEFAULT 0;
-CREATE TABLE owners (id TEXT PRIMARY KEY, host TEXT, pid INTEGER, heartbeat REAL);
-CREATE TABLE commands (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, kind TEXT NOT NULL, payload TEXT,
-    created REAL NOT NULL, state TEXT NOT NULL DEFAULT 'pending', step INTEGER, message TEXT
-);
-CREATE INDEX commands_by_run ON commands (run_id, state, id);
-DELETE FROM checkpoints WHERE rowid NOT IN (SELECT MAX(rowid) FROM checkpoints GROUP BY run_id, path);
-CREATE UNIQUE INDEX checkpoints_by_file ON checkpoints (run_id, path);
-CREATE INDEX metrics_by_rowid ON metrics (run_id);
-CREATE INDEX metrics_by_step ON metrics (run_id, step);
-"""
-# metrics_by_rowid: every index entry ends in the rowid, so (run_id) alone serves "rows of this
-# run after rowid N, in rowid order" as a range scan; metrics_by_step serves ORDER BY step.
-
-
-def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
-    statements = [s.strip() for s in sql.split(";") if s.strip()]
-
-    def apply(conn: sqlite3.Connection) -> None:
-        for statement in statements:  # one by one: executescript would commit the transaction
-            conn.execute(statement)
-
-    return apply
-
-
-# MIGRATIONS[i] takes a directory from version i to i + 1, inside one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2)]
-SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def default_runs_dir() -> Path:
@@ -130,7 +66,7 @@ class RunStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
             conn.row_factory = sqlite3.Row
@@ -168,7 +104,7 @@ class RunStore:
                 if version == SCHEMA_VERSION:
                     return
                 MIGRATIONS[version](c)
-                c.execute(f"PRAGMA user_version = {version + 1:d}")  # a pragma takes no parameters
+                c.execute("PRAGMA user_version = " + str(int(version) + 1))  # an int: a pragma takes no parameters
 
     def _check_version(self, version: int) -> int:
         if version > SCHEMA_VERSION:
@@ -209,10 +145,13 @@ class RunStore:
         now = time.time()
         with self._tx() as c:
             c.execute(
-                "UPDATE runs SET status=?, updated=?, error=COALESCE(?, error), traceback=COALESCE(?, traceback),"
+                # a run queued or started again (a resume) forgets why it ended before
+                "UPDATE runs SET status=?, updated=?,"
+                " error=CASE WHEN ? IN ('queued','running') THEN ? ELSE COALESCE(?, error) END,"
+                " traceback=CASE WHEN ? IN ('queued','running') THEN ? ELSE COALESCE(?, traceback) END,"
                 " started=CASE WHEN ?='running' AND started IS NULL THEN ? ELSE started END,"
                 " finished=CASE WHEN ? IN ('finished','failed','stopped','interrupted') THEN ? ELSE NULL END WHERE id=?",
-                (status, now, error, traceback, status, now, status, now, run_id),
+                (status, now, status, error, error, status, traceback, traceback, status, now, status, now, run_id),
             )
 
     def update_progress(self, run_id: str, step: int, info: dict[str, Any] | None = None,
@@ -251,8 +190,10 @@ class RunStore:
         """Remove the run's rows and its directory, and nothing else."""
         check_run_id(run_id)
         with self._tx() as c:
-            for table in ("metrics", "events", "checkpoints", "commands"):
-                c.execute(f"DELETE FROM {table} WHERE run_id=?", (run_id,))  # noqa: S608 (fixed names)
+            c.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM checkpoints WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM commands WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
         d = self.run_dir(run_id)
         if d.is_dir() and d.resolve().parent == self.root.resolve():
@@ -284,7 +225,7 @@ class RunStore:
         row = self.get_run(run) if isinstance(run, str) else run
         if row is None or row["status"] not in ACTIVE:
             return False
-        return _why_dead(row, self._owner_row(row.get("owner")), time.time(), stale_after) is None
+        return why_dead(row, self._owner_row(row.get("owner")), time.time(), stale_after) is None
 
     def _owner_row(self, owner: str | None) -> dict[str, Any] | None:
         if owner is None:
@@ -292,8 +233,7 @@ class RunStore:
         row = self._conn().execute("SELECT id, host, pid, heartbeat FROM owners WHERE id=?", (owner,)).fetchone()
         return dict(row) if row else None
 
-    def mark_interrupted(self, stale_after: float = HEARTBEAT_STALE_S, owner: str | None = None, *,
-                         only_pids_dead: bool | None = None) -> list[str]:
+    def mark_interrupted(self, stale_after: float = HEARTBEAT_STALE_S, owner: str | None = None) -> list[str]:
         """Runs nobody looks after any more become 'interrupted'; returns their ids.
 
         - running or paused: not heard from (heartbeat, or status/progress write, whichever is
@@ -305,9 +245,7 @@ class RunStore:
           taking over under the id of its dead predecessor).
 
         The error says when the run was last heard from, from which host and pid, its last step,
-        and how to resume it. ``only_pids_dead`` is accepted and ignored (the pid-based rule it
-        chose is gone: a reused pid kept dead runs alive, another host's runs looked dead)."""
-        del only_pids_dead
+        and how to resume it."""
         now = time.time()
         ids = []
         with self._tx() as c:
@@ -316,9 +254,9 @@ class RunStore:
             for row in rows:
                 run = _run_dict(row)
                 if owner is not None and run["status"] == "queued" and run.get("owner") == owner:
-                    reason = _queued_reason(run, owners.get(owner), now, f"owner {owner} took over its queue")
+                    reason = queued_reason(run, owners.get(owner), now, f"owner {owner} took over its queue")
                 else:
-                    reason = _why_dead(run, owners.get(run.get("owner") or ""), now, stale_after)
+                    reason = why_dead(run, owners.get(run.get("owner") or ""), now, stale_after)
                 if reason is None:
                     continue
                 ck = c.execute("SELECT MAX(step) FROM checkpoints WHERE run_id=?", (run["id"],)).fetchone()[0]
@@ -434,6 +372,16 @@ class RunStore:
             if c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, int(after_step))).rowcount:
                 c.execute("UPDATE runs SET history=history+1 WHERE id=?", (run_id,))
 
+    def truncate_events(self, run_id: str, after_step: int, after_wall: float | None = None) -> None:
+        """Forget events past ``after_step`` (and those at that step recorded after ``after_wall``,
+        the time its checkpoint was written): on a resume they no longer happened, and a weight
+        change among them is no longer in force."""
+        with self._tx() as c:
+            # the resumes themselves stay: the run's history of interruptions is worth keeping
+            c.execute("DELETE FROM events WHERE run_id=? AND kind!='resumed_from_checkpoint'"
+                      " AND (step>? OR (step=? AND wall>?))",
+                      (run_id, int(after_step), int(after_step), float("inf") if after_wall is None else after_wall))
+
     def metric_count(self, run_id: str) -> int:
         return self._conn().execute("SELECT COUNT(*) FROM metrics WHERE run_id=?", (run_id,)).fetchone()[0]
 
@@ -465,61 +413,24 @@ class RunStore:
         return cks[-1] if cks else None
 
 
-def last_seen(run: dict[str, Any]) -> float:
-    """When the run was last heard from: its heartbeat or its last status/progress write,
-    whichever is later (rows from before heartbeats have only the latter)."""
-    return max(float(run.get("heartbeat") or 0.0), float(run.get("updated") or 0.0))
-
-
-def is_stale(run: dict[str, Any], stale_after: float = HEARTBEAT_STALE_S, now: float | None = None) -> bool:
-    """Whether the run (a :meth:`RunStore.get_run` dict) was not heard from for ``stale_after``
-    seconds. Says nothing of a queued run's owner: :meth:`RunStore.run_alive` does."""
-    return (time.time() if now is None else now) - last_seen(run) > stale_after
-
-
-def _why_dead(run: dict[str, Any], owner: dict[str, Any] | None, now: float, stale_after: float) -> str | None:
-    """Why an active run is taken for dead (the start of its interruption message), or None."""
-    if run["status"] == "queued" and run.get("owner"):
-        if owner is None:
-            return _queued_reason(run, None, now, f"the dashboard that queued it ({run['owner']}) is gone")
-        if now - float(owner.get("heartbeat") or 0.0) > stale_after:
-            return _queued_reason(run, owner, now, f"the dashboard that queued it ({run['owner']}) stopped")
-        return None
-    if not is_stale(run, stale_after, now):
-        return None
-    where = _where(run.get("host"), run.get("pid") or run["info"].get("pid"))
-    if run.get("heartbeat") and float(run["heartbeat"]) >= float(run.get("updated") or 0.0):
-        seen = f"last heartbeat {_when(float(run['heartbeat']), now)}{where}"
-    else:
-        seen = f"last status or progress write {_when(last_seen(run), now)}{where}"
-    who = "the process that queued it" if run["status"] == "queued" else "the process training it"
-    return f"{who} stopped: {seen}, {_at_step(run)}"
-
-
-def _queued_reason(run: dict[str, Any], owner: dict[str, Any] | None, now: float, what: str) -> str:
-    if owner is not None and owner.get("heartbeat"):
-        what += f" (last heartbeat {_when(float(owner['heartbeat']), now)}{_where(owner.get('host'), owner.get('pid'))})"
-    return f"{what} while the run waited in its queue, {_at_step(run)}"
-
-
-def _at_step(run: dict[str, Any]) -> str:
-    return f"at step {run['step']}" if run["step"] else "before its first step"
-
-
-def _when(t: float, now: float) -> str:
-    ago = max(0.0, now - t)
-    span = f"{ago:.0f} s" if ago < 120 else f"{ago / 60:.0f} min" if ago < 7200 else f"{ago / 3600:.1f} h"
-    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(t))} ({span} before this check)"
-
-
-def _where(host: str | None, pid: int | None) -> str:
-    parts = ([f"host {host}"] if host else []) + ([f"pid {pid}"] if pid else [])
-    return f" from {', '.join(parts)}" if parts else ""
-
-
 def _nothing_to(kind: str) -> str:
     return {"pause": "nothing to pause", "resume": "nothing to unpause", "stop": "nothing to stop",
             "weights": "its task weights can no longer change"}[kind]
+
+
+def _set_wal(conn: sqlite3.Connection, seconds: float = 30.0) -> None:
+    """WAL journal mode. Switching a fresh database to it needs a moment alone with the file, and
+    SQLite reports "locked" at once (its busy timeout does not apply) while another connection
+    holds it: try again until ``seconds`` have passed."""
+    deadline = time.time() + seconds
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.time() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _json(text: str | None) -> Any:

@@ -1,6 +1,7 @@
-"""Gradient conflict, made visible: per-task gradients on the shared parameters, their pairwise
-cosine similarities and norms (negative cosine = the tasks pull the shared weights apart; Yu et
-al., 'Gradient Surgery for Multi-Task Learning', NeurIPS 2020)."""
+"""Gradient conflict, made visible: per-task gradients on the shared parameters (or, under
+``rep_grad``, on the shared representation), their pairwise cosine similarities and norms
+(negative cosine = the tasks pull the shared weights apart; Yu et al., 'Gradient Surgery for
+Multi-Task Learning', NeurIPS 2020)."""
 from __future__ import annotations
 
 import torch
@@ -13,6 +14,19 @@ def task_gradients(losses: dict[str, Tensor], params: list[Tensor]) -> dict[str,
     for t, loss in losses.items():
         grads = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
         out[t] = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float() for g, p in zip(grads, params)])
+    return out
+
+
+def rep_gradients(losses: dict[str, Tensor], rep) -> dict[str, Tensor]:
+    """Flattened gradient of each task's loss on the shared representation: under ``rep_grad``
+    task ``t``'s head is fed its own detached copy ``rep.per_task[t]`` of the features, so that copy
+    is where its gradient arrives (the backbone parameters receive nothing until the method has
+    combined them). Keeps the graph for the real backward."""
+    out = {}
+    for t, loss in losses.items():
+        x = rep.per_task[t]
+        (g,) = torch.autograd.grad(loss, x, retain_graph=True, allow_unused=True)
+        out[t] = (g if g is not None else torch.zeros_like(x)).reshape(-1).float()
     return out
 
 

@@ -1,103 +1,57 @@
 """The training loop: steps, evaluation, checkpoints, pause/stop, weight changes, NaN guard.
 
-Knows nothing of Streamlit. A :class:`Trainer` writes everything to the run store; the
-:class:`Control` object is how a RunManager (or the CLI) steers it from another thread.
+Knows nothing of Streamlit. A :class:`Trainer` writes everything to the run store and is
+steered through it (:mod:`mtl_core.training.control`): a command sent from a page, the CLI or
+another process reaches it at its next step, on every rank at the same step under torchrun.
 """
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
-import threading
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, select, to_device
-from mtl_core.errors import ConfigError, MTLError, TrainingFailed
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.isolation import pin_threads
+from mtl_core.runs.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
 from mtl_core.runs.status import RunStatus
-from mtl_core.runs.store import RunStore
+from mtl_core.runs.store import RunStore, check_run_id
 from mtl_core.training import distributed
-from mtl_core.training.builders import autocast, autocast_dtype, build_all, resolve_device
+from mtl_core.training.builders import autocast, autocast_dtype, build_all, build_optimizer, lr_factor, resolve_device
 from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
+from mtl_core.training.control import Control, Decision, Steering, finite_losses
 from mtl_core.training.evaluation import evaluate
-from mtl_core.training.gradstats import gradient_stats, task_gradients
+from mtl_core.training.gradstats import gradient_stats, rep_gradients, task_gradients
 from mtl_core.weighting import build_weighting
 
+PAUSE_POLL_SECONDS = 0.2  # how often a paused run looks for its next command
 
-class ReadOnlyStore:
-    """The run store as ranks other than 0 see it: reads go through, writes are dropped."""
 
-    _WRITES = {"create_run", "set_status", "update_progress", "log_metrics", "add_event", "add_checkpoint",
-               "truncate_metrics", "delete_run", "rename", "mark_interrupted"}
+class RankStore:
+    """The run store as ranks other than 0 see it: they never open its database (SQLite's WAL
+    needs every process that opens it on one host, and rank 0 may train on another node), every
+    write is dropped, and what they need to know (the checkpoint to resume from) rank 0 sends."""
 
-    def __init__(self, store: RunStore) -> None:
-        self._store = store
+    WRITES = {"create_run", "set_status", "update_progress", "log_metrics", "add_event", "add_checkpoint",
+              "truncate_metrics", "truncate_events", "delete_run", "rename", "mark_interrupted", "heartbeat",
+              "set_owner", "register_owner", "owner_heartbeat", "remove_owner", "send_command", "mark_command"}
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
 
     def __getattr__(self, name: str):
-        if name in self._WRITES:
+        if name in self.WRITES:
             return lambda *a, **k: None
-        return getattr(self._store, name)
-
-
-class Control:
-    """Thread-safe requests to a running trainer: pause, resume, stop, new task weights."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._resume = threading.Event()
-        self._resume.set()
-        self.stop_requested = False
-        self._weights: dict[str, float] | None = None
-
-    def pause(self) -> None:
-        self._resume.clear()
-
-    def resume(self) -> None:
-        self._resume.set()
-
-    def stop(self) -> None:
-        self.stop_requested = True
-        self._resume.set()
-
-    @property
-    def paused(self) -> bool:
-        return not self._resume.is_set()
-
-    def wait_resumed(self, timeout: float) -> bool:
-        return self._resume.wait(timeout)
-
-    def set_weights(self, weights: dict[str, float]) -> None:
-        with self._lock:
-            self._weights = {**(self._weights or {}), **{k: float(v) for k, v in weights.items()}}
-
-    def take_weights(self) -> dict[str, float] | None:
-        with self._lock:
-            w, self._weights = self._weights, None
-            return w
-
-
-def build_optimizer(params, cfg) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def lr_factor(step: int, cfg, time_fraction: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to 5% (or constant). With a time limit the decay follows
-    whichever runs out first, steps or time, so a time-boxed run still ends on a low rate."""
-    if step < cfg.warmup_steps:
-        return (step + 1) / cfg.warmup_steps
-    if cfg.scheduler != "cosine":
-        return 1.0
-    t = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)
-    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+        raise AttributeError(f"ranks other than 0 do not read the run store (asked for {name})")
 
 
 def masked_loss(task, output, target, valid: torch.Tensor | None) -> torch.Tensor:
@@ -134,6 +88,8 @@ class Trainer:
         self.control = control or Control()
         self.resume = resume
         self.on_progress = on_progress
+        self.step = 0
+        self.heartbeat: Heartbeat | None = None
         self._rows: list[tuple[int, str, str, float, float]] = []
         self._last_flush = 0.0
         self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
@@ -141,6 +97,7 @@ class Trainer:
     # -- public -----------------------------------------------------------------
     def run(self) -> str:
         """Train to the end (or stop/failure); returns the final status."""
+        pin_threads()  # this thread's intra-op threads, fixed now, whatever another thread does later
         try:
             status = self._train()
         except MemoryError:
@@ -151,13 +108,16 @@ class Trainer:
             status = self._fail(str(e), traceback.format_exc())
         except Exception as e:  # any fault inside a run ends that run only
             status = self._fail(f"{type(e).__name__}: {e}", traceback.format_exc())
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
         return status
 
     # -- internals --------------------------------------------------------------
     def _fail(self, reason: str, tb: str) -> str:
         try:
             self._flush(force=True)
-            self.store.update_progress(self.run_id, getattr(self, "step", 0))  # where it failed
+            self.store.update_progress(self.run_id, self.step)  # where it failed
         except Exception:
             pass
         self.store.set_status(self.run_id, RunStatus.FAILED, error=reason, traceback=tb)
@@ -200,14 +160,22 @@ class Trainer:
 
         self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
         self.shared = self.model.shared_parameters()
+        self.steering = Steering(self.store, self.run_id, list(self.tasks), self.method, self.control, self.dist,
+                                 self.device, cfg.time_limit)
         self.step = 0
         if self.resume:
             self._load_latest()
 
     def _load_latest(self) -> None:
-        for stale in self.store.run_dir(self.run_id).glob(".*.tmp"):  # left by a write killed mid-way
-            stale.unlink(missing_ok=True)
-        ck = self.store.latest_checkpoint(self.run_id)
+        ck = None
+        if self.dist.is_main:
+            for stale in self.store.run_dir(self.run_id).glob(".*.tmp"):  # left by a write killed mid-way
+                stale.unlink(missing_ok=True)
+            ck = self.store.latest_checkpoint(self.run_id)
+        if self.dist.enabled:  # every rank loads the checkpoint rank 0 chose (a path on a shared disk)
+            sent = [ck]
+            torch.distributed.broadcast_object_list(sent, src=0)
+            ck = sent[0]
         if ck is None:
             return
         payload = load_checkpoint(ck["path"], map_location=self.device)
@@ -216,9 +184,12 @@ class Trainer:
         if "optimizer" in payload:
             self.optimizer.load_state_dict(payload["optimizer"])
         if "method" in payload:
-            self.method.load_state_dict(payload["method"])
+            self.method.load_state_dict(payload["method"])  # with the task weights in force at that step
         self.step = int(payload["step"])
+        # what happened after the checkpoint is undone: its metrics and its events (a weight change
+        # made later is no longer in force, so it must not be drawn on the curves)
         self.store.truncate_metrics(self.run_id, self.step)
+        self.store.truncate_events(self.run_id, self.step, after_wall=ck.get("wall"))
         self.store.add_event(self.run_id, self.step, "resumed_from_checkpoint", {"path": ck["path"]})
 
     def _checkpoint(self, kind: str) -> None:
@@ -257,48 +228,64 @@ class Trainer:
         self._flush(force=True)
         return result
 
-    def _apply_weight_change(self) -> None:
-        new = self.control.take_weights()
-        if new:
+    def _apply(self, d: Decision) -> None:
+        """Record what rank 0 noticed and apply new task weights from this step on."""
+        for kind, payload in d.notes:
+            self.store.add_event(self.run_id, self.step, kind, payload)
+        if d.weights is not None:
             old = dict(self.method.user_weights)
-            self.method.set_user_weights(new)
+            self.method.set_user_weights(d.weights)
             self.store.add_event(self.run_id, self.step, "weights", {"old": old, "new": dict(self.method.user_weights)})
 
-    def _wait_if_paused(self) -> None:
-        if not self.control.paused:
-            return
+    def _pause(self, d: Decision) -> Decision:
+        """Wait, paused, until a command resumes or stops the run (weight changes apply meanwhile)."""
         self._flush(force=True)
+        self.store.update_progress(self.run_id, self.step)  # the step it waits at, not the last one reported
         self.store.set_status(self.run_id, RunStatus.PAUSED)
         self.store.add_event(self.run_id, self.step, "paused")
-        while self.control.paused and not self.control.stop_requested:
-            self.control.wait_resumed(0.2)
-        if not self.control.stop_requested:
+        while d.paused and not d.stop:
+            self.steering.wait(PAUSE_POLL_SECONDS)
+            d = self.steering.decide(self.step)
+            self._apply(d)
+        if not d.stop:
             self.store.set_status(self.run_id, RunStatus.RUNNING)
             self.store.add_event(self.run_id, self.step, "resumed")
+        return d
+
+    def _start_heartbeat(self) -> None:
+        if not self.dist.is_main:
+            return
+        host, pid = host_and_pid()
+        store = self.store
+        self.heartbeat = Heartbeat(lambda: store.heartbeat(self.run_id, host, pid), HEARTBEAT_SECONDS,
+                                   name=f"heartbeat-{self.run_id}").start()
 
     def _train(self) -> str:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
         if not distributed.env_info().is_main:
-            self.store = ReadOnlyStore(self.store)
+            self.store = RankStore(getattr(self.store, "root", "."))
         self.store.set_status(self.run_id, RunStatus.RUNNING)
         self._setup()
-        self.store.update_progress(self.run_id, self.step, {"pid": os.getpid(), "phase": "training"}, device=str(self.device))
+        self._start_heartbeat()
+        host, pid = host_and_pid()
+        self.store.update_progress(self.run_id, self.step, {"pid": pid, "host": host, "phase": "training"},
+                                   device=str(self.device))
         self.model.train()
         n = len(self.datasets["train"])
         bs = cfg.optim.batch_size
         gen = torch.Generator().manual_seed(cfg.seed)
         epoch = -1
         order = torch.empty(0, dtype=torch.long)
-        t_start = time.time()
         imgs_done = 0
         last_eval_step = -1
         while self.step < cfg.optim.steps:
-            self._apply_weight_change()
-            self._wait_if_paused()
-            if distributed.any_flag(self.control.stop_requested, self.dist, self.device):
+            d = self.steering.decide(self.step)  # the same decision on every rank
+            self._apply(d)
+            if d.paused:
+                d = self._pause(d)
+            if d.stop:
                 return self._finish(RunStatus.STOPPED)
-            if cfg.time_limit and time.time() - t_start > cfg.time_limit:
+            if d.time_up:
                 self.store.add_event(self.run_id, self.step, "time_limit", {"seconds": cfg.time_limit})
                 break
             e, pos = divmod(self.step * bs, max(1, n - n % bs) if n >= bs else n)
@@ -307,9 +294,8 @@ class Trainer:
                 gen.manual_seed(cfg.seed * 7919 + e)
                 order = torch.randperm(n, generator=gen)
             images, targets = self._batch(order, pos)
-            frac = (time.time() - t_start) / cfg.time_limit if cfg.time_limit else 0.0
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-                group["lr"] = base * lr_factor(self.step, cfg.optim, frac)
+                group["lr"] = base * lr_factor(self.step, cfg.optim, d.time_fraction)
             losses = self._train_step(images, targets)
             self.step += 1
             imgs_done += images.shape[0]
@@ -318,7 +304,7 @@ class Trainer:
                 last_eval_step = self.step
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self._checkpoint("periodic")
-            self._progress(losses, imgs_done, t_start)
+            self._progress(losses, imgs_done)
         if last_eval_step != self.step:
             self._evaluate("val")
         self._evaluate("test")
@@ -327,24 +313,26 @@ class Trainer:
 
     def _train_step(self, images, targets) -> dict[str, float]:
         with autocast(self.device, self.amp_dtype):
-            if self.method.rep_grad:
-                outputs, rep = self.model.forward_train(images, rep_grad=True)
-            else:
-                outputs, rep = self.model.forward_train(images, rep_grad=False)
+            outputs, rep = self.model.forward_train(images, rep_grad=self.method.rep_grad)
             losses = {t: masked_loss(task, outputs[t], *task.target_of(targets)) for t, task in self.tasks.items()}
-        values = {t: float(v.detach()) for t, v in losses.items()}
-        bad = [t for t, v in values.items() if not math.isfinite(v)]
-        if bad:
-            raise TrainingFailed(f"the {bad[0]} loss became {values[bad[0]]} at step {self.step}; "
-                                 "lower the learning rate or that task's weight")
+        values_t = torch.stack([v.detach() for v in losses.values()])  # (T,)
         if self.dist.enabled:
-            # every rank sees the global batch's loss values (so weights agree) and keeps its own graph
-            losses = {t: v + (distributed.mean(v.detach(), self.dist) - v.detach()) for t, v in losses.items()}
-            values = {t: float(v.detach()) for t, v in losses.items()}
+            # every rank sees the global batch's loss values (so weights agree, and a NaN on one
+            # rank is a NaN on all of them) and keeps its own graph
+            mean_t = distributed.mean(values_t, self.dist)
+            losses = {t: v + (mean_t[i] - v.detach()) for i, (t, v) in enumerate(losses.items())}
+            values_t = mean_t
+        values = dict(zip(losses, values_t.tolist()))
+        finite_losses(values, self.step)
         self.optimizer.zero_grad(set_to_none=True)
         every = self.config.gradstats_every
-        if every and self.step % every == 0 and self.shared and len(losses) > 1:
-            self._log(self.step + 1, "train", gradient_stats(task_gradients(losses, self.shared)))
+        if every and self.step % every == 0 and len(losses) > 1:
+            # conflict where the method combines the tasks: on the shared representation under
+            # rep_grad (what the heads' detached copies receive), else on the shared parameters
+            grads = rep_gradients(losses, rep) if rep is not None else \
+                task_gradients(losses, self.shared) if self.shared else None
+            if grads is not None:
+                self._log(self.step + 1, "train", gradient_stats(grads))
         # fp16: the method weighs the true losses and scales only what it back-propagates
         self.method.loss_scale = float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
         reduce = (lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None
@@ -365,18 +353,19 @@ class Trainer:
         self._log(self.step + 1, "train", row)  # step k = the k-th update, as evaluations and checkpoints count
         return values
 
-    def _progress(self, losses: dict[str, float], imgs_done: int, t_start: float) -> None:
+    def _progress(self, losses: dict[str, float], imgs_done: int) -> None:
         now = time.time()
         if now - self._last_progress <= self.flush_seconds and self.step < self.config.optim.steps:
             return
         self._last_progress = now
-        elapsed = now - t_start
+        elapsed = self.steering.training_seconds(now)
         rate = imgs_done / max(elapsed, 1e-9)
         steps_left = self.config.optim.steps - self.step
         eta = steps_left * self.config.optim.batch_size / max(rate, 1e-9)
         if self.config.time_limit:
             eta = min(eta, max(0.0, self.config.time_limit - elapsed))
-        info = {"pid": os.getpid(), "images_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "losses": losses,
+        host, pid = host_and_pid()
+        info = {"pid": pid, "host": host, "images_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "losses": losses,
                 "weights": dict(getattr(self.method, "user_weights", {}))}
         if self.device.type == "cuda":
             info["gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20

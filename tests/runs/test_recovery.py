@@ -14,6 +14,7 @@ from mtl_core.runs.store import RunStore
 from mtl_core.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
+STALE_AFTER = 5.0  # seconds without a heartbeat before the dashboard calls a run interrupted (30 by default)
 TRAIN = ["--tasks", "classification,segmentation", "--steps", "100000", "--batch-size", "8", "--image-size", "32",
          "--train-size", "64", "--checkpoint-every", "5", "--eval-every", "50", "--device", "cpu", "--quiet"]
 
@@ -64,11 +65,14 @@ def test_kill_9_at_random_moments_then_resume(tmp_path):
         payload = load_checkpoint(ck["path"])  # never torn
         assert payload["step"] % 5 == 0
         last_step = payload["step"]
-        # a dashboard starting now sees the run as interrupted
-        m = RunManager(runs, recover=True)
-        assert m.store.get_run(run_id)["status"] == "interrupted"
+        # a dashboard starting once the dead trainer's heartbeat has gone stale sees the run as interrupted
+        time.sleep(STALE_AFTER + 0.5)
+        m = RunManager(runs, recover=True, stale_after=STALE_AFTER)
+        run = m.store.get_run(run_id)
+        assert run["status"] == "interrupted" and f"checkpoint (step {last_step})" in run["error"]
+        m.shutdown()
     # resume from the dashboard's RunManager and let it finish quickly: the same steps continue
-    m = RunManager(runs, recover=True)
+    m = RunManager(runs, recover=True, stale_after=STALE_AFTER)
     m.resume_run(run_id)
     deadline = time.time() + 60
     # the killed process may have logged rows past its checkpoint until the resumed run truncates

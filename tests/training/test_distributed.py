@@ -3,6 +3,7 @@ on that same global batch, for loss-based and gradient-based weighting methods a
 import dataclasses
 import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,16 @@ from mtl_core.training.checkpoint import load_checkpoint
 from mtl_core.training.loop import Trainer
 
 METHODS = ("ew", "uw", "pcgrad", "mgda", "cagrad")
+
+
+@pytest.fixture(autouse=True)
+def _plain_main(monkeypatch):
+    """Spawned processes re-run the parent's ``__main__`` script; after Streamlit's AppTest has run
+    a page in this process that is the page. Workers here need no main script at all."""
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
 
 
 def _config(method: str) -> ExperimentConfig:
@@ -96,3 +107,81 @@ def test_batch_must_split_evenly():
     with pytest.raises(ConfigError, match="divisible"):
         shard(list(range(7)), DistInfo(0, 2, 0))
     assert dataclasses.is_dataclass(DistInfo)
+
+
+def _decisions_worker(rank: int, world: int, port: int, root: str, case: str) -> None:
+    """One rank of a run that must end the same way on every rank: by its time limit, or by a
+    NaN loss on rank 1 alone. Each rank writes how it ended to ``rank<k>.txt``."""
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    cfg = dataclasses.replace(_config("ew"), optim=dataclasses.replace(_config("ew").optim, steps=100_000))
+    if case == "time":
+        cfg = dataclasses.replace(cfg, time_limit=1.5)
+    elif rank == 1:  # this rank alone sees a NaN segmentation loss from its 4th step on
+        from mtl_core.tasks import TASKS
+
+        cls = TASKS.get("segmentation")
+        calls = {"n": 0}
+        original = cls.loss
+
+        def loss(self, output, target):
+            calls["n"] += 1
+            value = original(self, output, target)
+            return value * float("nan") if calls["n"] >= 4 else value
+
+        cls.loss = loss
+    trainer = Trainer(cfg, RunStore(root), "run")
+    status = trainer.run()
+    Path(root, f"rank{rank}.txt").write_text(f"{status} {trainer.step}")
+    torch.distributed.destroy_process_group()
+
+
+def _run_two_ranks(root: Path, case: str) -> list[list[str]]:
+    store = RunStore(root)
+    store.create_run(_config("ew").to_dict(), case, run_id="run")
+    ctx = mp.start_processes(_decisions_worker, args=(2, _free_port(), str(root), case), nprocs=2, join=False,
+                             start_method="spawn")
+    deadline = time.time() + 120
+    while not ctx.join(timeout=1):  # a hang fails here, not in pytest's own timeout
+        assert time.time() < deadline, "the ranks hung"
+    return [Path(root, f"rank{r}.txt").read_text().split() for r in range(2)]
+
+
+@pytest.mark.slow
+def test_a_time_limit_ends_every_rank_at_the_same_step(tmp_path):
+    (s0, step0), (s1, step1) = _run_two_ranks(tmp_path, "time")
+    assert s0 == s1 == "finished" and step0 == step1 and int(step0) > 0
+    run = RunStore(tmp_path).get_run("run")
+    assert run["status"] == "finished" and run["step"] == int(step0)
+    assert [e["kind"] for e in RunStore(tmp_path).events("run")].count("time_limit") == 1
+
+
+@pytest.mark.slow
+def test_a_nan_on_one_rank_fails_the_run_on_every_rank_naming_the_task(tmp_path):
+    (s0, step0), (s1, step1) = _run_two_ranks(tmp_path, "nan")
+    assert s0 == s1 == "failed" and step0 == step1 == "3"
+    run = RunStore(tmp_path).get_run("run")
+    assert run["status"] == "failed" and "the segmentation loss became nan at step 3" in run["error"]
+
+
+@pytest.mark.slow
+def test_torchrun_with_baselines_creates_each_run_once(tmp_path):
+    """``torchrun ... train --baselines``: one multi-task run and one baseline per task, whatever
+    the number of processes, all trained by both ranks and finished."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+           "-m", "mtl_core", "train", "--runs-dir", str(tmp_path), "--tasks", "classification,segmentation",
+           "--steps", "2", "--batch-size", "8", "--image-size", "32", "--train-size", "32", "--norm", "group",
+           "--device", "cpu", "--eval-every", "100", "--baselines", "--quiet"]
+    p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=240,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-3000:]
+    runs = RunStore(tmp_path).list_runs()
+    assert sorted((r["source"], tuple(r["config"]["tasks"])) for r in runs) == [
+        ("baseline", ("classification",)), ("baseline", ("segmentation",)),
+        ("torchrun", ("classification", "segmentation"))]
+    assert all(r["status"] == "finished" and r["step"] == 2 for r in runs)

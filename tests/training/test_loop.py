@@ -165,3 +165,30 @@ def test_losses_are_finite_and_decrease_a_little(manager, tiny):
     vals = [r[3] for r in rows]
     assert all(v is not None and math.isfinite(v) for v in vals)
     assert sum(vals[-5:]) < sum(vals[:5])
+
+
+def test_a_resume_restores_the_weights_in_force_at_its_checkpoint_and_forgets_later_changes(tmp_path, tiny):
+    from mtl_core.runs.store import RunStore
+    from mtl_core.training.loop import Trainer
+
+    store = RunStore(tmp_path)
+    cfg = tiny(optim=OptimConfig(batch_size=16, steps=12, warmup_steps=0), checkpoint_every=4, eval_every=1000)
+    rid = store.create_run(cfg.to_dict(), "resumed", status="queued")
+
+    def progress(p: dict) -> None:  # reached after each step
+        if p["step"] == 6:
+            store.send_command(rid, "weights", {"weights": {"segmentation": 0.5}})  # before the checkpoint at 8
+        if p["step"] == 9:
+            store.send_command(rid, "weights", {"weights": {"segmentation": 0.25}})  # after it
+        if p["step"] == 10:
+            raise RuntimeError("the machine went away")
+
+    first = Trainer(cfg, store, rid, on_progress=progress)
+    first.flush_seconds = 0.0
+    assert first.run() == "failed"
+    assert [e["step"] for e in store.events(rid, "weights")] == [6, 9]
+    assert Trainer(cfg, store, rid, resume=True).run() == "finished"
+    # the change made after the checkpoint (step 8) is no longer in force, nor drawn
+    assert [(e["step"], e["payload"]["new"]["segmentation"]) for e in store.events(rid, "weights")] == [(6, 0.5)]
+    w = {s: v for s, _, _, v, _ in store.metrics(rid, "train", key="weight/segmentation")}
+    assert [w[s] for s in range(1, 13)] == [1.0] * 6 + [0.5] * 6

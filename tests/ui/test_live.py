@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 
 import pytest
@@ -58,22 +57,21 @@ def test_a_finished_run_shows_its_status_curves_and_final_metrics(ui_runs):
     assert len(charts(at)) == 2 + len(UI_TASKS) + 3
 
 
-def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, monkeypatch):
+def test_a_run_trained_by_another_process_shows_and_is_steered_through_the_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
     from mtl_core.runs.store import RunStore
 
     store = RunStore(tmp_path)
     cfg = tiny_config(name="from-cli").to_dict()
     run_id = store.create_run(cfg, "from-cli", "cli", 100, status="running")
-    store.update_progress(run_id, 40, {"pid": os.getpid(),  # alive, but not this manager's
-                                        "images_per_s": 321.0, "eta_s": 75.0})
+    store.heartbeat(run_id, "gpu-node-3", 4242)  # alive, trained by another process on another host
+    store.update_progress(run_id, 40, {"images_per_s": 321.0, "eta_s": 75.0})
     store.log_metrics(run_id, [(s, "train", "loss/classification", 2.0 - s / 50, 0.0) for s in range(1, 41)])
     store.add_event(run_id, 20, "weights", {"old": {"classification": 1.0}, "new": {"classification": 2.0}})
     at = page("live", run_id)
     at.run()
     no_exceptions(at)
-    assert any("another process" in i.value for i in at.info)
-    assert not at.button
+    assert any("trained on host gpu-node-3 · pid 4242" in c.value for c in at.caption)
     bar = at.get("progress")[0].proto
     assert bar.value == 40 and "ETA 1m 15s" in bar.text and "321 images/s" in bar.text
     figs = {c.key: c.spec for c in charts(at)}
@@ -82,6 +80,30 @@ def test_a_run_trained_by_another_process_shows_but_cannot_be_steered(tmp_path, 
     # the weight change at step 20 is marked on the curve
     assert [sh["x0"] for sh in fig["layout"]["shapes"]] == [20]
     assert "1→2" in fig["layout"]["annotations"][0]["text"]
+    # its controls send commands that its own trainer will read
+    at.button(key=f"live_pause_{run_id}").click().run()
+    no_exceptions(at)
+    assert [(c["kind"], c["state"]) for c in store.commands(run_id)] == [("pause", "pending")]
+    at.slider(key=f"live_w_{run_id}_segmentation").set_value(3.0)
+    at.button(key=f"FormSubmitter:live_weights_{run_id}-Apply").click().run()
+    assert store.commands(run_id)[-1]["payload"] == {"weights": {"classification": 1.0, "detection": 1.0,
+                                                                 "segmentation": 3.0}}
+
+
+def test_a_method_that_sets_its_own_weights_offers_no_sliders_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.runs.store import RunStore
+
+    store = RunStore(tmp_path)
+    cfg = tiny_config(name="uw").to_dict()
+    cfg["weighting"]["method"] = "uw"
+    run_id = store.create_run(cfg, "uw", "cli", 100, status="running")
+    store.heartbeat(run_id, "here", 1)
+    at = page("live", run_id)
+    at.run()
+    no_exceptions(at)
+    assert not [s for s in at.slider if s.key and s.key.startswith("live_w_")]
+    assert any("uw does not use weights set by a person" in c.value and "log-variance" in c.value for c in at.caption)
 
 
 def test_a_failed_run_shows_the_reason_and_its_traceback(tmp_path, monkeypatch):
