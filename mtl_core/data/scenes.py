@@ -171,6 +171,13 @@ _POOL: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers
 _POOL_LOCK = threading.Lock()
 
 
+def _one_thread() -> None:
+    """A render worker's intra-op threads: one. Its count is fixed first (a thread takes the
+    process default at its first parallel op, which would undo a count set before it)."""
+    torch.get_num_threads()
+    torch.set_num_threads(1)
+
+
 def _pool(workers: int) -> ThreadPoolExecutor:
     """Threads that render chunks side by side, each with one intra-op thread.
 
@@ -184,7 +191,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
             n = torch.get_num_threads()
             started = threading.Barrier(workers + 1)
-            pool = ThreadPoolExecutor(workers, "scenes", initializer=torch.set_num_threads, initargs=(1,))
+            pool = ThreadPoolExecutor(workers, "scenes", initializer=_one_thread)
             for _ in range(workers):
                 pool.submit(started.wait)
             started.wait()  # every worker has run its initializer

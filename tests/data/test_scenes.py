@@ -322,3 +322,20 @@ def test_noise_is_per_pixel_with_the_configured_spread():
     diff = (noisy - clean)[inner]
     assert 0.09 < diff.std().item() < 0.11 and abs(diff.mean().item()) < 0.01
     assert (noisy[:, 0] - clean[:, 0]).flatten().unique().numel() > 1000  # not one offset repeated
+
+
+def test_render_workers_run_on_one_thread_and_leave_the_default_alone():
+    """Chunks render side by side on single-threaded workers (so they never wait for each
+    other); a thread started afterwards still gets the process's default count."""
+    import threading
+
+    from mtl_core.data.scenes import _pool
+
+    default = torch.get_num_threads()
+    pool = _pool(2)
+    assert list(pool.map(lambda _: torch.get_num_threads(), range(4))) == [1, 1, 1, 1]
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [default] and torch.get_num_threads() == default
