@@ -15,11 +15,10 @@ import streamlit as st
 
 from mtl_core.errors import MTLError
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS
-from mtl_core.runs.status import TERMINAL, RunStatus
+from mtl_core.runs.status import ACTIVE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
 from ui.metrics import (
-    ACTIVE,
     delta_m,
     delta_m_vs_single_task,
     final_metrics,

@@ -219,17 +219,23 @@ def _final_table(store, run: dict) -> None:
     st.dataframe(rows, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.4f")})
 
 
-def status_panel(store, rid: str, shown: str, polling: bool) -> None:
+def _drawn_with(run: dict) -> tuple:
+    """What the header and controls show: the page redraws them when it changes."""
+    return run["status"], run.get("device"), run.get("host"), run.get("pid")
+
+
+def status_panel(store, rid: str, shown: tuple, polling: bool) -> None:
     """The part that refreshes every second: the progress bar (step, ETA, images/s). The rest of
-    the status is drawn with the page: when it changes (``shown`` is the status the page was drawn
-    with) or the run has ended, one full rerun redraws it, its controls and messages, and sets
-    every fragment polling, or not."""
+    the status is drawn with the page: when it changes (``shown``: what the page was drawn with,
+    the status and where the run trains) or the run has ended, one full rerun redraws it, its
+    controls and messages, and sets every fragment polling, or not."""
     run = store.get_run(rid)
     if run is None:
         st.warning(f"Run `{rid}` was deleted.")
         return
     _progress(run)
-    if polling and (run["status"] != shown or (run["status"] in TERMINAL and not manager().is_active(rid))):
+    ended = run["status"] in TERMINAL and not manager().is_active(rid)
+    if polling and (_drawn_with(run) != shown or ended):
         st.rerun()
 
 
@@ -275,7 +281,7 @@ meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [
 active = manager().is_active(run_id)
 polling = first["status"] not in TERMINAL or active
 _header(first)
-st.fragment(status_panel, run_every=1.0 if polling else None)(store, run_id, first["status"], polling)
+st.fragment(status_panel, run_every=1.0 if polling else None)(store, run_id, _drawn_with(first), polling)
 with st.container():  # one block whatever it holds, so the charts below keep their place (and zoom)
     _messages(first)
     _controls(store, first, active, meta)

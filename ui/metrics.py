@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_core.runs.status import ACTIVE, RunStatus  # noqa: F401  (ACTIVE: the pages read it here too)
+from mtl_core.runs.status import ACTIVE, RunStatus
 from mtl_core.scores import delta_m  # noqa: F401  (one definition, shared with the benchmarks)
 
 Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns

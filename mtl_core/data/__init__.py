@@ -1,5 +1,5 @@
 """Datasets: the built-in procedural scenes and adapters for real data, all yielding one sample type
-(see :mod:`mtl_core.data.base`)."""
+(see :mod:`mtl_core.data.base`), and their augmentation (``augment``)."""
 from __future__ import annotations
 
 from mtl_core.data.base import DatasetInfo, Sample, collate

@@ -93,3 +93,26 @@ def test_a_method_that_sets_its_own_weights_refuses_a_retune_and_says_why(tmp_pa
         m.set_weights(rid, {"classification": 2.0})
     assert store.commands(rid) == []
     m.shutdown()
+
+
+def test_a_second_dashboard_leaves_the_first_ones_queue_alone(tmp_path):
+    """Two dashboards on one runs directory: the one starting later does not mark the other's
+    queued run interrupted (the old pid rule did), and steers that run like its own."""
+    import dataclasses
+
+    from tests.conftest import tiny_config
+
+    first = RunManager(tmp_path, max_concurrent=1)
+    base = tiny_config()
+    busy = first.start(dataclasses.replace(base, optim=dataclasses.replace(base.optim, steps=100_000)))
+    waiting = first.start(base)
+    _until(lambda: first.store.get_run(busy)["status"] == "running", what="the first run")
+    second = RunManager(tmp_path, max_concurrent=1)  # sweeps stale runs as it starts
+    second.store.mark_interrupted()
+    assert second.store.get_run(waiting)["status"] == "queued"
+    assert second.is_active(waiting) and second.is_active(busy)
+    second.stop(busy)  # a command through the store: the first dashboard's trainer obeys
+    assert first.wait(busy, 60) == "stopped"
+    assert first.wait(waiting, 120) == "finished"  # then the queued run got its slot
+    first.shutdown()
+    second.shutdown()
