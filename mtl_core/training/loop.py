@@ -253,7 +253,9 @@ class Trainer:
         return d
 
     def _start_heartbeat(self) -> None:
-        if not self.dist.is_main:
+        """Beat from the start: building datasets and the model can take longer than the
+        staleness limit (a large real dataset being indexed), and the run is alive meanwhile."""
+        if not distributed.env_info().is_main:
             return
         host, pid = host_and_pid()
         store = self.store
@@ -265,8 +267,8 @@ class Trainer:
         if not distributed.env_info().is_main:
             self.store = RankStore(getattr(self.store, "root", "."))
         self.store.set_status(self.run_id, RunStatus.RUNNING)
-        self._setup()
         self._start_heartbeat()
+        self._setup()
         host, pid = host_and_pid()
         self.store.update_progress(self.run_id, self.step, {"pid": pid, "host": host, "phase": "training"},
                                    device=str(self.device))
