@@ -8,6 +8,8 @@ from mtl_core.scores import (
     delta_m_per_seed,
     mean_ci,
     paired_difference,
+    rank_levels,
+    verdict,
 )
 
 
@@ -98,3 +100,62 @@ def test_delta_m_per_seed_against_the_same_seeds_baselines():
     out = delta_m_per_seed(metrics, baselines, higher)
     assert list(out) == [1, 2]
     assert out[1] == pytest.approx(10.0) and out[2] == pytest.approx(-5.0)
+
+
+# ------------------------------------------------------------------------------ ranking and verdict
+
+# nash_mtl is clearly best; cagrad and pcgrad swap places from seed to seed
+STUDY = {"pcgrad": {1: 5.0, 2: 6.5, 3: 7.0},     # mean 6.167
+         "nash_mtl": {1: 10.0, 2: 11.0, 3: 12.0},  # mean 11.0
+         "cagrad": {1: 5.5, 2: 6.0, 3: 7.2}}     # mean 6.233
+
+
+def test_rank_levels_shares_a_rank_between_levels_that_cannot_be_told_apart():
+    ranked = rank_levels(STUDY)
+    assert [r.label for r in ranked] == ["nash_mtl", "cagrad", "pcgrad"]
+    assert [r.rank for r in ranked] == [1, 2, 2]
+    assert [r.tied_with for r in ranked] == [(), ("pcgrad",), ("cagrad",)]
+    assert ranked[0].beats == ("cagrad", "pcgrad")
+    # nash_mtl - cagrad per seed: 4.5, 5.0, 4.8 -> mean 4.767, s = 0.2517, half-width 4.303 * 0.2517 / sqrt(3)
+    d = ranked[0].differences["cagrad"]
+    assert d.mean == pytest.approx(4.767, abs=1e-3) and d.half_width == pytest.approx(0.625, abs=1e-3)
+    # cagrad - pcgrad per seed: 0.5, -0.5, 0.2: the interval straddles 0
+    assert ranked[1].differences["pcgrad"].contains(0.0)
+
+
+def test_lower_is_better_reverses_the_order_not_the_ties():
+    flipped = {k: {s: -v for s, v in seeds.items()} for k, seeds in STUDY.items()}
+    ranked = rank_levels(flipped, higher_is_better=False)
+    assert [(r.label, r.rank) for r in ranked] == [("nash_mtl", 1), ("cagrad", 2), ("pcgrad", 2)]
+
+
+def test_verdict_states_the_winner_the_margin_and_the_ties():
+    text = verdict(rank_levels(STUDY))
+    assert text == "nash_mtl beats cagrad on Δm by 4.77 ± 0.63 points over 3 seeds; " \
+                   "cagrad and pcgrad cannot be told apart."
+    assert "5 seeds" in verdict(rank_levels(STUDY), seeds=5)
+    assert "by 4.77 ± 0.63 over 3 seeds" in verdict(rank_levels(STUDY), metric="accuracy", unit="")
+
+
+def test_verdict_when_nothing_can_be_told_apart_or_there_is_one_level():
+    noisy = {"ew": {1: 1.0, 2: 2.0, 3: 3.0}, "pcgrad": {1: 1.5, 2: 1.8, 3: 3.3}, "cagrad": {1: 0.9, 2: 2.5, 3: 2.1}}
+    ranked = rank_levels(noisy)
+    assert [r.rank for r in ranked] == [1, 1, 1]
+    assert verdict(ranked) == "at 3 seeds, none of pcgrad, ew, cagrad can be told apart on Δm."
+    assert verdict(rank_levels({"ew": {1: 1.0, 2: 2.0, 3: 3.0}}), metric="accuracy", unit="%") == \
+        "only ew so far: accuracy 2.0 ± 2.5 % over 3 seeds, nothing to compare it with."
+
+
+def test_levels_without_shared_seeds_fall_back_to_welch():
+    far = rank_levels({"a": {1: 10.0, 2: 11.0, 3: 12.0}, "b": {4: 1.0, 5: 2.0, 6: 3.0}})
+    assert [(r.label, r.rank) for r in far] == [("a", 1), ("b", 2)]
+    # Welch: difference 9, standard error sqrt(1/3 + 1/3) = 0.8165, df 4, t(0.975, 4) = 2.776 -> 2.267
+    assert far[0].differences["b"].half_width == pytest.approx(2.267, abs=1e-3)
+    near = rank_levels({"a": {1: 1.0, 2: 2.0, 3: 3.0}, "b": {4: 1.5, 5: 2.5, 6: 3.5}})
+    assert [r.rank for r in near] == [1, 1]
+
+
+def test_a_level_whose_runs_all_failed_comes_last_and_is_said_so():
+    ranked = rank_levels({"ew": {1: float("nan")}, **STUDY})
+    assert (ranked[-1].label, ranked[-1].rank, ranked[-1].tied_with) == ("ew", 4, ())
+    assert verdict(ranked).endswith("; no finished seed yet for ew.")
