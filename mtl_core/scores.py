@@ -255,7 +255,42 @@ def _groups(live: Sequence[Ranked]) -> list[list[Ranked]]:
     return groups
 
 
+# ----------------------------------------------------------------------------------------- Pareto
+
+
+def pareto_mask(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> list[bool]:
+    """True for the points no other point dominates (Pareto optimal), in any number of objectives.
+
+    ``q`` dominates ``p`` when ``q`` is at least as good on every objective and better on one (e.g. Deb,
+    'Multi-Objective Optimization Using Evolutionary Algorithms', 2001). Equal points do not dominate each
+    other, so duplicates on the front are all True. A point with a NaN (or None) coordinate is never on the
+    front and dominates nothing."""
+    if len(points) == 0:
+        return []
+    arr = np.array([[math.nan if v is None else float(v) for v in p] for p in _check_points(points, maximize)],
+                   dtype=float)  # (N, K)
+    signs = np.where(np.asarray(maximize, dtype=bool), 1.0, -1.0)  # (K,)
+    good = arr * signs  # (N, K) larger is better on every objective
+    valid = ~np.isnan(good).any(axis=1)  # (N,)
+    g = good[valid]  # (M, K)
+    geq = (g[:, None, :] >= g[None, :, :]).all(axis=2)  # (M, M) q >= p everywhere
+    gt = (g[:, None, :] > g[None, :, :]).any(axis=2)  # (M, M) q > p somewhere
+    dominated = (geq & gt).any(axis=0)  # (M,) some q dominates p
+    mask = np.zeros(len(points), dtype=bool)
+    mask[np.flatnonzero(valid)] = ~dominated
+    return mask.tolist()
+
+
 # ---------------------------------------------------------------------------------------- helpers
+
+
+def _check_points(points: Sequence[Sequence[float]], maximize: Sequence[bool]) -> Sequence[Sequence[float]]:
+    k = len(maximize)
+    for i, p in enumerate(points):
+        if len(p) != k:
+            raise ValueError(f"point {i} has {len(p)} values but maximize has {k}; give one direction per "
+                             f"objective (True to maximise, False to minimise)")
+    return points
 
 
 def _check_confidence(confidence: float) -> None:

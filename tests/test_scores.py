@@ -8,6 +8,7 @@ from mtl_core.scores import (
     delta_m_per_seed,
     mean_ci,
     paired_difference,
+    pareto_mask,
     rank_levels,
     verdict,
 )
@@ -159,3 +160,29 @@ def test_a_level_whose_runs_all_failed_comes_last_and_is_said_so():
     ranked = rank_levels({"ew": {1: float("nan")}, **STUDY})
     assert (ranked[-1].label, ranked[-1].rank, ranked[-1].tied_with) == ("ew", 4, ())
     assert verdict(ranked).endswith("; no finished seed yet for ew.")
+
+
+# ------------------------------------------------------------------------------------------- Pareto
+
+def test_pareto_front_in_two_objectives_accuracy_up_error_down():
+    points = [(0.90, 0.30),          # front: best accuracy
+              (0.80, 0.20),          # front: lowest error
+              (0.80, 0.20),          # a duplicate: equal points do not dominate each other
+              (0.85, 0.35),          # dominated by the first (worse on both)
+              (0.70, 0.20),          # dominated by (0.80, 0.20): equal error, lower accuracy
+              (float("nan"), 0.10)]  # never on the front
+    assert pareto_mask(points, [True, False]) == [True, True, True, False, False, False]
+
+
+def test_pareto_front_in_three_objectives_with_mixed_directions():
+    maximize = [True, False, True]
+    points = [(1, 1, 1),             # dominated by (2, 1, 1)
+              (2, 1, 1),             # front
+              (0, 0, 0),             # front: the only one with objective 2 at 0
+              (2, 2, 3),             # front: the best objective 3
+              (2, 2, 2),             # dominated by (2, 2, 3)
+              (5, float("nan"), 5)]  # would dominate (2, 2, 3) were it not NaN; dominates nothing
+    assert pareto_mask(points, maximize) == [False, True, True, True, False, False]
+    assert pareto_mask([], maximize) == []
+    with pytest.raises(ValueError, match="point 1 has 2 values but maximize has 3"):
+        pareto_mask([(1, 2, 3), (1, 2)], maximize)
