@@ -86,6 +86,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
     runs_dir(ls)
+    from mtl_core.studies import cli as study_cli
+
+    study_cli.add_parser(sub, runs_dir)
     return p
 
 
@@ -189,6 +192,10 @@ def _dispatch(a: argparse.Namespace) -> int:
 
     if a.command == "list":
         return _list(a)
+    if a.command == "study":
+        from mtl_core.studies import cli as study_cli
+
+        return study_cli.main(a)
     if a.command == "train" and not distributed.env_info().is_main:
         from mtl_core.runs.store import default_runs_dir
         from mtl_core.training.loop import RankStore

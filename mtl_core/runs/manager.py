@@ -77,13 +77,14 @@ class RunManager:
             self.store.mark_interrupted(self.stale_after)  # a trainer anywhere that stopped beating shows so
 
     # -- starting -----------------------------------------------------------------
-    def start(self, config: ExperimentConfig, name: str = "", source: str = "dashboard") -> str:
+    def start(self, config: ExperimentConfig, name: str = "", source: str = "dashboard",
+              plan_key: str | None = None, tags: dict | None = None) -> str:
         """Validate ``config`` (raises ConfigError naming the field), record the run and start or
-        queue it; returns its id."""
+        queue it; returns its id. ``plan_key`` and ``tags``: what the run is in a study."""
         check(config)
         with self._lock:
             run_id = self.store.create_run(config.to_dict(), name or config.name, source, config.optim.steps,
-                                           owner=self.owner)
+                                           owner=self.owner, plan_key=plan_key, tags=tags)
             self._jobs[run_id] = _Job(config)
             self._queue.append(run_id)
             self._schedule()

@@ -52,6 +52,26 @@ CREATE INDEX metrics_by_step ON metrics (run_id, step);
 # run after rowid N, in rowid order" as a range scan; metrics_by_step serves ORDER BY step.
 
 
+# Version 3: studies (many runs read as one experiment). A study's plan is its rows in
+# study_runs, one per planned run (its config's key), each served by a run once one is started
+# or reused (a baseline an earlier study trained on the same data, model and seed); runs carry
+# their config's key, so such a run is found by it, and tags saying what they are in a study.
+SCHEMA_3 = """
+ALTER TABLE runs ADD COLUMN plan_key TEXT;
+ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+CREATE INDEX runs_by_plan_key ON runs (plan_key);
+CREATE TABLE studies (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, spec TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'active'
+);
+CREATE TABLE study_runs (
+    study TEXT NOT NULL, key TEXT NOT NULL, role TEXT NOT NULL, level TEXT NOT NULL, seed INTEGER NOT NULL,
+    task TEXT NOT NULL DEFAULT '', run_id TEXT, position INTEGER NOT NULL, PRIMARY KEY (study, key)
+);
+CREATE INDEX study_runs_by_run ON study_runs (run_id);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     statements = [s.strip() for s in sql.split(";") if s.strip()]
 
@@ -63,5 +83,5 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # MIGRATIONS[i] takes a directory from version i to i + 1, inside one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2)]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2), _script(SCHEMA_3)]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,7 @@ written by a newer MTL Studio.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -84,6 +85,14 @@ class RunStore:
             raise
         conn.execute("COMMIT")
 
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction on this thread's connection (for the study store beside this one)."""
+        return self._tx()
+
+    def query(self, sql: str, args: tuple | list = ()) -> list[sqlite3.Row]:
+        """Rows of a parameterised read on this thread's connection."""
+        return self._conn().execute(sql, args).fetchall()
+
     def schema_version(self) -> int:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
@@ -125,16 +134,19 @@ class RunStore:
     # -- runs ---------------------------------------------------------------------
     def create_run(self, config: dict[str, Any], name: str = "", source: str = "dashboard",
                    total_steps: int = 0, status: str = "queued", run_id: str | None = None,
-                   owner: str | None = None) -> str:
+                   owner: str | None = None, plan_key: str | None = None, tags: dict[str, Any] | None = None) -> str:
         """Record a run; ``owner`` is the id of the RunManager that queued it (see
-        :meth:`register_owner`): its queued runs stay queued while that owner is alive."""
+        :meth:`register_owner`): its queued runs stay queued while that owner is alive.
+        ``plan_key`` identifies its config (a study finds a run to reuse by it); ``tags`` say what
+        it is in a study (its study, factor values, seed)."""
         run_id = check_run_id(run_id or new_run_id())
         now = time.time()
         with self._tx() as c:
             c.execute(
-                "INSERT INTO runs (id, name, status, config, created, updated, total_steps, source, owner)"
-                " VALUES (?,?,?,?,?,?,?,?,?)",
-                (run_id, name or run_id, status, json.dumps(config), now, now, int(total_steps), source, owner),
+                "INSERT INTO runs (id, name, status, config, created, updated, total_steps, source, owner, plan_key,"
+                " tags) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (run_id, name or run_id, status, json.dumps(config), now, now, int(total_steps), source, owner,
+                 plan_key, json.dumps(tags or {})),
             )
         self.run_dir(run_id).mkdir(parents=True, exist_ok=True)
         return run_id
@@ -194,6 +206,7 @@ class RunStore:
             c.execute("DELETE FROM events WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM checkpoints WHERE run_id=?", (run_id,))
             c.execute("DELETE FROM commands WHERE run_id=?", (run_id,))
+            c.execute("UPDATE study_runs SET run_id=NULL WHERE run_id=?", (run_id,))  # a study plans it again
             c.execute("DELETE FROM runs WHERE id=?", (run_id,))
         d = self.run_dir(run_id)
         if d.is_dir() and d.resolve().parent == self.root.resolve():
@@ -446,5 +459,6 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     d = dict(row)
     d["config"] = json.loads(d["config"])
     d["info"] = json.loads(d["info"] or "{}")
+    d["tags"] = json.loads(d.get("tags") or "{}")
     return d
 

@@ -270,8 +270,9 @@ class Trainer:
         self._start_heartbeat()
         self._setup()
         host, pid = host_and_pid()
-        self.store.update_progress(self.run_id, self.step, {"pid": pid, "host": host, "phase": "training"},
-                                   device=str(self.device))
+        self.params = sum(p.numel() for p in self.model.parameters())
+        self.store.update_progress(self.run_id, self.step, {"pid": pid, "host": host, "phase": "training",
+                                                            "params": self.params}, device=str(self.device))
         self.model.train()
         n = len(self.datasets["train"])
         bs = cfg.optim.batch_size
@@ -368,7 +369,7 @@ class Trainer:
             eta = min(eta, max(0.0, self.config.time_limit - elapsed))
         host, pid = host_and_pid()
         info = {"pid": pid, "host": host, "images_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "losses": losses,
-                "weights": dict(getattr(self.method, "user_weights", {}))}
+                "weights": dict(getattr(self.method, "user_weights", {})), "params": self.params}
         if self.device.type == "cuda":
             info["gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         self._log(self.step, "train", {"images_per_s": rate})

@@ -1,0 +1,139 @@
+"""Launching and steering a study: its planned runs become ordinary runs of the RunManager's queue.
+
+A study's plan (:func:`mtl_core.studies.spec.expand`) is recorded first, so that whatever
+happens next (a closed browser, a killed process, a restarted machine) :meth:`StudyRunner.carry_on`
+can pick it up: a planned run served by a finished run is done; one whose run is alive is left
+to it; one whose run stopped, failed or was interrupted resumes from its last checkpoint, or
+starts anew without one; one with no run yet starts, unless it is a baseline that a finished run
+of the same config (an earlier study's) already answers. No finished run is ever trained again.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from mtl_core.errors import ConfigError
+from mtl_core.runs.manager import RunManager
+from mtl_core.runs.status import ACTIVE, RESUMABLE, RunStatus
+from mtl_core.studies.spec import Planned, StudySpec, expand
+from mtl_core.studies.store import StudyStore
+
+
+def plan_rows(planned: list[Planned]) -> list[dict[str, Any]]:
+    return [{"key": p.key, "role": p.role, "level": p.level, "seed": p.seed, "task": p.task} for p in planned]
+
+
+class StudyRunner:
+    """Start, carry on, pause, resume, stop and extend studies through one RunManager."""
+
+    def __init__(self, manager: RunManager) -> None:
+        self.manager = manager
+        self.studies = StudyStore(manager.store)
+
+    # -- starting ----------------------------------------------------------------------
+    def start(self, spec: StudySpec) -> str:
+        """Check and expand ``spec`` (a ConfigError naming the factor and value before any run
+        exists), record the study, and queue its runs; returns the study's id."""
+        planned = expand(spec)
+        study_id = self.studies.create(spec.name, spec.to_dict(), plan_rows(planned))
+        self._launch(study_id, planned)
+        return study_id
+
+    def carry_on(self, study_id: str) -> dict[str, int]:
+        """Pick the study up where it is (after a restart, a stop, a failure): returns how many
+        planned runs were already done, left running, resumed, started and reused."""
+        study = self.studies.require(study_id)
+        self.studies.set_state(study_id, "active")
+        return self._launch(study_id, expand(StudySpec.from_dict(study["spec"])))
+
+    def extend(self, study_id: str, seeds: int) -> int:
+        """More seeds (1..``seeds``) for every level and baseline; returns how many runs were added."""
+        study = self.studies.require(study_id)
+        spec = StudySpec.from_dict(study["spec"])
+        if seeds <= len(spec.seed_list()):
+            raise ConfigError("seeds", f"the study already has {len(spec.seed_list())} seeds; ask for more than that")
+        spec = dataclasses.replace(spec, seeds=int(seeds))
+        planned = expand(spec)
+        added = self.studies.extend(study_id, spec.to_dict(), plan_rows(planned))
+        self.studies.set_state(study_id, "active")
+        self._launch(study_id, planned)
+        return added
+
+    def _launch(self, study_id: str, planned: list[Planned]) -> dict[str, int]:
+        by_key = {row["key"]: row for row in self.studies.plan(study_id)}
+        counts = {"done": 0, "running": 0, "resumed": 0, "started": 0, "reused": 0}
+        for p in planned:
+            row = by_key.get(p.key)
+            if row is None:
+                continue
+            run = row["run"]
+            if run is not None and run["status"] == RunStatus.FINISHED:
+                counts["done"] += 1
+            elif run is not None and run["status"] in ACTIVE and self.manager.is_active(run["id"]):
+                counts["running"] += 1
+            elif run is not None and run["status"] in RESUMABLE and self.manager.store.latest_checkpoint(run["id"]):
+                self.manager.resume_run(run["id"])
+                counts["resumed"] += 1
+            elif p.role == "baseline" and (done := self.studies.finished_run_with_key(p.key)) is not None:
+                self.studies.attach(study_id, p.key, done["id"])
+                counts["reused"] += 1
+            else:
+                tags = {"study": study_id, "role": p.role, "level": p.level, "seed": p.seed, "task": p.task,
+                        "label": p.label}
+                run_id = self.manager.start(p.config, source="study", plan_key=p.key, tags=tags)
+                self.studies.attach(study_id, p.key, run_id)
+                counts["started"] += 1
+        return counts
+
+    # -- steering ----------------------------------------------------------------------
+    def _active_runs(self, study_id: str) -> list[str]:
+        return [row["run_id"] for row in self.studies.plan(study_id)
+                if row["run"] is not None and row["run"]["status"] in ACTIVE]
+
+    def pause(self, study_id: str) -> None:
+        self.studies.require(study_id)
+        for run_id in self._active_runs(study_id):
+            try:
+                self.manager.pause(run_id)
+            except ConfigError:  # it ended meanwhile
+                pass
+        self.studies.set_state(study_id, "paused")
+
+    def resume(self, study_id: str) -> None:
+        self.studies.require(study_id)
+        for run_id in self._active_runs(study_id):
+            try:
+                self.manager.resume(run_id)
+            except ConfigError:
+                pass
+        self.studies.set_state(study_id, "active")
+
+    def stop(self, study_id: str) -> None:
+        """Stop every run of the study (each saves a checkpoint; :meth:`carry_on` resumes them)."""
+        self.studies.require(study_id)
+        for run_id in self._active_runs(study_id):
+            try:
+                self.manager.stop(run_id)
+            except ConfigError:
+                pass
+        self.studies.set_state(study_id, "stopped")
+
+    def progress(self, study_id: str) -> dict[str, int]:
+        """How many planned runs are in each status (``planned``: no run yet) and in all."""
+        counts: dict[str, int] = {}
+        plan = self.studies.plan(study_id)
+        for row in plan:
+            status = row["run"]["status"] if row["run"] is not None else "planned"
+            counts[status] = counts.get(status, 0) + 1
+        counts["total"] = len(plan)
+        return counts
+
+    def wait(self, study_id: str, timeout: float | None = None) -> dict[str, int]:
+        """Block until no run of the study is queued or training here (tests, CLI)."""
+        for row in self.studies.plan(study_id):
+            if row["run_id"]:
+                self.manager.wait(row["run_id"], timeout)
+        counts = self.progress(study_id)
+        if counts.get(RunStatus.FINISHED, 0) == counts["total"]:
+            self.studies.set_state(study_id, "finished")
+        return counts

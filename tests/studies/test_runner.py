@@ -1,0 +1,157 @@
+"""Studies through the RunManager: a study's runs are ordinary runs, trained and read back as one
+experiment; baselines are reused across studies; a bad factor starts nothing; a killed study
+carries on without training a finished run again."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mtl_core.errors import ConfigError
+from mtl_core.runs.manager import RunManager
+from mtl_core.runs.status import RunStatus
+from mtl_core.studies.runner import StudyRunner
+from mtl_core.studies.spec import StudySpec
+from mtl_core.studies.store import StudyStore
+from mtl_core.studies.summary import summarize, table, to_json
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {"tasks": ["classification", "segmentation"], "data": {"image_size": 32, "train_size": 64, "val_size": 32,
+                                                              "test_size": 32},
+        "optim": {"batch_size": 16, "steps": 4, "warmup_steps": 0}, "eval_every": 2, "checkpoint_every": 2,
+        "device": "cpu"}
+
+
+def spec(**kw) -> StudySpec:
+    return StudySpec.from_dict({"name": "tiny study", "base": BASE, "factors": {"weighting.method": ["ew", "static"]},
+                                "seeds": 2, "baselines": True, **kw})
+
+
+@pytest.fixture
+def runner(tmp_path):
+    m = RunManager(tmp_path, max_concurrent=1)
+    yield StudyRunner(m)
+    m.shutdown()
+
+
+def test_a_study_trains_its_plan_as_ordinary_runs_and_reads_back_as_one_experiment(runner):
+    sid = runner.start(spec())
+    counts = runner.wait(sid, timeout=300)
+    assert counts == {"finished": 8, "total": 8}  # 2 methods x 2 seeds + 2 tasks x 2 seeds of baselines
+    store = runner.manager.store
+    runs = store.list_runs()
+    assert len(runs) == 8 and all(r["source"] == "study" for r in runs)
+    trial = next(r for r in runs if r["tags"]["role"] == "trial")
+    assert trial["tags"]["study"] == sid and trial["tags"]["level"] in ({"weighting.method": "ew"},
+                                                                         {"weighting.method": "static"})
+    s = summarize(store, sid)
+    assert [lv.label for lv in s.levels] == ["weighting.method=ew", "weighting.method=static"]
+    for lv in s.levels:
+        assert lv.finished == [1, 2] and set(lv.metrics) == {"classification", "segmentation"}
+        assert lv.metrics["segmentation"].n == 2 and lv.delta_m is not None and lv.delta_m.n == 2
+        assert lv.params and lv.seconds is not None
+    assert set(s.baselines) == {"classification", "segmentation"} and s.baselines["classification"].n == 2
+    assert s.ranked_on.startswith("Δm against the single-task baselines") and len(s.ranking) == 2
+    assert "seeds" in s.sentence
+    rows = table(s)
+    assert rows[0]["seeds finished"] == "2 of 2" and rows[0]["rank"] in (1, 2)
+    json.loads(to_json(s))  # a valid JSON download (no Infinity)
+
+
+def test_a_second_study_reuses_the_baselines_an_earlier_one_trained(runner):
+    first = runner.start(spec())
+    runner.wait(first, timeout=300)
+    before = {r["id"] for r in runner.manager.store.list_runs()}
+    second = runner.start(spec(factors={"weighting.method": ["rlw"]}))
+    counts = runner.wait(second, timeout=300)
+    new = [r for r in runner.manager.store.list_runs() if r["id"] not in before]
+    assert counts["finished"] == counts["total"] == 6
+    assert len(new) == 2 and all(r["tags"]["role"] == "trial" for r in new)  # the 4 baselines were reused
+    assert summarize(runner.manager.store, second).levels[0].delta_m.n == 2
+
+
+def test_a_bad_factor_is_refused_before_any_run_starts(runner):
+    with pytest.raises(ConfigError, match="nope"):
+        runner.start(spec(factors={"weighting.method": ["ew", "nope"]}))
+    assert runner.manager.store.list_runs() == [] and StudyStore(runner.manager.store).list() == []
+
+
+def test_more_seeds_extend_every_level_and_baseline(runner):
+    sid = runner.start(spec(baselines=False, seeds=1))
+    runner.wait(sid, timeout=300)
+    assert runner.extend(sid, 2) == 2
+    counts = runner.wait(sid, timeout=300)
+    assert counts == {"finished": 4, "total": 4}
+    assert [lv.finished for lv in summarize(runner.manager.store, sid).levels] == [[1, 2], [1, 2]]
+
+
+@pytest.mark.slow
+def test_kill_9_in_the_middle_of_a_study_then_resume_loses_no_finished_run(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec(seeds=2).to_dict()))
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "mtl_core", "study", "run", str(path), "--runs-dir", str(runs),
+                             "--quiet", "--max-concurrent", "1"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    sid = proc.stdout.readline().split()[1]
+    from mtl_core.runs.store import RunStore
+
+    store = RunStore(runs)
+    deadline = time.time() + 180
+    while sum(r["status"] == RunStatus.FINISHED for r in store.list_runs()) < 3:
+        assert time.time() < deadline and proc.poll() is None, "the study never got three runs done"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    finished = {r["id"]: store.metrics_history(r["id"]) for r in store.list_runs() if r["status"] == RunStatus.FINISHED}
+    time.sleep(5.5)
+    m = RunManager(runs, max_concurrent=1, stale_after=5.0)  # the killed runs show as interrupted
+    runner = StudyRunner(m)
+    counts = runner.carry_on(sid)
+    assert counts["done"] == len(finished) and counts["started"] + counts["resumed"] == 8 - len(finished)
+    assert runner.wait(sid, timeout=300) == {"finished": 8, "total": 8}
+    plan = {row["run_id"] for row in runner.studies.plan(sid)}
+    assert set(finished) <= plan  # every run finished before the kill still serves the study, untrained again
+    assert all(store.metrics_history(rid) == h for rid, h in finished.items())
+    m.shutdown()
+
+
+def test_the_cli_runs_shows_and_lists_a_study(tmp_path):
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec(seeds=1, baselines=False).to_dict()))
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "mtl_core", "study"]
+    p = subprocess.run([*cmd, "run", str(path), "--runs-dir", str(runs), "--quiet"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lines = p.stdout.strip().splitlines()
+    assert lines[0].startswith("study study-") and lines[-1] == "2 of 2 runs finished"
+    sid = lines[0].split()[1]
+    show = subprocess.run([*cmd, "show", sid, "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert show.returncode == 0, show.stderr[-2000:]
+    assert "weighting.method=ew" in show.stdout and "mean ± 95% CI" in show.stdout
+    listed = subprocess.run([*cmd, "list", "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert sid in listed.stdout and "2/2 runs finished" in listed.stdout
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**spec().to_dict(), "factors": {"model.widht": [8, 16]}}))
+    p = subprocess.run([*cmd, "run", str(bad), "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 2 and "model.widht" in p.stderr and "model.width" in p.stderr
+
+
+def test_a_task_with_several_baselines_names_what_sets_them_apart():
+    from mtl_core.studies.spec import expand
+    from mtl_core.studies.summary import baseline_labels
+
+    planned = expand(spec(factors={"model.width": [8, 16]}, seeds=2))
+    names = sorted(set(baseline_labels([p for p in planned if p.role == "baseline"]).values()))
+    assert names == ["classification (model.width=16)", "classification (model.width=8)",
+                     "segmentation (model.width=16)", "segmentation (model.width=8)"]
+    plain = baseline_labels([p for p in expand(spec()) if p.role == "baseline"])
+    assert sorted(set(plain.values())) == ["classification", "segmentation"]
