@@ -88,8 +88,8 @@ def _follow(runner, study_id: str, quiet: bool) -> int:
                 sys.stderr.write(f"\r[{bar:<30}] {done}/{counts['total']} runs finished, {active} queued or training"
                                  f"{', ' + str(counts[RunStatus.FAILED]) + ' failed' if counts.get(RunStatus.FAILED) else ''}   ")
                 sys.stderr.flush()
-            if active == 0 or not any(runner.manager.is_active(row["run_id"]) for row in runner.studies.plan(study_id)
-                                      if row["run_id"]):
+            alive = any(runner.manager.is_active(row["run_id"]) for row in runner.studies.plan(study_id) if row["run_id"])
+            if (active == 0 or not alive) and not runner.searching(study_id):
                 break
             time.sleep(1.0)
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ def parse_factors(factors: dict, base: dict) -> list[Factor]:
     for path, raw in factors.items():
         if not isinstance(path, str):
             raise ConfigError("factors", f"a factor is named by a string (a dotted path), got {path!r}")
-        kind = _kind(path, base_cfg)
+        kind = factor_kind(path, base_cfg)
         out.append(Factor(path, kind, tuple(_levels(path, kind, raw, base))))
     by_path = {f.path: f for f in out}
     task_sets = [tuple(t) for t in by_path["tasks"].levels] if "tasks" in by_path else [base_cfg.tasks]
@@ -65,7 +65,8 @@ def parse_factors(factors: dict, base: dict) -> list[Factor]:
     return out
 
 
-def _kind(path: str, base_cfg: ExperimentConfig) -> str:
+def factor_kind(path: str, base_cfg: ExperimentConfig) -> str:
+    """What a factor path is: \"field\", \"weight\", \"param\", \"tasks\" or \"augment\" (a ConfigError naming it otherwise)."""
     where = f"factors.{path}"
     if path in NOT_FACTORS:
         raise ConfigError(where, NOT_FACTORS[path])

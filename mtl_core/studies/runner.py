@@ -10,12 +10,13 @@ of the same config (an earlier study's) already answers. No finished run is ever
 from __future__ import annotations
 
 import dataclasses
+import threading
 from typing import Any
 
 from mtl_core.errors import ConfigError
 from mtl_core.runs.manager import RunManager
 from mtl_core.runs.status import ACTIVE, RESUMABLE, RunStatus
-from mtl_core.studies.spec import Planned, StudySpec, expand
+from mtl_core.studies.spec import Planned, StudySpec, expand, plan_trial, planned_runs
 from mtl_core.studies.store import StudyStore
 
 
@@ -29,6 +30,8 @@ class StudyRunner:
     def __init__(self, manager: RunManager) -> None:
         self.manager = manager
         self.studies = StudyStore(manager.store)
+        self._searches: dict[str, tuple[Any, threading.Thread]] = {}  # study -> (SearchDriver, its thread)
+        self._lock = threading.Lock()
 
     # -- starting ----------------------------------------------------------------------
     def start(self, spec: StudySpec) -> str:
@@ -37,19 +40,27 @@ class StudyRunner:
         planned = expand(spec)
         study_id = self.studies.create(spec.name, spec.to_dict(), plan_rows(planned))
         self._launch(study_id, planned)
+        if spec.search:
+            self._search(study_id, spec)
         return study_id
 
     def carry_on(self, study_id: str) -> dict[str, int]:
         """Pick the study up where it is (after a restart, a stop, a failure): returns how many
         planned runs were already done, left running, resumed, started and reused."""
         study = self.studies.require(study_id)
+        spec = StudySpec.from_dict(study["spec"])
         self.studies.set_state(study_id, "active")
-        return self._launch(study_id, expand(StudySpec.from_dict(study["spec"])))
+        counts = self._launch(study_id, planned_runs(spec, self.studies.plan(study_id)))
+        if spec.search:
+            self._search(study_id, spec)
+        return counts
 
     def extend(self, study_id: str, seeds: int) -> int:
         """More seeds (1..``seeds``) for every level and baseline; returns how many runs were added."""
         study = self.studies.require(study_id)
         spec = StudySpec.from_dict(study["spec"])
+        if spec.search:
+            raise ConfigError("seeds", "a search study is extended with more trials, not seeds; start a new study")
         if seeds <= len(spec.seed_list()):
             raise ConfigError("seeds", f"the study already has {len(spec.seed_list())} seeds; ask for more than that")
         spec = dataclasses.replace(spec, seeds=int(seeds))
@@ -78,12 +89,81 @@ class StudyRunner:
                 self.studies.attach(study_id, p.key, done["id"])
                 counts["reused"] += 1
             else:
-                tags = {"study": study_id, "role": p.role, "level": p.level, "seed": p.seed, "task": p.task,
-                        "label": p.label}
-                run_id = self.manager.start(p.config, source="study", plan_key=p.key, tags=tags)
-                self.studies.attach(study_id, p.key, run_id)
+                self._start_one(study_id, p)
                 counts["started"] += 1
         return counts
+
+    def _start_one(self, study_id: str, p: Planned) -> str:
+        tags = {"study": study_id, "role": p.role, "level": p.level, "seed": p.seed, "task": p.task, "label": p.label}
+        run_id = self.manager.start(p.config, source="study", plan_key=p.key, tags=tags)
+        self.studies.attach(study_id, p.key, run_id)
+        return run_id
+
+    # -- search ------------------------------------------------------------------------
+    def _search(self, study_id: str, spec: StudySpec) -> None:
+        """Run the study's Optuna search in a thread of its own: finished trials are replayed,
+        trials in flight waited for, new ones asked until the spec's number of trials."""
+        from mtl_core.studies.search import SearchDriver, parse_search
+        from mtl_core.tasks import task_meta
+
+        with self._lock:
+            running = self._searches.get(study_id)
+            if running is not None and running[1].is_alive():
+                return
+        seeds = spec.seed_list()
+        base = spec.base_config()
+        trials, dims = parse_search(spec.search, spec.max_runs, len(seeds), 0)
+        meta = task_meta(base.tasks)
+        directions = ["maximize" if meta[t]["higher_is_better"] else "minimize" for t in base.tasks]
+        store = self.manager.store
+
+        def objectives(run_ids: list[str]) -> list[float] | None:
+            runs = [store.get_run(r) for r in run_ids]
+            if any(r is None or r["status"] != RunStatus.FINISHED for r in runs):
+                return None
+            values = []
+            for t in base.tasks:  # the validation metric of the final model: chosen on validation, never test
+                per_run = [rows[-1][3] for r in run_ids
+                           if (rows := store.metrics(r, split="val", key=f"{t}/{meta[t]['primary']}"))]
+                if len(per_run) != len(run_ids) or any(v is None for v in per_run):
+                    return None
+                values.append(sum(per_run) / len(per_run))
+            return values
+
+        def train(level: dict) -> list[str]:
+            plans = [plan_trial(spec, level, s) for s in seeds]
+            self.studies.extend(study_id, spec.to_dict(), plan_rows(plans))
+            return [self._start_one(study_id, p) for p in plans]
+
+        def wait(run_ids: list[str]) -> None:
+            for r in run_ids:
+                self.manager.wait(r)
+
+        driver = SearchDriver(spec.search, dims, directions, trials, train, wait, objectives,
+                              batch=self.manager.max_concurrent)
+        by_level: dict[str, tuple[dict, list[str]]] = {}
+        for row in self.studies.plan(study_id):
+            if row["role"] == "trial" and row["run_id"]:
+                level, ids = by_level.setdefault(repr(sorted(row["level"].items())), (row["level"], []))
+                ids.append(row["run_id"])
+        finished, pending = [], []
+        for level, ids in by_level.values():
+            statuses = [store.get_run(r)["status"] for r in ids]
+            if all(s in (RunStatus.FINISHED, RunStatus.FAILED) for s in statuses):
+                finished.append((level, objectives(ids)))
+            else:
+                pending.append((level, ids))
+        driver.replay(finished)
+        thread = threading.Thread(target=driver.run, args=(pending,), name=f"search-{study_id}", daemon=True)
+        with self._lock:
+            self._searches[study_id] = (driver, thread)
+        thread.start()
+
+    def searching(self, study_id: str) -> bool:
+        """Whether this process is still asking the study's search for trials."""
+        with self._lock:
+            running = self._searches.get(study_id)
+        return running is not None and running[1].is_alive()
 
     # -- steering ----------------------------------------------------------------------
     def _active_runs(self, study_id: str) -> list[str]:
@@ -111,6 +191,10 @@ class StudyRunner:
     def stop(self, study_id: str) -> None:
         """Stop every run of the study (each saves a checkpoint; :meth:`carry_on` resumes them)."""
         self.studies.require(study_id)
+        with self._lock:
+            running = self._searches.get(study_id)
+        if running is not None:
+            running[0].stop_event.set()  # ask for no more trials
         for run_id in self._active_runs(study_id):
             try:
                 self.manager.stop(run_id)
@@ -129,7 +213,12 @@ class StudyRunner:
         return counts
 
     def wait(self, study_id: str, timeout: float | None = None) -> dict[str, int]:
-        """Block until no run of the study is queued or training here (tests, CLI)."""
+        """Block until no run of the study is queued or training here, and its search (if any)
+        has asked for its last trial (tests, CLI)."""
+        with self._lock:
+            running = self._searches.get(study_id)
+        if running is not None:
+            running[1].join(timeout)
         for row in self.studies.plan(study_id):
             if row["run_id"]:
                 self.manager.wait(row["run_id"], timeout)

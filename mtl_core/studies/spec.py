@@ -29,6 +29,7 @@ from mtl_core.errors import ConfigError
 from mtl_core.studies.factors import (
     Factor,
     did_you_mean,
+    factor_kind,
     get_level,
     parse_factors,
     set_level,
@@ -50,6 +51,9 @@ class StudySpec:
     sample: int = 0  # 0: the full grid; k: a random subset of k grid points
     sample_seed: int = 0
     max_runs: int = 200  # a larger study is refused
+    # instead of a grid, an Optuna search over continuous factors (see mtl_core.studies.search):
+    # {"trials": N, "space": {factor: {"log": [lo, hi]} | [choices]}, "sampler": "nsga2", "seed": 0}
+    search: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -74,7 +78,7 @@ class StudySpec:
                 raise ConfigError(k, f"expected a string, got {v!r}"[:200])
             if k == "baselines" and not isinstance(v, bool):
                 raise ConfigError(k, f"expected true or false, got {v!r}"[:200])
-            if k in ("base", "factors") and not isinstance(v, dict):
+            if k in ("base", "factors", "search") and not isinstance(v, dict):
                 raise ConfigError(k, f"expected an object, got {type(v).__name__}")
             if k in ("sample", "sample_seed", "max_runs"):
                 v = _integer(v, k)
@@ -157,10 +161,41 @@ def factor_levels(spec: StudySpec) -> dict[str, list]:
     return {f.path: copy.deepcopy(list(f.levels)) for f in parse_factors(spec.factors, _base_dict(spec))}
 
 
+def plan_trial(spec: StudySpec, level: dict, seed: int) -> Planned:
+    """The trial of ``level`` (factor -> value) at ``seed``: how a search's trials, asked as the
+    study goes, become planned runs like a grid's."""
+    from mtl_core.validation import check
+
+    base = _base_dict(spec)
+    base_cfg = ExperimentConfig.from_dict(base)
+    d = copy.deepcopy(base)
+    for path, value in level.items():
+        set_level(d, path, factor_kind(path, base_cfg), copy.deepcopy(value), base)
+    d["seed"] = int(seed)
+    d["name"] = _name(spec.name or base.get("name") or "study", _level_label(level), f"seed {seed}")
+    cfg = check(ExperimentConfig.from_dict(d))
+    return Planned(plan_key(cfg), cfg, dict(level), int(seed), "trial")
+
+
+def planned_runs(spec: StudySpec, rows: list[dict]) -> list[Planned]:
+    """The planned runs of a study's stored plan ``rows``: the spec's expansion, and the trials
+    a search asked for since."""
+    planned = {p.key: p for p in expand(spec)}
+    for row in rows:
+        if row["key"] not in planned and row["role"] == "trial":
+            p = plan_trial(spec, row["level"], row["seed"])
+            planned[p.key] = p
+    keys = [row["key"] for row in rows]
+    return sorted(planned.values(), key=lambda p: keys.index(p.key) if p.key in keys else len(keys))
+
+
 def expand(spec: StudySpec) -> list[Planned]:
     """The study's runs: trials (grid x seeds, in grid order then seed), then the baselines
     (each distinct one x seeds). Raises a ConfigError naming the factor and the level, or the
-    study's size, before anything runs."""
+    study's size, before anything runs. A search plans only its baselines here (those of the
+    base config): its trials are asked as it goes (:func:`plan_trial`)."""
+    if spec.search:
+        return _expand_search(spec)
     if isinstance(spec.sample, bool) or not isinstance(spec.sample, int) or spec.sample < 0:
         raise ConfigError("sample", f"expected 0 (the full grid) or a number of grid points, got {spec.sample!r}")
     if isinstance(spec.max_runs, bool) or not isinstance(spec.max_runs, int) or spec.max_runs < 1:
@@ -215,6 +250,39 @@ def expand(spec: StudySpec) -> list[Planned]:
         for s in seeds:
             c = dataclasses.replace(b, seed=s, baseline_of="", name=_name(title, f"{task} alone", extra, f"seed {s}"))
             out.append(Planned(plan_key(c), c, {}, s, "baseline", task))
+    return out
+
+
+def _expand_search(spec: StudySpec) -> list[Planned]:
+    from mtl_core.studies.search import parse_search
+    from mtl_core.validation import validate
+
+    if spec.factors:
+        raise ConfigError("search", "a study has factors (a grid) or a search, not both; move the factors into "
+                          "search.space or drop the search")
+    seeds = spec.seed_list()
+    base_cfg = spec.base_config()
+    baselines = base_cfg.single_task_baselines("") if spec.baselines else []
+    _, dims = parse_search(spec.search, spec.max_runs, len(seeds), len(baselines) * len(seeds))
+    base = _base_dict(spec)
+    for dim in dims:  # every end of every range, and every choice, must be a config the study can train
+        ends = dim.choices if dim.kind == "categorical" else (dim.low, dim.high)
+        for v in ends:
+            d = copy.deepcopy(base)
+            value = int(v) if dim.kind == "int" else v
+            set_level(d, dim.path, factor_kind(dim.path, base_cfg), value, base)
+            try:
+                errors = validate(ExperimentConfig.from_dict(d))
+            except ConfigError as e:
+                errors = [e]
+            if errors:
+                raise ConfigError(f"search.space.{dim.path}", f"{show(value)} is refused: {errors[0]}")
+    out = []
+    title = spec.name or base.get("name") or "study"
+    for b in baselines:
+        for s in seeds:
+            c = dataclasses.replace(b, seed=s, baseline_of="", name=_name(title, f"{b.tasks[0]} alone", f"seed {s}"))
+            out.append(Planned(plan_key(c), c, {}, s, "baseline", b.tasks[0]))
     return out
 
 

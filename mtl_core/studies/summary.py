@@ -9,6 +9,7 @@ monitored on validation).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import numpy as np
 from mtl_core.runs.status import RunStatus
 from mtl_core.runs.store import RunStore
 from mtl_core.scores import Interval, Ranked, delta_m_per_seed, mean_ci, pareto_mask, rank_levels, verdict
-from mtl_core.studies.spec import Planned, StudySpec, expand, plan_key
+from mtl_core.studies.spec import Planned, StudySpec, plan_key, planned_runs
 from mtl_core.studies.store import StudyStore
 
 
@@ -105,9 +106,11 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
     studies = StudyStore(store)
     study = studies.require(study_id)
     spec = StudySpec.from_dict(study["spec"])
-    planned = {p.key: p for p in expand(spec)}
-    baseline_names = baseline_labels([p for p in planned.values() if p.role == "baseline"])
     plan = studies.plan(study_id)
+    planned = {p.key: p for p in planned_runs(spec, plan)}
+    baseline_names = baseline_labels([p for p in planned.values() if p.role == "baseline"])
+    # a search's trials vary settings its baselines keep at the base config's: pair them with those
+    base_cfg = spec.base_config()
     tasks = list(dict.fromkeys(t for p in planned.values() for t in p.config.tasks))
     primary, hib = _task_meta(tasks)
     # baselines: task -> seed -> value, and by key, so a trial finds its own (same width, data, seed)
@@ -149,7 +152,10 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
             lv.durations.append(float(info["elapsed_s"]))
         lv.params = info.get("params", lv.params)
         baselines = {}
-        for b in p.config.single_task_baselines(""):
+        own = p.config.single_task_baselines("")
+        if spec.search:
+            own = [dataclasses.replace(b, seed=p.seed) for b in base_cfg.single_task_baselines("")]
+        for b in own:
             value = base_by_key.get(plan_key(b))
             if value is not None:
                 baselines[b.tasks[0]] = value

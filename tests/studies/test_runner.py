@@ -155,3 +155,33 @@ def test_a_task_with_several_baselines_names_what_sets_them_apart():
                      "segmentation (model.width=16)", "segmentation (model.width=8)"]
     plain = baseline_labels([p for p in expand(spec()) if p.role == "baseline"])
     assert sorted(set(plain.values())) == ["classification", "segmentation"]
+
+
+def test_a_search_asks_optuna_for_trials_that_train_as_runs_of_the_study(runner):
+    """NSGA-II over a task's weight: each trial's objectives are the tasks' validation metrics;
+    the trials are ordinary runs of the study, read back like a grid's levels."""
+    s = StudySpec.from_dict({"name": "weight search", "base": BASE, "seeds": 1, "baselines": True,
+                             "search": {"trials": 3, "sampler": "random", "seed": 1,
+                                        "space": {"weighting.weights.segmentation": {"log": [0.1, 10.0]}}}})
+    sid = runner.start(s)
+    counts = runner.wait(sid, timeout=300)
+    assert counts == {"finished": 5, "total": 5}  # 3 trials x 1 seed + 2 baselines
+    summary = summarize(runner.manager.store, sid)
+    assert len(summary.levels) == 3
+    weights = [lv.level["weighting.weights.segmentation"] for lv in summary.levels]
+    assert all(0.1 <= w <= 10.0 for w in weights) and len(set(weights)) == 3
+    assert all(lv.delta_m is not None for lv in summary.levels)  # paired with the base config's baselines
+    assert runner.searching(sid) is False
+    # carrying a finished search on asks for nothing more
+    assert runner.carry_on(sid)["started"] == 0 and runner.wait(sid, timeout=60)["total"] == 5
+
+
+def test_a_bad_search_space_is_refused_naming_the_factor(runner):
+    bad = {"name": "bad", "base": BASE, "seeds": 1,
+           "search": {"trials": 2, "space": {"optim.lr": {"log": [-1.0, 0.1]}}}}
+    with pytest.raises(ConfigError, match=r"search\.space\.optim\.lr.*log range needs lo > 0"):
+        runner.start(StudySpec.from_dict(bad))
+    both = {**bad, "factors": {"weighting.method": ["ew"]}, "search": {"trials": 2, "space": {"optim.lr": [0.01]}}}
+    with pytest.raises(ConfigError, match="factors .a grid. or a search, not both"):
+        runner.start(StudySpec.from_dict(both))
+    assert runner.manager.store.list_runs() == []
