@@ -19,6 +19,9 @@ from mtl_core.runs.status import ACTIVE, RESUMABLE, RunStatus
 from mtl_core.studies.spec import Planned, StudySpec, expand, plan_trial, planned_runs
 from mtl_core.studies.store import StudyStore
 
+_SEARCHES: dict[tuple[str, str], tuple[Any, threading.Thread]] = {}
+_SEARCHES_LOCK = threading.Lock()
+
 
 def plan_rows(planned: list[Planned]) -> list[dict[str, Any]]:
     return [{"key": p.key, "role": p.role, "level": p.level, "seed": p.seed, "task": p.task} for p in planned]
@@ -30,8 +33,10 @@ class StudyRunner:
     def __init__(self, manager: RunManager) -> None:
         self.manager = manager
         self.studies = StudyStore(manager.store)
-        self._searches: dict[str, tuple[Any, threading.Thread]] = {}  # study -> (SearchDriver, its thread)
-        self._lock = threading.Lock()
+        # one search thread per study in this process, whichever runner started it (a page makes a
+        # runner at each rerun): (runs directory, study) -> (SearchDriver, its thread)
+        self._searches = _SEARCHES
+        self._lock = _SEARCHES_LOCK
 
     # -- starting ----------------------------------------------------------------------
     def start(self, spec: StudySpec) -> str:
@@ -107,7 +112,7 @@ class StudyRunner:
         from mtl_core.tasks import task_meta
 
         with self._lock:
-            running = self._searches.get(study_id)
+            running = self._searches.get(self._search_key(study_id))
             if running is not None and running[1].is_alive():
                 return
         seeds = spec.seed_list()
@@ -156,13 +161,16 @@ class StudyRunner:
         driver.replay(finished)
         thread = threading.Thread(target=driver.run, args=(pending,), name=f"search-{study_id}", daemon=True)
         with self._lock:
-            self._searches[study_id] = (driver, thread)
+            self._searches[self._search_key(study_id)] = (driver, thread)
         thread.start()
+
+    def _search_key(self, study_id: str) -> tuple[str, str]:
+        return str(self.manager.store.root.resolve()), study_id
 
     def searching(self, study_id: str) -> bool:
         """Whether this process is still asking the study's search for trials."""
         with self._lock:
-            running = self._searches.get(study_id)
+            running = self._searches.get(self._search_key(study_id))
         return running is not None and running[1].is_alive()
 
     # -- steering ----------------------------------------------------------------------
@@ -192,7 +200,7 @@ class StudyRunner:
         """Stop every run of the study (each saves a checkpoint; :meth:`carry_on` resumes them)."""
         self.studies.require(study_id)
         with self._lock:
-            running = self._searches.get(study_id)
+            running = self._searches.get(self._search_key(study_id))
         if running is not None:
             running[0].stop_event.set()  # ask for no more trials
         for run_id in self._active_runs(study_id):
@@ -216,7 +224,7 @@ class StudyRunner:
         """Block until no run of the study is queued or training here, and its search (if any)
         has asked for its last trial (tests, CLI)."""
         with self._lock:
-            running = self._searches.get(study_id)
+            running = self._searches.get(self._search_key(study_id))
         if running is not None:
             running[1].join(timeout)
         for row in self.studies.plan(study_id):
