@@ -1,0 +1,506 @@
+"""Studies: many runs as one experiment. A study's progress over its runs and its controls; each
+level's curves as the mean over seeds with a band, live while it trains; the final table (each
+task's primary test metric and Δm as mean ± 95% CI over seeds, the cost, a ranking that says
+which levels cannot be told apart) under a one-sentence verdict; the trade-off between two tasks
+with the Pareto front; parallel coordinates of factors against metrics; downloads; and every run
+of the study one click from its Live page.
+
+Two ``st.fragment``s poll the run store while a run of the study is active: the progress over
+runs every second, the banded curves every few seconds (each chart redraws in place,
+``ui/live_plot.py``). When a run starts, ends or is replaced, the page reruns once: the table,
+the trade-off and the controls are drawn from what the store holds then.
+"""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mtl_core.errors import MTLError
+from mtl_core.runs.status import ACTIVE, RunStatus
+from mtl_core.studies.runner import StudyRunner
+from mtl_core.studies.spec import StudySpec, expand
+from mtl_core.studies.store import StudyStore
+from mtl_core.studies.summary import Level, baseline_labels, level_curves, pareto_levels, summarize, table, to_json
+from mtl_core.tasks import task_meta
+from ui.live_plot import live_chart
+from ui.state import manager, open_run
+from ui.study_charts import band_figure, factor_title, level_colors, parcoords_figure, short_label, tradeoff_figure
+
+ss = st.session_state
+PROGRESS_SECONDS = 1.0
+CHART_SECONDS = 3.0  # as the Live page: every chart each second would cost the browser a core
+RUN_ICONS = {RunStatus.QUEUED: ":material/schedule:", RunStatus.RUNNING: ":material/play_circle:",
+             RunStatus.PAUSED: ":material/pause_circle:", RunStatus.FINISHED: ":material/check_circle:",
+             RunStatus.FAILED: ":material/error:", RunStatus.STOPPED: ":material/stop_circle:",
+             RunStatus.INTERRUPTED: ":material/warning:"}
+STATE_BADGE = {"training": "blue", "paused": "orange", "finished": "green", "stopped": "violet",
+               "interrupted": "orange", "ended with failures": "red", "planned": "gray"}
+CURVE_MEMO = 64  # level curves a session keeps, so a level whose runs did not move is not read again
+HONEST = ("Metrics are each run's final model, scored once on the test split after training: nothing is chosen on "
+          "test (runs are trained and monitored on validation).")
+
+
+# ------------------------------------------------------------------ what the store holds
+def _selected() -> str | None:
+    return st.query_params.get("study") or ss.get("study_id") or None
+
+
+def _select(study_id: str) -> None:
+    ss["study_id"] = study_id
+    st.query_params["study"] = study_id
+
+
+def _picked() -> None:
+    """The picker's callback. Its value is what the browser shows: a label that has since changed
+    (a run finished) comes back as that label, not a study id, and is no choice of a person's."""
+    value = ss.get("study_picker")
+    if value and StudyStore(manager().store).get(str(value)) is not None:
+        _select(value)
+
+
+def _counts(plan: list[dict]) -> dict[str, int]:
+    counts: dict[str, int] = {"total": len(plan)}
+    for row in plan:
+        status = row["run"]["status"] if row["run"] is not None else "planned"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def _alive(plan: list[dict], check: bool = True) -> bool:
+    """Whether a run of the study is queued or training (``check``: and its trainer still beats)."""
+    return any(row["run"] is not None and row["run"]["status"] in ACTIVE
+               and (not check or manager().is_active(row["run_id"])) for row in plan)
+
+
+def _state(study: dict, counts: dict[str, int], alive: bool) -> str:
+    """What a person needs to know of a study: training, paused, finished, stopped, interrupted
+    (nothing trains, yet runs are missing: carry on), or ended with failures."""
+    done, total = counts.get(RunStatus.FINISHED, 0), counts["total"]
+    if total and done == total:
+        return "finished"
+    if alive:
+        return "paused" if study["state"] == "paused" else "training"
+    if study["state"] == "stopped":
+        return "stopped"
+    if counts.get(RunStatus.FAILED) and done + counts[RunStatus.FAILED] == total:
+        return "ended with failures"
+    return "interrupted"
+
+
+def _progress_text(counts: dict[str, int]) -> str:
+    done, total = counts.get(RunStatus.FINISHED, 0), counts["total"]
+    parts = [f"{done} of {total} runs finished"]
+    running = counts.get(RunStatus.RUNNING, 0) + counts.get(RunStatus.PAUSED, 0)
+    if running:
+        parts.append(f"{running} training" if not counts.get(RunStatus.PAUSED) else
+                     f"{counts.get(RunStatus.RUNNING, 0)} training, {counts[RunStatus.PAUSED]} paused")
+    if counts.get(RunStatus.QUEUED):
+        parts.append(f"{counts[RunStatus.QUEUED]} queued")
+    if counts.get(RunStatus.FAILED):
+        parts.append(f"{counts[RunStatus.FAILED]} failed")
+    ended = counts.get(RunStatus.STOPPED, 0) + counts.get(RunStatus.INTERRUPTED, 0) + counts.get("planned", 0)
+    if ended:
+        parts.append(f"{ended} to carry on")
+    return " · ".join(parts)
+
+
+def _drawn_with(study: dict, plan: list[dict]) -> tuple:
+    """What the page is drawn from: it reruns once when this changes (a run started, ended, was replaced)."""
+    return study["state"], tuple((row["key"], row["run_id"], row["run"]["status"] if row["run"] else None)
+                                 for row in plan)
+
+
+# ------------------------------------------------------------------ actions (button callbacks)
+def _act(action: str, study_id: str) -> None:
+    ss.pop("study_action_error", None)
+    runner = StudyRunner(manager())
+    try:
+        if action == "pause":
+            runner.pause(study_id)
+        elif action == "resume":
+            runner.resume(study_id)
+        elif action == "stop":
+            runner.stop(study_id)
+            ss["study_action_note"] = "Stopping every run of the study; each saves a checkpoint. Carry on resumes them."
+        elif action == "carry_on":
+            c = runner.carry_on(study_id)
+            ss["study_action_note"] = (f"Carrying on: {c['done']} done, {c['resumed']} resumed from a checkpoint, "
+                                       f"{c['started']} started, {c['reused']} reused, {c['running']} still training.")
+        elif action == "extend":
+            seeds = int(ss[f"study_more_seeds_{study_id}"])
+            added = runner.extend(study_id, seeds)
+            ss["study_action_note"] = f"{added} run{'s' if added != 1 else ''} added: seeds 1 to {seeds} for every level."
+    except MTLError as e:
+        ss["study_action_error"] = str(e)
+
+
+def _controls(study: dict, spec: StudySpec | None, state: str, alive: bool) -> None:
+    sid = study["id"]
+    c1, c2, c3, c4, c5 = st.columns([1, 1, 1.2, 1.2, 1.4], vertical_alignment="bottom")
+    if state == "paused":
+        c1.button("Resume", key=f"study_resume_{sid}", on_click=_act, args=("resume", sid), type="primary",
+                  icon=":material/play_arrow:", width="stretch")
+    else:
+        c1.button("Pause", key=f"study_pause_{sid}", on_click=_act, args=("pause", sid), disabled=not alive,
+                  icon=":material/pause:", width="stretch", help="Pauses every run of the study at its next step.")
+    c2.button("Stop", key=f"study_stop_{sid}", on_click=_act, args=("stop", sid), disabled=not alive,
+              icon=":material/stop:", width="stretch",
+              help="Stops every run of the study; each saves a checkpoint, and Carry on resumes them.")
+    c3.button("Carry on", key=f"study_carry_on_{sid}", on_click=_act, args=("carry_on", sid),
+              disabled=alive or state == "finished", icon=":material/replay:", width="stretch",
+              help="For a stopped or interrupted study: resumes each unfinished run from its last checkpoint "
+                   "(or starts it anew without one); no finished run is trained again.")
+    now = len(spec.seed_list()) if spec is not None else 1
+    c4.number_input("Seeds in all", min_value=now + 1, max_value=max(now + 1, 50), value=now + 1, step=1,
+                    key=f"study_more_seeds_{sid}", help=f"The study has {now} seed{'s' if now != 1 else ''} now; "
+                    "more seeds train every level (and baseline) again with the new seeds.")
+    c5.button("More seeds", key=f"study_extend_{sid}", on_click=_act, args=("extend", sid), disabled=spec is None,
+              icon=":material/add:", width="stretch")
+    if "study_action_note" in ss:
+        st.toast(ss.pop("study_action_note"), icon=":material/check:")
+    if ss.get("study_action_error"):
+        st.error(ss["study_action_error"], icon=":material/error:")
+
+
+# ------------------------------------------------------------------ live parts
+def progress_panel(study_id: str, shown: tuple, polling: bool) -> None:
+    """Every second: the progress bar over runs and what trains now; one full rerun when a run
+    starts, ends or is replaced (the table and controls are drawn from what the store holds)."""
+    studies = StudyStore(manager().store)
+    study = studies.get(study_id)
+    if study is None:
+        st.warning(f"Study `{study_id}` is gone.")
+        return
+    plan = studies.plan(study_id)
+    counts = _counts(plan)
+    done = counts.get(RunStatus.FINISHED, 0)
+    st.progress(done / max(1, counts["total"]), text=_progress_text(counts))
+    training = [row for row in plan if row["run"] is not None and row["run"]["status"] in (RunStatus.RUNNING, RunStatus.PAUSED)]
+    if training:
+        st.caption("Now: " + " · ".join(
+            f"{(row['run'].get('tags') or {}).get('label') or row['run']['name']} seed {row['seed']}: step "
+            f"{row['run']['step']:,} / {row['run']['total_steps']:,}" + (" (paused)" if row["run"]["status"] == RunStatus.PAUSED else "")
+            for row in training))
+    if polling and (_drawn_with(study, plan) != shown or not _alive(plan)):
+        st.rerun()
+
+
+def _curve(store: Any, level: Level, split: str, key: str, runs: dict[str, dict]) -> tuple:
+    """``summary.level_curves``, read again only when a run of the level moved since the last look."""
+    memo: dict = ss.setdefault("study_curve_memo", {})
+    mark = tuple((rid, runs[rid]["status"], runs[rid]["step"], runs[rid]["updated"]) if rid in runs else (rid,)
+                 for rid in level.run_ids.values())
+    k = (split, key, level.label, tuple(level.run_ids.values()))
+    if k in memo and memo[k][0] == mark:
+        return memo[k][1]
+    value = level_curves(store, level, split, key)
+    memo[k] = (mark, value)
+    while len(memo) > CURVE_MEMO:
+        memo.pop(next(iter(memo)))
+    return value
+
+
+def _ahead(store: Any, level: Level, split: str, key: str, runs: dict[str, dict], shared: tuple) -> tuple | None:
+    """The level's seeds that have trained furthest, where the others lag behind (its next seed
+    has just started): their curve beyond the steps all its seeds share, or None."""
+    steps = {s: runs[rid]["step"] for s, rid in level.run_ids.items() if rid in runs and runs[rid]["step"]}
+    if len(steps) < 2 or len(set(steps.values())) == 1:
+        return None
+    top = max(steps.values())
+    front = Level(level.label, level.level, level.seeds,
+                  run_ids={s: level.run_ids[s] for s, step in steps.items() if step == top})
+    curve = _curve(store, front, split, key, runs)
+    if not len(curve[0]) or (len(shared[0]) and curve[0][-1] <= shared[0][-1]):
+        return None
+    cut = int(np.searchsorted(curve[0], shared[0][-1])) if len(shared[0]) else 0  # from the last shared step on
+    return tuple(a[cut:] for a in curve[:3]) + (curve[3],)
+
+
+def curves_panel(study_id: str, levels: list[Level], baselines: list[Level], tasks: list[str], meta: dict,
+                 labels: dict[str, str], colors: dict[str, str], legend: str, smoothing: float) -> None:
+    """Every few seconds: each task's primary validation metric and the total training loss, per
+    level as its mean over seeds with a ± 1 std band (the baselines grey, dashed)."""
+    store = manager().store
+    runs = {row["run_id"]: row["run"] for row in StudyStore(store).plan(study_id) if row["run"] is not None}
+    keyed = [(t, f"{t}/{meta[t]['primary']}") for t in tasks if meta[t]["primary"]]
+    by_label = {labels[k]: v for k, v in colors.items()}
+
+    def series(split: str, key: str) -> tuple[dict, dict]:
+        curves, ahead = {}, {}
+        for lv in levels:
+            curves[labels[lv.label]] = shared = _curve(store, lv, split, key, runs)
+            if (more := _ahead(store, lv, split, key, runs, shared)) is not None:
+                ahead[labels[lv.label]] = more
+        return curves, ahead
+
+    for i in range(0, len(keyed) + 1, 2):
+        cols = st.columns(2)
+        for col, item in zip(cols, (keyed + [("", "loss/total")])[i:i + 2], strict=False):
+            task, key = item
+            with col:
+                if task:
+                    arrow = "↑" if meta[task]["higher_is_better"] else "↓"
+                    curves, ahead = series("val", key)
+                    base = {lv.label: _curve(store, lv, "val", key, runs) for lv in baselines if lv.level.get("task") == task}
+                    fig = band_figure(curves, f"{meta[task]['title']}: validation {meta[task]['primary']} {arrow}",
+                                      meta[task]["primary"], by_label, base, legend, uirevision=study_id, ahead=ahead)
+                    live_chart(fig, key=f"study_{study_id}_task_{task}")
+                else:
+                    curves, ahead = series("train", key)
+                    fig = band_figure(curves, "Total (weighted) training loss", "loss", by_label, None, legend,
+                                      uirevision=study_id, ahead=ahead, smoothing=smoothing)
+                    live_chart(fig, key=f"study_{study_id}_total")
+
+
+def _baseline_levels(spec: StudySpec, plan: list[dict]) -> list[Level]:
+    """The single-task baselines as levels (one per task, or per task and width ...), for their curves."""
+    try:
+        names = baseline_labels([p for p in expand(spec) if p.role == "baseline"])
+    except MTLError:
+        return []
+    out: dict[str, Level] = {}
+    for row in plan:
+        if row["role"] != "baseline" or row["key"] not in names:
+            continue
+        name = f"{names[row['key']]} alone"
+        lv = out.setdefault(name, Level(name, {"task": row["task"]}, []))
+        lv.seeds.append(row["seed"])
+        if row["run_id"]:
+            lv.run_ids[row["seed"]] = row["run_id"]
+    return list(out.values())
+
+
+# ------------------------------------------------------------------ the final table
+def _csv_table(summary: Any, rows: list[dict], seeds: int) -> pd.DataFrame:
+    """``summary.table`` with the baselines' rows (each in its task's columns): plain numbers, for the CSV."""
+    rows = [dict(r) for r in rows]
+    for name, iv in summary.baselines.items():
+        task = name.split(" ")[0]
+        rows.append({"level": f"baseline: {name}", "seeds finished": f"{iv.n} of {seeds}",
+                     f"{task} {summary.primary.get(task, '')}": iv.mean,
+                     f"{task} ± 95% CI": iv.half_width if iv.n > 1 else None})
+    return pd.DataFrame(rows)
+
+
+def _ci(iv: Any) -> str | None:
+    """``0.354 ± 0.018`` (the half-width of the 95% CI); one seed has no interval to give."""
+    if iv is None or iv.n == 0:
+        return None
+    return f"{iv.mean:.4g} (1 seed)" if iv.n == 1 else str(iv)
+
+
+def _shown_table(summary: Any, rows: list[dict], meta: dict, factors: list[str], seeds: int) -> pd.DataFrame:
+    """What the page shows of the table: each mean with its 95% CI in one cell, the ranking next to them."""
+    def metric_col(t: str) -> str:
+        return f"{meta[t]['title']} {summary.primary.get(t, '')} {'↑' if summary.higher_is_better.get(t, True) else '↓'}"
+
+    out = []
+    for lv, row in zip(summary.levels, rows, strict=True):
+        shown: dict[str, Any] = {"level": lv.label}
+        if len(factors) > 1:
+            shown.update({f: row.get(f"factor:{f}") for f in factors})
+        shown.update({metric_col(t): _ci(lv.metrics.get(t)) for t in summary.tasks})
+        shown["Δm (%) ↑"] = _ci(lv.delta_m)
+        shown.update({"rank": row["rank"], "cannot be told apart from": row["cannot be told apart from"],
+                      "seeds finished": row["seeds finished"], "failed": row["failed"], "seconds": row["seconds"],
+                      "parameters": row["parameters"]})
+        out.append(shown)
+    for name, iv in summary.baselines.items():
+        task = name.split(" ")[0]
+        out.append({"level": f"baseline: {name}", **({metric_col(task): _ci(iv)} if task in meta else {}),
+                    "seeds finished": f"{iv.n} of {seeds}"})
+    return pd.DataFrame(out)
+
+
+TABLE_CONFIG = {
+    "Δm (%) ↑": st.column_config.TextColumn(help="Δm against the single-task baselines (Maninis et al., 2019), seed by "
+                                            "seed against the same seed's baselines: mean ± 95% CI"),
+    "rank": st.column_config.NumberColumn(format="%d", help="1 + the number of levels significantly better"),
+    "seconds": st.column_config.NumberColumn("s / run", format="%.1f", help="Training seconds per run, mean over seeds"),
+    "parameters": st.column_config.NumberColumn(format="localized"),
+}
+
+
+def _runs_list(summary: Any, baselines: list[Level], runs: dict[str, dict]) -> None:
+    """Every run of the study, by level and seed: one click opens it on Live training."""
+    groups = [(lv.label, lv.run_ids, lv.seeds) for lv in summary.levels]
+    groups += [(lv.label, lv.run_ids, lv.seeds) for lv in baselines]
+    for label, run_ids, seeds in groups:
+        with st.container(horizontal=True, vertical_alignment="center", gap="small"):
+            st.markdown(f"**{label}**", width="content")
+            for seed in seeds:
+                rid = run_ids.get(seed)
+                run = runs.get(rid) if rid else None
+                if run is None:
+                    st.button(f"seed {seed}", key=f"study_open_{label}_{seed}", disabled=True, type="tertiary",
+                              help="not started yet")
+                    continue
+                if st.button(f"seed {seed}", key=f"study_open_{rid}", type="tertiary", icon=RUN_ICONS.get(run["status"]),
+                             help=f"{run['name']}: {run['status']}, step {run['step']:,} / {run['total_steps']:,}. "
+                                  "Open it on Live training."):
+                    open_run(rid)
+
+
+# ------------------------------------------------------------------ page
+st.title("Studies")
+studies = StudyStore(manager().store)
+listed = studies.list()  # newest first
+if not listed:
+    st.info("No studies yet. A study trains many runs as one experiment (factors x seeds, with the single-task "
+            "baselines) and reads them back with error bars. Start one from **Setup** (its **Start as a study** "
+            "section), or from a shell: `python -m mtl_core study run SPEC.json`.")
+    st.stop()
+
+plans = {s["id"]: studies.plan(s["id"]) for s in listed}
+labels_of = {}
+for s in listed:
+    c = _counts(plans[s["id"]])
+    when = datetime.fromtimestamp(s["created"]).strftime("%b %d %H:%M") if s.get("created") else ""
+    labels_of[s["id"]] = (f"{s['name']} · {_state(s, c, _alive(plans[s['id']], check=False))} · "
+                          f"{c.get(RunStatus.FINISHED, 0)} of {c['total']} runs finished" + (f" · {when}" if when else ""))
+current = _selected()
+if current in labels_of:
+    ss["study_picker"] = current
+elif ss.get("study_picker") not in labels_of:
+    ss["study_picker"] = listed[0]["id"]
+study_id = st.sidebar.selectbox("Study", list(labels_of), key="study_picker", format_func=labels_of.__getitem__,
+                                on_change=_picked, help="Studies newest first.")
+if current and current not in labels_of:
+    st.warning(f"There is no study `{current}` in this runs directory; showing the newest one.")
+
+study = studies.get(study_id)
+plan = plans[study_id]
+try:
+    spec: StudySpec | None = StudySpec.from_dict(study["spec"])
+except MTLError as e:
+    spec = None
+    st.error(f"This study's spec no longer loads: {e}")
+counts = _counts(plan)
+alive = _alive(plan)
+state = _state(study, counts, alive)
+
+st.markdown(f"### {study['name']} &nbsp; :{STATE_BADGE.get(state, 'gray')}-badge[{state}]")
+seeds_n = len(spec.seed_list()) if spec is not None else 0
+factors = list((spec.factors if spec is not None else {}) or {})
+st.caption(f"`{study_id}` · " + (" · ".join(filter(None, [
+    ", ".join(f"{k}: {len(v) if isinstance(v, list) else v.get('n', '?')} levels" for k, v in spec.factors.items())
+    or "no factors (the base config)", f"{seeds_n} seed{'s' if seeds_n != 1 else ''}",
+    "with single-task baselines" if spec.baselines else ""])) if spec is not None else ""))
+with st.expander("Spec (JSON)", icon=":material/data_object:"):
+    st.code(json.dumps(study["spec"], indent=2), language="json")
+_controls(study, spec, state, alive)
+st.fragment(progress_panel, run_every=PROGRESS_SECONDS if alive else None)(study_id, _drawn_with(study, plan), alive)
+
+try:
+    summary = summarize(manager().store, study_id)
+except MTLError as e:
+    st.error(f"This study cannot be summarised: {e}")
+    st.stop()
+meta = task_meta(summary.tasks)
+labels = {lv.label: short_label(lv.level) for lv in summary.levels}
+colors = level_colors([lv.label for lv in summary.levels])
+baselines = _baseline_levels(spec, plan) if spec is not None else []
+runs = {row["run_id"]: row["run"] for row in plan if row["run"] is not None}
+
+# -- the verdict and the final table ------------------------------------------------------------
+st.subheader("Result")
+sentence = summary.sentence[:1].upper() + summary.sentence[1:]
+if summary.ranking:
+    st.success(sentence, icon=":material/insights:")
+else:
+    st.info(sentence)
+done = counts.get(RunStatus.FINISHED, 0)
+st.caption((f"Ranked on {summary.ranked_on}. " if summary.ranked_on else "")
+           + "Each task's primary metric and Δm are the mean ± 95% CI over the finished seeds (Student's t; Δm paired "
+             "by seed against the same seed's baselines); a rank is 1 + the levels significantly better, and levels "
+             f"that cannot be told apart at this number of seeds are named. {HONEST}"
+           + ("" if done == counts["total"] else f" So far {done} of {counts['total']} runs have finished."))
+rows = table(summary)
+df = _csv_table(summary, rows, seeds_n)
+shown = _shown_table(summary, rows, meta, factors, seeds_n)
+event = st.dataframe(shown, hide_index=True, column_config=TABLE_CONFIG, key=f"study_table_{study_id}",
+                     on_select="rerun", selection_mode="single-row", placeholder="–")
+st.caption("Each cell: the mean over the finished seeds ± the half-width of its 95% CI, on the test split.")
+picked = event.selection.rows if event is not None else []
+if picked and picked[0] < len(summary.levels):
+    lv = summary.levels[picked[0]]
+    ids = [(s, lv.run_ids[s]) for s in lv.seeds if s in lv.run_ids]
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.markdown(f"Open a run of **{lv.label}** on Live training:", width="content")
+        for seed, rid in ids:
+            if st.button(f"seed {seed}", key=f"study_pick_{rid}", icon=RUN_ICONS.get(runs[rid]["status"]) if rid in runs else None):
+                open_run(rid)
+else:
+    st.caption("Pick a row to open its runs, or use the list of runs below.")
+downloads = st.container(horizontal=True)
+d1 = d2 = d3 = downloads
+stem = "".join(ch if ch.isalnum() else "_" for ch in study["name"])[:60] or study_id
+d1.download_button("Table (CSV)", df.to_csv(index=False).encode(), f"{stem}.csv", "text/csv",
+                   key=f"study_csv_{study_id}", icon=":material/download:", on_click="ignore")
+d2.download_button("Summary (JSON)", to_json(summary), f"{stem}_summary.json", "application/json",
+                   key=f"study_summary_{study_id}", icon=":material/download:", on_click="ignore")
+d3.download_button("Spec (JSON)", json.dumps(study["spec"], indent=2), f"{stem}_spec.json", "application/json",
+                   key=f"study_spec_{study_id}", icon=":material/download:", on_click="ignore",
+                   help="The file `python -m mtl_core study run` takes: the same study again, or a start for a new one.")
+
+# -- banded curves, live ------------------------------------------------------------------------
+st.subheader("Curves")
+st.caption("Each level's mean over its seeds; band: ± 1 std over seeds, on the steps every seed of the level has "
+           "reached (dotted beyond them: the seeds that are further on). Validation metrics as training monitors "
+           "them; single-task baselines grey and dashed.")
+with st.sidebar:
+    smoothing = st.slider("Smoothing (training loss)", 0.0, 0.99, 0.6, 0.01, key="study_smoothing",
+                          help="Exponential moving average of the mean and the band of the per-step training loss.")
+st.fragment(curves_panel, run_every=CHART_SECONDS if alive else None)(
+    study_id, summary.levels, baselines, summary.tasks, meta, labels, colors, factor_title(factors), smoothing)
+
+# -- trade-off and Pareto front -----------------------------------------------------------------
+st.subheader("Trade-off between tasks")
+scored = [t for t in summary.tasks if meta[t]["primary"]]
+titles = {t: meta[t]["title"] for t in summary.tasks}
+if len(scored) < 2:
+    st.info("The study trains one task: there is no trade-off between tasks to draw.")
+elif not any(lv.metrics for lv in summary.levels):
+    st.info("The trade-off appears once a level has a finished run.")
+else:
+    tx, ty = scored[0], scored[1]
+    if len(scored) > 2:
+        a, b = st.columns(2)
+        tx = a.selectbox("x axis", scored, index=0, key=f"study_x_{study_id}", format_func=titles.get)
+        ty = b.selectbox("y axis", scored, index=1, key=f"study_y_{study_id}", format_func=titles.get)
+    if tx == ty:
+        st.info("Pick two different tasks.")
+    else:
+        on = pareto_levels(summary, [tx, ty])
+        st.plotly_chart(tradeoff_figure(summary, tx, ty, on, labels, colors, titles), key=f"study_tradeoff_{study_id}",
+                        width="stretch")
+        st.caption("Each level at its mean test metrics, with 95% CI error bars (none with one seed); red diamonds on "
+                   "the dashed line: the Pareto front, levels no other level beats on both tasks. Dotted lines: each "
+                   "task learnt alone.")
+    if len(scored) > 2:
+        front = pareto_levels(summary, scored)
+        rows = [{"level": lv.label, **{f"{t} {summary.primary[t]}": str(lv.metrics[t]) if t in lv.metrics else "–"
+                                       for t in scored}} for lv, f in zip(summary.levels, front, strict=False) if f]
+        st.markdown(f"**Pareto front over all {len(scored)} tasks** ({len(rows)} of {len(summary.levels)} levels)")
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key=f"study_front_{study_id}")
+
+# -- parallel coordinates -----------------------------------------------------------------------
+st.subheader("Factors against metrics")
+fig, left_out = parcoords_figure(summary, titles)
+if fig is None:
+    st.info("One line per finished run appears here: its factor values and its test metrics.")
+else:
+    st.plotly_chart(fig, key=f"study_parcoords_{study_id}", width="stretch")
+    st.caption("One line per finished run (each seed), coloured by Δm where the baselines are there; drag along an "
+               "axis to pick a range and see which factor values go with which metrics."
+               + (f" Left out (not every run has them): {', '.join(left_out)}." if left_out else ""))
+
+# -- the runs -----------------------------------------------------------------------------------
+st.subheader("Runs")
+st.caption("Every run of the study is an ordinary run: click one to watch or inspect it on Live training.")
+_runs_list(summary, baselines, runs)
