@@ -12,7 +12,9 @@ testable without Streamlit.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
 import typing
 from collections.abc import MutableMapping
 from pathlib import Path
@@ -30,6 +32,10 @@ AUGMENT_ON = {"hflip": 0.5, "vflip": 0.5, "crop": 0.5, "rotation": 15.0, "color_
 AUGMENT_EXTRA = ("crop_scale_min", "blur_sigma")  # parameters of a transform, never "off"
 _SCALAR = (int, float, str, bool)
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "configs"  # the example experiments
+QUICK_SPEC = Path(__file__).resolve().parents[1] / "assets" / "studies" / "quick_methods.json"
+STUDY = "study."  # the "Start as a study" section's keys: study.methods, study.seeds ...
+STUDY_DEFAULTS: dict[str, Any] = {"methods": [], "sweep": False, "sweep_task": None, "sweep_lo": 0.1, "sweep_hi": 10.0,
+                                  "sweep_n": 3, "archs": [], "seeds": 3, "baselines": True, "quick": False, "name": ""}
 
 
 def _scalar_fields(cls: type) -> list[tuple[str, type]]:
@@ -185,5 +191,70 @@ def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
     return out
 
 
+# ------------------------------------------------------------------ "Start as a study"
+def quick_base(path: Path = QUICK_SPEC) -> dict[str, Any]:
+    """The quick preset's settings (``base`` of ``assets/studies/quick_methods.json``: 32 px,
+    400 steps ...) without its tasks: the quick switch makes a study fast, it keeps the tasks."""
+    base = json.loads(path.read_text())["base"]
+    return {k: v for k, v in base.items() if k != "tasks"}
+
+
+def _merge(into: dict, over: dict) -> dict:
+    for k, v in over.items():
+        into[k] = _merge(into[k], v) if isinstance(v, dict) and isinstance(into.get(k), dict) else copy.deepcopy(v)
+    return into
+
+
+def study_choices(ss: MutableMapping[str, Any]) -> dict[str, Any]:
+    """The section's values (``study.<name>`` keys), defaults where unset."""
+    return {k: ss.get(STUDY + k, v) for k, v in STUDY_DEFAULTS.items()}
+
+
+def study_spec(cfg: ExperimentConfig, choices: dict[str, Any], quick: dict[str, Any] | None = None) -> Any:
+    """The study the section describes, on the form's config as its base: a
+    :class:`mtl_core.studies.spec.StudySpec` (raises ConfigError naming the field)."""
+    from mtl_core.studies.spec import StudySpec
+
+    base = cfg.to_dict()
+    base.pop("baseline_of", None)
+    factors: dict[str, Any] = {}
+    if choices["methods"]:
+        factors["weighting.method"] = list(choices["methods"])
+        base["weighting"]["params"] = {}  # the form's hyperparameters are its method's: each method its defaults
+    if choices["sweep"] and choices["sweep_task"]:
+        factors[f"weighting.weights.{choices['sweep_task']}"] = {
+            "log": [float(choices["sweep_lo"]), float(choices["sweep_hi"])], "n": int(choices["sweep_n"])}
+    if choices["archs"]:
+        factors["model.architecture"] = list(choices["archs"])
+    if choices["quick"]:
+        base = _merge(base, quick if quick is not None else quick_base())
+    name = (choices["name"] or "").strip() or cfg.name or "study from Setup"
+    return StudySpec.from_dict({"name": name, "base": base, "factors": factors, "seeds": int(choices["seeds"]),
+                                "baselines": bool(choices["baselines"])})
+
+
+FACTOR_WORDS = {"weighting.method": ("method", "methods"), "model.architecture": ("architecture", "architectures")}
+
+
+def study_size(spec: Any, planned: list[Any]) -> str:
+    """``3 methods x 3 seeds + 6 baselines = 15 runs`` for a spec and its expansion."""
+    seeds = len(spec.seed_list())
+    trials = sum(1 for p in planned if p.role == "trial")
+    baselines = len(planned) - trials
+    parts = []
+    for path, levels in spec.factors.items():
+        n = len(levels) if isinstance(levels, list) else int(levels.get("n", 0))
+        one, many = FACTOR_WORDS.get(path, (f"{path.rsplit('.', 1)[-1]} weight", f"{path.rsplit('.', 1)[-1]} weights")
+                                     if path.startswith("weighting.weights.") else (path, path))
+        parts.append(f"{n} {one if n == 1 else many}")
+    if not parts:
+        parts = ["1 config"]
+    text = " x ".join([*parts, f"{seeds} seed{'s' if seeds != 1 else ''}"])
+    if baselines:
+        text += f" + {baselines} baseline{'s' if baselines != 1 else ''}"
+    return f"{text} = {len(planned)} run{'s' if len(planned) != 1 else ''}"
+
+
 __all__ = ["AUGMENT_ON", "BASE_KEY", "EXAMPLES_DIR", "PREFIX", "Example", "build", "describe", "ensure", "examples",
-           "load", "method_class", "offers_rep_grad", "parse_upload", "scalar_paths"]
+           "load", "method_class", "offers_rep_grad", "parse_upload", "quick_base", "scalar_paths", "study_choices",
+           "study_size", "study_spec"]

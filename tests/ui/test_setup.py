@@ -251,3 +251,76 @@ def test_the_example_menu_fills_the_form(setup_page):
     assert at.selectbox(key=K + "model.architecture").value == "hard_sharing"
     assert any("Four tasks with depth" in s.value for s in at.success)
     assert not any("MTAN" in s.value for s in at.success)  # one message: the latest load's
+
+
+def study_section(at: AppTest):
+    """The "Start as a study" section's size line (or refusal) and its two buttons."""
+    return at.button(key="setup.study_start"), at.download_button(key="setup.study_download")
+
+
+def test_the_study_section_shows_its_size_and_starts_the_study(setup_page, runs_dir, monkeypatch):
+    from streamlit.runtime.media_file_manager import MediaFileManager
+
+    from mtl_core.runs.manager import get_manager
+    from mtl_core.studies.runner import StudyRunner
+    from mtl_core.studies.spec import StudySpec, expand
+    from mtl_core.studies.store import StudyStore
+
+    saved: dict[str, object] = {}  # file name -> what writes it (the spec is written when clicked)
+    original = MediaFileManager.add_deferred
+
+    def capture(self, data, mimetype, coordinates, file_name=None, **kw):
+        saved[file_name] = data
+        return original(self, data, mimetype, coordinates, file_name=file_name, **kw)
+
+    monkeypatch.setattr(MediaFileManager, "add_deferred", capture)
+    at = setup_page
+    at.multiselect(key=K + "tasks").set_value(["classification", "segmentation"])
+    for key, value in {"data.train_size": 64, "data.val_size": 32, "data.test_size": 32, "optim.batch_size": 16,
+                       "optim.steps": 4, "eval_every": 2, "optim.warmup_steps": 0}.items():
+        at.number_input(key=K + key).set_value(value)
+    at.slider(key=K + "data.image_size").set_value(32)
+    at.selectbox(key=K + "device").set_value("cpu").run()
+    at.multiselect(key="study.methods").set_value(["ew", "rlw"])
+    at.number_input(key="study.seeds").set_value(2)
+    at.text_input(key="study.name").set_value("from setup").run()
+    assert not at.exception
+    assert any(m.value == "**2 methods x 2 seeds + 4 baselines = 8 runs**" for m in at.markdown)
+    start, download = study_section(at)
+    assert not start.disabled and not download.proto.disabled
+    spec = StudySpec.from_json(saved["from_setup.json"]())  # the JSON `python -m mtl_core study run` takes
+    assert spec.name == "from setup" and spec.factors == {"weighting.method": ["ew", "rlw"]}
+    assert spec.seeds == 2 and spec.baselines and len(expand(spec)) == 8
+    assert spec.base_config().optim.steps == 4 and spec.base_config().tasks == ("classification", "segmentation")
+    start.click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    store = get_manager(runs_dir).store
+    studies = StudyStore(store).list()
+    assert [s["name"] for s in studies] == ["from setup"]
+    sid = studies[0]["id"]
+    assert at.session_state["study_id"] == sid and any(t.value == "Studies" for t in at.title)
+    plan = StudyStore(store).plan(sid)
+    assert len(plan) == 8 and all(row["run"] is not None and row["run"]["source"] == "study" for row in plan)
+    assert {row["run"]["status"] for row in plan} <= {"queued", "running", "finished"}
+    runner = StudyRunner(get_manager(runs_dir))
+    runner.stop(sid)
+    for row in plan:
+        get_manager(runs_dir).wait(row["run_id"], timeout=60)
+
+
+def test_the_quick_switch_and_a_refused_factor_show_in_the_study_section(setup_page):
+    at = setup_page
+    at.checkbox(key="study.quick").set_value(True).run()
+    assert any("32 px · 400 steps" in c.value and c.value.startswith("Runs like") for c in at.caption)
+    assert any(m.value.startswith("**1 config x 3 seeds + 9 baselines") for m in at.markdown)
+    at.checkbox(key="study.sweep").set_value(True).run()
+    assert at.selectbox(key="study.sweep_task").value == "segmentation"  # the last task, by default
+    at.number_input(key="study.sweep_lo").set_value(0.0).run()
+    assert not at.exception
+    refusal = [e.value for e in at.error if "This study is refused" in e.value]
+    assert refusal and "factors.weighting.weights.segmentation" in refusal[0] and "lo > 0" in refusal[0]
+    start, download = study_section(at)
+    assert start.disabled and download.proto.disabled
+    at.number_input(key="study.sweep_lo").set_value(0.5).run()
+    assert any(m.value.startswith("**3 segmentation weights x 3 seeds + 9 baselines = 18 runs") for m in at.markdown)
+    assert not study_section(at)[0].disabled
