@@ -277,3 +277,79 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
         except Exception:  # a dead page: keep the original error
             pass
         raise
+
+
+def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server):
+    """Setup's "Start as a study" (quick preset, two methods, one seed, no baselines) opens the
+    Studies page, whose banded curves gain points while the runs train, with no reload; Stop
+    stops the study."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=SLOW)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server}/setup")
+        expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=SLOW)
+        _settle(page)
+        page.get_by_text("Start as a study").click()
+        section = page.locator('[data-testid="stExpander"]').filter(has_text="Start as a study")
+        methods = section.get_by_role("combobox").first
+        expect(methods).to_be_visible()
+        page.wait_for_timeout(500)  # the expander's opening animation
+        for method in ("ew", "uw"):
+            option = page.get_by_role("option", name=re.compile(rf"^{method} \("))
+            for _ in range(5):  # a click during a rerun may not open the menu: open it again
+                methods.click()
+                try:
+                    option.wait_for(state="visible", timeout=3000)
+                    break
+                except Exception:
+                    page.keyboard.press("Escape")
+            option.click()
+            _settle(page)
+        page.keyboard.press("Escape")
+        expect(section.get_by_text("2 methods x 3 seeds")).to_be_visible()
+        _set_number(page, "Seeds", 1)
+        section.get_by_text("Single-task baselines").click()
+        _settle(page)
+        section.get_by_text("Quick (32 px").click()
+        _settle(page)
+        name = page.get_by_label("Study name", exact=True)
+        name.fill("e2e study")
+        name.press("Enter")
+        _settle(page)
+        expect(section.get_by_text("2 methods x 1 seed = 2 runs")).to_be_visible()
+        expect(section.get_by_text(re.compile(r"32 px · 400 steps"))).to_be_visible()
+        _shot(page, "study_1_setup")
+        section.get_by_role("button", name=re.compile("Start study")).click()
+
+        expect(page.get_by_role("heading", name="Studies", exact=True)).to_be_visible(timeout=SLOW)
+        expect(page.get_by_text("e2e study").first).to_be_visible()
+        expect(page.get_by_text("band: ± 1 std over seeds", exact=False)).to_be_visible()
+        page.evaluate("() => { window.__e2e_no_reload = true; }")
+        deadline = time.monotonic() + SLOW / 1000
+        first = 0
+        while time.monotonic() < deadline and first == 0:
+            page.wait_for_timeout(500)
+            first = _chart_points(page)
+        assert first > 0, "the Studies page drew no curve"
+        later = first
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and later <= first:
+            page.wait_for_timeout(1000)  # the curves redraw every few seconds
+            later = _chart_points(page)
+        assert later > first, f"the banded curves gained no points: {first} -> {later}"
+        assert page.evaluate("() => window.__e2e_no_reload === true"), "the Studies page reloaded itself"
+        _shot(page, "study_2_training")
+        page.get_by_role("button", name=re.compile("Stop")).click()
+        expect(page.get_by_text("stopped").first).to_be_visible(timeout=SLOW)
+        _settle(page)
+        _shot(page, "study_3_stopped")
+        assert not errors, f"JavaScript errors in the page: {errors}"
+    except BaseException:
+        try:
+            _shot(page, "study_failure")
+        except Exception:
+            pass
+        raise
