@@ -23,7 +23,7 @@ import streamlit as st
 from mtl_core.errors import MTLError
 from mtl_core.runs.status import ACTIVE, RunStatus
 from mtl_core.studies.runner import StudyRunner
-from mtl_core.studies.spec import StudySpec, expand
+from mtl_core.studies.spec import StudySpec, planned_runs
 from mtl_core.studies.store import StudyStore
 from mtl_core.studies.summary import Level, baseline_labels, level_curves, pareto_levels, summarize, table, to_json
 from mtl_core.tasks import task_meta
@@ -71,20 +71,29 @@ def _counts(plan: list[dict]) -> dict[str, int]:
     return counts
 
 
-def _alive(plan: list[dict], check: bool = True) -> bool:
-    """Whether a run of the study is queued or training (``check``: and its trainer still beats)."""
+def _alive(plan: list[dict], check: bool = True, study_id: str = "") -> bool:
+    """Whether a run of the study is queued or training (``check``: and its trainer still beats),
+    or (``study_id``) its search is still asking for trials in this process."""
     return any(row["run"] is not None and row["run"]["status"] in ACTIVE
-               and (not check or manager().is_active(row["run_id"])) for row in plan)
+               and (not check or manager().is_active(row["run_id"])) for row in plan) \
+        or (bool(study_id) and StudyRunner(manager()).searching(study_id))
 
 
-def _state(study: dict, counts: dict[str, int], alive: bool) -> str:
+def _asked(plan: list[dict]) -> int:
+    """How many trials (factor values, over their seeds) the study has: a search's grows as it asks."""
+    return len({json.dumps(row["level"], sort_keys=True) for row in plan if row["role"] == "trial"})
+
+
+def _state(study: dict, counts: dict[str, int], alive: bool, plan: list[dict] | None = None) -> str:
     """What a person needs to know of a study: training, paused, finished, stopped, interrupted
-    (nothing trains, yet runs are missing: carry on), or ended with failures."""
+    (nothing trains, yet runs are missing, or a search's trials: carry on), or ended with failures."""
     done, total = counts.get(RunStatus.FINISHED, 0), counts["total"]
-    if total and done == total:
-        return "finished"
     if alive:
         return "paused" if study["state"] == "paused" else "training"
+    trials = int((study["spec"].get("search") or {}).get("trials", 0) or 0)
+    searched = not trials or plan is None or _asked(plan) >= trials
+    if total and done == total and (searched or study["state"] == "finished"):
+        return "finished"
     if study["state"] == "stopped":
         return "stopped"
     if counts.get(RunStatus.FAILED) and done + counts[RunStatus.FAILED] == total:
@@ -92,9 +101,9 @@ def _state(study: dict, counts: dict[str, int], alive: bool) -> str:
     return "interrupted"
 
 
-def _progress_text(counts: dict[str, int]) -> str:
+def _progress_text(counts: dict[str, int], search: str = "") -> str:
     done, total = counts.get(RunStatus.FINISHED, 0), counts["total"]
-    parts = [f"{done} of {total} runs finished"]
+    parts = [f"{done} of {total} runs finished"] + ([search] if search else [])
     running = counts.get(RunStatus.RUNNING, 0) + counts.get(RunStatus.PAUSED, 0)
     if running:
         parts.append(f"{running} training" if not counts.get(RunStatus.PAUSED) else
@@ -156,11 +165,13 @@ def _controls(study: dict, spec: StudySpec | None, state: str, alive: bool) -> N
               help="For a stopped or interrupted study: resumes each unfinished run from its last checkpoint "
                    "(or starts it anew without one); no finished run is trained again.")
     now = len(spec.seed_list()) if spec is not None else 1
+    search = bool(spec is not None and spec.search)
     c4.number_input("Seeds in all", min_value=now + 1, max_value=max(now + 1, 50), value=now + 1, step=1,
-                    key=f"study_more_seeds_{sid}", help=f"The study has {now} seed{'s' if now != 1 else ''} now; "
+                    key=f"study_more_seeds_{sid}", disabled=spec is None or search, help=f"The study has {now} seed{'s' if now != 1 else ''} now; "
                     "more seeds train every level (and baseline) again with the new seeds.")
-    c5.button("More seeds", key=f"study_extend_{sid}", on_click=_act, args=("extend", sid), disabled=spec is None,
-              icon=":material/add:", width="stretch")
+    c5.button("More seeds", key=f"study_extend_{sid}", on_click=_act, args=("extend", sid),
+              disabled=spec is None or search, icon=":material/add:", width="stretch",
+              help="A search is extended with more trials, not seeds: start a new study." if search else None)
     if "study_action_note" in ss:
         st.toast(ss.pop("study_action_note"), icon=":material/check:")
     if ss.get("study_action_error"):
@@ -168,7 +179,7 @@ def _controls(study: dict, spec: StudySpec | None, state: str, alive: bool) -> N
 
 
 # ------------------------------------------------------------------ live parts
-def progress_panel(study_id: str, shown: tuple, polling: bool) -> None:
+def progress_panel(study_id: str, shown: tuple, polling: bool, trials: int) -> None:
     """Every second: the progress bar over runs and what trains now; one full rerun when a run
     starts, ends or is replaced (the table and controls are drawn from what the store holds)."""
     studies = StudyStore(manager().store)
@@ -179,14 +190,15 @@ def progress_panel(study_id: str, shown: tuple, polling: bool) -> None:
     plan = studies.plan(study_id)
     counts = _counts(plan)
     done = counts.get(RunStatus.FINISHED, 0)
-    st.progress(done / max(1, counts["total"]), text=_progress_text(counts))
+    search = f"search: {_asked(plan)} of {trials} trials asked" if trials else ""
+    st.progress(done / max(1, counts["total"]), text=_progress_text(counts, search))
     training = [row for row in plan if row["run"] is not None and row["run"]["status"] in (RunStatus.RUNNING, RunStatus.PAUSED)]
     if training:
         st.caption("Now: " + " · ".join(
             f"{(row['run'].get('tags') or {}).get('label') or row['run']['name']} seed {row['seed']}: step "
             f"{row['run']['step']:,} / {row['run']['total_steps']:,}" + (" (paused)" if row["run"]["status"] == RunStatus.PAUSED else "")
             for row in training))
-    if polling and (_drawn_with(study, plan) != shown or not _alive(plan)):
+    if polling and (_drawn_with(study, plan) != shown or not _alive(plan, study_id=study_id)):
         st.rerun()
 
 
@@ -260,7 +272,7 @@ def curves_panel(study_id: str, levels: list[Level], baselines: list[Level], tas
 def _baseline_levels(spec: StudySpec, plan: list[dict]) -> list[Level]:
     """The single-task baselines as levels (one per task, or per task and width ...), for their curves."""
     try:
-        names = baseline_labels([p for p in expand(spec) if p.role == "baseline"])
+        names = baseline_labels([p for p in planned_runs(spec, plan) if p.role == "baseline"])
     except MTLError:
         return []
     out: dict[str, Level] = {}
@@ -361,7 +373,7 @@ labels_of = {}
 for s in listed:
     c = _counts(plans[s["id"]])
     when = datetime.fromtimestamp(s["created"]).strftime("%b %d %H:%M") if s.get("created") else ""
-    labels_of[s["id"]] = (f"{s['name']} · {_state(s, c, _alive(plans[s['id']], check=False))} · "
+    labels_of[s["id"]] = (f"{s['name']} · {_state(s, c, _alive(plans[s['id']], check=False), plans[s['id']])} · "
                           f"{c.get(RunStatus.FINISHED, 0)} of {c['total']} runs finished" + (f" · {when}" if when else ""))
 current = _selected()
 if current in labels_of:
@@ -381,20 +393,24 @@ except MTLError as e:
     spec = None
     st.error(f"This study's spec no longer loads: {e}")
 counts = _counts(plan)
-alive = _alive(plan)
-state = _state(study, counts, alive)
+alive = _alive(plan, study_id=study_id)
+state = _state(study, counts, alive, plan)
+search = (spec.search if spec is not None else {}) or {}
 
 st.markdown(f"### {study['name']} &nbsp; :{STATE_BADGE.get(state, 'gray')}-badge[{state}]")
 seeds_n = len(spec.seed_list()) if spec is not None else 0
-factors = list((spec.factors if spec is not None else {}) or {})
-st.caption(f"`{study_id}` · " + (" · ".join(filter(None, [
-    ", ".join(f"{k}: {len(v) if isinstance(v, list) else v.get('n', '?')} levels" for k, v in spec.factors.items())
-    or "no factors (the base config)", f"{seeds_n} seed{'s' if seeds_n != 1 else ''}",
+factors = list(search.get("space", {}) if search else (spec.factors if spec is not None else {}) or {})
+what = (f"a search ({search.get('sampler', 'nsga2')}) of {search.get('trials', '?')} trials over {', '.join(factors)}"
+        if search else ", ".join(f"{k}: {len(v) if isinstance(v, list) else v.get('n', '?')} levels"
+                                 for k, v in (spec.factors if spec is not None else {}).items())
+        or "no factors (the base config)")
+st.caption(f"`{study_id}` · " + (" · ".join(filter(None, [what, f"{seeds_n} seed{'s' if seeds_n != 1 else ''}",
     "with single-task baselines" if spec.baselines else ""])) if spec is not None else ""))
 with st.expander("Spec (JSON)", icon=":material/data_object:"):
     st.code(json.dumps(study["spec"], indent=2), language="json")
 _controls(study, spec, state, alive)
-st.fragment(progress_panel, run_every=PROGRESS_SECONDS if alive else None)(study_id, _drawn_with(study, plan), alive)
+st.fragment(progress_panel, run_every=PROGRESS_SECONDS if alive else None)(
+    study_id, _drawn_with(study, plan), alive, int(search.get("trials", 0) or 0))
 
 try:
     summary = summarize(manager().store, study_id)
