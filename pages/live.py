@@ -87,6 +87,10 @@ def _header(run: dict) -> None:
     st.caption(f"`{run['id']}` · {', '.join(cfg.get('tasks', []))} · {arch} · {method} · "
                f"started from {run.get('source') or '?'} · device {run.get('device') or '?'}"
                + (f" · trained on {where}" if where else ""))
+    tags = run.get("tags") or {}
+    if tags.get("study"):  # a run of a study: its place in it, one click from the study's page
+        st.markdown(f"Part of study [{tags['study']}](/studies?study={tags['study']}): "
+                    f"{tags.get('label') or tags.get('role', '')}, seed {tags.get('seed', '?')}")
 
 
 def _messages(run: dict) -> None:

@@ -21,14 +21,25 @@ import pandas as pd
 import streamlit as st
 
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import ACTIVE, RunStatus
+from mtl_core.runs.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
-from mtl_core.studies.spec import StudySpec, planned_runs
+from mtl_core.studies.spec import StudySpec
 from mtl_core.studies.store import StudyStore
-from mtl_core.studies.summary import Level, baseline_labels, level_curves, pareto_levels, summarize, table, to_json
+from mtl_core.studies.summary import Level, level_curves, pareto_levels, summarize, table, to_json
 from mtl_core.tasks import task_meta
 from ui.live_plot import live_chart
 from ui.state import manager, open_run
+from ui.studies import (
+    baseline_levels,
+    csv_table,
+    drawn_with,
+    plan_counts,
+    progress_text,
+    shown_table,
+    study_alive,
+    study_state,
+    trials_asked,
+)
 from ui.study_charts import band_figure, factor_title, level_colors, parcoords_figure, short_label, tradeoff_figure
 
 ss = st.session_state
@@ -61,67 +72,6 @@ def _picked() -> None:
     value = ss.get("study_picker")
     if value and StudyStore(manager().store).get(str(value)) is not None:
         _select(value)
-
-
-def _counts(plan: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {"total": len(plan)}
-    for row in plan:
-        status = row["run"]["status"] if row["run"] is not None else "planned"
-        counts[status] = counts.get(status, 0) + 1
-    return counts
-
-
-def _alive(plan: list[dict], check: bool = True, study_id: str = "") -> bool:
-    """Whether a run of the study is queued or training (``check``: and its trainer still beats),
-    or (``study_id``) its search is still asking for trials in this process."""
-    return any(row["run"] is not None and row["run"]["status"] in ACTIVE
-               and (not check or manager().is_active(row["run_id"])) for row in plan) \
-        or (bool(study_id) and StudyRunner(manager()).searching(study_id))
-
-
-def _asked(plan: list[dict]) -> int:
-    """How many trials (factor values, over their seeds) the study has: a search's grows as it asks."""
-    return len({json.dumps(row["level"], sort_keys=True) for row in plan if row["role"] == "trial"})
-
-
-def _state(study: dict, counts: dict[str, int], alive: bool, plan: list[dict] | None = None) -> str:
-    """What a person needs to know of a study: training, paused, finished, stopped, interrupted
-    (nothing trains, yet runs are missing, or a search's trials: carry on), or ended with failures."""
-    done, total = counts.get(RunStatus.FINISHED, 0), counts["total"]
-    if alive:
-        return "paused" if study["state"] == "paused" else "training"
-    trials = int((study["spec"].get("search") or {}).get("trials", 0) or 0)
-    searched = not trials or plan is None or _asked(plan) >= trials
-    if total and done == total and (searched or study["state"] == "finished"):
-        return "finished"
-    if study["state"] == "stopped":
-        return "stopped"
-    if counts.get(RunStatus.FAILED) and done + counts[RunStatus.FAILED] == total:
-        return "ended with failures"
-    return "interrupted"
-
-
-def _progress_text(counts: dict[str, int], search: str = "") -> str:
-    done, total = counts.get(RunStatus.FINISHED, 0), counts["total"]
-    parts = [f"{done} of {total} runs finished"] + ([search] if search else [])
-    running = counts.get(RunStatus.RUNNING, 0) + counts.get(RunStatus.PAUSED, 0)
-    if running:
-        parts.append(f"{running} training" if not counts.get(RunStatus.PAUSED) else
-                     f"{counts.get(RunStatus.RUNNING, 0)} training, {counts[RunStatus.PAUSED]} paused")
-    if counts.get(RunStatus.QUEUED):
-        parts.append(f"{counts[RunStatus.QUEUED]} queued")
-    if counts.get(RunStatus.FAILED):
-        parts.append(f"{counts[RunStatus.FAILED]} failed")
-    ended = counts.get(RunStatus.STOPPED, 0) + counts.get(RunStatus.INTERRUPTED, 0) + counts.get("planned", 0)
-    if ended:
-        parts.append(f"{ended} to carry on")
-    return " · ".join(parts)
-
-
-def _drawn_with(study: dict, plan: list[dict]) -> tuple:
-    """What the page is drawn from: it reruns once when this changes (a run started, ended, was replaced)."""
-    return study["state"], tuple((row["key"], row["run_id"], row["run"]["status"] if row["run"] else None)
-                                 for row in plan)
 
 
 # ------------------------------------------------------------------ actions (button callbacks)
@@ -188,17 +138,17 @@ def progress_panel(study_id: str, shown: tuple, polling: bool, trials: int) -> N
         st.warning(f"Study `{study_id}` is gone.")
         return
     plan = studies.plan(study_id)
-    counts = _counts(plan)
+    counts = plan_counts(plan)
     done = counts.get(RunStatus.FINISHED, 0)
-    search = f"search: {_asked(plan)} of {trials} trials asked" if trials else ""
-    st.progress(done / max(1, counts["total"]), text=_progress_text(counts, search))
+    search = f"search: {trials_asked(plan)} of {trials} trials asked" if trials else ""
+    st.progress(done / max(1, counts["total"]), text=progress_text(counts, search))
     training = [row for row in plan if row["run"] is not None and row["run"]["status"] in (RunStatus.RUNNING, RunStatus.PAUSED)]
     if training:
         st.caption("Now: " + " · ".join(
             f"{(row['run'].get('tags') or {}).get('label') or row['run']['name']} seed {row['seed']}: step "
             f"{row['run']['step']:,} / {row['run']['total_steps']:,}" + (" (paused)" if row["run"]["status"] == RunStatus.PAUSED else "")
             for row in training))
-    if polling and (_drawn_with(study, plan) != shown or not _alive(plan, study_id=study_id)):
+    if polling and (drawn_with(study, plan) != shown or not study_alive(plan, study_id=study_id)):
         st.rerun()
 
 
@@ -269,66 +219,7 @@ def curves_panel(study_id: str, levels: list[Level], baselines: list[Level], tas
                     live_chart(fig, key=f"study_{study_id}_total")
 
 
-def _baseline_levels(spec: StudySpec, plan: list[dict]) -> list[Level]:
-    """The single-task baselines as levels (one per task, or per task and width ...), for their curves."""
-    try:
-        names = baseline_labels([p for p in planned_runs(spec, plan) if p.role == "baseline"])
-    except MTLError:
-        return []
-    out: dict[str, Level] = {}
-    for row in plan:
-        if row["role"] != "baseline" or row["key"] not in names:
-            continue
-        name = f"{names[row['key']]} alone"
-        lv = out.setdefault(name, Level(name, {"task": row["task"]}, []))
-        lv.seeds.append(row["seed"])
-        if row["run_id"]:
-            lv.run_ids[row["seed"]] = row["run_id"]
-    return list(out.values())
-
-
 # ------------------------------------------------------------------ the final table
-def _csv_table(summary: Any, rows: list[dict], seeds: int) -> pd.DataFrame:
-    """``summary.table`` with the baselines' rows (each in its task's columns): plain numbers, for the CSV."""
-    rows = [dict(r) for r in rows]
-    for name, iv in summary.baselines.items():
-        task = name.split(" ")[0]
-        rows.append({"level": f"baseline: {name}", "seeds finished": f"{iv.n} of {seeds}",
-                     f"{task} {summary.primary.get(task, '')}": iv.mean,
-                     f"{task} ± 95% CI": iv.half_width if iv.n > 1 else None})
-    return pd.DataFrame(rows)
-
-
-def _ci(iv: Any) -> str | None:
-    """``0.354 ± 0.018`` (the half-width of the 95% CI); one seed has no interval to give."""
-    if iv is None or iv.n == 0:
-        return None
-    return f"{iv.mean:.4g} (1 seed)" if iv.n == 1 else str(iv)
-
-
-def _shown_table(summary: Any, rows: list[dict], meta: dict, factors: list[str], seeds: int) -> pd.DataFrame:
-    """What the page shows of the table: each mean with its 95% CI in one cell, the ranking next to them."""
-    def metric_col(t: str) -> str:
-        return f"{meta[t]['title']} {summary.primary.get(t, '')} {'↑' if summary.higher_is_better.get(t, True) else '↓'}"
-
-    out = []
-    for lv, row in zip(summary.levels, rows, strict=True):
-        shown: dict[str, Any] = {"level": lv.label}
-        if len(factors) > 1:
-            shown.update({f: row.get(f"factor:{f}") for f in factors})
-        shown.update({metric_col(t): _ci(lv.metrics.get(t)) for t in summary.tasks})
-        shown["Δm (%) ↑"] = _ci(lv.delta_m)
-        shown.update({"rank": row["rank"], "cannot be told apart from": row["cannot be told apart from"],
-                      "seeds finished": row["seeds finished"], "failed": row["failed"], "seconds": row["seconds"],
-                      "parameters": row["parameters"]})
-        out.append(shown)
-    for name, iv in summary.baselines.items():
-        task = name.split(" ")[0]
-        out.append({"level": f"baseline: {name}", **({metric_col(task): _ci(iv)} if task in meta else {}),
-                    "seeds finished": f"{iv.n} of {seeds}"})
-    return pd.DataFrame(out)
-
-
 TABLE_CONFIG = {
     "Δm (%) ↑": st.column_config.TextColumn(help="Δm against the single-task baselines (Maninis et al., 2019), seed by "
                                             "seed against the same seed's baselines: mean ± 95% CI"),
@@ -371,9 +262,9 @@ if not listed:
 plans = {s["id"]: studies.plan(s["id"]) for s in listed}
 labels_of = {}
 for s in listed:
-    c = _counts(plans[s["id"]])
+    c = plan_counts(plans[s["id"]])
     when = datetime.fromtimestamp(s["created"]).strftime("%b %d %H:%M") if s.get("created") else ""
-    labels_of[s["id"]] = (f"{s['name']} · {_state(s, c, _alive(plans[s['id']], check=False), plans[s['id']])} · "
+    labels_of[s["id"]] = (f"{s['name']} · {study_state(s, c, study_alive(plans[s['id']], check=False), plans[s['id']])} · "
                           f"{c.get(RunStatus.FINISHED, 0)} of {c['total']} runs finished" + (f" · {when}" if when else ""))
 current = _selected()
 if current in labels_of:
@@ -392,9 +283,9 @@ try:
 except MTLError as e:
     spec = None
     st.error(f"This study's spec no longer loads: {e}")
-counts = _counts(plan)
-alive = _alive(plan, study_id=study_id)
-state = _state(study, counts, alive, plan)
+counts = plan_counts(plan)
+alive = study_alive(plan, study_id=study_id)
+state = study_state(study, counts, alive, plan)
 search = (spec.search if spec is not None else {}) or {}
 
 st.markdown(f"### {study['name']} &nbsp; :{STATE_BADGE.get(state, 'gray')}-badge[{state}]")
@@ -410,7 +301,7 @@ with st.expander("Spec (JSON)", icon=":material/data_object:"):
     st.code(json.dumps(study["spec"], indent=2), language="json")
 _controls(study, spec, state, alive)
 st.fragment(progress_panel, run_every=PROGRESS_SECONDS if alive else None)(
-    study_id, _drawn_with(study, plan), alive, int(search.get("trials", 0) or 0))
+    study_id, drawn_with(study, plan), alive, int(search.get("trials", 0) or 0))
 
 try:
     summary = summarize(manager().store, study_id)
@@ -420,7 +311,7 @@ except MTLError as e:
 meta = task_meta(summary.tasks)
 labels = {lv.label: short_label(lv.level) for lv in summary.levels}
 colors = level_colors([lv.label for lv in summary.levels])
-baselines = _baseline_levels(spec, plan) if spec is not None else []
+baselines = baseline_levels(spec, plan) if spec is not None else []
 runs = {row["run_id"]: row["run"] for row in plan if row["run"] is not None}
 
 # -- the verdict and the final table ------------------------------------------------------------
@@ -437,8 +328,8 @@ st.caption((f"Ranked on {summary.ranked_on}. " if summary.ranked_on else "")
              f"that cannot be told apart at this number of seeds are named. {HONEST}"
            + ("" if done == counts["total"] else f" So far {done} of {counts['total']} runs have finished."))
 rows = table(summary)
-df = _csv_table(summary, rows, seeds_n)
-shown = _shown_table(summary, rows, meta, factors, seeds_n)
+df = csv_table(summary, rows, seeds_n)
+shown = shown_table(summary, rows, meta, factors, seeds_n)
 event = st.dataframe(shown, hide_index=True, column_config=TABLE_CONFIG, key=f"study_table_{study_id}",
                      on_select="rerun", selection_mode="single-row", placeholder="–")
 st.caption("Each cell: the mean over the finished seeds ± the half-width of its 95% CI, on the test split.")

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from typing import Any
 
 from mtl_core.errors import ConfigError
+from mtl_core.runs.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
 from mtl_core.runs.manager import RunManager
 from mtl_core.runs.status import ACTIVE, RESUMABLE, RunStatus
 from mtl_core.studies.spec import Planned, StudySpec, expand, plan_trial, planned_runs
@@ -21,6 +23,11 @@ from mtl_core.studies.store import StudyStore
 
 _SEARCHES: dict[tuple[str, str], tuple[Any, threading.Thread]] = {}
 _SEARCHES_LOCK = threading.Lock()
+
+
+def search_owner(study_id: str) -> str:
+    """The owner row a running search keeps beating in the store."""
+    return f"search:{study_id}"
 
 
 def plan_rows(planned: list[Planned]) -> list[dict[str, Any]]:
@@ -115,12 +122,17 @@ class StudyRunner:
             running = self._searches.get(self._search_key(study_id))
             if running is not None and running[1].is_alive():
                 return
+        store = self.manager.store
+        owner = search_owner(study_id)
+        elsewhere = next((o for o in store.owners() if o["id"] == owner), None)
+        if elsewhere is not None and time.time() - float(elsewhere["heartbeat"] or 0) < HEARTBEAT_STALE_S:
+            raise ConfigError("study", f"study {study_id}'s search is going on in another process (host "
+                              f"{elsewhere['host']}, pid {elsewhere['pid']}); carry it on there, or stop it first")
         seeds = spec.seed_list()
         base = spec.base_config()
         trials, dims = parse_search(spec.search, spec.max_runs, len(seeds), 0)
         meta = task_meta(base.tasks)
         directions = ["maximize" if meta[t]["higher_is_better"] else "minimize" for t in base.tasks]
-        store = self.manager.store
 
         def objectives(run_ids: list[str]) -> list[float] | None:
             runs = [store.get_run(r) for r in run_ids]
@@ -159,7 +171,18 @@ class StudyRunner:
             else:
                 pending.append((level, ids))
         driver.replay(finished)
-        thread = threading.Thread(target=driver.run, args=(pending,), name=f"search-{study_id}", daemon=True)
+        host, pid = host_and_pid()
+        store.register_owner(owner, host, pid)  # another process sees the search is alive, and does not start a second
+
+        def search() -> None:
+            beat = Heartbeat(lambda: store.owner_heartbeat(owner), HEARTBEAT_SECONDS, name=f"beat-{owner}").start()
+            try:
+                driver.run(pending)
+            finally:
+                beat.stop()
+                store.remove_owner(owner)
+
+        thread = threading.Thread(target=search, name=f"search-{study_id}", daemon=True)
         with self._lock:
             self._searches[self._search_key(study_id)] = (driver, thread)
         thread.start()
@@ -168,10 +191,13 @@ class StudyRunner:
         return str(self.manager.store.root.resolve()), study_id
 
     def searching(self, study_id: str) -> bool:
-        """Whether this process is still asking the study's search for trials."""
+        """Whether the study's search is still asking for trials, here or in another process."""
         with self._lock:
             running = self._searches.get(self._search_key(study_id))
-        return running is not None and running[1].is_alive()
+        if running is not None and running[1].is_alive():
+            return True
+        row = next((o for o in self.manager.store.owners() if o["id"] == search_owner(study_id)), None)
+        return row is not None and time.time() - float(row["heartbeat"] or 0) < HEARTBEAT_STALE_S
 
     # -- steering ----------------------------------------------------------------------
     def _active_runs(self, study_id: str) -> list[str]:
@@ -218,6 +244,12 @@ class StudyRunner:
             status = row["run"]["status"] if row["run"] is not None else "planned"
             counts[status] = counts.get(status, 0) + 1
         counts["total"] = len(plan)
+        study = self.studies.require(study_id)
+        trials = int((study["spec"].get("search") or {}).get("trials", 0) or 0)
+        asked = len({repr(sorted(row["level"].items())) for row in plan if row["role"] == "trial"})
+        if (study["state"] != "finished" and plan and counts.get(RunStatus.FINISHED, 0) == len(plan)
+                and asked >= trials and not self.searching(study_id)):
+            self.studies.set_state(study_id, "finished")  # the last run of the study has just ended well
         return counts
 
     def wait(self, study_id: str, timeout: float | None = None) -> dict[str, int]:
@@ -230,7 +262,4 @@ class StudyRunner:
         for row in self.studies.plan(study_id):
             if row["run_id"]:
                 self.manager.wait(row["run_id"], timeout)
-        counts = self.progress(study_id)
-        if counts.get(RunStatus.FINISHED, 0) == counts["total"]:
-            self.studies.set_state(study_id, "finished")
-        return counts
+        return self.progress(study_id)

@@ -213,17 +213,22 @@ def table(summary: StudySummary) -> list[dict[str, Any]]:
                                "failed": len(lv.failed)}
         for t in summary.tasks:
             iv = lv.metrics.get(t)
-            row[f"{t} {summary.primary.get(t, '')}"] = iv.mean if iv else None
+            row[f"{t} {summary.primary.get(t, '')}"] = _num(iv.mean) if iv else None
             row[f"{t} ± 95% CI"] = _half(iv)
-        row["Δm (%)"] = lv.delta_m.mean if lv.delta_m else None
+        row["Δm (%)"] = _num(lv.delta_m.mean) if lv.delta_m else None
         row["Δm ± 95% CI"] = _half(lv.delta_m)
-        row["seconds"] = lv.seconds.mean if lv.seconds else None
+        row["seconds"] = _num(lv.seconds.mean) if lv.seconds else None
         row["parameters"] = lv.params
         r = rank.get(lv.label)
         row["rank"] = r.rank if r else None
         row["cannot be told apart from"] = ", ".join(r.tied_with) if r else ""
         rows.append(row)
     return rows
+
+
+def _num(x: float) -> float | None:
+    """A number for the table, None where there is none (no finite value: JSON has no NaN)."""
+    return float(x) if x is not None and np.isfinite(x) else None
 
 
 def _half(iv: Interval | None) -> float | None:
@@ -260,4 +265,4 @@ def to_json(summary: StudySummary) -> str:
     """The summary's table, ranking and sentence as JSON (for a download)."""
     return json.dumps({"study": {k: summary.study[k] for k in ("id", "name", "spec")}, "ranked_on": summary.ranked_on,
                        "sentence": summary.sentence, "levels": table(summary), "progress": summary.progress},
-                      indent=2, default=str)
+                      indent=2, default=str, allow_nan=False)

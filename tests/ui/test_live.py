@@ -266,3 +266,17 @@ def test_the_conflict_figures_follow_new_statistics_and_are_reused_between_them(
     assert later.grad_step == 151
     z = later.figures["gradcos_matrix"].data[0].z
     assert [list(row) for row in z] == [[1.0, 0.7, -0.2], [0.7, 1.0, 0.1], [-0.2, 0.1, 1.0]]
+
+
+def test_a_run_of_a_study_links_back_to_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.runs.store import RunStore
+
+    store = RunStore(tmp_path)
+    run_id = store.create_run(tiny_config(name="a trial").to_dict(), "a trial", "study", 10, status="finished",
+                              tags={"study": "study-x", "label": "weighting.method=pcgrad", "seed": 2, "role": "trial"})
+    at = page("live", run_id)
+    at.run()
+    no_exceptions(at)
+    assert any("[study-x](/studies?study=study-x)" in m.value and "weighting.method=pcgrad, seed 2" in m.value
+               for m in at.markdown)
