@@ -206,7 +206,7 @@ def _study_section(cfg: ExperimentConfig, errors: list[ConfigError], methods: li
         c2.checkbox("Single-task baselines", key=S + "baselines", persist_state=KEEP,
                   help="Each task learnt alone with the same data, model and seeds (reused when an earlier study "
                        "trained them), for Δm.")
-        st.checkbox("Quick (32 px, 400 steps …)", key=S + "quick", persist_state=KEEP,
+        st.checkbox("Quick (32 px, a few hundred steps …)", key=S + "quick", persist_state=KEEP,
                   help="Replaces the data, steps and evaluation settings above with the quick preset's "
                        "(assets/studies/quick_methods.json): a study of 15 runs in minutes on a laptop. "
                        "Your tasks stay as they are.")

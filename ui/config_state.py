@@ -194,7 +194,7 @@ def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
 # ------------------------------------------------------------------ "Start as a study"
 def quick_base(path: Path = QUICK_SPEC) -> dict[str, Any]:
     """The quick preset's settings (``base`` of ``assets/studies/quick_methods.json``: 32 px,
-    400 steps ...) without its tasks: the quick switch makes a study fast, it keeps the tasks."""
+    600 steps ...) without its tasks: the quick switch makes a study fast, it keeps the tasks."""
     base = json.loads(path.read_text())["base"]
     return {k: v for k, v in base.items() if k != "tasks"}
 

@@ -320,7 +320,7 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         name.press("Enter")
         _settle(page)
         expect(section.get_by_text("2 methods x 1 seed = 2 runs")).to_be_visible()
-        expect(section.get_by_text(re.compile(r"32 px · 400 steps"))).to_be_visible()
+        expect(section.get_by_text(re.compile(r"32 px · 600 steps"))).to_be_visible()
         _shot(page, "study_1_setup")
         section.get_by_role("button", name=re.compile("Start study")).click()
 

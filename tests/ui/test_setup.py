@@ -311,7 +311,7 @@ def test_the_study_section_shows_its_size_and_starts_the_study(setup_page, runs_
 def test_the_quick_switch_and_a_refused_factor_show_in_the_study_section(setup_page):
     at = setup_page
     at.checkbox(key="study.quick").set_value(True).run()
-    assert any("32 px · 400 steps" in c.value and c.value.startswith("Runs like") for c in at.caption)
+    assert any("32 px · 600 steps" in c.value and c.value.startswith("Runs like") for c in at.caption)
     assert any(m.value.startswith("**1 config x 3 seeds + 9 baselines") for m in at.markdown)
     at.checkbox(key="study.sweep").set_value(True).run()
     assert at.selectbox(key="study.sweep_task").value == "segmentation"  # the last task, by default
