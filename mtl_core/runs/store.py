@@ -26,13 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.errors import ConfigError, MTLError
+from mtl_core.runs.commands import Commands
 from mtl_core.runs.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
 from mtl_core.runs.schema import MIGRATIONS, SCHEMA_VERSION
-from mtl_core.runs.status import ACTIVE, STATUSES, TERMINAL
+from mtl_core.runs.status import ACTIVE, STATUSES
 
 RUNS_DIR_ENV = "MTL_RUNS_DIR"
-COMMAND_KINDS = ("pause", "resume", "stop", "weights")
-COMMAND_STATES = ("pending", "applied", "rejected")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -52,7 +51,7 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
-class RunStore:
+class RunStore(Commands):
     """Thread-safe access to ``<runs_dir>/runs.sqlite``; one connection per thread."""
 
     def __init__(self, runs_dir: str | os.PathLike | None = None) -> None:
@@ -280,49 +279,6 @@ class RunStore:
                 ids.append(run["id"])
         return ids
 
-    # -- commands -----------------------------------------------------------------
-    def send_command(self, run_id: str, kind: str, payload: dict[str, Any] | None = None) -> int:
-        """Queue a command for the run's trainer (it reads :meth:`pending_commands` each step);
-        returns its id. Refused, naming the run, when it does not exist or has ended."""
-        if kind not in COMMAND_KINDS:
-            raise ConfigError("kind", f"unknown command {kind!r}; one of {', '.join(COMMAND_KINDS)}")
-        if payload is not None and not isinstance(payload, dict):
-            raise ConfigError("payload", f"a command's payload is a dict, not {type(payload).__name__}")
-        check_run_id(run_id)
-        with self._tx() as c:
-            run = c.execute("SELECT status, step FROM runs WHERE id=?", (run_id,)).fetchone()
-            if run is None:
-                raise ConfigError("run_id", f"no run {run_id!r} in {self.root}; {_nothing_to(kind)}")
-            if run["status"] in TERMINAL:
-                hint = ("" if run["status"] == "finished"
-                        else "; resume it from its last checkpoint to train it again")
-                raise ConfigError("run_id", f"run {run_id} has ended ({run['status']} at step {run['step']}); "
-                                  f"{_nothing_to(kind)}{hint}")
-            cur = c.execute("INSERT INTO commands (run_id, kind, payload, created) VALUES (?,?,?,?)",
-                            (run_id, kind, json.dumps(payload) if payload is not None else None, time.time()))
-            return int(cur.lastrowid)
-
-    def pending_commands(self, run_id: str) -> list[dict[str, Any]]:
-        """The run's commands not yet applied or rejected, oldest first: ``id, kind, payload,
-        created``. One index range (commands_by_run): cheap enough to call every step."""
-        rows = self._conn().execute("SELECT id, kind, payload, created FROM commands WHERE run_id=? AND state='pending'"
-                                    " ORDER BY id", (run_id,)).fetchall()
-        return [{"id": r[0], "kind": r[1], "payload": _json(r[2]), "created": r[3]} for r in rows]
-
-    def mark_command(self, command_id: int, state: str, step: int | None = None, message: str | None = None) -> None:
-        """The trainer applied (at ``step``) or rejected (saying why in ``message``) a command."""
-        if state not in COMMAND_STATES[1:]:
-            raise ConfigError("state", f"a command is marked 'applied' or 'rejected', not {state!r}")
-        with self._tx() as c:
-            c.execute("UPDATE commands SET state=?, step=?, message=? WHERE id=?",
-                      (state, None if step is None else int(step), message, int(command_id)))
-
-    def commands(self, run_id: str) -> list[dict[str, Any]]:
-        """Every command sent to the run, oldest first, with its state, step and message."""
-        rows = self._conn().execute("SELECT id, kind, payload, created, state, step, message FROM commands"
-                                    " WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
-        return [{**dict(r), "payload": _json(r["payload"])} for r in rows]
-
     # -- metrics, events, checkpoints --------------------------------------------------
     def log_metrics(self, run_id: str, rows: list[tuple[int, str, str, float, float]]) -> None:
         """``rows``: ``(step, split, key, value, wall)``; written in one transaction."""
@@ -424,11 +380,6 @@ class RunStore:
     def latest_checkpoint(self, run_id: str, kind: str | None = None) -> dict[str, Any] | None:
         cks = [c for c in self.checkpoints(run_id) if (kind is None or c["kind"] == kind) and Path(c["path"]).exists()]
         return cks[-1] if cks else None
-
-
-def _nothing_to(kind: str) -> str:
-    return {"pause": "nothing to pause", "resume": "nothing to unpause", "stop": "nothing to stop",
-            "weights": "its task weights can no longer change"}[kind]
 
 
 def _set_wal(conn: sqlite3.Connection, seconds: float = 30.0) -> None:
