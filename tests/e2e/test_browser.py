@@ -299,16 +299,20 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         page.wait_for_timeout(500)  # the expander's opening animation
         for method in ("ew", "uw"):
             option = page.get_by_role("option", name=re.compile(rf"^{method} \("))
-            for _ in range(5):  # a click during a rerun may not open the menu: open it again
+            chip = section.locator('[data-baseweb="tag"]').filter(has_text=re.compile(rf"^{method} \("))
+            for _ in range(5):  # a click during a rerun may be lost (menu not opened, option not taken): again
                 methods.click()
                 try:
                     option.wait_for(state="visible", timeout=3000)
+                    option.click()
+                    _settle(page)
+                    chip.wait_for(state="visible", timeout=5000)
                     break
                 except Exception:
                     page.keyboard.press("Escape")
-            option.click()
+                    _settle(page)
+            page.keyboard.press("Escape")
             _settle(page)
-        page.keyboard.press("Escape")
         expect(section.get_by_text("2 methods x 3 seeds")).to_be_visible()
         _set_number(page, "Seeds", 1)
         section.get_by_text("Single-task baselines").click()
