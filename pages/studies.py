@@ -24,7 +24,7 @@ from mtl_core.errors import MTLError
 from mtl_core.runs.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec
-from mtl_core.studies.store import StudyStore
+from mtl_core.studies.store import StudyStore, plan_counts, trials_asked
 from mtl_core.studies.summary import Level, level_curves, pareto_levels, summarize, table, to_json
 from mtl_core.tasks import task_meta
 from ui.live_plot import live_chart
@@ -33,12 +33,10 @@ from ui.studies import (
     baseline_levels,
     csv_table,
     drawn_with,
-    plan_counts,
     progress_text,
     shown_table,
     study_alive,
     study_state,
-    trials_asked,
 )
 from ui.study_charts import band_figure, factor_title, level_colors, parcoords_figure, short_label, tradeoff_figure
 

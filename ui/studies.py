@@ -3,7 +3,6 @@ reads top to bottom: a study's state in words, its progress, which of its runs a
 baselines as levels for their curves, and the table as shown and as downloaded."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pandas as pd
@@ -12,16 +11,9 @@ from mtl_core.errors import MTLError
 from mtl_core.runs.status import ACTIVE, RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec, planned_runs
+from mtl_core.studies.store import trials_asked
 from mtl_core.studies.summary import Level, baseline_labels
 from ui.state import manager
-
-
-def plan_counts(plan: list[dict]) -> dict[str, int]:
-    counts: dict[str, int] = {"total": len(plan)}
-    for row in plan:
-        status = row["run"]["status"] if row["run"] is not None else "planned"
-        counts[status] = counts.get(status, 0) + 1
-    return counts
 
 
 def study_alive(plan: list[dict], check: bool = True, study_id: str = "") -> bool:
@@ -30,11 +22,6 @@ def study_alive(plan: list[dict], check: bool = True, study_id: str = "") -> boo
     return any(row["run"] is not None and row["run"]["status"] in ACTIVE
                and (not check or manager().is_active(row["run_id"])) for row in plan) \
         or (bool(study_id) and StudyRunner(manager()).searching(study_id))
-
-
-def trials_asked(plan: list[dict]) -> int:
-    """How many trials (factor values, over their seeds) the study has: a search's grows as it asks."""
-    return len({json.dumps(row["level"], sort_keys=True) for row in plan if row["role"] == "trial"})
 
 
 def study_state(study: dict, counts: dict[str, int], alive: bool, plan: list[dict] | None = None) -> str:

@@ -19,7 +19,7 @@ from mtl_core.runs.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbe
 from mtl_core.runs.manager import RunManager
 from mtl_core.runs.status import ACTIVE, RESUMABLE, RunStatus
 from mtl_core.studies.spec import Planned, StudySpec, expand, plan_trial, planned_runs
-from mtl_core.studies.store import StudyStore
+from mtl_core.studies.store import StudyStore, level_key, plan_counts, trials_asked
 
 _SEARCHES: dict[tuple[str, str], tuple[Any, threading.Thread]] = {}
 _SEARCHES_LOCK = threading.Lock()
@@ -161,7 +161,7 @@ class StudyRunner:
         by_level: dict[str, tuple[dict, list[str]]] = {}
         for row in self.studies.plan(study_id):
             if row["role"] == "trial" and row["run_id"]:
-                level, ids = by_level.setdefault(repr(sorted(row["level"].items())), (row["level"], []))
+                level, ids = by_level.setdefault(level_key(row["level"]), (row["level"], []))
                 ids.append(row["run_id"])
         finished, pending = [], []
         for level, ids in by_level.values():
@@ -204,22 +204,22 @@ class StudyRunner:
         return [row["run_id"] for row in self.studies.plan(study_id)
                 if row["run"] is not None and row["run"]["status"] in ACTIVE]
 
-    def pause(self, study_id: str) -> None:
-        self.studies.require(study_id)
+    def _each_active(self, study_id: str, command) -> None:
+        """``command(run_id)`` for every queued or training run of the study."""
         for run_id in self._active_runs(study_id):
             try:
-                self.manager.pause(run_id)
+                command(run_id)
             except ConfigError:  # it ended meanwhile
                 pass
+
+    def pause(self, study_id: str) -> None:
+        self.studies.require(study_id)
+        self._each_active(study_id, self.manager.pause)
         self.studies.set_state(study_id, "paused")
 
     def resume(self, study_id: str) -> None:
         self.studies.require(study_id)
-        for run_id in self._active_runs(study_id):
-            try:
-                self.manager.resume(run_id)
-            except ConfigError:
-                pass
+        self._each_active(study_id, self.manager.resume)
         self.studies.set_state(study_id, "active")
 
     def stop(self, study_id: str) -> None:
@@ -229,26 +229,17 @@ class StudyRunner:
             running = self._searches.get(self._search_key(study_id))
         if running is not None:
             running[0].stop_event.set()  # ask for no more trials
-        for run_id in self._active_runs(study_id):
-            try:
-                self.manager.stop(run_id)
-            except ConfigError:
-                pass
+        self._each_active(study_id, self.manager.stop)
         self.studies.set_state(study_id, "stopped")
 
     def progress(self, study_id: str) -> dict[str, int]:
         """How many planned runs are in each status (``planned``: no run yet) and in all."""
-        counts: dict[str, int] = {}
         plan = self.studies.plan(study_id)
-        for row in plan:
-            status = row["run"]["status"] if row["run"] is not None else "planned"
-            counts[status] = counts.get(status, 0) + 1
-        counts["total"] = len(plan)
+        counts = plan_counts(plan)
         study = self.studies.require(study_id)
         trials = int((study["spec"].get("search") or {}).get("trials", 0) or 0)
-        asked = len({repr(sorted(row["level"].items())) for row in plan if row["role"] == "trial"})
         if (study["state"] != "finished" and plan and counts.get(RunStatus.FINISHED, 0) == len(plan)
-                and asked >= trials and not self.searching(study_id)):
+                and trials_asked(plan) >= trials and not self.searching(study_id)):
             self.studies.set_state(study_id, "finished")  # the last run of the study has just ended well
         return counts
 

@@ -110,6 +110,25 @@ class StudyStore:
         return [r["study"] for r in self.runs.query("SELECT DISTINCT study FROM study_runs WHERE run_id=?", (run_id,))]
 
 
+def level_key(level: Mapping[str, Any]) -> str:
+    """One string per combination of factor values, whatever their order (a level's identity)."""
+    return json.dumps(dict(level), sort_keys=True, default=str)
+
+
+def plan_counts(plan: list[dict[str, Any]]) -> dict[str, int]:
+    """How many of a study's planned runs are in each status (``planned``: no run yet), and ``total``."""
+    counts: dict[str, int] = {"total": len(plan)}
+    for row in plan:
+        status = row["run"]["status"] if row["run"] is not None else "planned"
+        counts[status] = counts.get(status, 0) + 1
+    return counts
+
+
+def trials_asked(plan: list[dict[str, Any]]) -> int:
+    """How many trials (factor values, over their seeds) the study has: a search's grows as it asks."""
+    return len({level_key(row["level"]) for row in plan if row["role"] == "trial"})
+
+
 def _study_dict(row) -> dict[str, Any]:
     d = dict(row)
     d["spec"] = json.loads(d["spec"])
