@@ -5,9 +5,12 @@ Edit with ``dataclasses.replace``; store with every run and checkpoint. Errors n
 """
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import typing
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,6 +32,11 @@ class DataConfig:
     val_size: int = 512
     test_size: int = 512
     root: str = ""
+    # per task, training split only (see mtl_core.data.labels): a study of scarce, noisy or
+    # mis-scaled labels is an ordinary run with these set
+    label_fraction: dict[str, float] = field(default_factory=dict)  # task -> share of samples labelled; missing = 1
+    label_noise: dict[str, float] = field(default_factory=dict)  # task -> share of labels replaced by a random class
+    loss_scale: dict[str, float] = field(default_factory=dict)  # task -> loss multiplier before any weighting; missing = 1
 
 
 @dataclass(frozen=True)
@@ -115,18 +123,96 @@ class ExperimentConfig:
             raise ConfigError("config", f"not valid JSON ({e}); upload a file saved from Setup") from None
         return cls.from_dict(d)
 
+    def to_link(self) -> str:
+        """This config as a URL token: only what differs from the defaults, so links stay short."""
+        return to_link(changes(self.to_dict(), ExperimentConfig().to_dict()))
+
+    @classmethod
+    def from_link(cls, token: str) -> ExperimentConfig:
+        """The config a :meth:`to_link` token holds, merged over the defaults; a ConfigError naming the
+        field (``link: optim.lr: ...``) when it does not parse or validate."""
+        d = from_link(token)
+        if not isinstance(d, dict):
+            raise ConfigError("link", f"the link holds {type(d).__name__}, not a config")
+        merged = ExperimentConfig().to_dict()
+        for k, v in d.items():
+            if isinstance(v, dict) and isinstance(merged.get(k), dict) and k not in _WHOLE:
+                merged[k] = {**merged[k], **v}
+            else:
+                merged[k] = v
+        try:
+            cfg = cls.from_dict(merged)
+        except ConfigError as e:
+            raise ConfigError(f"link: {e.field}", e.message) from None
+        from mtl_core.validation import validate
+
+        errors = validate(cfg)
+        if errors:
+            raise ConfigError(f"link: {errors[0].field}", errors[0].message)
+        return cfg
+
     def single_task_baselines(self, run_id: str) -> list[ExperimentConfig]:
         """One config per task with the same backbone, data, budget and seed, for Δm."""
         out = []
         for t in self.tasks:
             w = dataclasses.replace(self.weighting, method="static", weights={t: 1.0}, params={}, rep_grad=False)
-            out.append(dataclasses.replace(self, name=f"{self.name or run_id} · {t} alone", tasks=(t,), weighting=w,
+            data = dataclasses.replace(self.data, **{k: {x: v for x, v in getattr(self.data, k).items() if x == t}
+                                                     for k in ("label_fraction", "label_noise", "loss_scale")})
+            out.append(dataclasses.replace(self, name=f"{self.name or run_id} · {t} alone", tasks=(t,), weighting=w, data=data,
                                            model=dataclasses.replace(self.model, architecture="hard_sharing"),
                                            baseline_of=run_id))
         return out
 
     def task_weight(self, task: str) -> float:
         return float(self.weighting.weights.get(task, 1.0))
+
+
+LINK_PREFIX = "c1."  # the link format's version: a later format keeps reading this one
+LINK_MAX_CHARS = 8000  # far above any real config's link (a few hundred characters), far below a URL's limit
+_LINK_MAX_BYTES = 64 * 1024
+
+
+def changes(d: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
+    """The entries of a config dict that differ from ``default`` (nested sections key by key;
+    a dict of task values or a list is kept whole when it differs)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        dv = default.get(k)
+        if isinstance(v, dict) and isinstance(dv, dict) and k not in _WHOLE:
+            sub = changes(v, dv)
+            if sub:
+                out[k] = sub
+        elif v != dv:
+            out[k] = v
+    return out
+
+
+_WHOLE = {"weights", "params", "label_fraction", "label_noise", "loss_scale"}
+
+
+def to_link(d: dict[str, Any]) -> str:
+    """A compact, URL-safe token for a (partial) config dict: JSON, deflated, base64url."""
+    raw = json.dumps(d, separators=(",", ":"), sort_keys=True).encode()
+    return LINK_PREFIX + base64.urlsafe_b64encode(zlib.compress(raw, 9)).decode().rstrip("=")
+
+
+def from_link(token: str, what: str = "link") -> Any:
+    """The JSON value a :func:`to_link` token holds; a ConfigError naming ``what`` when it does not parse."""
+    if not isinstance(token, str) or not token.startswith(LINK_PREFIX):
+        raise ConfigError(what, f"not a link made by MTL Studio (it should start with {LINK_PREFIX!r}); "
+                          "copy the whole link again")
+    if len(token) > LINK_MAX_CHARS:
+        raise ConfigError(what, f"{len(token)} characters is too long for a link (at most {LINK_MAX_CHARS})")
+    body = token[len(LINK_PREFIX):]
+    try:
+        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        inflater = zlib.decompressobj()
+        raw = inflater.decompress(packed, _LINK_MAX_BYTES)
+        if inflater.unconsumed_tail or not inflater.eof:
+            raise ValueError("truncated or too large")
+        return json.loads(raw)
+    except (binascii.Error, ValueError, zlib.error, UnicodeDecodeError, RecursionError):
+        raise ConfigError(what, "the link is damaged (cut short or changed by hand); copy the whole link again") from None
 
 
 _SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}

@@ -69,6 +69,26 @@ def check_weights(tasks: Sequence[str], weights: Mapping[str, float], method: An
     return {t: float(weights[t]) for t in tasks if t in weights}
 
 
+def label_errors(cfg: ExperimentConfig) -> list[ConfigError]:
+    """What is wrong with ``data.label_fraction``, ``data.label_noise`` and ``data.loss_scale``."""
+    from mtl_core.tasks import TASKS
+
+    e: list[ConfigError] = []
+    limits = {"label_fraction": (0.0, 1.0, True), "label_noise": (0.0, 1.0, False), "loss_scale": (0.0, 1e6, True)}
+    for name, (lo, hi, lo_open) in limits.items():
+        for t, v in getattr(cfg.data, name).items():
+            where = f"data.{name}.{t}"
+            if t not in cfg.tasks:
+                e.append(ConfigError(where, f"{t!r} is not a selected task; selected: {', '.join(cfg.tasks)}"))
+                continue
+            _range(e, where, v, lo, hi, lo_open=lo_open)
+            if name == "label_noise" and v > 0 and t in TASKS and not TASKS.get(t).takes_label_noise():
+                takes = [x for x in TASKS.available() if TASKS.get(x).takes_label_noise()]
+                e.append(ConfigError(where, f"{t} has no single class per image to replace; label noise "
+                                     f"applies to: {', '.join(takes)}"))
+    return e
+
+
 def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     """All problems with ``cfg`` (empty when it is good to train)."""
     from mtl_core.data import DATASETS
@@ -97,6 +117,7 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     _range(e, "data.train_size", d.train_size, 1, 10_000_000)
     _range(e, "data.val_size", d.val_size, 1, 1_000_000)
     _range(e, "data.test_size", d.test_size, 1, 1_000_000)
+    e += label_errors(cfg)
     if not e or all(x.field not in ("data.dataset", "data.image_size") for x in e):
         try:
             supplied = dataset_tasks(cfg)

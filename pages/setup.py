@@ -39,6 +39,7 @@ AUGMENTS = {  # field: (label, what the slider sets, lo, hi, step)
     "noise": ("Gaussian noise", "standard deviation", 0.0, 1.0, 0.01),
     "erasing": ("Random erasing", "probability", 0.0, 1.0, 0.05),
 }
+SECTIONS = ("data", "tasks", "model", "weighting", "augment", "optim", "start")
 ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
             "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
 
@@ -172,7 +173,13 @@ def _preview(key: str, n: int, draw: int) -> list:
     return preview_samples(ExperimentConfig.from_json(key), n, "train", True, draw)
 
 
+def _where(section: str, place: Any) -> Any:
+    """Where a section goes: its place on the page, or the collapsed expander of hidden settings."""
+    return place if section in shown or hidden is None else hidden
+
+
 # ------------------------------------------------------------------ page
+cs.load_link(ss, st.query_params.get("config"))
 cs.ensure(ss)
 cfg = cs.build(ss)
 ss["setup.config"] = cfg  # the Data page and tests read the form's config here
@@ -183,7 +190,15 @@ st.title("Setup")
 st.caption("Choose the data, the tasks, the model, how the task losses are fused and how training "
            "runs. Problems show next to the setting that causes them; Start is enabled once there are none.")
 
-examples = {ex.file: ex for ex in cs.examples()}
+note = ss.get("setup.link_note")
+if note:
+    (st.error if note[0] == "error" else st.success)(note[1], icon=":material/link:")
+shown = cs.link_sections(ss, SECTIONS) if st.query_params.get("instructor") == "1" else set(SECTIONS)
+instructor = shown != set(SECTIONS)
+hidden = st.expander("Settings this exercise leaves as they are", icon=":material/visibility_off:") if instructor else None
+if instructor:
+    st.caption("Set up from a shared link: only the settings this exercise changes are shown.")
+examples = {ex.file: ex for ex in cs.examples()} if not instructor else {}
 if examples:
     st.columns([2, 3])[0].selectbox(
         "Load an example", list(examples), index=None, key="setup.example", on_change=_on_example, args=(examples,),
@@ -196,7 +211,7 @@ if ss.get("setup.example_error"):
 elif ss.get("setup.example_ok"):
     st.success(ss["setup.example_ok"])
 
-with st.expander("Load or save a config file", expanded=bool(ss.get("setup.upload_error"))):
+with _where("files", st.container()), st.expander("Load or save a config file", expanded=bool(ss.get("setup.upload_error"))):
     up, down = st.columns([3, 2])
     with up:
         st.file_uploader("Load a config (JSON saved from here or by the CLI)", type=["json"], key="setup.upload",
@@ -212,7 +227,7 @@ with st.expander("Load or save a config file", expanded=bool(ss.get("setup.uploa
         st.button("Reset to defaults", key="setup.reset", on_click=_on_reset, icon=":material/restart_alt:")
 
 data_col, task_col = st.columns(2, gap="large")
-with data_col, st.container(border=True):
+with _where("data", data_col), st.container(border=True):
     st.subheader("Data")
     datasets = DATASETS.available()
     dataset = form.select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d,
@@ -262,9 +277,26 @@ with task_col, st.container(border=True):
     for t in cfg.tasks:
         if about.get(t, {}).get("description"):
             st.caption(f"**{titles[t]}**: {about[t]['description']}")
+    changed = any(getattr(cfg.data, n) for n in cs.TASK_DATA)
+    with st.expander("Scarce, noisy or mis-scaled labels, per task", expanded=changed or any(
+            e.field.startswith(tuple(f"data.{n}" for n in cs.TASK_DATA)) for e in errors)):
+        st.caption("Training split only. **Labelled**: the share of images that keep this task's label (the others "
+                   "are masked from its loss). **Noise**: the share of its labels replaced by a random class (1 = a "
+                   "distractor task). **Loss ×**: its loss multiplied before any weighting, as if in other units.")
+        for t in cfg.tasks:
+            a, b, c = st.columns(3)
+            a.number_input(f"{titles.get(t, t)}: labelled", 0.0, 1.0, step=0.05, key=f"{K}data.label_fraction.{t}",
+                           persist_state=KEEP, format="%.2f")
+            if TASKS.get(t).takes_label_noise() if t in TASKS else False:
+                b.number_input("noise", 0.0, 1.0, step=0.05, key=f"{K}data.label_noise.{t}", persist_state=KEEP,
+                               format="%.2f")
+            c.number_input("loss ×", 0.0, 1e6, step=1.0, key=f"{K}data.loss_scale.{t}", persist_state=KEEP,
+                           format="%g")
+            for n in cs.TASK_DATA:
+                form.problems(f"data.{n}.{t}")
 
 model_col, fusion_col = st.columns(2, gap="large")
-with model_col, st.container(border=True):
+with _where("model", model_col), st.container(border=True):
     st.subheader("Model")
     arch = form.select("model.architecture", "Architecture", ARCHITECTURES.available())
     if arch in ARCHITECTURES:
@@ -281,7 +313,7 @@ with model_col, st.container(border=True):
         form.problems("model.pretrained")
     form.problems("model")
 
-with fusion_col, st.container(border=True):
+with _where("weighting", fusion_col), st.container(border=True):
     st.subheader("Loss fusion")
     methods = sorted(WEIGHTINGS.available(), key=lambda m: (m != "static", WEIGHTINGS.get(m).kind != "loss", m))
     method = form.select("weighting.method", "Weighting method", methods,
@@ -317,7 +349,7 @@ with fusion_col, st.container(border=True):
     form.problems("weighting.rep_grad")
     form.problems("weighting")
 
-with st.container(border=True):
+with _where("augment", st.container()), st.container(border=True):
     st.subheader("Augmentation")
     st.caption("Applied to training images only; boxes, masks and depth move with the image.")
     checklist, grid = st.columns([1, 2], gap="large")
@@ -353,7 +385,7 @@ with st.container(border=True):
                     cols[(2 * i) % 4].image(original, caption=f"#{i} original", width="stretch")
                     cols[(2 * i + 1) % 4].image(augmented, caption=f"#{i} augmented", width="stretch")
 
-with st.container(border=True):
+with _where("optim", st.container()), st.container(border=True):
     st.subheader("Optimisation")
     a, b, c, d = st.columns(4)
     with a:
@@ -403,5 +435,9 @@ with st.container(border=True):
         else:
             open_run(run_id)
 
-with st.expander("Start as a study: many runs, with seeds and baselines", icon=":material/science:"):
+with _where("study", st.container()), st.expander("Start as a study: many runs, with seeds and baselines",
+                                                  icon=":material/science:"):
     study_section(cfg, errors, methods, titles)
+if not errors and st.query_params.get("config") != (token := cfg.to_link()):
+    st.query_params["config"] = token  # the URL holds the setup: copy it to share this exact setup
+    ss["setup.link"] = token

@@ -31,6 +31,8 @@ AUGMENT_ON = {"hflip": 0.5, "vflip": 0.5, "crop": 0.5, "rotation": 15.0, "color_
               "blur": 0.3, "noise": 0.05, "erasing": 0.25}
 AUGMENT_EXTRA = ("crop_scale_min", "blur_sigma")  # parameters of a transform, never "off"
 _SCALAR = (int, float, str, bool)
+# per-task data entries (mtl_core.data.labels): key cfg.data.<name>.<task> -> the value a task without one has
+TASK_DATA = {"label_fraction": 1.0, "label_noise": 0.0, "loss_scale": 1.0}
 EXAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "configs"  # the example experiments
 QUICK_SPEC = Path(__file__).resolve().parents[1] / "assets" / "studies" / "quick_methods.json"
 STUDY = "study."  # the "Start as a study" section's keys: study.methods, study.seeds ...
@@ -84,6 +86,8 @@ def load(ss: MutableMapping[str, Any], cfg: ExperimentConfig) -> None:
     tasks, methods = _registered()
     for t in dict.fromkeys([*tasks, *cfg.tasks]):
         ss[f"{PREFIX}weighting.weights.{t}"] = cfg.task_weight(t)
+        for name, default in TASK_DATA.items():
+            ss[f"{PREFIX}data.{name}.{t}"] = float(getattr(cfg.data, name).get(t, default))
     for m, defaults in methods.items():
         given = cfg.weighting.params if m == cfg.weighting.method else {}
         for p, v in defaults.items():
@@ -98,6 +102,8 @@ def ensure(ss: MutableMapping[str, Any]) -> None:
     tasks, methods = _registered()
     for t in tasks:
         ss.setdefault(f"{PREFIX}weighting.weights.{t}", 1.0)
+        for name, default in TASK_DATA.items():
+            ss.setdefault(f"{PREFIX}data.{name}.{t}", default)
     for m, defaults in methods.items():
         for p, v in defaults.items():
             ss.setdefault(f"{PREFIX}weighting.params.{m}.{p}", float(v))
@@ -137,6 +143,9 @@ def build(ss: MutableMapping[str, Any]) -> ExperimentConfig:
         weights={t: float(v(f"weighting.weights.{t}", 1.0)) for t in tasks},
         rep_grad=bool(v("weighting.rep_grad")) if offers_rep_grad(cls) else False,
     )
+    per_task = {name: {t: float(v(f"data.{name}.{t}", d)) for t in tasks if float(v(f"data.{name}.{t}", d)) != d}
+                for name, d in TASK_DATA.items()}
+    sections["data"] = dataclasses.replace(sections["data"], **per_task)
     top = {name: v(name) for name, _ in _scalar_fields(ExperimentConfig)}
     return dataclasses.replace(base, tasks=tasks, weighting=weighting, augment=augment, **sections, **top)
 
@@ -258,3 +267,33 @@ def study_size(spec: Any, planned: list[Any]) -> str:
 __all__ = ["AUGMENT_ON", "BASE_KEY", "EXAMPLES_DIR", "PREFIX", "Example", "build", "describe", "ensure", "examples",
            "load", "method_class", "offers_rep_grad", "parse_upload", "quick_base", "scalar_paths", "study_choices",
            "study_size", "study_spec"]
+
+
+def load_link(ss: MutableMapping[str, Any], token: str | None) -> None:
+    """``?config=<token>`` fills the form once per link (a shared setup); a link that does not
+    parse or validate is refused with its reason (``setup.link_note``) and the form shows the
+    default setup. Remembers which sections the linked setup changes (:func:`link_sections`)."""
+    from mtl_core.config import changes
+
+    if not token or token == ss.get("setup.link"):
+        return
+    ss["setup.link"] = token
+    try:
+        linked = ExperimentConfig.from_link(token)
+    except ConfigError as e:
+        load(ss, ExperimentConfig())
+        ss["setup.link_note"] = ("error", f"The setup in this link was refused ({e}); the form shows the default setup.")
+        ss["setup.link_sections"] = None
+        return
+    load(ss, linked)
+    ss["setup.link_note"] = ("ok", "Loaded the setup from the link: the settings below hold its values.")
+    ss["setup.link_sections"] = set(changes(linked.to_dict(), ExperimentConfig().to_dict()))
+
+
+def link_sections(ss: MutableMapping[str, Any], sections: tuple[str, ...]) -> set[str]:
+    """For a class (``instructor=1``): the form's sections the linked setup changes from the
+    defaults, with the tasks and the start; every section when no link was loaded."""
+    changed = ss.get("setup.link_sections")
+    if not changed:
+        return set(sections)
+    return {s for s in sections if s in changed} | {"tasks", "start"}

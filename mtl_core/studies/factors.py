@@ -23,12 +23,20 @@ NOT_FACTORS = {
     "baseline_of": 'is not a factor; use "baselines": true to add every task\'s single-task baseline',
 }
 MAX_RANGE_N = 1000
+# per-task entries of the data section (see mtl_core.data.labels) -> the value a missing task has
+TASK_ENTRIES = {"data.label_fraction": 1.0, "data.label_noise": 0.0, "data.loss_scale": 1.0}
+
+
+def task_entry(path: str) -> tuple[str, str] | None:
+    """``data.label_fraction.segmentation`` -> (``data.label_fraction``, ``segmentation``); else None."""
+    parent, _, task = path.rpartition(".")
+    return (parent, task) if parent in TASK_ENTRIES and task else None
 
 
 @dataclass(frozen=True)
 class Factor:
     path: str
-    kind: str  # "field", "weight", "param", "tasks" or "augment"
+    kind: str  # "field", "weight", "param", "entry" (a task's data.label_fraction ...), "tasks" or "augment"
     levels: tuple
 
 
@@ -48,8 +56,8 @@ def parse_factors(factors: dict, base: dict) -> list[Factor]:
     methods = list(by_path["weighting.method"].levels) if "weighting.method" in by_path else [base_cfg.weighting.method]
     for f in out:
         where = f"factors.{f.path}"
-        if f.kind == "weight":
-            task = f.path.removeprefix("weighting.weights.")
+        if f.kind in ("weight", "entry"):
+            task = f.path.removeprefix("weighting.weights.") if f.kind == "weight" else f.path.rpartition(".")[2]
             missing = [list(s) for s in task_sets if task not in s]
             if missing and "tasks" in by_path:
                 raise ConfigError(where, f"{task!r} is not in every level of the tasks factor (not in "
@@ -76,7 +84,11 @@ def factor_kind(path: str, base_cfg: ExperimentConfig) -> str:
         return "weight"
     if path.startswith("weighting.params.") and len(path) > len("weighting.params."):
         return "param"
+    if task_entry(path):
+        return "entry"
     leaves = config_fields(ExperimentConfig)
+    if path in TASK_ENTRIES:
+        raise ConfigError(where, f"name one task's entry, e.g. {path}.segmentation")
     if path in ("weighting.weights", "weighting.params"):
         raise ConfigError(where, f"name one entry, e.g. {path}.{'segmentation' if path.endswith('weights') else 'c'}")
     sections = {p.split(".")[0] for p in leaves if "." in p}
@@ -86,7 +98,8 @@ def factor_kind(path: str, base_cfg: ExperimentConfig) -> str:
     if leaves.get(path) in (int, float, str, bool):
         return "field"
     known = [p for p, tp in leaves.items() if tp in (int, float, str, bool) and p not in NOT_FACTORS]
-    known += ["tasks", "augment", *(f"weighting.weights.{t}" for t in base_cfg.tasks)]
+    known += ["tasks", "augment", *(f"weighting.weights.{t}" for t in base_cfg.tasks),
+              *(f"{e}.{t}" for e in TASK_ENTRIES for t in base_cfg.tasks)]
     hint = did_you_mean(path, known)
     raise ConfigError(where, f"{path} is not a config field" + (hint or "; vary a field by its dotted path (e.g. "
                       "model.width, optim.lr, weighting.method), a task's weight (weighting.weights.<task>), a "
@@ -96,7 +109,7 @@ def factor_kind(path: str, base_cfg: ExperimentConfig) -> str:
 def _levels(path: str, kind: str, raw: Any, base: dict) -> list:
     where = f"factors.{path}"
     tp = config_fields(ExperimentConfig).get(path) if kind == "field" else float
-    numeric = kind in ("weight", "param") or tp in (int, float)
+    numeric = kind in ("weight", "param", "entry") or tp in (int, float)
     if isinstance(raw, dict):
         if not numeric:
             raise ConfigError(where, f"a range needs a numeric factor; {path} takes "
@@ -151,7 +164,7 @@ def _normalize(where: str, path: str, kind: str, v: Any, base: dict) -> Any:
         if not isinstance(v, bool):
             raise ConfigError(where, f"level {show(v)} is refused: augment takes true (on) or false (every transform off)")
         return v
-    if kind in ("weight", "param"):
+    if kind in ("weight", "param", "entry"):
         if not is_number(v) or not math.isfinite(v):
             raise ConfigError(where, f"level {show(v)} is refused: {path}: expected a number")
         return float(v)
@@ -180,10 +193,16 @@ def set_level(d: dict, path: str, kind: str, value: Any, base: dict) -> None:
         d["weighting"]["weights"][path.removeprefix("weighting.weights.")] = value
     elif kind == "param":
         d["weighting"]["params"][path.removeprefix("weighting.params.")] = value
+    elif kind == "entry":
+        section, name = path.split(".")[:2]
+        d[section][name][path.rpartition(".")[2]] = value
     elif kind == "tasks":
         d["tasks"] = value
-        if isinstance(value, list):  # a base weight of a task this subset does not train is dropped
+        if isinstance(value, list):  # a base weight or data entry of a task this subset does not train is dropped
             d["weighting"]["weights"] = {t: w for t, w in d["weighting"]["weights"].items() if t in value}
+            for e in TASK_ENTRIES:
+                section, name = e.split(".")
+                d[section][name] = {t: x for t, x in d[section][name].items() if t in value}
     elif kind == "augment":
         aug = dict(base["augment"])
         if not value:
@@ -205,6 +224,10 @@ def get_level(d: dict, path: str, kind: str) -> Any:
         return d["weighting"]["weights"].get(path.removeprefix("weighting.weights."), 1.0)
     if kind == "param":
         return d["weighting"]["params"].get(path.removeprefix("weighting.params."))
+    if kind == "entry":
+        parent, task = task_entry(path)
+        section, name = parent.split(".")
+        return d[section][name].get(task, TASK_ENTRIES[parent])
     for p in path.split("."):
         d = d[p]
     return list(d) if kind == "tasks" else d

@@ -47,7 +47,7 @@ class StudySpec:
     base: dict = field(default_factory=dict)  # a partial ExperimentConfig dict, merged over the defaults
     factors: dict = field(default_factory=dict)  # factor -> levels, in the order given
     seeds: int | tuple[int, ...] = 3  # N -> seeds 1..N; or explicit seeds
-    baselines: bool = False  # add every task's single-task baseline, per seed
+    baselines: bool | tuple[str, ...] = False  # add every task's single-task baseline (or these tasks'), per seed
     sample: int = 0  # 0: the full grid; k: a random subset of k grid points
     sample_seed: int = 0
     max_runs: int = 200  # a larger study is refused
@@ -59,6 +59,8 @@ class StudySpec:
         d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if not isinstance(self.seeds, int):
             d["seeds"] = list(self.seeds)
+        if isinstance(self.baselines, tuple):
+            d["baselines"] = list(self.baselines)
         return d
 
     def to_json(self) -> str:
@@ -76,8 +78,10 @@ class StudySpec:
         for k, v in d.items():
             if k == "name" and not isinstance(v, str):
                 raise ConfigError(k, f"expected a string, got {v!r}"[:200])
-            if k == "baselines" and not isinstance(v, bool):
-                raise ConfigError(k, f"expected true or false, got {v!r}"[:200])
+            if k == "baselines" and isinstance(v, list) and all(isinstance(x, str) for x in v) and v:
+                v = tuple(v)
+            elif k == "baselines" and not isinstance(v, bool):
+                raise ConfigError(k, f"expected true, false or a list of task names, got {v!r}"[:200])
             if k in ("base", "factors", "search") and not isinstance(v, dict):
                 raise ConfigError(k, f"expected an object, got {type(v).__name__}")
             if k in ("sample", "sample_seed", "max_runs"):
@@ -90,9 +94,26 @@ class StudySpec:
                 raise ConfigError(f"factors.{k}", f"expected a list of levels or a range object such as "
                                   f'{{"log": [0.1, 10], "n": 5}}, got {levels!r}'[:300])
         spec = cls(**kw)
-        spec.base_config()
+        base = spec.base_config()
         spec.seed_list()
+        if isinstance(spec.baselines, tuple):
+            from mtl_core.tasks import TASKS
+
+            for t in spec.baselines:
+                if t not in TASKS:
+                    raise ConfigError("baselines", f"unknown task {t!r}; available: {', '.join(TASKS.available())}"
+                                      f"{did_you_mean(t, TASKS.available())}")
+            if not set(spec.baselines) & set(base.tasks) and "tasks" not in spec.factors:
+                raise ConfigError("baselines", f"none of {', '.join(spec.baselines)} is a task the study trains "
+                                  f"({', '.join(base.tasks)})")
         return spec
+
+    def baselines_of(self, cfg: ExperimentConfig) -> list[ExperimentConfig]:
+        """The single-task baselines this spec adds for one of its configs."""
+        if not self.baselines:
+            return []
+        out = cfg.single_task_baselines("")
+        return out if self.baselines is True else [b for b in out if b.tasks[0] in self.baselines]
 
     @classmethod
     def from_json(cls, text: str | bytes) -> StudySpec:
@@ -224,7 +245,7 @@ def expand(spec: StudySpec) -> list[Planned]:
     distinct: dict[str, ExperimentConfig] = {}  # seed-blind key -> baseline config
     if spec.baselines:
         for cfg in configs:
-            for b in cfg.single_task_baselines(""):
+            for b in spec.baselines_of(cfg):
                 distinct.setdefault(plan_key(dataclasses.replace(b, seed=0)), b)
     runs = (len(points) + len(distinct)) * len(seeds)
     if runs > limit:
@@ -262,7 +283,7 @@ def _expand_search(spec: StudySpec) -> list[Planned]:
                           "search.space or drop the search")
     seeds = spec.seed_list()
     base_cfg = spec.base_config()
-    baselines = base_cfg.single_task_baselines("") if spec.baselines else []
+    baselines = spec.baselines_of(base_cfg)
     _, dims = parse_search(spec.search, spec.max_runs, len(seeds), len(baselines) * len(seeds))
     base = _base_dict(spec)
     for dim in dims:  # every end of every range, and every choice, must be a config the study can train

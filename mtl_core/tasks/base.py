@@ -87,6 +87,16 @@ class Task:
         a uint8 ``(3, H, W)`` tensor; returns a new uint8 ``(3, H, W)`` tensor."""
         raise NotImplementedError
 
+    def random_labels(self, u: Tensor) -> Tensor:
+        """A label per sample drawn from ``u`` (uniforms in [0, 1), ``(B,)``), in the target's
+        shape, for ``data.label_noise``; only tasks with one class per image define it."""
+        raise NotImplementedError
+
+    @classmethod
+    def takes_label_noise(cls) -> bool:
+        """Whether ``data.label_noise`` can apply to this task (it defines :meth:`random_labels`)."""
+        return cls.random_labels is not Task.random_labels
+
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         """One sample's ground truth in :meth:`decode`'s format, so :meth:`draw` can show it."""
         raise NotImplementedError

@@ -76,6 +76,9 @@ class Classification(Task):
         # float32 logits: bf16 log-softmax loses the small differences that drive late training
         return F.cross_entropy(as_batch(output).float(), target.reshape(-1).long())
 
+    def random_labels(self, u: Tensor) -> Tensor:
+        return (u * self.num_classes).long().clamp_(max=self.num_classes - 1)
+
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         logits, labels = as_batch(outputs).float(), targets.reshape(-1).long()  # (N, K), (N,)
         return {"accuracy": topk_accuracy(logits, labels, 1),

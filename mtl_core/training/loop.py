@@ -17,6 +17,7 @@ import torch
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.base import collate, select, to_device
+from mtl_core.data.labels import apply_budget, scale_losses
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.isolation import pin_threads
 from mtl_core.runs.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
@@ -213,6 +214,7 @@ class Trainer:
             images, targets = ds.get_batch(idx)
         else:
             images, targets = collate([ds[i] for i in idx], ds.info.max_objects or None)
+        targets = apply_budget(targets, idx, self.tasks, self.config.data, self.config.seed)
         if not self.augmenter.is_identity:
             g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
             images, targets = self.augmenter.augment_batch(images, targets, generator=g)
@@ -318,6 +320,7 @@ class Trainer:
         with autocast(self.device, self.amp_dtype):
             outputs, rep = self.model.forward_train(images, rep_grad=self.method.rep_grad)
             losses = {t: masked_loss(task, outputs[t], *task.target_of(targets)) for t, task in self.tasks.items()}
+            losses = scale_losses(losses, self.config.data.loss_scale)
         values_t = torch.stack([v.detach() for v in losses.values()])  # (T,)
         if self.dist.enabled:
             # every rank sees the global batch's loss values (so weights agree, and a NaN on one

@@ -243,7 +243,7 @@ def test_a_grid_larger_than_the_limit_is_refused_with_its_size_and_how_to_shrink
     ({"seeds": "three"}, "seeds", ["expected an integer"]),
     ({"seeds": 0}, "seeds", ["0 seeds", "between 1 and"]),
     ({"seeds": [1, 1]}, "seeds", ["listed twice"]),
-    ({"baselines": "yes"}, "baselines", ["true or false"]),
+    ({"baselines": "yes"}, "baselines", ["true, false or a list of task names"]),
     ({"factors": {"optim.lr": 0.1}}, "factors.optim.lr", ["a list of levels or a range"]),
     ({"base": {"optim": {"lrr": 1}}}, "base.optim.lrr", ["unknown key"]),
     ({"base": {"optim": {"steps": "many"}}}, "base.optim.steps", ["expected an integer"]),
@@ -267,3 +267,34 @@ def test_planned_runs_are_frozen_records():
     assert isinstance(p, Planned)
     with pytest.raises(dataclasses.FrozenInstanceError):
         p.seed = 3
+
+
+def test_a_task_s_label_fraction_is_a_factor_and_its_baseline_keeps_it():
+    planned = expand(spec({"data.label_fraction.segmentation": [0.05, 1.0]}, baselines=["segmentation"]))
+    trials = [p for p in planned if p.role == "trial"]
+    assert [p.config.data.label_fraction.get("segmentation", 1.0) for p in trials] == [0.05, 0.05, 1.0, 1.0]
+    assert [p.level for p in trials][0] == {"data.label_fraction.segmentation": 0.05}
+    baselines = [p for p in planned if p.role == "baseline"]
+    # only segmentation's baselines, one per fraction and seed, each with its own fraction
+    assert {p.task for p in baselines} == {"segmentation"} and len(baselines) == 4
+    assert sorted(p.config.data.label_fraction.get("segmentation", 1.0) for p in baselines) == [0.05, 0.05, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("factors, field, says", [
+    ({"data.label_fraction.depth": [0.5]}, "factors.data.label_fraction.depth", "not a trained task"),
+    ({"data.label_fraction": [0.5]}, "factors.data.label_fraction", "name one task's entry"),
+    ({"data.loss_scale.segmentation": [0.0]}, "factors.data.loss_scale.segmentation", "must be in"),
+])
+def test_a_bad_task_entry_factor_is_refused_naming_it(factors, field, says):
+    e = refusal(factors)
+    assert e.field.startswith(field) and says in str(e), e
+
+
+def test_baselines_for_some_tasks_only():
+    planned = expand(spec({"weighting.method": ["ew"]}, baselines=["classification"]))
+    assert [p.task for p in planned if p.role == "baseline"] == ["classification", "classification"]
+    with pytest.raises(ConfigError, match="unknown task 'segmentaton'; .*did you mean segmentation"):
+        spec({"weighting.method": ["ew"]}, baselines=["segmentaton"])
+    with pytest.raises(ConfigError, match="none of depth is a task the study trains"):
+        spec({"weighting.method": ["ew"]}, baselines=["depth"])
+    assert StudySpec.from_dict(spec({}, baselines=["classification"]).to_dict()).baselines == ("classification",)

@@ -324,3 +324,71 @@ def test_the_quick_switch_and_a_refused_factor_show_in_the_study_section(setup_p
     at.number_input(key="study.sweep_lo").set_value(0.5).run()
     assert any(m.value.startswith("**3 segmentation weights x 3 seeds + 9 baselines = 18 runs") for m in at.markdown)
     assert not study_section(at)[0].disabled
+
+
+# ------------------------------------------------------------------ the setup in the URL
+LINKED = ExperimentConfig.from_dict({"tasks": ["classification", "segmentation"], "model": {"width": 8},
+                                     "weighting": {"method": "pcgrad"},
+                                     "data": {"label_fraction": {"segmentation": 0.05}}})
+
+
+def _plain(cfg: ExperimentConfig) -> ExperimentConfig:
+    """The config without weights of 1.0 nor a method's default hyperparameters (the form lists them all)."""
+    w = {t: v for t, v in cfg.weighting.weights.items() if v != 1.0}
+    defaults = WEIGHTINGS.get(cfg.weighting.method).defaults
+    p = {k: v for k, v in cfg.weighting.params.items() if v != defaults.get(k)}
+    return dataclasses.replace(cfg, weighting=dataclasses.replace(cfg.weighting, weights=w, params=p))
+
+
+def _setup_with(runs_dir, **params) -> AppTest:
+    at = AppTest.from_file(str(Path(APP).parent / "pages" / "setup.py"), default_timeout=30)
+    for k, v in params.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def test_a_link_fills_the_form_and_the_form_writes_its_setup_to_the_url(runs_dir):
+    at = _setup_with(runs_dir, config=LINKED.to_link())
+    assert at.multiselect(key=K + "tasks").value == ["classification", "segmentation"]
+    assert at.selectbox(key=K + "weighting.method").value == "pcgrad"
+    assert at.session_state[K + "data.label_fraction.segmentation"] == 0.05
+    assert _plain(at.session_state["setup.config"]) == LINKED
+    assert any("Loaded the setup from the link" in s.value for s in at.success)
+    at.slider(key=K + "data.image_size").set_value(48).run()
+    token = at.query_params["config"]
+    token = token[0] if isinstance(token, list) else token
+    assert _plain(ExperimentConfig.from_link(token)) == dataclasses.replace(LINKED, data=dataclasses.replace(LINKED.data, image_size=48))
+
+
+@pytest.mark.parametrize("token, says", [("c1.not-a-config", "damaged"), ("hello", "not a link made by MTL Studio")])
+def test_a_malformed_link_shows_an_error_and_the_default_setup(runs_dir, token, says):
+    at = _setup_with(runs_dir, config=token)
+    assert any(says in e.value and "default setup" in e.value for e in at.error), [e.value for e in at.error]
+    assert _plain(at.session_state["setup.config"]) == ExperimentConfig()
+
+
+def test_an_invalid_link_names_the_field(runs_dir):
+    import base64
+    import json
+    import zlib
+
+    bad = "c1." + base64.urlsafe_b64encode(zlib.compress(json.dumps({"optim": {"lr": -1}}).encode())).decode().rstrip("=")
+    at = _setup_with(runs_dir, config=bad)
+    assert any("optim.lr" in e.value for e in at.error)
+
+
+def test_an_instructor_link_shows_only_the_sections_the_exercise_changes(runs_dir):
+    at = _setup_with(runs_dir, config=LINKED.to_link(), instructor="1")
+    subheaders = [h.value for h in at.subheader]
+    expanders = [e.label for e in at.expander]
+    assert "Settings this exercise leaves as they are" in expanders
+    assert not [s for s in at.selectbox if s.key == "setup.example"]  # no examples menu for a class
+    # data, tasks, model, fusion and start are changed or always shown; the rest is tucked away
+    hidden = next(e for e in at.expander if e.label == "Settings this exercise leaves as they are")
+    inside = [h.value for h in hidden.subheader]
+    assert "Augmentation" in inside and "Optimisation" in inside
+    assert "Model" not in inside and "Loss fusion" not in inside and "Start" in subheaders
+    plain = _setup_with(runs_dir, config=LINKED.to_link())
+    assert "Settings this exercise leaves as they are" not in [e.label for e in plain.expander]
