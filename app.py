@@ -16,6 +16,7 @@ PAGES = [  # (file, title, icon)
     ("pages/live.py", "Live training", ":material/monitoring:"),
     ("pages/compare.py", "Compare runs", ":material/compare_arrows:"),
     ("pages/studies.py", "Studies", ":material/science:"),
+    ("pages/lessons.py", "Lessons", ":material/school:"),
     ("pages/predict.py", "Predict", ":material/image_search:"),
     ("pages/models.py", "Compress & export", ":material/compress:"),
     ("pages/data.py", "Data", ":material/photo_library:"),

@@ -41,9 +41,10 @@ with links:
             st.error(f"The demo run could not start: {e}")
         else:
             open_run(run_id)
-    a, b = st.columns(2)
+    a, b, c = st.columns(3)
     a.page_link("pages/setup.py", label="Or set up your own experiment", icon=":material/tune:")
-    b.page_link("pages/data.py", label="Browse the dataset", icon=":material/photo_library:")
+    b.page_link("pages/lessons.py", label="Learn MTL in five lessons", icon=":material/school:")
+    c.page_link("pages/data.py", label="Browse the dataset", icon=":material/photo_library:")
 
 st.subheader("Recent runs")
 runs = manager().store.list_runs(limit=RECENT)

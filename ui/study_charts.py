@@ -256,3 +256,43 @@ def parcoords_figure(summary: Any, task_titles: Mapping[str, str] | None = None)
     layout = _base_layout("", 420, "study-parcoords")
     layout.update(margin={"l": 90, "r": 70, "t": 60, "b": 30}, hovermode=False, title=None)
     return figure([trace], layout), left_out
+
+
+def effect_figure(diffs: Mapping[int, float], interval: Any, text: str, holds: bool, sign: int) -> go.Figure:
+    """A lesson's claim as it stands: each seed's paired difference as a dot, their mean with its 95%
+    CI as a bar, and zero as a line (the claim holds when the bar clears zero on its side)."""
+    color = "#2ca02c" if holds else "#1f77b4"
+    seeds = sorted(diffs)
+    traces: list[dict] = [{"type": "scatter", "x": [diffs[s] for s in seeds], "y": ["each seed"] * len(seeds),
+                           "mode": "markers", "customdata": seeds, "marker": {"size": 10, "color": "#888", "opacity": 0.8},
+                           "name": "each seed", "hovertemplate": "seed %{customdata}: %{x:+.4f}<extra></extra>"}]
+    if interval is not None and interval.n >= 1 and math.isfinite(interval.mean):
+        half = interval.half_width if math.isfinite(interval.half_width) else 0.0
+        traces.append({"type": "scatter", "x": [interval.mean], "y": ["mean, 95% CI"], "mode": "markers",
+                       "marker": {"size": 13, "color": color, "symbol": "diamond"}, "name": "mean ± 95% CI",
+                       "error_x": {"type": "data", "array": [half], "visible": interval.n > 1, "thickness": 3, "width": 8,
+                                   "color": color},
+                       "hovertemplate": f"mean %{{x:+.4f}}<br>95% CI {interval.low:+.4f} to {interval.high:+.4f}"
+                                        f"<br>{interval.n} seeds<extra></extra>"})
+    xs = [diffs[s] for s in seeds] + [0.0]
+    if interval is not None and interval.n > 1 and math.isfinite(interval.low):
+        xs += [interval.low, interval.high]
+    span = (max(xs) - min(xs)) or 1.0
+    layout = _base_layout("The effect: each seed's difference, and their mean with its 95% CI", 260, "lesson-effect")
+    layout.update(margin={"l": 110, "r": 20, "t": 40, "b": 45}, showlegend=False, hovermode="closest",
+                  xaxis={"title": {"text": f"{text} ({'> 0' if sign > 0 else '< 0'} is the claim)",
+                                   "font": {"size": 11}}, "zeroline": False,
+                         "range": [min(xs) - 0.15 * span, max(xs) + 0.15 * span]},
+                  yaxis={"categoryorder": "array", "categoryarray": ["mean, 95% CI", "each seed"]},
+                  shapes=[{"type": "line", "x0": 0, "x1": 0, "yref": "paper", "y0": 0, "y1": 1,
+                           "line": {"color": "#d62728", "width": 1.5, "dash": "dash"}}],
+                  annotations=[{"x": 0, "y": 1, "yref": "paper", "text": "no effect", "showarrow": False,
+                                "yanchor": "bottom", "font": {"size": 10, "color": "#d62728"}}])
+    if not seeds:  # no made-up axes: a note where the seeds will be
+        layout["xaxis"].update(visible=False)
+        layout["yaxis"].update(visible=False)
+        layout["shapes"] = []
+        layout["annotations"] = [{"text": "each seed's difference appears here once both its runs have finished",
+                                  "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5, "showarrow": False,
+                                  "font": {"size": 11, "color": "#888"}}]
+    return figure(traces, layout)

@@ -57,6 +57,7 @@ class StudySummary:
     ranking: list[Ranked]
     sentence: str
     progress: dict[str, int]
+    baseline_by_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> seed -> metric
 
 
 def baseline_labels(baselines: list[Planned]) -> dict[str, str]:
@@ -116,6 +117,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
     # baselines: task -> seed -> value, and by key, so a trial finds its own (same width, data, seed)
     base_by_key: dict[str, float] = {}
     base_values: dict[str, list[float]] = {}
+    base_seeds: dict[str, dict[int, float]] = {}
     progress: dict[str, int] = {"total": len(plan)}
     levels: dict[str, Level] = {}
     for row in plan:
@@ -128,6 +130,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
             if value is not None:
                 base_by_key[row["key"]] = value
                 base_values.setdefault(baseline_names[row["key"]], []).append(value)
+                base_seeds.setdefault(baseline_names[row["key"]], {})[p.seed] = value
     for row in plan:  # the trials, once every baseline is known
         run = row["run"]
         status = run["status"] if run is not None else "planned"
@@ -177,7 +180,8 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
                        seeds=None) if ranking else "No level has a finished run yet."  # None: the seeds actually in
     return StudySummary(study=study, tasks=tasks, primary=primary, higher_is_better=hib, levels=ordered,
                         baselines={t: mean_ci(v, confidence) for t, v in base_values.items()},
-                        ranked_on=ranked_on, ranking=ranking, sentence=sentence, progress=progress)
+                        ranked_on=ranked_on, ranking=ranking, sentence=sentence, progress=progress,
+                        baseline_by_seed=base_seeds)
 
 
 def _ranking_scores(levels: list[Level], tasks: list[str], hib: Mapping[str, bool]) -> tuple[str, dict[str, dict[int, float]]]:

@@ -357,3 +357,74 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         except Exception:
             pass
         raise
+
+
+@pytest.fixture
+def lesson_link(tmp_path, monkeypatch) -> str:
+    """A folder with one small lesson whose runs train long enough to watch (set before the server
+    starts, which reads it): the link's path and query, with one control moved."""
+    import json
+
+    from mtl_core.config import to_link
+
+    d = tmp_path / "lessons"
+    d.mkdir()
+    lesson = {
+        "id": "watch", "order": 1, "title": "Watch it learn",
+        "text": " ".join(["Segmentation learnt with classification against segmentation alone."] * 8),
+        "paper": {"title": "Caruana, Multitask Learning, 1997", "url": "https://doi.org/10.1023/A:1007379606734"},
+        "study": {"base": {"tasks": ["classification", "segmentation"],
+                           "data": {"image_size": 32, "val_size": 32, "test_size": 32},
+                           "optim": {"steps": 2000, "batch_size": 16, "warmup_steps": 0},
+                           "eval_every": 10, "checkpoint_every": 0, "gradstats_every": 10},
+                  "seeds": 2, "baselines": ["segmentation"]},
+        "charts": [{"kind": "curves", "task": "segmentation"}, {"kind": "effect"}],
+        "effect": {"task": "segmentation", "a": {}, "b": "baseline", "sign": "+", "text": "segmentation mIoU, MTL - STL"},
+        "knobs": [{"path": "data.label_fraction.segmentation", "label": "Share of images with segmentation labels",
+                   "min": 0.05, "max": 1.0, "step": 0.05}],
+        "try_next": [{"id": "wide", "label": "Wider", "why": "More channels.", "base": {"model": {"width": 24}}}]}
+    (d / "1_watch.json").write_text(json.dumps(lesson))
+    monkeypatch.setenv("MTL_LESSONS_DIR", str(d))
+    return "/lessons?lesson=watch&knobs=" + to_link({"data.label_fraction.segmentation": 0.25})
+
+
+def test_a_lesson_link_opens_the_lesson_and_its_chart_grows_when_started(page, lesson_link, server):
+    """A shared lesson link opens that lesson with the link's control value; Run trains its study and
+    the lesson's chart gains points while it trains, with no reload."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=SLOW)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(server + lesson_link)
+        expect(page.get_by_role("heading", name="1. Watch it learn")).to_be_visible(timeout=SLOW)
+        _settle(page)
+        slider = page.locator('input[type="range"][aria-label="Share of images with segmentation labels"]')
+        expect(slider).to_have_value("0.25")
+        _shot(page, "lesson_1_opened")
+        page.get_by_role("button", name=re.compile("Run this lesson")).click()
+        expect(page.get_by_text("What the runs show")).to_be_visible(timeout=SLOW)
+        assert "study=" in page.url and "knobs=" in page.url  # the link now names the study too
+        page.evaluate("() => { window.__e2e_no_reload = true; }")
+        deadline = time.monotonic() + SLOW / 1000
+        first = 0
+        while time.monotonic() < deadline and first == 0:
+            page.wait_for_timeout(500)
+            first = _chart_points(page)
+        assert first > 0, "the lesson drew no curve"
+        later = first
+        deadline = time.monotonic() + 40
+        while time.monotonic() < deadline and later <= first:
+            page.wait_for_timeout(1000)
+            later = _chart_points(page)
+        assert later > first, f"the lesson's chart gained no points: {first} -> {later}"
+        assert page.evaluate("() => window.__e2e_no_reload === true"), "the Lessons page reloaded itself"
+        _shot(page, "lesson_2_training")
+        assert not errors, f"JavaScript errors in the page: {errors}"
+    except BaseException:
+        try:
+            _shot(page, "lesson_failure")
+        except Exception:
+            pass
+        raise
