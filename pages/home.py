@@ -43,7 +43,7 @@ with links:
             open_run(run_id)
     a, b, c = st.columns(3)
     a.page_link("pages/setup.py", label="Or set up your own experiment", icon=":material/tune:")
-    b.page_link("pages/lessons.py", label="Learn MTL in five lessons", icon=":material/school:")
+    b.page_link("pages/lessons.py", label="Learn MTL, one lesson at a time", icon=":material/school:")
     c.page_link("pages/data.py", label="Browse the dataset", icon=":material/photo_library:")
 
 st.subheader("Recent runs")

@@ -168,6 +168,25 @@ def _chart_points(page: Any) -> int:
     }""")
 
 
+def _charts_grow(page: Any, what: str, seconds: float) -> None:
+    """The page's charts draw points, then gain more within ``seconds`` (they redraw every few
+    seconds while runs train), and the page never reloads itself meanwhile."""
+    page.evaluate("() => { window.__e2e_no_reload = true; }")
+    deadline = time.monotonic() + SLOW / 1000
+    first = 0
+    while time.monotonic() < deadline and first == 0:
+        page.wait_for_timeout(500)
+        first = _chart_points(page)
+    assert first > 0, f"{what}: no curve drawn"
+    later = first
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and later <= first:
+        page.wait_for_timeout(1000)
+        later = _chart_points(page)
+    assert later > first, f"{what} gained no points: {first} -> {later}"
+    assert page.evaluate("() => window.__e2e_no_reload === true"), f"the page reloaded itself while {what} grew"
+
+
 def _png(path: Path) -> Path:
     """A 96 x 72 scene a person might upload: two coloured shapes on a grey, textured background."""
     from PIL import Image, ImageDraw
@@ -331,20 +350,7 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         expect(page.get_by_role("heading", name="Studies", exact=True)).to_be_visible(timeout=SLOW)
         expect(page.get_by_text("e2e study").first).to_be_visible()
         expect(page.get_by_text("band: ± 1 std over seeds", exact=False)).to_be_visible()
-        page.evaluate("() => { window.__e2e_no_reload = true; }")
-        deadline = time.monotonic() + SLOW / 1000
-        first = 0
-        while time.monotonic() < deadline and first == 0:
-            page.wait_for_timeout(500)
-            first = _chart_points(page)
-        assert first > 0, "the Studies page drew no curve"
-        later = first
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and later <= first:
-            page.wait_for_timeout(1000)  # the curves redraw every few seconds
-            later = _chart_points(page)
-        assert later > first, f"the banded curves gained no points: {first} -> {later}"
-        assert page.evaluate("() => window.__e2e_no_reload === true"), "the Studies page reloaded itself"
+        _charts_grow(page, "the Studies page's banded curves", 30)
         _shot(page, "study_2_training")
         page.get_by_role("button", name=re.compile("Stop")).click()
         expect(page.get_by_text("stopped").first).to_be_visible(timeout=SLOW)
@@ -406,20 +412,7 @@ def test_a_lesson_link_opens_the_lesson_and_its_chart_grows_when_started(page, l
         page.get_by_role("button", name=re.compile("Run this lesson")).click()
         expect(page.get_by_text("What the runs show")).to_be_visible(timeout=SLOW)
         assert "study=" in page.url and "knobs=" in page.url  # the link now names the study too
-        page.evaluate("() => { window.__e2e_no_reload = true; }")
-        deadline = time.monotonic() + SLOW / 1000
-        first = 0
-        while time.monotonic() < deadline and first == 0:
-            page.wait_for_timeout(500)
-            first = _chart_points(page)
-        assert first > 0, "the lesson drew no curve"
-        later = first
-        deadline = time.monotonic() + 40
-        while time.monotonic() < deadline and later <= first:
-            page.wait_for_timeout(1000)
-            later = _chart_points(page)
-        assert later > first, f"the lesson's chart gained no points: {first} -> {later}"
-        assert page.evaluate("() => window.__e2e_no_reload === true"), "the Lessons page reloaded itself"
+        _charts_grow(page, "the lesson's chart", 40)
         _shot(page, "lesson_2_training")
         assert not errors, f"JavaScript errors in the page: {errors}"
     except BaseException:
