@@ -220,8 +220,9 @@ if lesson.try_next:
 st.subheader("Share")
 share = copy.copy(wanted)
 share.study = study_id if study is not None else ""
-teach = st.toggle("For a class: hide the lesson list and the controls", value=state.instructor, key="lesson_instructor",
-                  help="Adds instructor=1 to the link: the class sees this lesson only, with its own settings.")
+teach = st.toggle("For a class: this lesson only, without the lesson list and the seeds", value=state.instructor,
+                  key="lesson_instructor",
+                  help="Adds instructor=1 to the link: the class sees this lesson with these settings and its own controls.")
 share.instructor = teach
 base_url = (getattr(st.context, "url", "") or "").split("?")[0]
 st.code(f"{base_url}?{urlencode(share.params())}", language=None)

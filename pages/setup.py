@@ -173,6 +173,13 @@ def _preview(key: str, n: int, draw: int) -> list:
     return preview_samples(ExperimentConfig.from_json(key), n, "train", True, draw)
 
 
+def _pair(left: str, right: str) -> tuple[Any, Any]:
+    """Two sections side by side; when one of them is hidden for a class, the other takes the width."""
+    if hidden is None or (left in shown and right in shown):
+        return tuple(st.columns(2, gap="large"))
+    return st.container(), st.container()
+
+
 def _where(section: str, place: Any) -> Any:
     """Where a section goes: its place on the page, or the collapsed expander of hidden settings."""
     return place if section in shown or hidden is None else hidden
@@ -226,7 +233,7 @@ with _where("files", st.container()), st.expander("Load or save a config file", 
                            key="setup.download", on_click="ignore", icon=":material/download:")
         st.button("Reset to defaults", key="setup.reset", on_click=_on_reset, icon=":material/restart_alt:")
 
-data_col, task_col = st.columns(2, gap="large")
+data_col, task_col = _pair("data", "tasks")
 with _where("data", data_col), st.container(border=True):
     st.subheader("Data")
     datasets = DATASETS.available()
@@ -295,7 +302,7 @@ with task_col, st.container(border=True):
             for n in cs.TASK_DATA:
                 form.problems(f"data.{n}.{t}")
 
-model_col, fusion_col = st.columns(2, gap="large")
+model_col, fusion_col = _pair("model", "weighting")
 with _where("model", model_col), st.container(border=True):
     st.subheader("Model")
     arch = form.select("model.architecture", "Architecture", ARCHITECTURES.available())
