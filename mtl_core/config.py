@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import dataclasses
 import json
 import typing
@@ -134,14 +135,8 @@ class ExperimentConfig:
         d = from_link(token)
         if not isinstance(d, dict):
             raise ConfigError("link", f"the link holds {type(d).__name__}, not a config")
-        merged = ExperimentConfig().to_dict()
-        for k, v in d.items():
-            if isinstance(v, dict) and isinstance(merged.get(k), dict) and k not in _WHOLE:
-                merged[k] = {**merged[k], **v}
-            else:
-                merged[k] = v
         try:
-            cfg = cls.from_dict(merged)
+            cfg = cls.from_dict(merge(ExperimentConfig().to_dict(), d))
         except ConfigError as e:
             raise ConfigError(f"link: {e.field}", e.message) from None
         from mtl_core.validation import validate
@@ -178,7 +173,7 @@ def changes(d: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
         dv = default.get(k)
-        if isinstance(v, dict) and isinstance(dv, dict) and k not in _WHOLE:
+        if isinstance(v, dict) and isinstance(dv, dict) and k not in WHOLE_DICTS:
             sub = changes(v, dv)
             if sub:
                 out[k] = sub
@@ -187,7 +182,19 @@ def changes(d: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_WHOLE = {"weights", "params", "label_fraction", "label_noise", "loss_scale"}
+WHOLE_DICTS = {"weights", "params", "label_fraction", "label_noise", "loss_scale"}  # task/name -> value: one value
+
+
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """A (partial) config dict ``over`` laid over ``base``: sections key by key, a dict of task
+    values (weights, params, label_fraction ...) replaced whole, so ``{}`` clears it. A new dict."""
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k not in WHOLE_DICTS:
+            out[k] = merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
 
 
 def to_link(d: dict[str, Any]) -> str:

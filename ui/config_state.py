@@ -12,7 +12,6 @@ testable without Streamlit.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import typing
@@ -20,7 +19,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from mtl_core.config import ExperimentConfig
+from mtl_core.config import ExperimentConfig, merge
 from mtl_core.errors import ConfigError
 
 PREFIX = "cfg."
@@ -208,12 +207,6 @@ def quick_base(path: Path = QUICK_SPEC) -> dict[str, Any]:
     return {k: v for k, v in base.items() if k != "tasks"}
 
 
-def _merge(into: dict, over: dict) -> dict:
-    for k, v in over.items():
-        into[k] = _merge(into[k], v) if isinstance(v, dict) and isinstance(into.get(k), dict) else copy.deepcopy(v)
-    return into
-
-
 def study_choices(ss: MutableMapping[str, Any]) -> dict[str, Any]:
     """The section's values (``study.<name>`` keys), defaults where unset."""
     return {k: ss.get(STUDY + k, v) for k, v in STUDY_DEFAULTS.items()}
@@ -236,7 +229,7 @@ def study_spec(cfg: ExperimentConfig, choices: dict[str, Any], quick: dict[str, 
     if choices["archs"]:
         factors["model.architecture"] = list(choices["archs"])
     if choices["quick"]:
-        base = _merge(base, quick if quick is not None else quick_base())
+        base = merge(base, quick if quick is not None else quick_base())
     name = (choices["name"] or "").strip() or cfg.name or "study from Setup"
     return StudySpec.from_dict({"name": name, "base": base, "factors": factors, "seeds": int(choices["seeds"]),
                                 "baselines": bool(choices["baselines"])})

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mtl_core.config import WHOLE_DICTS, ExperimentConfig, merge
 from mtl_core.errors import ConfigError
 from mtl_core.lessons.effect import Effect
 from mtl_core.studies.factors import factor_kind, set_level
@@ -82,7 +83,7 @@ class Lesson:
         d = copy.deepcopy(self.study)
         var = self.variation(variation) if variation else None
         if var is not None:
-            d["base"] = _merge(d.get("base", {}), var.base)
+            d["base"] = merge(d.get("base", {}), var.base)
             if var.factors is not None:
                 d["factors"] = copy.deepcopy(var.factors)
         for path, value in (knobs or {}).items():
@@ -111,19 +112,9 @@ class Lesson:
         return var.effect if var is not None and var.effect is not None else self.effect
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and \
-            k not in ("label_fraction", "label_noise", "loss_scale", "weights", "params") else copy.deepcopy(v)
-    return out
-
-
 def _set(base: dict, path: str, value: Any) -> dict:
     """``base`` (a partial config dict) with one factor path set, however little of it ``base`` holds."""
-    from mtl_core.config import ExperimentConfig
-
-    full = _merge(ExperimentConfig().to_dict(), base)
+    full = merge(ExperimentConfig().to_dict(), base)
     set_level(full, path, factor_kind(path, ExperimentConfig.from_dict(full)), value, full)
     full = ExperimentConfig.from_dict(full).to_dict()  # as the config holds it: 16.0 -> 16 for a width
     out = copy.deepcopy(base)
@@ -132,7 +123,7 @@ def _set(base: dict, path: str, value: Any) -> dict:
     for p in parents:  # copy just the branch the path runs down
         full_node = full_node[p]
         node = node.setdefault(p, {})
-    if parents and parents[-1] in ("label_fraction", "label_noise", "loss_scale", "weights", "params"):
+    if parents and parents[-1] in WHOLE_DICTS:
         node[last] = value
     else:
         node[last] = full_node[last]

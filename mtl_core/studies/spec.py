@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from mtl_core.config import ExperimentConfig
+from mtl_core.config import ExperimentConfig, merge
 from mtl_core.errors import ConfigError
 from mtl_core.studies.factors import (
     Factor,
@@ -128,7 +128,7 @@ class StudySpec:
         if not isinstance(self.base, dict):
             raise ConfigError("base", f"expected an object (a partial config), got {type(self.base).__name__}")
         try:
-            return ExperimentConfig.from_dict(_merge(ExperimentConfig().to_dict(), self.base))
+            return ExperimentConfig.from_dict(merge(ExperimentConfig().to_dict(), self.base))
         except ConfigError as e:
             raise ConfigError(f"base.{e.field}", e.message) from None
 
@@ -388,12 +388,6 @@ def _baseline_names(baselines: list[ExperimentConfig], factors: list[Factor]) ->
 
 def _base_dict(spec: StudySpec) -> dict:
     return spec.base_config().to_dict()
-
-
-def _merge(into: dict, over: dict) -> dict:
-    for k, v in over.items():
-        into[k] = _merge(into[k], v) if isinstance(v, dict) and isinstance(into.get(k), dict) else copy.deepcopy(v)
-    return into
 
 
 def _integer(v: Any, where: str) -> int:
