@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.types import Confusion, Curve, ErrorColumn
 from mtl_core.registry import Registry
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -112,6 +113,43 @@ class Task:
 
     def legend(self, prediction: dict[str, Any]) -> list[tuple[str, str]]:
         """``[(name, "#rrggbb")]`` of what the overlay colours, shown beside the picture."""
+        return []
+
+    # ---- inspection (see mtl_core.inspection) ------------------------------------------------
+    # the per-sample errors this task reports, in table order; every task has a ``failed`` flag
+    # (1 where its answer counts as wrong), which the error browser counts across tasks
+    error_columns: tuple[ErrorColumn, ...] = ()
+
+    def sample_errors(self, predictions: list[dict[str, Any]], truths: list[dict[str, Any] | None],
+                      score_threshold: float = 0.3) -> dict[str, list]:
+        """``{column: one value per sample}`` for :attr:`error_columns`, from :meth:`decode`'s
+        predictions and the ground truths in the same format (:meth:`target_to_prediction`);
+        a sample whose truth is ``None`` (unlabelled for this task) gets NaN (text: "")."""
+        return {}
+
+    def confusions(self, predictions: list[dict[str, Any]], truths: list[dict[str, Any] | None],
+                   score_threshold: float = 0.3) -> list[Confusion]:
+        """This task's confusion matrices over a set (none when it has no classes to confuse)."""
+        return []
+
+    def curves(self, predictions: list[dict[str, Any]], truths: list[dict[str, Any] | None],
+               score_threshold: float = 0.3) -> list[Curve]:
+        """Per-class precision-recall curves or a reliability diagram over a set (or none)."""
+        return []
+
+    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
+        """The ``k`` most likely answers with their probabilities (empty for a dense task)."""
+        return []
+
+    def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> Tensor:
+        """``prediction`` drawn against ``truth`` on ``image`` (uint8 ``(3, H, W)``), right and
+        wrong told apart (boxes hit, false or missed; wrongly labelled pixels); by default the
+        prediction alone."""
+        return self.draw(image, prediction, score_threshold=score_threshold)
+
+    def error_legend(self) -> list[tuple[str, str]]:
+        """``[(meaning, "#rrggbb")]`` of the colours :meth:`draw_errors` uses."""
         return []
 
 
