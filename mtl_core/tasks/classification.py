@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.measures import confusion_from_pairs, labelled, reliability, single_label_errors
+from mtl_core.inspection.types import FLAG, FRACTION, TEXT, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import colour_for, label_text
 
@@ -83,6 +85,38 @@ class Classification(Task):
         logits, labels = as_batch(outputs).float(), targets.reshape(-1).long()  # (N, K), (N,)
         return {"accuracy": topk_accuracy(logits, labels, 1),
                 "top3": topk_accuracy(logits, labels, min(3, self.num_classes))}
+
+    # ---- inspection ----------------------------------------------------------------------
+    error_columns = (
+        ErrorColumn("failed", "wrong", FLAG, help="the most likely class is not the true one"),
+        ErrorColumn("confidence", "confidence", FRACTION, worse="", help="probability of the predicted class"),
+        ErrorColumn("true_prob", "probability of the truth", FRACTION, worse="low"),
+        ErrorColumn("truth", "true class", TEXT, worse=""),
+        ErrorColumn("predicted", "predicted class", TEXT, worse=""),
+    )
+
+    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
+        return single_label_errors(predictions, truths, "label", self.class_name)
+
+    def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
+        """Rows true class, columns predicted; a cell's samples most confident first."""
+        names = [self.class_name(k) for k in range(self.num_classes)]
+        pairs = [(int(truths[i]["label"]), int(predictions[i]["label"]), i, 1) for i in labelled(truths)
+                 if 0 <= int(truths[i]["label"]) < self.num_classes]
+        matrix = confusion_from_pairs("Classification", names, names, pairs)
+        for cell, samples in matrix.samples.items():
+            samples.sort(key=lambda i: -float(predictions[i].get("score", 0.0)))
+        return [matrix]
+
+    def curves(self, predictions, truths, score_threshold: float = 0.3) -> list[Curve]:
+        idx = labelled(truths)
+        return [reliability("Classification", [float(predictions[i]["score"]) for i in idx],
+                            [int(predictions[i]["label"]) == int(truths[i]["label"]) for i in idx])]
+
+    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
+        probs = list(prediction.get("probs") or [])
+        order = sorted(range(len(probs)), key=lambda c: -probs[c])[:k]
+        return [(self.class_name(c), float(probs[c])) for c in order]
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"label": int, "score": softmax probability, "probs": [K floats]}]`` per image."""

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.measures import confusion_from_pairs, labelled, reliability, single_label_errors
+from mtl_core.inspection.types import COUNT, FLAG, FRACTION, TEXT, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.classification import as_batch, pooled_head, topk_accuracy
 from mtl_core.tasks.drawing import label_text
@@ -58,6 +60,42 @@ class Count(Task):
             return {"accuracy": 0.0, "mae": 0.0}
         error = (logits.argmax(dim=1) - counts).abs().float()
         return {"accuracy": topk_accuracy(logits, counts, 1), "mae": float(error.mean())}
+
+    # ---- inspection ----------------------------------------------------------------------
+    error_columns = (
+        ErrorColumn("failed", "wrong count", FLAG),
+        ErrorColumn("error", "count error", COUNT, help="objects too many or too few"),
+        ErrorColumn("confidence", "confidence", FRACTION, worse=""),
+        ErrorColumn("truth", "true count", TEXT, worse=""),
+        ErrorColumn("predicted", "predicted count", TEXT, worse=""),
+    )
+
+    def _name(self, n: int) -> str:
+        return str(int(n))
+
+    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
+        clipped = [None if t is None else {**t, "count": min(max(int(t["count"]), 0), self.max_count)} for t in truths]
+        out = single_label_errors(predictions, clipped, "count", self._name)
+        out["error"] = [float("nan") if t is None else float(abs(int(p["count"]) - int(t["count"])))
+                        for p, t in zip(predictions, clipped, strict=True)]
+        del out["true_prob"]
+        return {c.name: out[c.name] for c in self.error_columns}
+
+    def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
+        names = [self._name(n) for n in range(self.num_outputs)]
+        pairs = [(min(max(int(truths[i]["count"]), 0), self.max_count), int(predictions[i]["count"]), i, 1)
+                 for i in labelled(truths)]
+        return [confusion_from_pairs("Object count", names, names, pairs)]
+
+    def curves(self, predictions, truths, score_threshold: float = 0.3) -> list[Curve]:
+        idx = labelled(truths)
+        return [reliability("Object count", [float(predictions[i]["score"]) for i in idx],
+                            [int(predictions[i]["count"]) == min(int(truths[i]["count"]), self.max_count) for i in idx])]
+
+    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
+        probs = list(prediction.get("probs") or [])
+        order = sorted(range(len(probs)), key=lambda c: -probs[c])[:k]
+        return [(f"{c} object{'' if c == 1 else 's'}", float(probs[c])) for c in order]
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"count": int, "score": its probability, "probs": [max_objects + 1 floats]}]`` per image."""

@@ -17,10 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.types import FLAG, FRACTION, VALUE, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import blend, colormap, font_size_for, label_text, text_size
 from mtl_core.tasks.segmentation import CHUNK, upsample
 
+FAILED_DELTA1 = 0.8  # an image with fewer of its pixels within 25% of the truth counts as failed
 MIN_DEPTH = 1e-6  # predictions are clamped here before the log, so a tiny softplus never gives -inf
 
 
@@ -107,6 +109,34 @@ class Depth(Task):
         if count == 0:
             return {"abs_rel": 0.0, "rmse": 0.0, "delta1": 0.0}
         return {"abs_rel": abs_rel / count, "rmse": math.sqrt(sq / count), "delta1": delta1 / count}
+
+    # ---- inspection ----------------------------------------------------------------------
+    error_columns = (
+        ErrorColumn("failed", f"under {FAILED_DELTA1:.0%} of pixels within 25%", FLAG),
+        ErrorColumn("abs_rel", "abs-rel", VALUE, help="mean |d - d*| / d* over this image's labelled pixels"),
+        ErrorColumn("rmse", "RMSE", VALUE),
+        ErrorColumn("delta1", "δ < 1.25", FRACTION, worse="low", help="share of pixels within 25% of the truth"),
+    )
+
+    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
+        out: dict[str, list] = {c.name: [] for c in self.error_columns}
+        for p, t in zip(predictions, truths, strict=True):
+            gt = None if t is None else torch.as_tensor(t["depth"]).double()
+            if gt is None or not valid_pixels(gt).any():
+                for values in out.values():
+                    values.append(float("nan"))
+                continue
+            pred = torch.as_tensor(p["depth"]).double()
+            if pred.shape != gt.shape:
+                pred = upsample(pred.reshape(1, 1, *pred.shape[-2:]), gt.shape[-2:])[0, 0].double()
+            valid = valid_pixels(gt)
+            d, d_star = pred[valid].clamp(min=MIN_DEPTH), gt[valid]  # (n,)
+            delta1 = float((torch.maximum(d / d_star, d_star / d) < 1.25).double().mean())
+            out["failed"].append(float(delta1 < FAILED_DELTA1))
+            out["abs_rel"].append(float(((d - d_star).abs() / d_star).mean()))
+            out["rmse"].append(float(((d - d_star) ** 2).mean().sqrt()))
+            out["delta1"].append(delta1)
+        return out
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"depth": float (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the CPU."""

@@ -25,6 +25,9 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
 
 from mtl_core.data.base import unpad_detection
+from mtl_core.inspection.matching import kept, match_boxes
+from mtl_core.inspection.measures import confusion_from_pairs, labelled, pr_curve
+from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import colour_for, font_size_for, label_text, text_size
 from mtl_core.tasks.map_metric import mean_average_precision
@@ -211,6 +214,76 @@ class DetectionTask(Task):
         gts = unpad_detection({k: v.cpu() for k, v in targets.items()})
         result = mean_average_precision([{k: v.cpu() for k, v in p.items()} for p in preds], gts)
         return {"map50": float(result["map50"]), "map": float(result["map"])}
+
+    # ---- inspection ------------------------------------------------------------------------
+    error_columns = (
+        ErrorColumn("failed", "any box wrong", FLAG, help="a missed object or a false box at the score threshold"),
+        ErrorColumn("misses", "missed objects", COUNT, help="objects no box of their class found (IoU 0.5)"),
+        ErrorColumn("false_positives", "false boxes", COUNT, help="boxes that found no object of their class"),
+        ErrorColumn("hits", "found objects", COUNT, worse="low"),
+        ErrorColumn("objects", "objects", COUNT, worse=""),
+    )
+
+    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
+        """Boxes scoring ``score_threshold`` or more matched to the truth at IoU 0.5, COCO-style."""
+        out: dict[str, list] = {c.name: [] for c in self.error_columns}
+        for p, t in zip(predictions, truths, strict=True):
+            if t is None:
+                for values in out.values():
+                    values.append(float("nan"))
+                continue
+            p, t = kept(p, score_threshold), kept(t, 0.0)
+            pred_to_gt, gt_to_pred = match_boxes(p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"])
+            misses, false = int((gt_to_pred < 0).sum()), int((pred_to_gt < 0).sum())
+            out["failed"].append(float(misses + false > 0))
+            out["misses"].append(float(misses))
+            out["false_positives"].append(float(false))
+            out["hits"].append(float((gt_to_pred >= 0).sum()))
+            out["objects"].append(float(len(t["labels"])))
+        return out
+
+    def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
+        """Boxes, not images: rows the true class, columns the predicted one, each with a
+        background line. Boxes scoring ``score_threshold`` or more are matched to objects at IoU
+        0.5 (COCO's greedy order), first to objects of their own class (the diagonal), then what
+        is left to objects of any class (a right box with a wrong label); an object no box found
+        is in the background column, a box that found no object in the background row."""
+        k = self.info.num_classes
+        names = [self.class_name(c) for c in range(k)]
+        pairs = []
+        for i in labelled(truths):
+            p, t = kept(predictions[i], score_threshold), kept(truths[i], 0.0)
+            p2g, g2p = match_boxes(p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"])
+            p2g_any, g2p_any = match_boxes(p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"],
+                                           class_aware=False, gt_taken=g2p >= 0, pred_taken=p2g >= 0)
+            for d in range(len(p["labels"])):
+                g = int(p2g[d]) if p2g[d] >= 0 else int(p2g_any[d])
+                pairs.append((int(t["labels"][g]) if g >= 0 else k, int(p["labels"][d]), i, 1))
+            for g in range(len(t["labels"])):
+                if g2p[g] < 0 and g2p_any[g] < 0:
+                    pairs.append((int(t["labels"][g]), k, i, 1))
+        return [confusion_from_pairs("Detection", [*names, "background"], [*names, "background (missed)"], pairs,
+                                     unit="boxes", note=f"boxes scoring {score_threshold:.2f} or more, IoU 0.5")]
+
+    def curves(self, predictions, truths, score_threshold: float = 0.3) -> list[Curve]:
+        """Precision-recall per class at IoU 0.5 over every decoded box; its AP is the run's
+        per-class AP50 (same matching, same 101-point interpolation)."""
+        k = self.info.num_classes
+        scores: list[list[float]] = [[] for _ in range(k)]
+        hits: list[list[bool]] = [[] for _ in range(k)]
+        num_truth = [0] * k
+        for i in labelled(truths):
+            p, t = kept(predictions[i], 0.0), kept(truths[i], 0.0)
+            pred_to_gt, _ = match_boxes(p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"])
+            for d, (s, c) in enumerate(zip(p["scores"].tolist(), p["labels"].tolist(), strict=True)):
+                if 0 <= c < k:
+                    scores[c].append(s)
+                    hits[c].append(bool(pred_to_gt[d] >= 0))
+            for c in t["labels"].tolist():
+                if 0 <= c < k:
+                    num_truth[c] += 1
+        return [pr_curve(self.class_name(c), scores[c], hits[c], num_truth[c], score_threshold)
+                for c in range(k) if num_truth[c]]
 
     # ---- drawing ---------------------------------------------------------------------------
     def target_to_prediction(self, target: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.measures import confusion_from_pairs, labelled, pr_curve
+from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.classification import as_batch, pooled_head
 from mtl_core.tasks.drawing import colour_for, legend
@@ -85,6 +87,60 @@ class MultiLabel(Task):
             "exact_match": float((decided == truth).all(dim=1).float().mean()),
             "f1": 2 * tp / (2 * tp + wrong) if tp + wrong > 0 else 0.0,
         }
+
+    # ---- inspection ----------------------------------------------------------------------
+    error_columns = (
+        ErrorColumn("failed", "any class wrong", FLAG, help="a class decided present or absent wrongly"),
+        ErrorColumn("wrong_classes", "wrong classes", COUNT),
+        ErrorColumn("missed", "classes missed", COUNT, help="present but decided absent"),
+        ErrorColumn("false", "false classes", COUNT, help="decided present but absent"),
+    )
+
+    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
+        out: dict[str, list] = {c.name: [] for c in self.error_columns}
+        for p, t in zip(predictions, truths, strict=True):
+            if t is None:
+                for values in out.values():
+                    values.append(float("nan"))
+                continue
+            said, true = set(int(k) for k in p["labels"]), set(int(k) for k in t["labels"])
+            missed, false = len(true - said), len(said - true)
+            out["failed"].append(float(missed + false > 0))
+            out["wrong_classes"].append(float(missed + false))
+            out["missed"].append(float(missed))
+            out["false"].append(float(false))
+        return out
+
+    def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
+        """One 2 x 2 matrix per class: present or absent, against decided present or absent."""
+        idx = labelled(truths)
+        matrices = []
+        for k in range(self.num_classes):
+            pairs = [(0 if k in truths[i]["labels"] else 1, 0 if k in predictions[i]["labels"] else 1, i, 1) for i in idx]
+            matrix = confusion_from_pairs(f"Multi-label: {self.class_name(k)}", ["present", "absent"],
+                                          ["decided present", "decided absent"], pairs)
+            for samples in matrix.samples.values():  # the most confidently wrong (or right) first
+                samples.sort(key=lambda i: -abs(float(predictions[i]["probs"][k]) - 0.5))
+            matrices.append(matrix)
+        return matrices
+
+    def curves(self, predictions, truths, score_threshold: float = 0.3) -> list[Curve]:
+        """Precision-recall per class over the set's images; AP as the run's ``map`` computes it."""
+        idx = labelled(truths)
+        curves = []
+        for k in range(self.num_classes):
+            scores = [float(predictions[i]["probs"][k]) for i in idx]
+            hits = [k in truths[i]["labels"] for i in idx]
+            if sum(hits) == 0:
+                continue
+            ap = average_precision(torch.tensor(scores), torch.tensor(hits))
+            curves.append(pr_curve(self.class_name(k), scores, hits, sum(hits), DECISION_THRESHOLD, ap, "AP"))
+        return curves
+
+    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
+        probs = list(prediction.get("probs") or [])
+        order = sorted(range(len(probs)), key=lambda c: -probs[c])[:k]
+        return [(self.class_name(c), float(probs[c])) for c in order]
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"labels": [present classes, most likely first], "probs": [K floats]}]`` per image."""

@@ -14,10 +14,13 @@ from torch import Tensor, nn
 from torchvision.utils import draw_segmentation_masks
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.measures import confusion_from_pairs
+from mtl_core.inspection.types import FLAG, FRACTION, Confusion, ErrorColumn
 from mtl_core.tasks.base import Task, percent, register_task
 from mtl_core.tasks.drawing import colour_for, legend
 
 IGNORE_INDEX = 255
+FAILED_IOU = 0.5  # an image whose mean IoU is below this counts as failed in the error browser
 CHUNK = 32  # images upsampled at once in metrics, so a large eval set never needs all logits at full size
 
 
@@ -123,6 +126,50 @@ class Segmentation(Task):
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         miou, pixel_acc = miou_from_confusion(self.confusion(outputs, targets))
         return {"miou": miou, "pixel_acc": pixel_acc}
+
+    # ---- inspection ----------------------------------------------------------------------
+    error_columns = (
+        ErrorColumn("failed", f"IoU below {FAILED_IOU}", FLAG),
+        ErrorColumn("iou", "IoU", FRACTION, worse="low",
+                    help="mean IoU over the classes in this image's truth or prediction, background included"),
+        ErrorColumn("pixel_error", "wrong pixels", FRACTION, help="share of labelled pixels with the wrong class"),
+    )
+
+    def sample_confusions(self, predictions, truths) -> Tensor:
+        """``(N, K+1, K+1)`` per-sample pixel confusion matrices (zeros for an unlabelled sample)."""
+        k = self.num_outputs
+        out = torch.zeros(len(predictions), k, k, dtype=torch.long)
+        for i, (p, t) in enumerate(zip(predictions, truths, strict=True)):
+            if t is None:
+                continue
+            truth = torch.as_tensor(t["mask"]).long()
+            pred = torch.as_tensor(p["mask"]).long()
+            if pred.shape != truth.shape:  # nearest, so labels stay labels
+                pred = F.interpolate(pred[None, None].float(), size=truth.shape[-2:], mode="nearest")[0, 0].long()
+            out[i] = confusion_matrix(pred.clamp(0, k - 1), truth, k)
+        return out
+
+    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
+        out: dict[str, list] = {c.name: [] for c in self.error_columns}
+        for t, conf in zip(truths, self.sample_confusions(predictions, truths), strict=True):
+            if t is None or conf.sum() == 0:
+                for values in out.values():
+                    values.append(float("nan"))
+                continue
+            iou, acc = miou_from_confusion(conf)
+            out["failed"].append(float(iou < FAILED_IOU))
+            out["iou"].append(iou)
+            out["pixel_error"].append(1.0 - acc)
+        return out
+
+    def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
+        """Pixels of the whole set: rows the true class, columns the predicted, background first;
+        a cell lists the samples with pixels in it, the most pixels first."""
+        names = ["background", *(self.class_name(c) for c in range(1, self.num_outputs))]
+        per_sample = self.sample_confusions(predictions, truths)  # (N, K+1, K+1)
+        n, r, c = per_sample.nonzero(as_tuple=True)
+        pairs = list(zip(r.tolist(), c.tolist(), n.tolist(), per_sample[n, r, c].tolist(), strict=True))
+        return [confusion_from_pairs("Segmentation", names, names, pairs, unit="pixels")]
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None,
                with_probs: bool = False) -> list[dict[str, Any]]:
