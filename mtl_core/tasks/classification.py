@@ -104,7 +104,7 @@ class Classification(Task):
         pairs = [(int(truths[i]["label"]), int(predictions[i]["label"]), i, 1) for i in labelled(truths)
                  if 0 <= int(truths[i]["label"]) < self.num_classes]
         matrix = confusion_from_pairs("Classification", names, names, pairs)
-        for cell, samples in matrix.samples.items():
+        for samples in matrix.samples.values():
             samples.sort(key=lambda i: -float(predictions[i].get("score", 0.0)))
         return [matrix]
 
