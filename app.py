@@ -18,6 +18,7 @@ PAGES = [  # (file, title, icon)
     ("pages/studies.py", "Studies", ":material/science:"),
     ("pages/lessons.py", "Lessons", ":material/school:"),
     ("pages/predict.py", "Predict", ":material/image_search:"),
+    ("pages/inspect.py", "Inspect errors", ":material/troubleshoot:"),
     ("pages/models.py", "Compress & export", ":material/compress:"),
     ("pages/data.py", "Data", ":material/photo_library:"),
 ]

@@ -1,0 +1,129 @@
+"""The Inspect page's pieces: the models and per-sample outputs held for every session, the
+error browser's filters and thumbnail grid, one sample large, and one run's column of the
+run-against-run view.
+
+Streamlit only; what is drawn comes from ``mtl_core.inspection.views`` as numpy images.
+"""
+from __future__ import annotations
+
+import html
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import streamlit as st
+
+from mtl_core.inference.predictor import Predictor
+from mtl_core.inspection import views
+from mtl_core.inspection.outputs import split_outputs
+from mtl_core.inspection.table import Condition
+from mtl_core.inspection.types import COUNT, FLAG, FRACTION, VALUE
+from ui.inspect_charts import top_figure
+
+ss = st.session_state
+COLUMNS = 6
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading the model …")
+def predictor(path: str, mtime: float) -> Predictor:
+    """One model per checkpoint file version, shared by every session."""
+    return Predictor(path)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Opening the split's per-sample outputs (the first time, every "
+                                              "sample goes through the model once; they are kept beside the checkpoint) …")
+def outputs(path: str, mtime: float, split: str) -> Any:
+    """A checkpoint's per-sample outputs on ``split``: read from beside the checkpoint, or computed
+    once and saved there."""
+    return split_outputs(path, split, predictor=predictor(path, mtime))
+
+
+def checkpoint_key(ck: Mapping[str, Any]) -> tuple[str, float]:
+    return ck["path"], os.path.getmtime(ck["path"])
+
+
+@st.cache_data(max_entries=4000, show_spinner=False)
+def thumbnail(path: str, mtime: float, split: str, j: int, shown: tuple[tuple[str, bool], ...], threshold: float):
+    return views.thumbnail(outputs(path, mtime, split), j, dict(shown), threshold)
+
+
+def filters(tasks: Mapping[str, Any], prefix: str = "inspect_f") -> list[Condition]:
+    """Per task, a filter for each error it reports; what is left at its default filters nothing.
+    A flag: "only where wrong"; a count: at least; a share or value: at most (when low is worse)
+    or at least (when high is worse)."""
+    conditions: list[Condition] = []
+    cols = st.columns(min(len(tasks), 4) or 1)
+    for i, (t, task) in enumerate(tasks.items()):
+        with cols[i % len(cols)]:
+            st.markdown(f"**{html.escape(task.title or t)}**")
+            for c in task.error_columns:
+                key, name = f"{prefix}_{t}_{c.name}", f"{t}/{c.name}"
+                if not c.worse:
+                    continue
+                if c.kind == FLAG:
+                    if st.checkbox(f"only {c.title}", key=key, help=c.help or None):
+                        conditions.append(Condition(name, ">=", 1))
+                elif c.kind == COUNT:
+                    label = f"{c.title} at least" if c.worse == "high" else f"{c.title} at most"
+                    default = 0 if c.worse == "high" else 99
+                    v = st.number_input(label, 0, 99, default, 1, key=key, help=c.help or None)
+                    if v != default:
+                        conditions.append(Condition(name, ">=" if c.worse == "high" else "<=", int(v)))
+                elif c.kind in (FRACTION, VALUE):
+                    top = 1.0 if c.kind == FRACTION else 2.0
+                    default = top if c.worse == "low" else 0.0
+                    label = f"{c.title} at most" if c.worse == "low" else f"{c.title} at least"
+                    v = st.slider(label, 0.0, top, default, 0.01 if top == 1.0 else 0.02, key=key, help=c.help or None)
+                    if v != default:
+                        conditions.append(Condition(name, "<=" if c.worse == "low" else ">=", float(v)))
+    return conditions
+
+
+def caption_lines(tasks: Mapping[str, Any], row: Mapping[str, Any], show: Mapping[str, bool]) -> list[str]:
+    return [views.task_line(task, row, t) for t, task in tasks.items() if show.get(t, True) and f"{t}/failed" in row]
+
+
+def grid(ck: Mapping[str, Any], split: str, out: Any, table: Mapping[str, Sequence], positions: Sequence[int],
+         show: Mapping[str, bool], threshold: float, on_open: Callable[[int], None], key: str) -> None:
+    """Thumbnails of ``positions`` with their errors in words and an Open button each."""
+    path, mtime = checkpoint_key(ck)
+    shown = tuple(sorted(show.items()))
+    cols = st.columns(COLUMNS)
+    for n, j in enumerate(positions):
+        with cols[n % COLUMNS]:
+            row = views.row_of(table, j)
+            st.image(thumbnail(path, mtime, split, j, shown, threshold), width="stretch", output_format="PNG")
+            failed = row.get("tasks_failed", 0)
+            st.caption(f"**#{out.indices[j]}** · {failed} task{'s' if failed != 1 else ''} failed  \n"
+                       + "  \n".join(html.escape(line) for line in caption_lines(out.tasks, row, show)))
+            st.button("Open", key=f"{key}_open_{j}", on_click=on_open, args=(j,), width="stretch")
+
+
+def chips(entries: Sequence[tuple[str, str]]) -> str:
+    return " ".join(f'<span style="background:{c};color:#fff;padding:1px 6px;border-radius:4px;font-size:0.8em;'
+                    f'text-shadow:0 0 2px #000">{html.escape(n)}</span>' for n, c in entries)
+
+
+def show_view(tasks: Mapping[str, Any], v: views.SampleView, key: str, max_columns: int = 3) -> None:
+    """A drawn sample: its panels, a line per task, the top answers as bars, the error colours."""
+    for start in range(0, len(v.panels), max_columns):
+        row = v.panels[start:start + max_columns]
+        for col, (caption, image) in zip(st.columns(max_columns), row, strict=False):
+            col.image(image, caption=caption, width="stretch", output_format="PNG")
+    if v.lines:
+        st.markdown("  \n".join(html.escape(line) for line in v.lines))
+    if v.legends:
+        st.markdown(" ".join(f"{html.escape(tasks[t].title or t)}: {chips(e)}" for t, e in v.legends.items()),
+                    unsafe_allow_html=True)
+    if v.top:
+        cols = st.columns(max(3, len(v.top)))
+        for col, (t, top) in zip(cols, v.top.items(), strict=False):
+            truth = v.truth_of.get(t, "")
+            title = f"{tasks[t].title or t}" + (f" (truth: {truth})" if truth else "")
+            col.plotly_chart(top_figure(top, truth, title), key=f"{key}_top_{t}", width="stretch",
+                             config={"displayModeBar": False})
+
+
+def fmt(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else (f"{v:.4g}" if isinstance(v, float) else str(v))
