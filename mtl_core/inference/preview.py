@@ -41,10 +41,12 @@ def to_uint8(image: Tensor) -> Tensor:
 def overlay(tasks: dict[str, Task], image: Tensor, targets: Targets, show: dict[str, bool] | None = None,
             size: int = DISPLAY_SIZE) -> np.ndarray:
     """One sample (float image, its targets) with the ground truth of ``tasks`` drawn on it, enlarged
-    by a whole factor so its long side is about ``size`` (labels stay legible on a 32 px sample)."""
+    by a whole factor so its long side is about ``size`` (labels stay legible on a 32 px sample).
+    Enlarged, the labels of the whole image (class, count, classes present) go in a band above
+    it, so they cover none of its objects (see :func:`~mtl_core.inference.render.draw_all`)."""
     factor = max(1, round(size / max(image.shape[-2:])))
     big, truth = enlarge(to_uint8(image), ground_truth(tasks, targets), factor=factor)
-    return to_numpy_image(draw_all(tasks, big, truth, show))
+    return to_numpy_image(draw_all(tasks, big, truth, show, band=factor > 1))
 
 
 def _samples(dataset: Any, indices: Sequence[int]) -> list[tuple[Tensor, Targets]]:

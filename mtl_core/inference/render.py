@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mtl_core.inference.images import png_bytes, to_numpy_image
+from mtl_core.tasks.drawing import with_band
 
 BESIDE_MAX_SIDE = 640  # pixels: a map shown beside an overlay sits in half the page's width
 MIN_DRAW_SIDE = 256  # pixels: smaller images are enlarged before drawing, or their labels would cover them
@@ -40,14 +41,29 @@ class Rendered:
 
 
 def draw_all(tasks: Mapping[str, Any], image: torch.Tensor, predictions: Mapping[str, Any],
-             show: Mapping[str, bool] | None = None, opacity: float = 0.5, score_threshold: float = 0.3) -> torch.Tensor:
+             show: Mapping[str, bool] | None = None, opacity: float = 0.5, score_threshold: float = 0.3,
+             band: bool = False) -> torch.Tensor:
     """Every shown task's overlay on ``image`` (uint8 ``(3, H, W)``), in the tasks' drawing order
-    (dense maps first, so boxes and labels stay on top)."""
-    out = image
+    (dense maps first, so boxes and labels stay on top).
+
+    With ``band`` the labels of the tasks that label the whole image (``image_level``: a class, a
+    count, the classes present) go in a plain band stacked above the image instead of on it
+    (:func:`~mtl_core.tasks.drawing.with_band`), so on a small enlarged scene they hide none of its
+    objects; the result is then taller, ``(3, band + H, W)``, whenever such a task is shown."""
+    out, chips = image, {}
     for t in sorted(predictions, key=lambda t: getattr(tasks[t], "draw_order", 100)):
-        if show is None or show.get(t, True):
+        if show is not None and not show.get(t, True):
+            continue
+        if band and getattr(tasks[t], "image_level", False):
+            chips[t] = tasks[t].chips(predictions[t], score_threshold)
+        else:
             out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
-    return out
+    return with_band(out, _topmost_first(tasks, chips)) if chips else out
+
+
+def _topmost_first(tasks: Mapping[str, Any], chips: Mapping[str, list]) -> list[list]:
+    """The band's chip groups, the task drawn last (on top: the class) first."""
+    return [chips[t] for t in sorted(chips, key=lambda t: -getattr(tasks[t], "draw_order", 100))]
 
 
 def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], show: Mapping[str, bool] | None = None,
@@ -55,21 +71,55 @@ def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], 
            seconds: float = 0.0, min_side: int = MIN_DRAW_SIDE) -> Rendered:
     """Draw ``predictions`` (a Predictor's output, or a ground truth in the same format) on
     ``image``; with ``beside`` a task that can be shown as a picture of its own (depth) becomes
-    a second image instead of a tint.
+    a second image instead of a tint, with its colour bar beside it.
 
     An image whose short side is below ``min_side`` (a 32 px dataset sample) is first enlarged,
-    pixels kept square, with its predictions, so the labels drawn on it stay readable."""
+    pixels kept square, with its predictions, so the labels drawn on it stay readable; the labels
+    of the whole image (class, count, classes present) then go in a band above it rather than on
+    its few objects (see :func:`draw_all`), so the overlay is taller than the enlarged image."""
     tasks = predictor.tasks
+    small = min(image.shape[-2:]) < min_side
     image, predictions = enlarge(image, predictions, min_side)
     shown = {t: bool((show or {}).get(t, True)) for t in predictions}
     maps = [t for t in predictions if beside and shown[t] and getattr(tasks[t], "beside_caption", "")]
     on_image = {**shown, **{t: False for t in maps}}
-    drawn = draw_all(tasks, image, predictions, on_image, opacity, score_threshold)  # (3, H, W) uint8
+    drawn = draw_all(tasks, image, predictions, on_image, opacity, score_threshold, band=small)  # (3, [b +] H, W)
     return Rendered(overlay=to_numpy_image(drawn),
                     beside={t: to_numpy_image(map_image(tasks[t], image, predictions[t], BESIDE_MAX_SIDE)) for t in maps},
                     summary=describe(tasks, predictions, score_threshold, shown),
                     legends={t: entries for t in predictions if on_image[t] and (entries := tasks[t].legend(predictions[t]))},
                     seconds=seconds)
+
+
+def draw_errors_all(tasks: Mapping[str, Any], image: torch.Tensor, predictions: Mapping[str, Any],
+                    truths: Mapping[str, Any], show: Mapping[str, bool] | None = None, score_threshold: float = 0.3,
+                    min_side: int = MIN_DRAW_SIDE) -> Rendered:
+    """Every shown task's prediction drawn against its truth (``Task.draw_errors``), for the
+    error browser: one overlay, plus the error maps of the tasks that draw them as pictures of
+    their own (``errors_beside``: depth) in ``beside``, and each task's ``error_legend``.
+
+    Tasks without a truth (``truths[t]`` missing or ``None``) are left out. As :func:`render`, a
+    small image is enlarged first, predictions and truths with it, and the image-level verdicts
+    ("star ✓ 93%") go in a band above it. ``summary`` has "Title: prediction (truth: ...)" lines."""
+    names = [t for t in predictions if truths.get(t) is not None and (show is None or show.get(t, True))]
+    small = min(image.shape[-2:]) < min_side
+    big, preds = enlarge(image, {t: predictions[t] for t in names}, min_side)
+    _, truth = enlarge(image, {t: truths[t] for t in names}, min_side)
+    out, chips, beside = big, {}, {}
+    for t in sorted(names, key=lambda t: getattr(tasks[t], "draw_order", 100)):
+        task = tasks[t]
+        if getattr(task, "errors_beside", False):
+            beside[t] = to_numpy_image(task.draw_errors(big, preds[t], truth[t], score_threshold))
+        elif small and getattr(task, "image_level", False):
+            chips[t] = task.error_chips(preds[t], truth[t], score_threshold)
+        else:
+            out = task.draw_errors(out, preds[t], truth[t], score_threshold)  # (3, H, W)
+    if chips:
+        out = with_band(out, _topmost_first(tasks, chips))
+    summary = [f"{getattr(tasks[t], 'title', '') or t}: {tasks[t].summarize(predictions[t], score_threshold)}"
+               f" (truth: {tasks[t].summarize(truths[t], score_threshold)})" for t in names]
+    return Rendered(overlay=to_numpy_image(out), beside=beside, summary=summary,
+                    legends={t: entries for t in names if (entries := tasks[t].error_legend())})
 
 
 def resize_prediction(prediction: Mapping[str, Any], old: tuple[int, int], new: tuple[int, int]) -> dict[str, Any]:
@@ -111,9 +161,10 @@ def enlarge(image: torch.Tensor, predictions: Mapping[str, Any], min_side: int =
 
 
 def map_image(task: Any, image: torch.Tensor, prediction: Mapping[str, Any], max_side: int | None = None) -> torch.Tensor:
-    """A task's prediction as a picture of its own (its overlay drawn fully opaque), uint8
-    ``(3, h, w)``; at most ``max_side`` pixels on its long side: it is shown beside the overlay,
-    in half the page's width, so colouring every pixel of a large photo would be time for nothing."""
+    """A task's prediction as a picture of its own (its overlay drawn fully opaque, with its scale),
+    uint8 ``(3, h, w + scale)``; the map at most ``max_side`` pixels on its long side: it is shown
+    beside the overlay, in half the page's width, so colouring every pixel of a large photo would
+    be time for nothing. The task's scale (depth's colour bar) widens it on the right."""
     h, w = image.shape[-2:]
     scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
     if scale < 1.0:
@@ -121,7 +172,7 @@ def map_image(task: Any, image: torch.Tensor, prediction: Mapping[str, Any], max
         image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
                               align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)  # (3, h', w')
         prediction = resize_prediction(prediction, (h, w), size)
-    return task.draw(image, dict(prediction), opacity=1.0)
+    return task.draw(image, dict(prediction), opacity=1.0, show_scale=True)
 
 
 def describe(tasks: Mapping[str, Any], predictions: Mapping[str, Any], score_threshold: float = 0.3,
@@ -136,5 +187,5 @@ def describe(tasks: Mapping[str, Any], predictions: Mapping[str, Any], score_thr
     return lines
 
 
-__all__ = ["BESIDE_MAX_SIDE", "MIN_DRAW_SIDE", "Rendered", "describe", "draw_all", "enlarge", "map_image", "render",
-           "resize_prediction"]
+__all__ = ["BESIDE_MAX_SIDE", "MIN_DRAW_SIDE", "Rendered", "describe", "draw_all", "draw_errors_all", "enlarge",
+           "map_image", "render", "resize_prediction"]

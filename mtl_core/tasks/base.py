@@ -45,6 +45,13 @@ class Task:
     beside_caption: str = ""
     # how an ensemble fuses the members' outputs (see mtl_core.inference.ensemble); empty: it cannot
     fusion: str = ""
+    # the task labels the whole image (a class, a count), so its drawing is text only: chips that
+    # draw() puts in a corner, and that render puts in a band above a small enlarged image instead,
+    # where they cover none of its objects (see :meth:`chips`)
+    image_level: bool = False
+    # draw_errors returns a picture of its own (a map, wider by its colour bar), shown beside the
+    # overlay rather than drawn on it (depth's error map)
+    errors_beside: bool = False
 
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info
@@ -85,8 +92,22 @@ class Task:
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
         """Overlay one prediction (or a ground truth in the same format) on ``image``,
-        a uint8 ``(3, H, W)`` tensor; returns a new uint8 ``(3, H, W)`` tensor."""
+        a uint8 ``(3, H, W)`` tensor; returns a new uint8 ``(3, H, W)`` tensor.
+
+        A ground truth carries no scores (see :meth:`target_to_prediction`) and is drawn without
+        numbers. A task with a :attr:`beside_caption` also takes ``show_scale=True``, asked for
+        when its picture is shown on its own: it may then return an image widened by its scale."""
         raise NotImplementedError
+
+    def chips(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> list[tuple[str, tuple[int, int, int]]]:
+        """An :attr:`image_level` task's drawing as ``[(text, colour)]`` ("star 0.93"; "star" for a
+        ground truth); empty for a task that draws on the pixels."""
+        return []
+
+    def error_chips(self, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> list[tuple[str, tuple[int, int, int]]]:
+        """An :attr:`image_level` task's :meth:`draw_errors` as ``[(text, colour)]``."""
+        return []
 
     def random_labels(self, u: Tensor) -> Tensor:
         """A label per sample drawn from ``u`` (uniforms in [0, 1), ``(B,)``), in the target's
@@ -99,7 +120,9 @@ class Task:
         return cls.random_labels is not Task.random_labels
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
-        """One sample's ground truth in :meth:`decode`'s format, so :meth:`draw` can show it."""
+        """One sample's ground truth in :meth:`decode`'s format, so :meth:`draw` can show it; without
+        the scores a prediction has (no ``score``, no ``scores``), so it is drawn and summarised
+        without them ("star", not "star 1.00")."""
         raise NotImplementedError
 
     def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
@@ -145,7 +168,8 @@ class Task:
                     score_threshold: float = 0.3) -> Tensor:
         """``prediction`` drawn against ``truth`` on ``image`` (uint8 ``(3, H, W)``), right and
         wrong told apart (boxes hit, false or missed; wrongly labelled pixels); by default the
-        prediction alone."""
+        prediction alone. Both are in the image's coordinates. With :attr:`errors_beside` the result
+        is a picture of its own (possibly wider than ``image``), not an overlay."""
         return self.draw(image, prediction, score_threshold=score_threshold)
 
     def error_legend(self) -> list[tuple[str, str]]:
@@ -156,3 +180,21 @@ class Task:
 def percent(x: float) -> str:
     """A share as a whole percentage, "<1%" for a sliver."""
     return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
+
+
+def verdict(answer: str, score: float | None, truth: str) -> tuple[str, tuple[int, int, int]]:
+    """One image-level answer against the truth, as a chip: ``("star ✓ 93%", green)`` when right,
+    ``("circle ✗ 62% (truth: star)", red)`` when wrong (no percentage without a score)."""
+    from mtl_core.tasks.drawing import HIT, WRONG
+
+    sure = f" {percent(score)}" if score is not None else ""
+    if answer == truth:
+        return f"{answer} ✓{sure}", HIT
+    return f"{answer} ✗{sure} (truth: {truth})", WRONG
+
+
+def top_probabilities(probs: Any, names: list[str], k: int) -> list[tuple[str, float]]:
+    """The ``k`` largest of ``probs`` with their names, most likely first (ties: lower index)."""
+    p = [float(v) for v in (probs or [])]
+    order = sorted(range(len(p)), key=lambda i: (-p[i], i))[: max(0, int(k))]
+    return [(names[i], p[i]) for i in order]

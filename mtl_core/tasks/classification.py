@@ -18,8 +18,8 @@ from torch import Tensor, nn
 from mtl_core.data.base import DatasetInfo
 from mtl_core.inspection.measures import confusion_from_pairs, labelled, reliability, single_label_errors
 from mtl_core.inspection.types import FLAG, FRACTION, TEXT, Confusion, Curve, ErrorColumn
-from mtl_core.tasks.base import Task, register_task
-from mtl_core.tasks.drawing import colour_for, label_text
+from mtl_core.tasks.base import Task, register_task, top_probabilities, verdict
+from mtl_core.tasks.drawing import HIT, WRONG, colour_for, hex_colour, label_text
 
 
 class AvgMaxPool(nn.Module):
@@ -113,11 +113,6 @@ class Classification(Task):
         return [reliability("Classification", [float(predictions[i]["score"]) for i in idx],
                             [int(predictions[i]["label"]) == int(truths[i]["label"]) for i in idx])]
 
-    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
-        probs = list(prediction.get("probs") or [])
-        order = sorted(range(len(probs)), key=lambda c: -probs[c])[:k]
-        return [(self.class_name(c), float(probs[c])) for c in order]
-
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"label": int, "score": softmax probability, "probs": [K floats]}]`` per image."""
         probs = as_batch(output).detach().float().softmax(dim=1).cpu()  # (B, K)
@@ -125,23 +120,55 @@ class Classification(Task):
         return [{"label": int(label[i]), "score": float(score[i]), "probs": probs[i].tolist()}
                 for i in range(probs.shape[0])]
 
+    image_level = True
+
+    def chips(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> list[tuple[str, tuple[int, int, int]]]:
+        """"star 0.93" on the class colour; "star" for a ground truth (no ``score``)."""
+        label = int(prediction["label"])
+        score = prediction.get("score")
+        text = self.class_name(label) + ("" if score is None else f" {float(score):.2f}")
+        return [(text, colour_for(label))]
+
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
-        """"star 0.93" on the class colour at the top-left. The top class is always shown (it is the
-        answer, however unsure); ``opacity`` and ``score_threshold`` do not apply."""
-        label = int(prediction["label"])
-        text = f"{self.class_name(label)} {float(prediction.get('score', 1.0)):.2f}"
-        return label_text(image, text, colour_for(label), corner="top-left")
+        """:meth:`chips` at the top-left. The top class is always shown (it is the answer, however
+        unsure); ``opacity`` and ``score_threshold`` do not apply."""
+        ((text, colour),) = self.chips(prediction)
+        return label_text(image, text, colour, corner="top-left")
 
     def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
-        return f"{self.class_name(int(prediction['label']))} ({float(prediction.get('score', 1.0)):.0%})"
+        """"star (93%)"; "star" for a ground truth."""
+        score = prediction.get("score")
+        name = self.class_name(int(prediction["label"]))
+        return name if score is None else f"{name} ({float(score):.0%})"
 
     def caption(self, prediction: dict[str, Any]) -> str:
         return self.class_name(int(prediction["label"]))
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
+        """``{"label", "probs"}`` (one-hot) and no ``score``: a ground truth is drawn without one."""
         label = int(torch.as_tensor(target).reshape(-1)[0])
         probs = [0.0] * self.num_classes
         if 0 <= label < self.num_classes:
             probs[label] = 1.0
-        return {"label": label, "score": 1.0, "probs": probs}
+        return {"label": label, "probs": probs}
+
+    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
+        names = [self.class_name(i) for i in range(self.num_classes)]
+        return top_probabilities(prediction.get("probs"), names, k)
+
+    def error_chips(self, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> list[tuple[str, tuple[int, int, int]]]:
+        """"star ✓ 93%" in green, or "circle ✗ 62% (truth: star)" in red."""
+        score = prediction.get("score")
+        return [verdict(self.class_name(int(prediction["label"])), None if score is None else float(score),
+                        self.class_name(int(truth["label"])))]
+
+    def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> Tensor:
+        """:meth:`error_chips` at the top-left, where :meth:`draw` puts the answer."""
+        ((text, colour),) = self.error_chips(prediction, truth)
+        return label_text(image, text, colour, corner="top-left")  # (3, H, W)
+
+    def error_legend(self) -> list[tuple[str, str]]:
+        return [("right", hex_colour(HIT)), ("wrong", hex_colour(WRONG))]

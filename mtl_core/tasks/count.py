@@ -16,9 +16,9 @@ from torch import Tensor, nn
 from mtl_core.data.base import DatasetInfo
 from mtl_core.inspection.measures import confusion_from_pairs, labelled, reliability, single_label_errors
 from mtl_core.inspection.types import COUNT, FLAG, FRACTION, TEXT, Confusion, Curve, ErrorColumn
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_task, top_probabilities, verdict
 from mtl_core.tasks.classification import as_batch, pooled_head, topk_accuracy
-from mtl_core.tasks.drawing import label_text
+from mtl_core.tasks.drawing import HIT, WRONG, hex_colour, label_text
 
 COUNT_COLOUR = (40, 40, 40)
 
@@ -92,11 +92,6 @@ class Count(Task):
         return [reliability("Object count", [float(predictions[i]["score"]) for i in idx],
                             [int(predictions[i]["count"]) == min(int(truths[i]["count"]), self.max_count) for i in idx])]
 
-    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
-        probs = list(prediction.get("probs") or [])
-        order = sorted(range(len(probs)), key=lambda c: -probs[c])[:k]
-        return [(f"{c} object{'' if c == 1 else 's'}", float(probs[c])) for c in order]
-
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"count": int, "score": its probability, "probs": [max_objects + 1 floats]}]`` per image."""
         probs = as_batch(output).detach().float().softmax(dim=1).cpu()  # (B, K+1)
@@ -104,22 +99,54 @@ class Count(Task):
         return [{"count": int(count[i]), "score": float(score[i]), "probs": probs[i].tolist()}
                 for i in range(probs.shape[0])]
 
+    image_level = True
+
+    @staticmethod
+    def count_name(n: int) -> str:
+        """"1 object", "3 objects"."""
+        return f"{n} object{'' if n == 1 else 's'}"
+
+    def chips(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> list[tuple[str, tuple[int, int, int]]]:
+        """"3 objects 0.81"; "3 objects" for a ground truth (no ``score``)."""
+        score = prediction.get("score")
+        text = self.count_name(int(prediction["count"])) + ("" if score is None else f" {float(score):.2f}")
+        return [(text, COUNT_COLOUR)]
+
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
-        """"3 objects 0.81" at the top-right; always shown (the count is the answer, however unsure)."""
-        n = int(prediction["count"])
-        text = f"{n} object{'' if n == 1 else 's'} {float(prediction.get('score', 1.0)):.2f}"
-        return label_text(image, text, COUNT_COLOUR, corner="top-right")
+        """:meth:`chips` at the top-right; always shown (the count is the answer, however unsure)."""
+        ((text, colour),) = self.chips(prediction)
+        return label_text(image, text, colour, corner="top-right")
 
     def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
         return f"{float(prediction['count']):.1f}".rstrip("0").rstrip(".") + " objects"
 
     def caption(self, prediction: dict[str, Any]) -> str:
-        n = int(prediction["count"])
-        return f"{n} object{'s' if n != 1 else ''}"
+        return self.count_name(int(prediction["count"]))
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
+        """``{"count", "probs"}`` (one-hot) and no ``score``: a ground truth is drawn without one."""
         n = int(torch.as_tensor(target).reshape(-1)[0])
         probs = [0.0] * self.num_outputs
         probs[min(max(n, 0), self.max_count)] = 1.0
-        return {"count": n, "score": 1.0, "probs": probs}
+        return {"count": n, "probs": probs}
+
+    def top_k(self, prediction: dict[str, Any], k: int = 3) -> list[tuple[str, float]]:
+        """The most likely counts: ``[("2 objects", 0.7), ("1 object", 0.2), ...]``."""
+        return top_probabilities(prediction.get("probs"), [self.count_name(n) for n in range(self.num_outputs)], k)
+
+    def error_chips(self, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> list[tuple[str, tuple[int, int, int]]]:
+        """"3 objects ✓ 81%" in green, or "2 objects ✗ 55% (truth: 3 objects)" in red."""
+        score = prediction.get("score")
+        return [verdict(self.count_name(int(prediction["count"])), None if score is None else float(score),
+                        self.count_name(int(truth["count"])))]
+
+    def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> Tensor:
+        """:meth:`error_chips` at the top-right, where :meth:`draw` puts the count."""
+        ((text, colour),) = self.error_chips(prediction, truth)
+        return label_text(image, text, colour, corner="top-right")  # (3, H, W)
+
+    def error_legend(self) -> list[tuple[str, str]]:
+        return [("right", hex_colour(HIT)), ("wrong", hex_colour(WRONG))]

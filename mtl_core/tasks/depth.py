@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from mtl_core.data.base import DatasetInfo
 from mtl_core.inspection.types import FLAG, FRACTION, VALUE, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
-from mtl_core.tasks.drawing import blend, colormap, font_size_for, label_text, text_size
+from mtl_core.tasks.drawing import blend, colormap, with_colour_bar
 from mtl_core.tasks.segmentation import CHUNK, upsample
 
 FAILED_DELTA1 = 0.8  # an image with fewer of its pixels within 25% of the truth counts as failed
@@ -75,6 +75,8 @@ class Depth(Task):
     draw_order = 0
     beside_caption = "Depth (near blue, far red)"
     fusion = "dense_mean"
+    errors_beside = True  # draw_errors is a map of its own, with its colour bar, shown beside
+    error_max = 0.5  # abs-rel at which the error map's colours stop (larger errors look the same)
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
@@ -147,32 +149,41 @@ class Depth(Task):
         return [{"depth": depth[i]} for i in range(depth.shape[0])]
 
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
-             score_threshold: float = 0.3, show_scale: bool = True) -> Tensor:
+             score_threshold: float = 0.3, show_scale: bool = False) -> Tensor:
         """Depth as a turbo colour map (0 .. ``depth_max``, near = blue, far = red) blended with the
         image at ``opacity`` (1 = the colour map alone); unlabelled pixels (depth 0) are left as
-        they are. A colour bar with its range sits on the left edge. ``score_threshold`` does not apply."""
-        depth = prediction["depth"].to(image.device).float()
+        they are. ``show_scale``: the colour bar with its range beside the map, on a margin at the
+        right (:func:`~mtl_core.tasks.drawing.with_colour_bar`), for the map shown on its own; the
+        overlay blended into a photo has none. ``score_threshold`` does not apply."""
+        depth = self._at(prediction["depth"], image)  # (H, W)
+        colours = colormap(depth, 0.0, self.depth_max)  # (3, H, W)
+        out = blend(image, colours, opacity, mask=valid_pixels(depth))
+        return with_colour_bar(out, 0.0, self.depth_max) if show_scale else out  # (3, H, W [+ bar])
+
+    @staticmethod
+    def _at(depth: Any, image: Tensor) -> Tensor:
+        """A depth map as float ``(H, W)`` at ``image``'s size, on its device."""
+        depth = torch.as_tensor(depth).to(image.device).float()
         depth = depth[0] if depth.dim() == 3 else depth  # (H, W)
         if depth.shape != image.shape[-2:]:
             depth = upsample(depth[None, None], image.shape[-2:])[0, 0]
-        colours = colormap(depth, 0.0, self.depth_max)  # (3, H, W)
-        out = blend(image, colours, opacity, mask=valid_pixels(depth))
-        return self._scale_bar(out) if show_scale else out
+        return depth
 
-    def _scale_bar(self, image: Tensor) -> Tensor:
-        """A vertical colour bar (far at the top) on the left edge, labelled with its range."""
-        h, w = image.shape[-2:]
-        label, size = f"{self.depth_max:g}", font_size_for(h, w)
-        text_w, text_h = text_size(label, size)
-        bar_w, bar_h = max(3, w // 40), h // 2
-        if bar_h < 2 * text_h + 4 or w < bar_w + text_w + 4:
-            return image  # too small to be readable
-        top = (h - bar_h) // 2
-        values = torch.linspace(self.depth_max, 0.0, bar_h, device=image.device)[:, None].expand(bar_h, bar_w)
-        out = image.clone()
-        out[:, top:top + bar_h, 1:1 + bar_w] = colormap(values, 0.0, self.depth_max)  # (3, bar_h, bar_w)
-        out = label_text(out, label, (0, 0, 0), xy=(bar_w + 2, top), font_size=size)
-        return label_text(out, "0", (0, 0, 0), xy=(bar_w + 2, top + bar_h - text_h), font_size=size)
+    def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> Tensor:
+        """A picture of its own, to show beside the overlay (:attr:`errors_beside`): each labelled
+        pixel's absolute relative error ``|d - d*| / d*`` as a turbo map from 0 to
+        :attr:`error_max` (clamped), unlabelled pixels grey, and a colour bar "abs-rel" beside it;
+        uint8 ``(3, H, W + bar)``."""
+        d, d_star = self._at(prediction["depth"], image), self._at(truth["depth"], image)  # (H, W) each
+        valid = valid_pixels(d_star)
+        err = (d.clamp(min=MIN_DEPTH) - d_star).abs() / torch.where(valid, d_star, torch.ones_like(d_star))
+        grey = torch.full_like(image, 128)
+        out = torch.where(valid[None], colormap(err, 0.0, self.error_max), grey)  # (3, H, W)
+        return with_colour_bar(out, 0.0, self.error_max, label="abs-rel")
+
+    def error_legend(self) -> list[tuple[str, str]]:
+        return [("unlabelled", "#808080")]
 
     def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
         d = prediction.get("depth")

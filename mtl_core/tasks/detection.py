@@ -22,14 +22,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.ops import batched_nms, clip_boxes_to_image
-from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+from torchvision.utils import draw_segmentation_masks
 
 from mtl_core.data.base import unpad_detection
 from mtl_core.inspection.matching import kept, match_boxes
 from mtl_core.inspection.measures import confusion_from_pairs, labelled, pr_curve
 from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
-from mtl_core.tasks.drawing import colour_for, font_size_for, label_text, text_size
+from mtl_core.tasks.drawing import (
+    HIT,
+    MISSED,
+    WRONG,
+    colour_for,
+    draw_texts,
+    font_size_for,
+    hex_colour,
+    outline_boxes,
+    place_labels,
+    text_size,
+)
 from mtl_core.tasks.map_metric import mean_average_precision
 
 HEATMAP_PRIOR_BIAS = -2.19  # sigmoid(-2.19) ~= 0.1, CenterNet's focal-loss prior
@@ -336,10 +347,46 @@ class DetectionTask(Task):
             inside = (xs >= b[:, 0]) & (xs < b[:, 2]) & (ys >= b[:, 1]) & (ys < b[:, 3])  # (n, H, W)
             out = draw_segmentation_masks(out, inside, alpha=min(float(opacity), 1.0), colors=colours)
         width = max(1, round(min(h, w) / 160))  # visible on a 640 px upload, not fat on 64 px
-        out = draw_bounding_boxes(out.cpu(), boxes, colors=colours, width=width).to(image.device)
+        out = outline_boxes(out, boxes, colours, width)
+        # the most confident box's label is placed first, so it gets the best place
+        return self._labelled(out, boxes.flip(0), text[::-1], colours[::-1])
+
+    def _labelled(self, image: Tensor, boxes: Tensor, texts: list[str], colours: list) -> Tensor:
+        """``texts`` placed by :func:`~mtl_core.tasks.drawing.place_labels` (in this order) and drawn."""
+        h, w = image.shape[-2:]
         size = font_size_for(h, w)
-        for (x1, y1, _, _), t, c in zip(boxes.round().int().tolist(), text, colours):
-            # above the box when there is room, so the label hides none of the object
-            th = text_size(t, size)[1]
-            out = label_text(out, t, c, xy=(x1, y1 - th if y1 >= th else y1), font_size=size)
-        return out
+        xys = place_labels(boxes.tolist(), [text_size(t, size) for t in texts], (h, w))
+        return draw_texts(image, texts, xys, colours, size)
+
+    def draw_errors(self, image: Tensor, prediction: dict[str, Tensor], truth: dict[str, Tensor],
+                    score_threshold: float = 0.3) -> Tensor:
+        """The boxes scoring ``score_threshold`` or more matched to the truth as COCO does (IoU 0.5,
+        same class; :func:`~mtl_core.inspection.matching.match_boxes`): hits outlined green, false
+        positives red ("star 0.91"), missed truth boxes amber and dashed, one pixel thicker
+        ("missed star"). Labels are placed so they hide none of the boxes where there is room."""
+        pred = {k: v.cpu() for k, v in kept(prediction, score_threshold).items()}  # boxes (D, 4) ...
+        gt = {k: v.cpu() for k, v in kept(truth, float("-inf")).items()}  # boxes (G, 4) ...
+        pred_to_gt, gt_to_pred = match_boxes(pred["boxes"], pred["scores"], pred["labels"], gt["boxes"], gt["labels"],
+                                             iou_threshold=0.5, class_aware=True)  # (D,), (G,)
+        h, w = image.shape[-2:]
+        width = max(1, round(min(h, w) / 160))
+        found = pred_to_gt >= 0  # (D,)
+        lost = gt_to_pred < 0  # (G,)
+        p_boxes = clip_boxes_to_image(pred["boxes"], (h, w))  # (D, 4)
+        g_boxes = clip_boxes_to_image(gt["boxes"][lost], (h, w))  # (M, 4)
+        p_colours = [HIT if f else WRONG for f in found.tolist()]
+        out = image.clone()
+        if len(g_boxes):
+            out = outline_boxes(out, g_boxes, [MISSED] * len(g_boxes), width + 1, dashed=True)
+        if len(p_boxes):
+            out = outline_boxes(out, p_boxes, p_colours, width)
+        texts = [f"{self.class_name(int(c))} {float(s):.2f}" for c, s in zip(pred["labels"], pred["scores"], strict=True)]
+        texts += [f"missed {self.class_name(int(c))}" for c in gt["labels"][lost]]
+        order = pred["scores"].argsort(descending=True).tolist()  # most confident labelled first
+        boxes = torch.cat([p_boxes[order], g_boxes])  # (D + M, 4)
+        texts = [texts[i] for i in order] + texts[len(order):]
+        colours = [p_colours[i] for i in order] + [MISSED] * len(g_boxes)
+        return self._labelled(out, boxes, texts, colours) if texts else out  # (3, H, W)
+
+    def error_legend(self) -> list[tuple[str, str]]:
+        return [("hit", hex_colour(HIT)), ("false positive", hex_colour(WRONG)), ("missed", hex_colour(MISSED))]

@@ -186,3 +186,157 @@ def blend(image: Tensor, overlay: Tensor, opacity: float, mask: Tensor | None = 
     if mask is None:
         return mixed
     return torch.where(mask.to(image.device)[None], mixed, image)  # (3, H, W)
+
+
+# ---- colours of right and wrong, shared by the error drawings (matplotlib's tab10 green and red) ----
+HIT: Colour = (44, 160, 44)
+WRONG: Colour = (214, 39, 40)
+MISSED: Colour = (255, 160, 0)  # amber: something the truth has that the prediction left out
+WRONG_PIXEL: Colour = (255, 0, 255)  # magenta: a hue no class of the palette has
+BAND_BACKGROUND: Colour = (245, 245, 245)
+BAR_BACKGROUND: Colour = (255, 255, 255)
+
+
+def hex_colour(colour: Colour) -> str:
+    """``(r, g, b)`` -> ``"#rrggbb"``, as the pages' legends want it."""
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in colour))
+
+
+def draw_texts(image: Tensor, texts: Sequence[str], xys: Sequence[tuple[int, int]], colours: Sequence[Colour],
+               font_size: int | None = None) -> Tensor:
+    """Several labels at once, each box's top-left pixel at ``xys[i]`` (see :func:`label_text`)."""
+    size = font_size or font_size_for(*image.shape[-2:])
+    return _draw_labels(image, list(texts), [(int(x), int(y)) for x, y in xys],
+                        [tuple(int(c) for c in colour) for colour in colours], size)
+
+
+def _overlaps(a: tuple[float, float, float, float], b: Sequence[float]) -> bool:
+    """Whether two xyxy rectangles share area (touching edges do not)."""
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def place_labels(boxes: Sequence[Sequence[float]], sizes: Sequence[tuple[int, int]],
+                 image_hw: tuple[int, int]) -> list[tuple[int, int]]:
+    """Top-left pixels for one label per box, so labels hide neither what they name nor each other.
+
+    ``boxes`` are xyxy pixels, ``sizes`` each label's ``(w, h)``; labels are placed in the given
+    order (put the most important first). Each tries, in order: above the box at its left edge,
+    below it at its left edge, above and below aligned to its right edge, then those four moved
+    further away (up, down, sideways) a label height or half a width at a time; x is kept inside
+    the image and a place outside it is refused. The first place that overlaps no label placed
+    before and no box's interior wins; failing that, the first that overlaps no label (it may lie
+    over another box); only as a last resort the label goes inside its own box, at the top-left.
+    Pure geometry: no drawing.
+    """
+    img_h, img_w = image_hw
+    boxes = [tuple(float(v) for v in b) for b in boxes]
+    placed: list[tuple[float, float, float, float]] = []
+    out: list[tuple[int, int]] = []
+    for (x1, y1, x2, y2), (w, h) in zip(boxes, sizes, strict=True):
+        base = [(x1, y1 - h, -1), (x1, y2, 1), (x2 - w, y1 - h, -1), (x2 - w, y2, 1)]  # (x, y, outward)
+        candidates = [(x, y) for x, y, _ in base]
+        for step in range(1, 9):
+            candidates += [(x, y + d * step * h) for x, y, d in base]
+            candidates += [(x + s * step * w / 2, y) for x, y, _ in base for s in (1, -1)]
+        rects = []
+        for x, y in candidates:
+            x = min(max(0.0, x), max(0.0, img_w - w))
+            if y < 0 or y + h > img_h:
+                continue
+            rects.append((x, y, x + w, y + h))
+        free = [r for r in rects if not any(_overlaps(r, p) for p in placed)]
+        clear = [r for r in free if not any(_overlaps(r, b) for b in boxes)]
+        inside = (min(max(0.0, x1), max(0.0, img_w - w)), min(max(0.0, y1), max(0.0, img_h - h)))
+        chosen = clear[0] if clear else free[0] if free else (*inside, inside[0] + w, inside[1] + h)
+        placed.append(chosen)
+        out.append((round(chosen[0]), round(chosen[1])))
+    return out
+
+
+def with_band(image: Tensor, groups: Sequence[Sequence[tuple[str, Colour]]], font_size: int | None = None,
+              background: Colour = BAND_BACKGROUND) -> Tensor:
+    """``image`` with a plain band stacked above it holding chips (``(text, colour)``) left to
+    right, wrapping onto more rows as needed; uint8 ``(3, H + band, W)``. ``groups`` holds one list
+    of chips per task, set apart by a wider gap so a class and a class present are not read as one.
+    The band has one row even with no chips, so pictures drawn for the same tasks keep one height."""
+    h, w = image.shape[-2:]
+    size = font_size or font_size_for(h, w)
+    row_h, gap = text_size("Ag", size)[1] + 2, 3
+    chips, xys, x, row = [], [], gap, 0
+    for group in groups:
+        if chips and group:
+            x += 3 * gap
+        for text, colour in group:
+            tw = text_size(text, size)[0]
+            if x > gap and x + tw > w:
+                x, row = gap, row + 1
+            chips.append((text, colour))
+            xys.append((x, 1 + row * row_h))
+            x += tw + gap
+    band = torch.tensor(background, dtype=torch.uint8, device=image.device).view(3, 1, 1)
+    band = band.expand(3, (row + 1) * row_h + 1, w).clone()  # (3, band, W)
+    if chips:
+        band = draw_texts(band, [t for t, _ in chips], xys, [c for _, c in chips], size)
+    return torch.cat([band, image], dim=-2)  # (3, band + H, W)
+
+
+def _range_text(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def colour_bar_margin(image_hw: tuple[int, int], vmin: float, vmax: float, label: str = "") -> int:
+    """The width in pixels :func:`with_colour_bar` adds on the right of an image of ``image_hw``."""
+    h, w = image_hw
+    size = font_size_for(h, w)
+    bar_w = max(4, min(h, w) // 24)
+    numbers = max(text_size(_range_text(v), size)[0] for v in (vmin, vmax))
+    return 4 + max(bar_w + 2 + numbers, text_size(label, size)[0] if label else 0) + 2
+
+
+def with_colour_bar(image: Tensor, vmin: float, vmax: float, lut: Sequence[Colour] = TURBO_LUT,
+                    label: str = "") -> Tensor:
+    """``image`` widened on the right by a white margin holding a vertical colour bar (``vmax`` at
+    the top) with its range written beside it and ``label`` above it: uint8 ``(3, H, W + margin)``
+    (:func:`colour_bar_margin`). The image itself is left as it was, so a map keeps every pixel."""
+    h, w = image.shape[-2:]
+    size = font_size_for(h, w)
+    margin = colour_bar_margin((h, w), vmin, vmax, label)
+    text_h = text_size("Ag", size)[1]
+    bar_w = max(4, min(h, w) // 24)
+    top = text_h + 2 if label else 2
+    bottom = h - 2
+    if bottom - top < 2 * text_h + 2:  # too low for the numbers: a bare bar over the whole height
+        top, bottom = 0, h
+    side = torch.tensor(BAR_BACKGROUND, dtype=torch.uint8, device=image.device).view(3, 1, 1)
+    side = side.expand(3, h, margin).clone()  # (3, H, margin)
+    values = torch.linspace(float(vmax), float(vmin), bottom - top, device=image.device)[:, None]
+    side[:, top:bottom, 4:4 + bar_w] = colormap(values.expand(-1, bar_w), vmin, vmax, lut)  # (3, bar_h, bar_w)
+    out = torch.cat([image, side], dim=-1)  # (3, H, W + margin)
+    if bottom - top < h:
+        texts = [_range_text(vmax), _range_text(vmin)] + ([label] if label else [])
+        xys = [(w + 4 + bar_w + 2, top), (w + 4 + bar_w + 2, bottom - text_h)] + ([(w + 2, 0)] if label else [])
+        out = draw_texts(out, texts, xys, [BAR_BACKGROUND] * len(texts), size)
+    return out
+
+
+def outline_boxes(image: Tensor, boxes: Tensor, colours: Sequence[Colour], width: int = 1,
+                  dashed: bool = False) -> Tensor:
+    """Box outlines (xyxy pixels ``(n, 4)``) drawn inside each box, ``width`` pixels thick; dashed:
+    runs of ``3 * width`` pixels on and off along every edge, starting on at each corner."""
+    if not dashed:
+        return draw_bounding_boxes(image.cpu(), boxes.float().cpu(), colors=list(colours), width=width).to(image.device)
+    out = image.clone()
+    h, w = image.shape[-2:]
+    dash = 3 * width
+    for (x1, y1, x2, y2), colour in zip(boxes.round().long().tolist(), colours, strict=True):
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2 + 1), min(h, y2 + 1)
+        if x2 <= x1 or y2 <= y1:
+            continue
+        c = torch.tensor(colour, dtype=torch.uint8, device=image.device).view(3, 1, 1)
+        on_x = (torch.arange(x2 - x1, device=image.device) // dash) % 2 == 0  # (bw,)
+        on_y = (torch.arange(y2 - y1, device=image.device) // dash) % 2 == 0  # (bh,)
+        for rows in (slice(y1, min(y2, y1 + width)), slice(max(y1, y2 - width), y2)):  # top, bottom
+            out[:, rows, x1:x2] = torch.where(on_x[None, None], c, out[:, rows, x1:x2])
+        for cols in (slice(x1, min(x2, x1 + width)), slice(max(x1, x2 - width), x2)):  # left, right
+            out[:, y1:y2, cols] = torch.where(on_y[None, :, None], c, out[:, y1:y2, cols])
+    return out

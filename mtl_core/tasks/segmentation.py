@@ -17,7 +17,7 @@ from mtl_core.data.base import DatasetInfo
 from mtl_core.inspection.measures import confusion_from_pairs
 from mtl_core.inspection.types import FLAG, FRACTION, Confusion, ErrorColumn
 from mtl_core.tasks.base import Task, percent, register_task
-from mtl_core.tasks.drawing import colour_for, legend
+from mtl_core.tasks.drawing import WRONG_PIXEL, blend, colour_for, hex_colour, legend
 
 IGNORE_INDEX = 255
 FAILED_IOU = 0.5  # an image whose mean IoU is below this counts as failed in the error browser
@@ -208,6 +208,35 @@ class Segmentation(Task):
         if show_legend:
             out = legend(out, [(self.class_name(c), colour_for(c - 1)) for c in present], corner="bottom-right")
         return out
+
+    def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
+                    score_threshold: float = 0.3) -> Tensor:
+        """The image greyed and dimmed, so the colours that follow stand out; pixels labelled right
+        faintly tinted with their class colour (background left grey); pixels labelled wrong (the
+        prediction differs from the truth, pixels the truth ignores left out) solid magenta."""
+        size = image.shape[-2:]
+        pred, true = (self._at(m["mask"], size).to(image.device) for m in (prediction, truth))  # (H, W) each
+        grey = (image.float().mean(dim=0, keepdim=True) * 0.6).round().to(torch.uint8).expand(3, -1, -1)  # (3, H, W)
+        out = grey.clone()
+        labelled = true != IGNORE_INDEX
+        for c in [int(c) for c in torch.unique(true[labelled & (pred == true)]).tolist() if c >= 1]:
+            tint = torch.tensor(colour_for(c - 1), dtype=torch.uint8, device=image.device).view(3, 1, 1).expand_as(out)
+            out = blend(out, tint, 0.35, mask=(true == c) & (pred == c))
+        wrong = labelled & (pred != true)  # (H, W)
+        magenta = torch.tensor(WRONG_PIXEL, dtype=torch.uint8, device=image.device).view(3, 1, 1)
+        return torch.where(wrong[None], magenta, out)  # (3, H, W)
+
+    def error_legend(self) -> list[tuple[str, str]]:
+        return [("wrong pixel", hex_colour(WRONG_PIXEL))]
+
+    @staticmethod
+    def _at(mask: Any, size: tuple[int, int]) -> Tensor:
+        """A label mask ``(H, W)`` at ``size``, nearest (labels stay labels)."""
+        mask = torch.as_tensor(mask).long()
+        mask = mask[0] if mask.dim() == 3 else mask
+        if tuple(mask.shape[-2:]) != tuple(size):
+            mask = F.interpolate(mask[None, None].float(), size=tuple(size), mode="nearest")[0, 0].long()
+        return mask
 
     def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
         """The classes present, largest area first, with their share of the image."""

@@ -7,6 +7,7 @@ import torch
 from mtl_core.data.base import DatasetInfo
 from mtl_core.inference.render import describe, draw_all, enlarge, map_image, resize_prediction
 from mtl_core.tasks import TASKS, build_task
+from mtl_core.tasks.drawing import colour_bar_margin
 
 INFO = DatasetInfo(name="t", class_names=("circle", "square", "triangle"), image_size=32, max_objects=4,
                    tasks=("classification", "detection", "segmentation", "depth", "count", "multilabel"), depth_max=10.0)
@@ -86,12 +87,12 @@ def test_every_registered_task_describes_draws_and_summarises_its_own_ground_tru
     tasks = {t: build_task(t, INFO) for t in ("classification", "count", "detection", "segmentation", "depth", "multilabel")}
     truth = {t: task.target_to_prediction(targets[t]) for t, task in tasks.items()}
     lines = describe(tasks, truth)
-    assert "Classification: square (100%)" in lines
+    assert "Classification: square" in lines  # a ground truth has no score to show
     assert "Object count: 2 objects" in lines
     assert "Detection: 1 box: triangle" in lines
     assert "Segmentation: circle 100%" in lines
     assert "Depth: from 4.00 to 4.00" in lines
-    assert "Multi-label: circle 1.00, triangle 1.00" in lines
+    assert "Multi-label: circle, triangle" in lines
     assert tasks["segmentation"].legend(truth["segmentation"]) == [("circle", "#1f77b4")]
     assert tasks["classification"].caption(truth["classification"]) == "square"
     assert tasks["count"].caption(truth["count"]) == "2 objects"
@@ -102,6 +103,6 @@ def test_a_map_shown_beside_is_the_tasks_opaque_overlay_at_most_max_side():
     image = torch.zeros(3, 400, 800, dtype=torch.uint8)
     pred = {"depth": torch.linspace(0, 10, 800).expand(400, 800).clone()}
     shown = map_image(depth, image, pred, max_side=200)
-    assert shown.shape == (3, 100, 200)
+    assert shown.shape == (3, 100, 200 + colour_bar_margin((100, 200), 0.0, depth.depth_max))  # its colour bar beside
     # opaque: the near (left) end is the colour map's first colour, not the black image
     assert shown[:, 50, 60].tolist() != [0, 0, 0]

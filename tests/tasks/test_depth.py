@@ -9,7 +9,7 @@ import torch
 from mtl_core.data.base import DatasetInfo
 from mtl_core.tasks.base import TASKS
 from mtl_core.tasks.depth import Depth
-from mtl_core.tasks.drawing import TURBO_LUT, colormap
+from mtl_core.tasks.drawing import TURBO_LUT, colormap, colour_bar_margin
 
 INFO = DatasetInfo("test", ("circle",), 32, ("depth",), depth_max=10.0)
 
@@ -139,11 +139,13 @@ def test_overlay_of_ground_truth_leaves_unlabelled_pixels_alone():
     assert torch.equal(changed, target[0] > 0)
 
 
-def test_scale_bar_sits_on_the_left_edge():
+def test_scale_bar_sits_beside_the_map_not_on_it():
     t = task()
     image = torch.full((3, 128, 128), 100, dtype=torch.uint8)
-    no_depth = {"depth": torch.zeros(128, 128)}  # nothing to tint: only the scale bar changes pixels
-    ys, xs = (t.draw(image, no_depth) != image).any(0).nonzero(as_tuple=True)
-    assert len(ys) > 0 and xs.max() < 128 // 2
-    assert ys.min() >= 128 // 8 and ys.max() < 128 * 7 // 8
-    assert torch.equal(t.draw(image[:, :16, :16], {"depth": torch.zeros(16, 16)}), image[:, :16, :16])  # too small
+    no_depth = {"depth": torch.zeros(128, 128)}  # nothing to tint: the map area stays the image
+    shown = t.draw(image, no_depth, show_scale=True)
+    assert shown.shape == (3, 128, 128 + colour_bar_margin((128, 128), 0.0, 10.0))
+    assert torch.equal(shown[:, :, :128], image)  # the bar covers nothing of the map
+    bar = shown[:, :, 128:]
+    assert (bar == torch.tensor(TURBO_LUT[-1], dtype=torch.uint8).view(3, 1, 1)).all(0).any()  # far, at the top
+    assert torch.equal(t.draw(image, no_depth), image)  # blended into a photo: no bar

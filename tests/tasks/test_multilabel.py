@@ -100,4 +100,4 @@ def test_draw_shows_chips_above_the_threshold_at_the_bottom_left():
 
 def test_ground_truth_round_trips_to_drawable_prediction():
     gt = task().target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
-    assert gt == {"labels": [0, 2], "probs": [1.0, 0.0, 1.0]}
+    assert gt == {"labels": [0, 2], "probs": [1.0, 0.0, 1.0], "truth": True}  # marked: drawn without numbers

@@ -9,6 +9,8 @@ import pytest
 from PIL import Image
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 
+from mtl_core.data.scenes import DEPTH_MAX
+from mtl_core.tasks.drawing import colour_bar_margin
 from tests.ui.conftest import no_exceptions, page
 
 
@@ -52,10 +54,11 @@ def test_an_uploaded_png_yields_an_overlay_with_every_task_and_a_download(ui_run
     summary = next(c for c in captions if c.startswith("Classification:"))
     for title in ("Classification:", "Detection:", "Segmentation:", "Depth:"):
         assert title in summary
-    # the overlay and the depth colour map beside it, both at the upload's size
+    # the overlay at the upload's size, the depth colour map beside it too, widened by its colour bar
     assert [im.captions[0] for im in at.image] == ["Prediction", "Depth (near blue, far red)"]
     overlay, depth = shown_images[-2:]
-    assert overlay.shape == depth.shape == (260, 300, 3)
+    assert overlay.shape == (260, 300, 3)
+    assert depth.shape == (260, 300 + colour_bar_margin((260, 300), 0.0, DEPTH_MAX), 3)
     original = np.asarray(Image.open(io.BytesIO(upload)).convert("RGB")).astype(int)
     assert np.abs(overlay.astype(int) - original).mean() > 5  # something was drawn on it
     assert at.get("download_button")
