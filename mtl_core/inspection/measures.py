@@ -24,15 +24,15 @@ def single_label_errors(predictions: Sequence[dict[str, Any]], truths: Sequence[
     task (``key``: the prediction's answer, "label" or "count"); ``name`` words an answer."""
     out: dict[str, list] = {"failed": [], "confidence": [], "true_prob": [], "truth": [], "predicted": []}
     for p, t in zip(predictions, truths, strict=True):
-        guess = int(p[key])
+        if t is None:  # unlabelled: no row of this task's errors, so no summary or filter counts it
+            for k in ("failed", "confidence", "true_prob"):
+                out[k].append(NAN)
+            out["truth"].append("")
+            out["predicted"].append("")
+            continue
+        guess, true = int(p[key]), int(t[key])
         out["confidence"].append(float(p.get("score", max(p.get("probs") or [NAN]))))
         out["predicted"].append(name(guess))
-        if t is None:
-            out["failed"].append(NAN)
-            out["true_prob"].append(NAN)
-            out["truth"].append("")
-            continue
-        true = int(t[key])
         probs = p.get("probs") or []
         out["failed"].append(float(guess != true))
         out["true_prob"].append(float(probs[true]) if 0 <= true < len(probs) else NAN)
@@ -89,10 +89,13 @@ def reliability(title: str, confidences: Sequence[float], correct: Sequence[bool
     """A reliability diagram and the expected calibration error (Guo, Pleiss, Sun and Weinberger,
     "On Calibration of Modern Neural Networks", ICML 2017): ``bins`` equal-width confidence bins,
     each with its mean confidence (``x``; the bin's centre when empty), accuracy (``y``; NaN when
-    empty) and count; ECE is the count-weighted mean of ``|accuracy - confidence|``."""
+    empty) and count; ECE is the count-weighted mean of ``|accuracy - confidence|``. Bin ``m``
+    holds confidences in ``(m / bins, (m + 1) / bins]``, as the paper's ``I_m`` (a confidence of
+    exactly 0.5 is in the bin below 0.5, not above it); 0 joins the first bin."""
     conf = torch.as_tensor(list(confidences), dtype=torch.float64)
     right = torch.as_tensor(list(correct), dtype=torch.float64)
-    which = (conf * bins).floor().long().clamp(0, bins - 1)  # confidence 1.0 falls in the last bin
+    edges = torch.arange(bins + 1, dtype=torch.float64) / bins  # (bins + 1,) the doubles nearest m / bins
+    which = (torch.searchsorted(edges, conf, side="left") - 1).clamp(0, bins - 1)  # right-closed bins
     xs, ys, counts, ece = [], [], [], 0.0
     for b in range(bins):
         inside = which == b

@@ -36,6 +36,13 @@ def _drawn_on_image(tasks: Mapping[str, Any], show: Mapping[str, bool], predicti
     return sorted(names, key=lambda t: getattr(tasks[t], "draw_order", 100))
 
 
+def _draw(task: Any, image: torch.Tensor, prediction: Mapping[str, Any], **kwargs: Any) -> torch.Tensor:
+    """A task's drawing with its legend left off the image (the page shows it beside)."""
+    if getattr(task, "draws_legend", False):
+        kwargs["show_legend"] = False
+    return task.draw(image, dict(prediction), **kwargs)
+
+
 def _errors_on(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str, Any],
                truth: Mapping[str, Any], names: Sequence[str], score_threshold: float) -> torch.Tensor:
     out = image
@@ -43,7 +50,7 @@ def _errors_on(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mappin
         if t in truth:
             out = tasks[t].draw_errors(out, prediction[t], truth[t], score_threshold=score_threshold)
         else:
-            out = tasks[t].draw(out, prediction[t], score_threshold=score_threshold)
+            out = _draw(tasks[t], out, prediction[t], score_threshold=score_threshold)
     return out
 
 
@@ -67,7 +74,7 @@ def task_line(task: Any, row: Mapping[str, Any], prefix: str) -> str:
     if "predicted" in cols and "truth" in cols:  # an answer: what it said, and the truth when wrong
         said, true = row.get(f"{prefix}/predicted", ""), row.get(f"{prefix}/truth", "")
         conf = row.get(f"{prefix}/confidence")
-        text = f"{said} {conf:.0%}" if isinstance(conf, float) and not math.isnan(conf) else str(said)
+        text = f"{said} {conf:.0%}" if isinstance(conf, float) and not math.isnan(conf) else str(said) or "–"
         return f"{mark} {title}: {text}" + (f" (truth: {true})" if failed and true else "")
     parts = [f"{c.title} {_fmt(row.get(f'{prefix}/{c.name}'), c.kind)}" for c in task.error_columns
              if c.kind in (COUNT, FRACTION, VALUE) and c.worse][:2]
@@ -124,12 +131,12 @@ def view(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str,
         gt = image
         for t in names:
             if t in truth:
-                gt = tasks[t].draw(gt, truth[t], opacity=opacity, score_threshold=0.0)
+                gt = _draw(tasks[t], gt, truth[t], opacity=opacity, score_threshold=0.0)
         out.panels.append(("Ground truth", to_numpy_image(gt)))
     if "prediction" in panels:
         drawn = image
         for t in names:
-            drawn = tasks[t].draw(drawn, prediction[t], opacity=opacity, score_threshold=score_threshold)
+            drawn = _draw(tasks[t], drawn, prediction[t], opacity=opacity, score_threshold=score_threshold)
         out.panels.append(("Prediction", to_numpy_image(drawn)))
     if truth and "errors" in panels:
         out.panels.append(("Errors", to_numpy_image(_errors_on(tasks, image, prediction, truth, names, score_threshold))))
@@ -159,7 +166,12 @@ def view(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str,
             out.top[t] = top
             if t in truth:
                 out.truth_of[t] = task.caption(truth[t]) or task.summarize(truth[t])
-        legend = task.error_legend() if t in truth else []
+        legend = []
+        if getattr(task, "draws_legend", False):  # what the truth and the prediction colour, once each
+            named = dict(task.legend(prediction[t]))
+            named.update(task.legend(truth[t]) if t in truth else [])
+            legend = list(named.items())
+        legend += task.error_legend() if t in truth else []
         if legend:
             out.legends[t] = legend
     return out
