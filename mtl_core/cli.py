@@ -1,4 +1,4 @@
-"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|list``.
+"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|inspect|export|compress|list|study``.
 
 The CLI maps flags onto the config dataclasses; no argparse lives in the library itself.
 Every subcommand takes ``--runs-dir`` (default ``$MTL_RUNS_DIR`` or ``./runs``).
@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="overlay.png")
     pr.add_argument("--threshold", type=float, default=0.3)
     pr.add_argument("--opacity", type=float, default=0.5)
+
+    ins = sub.add_parser("inspect", help="per-sample errors of a run on a split: a CSV, summaries, confusion matrices")
+    runs_dir(ins)
+    ins.add_argument("run_id")
+    ins.add_argument("--split", default="val", help="val or test (default val)")
+    ins.add_argument("--out", default="errors.csv", help="CSV to write, one row per sample")
+    ins.add_argument("--threshold", type=float, default=0.3, help="score threshold of the boxes (default 0.3)")
+    ins.add_argument("--limit", type=int, help="the first N samples of the split only (default: all)")
 
     ex = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, checked against PyTorch")
     runs_dir(ex)
@@ -234,6 +242,8 @@ def _dispatch(a: argparse.Namespace) -> int:
         return _evaluate(store, a)
     if a.command == "predict":
         return _predict(store, a)
+    if a.command == "inspect":
+        return _inspect(store, a)
     if a.command == "export":
         return _export(store, a)
     if a.command == "compress":
@@ -309,6 +319,59 @@ def _predict(store, a) -> int:
             summary["boxes"] = int((p["scores"] >= a.threshold).sum())
         print(f"{t}: {summary}")
     print(f"overlay written to {a.out} ({seconds * 1000:.1f} ms)")
+    return 0
+
+
+def _text_table(corner: str, rows: list[str], cols: list[str], cells: list[list[str]]) -> list[str]:
+    """A small right-aligned text table with row and column labels."""
+    first = max([len(corner), *map(len, rows)])
+    widths = [max([len(c), *(len(r[j]) for r in cells)]) for j, c in enumerate(cols)]
+    lines = ["  " + corner.ljust(first) + "".join(f"  {c:>{w}}" for c, w in zip(cols, widths, strict=True))]
+    for name, row in zip(rows, cells, strict=True):
+        lines.append("  " + name.ljust(first) + "".join(f"  {v:>{w}}" for v, w in zip(row, widths, strict=True)))
+    return lines
+
+
+def _inspect(store, a) -> int:
+    from mtl_core.inspection.outputs import split_outputs
+    from mtl_core.inspection.table import co_failure, error_table, summary, to_csv
+    from mtl_core.training.checkpoint import atomic_write_bytes
+
+    if a.split not in ("val", "test"):
+        raise MTLError(f"--split {a.split!r}: use --split val or --split test")
+    if not 0 <= a.threshold <= 1:
+        raise MTLError(f"--threshold {a.threshold}: a score threshold is between 0 and 1, e.g. --threshold 0.3")
+    if a.limit is not None and a.limit < 1:
+        raise MTLError(f"--limit {a.limit}: use --limit 1 or more, or leave it out for the whole split")
+    _run_or_error(store, a.run_id)
+    ck = store.latest_checkpoint(a.run_id, "final") or store.latest_checkpoint(a.run_id)
+    if ck is None:
+        raise MTLError(f"run {a.run_id} has no checkpoint yet; let it train until one is saved "
+                       f"(or `python -m mtl_core resume {a.run_id}`)")
+    outputs = split_outputs(ck["path"], a.split, limit=a.limit)  # kept beside the checkpoint for next time
+    table = error_table(outputs, a.threshold)
+    atomic_write_bytes(a.out, to_csv(table).encode())
+    print(f"split {a.split}: {len(outputs)} samples, checkpoint at step {outputs.step}, "
+          f"box score threshold {a.threshold:g}")
+    for t, lines in summary(outputs.tasks, table).items():
+        print(f"{t}:")
+        for line in lines:
+            print(f"  {line}")
+    for t in outputs.tasks:
+        for m in outputs.confusions(t, a.threshold):
+            what = "" if m.unit == "samples" else f"{m.unit}; "
+            title = outputs.tasks[t].title
+            part = m.title.removeprefix(f"{title}: ") if m.title != title else ""
+            heading = f"{t} ({part})" if part and part.lower() != t else t
+            print(f"{heading} confusion ({what}rows true, columns predicted):")
+            print("\n".join(_text_table("", m.rows, m.cols, [[str(v) for v in r] for r in m.counts])))
+    failed = co_failure(list(outputs.tasks), table)
+    names = failed["tasks"]
+    cells = [["-" if v != v else f"{v:.0%}" for v in row] for row in failed["share"]]
+    print("tasks failing together (of the samples where the row's task failed, the share where the column's "
+          "failed too; diagonal: failure rate):")
+    print("\n".join(_text_table("", names, names, cells)))
+    print(f"errors written to {a.out} ({len(table['sample'])} rows)")
     return 0
 
 

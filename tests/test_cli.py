@@ -64,3 +64,47 @@ def test_bad_flag_values_name_the_field(tmp_path):
     assert p.returncode == 2 and "--weights" in p.stderr
     p = cli("evaluate", "../../etc", runs_dir=tmp_path, check=False)
     assert p.returncode == 2 and "run id" in p.stderr
+
+
+def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_path):
+    import csv
+
+    from mtl_core.inspection.outputs import cache_path
+    from mtl_core.runs.store import RunStore
+    from mtl_core.tasks import TASKS
+
+    runs, run_id, _ = trained
+    out = tmp_path / "errors.csv"
+    p = cli("inspect", run_id, "--out", str(out), runs_dir=runs)
+    store = RunStore(runs)
+    n = store.get_run(run_id)["config"]["data"]["val_size"]
+    rows = list(csv.reader(out.open()))
+    header = rows[0]
+    assert len(rows) == 1 + n and [int(r[0]) for r in rows[1:]] == list(range(n))
+    tasks = ("classification", "detection", "segmentation", "depth")
+    assert header[:2] == ["sample", "tasks_failed"]
+    assert header[2:] == [f"{t}/{c.name}" for t in tasks for c in TASKS.get(t).error_columns]
+    assert f"split val: {n} samples" in p.stdout
+    assert "classification confusion (rows true, columns predicted):" in p.stdout
+    assert "detection confusion (boxes; " in p.stdout and "segmentation confusion (pixels; " in p.stdout
+    assert "IoU: mean " in p.stdout and "tasks failing together" in p.stdout
+    # the outputs are kept beside the final checkpoint, so the dashboard opens the split at once
+    ck = store.latest_checkpoint(run_id, "final") or store.latest_checkpoint(run_id)
+    assert cache_path(ck["path"], "val").is_file()
+    few = cli("inspect", run_id, "--out", str(out), "--limit", "5", "--threshold", "0.05", runs_dir=runs)
+    assert len(list(csv.reader(out.open()))) == 1 + 5 and "split val: 5 samples" in few.stdout
+
+
+def test_inspect_errors_say_what_to_do(trained, tmp_path):
+    runs, run_id, _ = trained
+    p = cli("inspect", "no-such-run", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
+    assert p.returncode == 2 and "no-such-run" in p.stderr and "list" in p.stderr
+    p = cli("inspect", run_id, "--split", "train", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
+    assert p.returncode == 2 and "--split val" in p.stderr
+    from mtl_core.runs.store import RunStore
+
+    store = RunStore(runs)
+    fresh = store.create_run(store.get_run(run_id)["config"], "untrained", "cli", 4)
+    p = cli("inspect", fresh, "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
+    assert p.returncode == 2 and "no checkpoint" in p.stderr and fresh in p.stderr
+    assert not (tmp_path / "e.csv").exists()
