@@ -83,7 +83,7 @@ view = st.segmented_control("View", list(VIEWS), key="inspect_view", format_func
 
 # -- the error browser -------------------------------------------------------------------------
 if view == "browse":
-    with st.expander("Filter and sort", expanded=True):
+    with st.expander("Filter and sort", expanded=False):
         conditions = iv.filters(tasks)
         c1, c2, c3 = st.columns([1, 2, 1])
         least = c1.number_input("Tasks failed at least", 0, len(tasks), 0, key="inspect_f_tasks_failed",

@@ -50,8 +50,8 @@ def thumbnail(path: str, mtime: float, split: str, j: int, shown: tuple[tuple[st
 
 def filters(tasks: Mapping[str, Any], prefix: str = "inspect_f") -> list[Condition]:
     """Per task, a filter for each error it reports; what is left at its default filters nothing.
-    A flag: "only where wrong"; a count: at least; a share or value: at most (when low is worse)
-    or at least (when high is worse)."""
+    A flag: "only where wrong"; a count of errors: at least; a share or value: at most (when low
+    is worse) or at least (when high is worse)."""
     conditions: list[Condition] = []
     cols = st.columns(min(len(tasks), 4) or 1)
     for i, (t, task) in enumerate(tasks.items()):
@@ -64,12 +64,10 @@ def filters(tasks: Mapping[str, Any], prefix: str = "inspect_f") -> list[Conditi
                 if c.kind == FLAG:
                     if st.checkbox(f"only {c.title}", key=key, help=c.help or None):
                         conditions.append(Condition(name, ">=", 1))
-                elif c.kind == COUNT:
-                    label = f"{c.title} at least" if c.worse == "high" else f"{c.title} at most"
-                    default = 0 if c.worse == "high" else 99
-                    v = st.number_input(label, 0, 99, default, 1, key=key, help=c.help or None)
-                    if v != default:
-                        conditions.append(Condition(name, ">=" if c.worse == "high" else "<=", int(v)))
+                elif c.kind == COUNT and c.worse == "high":  # "found objects at most" would be a strange question
+                    v = st.number_input(f"{c.title} at least", 0, 99, 0, 1, key=key, help=c.help or None)
+                    if v:
+                        conditions.append(Condition(name, ">=", int(v)))
                 elif c.kind in (FRACTION, VALUE):
                     top = 1.0 if c.kind == FRACTION else 2.0
                     default = top if c.worse == "low" else 0.0

@@ -49,16 +49,25 @@ def draw_all(tasks: Mapping[str, Any], image: torch.Tensor, predictions: Mapping
     With ``band`` the labels of the tasks that label the whole image (``image_level``: a class, a
     count, the classes present) go in a plain band stacked above the image instead of on it
     (:func:`~mtl_core.tasks.drawing.with_band`), so on a small enlarged scene they hide none of its
-    objects; the result is then taller, ``(3, band + H, W)``, whenever such a task is shown."""
+    objects; the result is then taller, ``(3, band + H, W)``, whenever such a task is shown. A
+    task's legend (``draws_legend``: the classes a segmentation colours) goes in the band too."""
     out, chips = image, {}
     for t in sorted(predictions, key=lambda t: getattr(tasks[t], "draw_order", 100)):
         if show is not None and not show.get(t, True):
             continue
         if band and getattr(tasks[t], "image_level", False):
             chips[t] = tasks[t].chips(predictions[t], score_threshold)
+        elif band and getattr(tasks[t], "draws_legend", False):  # the legend in the band, off the objects
+            out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold, show_legend=False)
+            chips[t] = [(name, hex_to_rgb(c)) for name, c in tasks[t].legend(predictions[t])]
         else:
             out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
     return with_band(out, _topmost_first(tasks, chips)) if chips else out
+
+
+def hex_to_rgb(colour: str) -> tuple[int, int, int]:
+    h = colour.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
 def _topmost_first(tasks: Mapping[str, Any], chips: Mapping[str, list]) -> list[list]:

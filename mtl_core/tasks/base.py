@@ -52,6 +52,10 @@ class Task:
     # draw_errors returns a picture of its own (a map, wider by its colour bar), shown beside the
     # overlay rather than drawn on it (depth's error map)
     errors_beside: bool = False
+    # draw() puts a legend of what it colours on the image unless called with show_legend=False;
+    # render puts its entries in the band above a small enlarged image instead, the Inspect page
+    # beside the picture (see :meth:`legend`)
+    draws_legend: bool = False
 
     def __init__(self, info: DatasetInfo) -> None:
         self.info = info

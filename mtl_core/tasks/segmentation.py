@@ -94,6 +94,7 @@ class Segmentation(Task):
     title = "Segmentation"
     description = "a class for every pixel (background is 0)"
     draw_order = 10
+    draws_legend = True
     fusion = "dense_softmax"
 
     def __init__(self, info: DatasetInfo) -> None:

@@ -148,7 +148,9 @@ def test_small_images_get_their_image_level_labels_in_a_band_above():
     banded = draw_all(tasks, image, truth, band=True)
     band = banded.shape[-2] - 64
     assert on_image.shape == (3, 64, 64) and band > 5
-    assert torch.equal(banded[:, band:], draw_all(tasks, image, {"segmentation": truth["segmentation"]}))
+    # below the band: the mask alone; its legend moved into the band with the class, off the objects
+    assert torch.equal(banded[:, band:], tasks["segmentation"].draw(image, truth["segmentation"], show_legend=False))
+    assert not torch.equal(on_image, tasks["segmentation"].draw(image, truth["segmentation"], show_legend=False))
     errors = draw_errors_all(tasks, image, {"classification": {"label": 0, "score": 0.6, "probs": [0.6, 0.3, 0.1]},
                                             "segmentation": {"mask": mask}}, truth)
     assert errors.overlay.shape[0] > 256 and errors.overlay.shape[1] == 256  # enlarged, with the verdict's band
