@@ -30,9 +30,12 @@ BATCH = 64
 _BUILD_LOCK = threading.Lock()  # two viewers opening one split wait for one build, not two
 
 
-def cache_path(checkpoint: str | os.PathLike, split: str) -> Path:
+def cache_path(checkpoint: str | os.PathLike, split: str, limit: int | None = None) -> Path:
+    """``<checkpoint>.inspect-<split>.pt`` (``-first<N>`` for the first ``limit`` samples only, so a
+    headless look at a few samples never replaces the whole split's file the dashboard reads)."""
     path = Path(checkpoint)
-    return path.with_name(f"{path.name}.inspect-{split}.pt")
+    part = "" if limit is None else f"-first{int(limit)}"
+    return path.with_name(f"{path.name}.inspect-{split}{part}.pt")
 
 
 def _stamp(checkpoint: Path) -> list[int]:
@@ -190,7 +193,7 @@ def split_outputs(checkpoint: str | os.PathLike, split: str = "val", limit: int 
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise CheckpointError(f"checkpoint {checkpoint} does not exist")
-    path = cache_path(checkpoint, split)
+    path = cache_path(checkpoint, split, limit)
     with _BUILD_LOCK:
         predictor = predictor or Predictor(checkpoint)
         found = load(path, checkpoint, predictor.config, predictor.tasks, limit)

@@ -178,6 +178,9 @@ def test_other_samples_or_split_are_not_served_from_the_file(checkpoint, builds)
     assert len(split_outputs(checkpoint, "test")) == 32
     assert builds == ["val", "val", "test"]
     assert cache_path(checkpoint, "test").is_file()
+    # a look at the first 8 has its own file: the whole split's is still served
+    assert cache_path(checkpoint, "val", 8).is_file() and cache_path(checkpoint, "val").is_file()
+    assert len(split_outputs(checkpoint, "val")) == 32 and builds == ["val", "val", "test"]
     from mtl_core.errors import MTLError
 
     with pytest.raises(MTLError, match="val or test"):
