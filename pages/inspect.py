@@ -124,7 +124,7 @@ elif view == "sample":
     order = ss.get("inspect_order") or list(range(len(out)))
     by_index = {idx: j for j, idx in enumerate(out.indices)}
     j = ss.get("inspect_sample", order[0] if order else 0)
-    c1, c2, c3, c4 = st.columns([2, 1, 1, 4])
+    c1, c2, c3, c4 = st.columns([2, 1.4, 1.4, 4])
     index = c1.number_input("Sample", 0, max(out.indices), out.indices[j], key=f"inspect_index_{j}",
                             help="The sample's index in the split.")
     if int(index) in by_index and by_index[int(index)] != j:

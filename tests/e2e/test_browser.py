@@ -421,3 +421,68 @@ def test_a_lesson_link_opens_the_lesson_and_its_chart_grows_when_started(page, l
         except Exception:
             pass
         raise
+
+
+@pytest.fixture
+def trained_run(tmp_path) -> dict:
+    """A tiny finished run with four tasks in the runs directory the ``server`` fixture serves
+    (requested before it): ``{"dir", "checkpoint"}``."""
+    import dataclasses
+
+    from mtl_core.cli import main
+    from mtl_core.runs.store import RunStore
+    from tests.conftest import tiny_config
+
+    base = tiny_config()
+    cfg = tiny_config(name="e2e-inspect", tasks=("classification", "detection", "segmentation", "depth"),
+                      optim=dataclasses.replace(base.optim, steps=5))
+    path = tmp_path / "config.json"
+    path.write_text(cfg.to_json())
+    runs = tmp_path / "runs"
+    assert main(["train", "--runs-dir", str(runs), "--config", str(path), "--quiet"]) == 0
+    store = RunStore(runs)
+    run = store.list_runs()[0]
+    return {"dir": runs, "checkpoint": store.latest_checkpoint(run["id"], "final")["path"]}
+
+
+def test_the_error_browser_filters_then_opens_a_sample_with_its_error_overlay(page, trained_run, server):
+    """Inspect: filter the error browser to the samples whose detection missed an object, see as
+    many as the error table says, open the first and see its errors drawn and listed."""
+    from playwright.sync_api import expect
+
+    from mtl_core.inspection.outputs import split_outputs
+    from mtl_core.inspection.table import Condition, error_table, filter_rows
+
+    expect.set_options(timeout=SLOW)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        page.goto(f"{server}/inspect")
+        expect(page.get_by_role("heading", name="Inspect")).to_be_visible()
+        expect(page.get_by_role("button", name="Open", exact=True).first).to_be_visible()
+        expect(page.get_by_text("32 of 32 samples", exact=False)).to_be_visible()
+        _shot(page, "inspect_1_browser")
+        page.get_by_text("Filter and sort").click()
+        _set_number(page, "missed objects at least", 1)
+        table = error_table(split_outputs(trained_run["checkpoint"], "val"))  # the file the page wrote
+        wanted = len(filter_rows(table, [Condition("detection/misses", ">=", 1)]))
+        assert 0 < wanted <= 32
+        expect(page.get_by_text(f"{wanted} of 32 samples with Detection: missed objects ≥ 1", exact=False)).to_be_visible()
+        opens = page.locator('[class*="st-key-inspect_grid_open_"] button')
+        expect(opens).to_have_count(min(wanted, 18))
+        _shot(page, "inspect_2_filtered")
+        opens.first.click()
+        _settle(page)
+        errors_image = page.locator('[data-testid="stImage"]').filter(has_text="Errors").locator("img")
+        expect(errors_image).to_be_visible()
+        assert page.evaluate("(img) => img.naturalWidth", errors_image.element_handle()) >= 256  # enlarged
+        expect(page.get_by_text("✗ Detection: missed objects", exact=False)).to_be_visible()
+        expect(page.get_by_text("missed", exact=True).first).to_be_visible()  # the error colours' legend
+        _shot(page, "inspect_3_sample")
+        assert not errors, f"JavaScript errors in the page: {errors}"
+    except BaseException:
+        try:
+            _shot(page, "inspect_failure")
+        except Exception:
+            pass
+        raise
