@@ -18,19 +18,20 @@ def _dataset(data_json: str, split: str, seed: int):
     return build_dataset(DataConfig(**json.loads(data_json)), split, seed)
 
 
-def _run_dataset(config: Any, split: str):
+def run_dataset(config: Any, split: str):
+    """The run's dataset for ``split`` (``config``: an ExperimentConfig), built once per data config."""
     return _dataset(json.dumps(config.to_dict()["data"], sort_keys=True), split, config.seed)
 
 
 def dataset_size(config: Any, split: str) -> int:
     """How many samples the run's dataset has in ``split`` (``config``: an ExperimentConfig)."""
-    return len(_run_dataset(config, split))
+    return len(run_dataset(config, split))
 
 
 def dataset_sample(config: Any, split: str, index: int, tasks: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
     """Sample ``index`` of the run's dataset: ``(image uint8 (3, H, W), {task: ground truth})``
     with the ground truth in each task's prediction format, ready for :func:`~mtl_core.inference.render.render`."""
-    ds = _run_dataset(config, split)
+    ds = run_dataset(config, split)
     if not 0 <= int(index) < len(ds):
         raise IndexError(f"sample {index} is outside the {split} split (0 to {len(ds) - 1})")
     image, targets = ds[int(index)]

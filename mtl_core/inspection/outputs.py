@@ -116,12 +116,12 @@ def compute(predictor: Any, split: str, limit: int | None = None, batch_size: in
     """Run ``predictor``'s model (a :class:`~mtl_core.inference.predictor.Predictor`) over the
     first ``limit`` samples of its dataset's ``split`` (all by default)."""
     from mtl_core.inference.predictor import INFER_LOCK
-    from mtl_core.inference.samples import _run_dataset
+    from mtl_core.inference.samples import run_dataset
     from mtl_core.training.evaluation import iterate_batches
 
     config, tasks = predictor.config, predictor.tasks
     try:
-        dataset = _run_dataset(config, split)
+        dataset = run_dataset(config, split)
     except (OSError, ValueError) as e:
         raise MTLError(f"the run's {split} split cannot be read here: {e}") from None
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
