@@ -59,7 +59,7 @@ if ck is None:
             f"{run['config'].get('checkpoint_every', '?')}.")
     st.stop()
 
-c1, c2, c3 = st.columns([1, 2, 4])
+c1, c2, c3 = st.columns([1.3, 2, 4])
 split = c1.selectbox("Split", ["val", "test"], key="inspect_split", format_func={"val": "validation", "test": "test"}.get,
                      help="Choose models on validation; score the one chosen on test.")
 threshold = c2.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="inspect_threshold",
@@ -154,7 +154,8 @@ elif view == "confusion":
                        help="Each row divided by its total: the diagonal then reads as recall.")
     m = options[which or 0]
     cell_key = f"inspect_cm_cell_{t}_{which}"
-    event = st.plotly_chart(confusion_figure(m, by_row, ss.get(cell_key)), key=f"inspect_cm_chart_{t}_{which}",
+    # the figure must not change with the cell picked: a new figure is a new widget, and its click is lost
+    event = st.plotly_chart(confusion_figure(m, by_row), key=f"inspect_cm_chart_{t}_{which}",
                             on_select="rerun", selection_mode="points", width="stretch")
     clicked = picked_cell(event)
     if clicked is not None and clicked != ss.get(f"{cell_key}_clicked"):
@@ -163,10 +164,13 @@ elif view == "confusion":
     c1, c2 = st.columns(2)
     r = c1.selectbox("Truth", range(len(m.rows)), key=f"{cell_key}_r", format_func=lambda i: m.rows[i])
     c = c2.selectbox("Prediction", range(len(m.cols)), key=f"{cell_key}_c", format_func=lambda i: m.cols[i])
-    ss[cell_key] = (r, c)
     samples = m.samples.get((r, c), [])
-    st.markdown(f"**{m.counts[r][c]:,} {m.unit}** with truth *{html.escape(m.rows[r])}* and prediction "
-                f"*{html.escape(m.cols[c])}*, in {len(samples)} samples" + (", the most first" if samples else ""))
+    where = f"with truth *{html.escape(m.rows[r])}* and prediction *{html.escape(m.cols[c])}*"
+    if m.unit == "samples":
+        st.markdown(f"**{m.counts[r][c]:,} samples** {where}" + (", the most confident first" if samples else ""))
+    else:
+        st.markdown(f"**{m.counts[r][c]:,} {m.unit}** {where}, in {len(samples)} samples"
+                    + (f", those with the most {m.unit} first" if samples else ""))
     iv.grid(ck, split, out, table, samples[:CELL_SAMPLES], show, threshold, _open, "inspect_cell")
 
 # -- per-class curves --------------------------------------------------------------------------

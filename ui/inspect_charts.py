@@ -17,7 +17,7 @@ import numpy as np
 
 from ui.charts import PALETTE, _base_layout, figure
 
-CONFUSION_SCALE = "Blues"
+CONFUSION_SCALE = [[0.0, "#f7fbff"], [0.5, "#6baed6"], [1.0, "#08306b"]]  # white to dark blue (plotly's "Blues" runs the other way)
 RIGHT, WRONG = "#2ca02c", "#d62728"
 
 
@@ -30,10 +30,9 @@ def normalised(counts: Sequence[Sequence[float]], by_row: bool) -> np.ndarray:
     return np.divide(z, totals, out=np.zeros_like(z), where=totals > 0)
 
 
-def confusion_figure(matrix: Any, by_row: bool = False, selected: tuple[int, int] | None = None) -> Any:
+def confusion_figure(matrix: Any, by_row: bool = False) -> Any:
     """The matrix as an annotated heat map, truth down the side, prediction along the top;
-    ``by_row``: each row as shares of its total (recall on the diagonal); ``selected``: the cell
-    outlined."""
+    ``by_row``: each row as shares of its total (recall on the diagonal)."""
     counts = np.asarray(matrix.counts, dtype=float)
     z = normalised(counts, by_row)
     rows, cols = list(matrix.rows), list(matrix.cols)
@@ -55,20 +54,18 @@ def confusion_figure(matrix: Any, by_row: bool = False, selected: tuple[int, int
                          f"<br>{len(matrix.samples.get((r, c), []))} samples: click to list them")
     clicks = {"type": "scatter", "mode": "markers", "x": xs, "y": ys, "customdata": custom, "text": hover,
               "hovertemplate": "%{text}<extra></extra>", "showlegend": False,
-              "marker": {"symbol": "square", "size": max(14, 300 // max(1, len(rows))), "opacity": 0.01,
-                         "color": "#000"},
+              "marker": {"symbol": "square", "size": 26, "opacity": 0.01, "color": "#000"}, "cliponaxis": True,
               "selected": {"marker": {"opacity": 0.01}}, "unselected": {"marker": {"opacity": 0.01}}}
-    layout = _base_layout(matrix.title + (" · " + matrix.note if matrix.note else ""), 120 + 34 * len(rows), "")
+    layout = _base_layout(matrix.title + (" · " + matrix.note if matrix.note else ""), max(320, 150 + 44 * len(rows)), "")
     layout.update(hovermode="closest", clickmode="event+select", dragmode=False,
                   margin=dict(l=10, r=10, t=56, b=10),
+                  # fixed ranges: the click markers must not pad the axes (which squashed the cells)
                   xaxis=dict(title=dict(text="predicted"), side="top", tickangle=-30, automargin=True,
-                             type="category", categoryorder="array", categoryarray=cols),
-                  yaxis=dict(title=dict(text="truth"), autorange="reversed", automargin=True, type="category",
-                             categoryorder="array", categoryarray=rows))
-    if selected is not None:
-        r, c = selected
-        layout["shapes"] = [dict(type="rect", xref="x", yref="y", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
-                                 line=dict(color="#ff7f0e", width=3))]
+                             type="category", categoryorder="array", categoryarray=cols,
+                             range=[-0.5, len(cols) - 0.5], showgrid=False, fixedrange=True),
+                  yaxis=dict(title=dict(text="truth"), automargin=True, type="category",
+                             categoryorder="array", categoryarray=rows, range=[len(rows) - 0.5, -0.5],
+                             showgrid=False, fixedrange=True))
     return figure([heat, clicks], layout)
 
 

@@ -85,7 +85,10 @@ class Count(Task):
         names = [self._name(n) for n in range(self.num_outputs)]
         pairs = [(min(max(int(truths[i]["count"]), 0), self.max_count), int(predictions[i]["count"]), i, 1)
                  for i in labelled(truths)]
-        return [confusion_from_pairs("Object count", names, names, pairs)]
+        matrix = confusion_from_pairs("Object count", names, names, pairs)
+        for samples in matrix.samples.values():  # the most confident first, as classification's
+            samples.sort(key=lambda i: -float(predictions[i].get("score", 0.0)))
+        return [matrix]
 
     def curves(self, predictions, truths, score_threshold: float = 0.3) -> list[Curve]:
         idx = labelled(truths)

@@ -481,6 +481,26 @@ def test_the_error_browser_filters_then_opens_a_sample_with_its_error_overlay(pa
         expect(page.get_by_text("✗ Detection: missed objects", exact=False)).to_be_visible()
         expect(page.get_by_text("missed", exact=True).first).to_be_visible()  # the error colours' legend
         _shot(page, "inspect_3_sample")
+
+        # a click on a confusion matrix cell lists the samples in it
+        matrix = split_outputs(trained_run["checkpoint"], "val").confusions("classification")[0]
+        r, c = max(((r, c) for r in range(len(matrix.rows)) for c in range(len(matrix.cols)) if (r, c) != (0, 0)),
+                   key=lambda rc: matrix.counts[rc[0]][rc[1]])  # not the cell the selectors start on
+        page.get_by_text("Confusion matrices", exact=True).click()
+        _settle(page)
+        chart = page.locator('[class*="st-key-inspect_cm_chart_classification"] .js-plotly-plot')
+        expect(chart).to_be_visible()
+        page.wait_for_timeout(1000)  # plotly lays the chart out after it appears
+        x, y = page.evaluate("""([el, r, c]) => { const L = el._fullLayout, box = el.getBoundingClientRect();
+            return [box.left + L.xaxis._offset + L.xaxis.l2p(c), box.top + L.yaxis._offset + L.yaxis.l2p(r)]; }""",
+                             [chart.element_handle(), r, c])
+        page.mouse.move(x, y)
+        page.mouse.click(x, y)
+        _settle(page)
+        expect(page.get_by_text(f"{matrix.counts[r][c]} samples with truth {matrix.rows[r]} and prediction "
+                                f"{matrix.cols[c]}", exact=False)).to_be_visible()
+        expect(page.locator('[class*="st-key-inspect_cell_open_"] button')).to_have_count(min(12, matrix.counts[r][c]))
+        _shot(page, "inspect_4_confusion_cell")
         assert not errors, f"JavaScript errors in the page: {errors}"
     except BaseException:
         try:
