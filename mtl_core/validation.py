@@ -169,6 +169,7 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     _choice(e, "precision", cfg.precision, PRECISIONS)
     _range(e, "seed", cfg.seed, 0, 2**31 - 1)
     _range(e, "eval_every", cfg.eval_every, 1, 10_000_000)
+    _range(e, "first_eval", cfg.first_eval, 0, 10_000_000)
     _range(e, "checkpoint_every", cfg.checkpoint_every, 0, 10_000_000)
     _range(e, "gradstats_every", cfg.gradstats_every, 0, 10_000_000)
     _range(e, "time_limit", cfg.time_limit, 0, 1e7)

@@ -7,11 +7,12 @@ looking at.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import streamlit as st
 
-from mtl_core.runs.manager import RunManager, get_manager
+from mtl_core.runs.manager import RunManager, get_manager, preload
 from mtl_core.runs.store import RUNS_DIR_ENV
 
 
@@ -43,6 +44,9 @@ def runs_dir() -> str:
 
 @st.cache_resource(show_spinner=False)
 def _manager(path: str) -> RunManager:
+    # the engine's imports in the background while the person reads the first page, so that
+    # "Start a demo run" trains at once (its first curve points within 5 s: bench/demo_start.py)
+    threading.Thread(target=preload, name="mtl-preload", daemon=True).start()
     return get_manager(path)
 
 

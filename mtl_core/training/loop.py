@@ -27,7 +27,7 @@ from mtl_core.training import distributed
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, build_optimizer, lr_factor, resolve_device
 from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.training.control import Control, Decision, Steering, finite_losses
-from mtl_core.training.evaluation import evaluate
+from mtl_core.training.evaluation import evaluate, split_batches
 from mtl_core.training.gradstats import gradient_stats, rep_gradients, task_gradients
 from mtl_core.weighting import build_weighting
 
@@ -93,6 +93,7 @@ class Trainer:
         self.heartbeat: Heartbeat | None = None
         self._rows: list[tuple[int, str, str, float, float]] = []
         self._last_flush = 0.0
+        self._eval_batches: dict[str, list | None] = {}  # split -> its batches, made at the first evaluation
         self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
 
     # -- public -----------------------------------------------------------------
@@ -224,8 +225,11 @@ class Trainer:
 
     def _evaluate(self, split: str = "val") -> dict[str, float]:
         ds = self.datasets[split]
-        result = evaluate(self.model, self.tasks, ds, self.device, batch_size=max(64, self.config.optim.batch_size),
-                          amp_dtype=self.amp_dtype)
+        bs = max(64, self.config.optim.batch_size)
+        if split not in self._eval_batches:
+            self._eval_batches[split] = split_batches(ds, bs)
+        result = evaluate(self.model, self.tasks, ds, self.device, batch_size=bs, amp_dtype=self.amp_dtype,
+                          batches=self._eval_batches[split])
         self._log(self.step, split, result)
         self._flush(force=True)
         return result
@@ -304,7 +308,7 @@ class Trainer:
             losses = self._train_step(images, targets)
             self.step += 1
             imgs_done += images.shape[0]
-            if self.step % cfg.eval_every == 0 and self.step < cfg.optim.steps:
+            if (self.step % cfg.eval_every == 0 or self.step == cfg.first_eval) and self.step < cfg.optim.steps:
                 self._evaluate("val")
                 last_eval_step = self.step
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
