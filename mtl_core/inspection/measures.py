@@ -40,6 +40,19 @@ def single_label_errors(predictions: Sequence[dict[str, Any]], truths: Sequence[
     return out
 
 
+def per_sample(columns: Sequence[Any], predictions: Sequence[dict[str, Any]], truths: Sequence[dict[str, Any] | None],
+               measure: Callable[[dict[str, Any], dict[str, Any]], dict[str, float] | None]) -> dict[str, list]:
+    """``{column: one value per sample}``: ``measure(prediction, truth)`` gives a sample's values
+    by column name; a sample without a truth, or one ``measure`` finds nothing to score in
+    (``None``), gets NaN in every column."""
+    out: dict[str, list] = {c.name: [] for c in columns}
+    for p, t in zip(predictions, truths, strict=True):
+        values = None if t is None else measure(p, t)
+        for name, column in out.items():
+            column.append(NAN if values is None else float(values[name]))
+    return out
+
+
 def labelled(truths: Sequence[Any]) -> list[int]:
     """Positions of the samples that have a truth."""
     return [i for i, t in enumerate(truths) if t is not None]

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
+from mtl_core.inspection.measures import per_sample
 from mtl_core.inspection.types import FLAG, FRACTION, VALUE, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import blend, colormap, with_colour_bar
@@ -121,24 +122,20 @@ class Depth(Task):
     )
 
     def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
-        out: dict[str, list] = {c.name: [] for c in self.error_columns}
-        for p, t in zip(predictions, truths, strict=True):
-            gt = None if t is None else torch.as_tensor(t["depth"]).double()
-            if gt is None or not valid_pixels(gt).any():
-                for values in out.values():
-                    values.append(float("nan"))
-                continue
+        def measure(p, t):
+            gt = torch.as_tensor(t["depth"]).double()
+            valid = valid_pixels(gt)
+            if not valid.any():
+                return None  # nothing labelled to score
             pred = torch.as_tensor(p["depth"]).double()
             if pred.shape != gt.shape:
                 pred = upsample(pred.reshape(1, 1, *pred.shape[-2:]), gt.shape[-2:])[0, 0].double()
-            valid = valid_pixels(gt)
             d, d_star = pred[valid].clamp(min=MIN_DEPTH), gt[valid]  # (n,)
             delta1 = float((torch.maximum(d / d_star, d_star / d) < 1.25).double().mean())
-            out["failed"].append(float(delta1 < FAILED_DELTA1))
-            out["abs_rel"].append(float(((d - d_star).abs() / d_star).mean()))
-            out["rmse"].append(float(((d - d_star) ** 2).mean().sqrt()))
-            out["delta1"].append(delta1)
-        return out
+            return {"failed": delta1 < FAILED_DELTA1, "abs_rel": float(((d - d_star).abs() / d_star).mean()),
+                    "rmse": float(((d - d_star) ** 2).mean().sqrt()), "delta1": delta1}
+
+        return per_sample(self.error_columns, predictions, truths, measure)
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"depth": float (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the CPU."""

@@ -26,7 +26,7 @@ from torchvision.utils import draw_segmentation_masks
 
 from mtl_core.data.base import unpad_detection
 from mtl_core.inspection.matching import kept, match_boxes
-from mtl_core.inspection.measures import confusion_from_pairs, labelled, pr_curve
+from mtl_core.inspection.measures import confusion_from_pairs, labelled, per_sample, pr_curve
 from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import (
@@ -237,21 +237,14 @@ class DetectionTask(Task):
 
     def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
         """Boxes scoring ``score_threshold`` or more matched to the truth at IoU 0.5, COCO-style."""
-        out: dict[str, list] = {c.name: [] for c in self.error_columns}
-        for p, t in zip(predictions, truths, strict=True):
-            if t is None:
-                for values in out.values():
-                    values.append(float("nan"))
-                continue
+        def measure(p, t):
             p, t = kept(p, score_threshold), kept(t, 0.0)
             pred_to_gt, gt_to_pred = match_boxes(p["boxes"], p["scores"], p["labels"], t["boxes"], t["labels"])
             misses, false = int((gt_to_pred < 0).sum()), int((pred_to_gt < 0).sum())
-            out["failed"].append(float(misses + false > 0))
-            out["misses"].append(float(misses))
-            out["false_positives"].append(float(false))
-            out["hits"].append(float((gt_to_pred >= 0).sum()))
-            out["objects"].append(float(len(t["labels"])))
-        return out
+            return {"failed": misses + false > 0, "misses": misses, "false_positives": false,
+                    "hits": int((gt_to_pred >= 0).sum()), "objects": len(t["labels"])}
+
+        return per_sample(self.error_columns, predictions, truths, measure)
 
     def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
         """Boxes, not images: rows the true class, columns the predicted one, each with a

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.measures import confusion_from_pairs, labelled, pr_curve
+from mtl_core.inspection.measures import confusion_from_pairs, labelled, per_sample, pr_curve
 from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task, top_probabilities
 from mtl_core.tasks.classification import as_batch, pooled_head
@@ -97,19 +97,12 @@ class MultiLabel(Task):
     )
 
     def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
-        out: dict[str, list] = {c.name: [] for c in self.error_columns}
-        for p, t in zip(predictions, truths, strict=True):
-            if t is None:
-                for values in out.values():
-                    values.append(float("nan"))
-                continue
-            said, true = set(int(k) for k in p["labels"]), set(int(k) for k in t["labels"])
+        def measure(p, t):
+            said, true = {int(k) for k in p["labels"]}, {int(k) for k in t["labels"]}
             missed, false = len(true - said), len(said - true)
-            out["failed"].append(float(missed + false > 0))
-            out["wrong_classes"].append(float(missed + false))
-            out["missed"].append(float(missed))
-            out["false"].append(float(false))
-        return out
+            return {"failed": missed + false > 0, "wrong_classes": missed + false, "missed": missed, "false": false}
+
+        return per_sample(self.error_columns, predictions, truths, measure)
 
     def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
         """One 2 x 2 matrix per class: present or absent, against decided present or absent."""
