@@ -100,37 +100,6 @@ def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], 
                     seconds=seconds)
 
 
-def draw_errors_all(tasks: Mapping[str, Any], image: torch.Tensor, predictions: Mapping[str, Any],
-                    truths: Mapping[str, Any], show: Mapping[str, bool] | None = None, score_threshold: float = 0.3,
-                    min_side: int = MIN_DRAW_SIDE) -> Rendered:
-    """Every shown task's prediction drawn against its truth (``Task.draw_errors``), for the
-    error browser: one overlay, plus the error maps of the tasks that draw them as pictures of
-    their own (``errors_beside``: depth) in ``beside``, and each task's ``error_legend``.
-
-    Tasks without a truth (``truths[t]`` missing or ``None``) are left out. As :func:`render`, a
-    small image is enlarged first, predictions and truths with it, and the image-level verdicts
-    ("star ✓ 93%") go in a band above it. ``summary`` has "Title: prediction (truth: ...)" lines."""
-    names = [t for t in predictions if truths.get(t) is not None and (show is None or show.get(t, True))]
-    small = min(image.shape[-2:]) < min_side
-    big, preds = enlarge(image, {t: predictions[t] for t in names}, min_side)
-    _, truth = enlarge(image, {t: truths[t] for t in names}, min_side)
-    out, chips, beside = big, {}, {}
-    for t in sorted(names, key=lambda t: getattr(tasks[t], "draw_order", 100)):
-        task = tasks[t]
-        if getattr(task, "errors_beside", False):
-            beside[t] = to_numpy_image(task.draw_errors(big, preds[t], truth[t], score_threshold))
-        elif small and getattr(task, "image_level", False):
-            chips[t] = task.error_chips(preds[t], truth[t], score_threshold)
-        else:
-            out = task.draw_errors(out, preds[t], truth[t], score_threshold)  # (3, H, W)
-    if chips:
-        out = with_band(out, _topmost_first(tasks, chips))
-    summary = [f"{getattr(tasks[t], 'title', '') or t}: {tasks[t].summarize(predictions[t], score_threshold)}"
-               f" (truth: {tasks[t].summarize(truths[t], score_threshold)})" for t in names]
-    return Rendered(overlay=to_numpy_image(out), beside=beside, summary=summary,
-                    legends={t: entries for t in names if (entries := tasks[t].error_legend())})
-
-
 def resize_prediction(prediction: Mapping[str, Any], old: tuple[int, int], new: tuple[int, int]) -> dict[str, Any]:
     """One task's prediction for an image resized from ``old = (H, W)`` to ``new``: ``boxes``
     (xyxy pixels) scaled, every map whose last two dimensions are ``old`` resampled (nearest, so
@@ -196,5 +165,5 @@ def describe(tasks: Mapping[str, Any], predictions: Mapping[str, Any], score_thr
     return lines
 
 
-__all__ = ["BESIDE_MAX_SIDE", "MIN_DRAW_SIDE", "Rendered", "describe", "draw_all", "draw_errors_all", "enlarge",
+__all__ = ["BESIDE_MAX_SIDE", "MIN_DRAW_SIDE", "Rendered", "describe", "draw_all", "enlarge",
            "map_image", "render", "resize_prediction"]

@@ -85,15 +85,17 @@ def row_of(table: Mapping[str, Sequence], j: int) -> dict[str, Any]:
     return {k: v[j] for k, v in table.items()}
 
 
+def _scaled(image: torch.Tensor, prediction: Mapping[str, Any], truth: Mapping[str, Any] | None, side: int):
+    merged = {**{f"p:{t}": v for t, v in prediction.items()}, **{f"t:{t}": v for t, v in (truth or {}).items()}}
+    image, both = enlarge(image, merged, side)
+    return image, {t: both[f"p:{t}"] for t in prediction}, {t: both[f"t:{t}"] for t in (truth or {})}
+
+
 def thumbnail(outputs: Any, j: int, show: Mapping[str, bool], score_threshold: float = 0.3,
               side: int = THUMB_SIDE) -> np.ndarray:
     """Sample ``j`` enlarged to ``side`` pixels with the shown tasks' errors drawn (boxes hit,
     false or missed; wrong pixels); the tasks told in words are left to the caption."""
-    prediction, truth = outputs.prediction(j), outputs.truth(j)
-    image, both = enlarge(outputs.image(j), {**{f"p:{t}": v for t, v in prediction.items()},
-                                             **{f"t:{t}": v for t, v in truth.items()}}, side)
-    prediction = {t: both[f"p:{t}"] for t in prediction}
-    truth = {t: both[f"t:{t}"] for t in truth}
+    image, prediction, truth = _scaled(outputs.image(j), outputs.prediction(j), outputs.truth(j), side)
     names = _drawn_on_image(outputs.tasks, show, prediction)
     return to_numpy_image(_errors_on(outputs.tasks, image, prediction, truth, names, score_threshold))
 
@@ -108,12 +110,6 @@ class SampleView:
     top: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
     truth_of: dict[str, str] = field(default_factory=dict)  # answer task -> the true answer's name
     legends: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
-
-
-def _scaled(image: torch.Tensor, prediction: Mapping[str, Any], truth: Mapping[str, Any] | None, side: int):
-    merged = {**{f"p:{t}": v for t, v in prediction.items()}, **{f"t:{t}": v for t, v in (truth or {}).items()}}
-    image, both = enlarge(image, merged, side)
-    return image, {t: both[f"p:{t}"] for t in prediction}, {t: both[f"t:{t}"] for t in (truth or {})}
 
 
 def view(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str, Any],
@@ -147,6 +143,7 @@ def view(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str,
         out.panels.append((task.beside_caption, to_numpy_image(map_image(task, image, prediction[t]))))
         if t in truth:
             out.panels.append((f"True {(task.title or t).lower()}", to_numpy_image(map_image(task, image, truth[t]))))
+        if t in truth and getattr(task, "errors_beside", False):  # its error drawing is a map of its own
             out.panels.append((f"{task.title or t} error", to_numpy_image(task.draw_errors(image, prediction[t], truth[t]))))
     if row is None and truth:
         row = {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inference.render import draw_all, draw_errors_all
+from mtl_core.inference.render import draw_all
 from mtl_core.tasks import build_task
 from mtl_core.tasks.drawing import (
     HIT,
@@ -151,10 +151,6 @@ def test_small_images_get_their_image_level_labels_in_a_band_above():
     # below the band: the mask alone; its legend moved into the band with the class, off the objects
     assert torch.equal(banded[:, band:], tasks["segmentation"].draw(image, truth["segmentation"], show_legend=False))
     assert not torch.equal(on_image, tasks["segmentation"].draw(image, truth["segmentation"], show_legend=False))
-    errors = draw_errors_all(tasks, image, {"classification": {"label": 0, "score": 0.6, "probs": [0.6, 0.3, 0.1]},
-                                            "segmentation": {"mask": mask}}, truth)
-    assert errors.overlay.shape[0] > 256 and errors.overlay.shape[1] == 256  # enlarged, with the verdict's band
-    assert set(errors.legends) == {"classification", "segmentation"}
 
 
 def test_a_label_goes_above_its_box_when_there_is_room_else_below():
