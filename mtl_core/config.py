@@ -43,7 +43,7 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     architecture: str = "hard_sharing"
-    backbone: str = "small_cnn"
+    backbone: str = "small_cnn_s4"
     width: int = 16
     pretrained: bool = False
     norm: str = "batch"  # batch, or group (GroupNorm: batch-independent, e.g. for multi-process CPU runs)
