@@ -13,7 +13,7 @@ from mtl_core.config import DataConfig, ModelConfig
 from mtl_core.data import build_dataset
 from mtl_core.isolation import seeded_global_rng
 from mtl_core.models import build_model
-from mtl_core.models.dselect_k import K, NUM_EXPERTS, smooth_step
+from mtl_core.models.dselect_k import NUM_EXPERTS, K, smooth_step
 from mtl_core.tasks import build_task
 
 GATED = ["mmoe", "cgc", "ple", "dselect_k"]
@@ -164,3 +164,15 @@ def test_the_new_architectures_have_no_single_shared_representation(tasks, arch)
     with pytest.raises(ConfigError, match="rep_grad") as e:
         model(tasks, arch).forward_train(images(), rep_grad=True)
     assert arch in e.value.message
+
+
+@pytest.mark.parametrize("arch", NEW)
+def test_the_new_architectures_export_to_torchscript_and_compute_the_same(tasks, arch, tmp_path):
+    from mtl_core.deploy.export import export_torchscript, load_torchscript
+
+    m = model(tasks, arch)
+    result = export_torchscript(m, tmp_path / f"{arch}.pt", images(n=3))
+    assert result.ok, result
+    loaded, meta = load_torchscript(tmp_path / f"{arch}.pt")
+    x = images(seed=5, n=2)  # not the images the export checked
+    assert torch.allclose(dict(loaded(x))["depth"], m(x)["depth"], atol=1e-5)
