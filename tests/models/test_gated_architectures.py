@@ -121,7 +121,8 @@ def test_dselect_k_picks_exactly_k_experts_once_its_selectors_saturate(tasks):
     assert (K, NUM_EXPERTS) == (2, 4)
     m = model(tasks, "dselect_k")
     x = images(n=3)
-    assert (m.gate_values(x)["depth"] and (m.last_gates["depth"] > 0).all())  # at init every expert has a share
+    m.gate_values(x)
+    assert (m.last_gates["depth"] > 0).all()  # at init the selectors are soft: every expert has a share
     with torch.no_grad():
         z, w = m.z_logits["depth"], m.w_logits["depth"]
         z.weight.zero_()
