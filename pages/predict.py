@@ -1,7 +1,8 @@
 """Predict: upload images (or try the sample images in ``assets/samples/``, or pick dataset
 samples), choose a trained run (or an ensemble of several, their outputs fused), and see every
 task's output drawn on each image, with ground truth beside dataset samples, an MTAN run's
-per-task attention maps, and a PNG download.
+per-task attention maps, a mixture-of-experts run's gate values (PAD-Net's distillation gates), and
+a PNG download.
 
 UI only: decoding, inference and drawing go through ``mtl_core`` (no torch here). The model is
 cached per (checkpoint path, modification time), so a running run's newer checkpoint is picked up.
@@ -21,12 +22,14 @@ from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
 from mtl_core.inference.attention import attention_overlays, has_attention
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
+from mtl_core.inference.gates import distillation_values, gate_values, has_distillation, has_gates
 from mtl_core.inference.images import decode_image
 from mtl_core.inference.predictor import Predictor
 from mtl_core.inference.render import render
 from mtl_core.inference.samples import dataset_sample, dataset_size
 from mtl_core.runs.status import WITH_CHECKPOINTS, RunStatus
 from mtl_core.tasks import task_meta
+from ui.gate_chart import gate_figure
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import APP_ROOT, manager, select_run, selected_run
 
@@ -52,7 +55,7 @@ class Model:
 class Look:
     """How every image is drawn: the tasks shown, the overlay's opacity, the boxes' score threshold,
     dense maps beside the image or blended into it; MTAN's attention maps shown or not, each on its
-    own range (``stretch``) or on one 0 to 1 scale."""
+    own range (``stretch``) or on one 0 to 1 scale; a gated model's gate values shown or not."""
 
     show: tuple[tuple[str, bool], ...]  # (task, shown) in the model's task order
     opacity: float
@@ -60,6 +63,7 @@ class Look:
     beside: bool
     attention: bool = False
     stretch: bool = True
+    gates: bool = False
 
     @property
     def shown(self) -> dict[str, bool]:
@@ -187,6 +191,21 @@ def _attention_row(model: Model, look: Look, item_key: str, image) -> None:
         col.image(m.image, caption=f"{title}: {m.low:.2f} to {m.high:.2f}", width="stretch")
 
 
+def _gate_chart(model: Model, item_key: str, image) -> None:
+    """Each task's gate on this image: its weight per expert (or, for PAD-Net, per other task's message)."""
+    predictor = model.predictor
+    distilled = not has_gates(predictor)
+    cache = _lru("predict_gate_values")
+    key = (model.key, item_key)
+    values = cache[key] if key in cache else _remember(
+        cache, key, (distillation_values if distilled else gate_values)(predictor, image), KEEP_PREDICTIONS)
+    titles = {t: getattr(predictor.tasks[t], "title", "") or t for t in values}
+    fig = (gate_figure(values, titles, "Distillation gates (mean attention on each other task's message)",
+                       "mean gate", "from ") if distilled else
+           gate_figure(values, titles, "Gates (each task's weight on each expert; they sum to 1)"))
+    st.plotly_chart(fig, key=f"predict_gates_{item_key}", width="stretch", config={"displayModeBar": False})
+
+
 def _show_result(model: Model, look: Look, title: str, item_key: str, image, truth: dict | None = None) -> None:
     """One image: prediction overlay (+ depth beside) (+ ground truth), summary, download."""
     predictor, show = model.predictor, look.shown
@@ -214,6 +233,8 @@ def _show_result(model: Model, look: Look, title: str, item_key: str, image, tru
             col.image(img, caption=caption, width="stretch", output_format="PNG")  # sharp labels
         if look.attention:
             _attention_row(model, look, item_key, image)
+        if look.gates:
+            _gate_chart(model, item_key, image)
         if out.summary:
             st.markdown("  \n".join(html.escape(line) for line in out.summary))
         for t, entries in out.legends.items():
@@ -286,7 +307,13 @@ if attention:
                         help="Off: one 0 to 1 scale for every map, so maps can be compared; a barely trained "
                              "run's maps sit near 0.5 and look flat.")
 
-look = Look(tuple(show.items()), opacity, threshold, beside, attention, stretch)
+gated = mode == "run" and (has_gates(predictor) or has_distillation(predictor))
+if gated:
+    gated = st.toggle("Gate values", value=True, key="predict_gates",
+                      help="How much of each expert each task's gate takes for this image (mixture of experts), "
+                           "or how much of each other task's message each task takes in (PAD-Net).")
+
+look = Look(tuple(show.items()), opacity, threshold, beside, attention, stretch, gated)
 
 if source == "upload":
     files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",

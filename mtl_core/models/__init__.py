@@ -5,7 +5,7 @@ import math
 
 from torch import nn
 
-from mtl_core.models import cross_stitch, hard_sharing, mmoe, mtan, single_task  # noqa: F401  (registers)
+from mtl_core.models import cgc, cross_stitch, dselect_k, hard_sharing, mmoe, mtan, pad_net, ple, single_task  # noqa: F401  (registers)
 from mtl_core.models.backbones import BACKBONES, build_backbone
 from mtl_core.models.base import ARCHITECTURES, MultiTaskModel, register_architecture
 from mtl_core.registry import load_plugins

@@ -4,26 +4,26 @@ shared by all tasks, and per task a gate that mixes the experts' feature maps pe
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
+from mtl_core.models.base import register_architecture, task_heads
+from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names, mix, thumbnail
 
 NUM_EXPERTS = 3
 
 
 @register_architecture("mmoe")
-class MMoE(MultiTaskModel):
+class MMoE(GatedModel):
     citation = "Ma, Zhao, Yi, Chen, Hong and Chi, 'Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts', KDD 2018."
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
         self.experts = nn.ModuleList(build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for _ in range(NUM_EXPERTS))
         # gates see a small summary of the image (a 4x4 thumbnail), as MMoE's gates see the input
-        self.gates = nn.ModuleDict({t: nn.Linear(3 * 16, NUM_EXPERTS) for t in tasks})
+        self.gates = nn.ModuleDict({t: nn.Linear(GATE_INPUT, NUM_EXPERTS) for t in tasks})
         self.heads = task_heads(tasks, self.experts[0])
-        self.last_gates: dict[str, Tensor] = {}
+        self.expert_names = {t: expert_names("expert", NUM_EXPERTS) for t in tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.experts.parameters() if p.requires_grad]
@@ -31,12 +31,11 @@ class MMoE(MultiTaskModel):
     def forward_train(self, images: Tensor, rep_grad: bool = False):
         if rep_grad:
             self._no_rep()
-        feats = torch.stack([e(images) for e in self.experts], 1)  # (B, E, C, h, w)
-        thumb = F.adaptive_avg_pool2d(images, 4).flatten(1)  # (B, 48)
+        feats = [e(images) for e in self.experts]  # E x (B, C, h, w)
+        thumb = thumbnail(images)  # (B, 48)
         outputs = {}
         for t in self.task_names:
             g = torch.softmax(self.gates[t](thumb), dim=1)  # (B, E)
             self.last_gates[t] = g.detach()
-            mixed = (g[:, :, None, None, None].to(feats.dtype) * feats).sum(1)  # (B, C, h, w)
-            outputs[t] = self.heads[t](mixed)
+            outputs[t] = self.heads[t](mix(g, feats))  # (B, C, h, w) into the head
         return outputs, None
