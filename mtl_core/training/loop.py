@@ -159,6 +159,8 @@ class Trainer:
         self.optimizer = build_optimizer(params, cfg.optim)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        if self.scaler.is_enabled():  # the scale exists from the first scale() (unscale_ refuses a scaler without
+            self.scaler.scale(torch.ones((), device=self.device))  # one); the methods multiply by it themselves
         from mtl_core.data.augment import Augmenter
 
         self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
