@@ -95,6 +95,7 @@ class Trainer:
         self._last_flush = 0.0
         self._eval_batches: dict[str, list | None] = {}  # split -> its batches, made at the first evaluation
         self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
+        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)  # the data order of the epoch drawn from
 
     # -- public -----------------------------------------------------------------
     def run(self) -> str:
@@ -158,6 +159,8 @@ class Trainer:
         self.optimizer = build_optimizer(params, cfg.optim)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        if self.scaler.is_enabled():  # the scale exists from the first scale() (unscale_ refuses a scaler without
+            self.scaler.scale(torch.ones((), device=self.device))  # one); the methods multiply by it themselves
         from mtl_core.data.augment import Augmenter
 
         self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
@@ -204,7 +207,18 @@ class Trainer:
             "method": self.method.state_dict(), "info": _info_dict(self.datasets["train"].info)})
         self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
 
-    def _batch(self, order: torch.Tensor, pos: int):
+    def _draw(self, d: int):
+        """The ``d``-th batch of the run's data order (a fresh seeded permutation per epoch); a step
+        draws ``batches_per_step`` consecutive ones, so the step alone says which (and a resumed
+        run draws on where it stopped)."""
+        n, bs = len(self.datasets["train"]), self.config.optim.batch_size
+        e, pos = divmod(d * bs, max(1, n - n % bs) if n >= bs else n)
+        if e != self._epoch:
+            self._epoch = e
+            self._order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 7919 + e))
+        return self._batch(self._order, pos, d)
+
+    def _batch(self, order: torch.Tensor, pos: int, d: int):
         ds = self.datasets["train"]
         bs = self.config.optim.batch_size
         idx = distributed.shard(order[pos:pos + bs].tolist(), self.dist)
@@ -217,7 +231,7 @@ class Trainer:
             images, targets = collate([ds[i] for i in idx], ds.info.max_objects or None)
         targets = apply_budget(targets, idx, self.tasks, self.config.data, self.config.seed)
         if not self.augmenter.is_identity:
-            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+            g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + d)  # d = step, one batch a step
             images, targets = self.augmenter.augment_batch(images, targets, generator=g)
         nb = self.device.type == "cuda"
         images = images.to(self.device, non_blocking=nb).contiguous(memory_format=torch.channels_last)
@@ -280,11 +294,7 @@ class Trainer:
         self.store.update_progress(self.run_id, self.step, {"pid": pid, "host": host, "phase": "training",
                                                             "params": self.params}, device=str(self.device))
         self.model.train()
-        n = len(self.datasets["train"])
-        bs = cfg.optim.batch_size
-        gen = torch.Generator().manual_seed(cfg.seed)
-        epoch = -1
-        order = torch.empty(0, dtype=torch.long)
+        k = self.method.batches_per_step
         imgs_done = 0
         last_eval_step = -1
         while self.step < cfg.optim.steps:
@@ -297,17 +307,12 @@ class Trainer:
             if d.time_up:
                 self.store.add_event(self.run_id, self.step, "time_limit", {"seconds": cfg.time_limit})
                 break
-            e, pos = divmod(self.step * bs, max(1, n - n % bs) if n >= bs else n)
-            if e != epoch:  # a fresh, seeded permutation per epoch
-                epoch = e
-                gen.manual_seed(cfg.seed * 7919 + e)
-                order = torch.randperm(n, generator=gen)
-            images, targets = self._batch(order, pos)
+            batches = [self._draw(self.step * k + j) for j in range(k)]  # (images, targets) each
             for group, base in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = base * lr_factor(self.step, cfg.optim, d.time_fraction)
-            losses = self._train_step(images, targets)
+            losses = self._train_step(batches)
             self.step += 1
-            imgs_done += images.shape[0]
+            imgs_done += sum(images.shape[0] for images, _ in batches)
             if (self.step % cfg.eval_every == 0 or self.step == cfg.first_eval) and self.step < cfg.optim.steps:
                 self._evaluate("val")
                 last_eval_step = self.step
@@ -320,7 +325,10 @@ class Trainer:
         self._checkpoint("final")
         return self._finish(RunStatus.FINISHED)
 
-    def _train_step(self, images, targets) -> dict[str, float]:
+    def _losses(self, images, targets, seen: list[dict[str, float]]):
+        """One batch's forward: its per-task losses and shared representation. Their values (the
+        global batch's under torchrun) are appended to ``seen`` after the NaN guard; the step's
+        first batch also gives the gradient statistics."""
         with autocast(self.device, self.amp_dtype):
             outputs, rep = self.model.forward_train(images, rep_grad=self.method.rep_grad)
             losses = {t: masked_loss(task, outputs[t], *task.target_of(targets)) for t, task in self.tasks.items()}
@@ -334,19 +342,35 @@ class Trainer:
             values_t = mean_t
         values = dict(zip(losses, values_t.tolist()))
         finite_losses(values, self.step)
-        self.optimizer.zero_grad(set_to_none=True)
         every = self.config.gradstats_every
-        if every and self.step % every == 0 and len(losses) > 1:
+        if not seen and every and self.step % every == 0 and len(losses) > 1:
             # conflict where the method combines the tasks: on the shared representation under
             # rep_grad (what the heads' detached copies receive), else on the shared parameters
             grads = rep_gradients(losses, rep) if rep is not None else \
                 task_gradients(losses, self.shared) if self.shared else None
             if grads is not None:
                 self._log(self.step + 1, "train", gradient_stats(grads))
+        seen.append(values)
+        return losses, rep
+
+    def _train_step(self, batches: list) -> dict[str, float]:
+        """One update from this step's batches: one, or the method's ``batches_per_step``. The
+        losses logged (and returned) are their mean over the batches: every batch is evaluated at
+        the same parameters, so it is the loss on all the samples the step drew."""
+        self.optimizer.zero_grad(set_to_none=True)
         # fp16: the method weighs the true losses and scales only what it back-propagates
         self.method.loss_scale = float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
         reduce = (lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None
-        weights = self.method.combine(losses, self.shared, self.step, rep=rep, reduce=reduce)
+        seen: list[dict[str, float]] = []
+        if len(batches) == 1:
+            losses, rep = self._losses(*batches[0], seen)
+            weights = self.method.combine(losses, self.shared, self.step, rep=rep, reduce=reduce)
+        else:  # each forward runs when the method takes its batch, after the previous one's backward
+            each = (self._losses(images, targets, seen)[0] for images, targets in batches)
+            weights = self.method.combine_batches(each, self.shared, self.step, reduce=reduce)
+        if len(seen) != len(batches):
+            raise RuntimeError(f"{self.method.name} used {len(seen)} of its {len(batches)} batches")
+        values = {t: sum(v[t] for v in seen) / len(seen) for t in seen[0]}
         if self.dist.enabled:
             done = {id(p) for p in self.shared} if self.method.kind == "gradient" else set()
             distributed.average_grads(list(self.model.parameters()) + list(self.method.parameters()), self.dist, done)
@@ -371,7 +395,7 @@ class Trainer:
         elapsed = self.steering.training_seconds(now)
         rate = imgs_done / max(elapsed, 1e-9)
         steps_left = self.config.optim.steps - self.step
-        eta = steps_left * self.config.optim.batch_size / max(rate, 1e-9)
+        eta = steps_left * self.config.optim.batch_size * self.method.batches_per_step / max(rate, 1e-9)
         if self.config.time_limit:
             eta = min(eta, max(0.0, self.config.time_limit - elapsed))
         host, pid = host_and_pid()

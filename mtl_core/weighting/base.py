@@ -13,10 +13,14 @@ Two bases cover the two families:
 - :class:`GradWeighting`: implement ``combine_grads(grads, losses, step) -> (grad, weights)`` on
   a ``(T, D)`` matrix of per-task gradients; the base computes the gradients (on the shared
   parameters, or on the shared representation when ``rep_grad``) and writes the result back.
+- :class:`MultiBatchWeighting`: a gradient method that needs several independent batches a step
+  (``batches_per_step``; double sampling makes products of gradients unbiased). Implement
+  ``combine_multi(grads, losses, step)`` on one ``(T, D)`` matrix per batch; the trainer gives
+  the batches through ``combine_batches``.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -83,6 +87,18 @@ class Weighting:
                 rep: SharedRep | None = None, reduce=None) -> dict[str, float]:
         """``reduce`` (multi-process training) averages a tensor across processes; gradient methods
         apply it to the per-task gradients before combining them."""
+        raise NotImplementedError
+
+    # How many batches one update uses. A method that needs more sets it and implements
+    # ``combine_batches``, which the trainer then calls instead of ``combine``, with that many
+    # consecutive batches of the run's data order (so a seed and a resumed run give the same ones).
+    batches_per_step: int = 1
+
+    def combine_batches(self, batches: Iterable[dict[str, Tensor]], shared_params: list[Tensor], step: int,
+                        reduce=None) -> dict[str, float]:
+        """``batches``: the per-task losses of each of this step's ``batches_per_step`` batches, in
+        draw order. The trainer passes an iterator: a batch's forward runs when the method takes it,
+        so the previous batch's graph is freed (by its backward) first."""
         raise NotImplementedError
 
     # fp16 training's loss scale (``torch.amp.GradScaler``): methods always see the true losses
@@ -198,4 +214,56 @@ class GradWeighting(Weighting):
                 grads = reduce(grads)  # the global batch's per-task gradients, the same on every rank
             g, weights = self.combine_grads(self._unscaled(grads.float()), stacked.detach().float(), step)
             write_grad(shared_params, self._scaled(g))
+        return self._report(weights)
+
+
+class MultiBatchWeighting(GradWeighting):
+    """A gradient method on several batches a step: ``combine_multi`` gets one ``(T, D)`` matrix
+    of per-task gradients on the shared parameters (and ``(T,)`` losses) per batch, in draw order.
+
+    Task-specific parameters (the heads) get the mean of their gradients over the batches: each
+    loss is back-propagated times ``loss_scale / n`` (fp16's scale as in :class:`GradWeighting`)
+    and the per-task gradients divided back. Given a single batch (``combine``, ``combine_grads``:
+    callers of the one-batch protocol, a tool or a test), that batch plays every role: the method's
+    single-sample version. Not on the shared representation: its gradient is per sample and the
+    batches hold different samples, so a product of two batches' gradients would pair unrelated
+    images."""
+
+    supports_rep = False
+    batches_per_step = 2
+
+    def combine_multi(self, grads: list[Tensor], losses: list[Tensor], step: int) -> tuple[Tensor, Tensor]:
+        """One ``grads (T, D)`` and ``losses (T,)`` (detached) per batch -> ``(grad (D,), weights (T,))``."""
+        raise NotImplementedError
+
+    def combine_grads(self, grads, losses, step):
+        return self.combine_multi([grads] * self.batches_per_step, [losses] * self.batches_per_step, step)
+
+    def combine(self, losses, shared_params, step, rep=None, reduce=None):
+        return self._combine([losses], shared_params, step, reduce, 1)
+
+    def combine_batches(self, batches, shared_params, step, reduce=None):
+        return self._combine(batches, shared_params, step, reduce, self.batches_per_step)
+
+    def _combine(self, batches: Iterable[dict[str, Tensor]], shared_params: list[Tensor], step: int, reduce,
+                 n: int) -> dict[str, float]:
+        scale = self.loss_scale / n
+        grads, values = [], []
+        for losses in batches:
+            losses = self._multiplied(losses)
+            values.append(self._stack(losses).detach().float())  # (T,)
+            if not shared_params:  # nothing shared (single-task baseline): plain sum
+                (self._stack(losses).sum() * scale).backward()
+                continue
+            g = per_task_grads([losses[t] * scale for t in self.tasks], shared_params)  # (T, D)
+            if reduce is not None:
+                g = reduce(g)  # the global batch's per-task gradients, the same on every rank
+            grads.append(g.float() / scale)
+        if len(values) != n:
+            raise ValueError(f"{self.name} combines {n} batch(es) a step; it was given {len(values)}")
+        if not shared_params:
+            return self._report(torch.ones(len(self.tasks)))
+        k = self.batches_per_step // n  # one batch: every role
+        g, weights = self.combine_multi(grads * k, values * k, step)
+        write_grad(shared_params, self._scaled(g))
         return self._report(weights)

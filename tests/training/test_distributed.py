@@ -1,5 +1,6 @@
 """Two CPU processes (gloo) on a fixed global batch end with the same parameters as one process
-on that same global batch, for loss-based and gradient-based weighting methods alike."""
+on that same global batch, for loss-based and gradient-based weighting methods alike, and for
+methods that use several batches a step."""
 import dataclasses
 import os
 import socket
@@ -17,6 +18,7 @@ from mtl_core.training.checkpoint import load_checkpoint
 from mtl_core.training.loop import Trainer
 
 METHODS = ("ew", "uw", "pcgrad", "mgda", "cagrad")
+SEVERAL_BATCHES = ("modo", "sdmgrad")  # three batches a step: each one sharded, its gradients averaged
 
 
 @pytest.fixture(autouse=True)
@@ -51,11 +53,11 @@ def _train(method: str, root: Path) -> None:
     assert status in ("finished", None), store.get_run(method)["error"]
 
 
-def _worker(rank: int, world: int, port: int, root: str) -> None:
+def _worker(rank: int, world: int, port: int, root: str, methods: tuple[str, ...]) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    for method in METHODS:
+    for method in methods:
         _train(method, Path(root))
     torch.distributed.destroy_process_group()
 
@@ -78,18 +80,19 @@ def _params(root: Path, run_id: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_two_gloo_processes_match_one_process(tmp_path):
+@pytest.mark.parametrize("methods", [METHODS, SEVERAL_BATCHES], ids=["one_batch", "modo_sdmgrad"])
+def test_two_gloo_processes_match_one_process(tmp_path, methods):
     single, multi = tmp_path / "single", tmp_path / "multi"
     for root in (single, multi):
         store = RunStore(root)
-        for m in METHODS:
+        for m in methods:
             store.create_run(_config(m).to_dict(), m, run_id=m)
-    for m in METHODS:
+    for m in methods:
         _train(m, single)
-    mp.spawn(_worker, args=(2, _free_port(), str(multi)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, _free_port(), str(multi), methods), nprocs=2, join=True)
     init = _initial_params()
     report = {}
-    for m in METHODS:
+    for m in methods:
         a, b = _params(single, m), _params(multi, m)
         assert a.keys() == b.keys()
         float_keys = [k for k in a if a[k].dtype.is_floating_point]

@@ -42,6 +42,10 @@ WITH_THE_TASK = {
     # lambda lives on the simplex over all T tasks and its step depends on them: no closed form;
     # bounded weights and weight 0 for a tracked gradient that is still zero are all it promises
     "moco": lambda grads, without, t: None,
+    # lambda (MoDo) and w (SDMGrad, which also averages over all T tasks) take projected steps on
+    # the simplex over all T tasks: no closed form either
+    "modo": lambda grads, without, t: None,
+    "sdmgrad": lambda grads, without, t: None,
 }
 # the reported weights multiply these moving averages, not this step's gradients
 TRACKED = {"db_mtl": "buffer", "moco": "y"}
