@@ -9,9 +9,14 @@ optimiser together with the model (they are returned by :meth:`parameters`).
 from __future__ import annotations
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mtl_core.weighting.base import LossWeighting, register_weighting
+
+
+def scaled_loss(loss: Tensor, scale: Tensor) -> Tensor:
+    """IMTL-L's ``exp(s) L - s``, elementwise (one task, or a ``(T,)`` vector of them)."""
+    return torch.exp(scale) * loss - scale
 
 
 @register_weighting("imtl_l")
@@ -32,7 +37,7 @@ class IMTLL(LossWeighting):
 
     def fuse(self, losses, step, shared_params):
         s = self.scale.to(losses.dtype)  # (T,)
-        total = (torch.exp(s) * losses - s).sum()
+        total = scaled_loss(losses, s).sum()
         return total, torch.exp(s).detach()
 
     def state_dict(self):

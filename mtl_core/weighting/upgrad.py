@@ -34,14 +34,19 @@ def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
     return np.maximum(res.x, u)
 
 
+def regularised_gram(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> np.ndarray:
+    """The Gram ``m (T, T)`` divided by its trace, plus ``reg_eps`` on the diagonal, as torchjd does;
+    as there, a trace under ``norm_eps`` counts as zero gradients."""
+    trace = float(m.diagonal().sum())
+    return (m / trace if trace > 0 and trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(m.shape[0])
+
+
 def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4, pref: Tensor | None = None) -> Tensor:
     """UPGrad's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)``; ``pref (T,)``
     (summing to 1, uniform by default) weighs the projected gradients, as torchjd's ``pref_vector``."""
     t = m.shape[0]
     p = (torch.full((t,), 1.0 / t, dtype=torch.float64) if pref is None else pref.double()).numpy()
-    trace = float(m.diagonal().sum())
-    # as the reference: a Gram whose trace is under norm_eps counts as zero (the update is the mean)
-    mn = (m / trace if trace > 0 and trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(t)
+    mn = regularised_gram(m, norm_eps, reg_eps)
     w = sum(dual_cone_weights(mn, np.eye(t)[i] * p[i]) for i in range(t))
     return torch.from_numpy(np.asarray(w, dtype=np.float64))
 

@@ -11,9 +11,13 @@ from mtl_core.models.base import SharedRep
 from mtl_core.weighting import (  # noqa: F401
     aligned_mtl,
     cagrad,
+    config_grad,
+    dualproj,
+    excess_mtl,
     fairgrad,
     graddrop,
     gradvac,
+    imtl,
     imtl_g,
     mgda,
     moco,
@@ -24,7 +28,7 @@ from mtl_core.weighting import (  # noqa: F401
 from mtl_core.weighting.base import WEIGHTINGS
 
 METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "graddrop", "moco", "upgrad",
-           "fairgrad"]
+           "fairgrad", "excess_mtl", "imtl", "config", "dualproj"]
 # the update is exactly sum_t w_t g_t with the reported weights (GradDrop: least squares; MoCo: tracked gradients)
 EXACT = [m for m in METHODS if m not in ("graddrop", "moco")]
 TASKS = ["up", "down"]

@@ -1,6 +1,7 @@
-"""Contract tests for the loss-based methods (and DB-MTL): on a tiny two-head model, ``combine``
-leaves a finite gradient on every parameter and finite weights for every task, and a run resumed
-from a ``weights_only`` checkpoint continues exactly like an uninterrupted one."""
+"""Contract tests for the loss-based methods (and DB-MTL and IMTL, gradient methods with state of
+their own): on a tiny two-head model, ``combine`` leaves a finite gradient on every parameter and
+finite weights for every task, and a run resumed from a ``weights_only`` checkpoint continues
+exactly like an uninterrupted one."""
 from __future__ import annotations
 
 import io
@@ -10,10 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_core.weighting import db_mtl, dwa, famo, gls, gradnorm, imtl_l, rlw, stch, uw  # noqa: F401  (registers)
+from mtl_core.weighting import db_mtl, dwa, famo, gls, gradnorm, imtl, imtl_l, rlw, stch, uw  # noqa: F401  (registers)
 from mtl_core.weighting.base import WEIGHTINGS
 
-NAMES = ["uw", "dwa", "gradnorm", "rlw", "gls", "imtl_l", "famo", "db_mtl", "stch"]
+NAMES = ["uw", "dwa", "gradnorm", "rlw", "gls", "imtl_l", "famo", "db_mtl", "stch", "imtl"]
 TASKS = ["a", "b"]
 # short windows so a handful of steps goes past each method's warm-up
 FAST = {"dwa": {"window": 2.0}, "stch": {"warmup": 2.0}}

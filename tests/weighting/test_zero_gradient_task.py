@@ -21,8 +21,10 @@ GRADIENT_METHODS = sorted(n for n in WEIGHTINGS.available() if WEIGHTINGS.get(n)
 # the update is exactly the one the method makes with that task left out: Aligned-MTL drops the
 # zero eigenvalue, DB-MTL's max-norm balance and GradDrop's sign purity ignore a zero row, PCGrad
 # and GradVac never project onto it or move it, and for Nash-MTL, FairGrad and IMTL-G leaving it
-# out is the limit of their equations (alpha_t -> inf; no direction g_t / ||g_t||)
-WITHOUT_THE_TASK = {"aligned_mtl", "db_mtl", "fairgrad", "graddrop", "gradvac", "imtl_g", "nash_mtl", "pcgrad"}
+# out is the limit of their equations (alpha_t -> inf; no direction g_t / ||g_t||); IMTL is IMTL-G on
+# the shared parameters; ConFIG's pseudo-inverse U^+ ignores a zero row of the unit gradients
+WITHOUT_THE_TASK = {"aligned_mtl", "db_mtl", "fairgrad", "graddrop", "gradvac", "imtl_g", "nash_mtl", "pcgrad",
+                    "imtl", "config"}
 
 
 def cagrad_update(grads: torch.Tensor, without: torch.Tensor, t: int) -> torch.Tensor | None:
@@ -39,6 +41,11 @@ WITH_THE_TASK = {
     # the mean over T of the projections onto the dual cone; the zero row's projection is 0 and it
     # adds no constraint (<0, d> >= 0), so the update is (T - 1) / T of the one over T - 1 tasks
     "upgrad": lambda grads, without, t: without * (t - 1) / t,
+    # likewise the mean over T, (T - 1) / T of the mean over T - 1, projected once onto the same cone
+    "dualproj": lambda grads, without, t: without * (t - 1) / t,
+    # the first step only records each task's first excess estimate: every weight is 1, the update
+    # the plain sum, which the zero gradient leaves as it is (later its weight is not raised)
+    "excess_mtl": lambda grads, without, t: without,
     # lambda lives on the simplex over all T tasks and its step depends on them: no closed form;
     # bounded weights and weight 0 for a tracked gradient that is still zero are all it promises
     "moco": lambda grads, without, t: None,

@@ -1,0 +1,61 @@
+"""ConFIG: the direction with the same cosine to every task gradient, as long as their projections.
+
+Liu, Q., Chu, M. and Thuerey, N. "ConFIG: Towards Conflict-free Training of Physics Informed
+Neural Networks." ICLR 2025.
+
+The paper's Eq. 2: with ``U`` the rows ``u_t = g_t / ||g_t||``, the direction is
+``d = U^+ 1`` normalised, ``d_hat = d / ||d||``, and the update ``(sum_t g_t . d_hat) d_hat``.
+``U d = 1`` says ``d`` has the same positive projection on every unit gradient, so it conflicts
+with none of them (when the gradients are linearly independent); its length is the sum of the
+gradients' projections on it. As TorchJD's ``ConFIG`` aggregator (adapted from the official code),
+a person's task weights are its preference vector: ``d = U^+ p`` with ``p`` their weights, all
+equal by default (only ``p``'s direction matters, so normalising it to sum to 1 changes nothing).
+Not implemented: the paper's momentum variant (M-ConFIG), which updates one task's gradient per step.
+
+Computed from the Gram matrix: ``U^+ p = U^T c`` with ``c = (U U^T)^+ p`` and
+``U U^T = M / (n n^T)``, so the update is ``sum_t w_t g_t`` with ``w_t = L c_t / (||d|| n_t)``,
+``L = sum_t g_t . d_hat`` and ``||d||^2 = c^T U U^T c``. The pseudo-inverse drops eigenvalues under
+``rtol`` times the largest (round-off: the Gram is accumulated in float32), so collinear or
+opposite gradients give the least-squares ``d`` (opposite ones give no update). A task whose
+gradient is zero has no direction: it is left out (weight 0), which is what ``U^+`` does with a zero
+row of ``U``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mtl_core.weighting.base import GradWeighting, register_weighting
+from mtl_core.weighting.grad_utils import combine_rows, gram, live_tasks, solve_on_live
+
+
+def config_weights(m: Tensor, pref: Tensor | None = None, rtol: float = 1e-6) -> Tensor:
+    """ConFIG's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)`` of non-zero
+    gradients; ``pref (T,)`` is the target projection on every unit gradient (ones by default)."""
+    t = m.shape[0]
+    p = torch.ones(t, dtype=torch.float64) if pref is None else pref.double()  # (T,)
+    norms = m.diagonal().clamp_min(0.0).sqrt()  # (T,)
+    uu = m / (norms[:, None] * norms[None, :])  # (T, T) Gram of the unit gradients
+    c = torch.linalg.pinv(uu, rtol=rtol, hermitian=True) @ p  # (T,) d = sum_t c_t u_t
+    d_norm = float(c @ uu @ c) ** 0.5
+    if d_norm <= 1e-12:  # p has no component the unit gradients can reach (e.g. g and -g)
+        return torch.zeros(t, dtype=torch.float64)
+    length = float((m / norms[None, :] @ c).sum()) / d_norm  # sum_i g_i . d_hat
+    return length * c / (d_norm * norms)  # (T,)
+
+
+@register_weighting("config")
+class ConFIG(GradWeighting):
+    uses_weights = "preference"
+    weights_note = "the weights are its preference vector: the relative projections its direction has on the unit gradients"
+    supports_params = True
+    supports_rep = True
+    defaults = {"rtol": 1e-6}
+    citation = ("Liu, Chu, Thuerey, 'ConFIG: Towards Conflict-free Training of Physics Informed Neural Networks', "
+                "ICLR 2025.")
+
+    def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        m, pref = gram(grads), self.preference()  # (T, T), (T,)
+        live = live_tasks(m)
+        w = solve_on_live(m, lambda sub: config_weights(sub, pref[live], float(self.params["rtol"])))
+        return combine_rows(w, grads)
