@@ -1,4 +1,4 @@
-"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|inspect|export|compress|list|study``.
+"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|inspect|export|compress|importance|list|study``.
 
 The CLI maps flags onto the config dataclasses; no argparse lives in the library itself.
 Every subcommand takes ``--runs-dir`` (default ``$MTL_RUNS_DIR`` or ``./runs``).
@@ -91,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--method", required=True, choices=("int8", "int8-dynamic", "prune"))
     cp.add_argument("--amount", type=float, default=0.5, help="prune: fraction of conv/linear weights to zero")
     cp.add_argument("--eval-limit", type=int, help="validation images to score on (default: all)")
+
+    im = sub.add_parser("importance", help="how much each task relies on each channel of the shared backbone")
+    runs_dir(im)
+    im.add_argument("run_id")
+    im.add_argument("--batches", type=int, default=4, help="validation batches (of 16 images) to average over")
+    im.add_argument("--layer", action="append", help="only this layer (features, stage1 ...); repeat for more")
+    im.add_argument("--threshold", type=float, help="a task uses a channel with at least this x its mean importance (0.1)")
+    im.add_argument("--out", default="importance.csv", help="CSV to write: layer, channel, one column per task")
 
     ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
     runs_dir(ls)
@@ -248,6 +256,8 @@ def _dispatch(a: argparse.Namespace) -> int:
         return _export(store, a)
     if a.command == "compress":
         return _compress(store, a)
+    if a.command == "importance":
+        return _importance(store, a)
     return 2
 
 
@@ -396,6 +406,22 @@ def _compress(store, a) -> int:
         print(f"  {row['measure']:40s} {row['before']:>14.4f} -> {row['after']:>14.4f}  ({row['relative']:+.1%})")
     for kind, path in report.files.items():
         print(f"{kind} written to {path}")
+    return 0
+
+
+def _importance(store, a) -> int:
+    from mtl_core.deploy.importance import DEFAULT_THRESHOLD, run_importance
+    from mtl_core.training.checkpoint import atomic_write_bytes
+
+    _run_or_error(store, a.run_id)
+    imp = run_importance(store, a.run_id, batches=a.batches, layers=a.layer,
+                         threshold=DEFAULT_THRESHOLD if a.threshold is None else a.threshold)
+    atomic_write_bytes(a.out, imp.to_csv().encode())
+    print(f"first-order Taylor importance on {imp.batches} validation batches; a task uses a channel with at "
+          f"least {imp.threshold:g} x its mean importance")
+    for layer in imp.layers:
+        print(f"{layer}:\n" + "\n".join(f"  {line}" for line in imp.summary(layer)))
+    print(f"importance written to {a.out} ({sum(v.shape[1] for v in imp.layers.values())} rows)")
     return 0
 
 

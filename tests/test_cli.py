@@ -108,3 +108,24 @@ def test_inspect_errors_say_what_to_do(trained, tmp_path):
     p = cli("inspect", fresh, "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
     assert p.returncode == 2 and "no checkpoint" in p.stderr and fresh in p.stderr
     assert not (tmp_path / "e.csv").exists()
+
+
+def test_importance_writes_a_row_per_channel_and_prints_who_uses_them(trained, tmp_path):
+    import csv
+
+    runs, run_id, _ = trained
+    out = tmp_path / "importance.csv"
+    p = cli("importance", run_id, "--batches", "1", "--out", str(out), runs_dir=runs)
+    rows = list(csv.DictReader(out.open()))
+    tasks = ["classification", "detection", "segmentation", "depth"]
+    assert list(rows[0]) == ["layer", "channel", *tasks]
+    features = [r for r in rows if r["layer"] == "features"]
+    assert [int(r["channel"]) for r in features] == list(range(len(features))) and len(features) > 1
+    assert {r["layer"] for r in rows} > {"features", "stage1"}  # the stages too
+    for t in tasks:  # every task's importance is a share: it sums to one over a layer's channels
+        assert abs(sum(float(r[t]) for r in features) - 1) < 1e-6
+    assert "features:" in p.stdout and f"of {len(features)} channels serve all 4 tasks" in p.stdout
+    assert "serve detection only" in p.stdout and "serve no task" in p.stdout
+    assert f"({len(rows)} rows)" in p.stdout
+    p = cli("importance", run_id, "--batches", "0", "--out", str(out), runs_dir=runs, check=False)
+    assert p.returncode == 2 and "--batches 0" in p.stderr
