@@ -20,6 +20,7 @@ from mtl_core.deploy.compress import CompressionReport, compress_run, compressed
 from mtl_core.deploy.export import export_run
 from mtl_core.errors import MTLError
 from mtl_core.runs.status import RunStatus
+from ui.importance_view import section as importance_section
 from ui.metrics import format_bytes, report_table
 from ui.sidebar import model_checkpoint, run_picker
 from ui.state import manager
@@ -59,6 +60,9 @@ st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoi
            f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
            f"{cfg.get('data', {}).get('image_size', '?')} px")
 run_dir = store.run_dir(run_id)
+
+# -- which features each task uses (per-task importance of the backbone's channels) ----------------
+importance_section(ck, run_id)
 
 # -- compress ------------------------------------------------------------------------------------
 st.subheader("Compress")

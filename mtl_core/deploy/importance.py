@@ -102,10 +102,11 @@ class Importance:
         return buf.getvalue()
 
     def to_plain(self) -> dict[str, Any]:
-        """Lists only (no numpy), for pages and caches: per layer the values, channel order,
-        groups and summary lines."""
+        """Lists only (no numpy), for pages and caches: per layer the values, who uses what, the
+        channel order, groups and summary lines."""
         return {"tasks": list(self.tasks), "threshold": self.threshold, "batches": self.batches,
-                "layers": {name: {"values": v.tolist(), "order": self.order(name), "groups": self.groups(name),
+                "layers": {name: {"values": v.tolist(), "used": self.used(name).tolist(), "order": self.order(name),
+                                  "groups": self.groups(name),
                                   "summary": self.summary(name)} for name, v in self.layers.items()}}
 
 

@@ -143,9 +143,8 @@ def test_an_architecture_without_one_shared_backbone_is_refused_by_name():
     from mtl_core.config import ModelConfig
     from mtl_core.models import build_model
     from mtl_core.tasks import build_task
-    from tests.conftest import tiny_config
-
     from mtl_core.training.builders import build_all
+    from tests.conftest import tiny_config
 
     info = build_all(tiny_config(tasks=("classification",)), splits=("val",))["info"]
     tasks = {"classification": build_task("classification", info)}
