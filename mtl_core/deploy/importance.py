@@ -11,10 +11,12 @@ batch with the task's own (label-masked) loss ``L_t``::
 is the gradient of ``L_t`` with respect to a gate of 1 multiplying channel ``c``, so ``-s_t(c)``
 is the first-order change of ``L_t`` when the channel is zeroed. The importance is ``|s_t(c)|``
 averaged over the batches. This is the *activation* (feature-map) form of the criterion, with the
-batch summed inside the absolute value as CVPR 2019 does for a channel's gate (its eq. 8, with a
-virtual gate instead of BatchNorm's scale). Deviation: CVPR 2019 squares it; we keep the absolute
-value, an estimated loss change, so that a task's row shows shares of its own loss change and
-one large channel does not swamp the rest. Rows are normalised per task to sum to one.
+batch summed inside the absolute value, as CVPR 2019 does for a channel's gate (one group of
+parameters; here a virtual gate of 1 instead of BatchNorm's scale). ICLR 2017 takes the absolute
+value per image instead, which counts a channel that helps some images and hurts others as
+important; zeroing a channel acts on every image, so the batch sum is the better estimate of what
+pruning it costs. Deviation: CVPR 2019 squares it; we keep the absolute value, an estimated loss
+change, so one large channel does not swamp a row. Rows are normalised per task to sum to one.
 
 A task **uses** a channel when its normalised importance is at least ``threshold`` times the mean
 of its row (``threshold / C``); :meth:`Importance.groups` sorts the channels into used by every
