@@ -22,8 +22,14 @@ import torch
 from torch import nn
 
 from mtl_core.deploy.channel_prune import multiply_adds, parameter_count, prune_channels
-from mtl_core.deploy.compress import DEFAULT_BACKEND, _metrics, _quiet_quantization, cpu_latency_ms, quantize_int8, \
-    state_dict_bytes
+from mtl_core.deploy.compress import (
+    DEFAULT_BACKEND,
+    _metrics,
+    _quiet_quantization,
+    cpu_latency_ms,
+    quantize_int8,
+    state_dict_bytes,
+)
 from mtl_core.errors import MTLError
 from mtl_core.training.checkpoint import atomic_write_bytes, save_checkpoint
 
@@ -172,10 +178,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return ""
     cols = list(rows[0])
+
     def cell(v: Any) -> str:
         if isinstance(v, float):
-            return "nan" if v is None or not math.isfinite(v) else f"{v:.4g}"
+            return f"{v:.4g}" if math.isfinite(v) else "nan"
         return "-" if v is None else str(v)
+
     cells = [[cell(r.get(c)) for c in cols] for r in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(cols)]
     lines = ["  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(cols))]
