@@ -17,7 +17,9 @@ and every task's output shape stays as it was.
 How much: ``amount`` of each coupled group's channels (per layer, not ranked globally): every
 layer keeps the same share, so no thin layer is wiped out by a wide one whose weights happen to
 be smaller, and ``amount`` means the same everywhere (0.5 keeps half of every layer; the
-multiply-adds of a conv between two pruned layers fall to about a quarter).
+multiply-adds of a conv between two pruned layers fall to about a quarter). With GroupNorm
+(``model.norm = "group"``) channels go from every group alike, so a layer with one channel per
+group keeps all of them.
 
 Saved structure: the pruning history (layer name, in or out channels, indices), JSON beside the
 weights; :func:`restore_structure` replays it on a model built from the run's config, so loading a

@@ -70,6 +70,20 @@ def test_half_the_backbone_channels_go_and_the_heads_outputs_stay(backbone):
     assert parameter_count(model) < params / 2
 
 
+def test_group_norm_layers_are_pruned_in_whole_groups():
+    """GroupNorm (model.norm = group) has gcd(8, C) groups: Torch-Pruning removes channels from every
+    group alike, so a layer of 8 channels in 8 groups keeps them all, and one of 16 loses half."""
+    model = build(tiny_config(model=ModelConfig(width=8, norm="group")))
+    with torch.no_grad():
+        before = shapes(model(IMAGES))
+    params = parameter_count(model)
+    prune_channels(model, 0.5, IMAGES)
+    assert model.backbone.stem[0].out_channels == 8 and model.backbone.fuse1[0].out_channels == 8  # 8 -> 8, 16 -> 8
+    with torch.no_grad():
+        assert shapes(model(IMAGES)) == before
+    assert parameter_count(model) < 0.4 * params
+
+
 def test_removing_channels_that_are_exactly_zero_leaves_the_outputs_unchanged():
     model = build(tiny_config())
     conv, bn = model.backbone.stem[0], model.backbone.stem[1]
