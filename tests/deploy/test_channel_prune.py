@@ -203,3 +203,27 @@ def test_the_int8_model_after_pruning_is_a_loadable_torchscript_file(pruned):
     float_model = build(tiny_config())
     with torch.no_grad():
         assert shapes(model(IMAGES)) == shapes(float_model(IMAGES))
+
+
+def test_taylor_and_a_callable_importance_choose_other_channels_than_magnitude():
+    from mtl_core.data import build_dataset
+    from mtl_core.tasks import build_task
+    from mtl_core.training.evaluation import iterate_batches
+
+    cfg = tiny_config()
+    train = build_dataset(cfg.data, "train", cfg.seed)
+    images, targets = next(iterate_batches(train, 8, limit=8))
+    tasks = {t: build_task(t, train.info) for t in cfg.tasks}
+
+    def loss_fn(m):
+        out = m(images)
+        return sum(task.loss(out[t], task.target_of(targets)[0]) for t, task in tasks.items())
+
+    kept = {}
+    for name, imp in (("magnitude", None), ("taylor", "taylor"), ("first", lambda group: -torch.arange(
+            len(group[0][1]), dtype=torch.float32))):  # the last channels score lowest: they go
+        model = build(cfg)
+        prune_channels(model, 0.5, IMAGES, imp, loss_fn=loss_fn)
+        kept[name] = {n: idxs for n, out, idxs in model.pruning_history if out}
+    assert kept["taylor"] != kept["magnitude"]
+    assert kept["first"]["backbone.stem.0"] == [4, 5, 6, 7]  # removed: the last half of the stem's 8
