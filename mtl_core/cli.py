@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.deploy import cli as deploy_cli
 from mtl_core.errors import MTLError
 from mtl_core.runs.status import RunStatus
 from mtl_core.training import distributed
@@ -77,28 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--threshold", type=float, default=0.3, help="score threshold of the boxes (default 0.3)")
     ins.add_argument("--limit", type=int, help="the first N samples of the split only (default: all)")
 
-    ex = sub.add_parser("export", help="export a run's model to ONNX or TorchScript, checked against PyTorch")
-    runs_dir(ex)
-    ex.add_argument("run_id")
-    ex.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    ex.add_argument("--out", required=True, help="file to write, e.g. model.onnx")
-    ex.add_argument("--checkpoint", help="a checkpoint to export instead of the run's latest (e.g. a pruned one)")
-    ex.add_argument("--samples", type=int, default=4, help="validation images the check runs on")
-
-    cp = sub.add_parser("compress", help="int8-quantize or prune a run's model; report size, latency, metrics")
-    runs_dir(cp)
-    cp.add_argument("run_id")
-    cp.add_argument("--method", required=True, choices=("int8", "int8-dynamic", "prune"))
-    cp.add_argument("--amount", type=float, default=0.5, help="prune: fraction of conv/linear weights to zero")
-    cp.add_argument("--eval-limit", type=int, help="validation images to score on (default: all)")
-
-    im = sub.add_parser("importance", help="how much each task relies on each channel of the shared backbone")
-    runs_dir(im)
-    im.add_argument("run_id")
-    im.add_argument("--batches", type=int, default=4, help="validation batches (of 16 images) to average over")
-    im.add_argument("--layer", action="append", help="only this layer (features, stage1 ...); repeat for more")
-    im.add_argument("--threshold", type=float, help="a task uses a channel with at least this x its mean importance (0.1)")
-    im.add_argument("--out", default="importance.csv", help="CSV to write: layer, channel, one column per task")
+    deploy_cli.add_parsers(sub, runs_dir)
 
     ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
     runs_dir(ls)
@@ -252,12 +232,9 @@ def _dispatch(a: argparse.Namespace) -> int:
         return _predict(store, a)
     if a.command == "inspect":
         return _inspect(store, a)
-    if a.command == "export":
-        return _export(store, a)
-    if a.command == "compress":
-        return _compress(store, a)
-    if a.command == "importance":
-        return _importance(store, a)
+    if a.command in deploy_cli.COMMANDS:
+        _run_or_error(store, a.run_id)
+        return deploy_cli.dispatch(store, a)
     return 2
 
 
@@ -382,46 +359,6 @@ def _inspect(store, a) -> int:
           "failed too; diagonal: failure rate):")
     print("\n".join(_text_table("", names, names, cells)))
     print(f"errors written to {a.out} ({len(table['sample'])} rows)")
-    return 0
-
-
-def _export(store, a) -> int:
-    from mtl_core.deploy.export import export_run
-
-    _run_or_error(store, a.run_id)
-    result = export_run(store, a.run_id, a.format, a.out, checkpoint=a.checkpoint, samples=a.samples)
-    print(result.summary())
-    for name, diff in result.max_abs_diff.items():
-        print(f"  {name:24s} max abs diff {diff:.2e}")
-    return 1 if result.ok is False else 0
-
-
-def _compress(store, a) -> int:
-    from mtl_core.deploy.compress import compress_run
-
-    _run_or_error(store, a.run_id)
-    report = compress_run(store, a.run_id, a.method, a.amount, eval_limit=a.eval_limit)
-    print(f"{report.method}: {report.note}")
-    for row in report.rows():
-        print(f"  {row['measure']:40s} {row['before']:>14.4f} -> {row['after']:>14.4f}  ({row['relative']:+.1%})")
-    for kind, path in report.files.items():
-        print(f"{kind} written to {path}")
-    return 0
-
-
-def _importance(store, a) -> int:
-    from mtl_core.deploy.importance import DEFAULT_THRESHOLD, run_importance
-    from mtl_core.training.checkpoint import atomic_write_bytes
-
-    _run_or_error(store, a.run_id)
-    imp = run_importance(store, a.run_id, batches=a.batches, layers=a.layer,
-                         threshold=DEFAULT_THRESHOLD if a.threshold is None else a.threshold)
-    atomic_write_bytes(a.out, imp.to_csv().encode())
-    print(f"first-order Taylor importance on {imp.batches} validation batches; a task uses a channel with at "
-          f"least {imp.threshold:g} x its mean importance")
-    for layer in imp.layers:
-        print(f"{layer}:\n" + "\n".join(f"  {line}" for line in imp.summary(layer)))
-    print(f"importance written to {a.out} ({sum(v.shape[1] for v in imp.layers.values())} rows)")
     return 0
 
 

@@ -3,7 +3,8 @@ export it to ONNX or TorchScript, checked against PyTorch, and download the file
 
 Compression is int8 quantization (static, calibrated on training images, or dynamic) or global
 magnitude pruning (Han et al., "Learning both Weights and Connections for Efficient Neural
-Networks", NeurIPS 2015); ``mtl_core.deploy.compress`` measures size, CPU latency and every task's primary
+Networks", NeurIPS 2015: zeroed weights, so no faster); structured channel pruning (Fang et al.,
+"DepGraph: Towards Any Structural Pruning", CVPR 2023) removes whole channels, then fine-tunes; ``mtl_core.deploy.compress`` measures size, CPU latency and every task's primary
 metric before and after, and keeps the report beside the run, so earlier results stay listed here.
 """
 from __future__ import annotations
@@ -18,15 +19,18 @@ import streamlit as st
 
 from mtl_core.deploy.compress import CompressionReport, compress_run, compressed_reports
 from mtl_core.deploy.export import export_run
+from mtl_core.deploy.structured import prune_run, structured_reports
 from mtl_core.errors import MTLError
 from mtl_core.runs.status import RunStatus
 from ui.importance_view import section as importance_section
 from ui.metrics import format_bytes, report_table
+from ui.pruning import pruning_table
 from ui.sidebar import model_checkpoint, run_picker
 from ui.state import manager
 
 USABLE = (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.INTERRUPTED)  # ended runs: their last checkpoint no longer changes
-METHODS = {"int8": "int8, static (calibrated)", "int8-dynamic": "int8, dynamic", "prune": "magnitude pruning"}
+METHODS = {"int8": "int8, static (calibrated)", "int8-dynamic": "int8, dynamic",
+           "prune": "magnitude pruning (zeros, not faster)"}
 FORMATS = {"onnx": "ONNX", "torchscript": "TorchScript"}
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -69,10 +73,12 @@ st.subheader("Compress")
 c1, c2, c3 = st.columns([2, 2, 1])
 method = c1.radio("Method", list(METHODS), format_func=METHODS.get, key="models_method", horizontal=True,
                   help="Static int8 quantizes weights and activations (calibrated on training images); dynamic "
-                       "quantizes the weights of linear layers only; pruning zeroes the smallest weights.")
+                       "quantizes the weights of linear layers only; magnitude pruning zeroes the smallest weights "
+                       "but keeps every shape, so the model is not faster and its file no smaller (only gzip "
+                       "shrinks): for that, use structured pruning below.")
 amount = c2.slider("Pruning amount", 0.05, 0.95, 0.5, 0.05, key="models_amount", disabled=method != "prune",
                    help="The fraction of all conv and linear weights set to zero, smallest magnitude first "
-                        "across the whole network.")
+                        "across the whole network. Zeros are still stored and multiplied: not faster.")
 limit = int(c3.number_input("Validation images", 16, 10_000, 256, 16, key="models_limit",
                             help="Both models are scored on the first this many validation images."))
 if st.button("Compress", type="primary", key="models_compress", icon=":material/compress:"):
@@ -103,11 +109,45 @@ for i, saved in enumerate(reports):
                                "application/octet-stream", key=f"models_dl_compressed_{i}", on_click="ignore",
                                icon=":material/download:")
 
+# -- structured pruning ----------------------------------------------------------------------------
+st.subheader("Structured pruning (channels)")
+st.caption("Removes whole channels of every layer outside the task heads (the shared backbone), with the "
+           "weights that read them, so the model has fewer parameters and multiply-adds and runs faster; then "
+           "fine-tunes it on the run's training data and quantizes it to int8. Multiply-adds are counted by "
+           "torch's FlopCounterMode; latency is the median on this machine's CPU.")
+c1, c2, c3 = st.columns([2, 1, 1])
+ch_amount = c1.slider("Channels removed", 0.1, 0.9, 0.5, 0.05, key="models_ch_amount",
+                      help="The share of every backbone layer's channels removed (the same share in each layer).")
+ch_steps = int(c2.number_input("Fine-tuning steps", 0, 100_000, 200, 50, key="models_ch_steps",
+                               help="Training steps after pruning, on the run's training split in its seeded order."))
+ch_importance = c3.selectbox("Importance", ["magnitude", "taylor"], key="models_ch_importance",
+                             help="Which channels go first: the smallest by weight norm, or by |weight × gradient| "
+                                  "on a training batch.")
+if st.button("Prune channels", key="models_ch_prune", icon=":material/content_cut:"):
+    with st.status(f"Removing {ch_amount:.0%} of the channels ...", expanded=True) as status:
+        st.write(f"Pruning, fine-tuning for {ch_steps} steps, quantizing, then scoring the four models on "
+                 f"{limit} validation images.")
+        try:
+            prune_run(store, run_id, ch_amount, ch_steps, importance=ch_importance, eval_limit=limit)
+            status.update(label=f"Pruned {ch_amount:.0%} of the channels", state="complete", expanded=False)
+        except (MTLError, RuntimeError, ValueError) as e:  # e.g. an architecture channel pruning cannot follow
+            status.update(label="Channel pruning failed", state="error")
+            st.error(f"Could not prune channels: {e}")
+for i, saved in enumerate(structured_reports(run_dir)):
+    spec = saved.get("spec", {})
+    with st.expander(f"{spec.get('amount', 0):.0%} of the channels removed · {spec.get('finetune_steps', 0)} "
+                     f"fine-tuning steps · {saved.get('eval_images', '?')} validation images", expanded=i == 0):
+        if saved.get("int8_note"):
+            st.caption(f"int8: {saved['int8_note']}")
+        st.dataframe(pruning_table(saved.get("rows", []), saved.get("higher_is_better")), hide_index=True,
+                     width="stretch", key=f"models_ch_table_{i}")
+
 # -- export ----------------------------------------------------------------------------------------
 st.subheader("Export")
 pruned = sorted((run_dir / "compressed").glob("*.pt"))
 sources = {ck["path"]: f"the run's checkpoint (step {ck['step']})",
-           **{str(p): f"pruned model {p.stem.removeprefix('pruned-')}%" for p in pruned}}
+           **{str(p): (f"channel-pruned model {p.stem.removeprefix('channels-')}%" if p.stem.startswith("channels-")
+                       else f"pruned model {p.stem.removeprefix('pruned-')}%") for p in pruned}}
 c1, c2 = st.columns(2)
 fmt = c1.radio("Format", list(FORMATS), format_func=FORMATS.get, key="models_format", horizontal=True,
                help="ONNX runs in ONNX Runtime and most inference servers; TorchScript loads with torch.jit.load. "

@@ -129,3 +129,19 @@ def test_importance_writes_a_row_per_channel_and_prints_who_uses_them(trained, t
     assert f"({len(rows)} rows)" in p.stdout
     p = cli("importance", run_id, "--batches", "0", "--out", str(out), runs_dir=runs, check=False)
     assert p.returncode == 2 and "--batches 0" in p.stderr
+
+
+def test_compress_prune_channels_prints_the_four_model_table(trained):
+    runs, run_id, _ = trained
+    p = cli("compress", run_id, "--prune-channels", "0.5", "--finetune-steps", "2", "--eval-limit", "8", runs_dir=runs)
+    lines = p.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    assert "multiply-adds" in lines[header] and "latency b32 (ms)" in lines[header]
+    assert "classification/accuracy" in lines[header] and "depth/abs_rel" in lines[header]
+    names = [line.split()[0] for line in lines[header + 1:header + 5]]
+    assert names == ["original", "channel-pruned", "fine-tuned", "int8"]
+    params = [int(line.split()[1]) for line in lines[header + 1:header + 3]]
+    assert params[1] < params[0] / 2  # half the channels: well under half the parameters
+    assert any(line.startswith("model written to ") and line.endswith("channels-50.pt") for line in lines)
+    p = cli("compress", run_id, runs_dir=runs, check=False)
+    assert p.returncode != 0 and "--prune-channels" in p.stderr

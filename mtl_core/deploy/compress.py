@@ -9,8 +9,10 @@
   An architecture FX cannot trace (e.g. Python control flow over tensors) falls back to
   **dynamic** int8 quantization of its Linear layers only, and the result says so.
 - **Magnitude pruning**: global unstructured L1 pruning (``torch.nn.utils.prune``) of every conv
-  and linear weight, the smallest ``amount`` of them set to zero and the mask made permanent;
-  Han et al., "Learning both Weights and Connections for Efficient Neural Networks" (NeurIPS 2015).
+  and linear weight, the smallest ``amount`` of them set to zero and the mask made permanent.
+  The zeros are stored and multiplied like any weight: the model is NOT faster and its file is
+  no smaller (only gzip shrinks); for a smaller, faster model use structured channel pruning
+  (:mod:`mtl_core.deploy.channel_prune`). Han et al., "Learning both Weights and Connections for Efficient Neural Networks" (NeurIPS 2015).
 
 Either way, a :class:`CompressionReport` puts size on disk, CPU latency at batch 1 and every
 task's primary metric before and after side by side (``report.rows()`` is a list of dicts for
@@ -140,13 +142,13 @@ def state_dict_bytes(model: nn.Module) -> bytes:
 
 
 @torch.inference_mode()
-def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: int = 3) -> float:
-    """Median wall time of one forward pass at batch 1, in milliseconds (median, not mean: a shared
+def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: int = 3, batch: int = 1) -> float:
+    """Median wall time of one forward pass at batch ``batch`` (default 1), in milliseconds (median, not mean: a shared
     machine's hiccups do not move it), on the process's CPU threads: the thread count is
     process-wide state that a training run beside it relies on, so it is never changed here."""
     from mtl_core.inference.predictor import INFER_LOCK  # one timing at a time, like inference
 
-    x = torch.rand(1, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))  # (1, 3, S, S)
+    x = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))  # (B, 3, S, S)
     model.eval()
     with INFER_LOCK:
         for _ in range(warmup):
@@ -304,7 +306,9 @@ def compressed_reports(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     reports = []
     for p in sorted(folder.glob("*.json"), key=lambda f: f.stat().st_mtime, reverse=True):
         try:
-            reports.append(json.loads(p.read_text()))
+            saved = json.loads(p.read_text())
         except (OSError, json.JSONDecodeError):
             continue  # a report being replaced right now; the next read sees it
+        if saved.get("requested") in METHODS:  # channel pruning's tables (mtl_core.deploy.structured) are listed apart
+            reports.append(saved)
     return reports

@@ -5,6 +5,7 @@ trainer is updating, so inference cannot disturb a running run.
 """
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import asdict
@@ -43,6 +44,11 @@ class Predictor:
             if isinstance(info, dict) else info_from_config(self.config)
         self.tasks = {t: build_task(t, self.info) for t in self.config.tasks}
         self.model = build_model(self.tasks, self.config.model)
+        if "structure" in payload:  # a channel-pruned model: replay its pruning, then load its (smaller) weights
+            from mtl_core.deploy.channel_prune import restore_structure
+
+            spec = json.loads(payload["structure"])
+            restore_structure(self.model, spec["history"], int(spec.get("image_size", self.config.data.image_size)))
         try:
             self.model.load_state_dict(payload["model"])
         except (RuntimeError, KeyError) as e:

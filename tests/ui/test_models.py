@@ -51,3 +51,24 @@ def test_torchscript_export_reports_parity_and_offers_the_file(one_run):
     assert {o.split(".")[0] for o in parity["output"]} == set(UI_TASKS)  # every task's outputs were compared
     assert (parity["max abs diff"] <= 1e-4).all()
     assert any(b.proto.label.startswith("Download ") and b.proto.label.endswith(".pt") for b in at.get("download_button"))
+
+
+def test_structured_pruning_shows_the_four_models_smaller_and_every_tasks_metric(one_run):
+    at = page("models", one_run, timeout=180)
+    at.run()
+    no_exceptions(at)
+    assert "not faster" in at.radio(key="models_method").help  # unstructured pruning says so
+    at.slider(key="models_ch_amount").set_value(0.5)
+    at.number_input(key="models_ch_steps").set_value(2)
+    at.number_input(key="models_limit").set_value(16)
+    at.button(key="models_ch_prune").click().run()
+    no_exceptions(at)
+    assert not at.error
+    table = next(d.value for d in at.dataframe if "model" in d.value.columns).set_index("model")
+    assert list(table.index) == ["original", "channel-pruned", "fine-tuned", "int8"]
+    assert {"classification/accuracy ↑", "detection/map50 ↑", "segmentation/miou ↑", "depth/abs_rel ↓"} <= set(table.columns)
+    # half the channels: the parameter count falls by well over half, and the table says so
+    change = table.loc["channel-pruned", "parameters"].split("(")[1].rstrip("%)")
+    assert int(change) <= -50
+    assert table.loc["int8", "size on disk"].endswith("%)") and "-" in table.loc["int8", "size on disk"]
+    assert "channel-pruned model 50%" in at.selectbox(key="models_source").options
