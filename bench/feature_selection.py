@@ -4,7 +4,7 @@ remove half of the backbone's channels, fine-tune, quantize to int8, and print t
 batch 1 and 32, every task's primary metric); the LAST line gives the CPU speed-up at batch 32 of
 the fine-tuned float model over the original and the worst primary-metric drop among the tasks.
 
-    python bench/feature_selection.py [--amount 0.5] [--finetune-steps 300] [--set optim.steps=900 ...]
+    python bench/feature_selection.py [--amount 0.5] [--finetune-steps 600] [--set optim.steps=900 ...]
 
 A smoke run on tiny settings (seconds):
     python bench/feature_selection.py --finetune-steps 5 --set optim.steps=20 --set data.image_size=32 \\
@@ -49,7 +49,8 @@ def worst_drop(report: dict, model: str) -> tuple[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--amount", type=float, default=0.5, help="share of every backbone layer's channels removed")
-    ap.add_argument("--finetune-steps", type=int, default=300)
+    ap.add_argument("--finetune-steps", type=int, default=600)
+    ap.add_argument("--finetune-lr", type=float, default=None, help="peak fine-tuning rate (default: the run's own)")
     ap.add_argument("--importance", choices=("magnitude", "taylor"), default="magnitude")
     ap.add_argument("--eval-limit", type=int, default=None, help="validation images scored (default: all)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="a config field to change")
@@ -64,7 +65,8 @@ def main() -> None:
             raise SystemExit(f"run {status}: {store.get_run(rid)['error']}")
         trained = time.time() - t0
         t0 = time.time()
-        report = prune_run(store, rid, a.amount, a.finetune_steps, importance=a.importance, eval_limit=a.eval_limit)
+        report = prune_run(store, rid, a.amount, a.finetune_steps, importance=a.importance, eval_limit=a.eval_limit,
+                           lr=a.finetune_lr, latency_runs=30)  # 30 timings: this VM's latency is noisy
         print(f"trained {cfg.optim.steps} steps in {trained:.0f} s; pruned {a.amount:.0%} of the channels "
               f"({a.importance}), fine-tuned {a.finetune_steps} steps, int8, measured in {time.time() - t0:.0f} s")
         print(format_table(report["rows"]))
