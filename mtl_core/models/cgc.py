@@ -13,7 +13,6 @@ demo trains on two CPU cores): ``1 + T`` backbones.
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone
@@ -52,7 +51,7 @@ class CGC(GatedModel):
         thumb = thumbnail(images)  # (B, 48)
         outputs = {}
         for t in self.task_names:
-            g = torch.softmax(self.gates[t](thumb), dim=1)  # (B, S + O)
+            g = self.expert_weights(t, thumb)  # (B, S + O)
             self.last_gates[t] = g.detach()
             outputs[t] = self.heads[t](mix(g, shared + [e(images) for e in self.own[t]]))
         return outputs, None

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from mtl_core.models.backbones import build_backbone
 from mtl_core.models.base import register_architecture, task_heads
-from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names, mix, thumbnail
+from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names
 
 NUM_EXPERTS = 4  # a power of two: every binary code is an expert
 K = 2  # selectors per task: at most K experts per image once they are binary
@@ -71,15 +71,3 @@ class DSelectK(GatedModel):
         r = torch.where(self.codes, s, 1 - s).prod(-1)  # (B, K, E): each selector's distribution
         alpha = torch.softmax(self.w_logits[task](thumb).float(), dim=1)  # (B, K)
         return torch.einsum("bk,bke->be", alpha, r)
-
-    def forward_train(self, images: Tensor, rep_grad: bool = False):
-        if rep_grad:
-            self._no_rep()
-        feats = [e(images) for e in self.experts]  # E x (B, C, h, w)
-        thumb = thumbnail(images)  # (B, 48)
-        outputs = {}
-        for t in self.task_names:
-            g = self.expert_weights(t, thumb)  # (B, E)
-            self.last_gates[t] = g.detach()
-            outputs[t] = self.heads[t](mix(g, feats))  # (B, C, h, w) into the head
-        return outputs, None

@@ -35,12 +35,31 @@ def expert_names(prefix: str, n: int) -> list[str]:
 
 class GatedModel(MultiTaskModel):
     """A model whose tasks each mix experts by a gate. Subclasses fill ``expert_names[t]`` (the
-    experts task ``t``'s gate weighs, in order) and, in every forward, ``last_gates[t]`` ``(B, E)``."""
+    experts task ``t``'s gate weighs, in order) and, in every forward, ``last_gates[t]`` ``(B, E)``.
+
+    The forward here is MMoE's shape, every task mixing the same ``experts`` (an ``nn.ModuleList``)
+    by ``expert_weights``; a model whose tasks see different experts (CGC, PLE) writes its own."""
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
         self.expert_names: dict[str, list[str]] = {}
         self.last_gates: dict[str, Tensor] = {}
+
+    def expert_weights(self, task: str, thumb: Tensor) -> Tensor:
+        """``(B, 48)`` thumbnails -> ``task``'s weights over its experts ``(B, E)``: a softmax gate."""
+        return torch.softmax(self.gates[task](thumb), dim=1)
+
+    def forward_train(self, images: Tensor, rep_grad: bool = False):
+        if rep_grad:
+            self._no_rep()
+        feats = [e(images) for e in self.experts]  # E x (B, C, h, w)
+        thumb = thumbnail(images)  # (B, 48)
+        outputs = {}
+        for t in self.task_names:
+            g = self.expert_weights(t, thumb)  # (B, E)
+            self.last_gates[t] = g.detach()
+            outputs[t] = self.heads[t](mix(g, feats))  # (B, C, h, w) into the head
+        return outputs, None
 
     @torch.no_grad()
     def gate_values(self, images: Tensor) -> dict[str, dict[str, float]]:

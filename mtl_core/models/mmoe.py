@@ -3,12 +3,11 @@ Learning with Multi-gate Mixture-of-Experts', KDD 2018), for images: a few exper
 shared by all tasks, and per task a gate that mixes the experts' feature maps per image."""
 from __future__ import annotations
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
 from mtl_core.models.backbones import build_backbone
 from mtl_core.models.base import register_architecture, task_heads
-from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names, mix, thumbnail
+from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names
 
 NUM_EXPERTS = 3
 
@@ -27,15 +26,3 @@ class MMoE(GatedModel):
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.experts.parameters() if p.requires_grad]
-
-    def forward_train(self, images: Tensor, rep_grad: bool = False):
-        if rep_grad:
-            self._no_rep()
-        feats = [e(images) for e in self.experts]  # E x (B, C, h, w)
-        thumb = thumbnail(images)  # (B, 48)
-        outputs = {}
-        for t in self.task_names:
-            g = torch.softmax(self.gates[t](thumb), dim=1)  # (B, E)
-            self.last_gates[t] = g.detach()
-            outputs[t] = self.heads[t](mix(g, feats))  # (B, C, h, w) into the head
-        return outputs, None

@@ -119,7 +119,7 @@ class PLE(GatedModel):
             j += 1
         outputs = {}
         for t in self.task_names:
-            g = torch.softmax(self.gates[t](thumb), dim=1)  # (B, S + O)
+            g = self.expert_weights(t, thumb)  # (B, S + O)
             self.last_gates[t] = g.detach()
             outputs[t] = self.heads[t](mix(g, shared + own[t]))  # (B, C, h, w) into the head
         return outputs, None
