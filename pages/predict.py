@@ -19,6 +19,7 @@ from typing import Any
 import streamlit as st
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.deploy.structured import pruned_models
 from mtl_core.errors import MTLError
 from mtl_core.inference.attention import attention_overlays, has_attention
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
@@ -166,13 +167,22 @@ def _one_run(store: Any, run: dict) -> Model:
             select_run(other["id"])
             st.rerun()
         st.stop()
+    pruned = pruned_models(store.run_dir(run["id"]))
+    variant = ""
+    if pruned:  # smaller models made on Compress & export
+        variant = st.selectbox("Model", ["", *pruned], key="predict_variant",
+                               format_func=lambda v: v or f"as trained (step {ck['step']})",
+                               help="Channel-pruned models of this run, made on Compress & export")
+        if variant in pruned:
+            ck = {**ck, "path": pruned[variant], "kind": variant}
     try:
         model = _load(ck)
     except (MTLError, OSError) as e:
         st.error(f"Could not load the checkpoint {ck['path']}: {e}")
         st.stop()
     st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
-               f"({ck['kind']}) · tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_size} px")
+               f"({ck['kind']}) · tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_size} px"
+               + (f" · {model.predictor.parameters:,} parameters" if variant else ""))
     return model
 
 

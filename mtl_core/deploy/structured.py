@@ -173,6 +173,23 @@ def structured_reports(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return out
 
 
+def pruned_models(run_dir: str | os.PathLike) -> dict[str, str]:
+    """The run's channel-pruned models that are still on disk, newest first: ``{label: checkpoint path}``,
+    e.g. ``{"channel-pruned 50%, fine-tuned 600 steps": ".../compressed/channels-50.pt"}``. Paths are
+    taken beside the report, so a runs folder that moved still finds them."""
+    out = {}
+    for saved in structured_reports(run_dir):
+        spec = saved.get("spec") or {}
+        name = Path(str((saved.get("files") or {}).get("model", ""))).name
+        path = Path(run_dir) / "compressed" / name
+        if not name or not path.is_file():
+            continue
+        steps = int(spec.get("finetune_steps", 0))
+        label = f"channel-pruned {float(spec.get('amount', 0)):.0%}" + (f", fine-tuned {steps} steps" if steps else "")
+        out.setdefault(label, str(path))
+    return out
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The table as plain text (the CLI prints it): one line per model, numbers right-aligned."""
     if not rows:

@@ -59,6 +59,11 @@ class Predictor:
     def input_size(self) -> int:
         return self.config.data.image_size
 
+    @property
+    def parameters(self) -> int:
+        """How many parameters the model has (fewer for a channel-pruned one)."""
+        return sum(p.numel() for p in self.model.parameters())
+
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> tuple[dict[str, dict[str, Any]], float]:
         """uint8 or float ``(3, H, W)`` -> ``({task: prediction in image coordinates}, seconds)``."""

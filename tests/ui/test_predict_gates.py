@@ -116,3 +116,27 @@ def test_a_pad_net_run_shows_how_much_each_task_takes_from_the_other(pad_net_run
     assert shown.keys() == {"Classification", "Segmentation"}
     assert set(shown["Classification"]) == {"from segmentation"} and set(shown["Segmentation"]) == {"from classification"}
     assert all(0 < w < 1 for d in shown.values() for w in d.values())
+
+
+def test_a_channel_pruned_model_of_the_run_can_be_picked_on_predict(pad_net_run, monkeypatch):
+    """Compress & export's channel-pruned model is offered on Predict beside the model as trained,
+    and picking it predicts with the smaller network (the caption counts its parameters)."""
+    from mtl_core.deploy.structured import prune_run
+    from mtl_core.inference.predictor import Predictor
+
+    store = pad_net_run["manager"].store
+    report = prune_run(store, pad_net_run["run_id"], 0.5, 0, int8=False, eval_limit=8, latency_runs=1)
+    small = Predictor(report["files"]["model"]).parameters
+    monkeypatch.setenv("MTL_RUNS_DIR", str(pad_net_run["dir"]))
+    at = page("predict", pad_net_run["run_id"])
+    at.run()
+    no_exceptions(at)
+    box = at.selectbox(key="predict_variant")
+    assert box.options[0].startswith("as trained") and box.options[1] == "channel-pruned 50%"
+    assert not any("parameters" in c.value for c in at.caption)
+    box.set_value("channel-pruned 50%").run()
+    no_exceptions(at)
+    assert any(f"{small:,} parameters" in c.value and "channel-pruned 50%" in c.value for c in at.caption)
+    at.file_uploader(key="predict_upload").set_value(("cat.png", png_bytes(), "image/png")).run()
+    no_exceptions(at)
+    assert "Prediction" in [im.captions[0] for im in at.image]  # the pruned model's predictions are drawn
