@@ -55,10 +55,8 @@ def attention_overlays(predictor: Any, image: torch.Tensor, opacity: float = 0.6
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
     shown = F.interpolate(x[None], size=size, mode="bilinear", antialias=scale < 1, align_corners=False)[0]  # (3, h, w)
-    s = predictor.input_size
-    x = F.interpolate(x[None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)  # (1, 3, S, S)
     with INFER_LOCK, torch.no_grad():
-        maps = predictor.model.attention_maps(x.to(predictor.device))  # {task: (1, h', w')} in [0, 1]
+        maps = predictor.model.attention_maps(predictor.model_input(image))  # {task: (1, h', w')} in [0, 1]
     base = shown.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0  # (h, w, 3)
     out = {}
     for t, m in maps.items():

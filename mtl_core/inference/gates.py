@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from mtl_core.inference.predictor import INFER_LOCK
 
@@ -25,20 +24,12 @@ def has_distillation(predictor: Any) -> bool:
     return callable(getattr(_model(predictor), "distillation_gates", None))
 
 
-def _input(predictor: Any, image: torch.Tensor) -> torch.Tensor:
-    """uint8 or float ``(3, H, W)`` -> the model's input ``(1, 3, S, S)`` on its device, as ``predict`` makes it."""
-    x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
-    s = predictor.input_size
-    x = F.interpolate(x[None], size=(s, s), mode="bilinear", antialias=True, align_corners=False)
-    return x.to(predictor.device)
-
-
 def gate_values(predictor: Any, image: torch.Tensor) -> dict[str, dict[str, float]]:
     """``{task: {expert: weight}}`` for ``image`` (each task's weights sum to 1); ``{}`` for a model without gates."""
     if not has_gates(predictor):
         return {}
     with INFER_LOCK, torch.no_grad():
-        values = predictor.model.gate_values(_input(predictor, image))
+        values = predictor.model.gate_values(predictor.model_input(image))
     return {t: {e: float(w) for e, w in experts.items()} for t, experts in values.items()}
 
 
@@ -47,5 +38,5 @@ def distillation_values(predictor: Any, image: torch.Tensor) -> dict[str, dict[s
     if not has_distillation(predictor):
         return {}
     with INFER_LOCK, torch.no_grad():
-        values = predictor.model.distillation_gates(_input(predictor, image))
+        values = predictor.model.distillation_gates(predictor.model_input(image))
     return {t: {s: float(g) for s, g in sources.items()} for t, sources in values.items()}

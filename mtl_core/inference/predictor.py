@@ -64,16 +64,21 @@ class Predictor:
         """How many parameters the model has (fewer for a channel-pruned one)."""
         return sum(p.numel() for p in self.model.parameters())
 
+    def model_input(self, image: torch.Tensor) -> torch.Tensor:
+        """uint8 or float ``(3, H, W)`` -> the model's input ``(1, 3, S, S)`` in [0, 1] on its device."""
+        x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
+        x = F.interpolate(x[None], size=(self.input_size, self.input_size), mode="bilinear",
+                          antialias=True, align_corners=False)  # (1, 3, S, S)
+        return x.to(self.device)
+
     @torch.no_grad()
     def predict(self, image: torch.Tensor) -> tuple[dict[str, dict[str, Any]], float]:
         """uint8 or float ``(3, H, W)`` -> ``({task: prediction in image coordinates}, seconds)``."""
         h, w = image.shape[-2:]
-        x = image.float() / 255 if image.dtype == torch.uint8 else image.float()
-        x = F.interpolate(x[None], size=(self.input_size, self.input_size), mode="bilinear",
-                          antialias=True, align_corners=False)  # (1, 3, S, S)
+        x = self.model_input(image)
         with INFER_LOCK:
             t0 = time.perf_counter()
-            out = self.model(x.to(self.device))
+            out = self.model(x)
             preds = {t: task.decode(out[t], (h, w))[0] for t, task in self.tasks.items()}
             seconds = time.perf_counter() - t0
         return preds, seconds
