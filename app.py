@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.roles import access_sidebar
 from ui.state import page_exists
 
 st.set_page_config(page_title="MTL Studio", page_icon="🧪", layout="wide")
@@ -26,4 +27,5 @@ PAGES = [  # (file, title, icon)
 # pages are written by several people: list only those present, so a missing one never breaks the app
 nav = st.navigation([st.Page(path, title=title, icon=icon, default=path == "pages/home.py")
                      for path, title, icon in PAGES if page_exists(path)])
+access_sidebar()  # shared (classroom) mode: who you are, above every page's own sidebar
 nav.run()

@@ -27,6 +27,7 @@ from ui.metrics import (
     run_duration,
     single_task_baselines,
 )
+from ui.roles import refused, why_not
 from ui.sidebar import model_checkpoint
 from ui.state import manager, runs_dir
 
@@ -125,8 +126,10 @@ def _baselines_block(compared: list[dict], runs: list[dict]) -> None:
     else:
         reason = (f"Trains {len(tasks)} single-task runs ({', '.join(tasks)}) with the same backbone, data, budget "
                   "and seed, one after another as training slots free up.")
-    c2.button("Train single-task baselines", key="compare_baselines", disabled=not missing, type="secondary",
-              icon=":material/call_split:", help=reason, on_click=_start_baselines, args=(target, missing))
+    locked = why_not("run.baselines")  # shared mode, a viewer
+    c2.button("Train single-task baselines", key="compare_baselines", disabled=not missing or bool(locked),
+              type="secondary", icon=":material/call_split:", help=locked or reason, on_click=_start_baselines,
+              args=(target, missing))
     st.caption(reason)
     if "compare_baselines_note" in st.session_state:
         st.success(st.session_state.pop("compare_baselines_note"))
@@ -187,7 +190,9 @@ def _ensemble_block(store: Any, compared: list[dict], scores: Scores) -> None:
                                 help="The first this many validation images; more is slower and more precise."))
     settings = (runs_dir(), tuple((r["id"], float(w), float(r["updated"])) for r, w in zip(members, weights, strict=True)),
                 class_fusion, box_fusion, limit)
-    if st.button("Evaluate the ensemble", key="compare_ens_go", icon=":material/join_inner:", type="primary"):
+    locked = why_not("ensemble.evaluate")  # shared mode, a viewer: minutes of the shared server's CPU
+    if st.button("Evaluate the ensemble", key="compare_ens_go", icon=":material/join_inner:", type="primary",
+                 disabled=bool(locked), help=locked) and not refused("ensemble.evaluate"):
         st.session_state["compare_ens_settings"] = settings
     if st.session_state.get("compare_ens_settings") != settings:
         if "compare_ens_settings" in st.session_state:
@@ -342,7 +347,9 @@ else:
 with st.expander("Delete runs"):
     names = {r["id"]: f"{_label(r)} · {r['status']}" for r in runs}
     doomed = st.multiselect("Runs to delete", [r["id"] for r in runs], format_func=names.get, key="compare_delete_pick")
-    if st.button("Delete …", key="compare_delete", disabled=not doomed, icon=":material/delete:"):
+    locked = why_not("run.delete")  # shared mode, a viewer
+    if st.button("Delete …", key="compare_delete", disabled=not doomed or bool(locked), icon=":material/delete:",
+                 help=locked) and not refused("run.delete"):
         st.session_state["compare_confirm"] = list(doomed)
     pending = st.session_state.get("compare_confirm")
     if pending:

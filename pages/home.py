@@ -9,6 +9,7 @@ import streamlit as st
 from mtl_core.config import DEFAULT_TASKS, ExperimentConfig
 from mtl_core.errors import MTLError
 from mtl_core.runs.status import ACTIVE
+from ui.roles import why_not
 from ui.sidebar import status_icon
 from ui.state import manager, open_run
 
@@ -33,7 +34,9 @@ with demo:
     st.write(f"**Try it**: a demo run learns {', '.join(DEFAULT_TASKS)} together on the built-in "
              "scenes of coloured shapes, with the default settings.")
 with links:
-    if st.button("Start a demo run", type="primary", key="home.demo", icon=":material/play_arrow:"):
+    locked = why_not("run.start")  # shared mode, a viewer: the owner starts runs
+    if st.button("Start a demo run", type="primary", key="home.demo", icon=":material/play_arrow:",
+                 disabled=bool(locked), help=locked):
         try:
             with st.spinner("Starting the demo run…"):
                 run_id = manager().start(ExperimentConfig(name=DEMO_NAME), name=DEMO_NAME)

@@ -26,13 +26,19 @@ from mtl_core.tasks import task_meta
 from ui import lesson_state
 from ui.lesson_view import chart_figures, level_labels
 from ui.live_plot import live_chart
-from ui.state import manager
+from ui.roles import lesson_refusal, record_lesson_study
+from ui.state import manager, owner_manager
 from ui.studies import baseline_levels, drawn_with, progress_text, study_alive
 from ui.study_charts import factor_title, level_colors
 
 ss = st.session_state
 CHART_SECONDS = 3.0
 SECONDS_PER_RUN = 14.0  # a lesson run (32 px, 600 steps) on the 2-core machine: 10.5-16.5 s in bench/lessons.py
+
+
+def _study_alive(study_id: str) -> bool:
+    """Whether a study still has runs queued or training (for a viewer's quota)."""
+    return study_alive(StudyStore(manager().store).plan(study_id), check=False)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -136,11 +142,17 @@ with right, st.container(border=True):
         st.error(f"These settings make a study that is refused: {e}", icon=":material/error:")
         st.stop()
     minutes = len(planned) * SECONDS_PER_RUN / 60
+    # shared mode: a viewer may start a lesson's study when the owner allows it, within the quota
+    locked = lesson_refusal(len(planned), len(manager().queue()), _study_alive)
     start = st.button(f"Run this lesson: {len(planned)} runs, about {minutes:.0f} min", type="primary",
-                      icon=":material/play_arrow:", key="lesson_start", width="stretch")
-    if start:
+                      icon=":material/play_arrow:", key="lesson_start", width="stretch", disabled=bool(locked),
+                      help=locked)
+    if locked:
+        st.caption(f":material/lock: {locked}")
+    if start and not locked:
         try:
-            study_id = StudyRunner(manager()).start(spec)
+            study_id = StudyRunner(owner_manager()).start(spec)  # lesson_refusal said yes
+            record_lesson_study(study_id)
         except MTLError as e:
             st.error(f"The lesson's study could not start: {e}", icon=":material/error:")
         else:

@@ -22,36 +22,33 @@ from mtl_core.training.gradstats import cosine_matrix
 from mtl_core.weighting import method_meta
 from ui.charts import TaskMeta
 from ui.live_plot import live_chart
-from ui.live_view import cached_conflict, live_figures
-from ui.metrics import MetricCache, final_metrics, format_duration
+from ui.live_view import cached_conflict
+from ui.metrics import final_metrics, format_duration
+from ui.roles import refused, view_only_caption, why_not
+from ui.shared import feeds, live_view, run_row
 from ui.sidebar import run_picker
 from ui.state import manager
 
 STATUS_BADGE = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange",
                 RunStatus.FINISHED: "green", RunStatus.FAILED: "red", RunStatus.STOPPED: "violet",
                 RunStatus.INTERRUPTED: "orange"}
-KEEP_CACHES = 4  # runs whose metric caches a session keeps while a person flips between them
 # charts of a running run redraw every few seconds, the progress bar every second: every chart
 # each second cost the browser half a core (when each redraw rebuilt the chart), a third of a
 # 2-core machine's training
 CHART_SECONDS = 3.0
 CONFLICT_SECONDS = 10.0  # about the cadence of gradient statistics (every 50 steps) in the demo
+ACTIONS = {"pause": "run.pause", "resume": "run.pause", "stop": "run.stop", "continue": "run.continue"}
 WEIGHT_USES = {"weights": "the weights of the weighted sum of the task losses",
                "multiplier": "multipliers on the task losses the method balances",
                "preference": "the method's preference over the tasks (normalised to sum to 1)"}
 
-def _cache(rid: str) -> MetricCache:
-    caches: dict[str, MetricCache] = st.session_state.setdefault("live_caches", {})
-    if rid not in caches:
-        for old in list(caches)[: max(0, len(caches) - KEEP_CACHES + 1)]:
-            caches.pop(old)
-        caches[rid] = MetricCache(rid)
-    return caches[rid]
-
-
 def _act(action: str, rid: str) -> None:
     """Button callbacks: run before the fragment redraws, so the new status shows at once."""
     st.session_state.pop("live_action_error", None)
+    reason = refused(ACTIONS[action], show=False)  # the server's check: a disabled button is the browser's word
+    if reason:
+        st.session_state["live_action_error"] = reason
+        return
     try:
         if action == "pause":
             manager().pause(rid)
@@ -68,6 +65,10 @@ def _act(action: str, rid: str) -> None:
 def _apply_weights(rid: str, tasks: list[str]) -> None:
     weights = {t: float(st.session_state[f"live_w_{rid}_{t}"]) for t in tasks}
     st.session_state.pop("live_action_error", None)
+    reason = refused("run.retune", show=False)
+    if reason:
+        st.session_state["live_action_error"] = reason
+        return
     try:
         manager().set_weights(rid, weights)
         st.session_state["live_action_note"] = "New weights sent; they apply from the run's next step and are marked on the curves."
@@ -128,19 +129,22 @@ def _controls(store, run: dict, active: bool, meta: dict) -> None:
     the command line, a torchrun job: the commands go through the run store); continue one that
     ended early from its last checkpoint."""
     rid, status = run["id"], run["status"]
+    # shared mode, a viewer: the buttons show, disabled, saying why
+    paused, stop, resume = why_not("run.pause"), why_not("run.stop"), why_not("run.continue")
     if active:
+        view_only_caption("pauses, stops and retunes runs")
         c1, c2, c3, _ = st.columns([1, 1, 1, 4])
         if status == RunStatus.PAUSED:
             c1.button("Resume", key=f"live_resume_{rid}", on_click=_act, args=("resume", rid), type="primary",
-                      icon=":material/play_arrow:")
+                      icon=":material/play_arrow:", disabled=bool(paused), help=paused)
         else:
             c1.button("Pause", key=f"live_pause_{rid}", on_click=_act, args=("pause", rid),
-                      disabled=status != RunStatus.RUNNING, icon=":material/pause:")
+                      disabled=status != RunStatus.RUNNING or bool(paused), icon=":material/pause:", help=paused)
         c2.button("Stop", key=f"live_stop_{rid}", on_click=_act, args=("stop", rid), icon=":material/stop:",
-                  help="Ends the run and saves a checkpoint you can continue from later.")
+                  disabled=bool(stop), help=stop or "Ends the run and saves a checkpoint you can continue from later.")
     elif status in RESUMABLE and store.latest_checkpoint(rid) is not None:
         st.button("Continue from the last checkpoint", key=f"live_continue_{rid}", on_click=_act,
-                  args=("continue", rid), icon=":material/replay:")
+                  args=("continue", rid), icon=":material/replay:", disabled=bool(resume), help=resume)
     if "live_action_note" in st.session_state:  # a toast outlives the next refresh, a success box would not
         st.toast(st.session_state.pop("live_action_note"), icon=":material/check:")
     if st.session_state.get("live_action_error"):  # stays until the next action
@@ -171,7 +175,9 @@ def _weights_form(run: dict, meta: dict) -> None:
                 # browser showed a preset as 0.00; a fixed range keeps the widget's identity stable
                 cols[i % len(cols)].slider(meta[t].label if t in meta else t, 0.0, top, float(current.get(t, 1.0)),
                                            step=0.05, key=key)
-            st.form_submit_button("Apply", type="primary", on_click=_apply_weights, args=(rid, tasks))
+            locked = why_not("run.retune")
+            st.form_submit_button("Apply", type="primary", on_click=_apply_weights, args=(rid, tasks),
+                                  disabled=bool(locked), help=locked)
 
 
 def _charts(view, tasks: list[str]) -> None:
@@ -195,7 +201,7 @@ def _conflict(rid: str, config: dict) -> None:
         return  # one task: nothing to conflict with
     where = ("the shared representation (the method works there: rep_grad)" if config.get("weighting", {}).get("rep_grad")
              else "the shared parameters")
-    figures, grad_step = cached_conflict(_cache(rid))
+    figures, grad_step = cached_conflict(feeds().feed(rid).cache)
     st.markdown("#### Gradient conflict")
     if "gradcos_matrix" not in figures:
         st.caption(f"Gradient statistics every {every} steps; none yet." if every else
@@ -233,7 +239,9 @@ def status_panel(store, rid: str, shown: tuple, polling: bool) -> None:
     the status is drawn with the page: when it changes (``shown``: what the page was drawn with,
     the status and where the run trains) or the run has ended, one full rerun redraws it, its
     controls and messages, and sets every fragment polling, or not."""
-    run = store.get_run(rid)
+    run = run_row(store, rid)  # one read a second for all viewers together
+    if run is None or _drawn_with(run) != shown:  # a change: make sure with a read of one's own
+        run = store.get_run(rid)
     if run is None:
         st.warning(f"Run `{rid}` was deleted.")
         return
@@ -246,11 +254,11 @@ def status_panel(store, rid: str, shown: tuple, polling: bool) -> None:
 def chart_panel(store, rid: str, smoothing: float, log_y: bool, meta: dict) -> None:
     """The part that refreshes every few seconds: read new rows, redraw the charts. Its own
     fragment, so the once-a-second status refresh neither re-serialises nor resends them."""
-    view = live_figures(store, rid, smoothing, log_y, _cache(rid), meta, cosine_matrix)
+    view = live_view(store, rid, smoothing, log_y, meta, cosine_matrix)  # shared by every viewer of the run
     if view is None:
         return
     run = view.run
-    if _cache(rid).count == 0 and run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
+    if feeds().feed(rid).cache.count == 0 and run["status"] in (RunStatus.QUEUED, RunStatus.RUNNING):
         st.caption("Waiting for the first training step ...")
     _charts(view, view.tasks)
     if run["status"] in TERMINAL:

@@ -25,6 +25,7 @@ from mtl_core.runs.status import RunStatus
 from ui.importance_view import section as importance_section
 from ui.metrics import format_bytes, report_table
 from ui.pruning import pruning_table
+from ui.roles import refused, view_only_caption, why_not
 from ui.sidebar import model_checkpoint, run_picker
 from ui.state import manager
 
@@ -64,6 +65,8 @@ st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoi
            f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
            f"{cfg.get('data', {}).get('image_size', '?')} px")
 run_dir = store.run_dir(run_id)
+locked = why_not("model.compress")  # shared mode, a viewer: these write into the run's folder
+view_only_caption("compresses, prunes and exports models; you can read the results they wrote")
 
 # -- which features each task uses (per-task importance of the backbone's channels) ----------------
 importance_section(ck, run_id)
@@ -81,7 +84,8 @@ amount = c2.slider("Pruning amount", 0.05, 0.95, 0.5, 0.05, key="models_amount",
                         "across the whole network. Zeros are still stored and multiplied: not faster.")
 limit = int(c3.number_input("Validation images", 16, 10_000, 256, 16, key="models_limit",
                             help="Both models are scored on the first this many validation images."))
-if st.button("Compress", type="primary", key="models_compress", icon=":material/compress:"):
+if st.button("Compress", type="primary", key="models_compress", icon=":material/compress:", disabled=bool(locked), help=locked) \
+        and not refused("model.compress"):
     label = METHODS[method] + (f" ({amount:.0%})" if method == "prune" else "")
     with st.status(f"Compressing with {label} ...", expanded=True) as status:
         st.write(f"Scoring both models on {limit} validation images and timing them on one CPU thread.")
@@ -123,7 +127,8 @@ ch_steps = int(c2.number_input("Fine-tuning steps", 0, 100_000, 600, 50, key="mo
 ch_importance = c3.selectbox("Importance", ["magnitude", "taylor"], key="models_ch_importance",
                              help="Which channels go first: the smallest by weight norm, or by |weight × gradient| "
                                   "on a training batch.")
-if st.button("Prune channels", key="models_ch_prune", icon=":material/content_cut:"):
+if st.button("Prune channels", key="models_ch_prune", icon=":material/content_cut:", disabled=bool(locked), help=locked) \
+        and not refused("model.compress"):
     with st.status(f"Removing {ch_amount:.0%} of the channels ...", expanded=True) as status:
         st.write(f"Pruning, fine-tuning for {ch_steps} steps, quantizing, then scoring the four models on "
                  f"{limit} validation images.")
@@ -154,7 +159,8 @@ fmt = c1.radio("Format", list(FORMATS), format_func=FORMATS.get, key="models_for
                     "Both take (B, 3, S, S) images in [0, 1] and give each task's raw outputs.")
 source = c2.selectbox("Model", list(sources), format_func=sources.get, key="models_source",
                       help="int8 models are already TorchScript files (download them above).")
-if st.button("Export", type="primary", key="models_export", icon=":material/output:"):
+if st.button("Export", type="primary", key="models_export", icon=":material/output:", disabled=bool(locked), help=locked) \
+        and not refused("model.compress"):
     out = run_dir / "export" / f"{Path(source).stem}{SUFFIX[fmt]}"
     with st.status(f"Exporting to {FORMATS[fmt]} ...", expanded=True) as status:
         st.write("Writing the file, then running it on validation images beside PyTorch.")

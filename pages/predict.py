@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import html
 import os
-from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +30,18 @@ from mtl_core.inference.render import render
 from mtl_core.inference.samples import dataset_sample, dataset_size
 from mtl_core.runs.status import WITH_CHECKPOINTS, RunStatus
 from mtl_core.tasks import task_meta
+from ui.access import shared_mode
 from ui.gate_chart import gate_figure
+from ui.shared import SharedLRU, shared_lru
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import APP_ROOT, manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
+SHARED_UPLOAD_MB = 10  # per file, in shared mode (the server's own limit: server.maxUploadSize)
+SHARED_UPLOADS = 8  # images per session at a time, in shared mode
+SHARED_KEEP = 96  # the sample and dataset images' results, shared by every session
+_MISSING = object()
 MAX_SAMPLES = 12
 MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not dozens
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
@@ -82,25 +88,21 @@ def load_predictor(path: str, mtime: float) -> Predictor:
     return Predictor(path)
 
 
-def _lru(name: str) -> OrderedDict:
-    return st.session_state.setdefault(name, OrderedDict())
+def _lru(name: str, item_key: str) -> SharedLRU:
+    """Where an image's results are kept: a person's uploads in their own session; the sample and
+    dataset images, the same for every viewer, in one memo that all sessions share."""
+    if item_key.startswith("upload"):
+        return st.session_state.setdefault(name, SharedLRU(KEEP_PREDICTIONS))
+    return shared_lru(name, SHARED_KEEP)
 
 
-def _remember(cache: OrderedDict, key: Any, value: Any, keep: int) -> Any:
-    cache[key] = value
-    cache.move_to_end(key)
-    while len(cache) > keep:
-        cache.popitem(last=False)
-    return value
+def _memo(cache: SharedLRU, key: Any, compute: Callable[[], Any]) -> Any:
+    hit = cache.get(key, _MISSING)
+    return cache.put(key, compute()) if hit is _MISSING else hit
 
 
 def _predicted(model: Model, item_key: str, image) -> tuple[dict, float]:
-    cache = _lru("predict_preds")
-    key = (model.key, item_key)
-    if key in cache:
-        cache.move_to_end(key)
-        return cache[key]
-    return _remember(cache, key, model.predictor.predict(image), KEEP_PREDICTIONS)
+    return _memo(_lru("predict_preds", item_key), (model.key, item_key), lambda: model.predictor.predict(image))
 
 
 def _first_usable(store: Any) -> dict | None:
@@ -189,10 +191,9 @@ def _one_run(store: Any, run: dict) -> Model:
 def _attention_row(model: Model, look: Look, item_key: str, image) -> None:
     """MTAN's attention of every task on this image, a small grid of heat maps."""
     predictor, stretch, show = model.predictor, look.stretch, look.shown
-    cache = _lru("predict_attention_maps")
+    cache = _lru("predict_attention_maps", item_key)
     key = (model.key, item_key, stretch)
-    maps = cache[key] if key in cache else _remember(cache, key, attention_overlays(predictor, image, stretch=stretch),
-                                                     KEEP_PREDICTIONS)
+    maps = _memo(cache, key, lambda: attention_overlays(predictor, image, stretch=stretch))
     st.markdown("**Attention** (last stage, " + ("each map on its own range" if stretch else "scale 0 to 1")
                 + "; bright = attended)")
     shown_maps = [(t, m) for t, m in maps.items() if show.get(t, True)]
@@ -205,10 +206,9 @@ def _gate_chart(model: Model, item_key: str, image) -> None:
     """Each task's gate on this image: its weight per expert (or, for PAD-Net, per other task's message)."""
     predictor = model.predictor
     distilled = not has_gates(predictor)
-    cache = _lru("predict_gate_values")
+    cache = _lru("predict_gate_values", item_key)
     key = (model.key, item_key)
-    values = cache[key] if key in cache else _remember(
-        cache, key, (distillation_values if distilled else gate_values)(predictor, image), KEEP_PREDICTIONS)
+    values = _memo(cache, key, lambda: (distillation_values if distilled else gate_values)(predictor, image))
     titles = {t: getattr(predictor.tasks[t], "title", "") or t for t in values}
     fig = (gate_figure(values, titles, "Distillation gates (mean attention on each other task's message)",
                        "mean gate", "from ") if distilled else
@@ -224,13 +224,10 @@ def _show_result(model: Model, look: Look, title: str, item_key: str, image, tru
     except Exception as e:  # one bad image must not take the others down
         st.error(f"{title}: prediction failed ({type(e).__name__}: {e})")
         return
-    drawn_cache = _lru("predict_drawn")
+    drawn_cache = _lru("predict_drawn", item_key)
     key = (model.key, item_key, look.overlay_key)
-    if key in drawn_cache:
-        out = drawn_cache[key]
-    else:
-        out = _remember(drawn_cache, key, render(predictor, image, preds, show, look.opacity, look.threshold,
-                                                 look.beside, seconds), KEEP_PREDICTIONS)
+    out = _memo(drawn_cache, key, lambda: render(predictor, image, preds, show, look.opacity, look.threshold,
+                                                 look.beside, seconds))
     h, w = image.shape[-2:]
     with st.container(border=True):
         st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
@@ -326,11 +323,21 @@ if gated:
 look = Look(tuple(show.items()), opacity, threshold, beside, attention, stretch, gated)
 
 if source == "upload":
+    # shared mode: uploads stay in the uploader's session; a smaller file limit and a few images per
+    # session keep one viewer's upload from taking the shared server's memory and time from the others
+    shared = shared_mode()
     files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
-                             help="png, jpg, webp, bmp, tiff or gif; any size (they are resized for the model).")
+                             max_upload_size=SHARED_UPLOAD_MB if shared else None,
+                             help="png, jpg, webp, bmp, tiff or gif; any size (they are resized for the model)."
+                             + (f" Shared dashboard: up to {SHARED_UPLOAD_MB} MB each, {SHARED_UPLOADS} at a time; "
+                                "only you see your images." if shared else ""))
     if not files:
         st.info("Upload one or more images to see every task's prediction on them, or choose **Sample images** "
                 "above.")
+    elif shared and len(files) > SHARED_UPLOADS:
+        st.warning(f"Showing the first {SHARED_UPLOADS} of your {len(files)} images: on a shared dashboard each "
+                   f"person predicts at most {SHARED_UPLOADS} at a time. Remove some to see the others.")
+        files = files[:SHARED_UPLOADS]
     _show_files(model, look, [(f.name, f.getvalue()) for f in files or []], "upload")
 elif source == "samples":
     samples = sorted(SAMPLES_DIR.glob("*.png"))

@@ -1,6 +1,6 @@
-"""Setup: build an experiment (data, tasks, model, loss fusion, augmentation, optimisation), see
-every problem next to the widget that caused it, preview the augmentation, and start the run.
-An example experiment (``assets/configs/``) or a config file fills the form in one step.
+"""Setup: build an experiment (data, tasks, model, loss fusion, augmentation, optimisation), see every problem
+next to the widget that caused it, preview the augmentation, and start the run. An example experiment
+(``assets/configs/``) or a config file fills the form in one step.
 
 Every widget holds its value in ``st.session_state["cfg.<field>"]`` (see ``ui/config_state.py``);
 the config is built from those keys with ``dataclasses.replace`` and checked with
@@ -22,6 +22,7 @@ from mtl_core.tasks import TASKS, task_meta
 from mtl_core.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
+from ui.roles import why_not
 from ui.state import manager, open_run
 from ui.study_form import study_section
 
@@ -29,16 +30,6 @@ ss = st.session_state
 K = cs.PREFIX
 PREVIEW_SAMPLES = 4
 KEEP = "session"  # form widgets keep their values across page switches
-AUGMENTS = {  # field: (label, what the slider sets, lo, hi, step)
-    "hflip": ("Horizontal flip", "probability", 0.0, 1.0, 0.05),
-    "vflip": ("Vertical flip", "probability", 0.0, 1.0, 0.05),
-    "crop": ("Random resized crop", "probability", 0.0, 1.0, 0.05),
-    "rotation": ("Rotation", "up to ± degrees", 0.0, 180.0, 1.0),
-    "color_jitter": ("Colour jitter", "strength", 0.0, 1.0, 0.05),
-    "blur": ("Gaussian blur", "probability", 0.0, 1.0, 0.05),
-    "noise": ("Gaussian noise", "standard deviation", 0.0, 1.0, 0.01),
-    "erasing": ("Random erasing", "probability", 0.0, 1.0, 0.05),
-}
 SECTIONS = ("data", "tasks", "model", "weighting", "augment", "optim", "start")
 ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
             "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
@@ -361,7 +352,7 @@ with _where("augment", st.container()), st.container(border=True):
     st.caption("Applied to training images only; boxes, masks and depth move with the image.")
     checklist, grid = st.columns([1, 2], gap="large")
     with checklist:
-        for name, (label, what, lo, hi, step) in AUGMENTS.items():
+        for name, (label, what, lo, hi, step) in cs.AUGMENTS.items():
             on = st.checkbox(label, key=f"{K}augment_on.{name}", persist_state=KEEP)
             if on:
                 form.slider(f"augment.{name}", f"{label}: {what}", lo, hi, step)
@@ -432,8 +423,9 @@ with st.container(border=True):
     if errors:
         fields = ", ".join(dict.fromkeys(e.field for e in errors))
         st.warning(f"Fix {len(errors)} problem{'s' if len(errors) > 1 else ''} to start: {fields}.")
-    if st.button("Start training", type="primary", disabled=bool(errors), key="setup.start",
-                 icon=":material/play_arrow:"):
+    locked = why_not("run.start")  # shared mode, a viewer: the owner starts runs
+    if st.button("Start training", type="primary", disabled=bool(errors or locked), key="setup.start",
+                 icon=":material/play_arrow:", help=locked):
         try:
             with st.spinner("Starting the run…"):
                 run_id = manager().start(cfg, name=cfg.name)

@@ -28,6 +28,7 @@ from mtl_core.studies.store import StudyStore, plan_counts, trials_asked
 from mtl_core.studies.summary import Level, level_curves, pareto_levels, summarize, table, to_json
 from mtl_core.tasks import task_meta
 from ui.live_plot import live_chart
+from ui.roles import refused, view_only_caption, why_not
 from ui.state import manager, open_run
 from ui.studies import (
     baseline_levels,
@@ -75,6 +76,9 @@ def _picked() -> None:
 # ------------------------------------------------------------------ actions (button callbacks)
 def _act(action: str, study_id: str) -> None:
     ss.pop("study_action_error", None)
+    if (reason := refused("study.steer", show=False)) is not None:  # the server's check, whatever the browser sent
+        ss["study_action_error"] = reason
+        return
     runner = StudyRunner(manager())
     try:
         if action == "pause":
@@ -98,28 +102,30 @@ def _act(action: str, study_id: str) -> None:
 
 def _controls(study: dict, spec: StudySpec | None, state: str, alive: bool) -> None:
     sid = study["id"]
+    locked = why_not("study.steer")  # shared mode, a viewer: the buttons show, disabled, saying why
+    view_only_caption("pauses, stops, carries on and extends studies")
     c1, c2, c3, c4, c5 = st.columns([1, 1, 1.2, 1.2, 1.4], vertical_alignment="bottom")
     if state == "paused":
         c1.button("Resume", key=f"study_resume_{sid}", on_click=_act, args=("resume", sid), type="primary",
-                  icon=":material/play_arrow:", width="stretch")
+                  icon=":material/play_arrow:", width="stretch", disabled=bool(locked), help=locked)
     else:
-        c1.button("Pause", key=f"study_pause_{sid}", on_click=_act, args=("pause", sid), disabled=not alive,
-                  icon=":material/pause:", width="stretch", help="Pauses every run of the study at its next step.")
-    c2.button("Stop", key=f"study_stop_{sid}", on_click=_act, args=("stop", sid), disabled=not alive,
+        c1.button("Pause", key=f"study_pause_{sid}", on_click=_act, args=("pause", sid), disabled=not alive or bool(locked),
+                  icon=":material/pause:", width="stretch", help=locked or "Pauses every run of the study at its next step.")
+    c2.button("Stop", key=f"study_stop_{sid}", on_click=_act, args=("stop", sid), disabled=not alive or bool(locked),
               icon=":material/stop:", width="stretch",
-              help="Stops every run of the study; each saves a checkpoint, and Carry on resumes them.")
+              help=locked or "Stops every run of the study; each saves a checkpoint, and Carry on resumes them.")
     c3.button("Carry on", key=f"study_carry_on_{sid}", on_click=_act, args=("carry_on", sid),
-              disabled=alive or state == "finished", icon=":material/replay:", width="stretch",
-              help="For a stopped or interrupted study: resumes each unfinished run from its last checkpoint "
+              disabled=alive or state == "finished" or bool(locked), icon=":material/replay:", width="stretch",
+              help=locked or "For a stopped or interrupted study: resumes each unfinished run from its last checkpoint "
                    "(or starts it anew without one); no finished run is trained again.")
     now = len(spec.seed_list()) if spec is not None else 1
     search = bool(spec is not None and spec.search)
     c4.number_input("Seeds in all", min_value=now + 1, max_value=max(now + 1, 50), value=now + 1, step=1,
-                    key=f"study_more_seeds_{sid}", disabled=spec is None or search, help=f"The study has {now} seed{'s' if now != 1 else ''} now; "
+                    key=f"study_more_seeds_{sid}", disabled=spec is None or search or bool(locked), help=f"The study has {now} seed{'s' if now != 1 else ''} now; "
                     "more seeds train every level (and baseline) again with the new seeds.")
     c5.button("More seeds", key=f"study_extend_{sid}", on_click=_act, args=("extend", sid),
-              disabled=spec is None or search, icon=":material/add:", width="stretch",
-              help="A search is extended with more trials, not seeds: start a new study." if search else None)
+              disabled=spec is None or search or bool(locked), icon=":material/add:", width="stretch",
+              help=locked or ("A search is extended with more trials, not seeds: start a new study." if search else None))
     if "study_action_note" in ss:
         st.toast(ss.pop("study_action_note"), icon=":material/check:")
     if ss.get("study_action_error"):

@@ -24,6 +24,16 @@ from mtl_core.errors import ConfigError
 
 PREFIX = "cfg."
 BASE_KEY = "setup.base"  # the config the form started from: defaults, or the last uploaded file
+AUGMENTS = {  # Setup's augmentation sliders, field: (label, what the slider sets, lo, hi, step)
+    "hflip": ("Horizontal flip", "probability", 0.0, 1.0, 0.05),
+    "vflip": ("Vertical flip", "probability", 0.0, 1.0, 0.05),
+    "crop": ("Random resized crop", "probability", 0.0, 1.0, 0.05),
+    "rotation": ("Rotation", "up to ± degrees", 0.0, 180.0, 1.0),
+    "color_jitter": ("Colour jitter", "strength", 0.0, 1.0, 0.05),
+    "blur": ("Gaussian blur", "probability", 0.0, 1.0, 0.05),
+    "noise": ("Gaussian noise", "standard deviation", 0.0, 1.0, 0.01),
+    "erasing": ("Random erasing", "probability", 0.0, 1.0, 0.05),
+}
 SECTIONS = ("data", "model", "optim")  # sections edited field by field
 # augmentation checklist: transform -> the strength it gets when switched on from 0
 AUGMENT_ON = {"hflip": 0.5, "vflip": 0.5, "crop": 0.5, "rotation": 15.0, "color_jitter": 0.4,

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,28 @@ def figure_json(fig: go.Figure) -> str:
     return pio.to_json({"data": spec.get("data", []), "layout": layout}, validate=False)
 
 
+_JSON: OrderedDict[int, tuple[go.Figure, str]] = OrderedDict()  # id(figure) -> (the figure, its JSON)
+_JSON_LOCK = threading.Lock()
+KEEP_JSON = 256  # figures; a live page of a four-task run shows nine
+
+
+def shared_json(fig: go.Figure) -> str:
+    """:func:`figure_json` of ``fig``, written once however many sessions draw that very figure
+    (the live page's figures are shared by its viewers: ui/shared.py). Keyed by identity: the
+    entry holds the figure, so its id cannot be reused while the entry lives."""
+    with _JSON_LOCK:
+        hit = _JSON.get(id(fig))
+        if hit is not None and hit[0] is fig:
+            _JSON.move_to_end(id(fig))
+            return hit[1]
+    text = figure_json(fig)
+    with _JSON_LOCK:
+        _JSON[id(fig)] = (fig, text)
+        while len(_JSON) > KEEP_JSON:
+            _JSON.popitem(last=False)
+    return text
+
+
 def live_chart(fig: go.Figure, key: str) -> None:
     """Draw ``fig``; called again with the same ``key`` (a fragment's next run), the same chart
     is updated in place. Falls back to ``st.plotly_chart`` where the component cannot work."""
@@ -177,4 +201,4 @@ def live_chart(fig: go.Figure, key: str) -> None:
     if render is None:
         st.plotly_chart(fig, key=key, width="stretch")
         return
-    render(data=figure_json(fig), key=key)
+    render(data=shared_json(fig), key=key)

@@ -29,6 +29,8 @@ from ui.charts import (
 )
 from ui.metrics import MetricCache
 
+KEEP_LOOKS = 8  # (smoothing, log scale) combinations whose figures a run's cache keeps
+
 
 @dataclass
 class LiveView:
@@ -84,7 +86,8 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
     tasks = list(run["config"].get("tasks", []))
     memo_key = (round(float(smoothing), 4), bool(log_y), len(events), cache.count, cache.last_step,
                 cosine_matrix is not None)
-    previous = cache.memo.get("live")
+    slot = ("live", memo_key[0], memo_key[1])  # one per look, so viewers with other smoothing share the series
+    previous = cache.memo.get(slot)
     if previous is not None and previous[0] == memo_key:  # nothing new: the same figures
         return LiveView(run=run, tasks=tasks, figures=previous[1], events=events, new_rows=added,
                         grad_step=previous[2])
@@ -109,5 +112,9 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
             cache.memo["conflict"] = previous_grad
         figs.update(previous_grad[1])
         grad_step = previous_grad[2]
-    cache.memo["live"] = (memo_key, figs, grad_step)
+    cache.memo.pop(slot, None)
+    cache.memo[slot] = (memo_key, figs, grad_step)  # newest last
+    looks = [k for k in cache.memo if isinstance(k, tuple) and k[0] == "live"]
+    for old in looks[: max(0, len(looks) - KEEP_LOOKS)]:
+        cache.memo.pop(old)
     return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added, grad_step=grad_step)

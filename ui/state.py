@@ -14,6 +14,7 @@ import streamlit as st
 
 from mtl_core.runs.manager import RunManager, get_manager, preload
 from mtl_core.runs.store import RUNS_DIR_ENV
+from ui.access import ViewerManager
 
 
 def _use_app_navigation() -> None:
@@ -51,7 +52,17 @@ def _manager(path: str) -> RunManager:
 
 
 def manager() -> RunManager:
-    """The process-wide RunManager for this dashboard's runs directory."""
+    """The process-wide RunManager for this dashboard's runs directory; for a viewer of a shared
+    dashboard, a :class:`ui.access.ViewerManager` of it (reads pass, commands are refused)."""
+    from ui.roles import viewer
+
+    real = _manager(runs_dir())
+    return ViewerManager(real) if viewer() else real  # type: ignore[return-value]
+
+
+def owner_manager() -> RunManager:
+    """The RunManager itself, whoever asks: for the one thing a viewer may start (a lesson study
+    within the classroom's quota, checked by the caller with ``ui.roles.lesson_refusal``)."""
     return _manager(runs_dir())
 
 

@@ -12,6 +12,7 @@ from mtl_core.errors import ConfigError, MTLError
 from mtl_core.models import ARCHITECTURES
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
+from ui.roles import why_not
 from ui.state import manager, page_exists
 
 ss = st.session_state
@@ -97,8 +98,9 @@ def study_section(cfg: ExperimentConfig, errors: list[ConfigError], methods: lis
             run_cfg = planned[0].config
             st.caption(f"Runs like: {cs.describe(run_cfg)}; trained {manager().max_concurrent} at a time.")
     left, right, _ = st.columns([1, 1, 3])
-    if left.button("Start study", type="primary", disabled=spec is None, key="setup.study_start",
-                   icon=":material/science:"):
+    locked = why_not("study.start")  # shared mode, a viewer: the owner starts studies
+    if left.button("Start study", type="primary", disabled=spec is None or bool(locked), key="setup.study_start",
+                   icon=":material/science:", help=locked):
         start_study(spec)
     # deferred: the JSON is written when a person clicks, not at every rerun of the form
     right.download_button("Download spec", data=spec.to_json if spec is not None else "", disabled=spec is None,

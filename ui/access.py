@@ -1,0 +1,177 @@
+"""Who may do what on a shared dashboard (classroom mode): the policy alone, no Streamlit, no torch.
+
+On a dashboard that only its own machine can reach (the default) everyone is the owner, as
+before. In shared mode (``MTL_STUDIO_SHARED=1``) a person is a *viewer* until they unlock control
+with the owner's secret: viewers watch runs, studies and lessons, browse data and predictions and
+upload their own images to Predict; every action in :data:`CONTROLS` is the owner's, except that
+the owner may let viewers start lesson studies within a quota (:class:`Classroom`).
+"""
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from mtl_core.errors import MTLError
+
+SHARED_ENV = "MTL_STUDIO_SHARED"  # 1 / true / yes: shared (classroom) mode
+TOKEN_ENV = "MTL_STUDIO_OWNER_TOKEN"  # the owner's secret; a random one is made (and logged) when unset
+OWNERS_ENV = "MTL_STUDIO_OWNERS"  # comma-separated e-mails that are owners once signed in with st.login
+TOKEN_PARAM = "owner"  # ?owner=<secret>: the owner's link, read once and taken out of the URL
+MIN_TOKEN_CHARS = 12
+OWNER, VIEWER = "owner", "viewer"
+
+# every action a viewer may not take, with the words a refusal uses for it
+CONTROLS: dict[str, str] = {
+    "run.start": "start runs",
+    "run.pause": "pause or resume runs",
+    "run.stop": "stop runs",
+    "run.continue": "continue runs from their checkpoints",
+    "run.retune": "change a run's task weights",
+    "run.delete": "delete runs",
+    "run.baselines": "train single-task baselines",
+    "ensemble.evaluate": "evaluate ensembles (a long computation on the shared server)",
+    "study.start": "start studies",
+    "study.steer": "pause, resume, stop, extend or carry on studies",
+    "lesson.start": "run a lesson's study",
+    "model.compress": "compress, prune or export models",
+    "classroom.settings": "change the classroom settings",
+}
+
+
+class AccessError(MTLError, PermissionError):
+    """A viewer asked for an owner's action; the message says so and what to do."""
+
+
+def shared_mode(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether the dashboard is shared (``MTL_STUDIO_SHARED`` set to 1, true, yes or on)."""
+    return env.get(SHARED_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def owner_token(env: Mapping[str, str] = os.environ) -> tuple[str, bool]:
+    """The owner's secret and whether it was generated (no ``MTL_STUDIO_OWNER_TOKEN``)."""
+    given = env.get(TOKEN_ENV, "").strip()
+    return (given, False) if given else (secrets.token_urlsafe(18), True)
+
+
+def token_matches(given: str | None, secret: str) -> bool:
+    """Constant-time comparison, so the time a wrong guess takes tells nothing about the secret."""
+    return bool(given) and bool(secret) and hmac.compare_digest(str(given).encode(), secret.encode())
+
+
+def owner_emails(env: Mapping[str, str] = os.environ) -> frozenset[str]:
+    return frozenset(e.strip().lower() for e in env.get(OWNERS_ENV, "").split(",") if e.strip())
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""  # why not, in words a viewer can act on
+
+
+@dataclass
+class Settings:
+    """What the owner lets viewers do; changed live from the owner's sidebar."""
+
+    viewer_lessons: bool = False  # viewers may start lesson studies
+    per_session: int = 1  # queued or training lesson studies per browser session
+    max_viewer_studies: int = 3  # all viewers together
+    max_queued_runs: int = 24  # a viewer's study is refused when the queue would hold more
+
+
+def refusal(action: str) -> str:
+    what = CONTROLS.get(action, action)
+    return (f"View only: in shared mode only the dashboard's owner can {what}. "
+            "Ask the person running this session, or unlock control with the owner's secret in the sidebar.")
+
+
+@dataclass
+class Classroom:
+    """The process-wide state of a shared dashboard: its secret, the owner's settings, and which
+    viewer session started which lesson study (for the quota). Thread-safe: every browser session
+    runs its scripts in a thread of its own."""
+
+    secret: str
+    settings: Settings = field(default_factory=Settings)
+    owners: frozenset[str] = frozenset()
+    _studies: dict[str, str] = field(default_factory=dict)  # study id -> the viewer session that started it
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def decide(self, action: str, role: str) -> Decision:
+        """Whether ``role`` may take ``action`` at all (quotas aside: :meth:`may_start_lesson`)."""
+        if role == OWNER:
+            return Decision(True)
+        if action == "lesson.start" and self.settings.viewer_lessons:
+            return Decision(True)
+        return Decision(False, refusal(action))
+
+    def may_start_lesson(self, role: str, session: str, runs: int, queued: int,
+                         active: Callable[[str], bool]) -> Decision:
+        """Whether a lesson study of ``runs`` runs may start now: always for the owner; for a viewer
+        when the owner allows it and neither their own quota, all viewers' quota nor the queue
+        (``queued`` runs waiting) is full. ``active(study_id)``: whether a study still has runs
+        queued or training (finished studies free their place in the quota)."""
+        first = self.decide("lesson.start", role)
+        if role == OWNER or not first.allowed:
+            return first
+        s = self.settings
+        with self._lock:
+            mine = [sid for sid, who in self._studies.items() if who == session and active(sid)]
+            everyone = [sid for sid in self._studies if active(sid)]
+        if len(mine) >= s.per_session:
+            return Decision(False, f"You already have {len(mine)} lesson stud{'y' if len(mine) == 1 else 'ies'} "
+                                   f"queued or training ({', '.join(mine)}); each browser may run {s.per_session} "
+                                   "at a time. Watch it finish, then start the next.")
+        if len(everyone) >= s.max_viewer_studies:
+            return Decision(False, f"The class has {len(everyone)} lesson studies queued or training, the most the "
+                                   f"owner allows ({s.max_viewer_studies}); open one of them in Studies and watch "
+                                   "it, or wait until one finishes.")
+        if queued + runs > s.max_queued_runs:
+            return Decision(False, f"The training queue holds {queued} runs; this lesson's {runs} more would pass "
+                                   f"its limit of {s.max_queued_runs}. Wait for some to finish, or ask the owner.")
+        return Decision(True)
+
+    def record_study(self, study_id: str, session: str) -> None:
+        with self._lock:
+            self._studies[study_id] = session
+
+    def viewer_studies(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._studies)
+
+    def update(self, **changes: object) -> None:
+        with self._lock:
+            for k, v in changes.items():
+                if not hasattr(self.settings, k):
+                    raise KeyError(f"no classroom setting {k!r}; one of {', '.join(vars(self.settings))}")
+                setattr(self.settings, k, type(getattr(self.settings, k))(v))
+
+
+
+# the RunManager's commands, and the control each one is
+MANAGER_COMMANDS: dict[str, str] = {
+    "start": "run.start", "start_baselines": "run.baselines", "resume_run": "run.continue",
+    "pause": "run.pause", "resume": "run.pause", "stop": "run.stop", "set_weights": "run.retune", "delete": "run.delete",
+}
+
+
+class ViewerManager:
+    """The RunManager as a viewer's session sees it: everything that reads passes through, every
+    command in :data:`MANAGER_COMMANDS` raises :class:`AccessError`. So no control a page forgot
+    to guard, nor a study or lesson steered through it, can change a run for a viewer."""
+
+    def __init__(self, inner: object) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str):
+        if name in MANAGER_COMMANDS:
+            action = MANAGER_COMMANDS[name]
+
+            def refuse(*args: object, **kwargs: object) -> None:
+                raise AccessError(refusal(action))
+
+            return refuse
+        return getattr(self._inner, name)
