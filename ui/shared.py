@@ -119,10 +119,11 @@ def feeds() -> LiveFeeds:
 
 
 def live_view(store: Any, run_id: str, smoothing: float, log_y: bool, meta: Mapping | None = None,
-              cosine_matrix: Callable[..., list[list[float]]] | None = None, fresh: float = FRESH_S) -> LiveView | None:
+              cosine_matrix: Callable[..., list[list[float]]] | None = None, fresh: float | None = None) -> LiveView | None:
     """:func:`ui.live_view.live_figures` for ``run_id`` with the shared series: the first session
     to refresh after ``fresh`` seconds reads the new rows and builds the figures; the others, and
     the same session within ``fresh`` s, get those very figures. ``None`` when the run is gone."""
+    fresh = FRESH_S if fresh is None else fresh
     feed = feeds().feed(run_id)
     look = (round(float(smoothing), 4), bool(log_y), cosine_matrix is not None)
     with feed.lock:  # one reader per run; viewers of other runs do not wait

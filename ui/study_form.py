@@ -12,7 +12,7 @@ from mtl_core.errors import ConfigError, MTLError
 from mtl_core.models import ARCHITECTURES
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
-from ui.roles import why_not
+from ui.roles import refused, why_not
 from ui.state import manager, page_exists
 
 ss = st.session_state
@@ -100,7 +100,7 @@ def study_section(cfg: ExperimentConfig, errors: list[ConfigError], methods: lis
     left, right, _ = st.columns([1, 1, 3])
     locked = why_not("study.start")  # shared mode, a viewer: the owner starts studies
     if left.button("Start study", type="primary", disabled=spec is None or bool(locked), key="setup.study_start",
-                   icon=":material/science:", help=locked):
+                   icon=":material/science:", help=locked) and not refused("study.start"):
         start_study(spec)
     # deferred: the JSON is written when a person clicks, not at every rerun of the form
     right.download_button("Download spec", data=spec.to_json if spec is not None else "", disabled=spec is None,
