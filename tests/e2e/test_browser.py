@@ -8,6 +8,7 @@ under CI (``$CI`` set), where it fails so that it can never be skipped silently.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -64,13 +65,14 @@ def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     pytest.fail(f"{url} did not answer 'ok' within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[str]:
-    """``http://127.0.0.1:<port>``: the dashboard on an empty runs directory; killed (its whole
-    process group, training threads included) at teardown."""
+@contextlib.contextmanager
+def serve(tmp_path: Path, **env: str) -> Iterator[str]:
+    """``http://127.0.0.1:<port>``: the dashboard on an empty runs directory (``env``: more
+    environment, e.g. shared mode); killed (its whole process group, training threads included)
+    on leaving."""
     port = _free_port()
     log = tmp_path / "streamlit.log"
-    env = {**os.environ, "MTL_RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "MTL_RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "2", **env}
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
@@ -91,13 +93,20 @@ def server(tmp_path) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 continue
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log, ARTIFACTS / "streamlit.log")  # the server's side of a failure
+        shutil.copy(log, ARTIFACTS / f"streamlit{'-shared' if env.get('MTL_STUDIO_SHARED') else ''}.log")
 
 
 @pytest.fixture
-def page() -> Iterator[Any]:
-    """A headless Chromium page (1280 x 1600, so a page's charts fit one screenshot). Requested
-    before ``server``, so a machine without a browser skips before starting the dashboard."""
+def server(tmp_path) -> Iterator[str]:
+    """The dashboard as one person runs it on their own machine (see :func:`serve`)."""
+    with serve(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Playwright). Requested before ``server``, so a machine without a
+    browser skips before starting the dashboard."""
     if not Path(CHROMIUM).exists():
         _unavailable(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
     try:
@@ -105,16 +114,23 @@ def page() -> Iterator[Any]:
     except ImportError:
         _unavailable("the playwright package is not installed (pip install playwright)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Any]:
+    """A headless Chromium page (1280 x 1600, so a page's charts fit one screenshot)."""
     for old in ARTIFACTS.glob("*.png"):
         old.unlink()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            pg = browser.new_page(viewport={"width": 1280, "height": 1600})
-            pg.set_default_timeout(SLOW)
-            yield pg
-        finally:
-            browser.close()
+    pg = browser.new_page(viewport={"width": 1280, "height": 1600})
+    pg.set_default_timeout(SLOW)
+    yield pg
+    pg.close()
 
 
 def _shot(page: Any, name: str) -> None:

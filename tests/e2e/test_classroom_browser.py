@@ -1,0 +1,80 @@
+"""A classroom in a real browser: the dashboard in shared mode, one owner and one viewer, each in a
+Chromium context of their own (two people, two cookie jars). The owner unlocks with the link and
+starts the demo; the viewer watches it train on the Live page with every control disabled, fails
+to unlock with a wrong secret, and sees the run stop when the owner stops it. Screenshots go to
+``test-artifacts/e2e/classroom-*.png``.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.e2e.test_browser import (
+    ARTIFACTS,
+    SLOW,
+    _charts_grow,
+    _settle,
+    serve,
+)
+
+pytestmark = pytest.mark.slow
+TOKEN = "classroom-secret-0123456789"
+
+
+def _sidebar(page: Any) -> str:
+    return page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def _button(page: Any, label: str) -> Any:
+    return page.get_by_role("button", name=re.compile(rf"{label}$"))  # after its icon's name
+
+
+def test_an_owner_and_a_viewer_in_two_browsers(browser, tmp_path):
+    with serve(tmp_path, MTL_STUDIO_SHARED="1", MTL_STUDIO_OWNER_TOKEN=TOKEN) as url:
+        owner_ctx, viewer_ctx = (browser.new_context(viewport={"width": 1280, "height": 1400}) for _ in range(2))
+        owner, viewer = owner_ctx.new_page(), viewer_ctx.new_page()
+        for p in (owner, viewer):
+            p.set_default_timeout(SLOW)
+        try:
+            # the viewer arrives first: the Home page's start is disabled, the sidebar says who they are
+            viewer.goto(url + "/")
+            viewer.get_by_role("button", name="Start a demo run").wait_for()
+            _settle(viewer)
+            assert "you are watching" in _sidebar(viewer)
+            assert viewer.get_by_role("button", name="Start a demo run").is_disabled()
+
+            # the owner's link unlocks control and leaves the address bar at once
+            owner.goto(f"{url}/?owner={TOKEN}")
+            owner.get_by_text("· you control this dashboard").wait_for()
+            _settle(owner)
+            assert TOKEN not in owner.url
+            owner.get_by_role("button", name="Start a demo run").click()
+            owner.wait_for_url(re.compile(r"/live\?run="))
+            run_id = re.search(r"run=([^&]+)", owner.url).group(1)
+            _button(owner, "Pause").wait_for()
+            assert _button(owner, "Stop").is_enabled()
+
+            # the viewer opens the same run: it trains before their eyes; its controls are locked
+            viewer.goto(f"{url}/live?run={run_id}")
+            _charts_grow(viewer, "the viewer's live charts", 40)
+            assert _button(viewer, "Stop").is_disabled() and _button(viewer, "Pause").is_disabled()
+            assert viewer.get_by_text("View only: the dashboard's owner pauses, stops and retunes runs").is_visible()
+            viewer.screenshot(path=str(ARTIFACTS / "classroom-viewer-live.png"))
+
+            # a wrong secret typed into the sidebar leaves them a viewer
+            viewer.locator('[data-testid="stSidebar"]').get_by_text("Owner sign-in").click()
+            viewer.get_by_label("Owner's secret", exact=True).fill("a guess")
+            viewer.locator('[data-testid="stSidebar"] button').filter(has_text="Unlock").click()
+            viewer.get_by_text("That is not the owner's secret").wait_for()
+            assert "you are watching" in _sidebar(viewer) and _button(viewer, "Stop").is_disabled()
+
+            # the owner stops the run; the viewer's page follows without a reload
+            owner.screenshot(path=str(ARTIFACTS / "classroom-owner-live.png"))
+            _button(owner, "Stop").click()
+            viewer.get_by_text(re.compile("stopped")).first.wait_for(timeout=SLOW)
+            viewer.screenshot(path=str(ARTIFACTS / "classroom-viewer-stopped.png"))
+        finally:
+            owner_ctx.close()
+            viewer_ctx.close()
