@@ -14,6 +14,7 @@ import sys
 import streamlit as st
 
 from ui.access import (
+    MIN_TOKEN_CHARS,
     OWNER,
     TOKEN_ENV,
     TOKEN_PARAM,
@@ -38,6 +39,10 @@ def _classroom(token_env: str, owners_env: str) -> Classroom:
     if made:  # as Jupyter does: the secret goes to the console of the person who started the server
         print(f"MTL Studio shared mode: no {TOKEN_ENV} set; this server's owner link is "
               f"http://<this host>:<port>/?{TOKEN_PARAM}={secret}", file=sys.stderr, flush=True)
+    elif len(secret) < MIN_TOKEN_CHARS:
+        print(f"MTL Studio shared mode: {TOKEN_ENV} is {len(secret)} characters, short enough to guess; use "
+              f"{MIN_TOKEN_CHARS} or more (python -c 'import secrets; print(secrets.token_urlsafe(18))')",
+              file=sys.stderr, flush=True)
     return Classroom(secret, owners=owner_emails({"MTL_STUDIO_OWNERS": owners_env}))
 
 
@@ -184,6 +189,9 @@ def access_sidebar() -> None:
     box = st.sidebar.container(border=True)
     if me == OWNER:
         box.markdown("**:material/key: Shared mode** · you control this dashboard")
+        if len(classroom().secret) < MIN_TOKEN_CHARS:
+            box.warning(f"The owner's secret has {len(classroom().secret)} characters: a student could guess it. "
+                        f"Restart with a {TOKEN_ENV} of {MIN_TOKEN_CHARS} or more.", icon=":material/warning:")
         with box.expander("Classroom settings"):
             st.toggle("Viewers may run lesson studies", value=settings.viewer_lessons, key="access_viewer_lessons",
                       on_change=_set, args=("viewer_lessons",),

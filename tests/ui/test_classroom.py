@@ -397,3 +397,14 @@ def test_a_viewer_s_uploads_are_limited_and_stay_in_their_session(room):
     at = page("predict", room.ids["twin-a"], timeout=120).run()
     uploader = at.get("file_uploader")[0].proto
     assert uploader.max_upload_size_mb == 10
+
+
+def test_without_a_token_the_server_makes_one_and_prints_the_owner_link(capsys):
+    from ui.roles import _classroom
+
+    _classroom.clear()
+    made = _classroom("", "")
+    assert len(made.secret) >= 20 and f"/?owner={made.secret}" in capsys.readouterr().err
+    short = _classroom("1234", "")
+    assert "short enough to guess" in capsys.readouterr().err and short.secret == "1234"
+    _classroom.clear()
