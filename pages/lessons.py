@@ -27,6 +27,7 @@ from ui import lesson_state
 from ui.lesson_view import chart_figures, level_labels
 from ui.live_plot import live_chart
 from ui.roles import lesson_refusal, record_lesson_study
+from ui.shared import fresh_memo
 from ui.state import manager, owner_manager
 from ui.studies import baseline_levels, drawn_with, progress_text, study_alive
 from ui.study_charts import factor_title, level_colors
@@ -170,22 +171,15 @@ if study_id and study is None:
 effect = lesson.effect_of(state.variation)
 
 
-def _result(study_id: str, shown: tuple) -> None:
-    """Every few seconds while the study trains: the progress, the verdict so far and the charts."""
+def _computed(study_id: str) -> tuple:
+    """The verdict and charts of the lesson's study as the store holds them now."""
     store = manager().store
     study = studies.get(study_id)
     plan = studies.plan(study_id)
     counts = plan_counts(plan)
     alive = study_alive(plan, study_id=study_id)
-    st.progress(counts.get(RunStatus.FINISHED, 0) / max(1, counts["total"]), text=progress_text(counts))
     summary = summarize(store, study_id)
     measured = measure(summary, effect)
-    if measured.holds:
-        st.success(f"**Verdict:** {measured.sentence}", icon=":material/verified:")
-    elif measured.interval.n >= 2 and not alive:
-        st.warning(f"**Verdict:** {measured.sentence}", icon=":material/help:")
-    else:
-        st.info(f"**So far:** {measured.sentence}", icon=":material/hourglass_top:")
     meta = task_meta(summary.tasks)
     labels = level_labels(summary, lesson.level_names)
     colors = level_colors([lv.label for lv in summary.levels])
@@ -197,6 +191,24 @@ def _result(study_id: str, shown: tuple) -> None:
     factors = list(spec.factors) if spec is not None and not lesson.level_names else []
     figures = [f for chart in lesson.charts for f in chart_figures(chart, store, summary, baselines, meta, labels, colors,
                                                                     factor_title(factors), measured, study_id)]
+    return study, plan, counts, alive, measured, figures
+
+
+def _result(study_id: str, shown: tuple) -> None:
+    """Every few seconds while the study trains: the progress, the verdict so far and the charts;
+    computed once for every viewer of the lesson (a class watching it: ``ui.shared.fresh_memo``)."""
+    plan = studies.plan(study_id)
+    mark = tuple((row["run_id"], row["run"]["status"], row["run"]["step"]) if row["run"] else (row["key"],)
+                 for row in plan)  # what the charts are drawn from: the runs' steps
+    study, plan, counts, alive, measured, figures = fresh_memo(
+        "lesson_result", (lesson.id, state.variation, study_id), mark, lambda: _computed(study_id))
+    st.progress(counts.get(RunStatus.FINISHED, 0) / max(1, counts["total"]), text=progress_text(counts))
+    if measured.holds:
+        st.success(f"**Verdict:** {measured.sentence}", icon=":material/verified:")
+    elif measured.interval.n >= 2 and not alive:
+        st.warning(f"**Verdict:** {measured.sentence}", icon=":material/help:")
+    else:
+        st.info(f"**So far:** {measured.sentence}", icon=":material/hourglass_top:")
     for i in range(0, len(figures), 2):
         for col, (key, fig) in zip(st.columns(2), figures[i:i + 2], strict=False):
             with col:

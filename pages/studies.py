@@ -29,6 +29,7 @@ from mtl_core.studies.summary import Level, level_curves, pareto_levels, summari
 from mtl_core.tasks import task_meta
 from ui.live_plot import live_chart
 from ui.roles import refused, view_only_caption, why_not
+from ui.shared import fresh_memo
 from ui.state import manager, open_run
 from ui.studies import (
     baseline_levels,
@@ -50,7 +51,7 @@ RUN_ICONS = {RunStatus.QUEUED: ":material/schedule:", RunStatus.RUNNING: ":mater
              RunStatus.INTERRUPTED: ":material/warning:"}
 STATE_BADGE = {"training": "blue", "paused": "orange", "finished": "green", "stopped": "violet",
                "interrupted": "orange", "ended with failures": "red", "planned": "gray"}
-CURVE_MEMO = 64  # level curves a session keeps, so a level whose runs did not move is not read again
+CURVE_MEMO = 256  # level curves the process keeps, so a level whose runs did not move is not read again
 HONEST = ("Metrics are each run's final model, scored once on the test split after training: nothing is chosen on "
           "test (runs are trained and monitored on validation).")
 
@@ -158,17 +159,11 @@ def progress_panel(study_id: str, shown: tuple, polling: bool, trials: int) -> N
 
 def _curve(store: Any, level: Level, split: str, key: str, runs: dict[str, dict]) -> tuple:
     """``summary.level_curves``, read again only when a run of the level moved since the last look."""
-    memo: dict = ss.setdefault("study_curve_memo", {})
     mark = tuple((rid, runs[rid]["status"], runs[rid]["step"], runs[rid]["updated"]) if rid in runs else (rid,)
                  for rid in level.run_ids.values())
     k = (split, key, level.label, tuple(level.run_ids.values()))
-    if k in memo and memo[k][0] == mark:
-        return memo[k][1]
-    value = level_curves(store, level, split, key)
-    memo[k] = (mark, value)
-    while len(memo) > CURVE_MEMO:
-        memo.pop(next(iter(memo)))
-    return value
+    # shared by every session watching the study (ui/shared.py), not one memo per browser
+    return fresh_memo("study_curves", k, mark, lambda: level_curves(store, level, split, key), keep=CURVE_MEMO)
 
 
 def _ahead(store: Any, level: Level, split: str, key: str, runs: dict[str, dict], shared: tuple) -> tuple | None:

@@ -8,7 +8,9 @@ server little more than one (``bench/classroom.py`` measures it).
 - :func:`run_row`: a run's store row, re-read at most every ``fresh`` seconds (the progress bar asks
   once a second per viewer).
 - :class:`SharedLRU` / :func:`shared_lru`: a thread-safe least-recently-used memo shared by the
-  sessions (Predict's sample and dataset images: the same pictures for everyone).
+  sessions (Predict's sample and dataset images: the same pictures for everyone);
+  :func:`fresh_memo` on top of it for what runs that train keep changing (a lesson's verdict and
+  charts, a study's curves).
 
 Every Streamlit session runs its scripts in a thread of its own, so each entry has a lock; a slow
 reader of one run never holds up the viewers of another.
@@ -141,6 +143,23 @@ def live_view(store: Any, run_id: str, smoothing: float, log_y: bool, meta: Mapp
         while len(feed.views) > KEEP_LOOKS:
             feed.views.popitem(last=False)
         return view
+
+
+def fresh_memo(name: str, key: Any, mark: Any, compute: Callable[[], Any], fresh: float | None = None,
+               keep: int = 256) -> Any:
+    """``compute()``, shared by every session: reused while ``mark`` (what it was computed from, e.g.
+    the runs' steps) is unchanged, and for ``fresh`` seconds after it was computed even when the
+    mark moved (runs that train move it at every step; a refresh every few seconds per viewer
+    would otherwise rebuild it per viewer)."""
+    fresh = FRESH_S if fresh is None else fresh
+    lru = shared_lru(name, keep)
+    hit = lru.get(key)
+    now = time.monotonic()
+    if hit is not None and (hit[0] == mark or now - hit[1] < fresh):
+        return hit[2]
+    value = compute()
+    lru.put(key, (mark, now, value))
+    return value
 
 
 def run_row(store: Any, run_id: str, fresh: float = 0.5) -> dict | None:
