@@ -408,3 +408,24 @@ def test_without_a_token_the_server_makes_one_and_prints_the_owner_link(capsys):
     short = _classroom("1234", "")
     assert "short enough to guess" in capsys.readouterr().err and short.secret == "1234"
     _classroom.clear()
+
+
+def test_a_fresh_memo_is_computed_once_for_every_session_until_its_runs_move(monkeypatch):
+    import ui.shared
+    from ui.shared import fresh_memo
+
+    clock = [100.0]
+    monkeypatch.setattr(ui.shared.time, "monotonic", lambda: clock[0])
+    computed = []
+
+    def compute():
+        computed.append(1)
+        return len(computed)
+
+    assert fresh_memo("test_memo", "k", ("step", 1), compute) == 1
+    assert fresh_memo("test_memo", "k", ("step", 1), compute) == 1  # a second viewer: the same result
+    clock[0] += 0.5
+    assert fresh_memo("test_memo", "k", ("step", 2), compute) == 1  # moved, but fresh enough for a live chart
+    clock[0] += 1.0
+    assert fresh_memo("test_memo", "k", ("step", 3), compute) == 2  # moved and older than a second: read again
+    assert fresh_memo("test_memo", "other", ("step", 3), compute) == 3  # another study, its own entry
