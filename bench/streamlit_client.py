@@ -11,7 +11,8 @@ page (query string, page name from the URL path, no page hash yet, browser conte
 - ``cacheable`` messages are remembered by hash and every rerun lists those hashes
   (``cached_message_hashes``), so the server sends a ``ref_hash`` instead of a delta it has sent
   before, as to a browser; the cache ages by full script runs like the frontend's;
-- ``page_info_changed`` updates the query string the next reruns send;
+- ``page_info_changed`` updates the query string the next reruns send, ``navigation`` the page
+  hash (``new_session``'s is the entry point's, app.py);
 - the widget states sent are empty: the server keeps every widget's last value (the browser
   would echo the same values back; the pages' fragment reruns read no widget they change).
 
@@ -155,7 +156,9 @@ class Viewer:
             elif which == "exception":
                 s.exceptions.append(f"{el.exception.type}: {el.exception.message}")
         elif kind == "new_session":
-            self.page_hash = msg.new_session.page_script_hash
+            self.page_hash = self.page_hash or msg.new_session.page_script_hash
+        elif kind == "navigation":  # the page being shown (new_session names the entry point, app.py)
+            self.page_hash = msg.navigation.page_script_hash
         elif kind == "page_info_changed":
             self.query = msg.page_info_changed.query_string
         elif kind == "auto_rerun":
