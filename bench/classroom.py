@@ -119,15 +119,19 @@ class Students:
         self.tasks = [asyncio.create_task(v.run()) for v in self.viewers]
         waits = [asyncio.create_task(v.loaded.wait()) for v in self.viewers]
         deadline = time.monotonic() + LOAD_TIMEOUT_S
-        while not all(w.done() for w in waits) and time.monotonic() < deadline:
+        pending = set(waits)
+        while pending and time.monotonic() < deadline:
             # a student's task ends only when its connection fails: stop waiting then
-            await asyncio.wait([*waits, *self.tasks], timeout=deadline - time.monotonic(),
+            await asyncio.wait([*pending, *self.tasks], timeout=deadline - time.monotonic(),
                                return_when=asyncio.FIRST_COMPLETED)
+            pending = {w for w in waits if not w.done()}
             for t in self.tasks:
                 if t.done():
                     raise t.exception() or RuntimeError("a student's connection closed")
-        if not all(w.done() for w in waits):
-            raise RuntimeError(f"{sum(not w.done() for w in waits)} of {n} students' pages did not load")
+        if pending:
+            late = [v.stats for v in self.viewers if not v.loaded.is_set()]
+            raise RuntimeError(f"{len(late)} of {n} students' pages did not load; the first of them had "
+                               f"{late[0].messages} messages, {late[0].deltas} deltas, {late[0].full_runs} full runs")
         await asyncio.sleep(1.0)  # the fragments' first timers are set
 
     async def close(self) -> None:
