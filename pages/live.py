@@ -24,7 +24,7 @@ from ui.charts import TaskMeta
 from ui.live_plot import live_chart
 from ui.live_view import cached_conflict
 from ui.metrics import final_metrics, format_duration
-from ui.roles import refused, view_only_caption, why_not
+from ui.roles import refused, view_only_caption, viewer, why_not
 from ui.shared import feeds, live_view, run_row
 from ui.sidebar import run_picker
 from ui.state import manager
@@ -36,6 +36,10 @@ STATUS_BADGE = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.P
 # each second cost the browser half a core (when each redraw rebuilt the chart), a third of a
 # 2-core machine's training
 CHART_SECONDS = 3.0
+STATUS_SECONDS = 1.0  # the progress bar
+# a viewer of a shared dashboard (a class of 30): every fragment rerun costs the server a few ms
+# of Streamlit's own work, whatever it draws, and training on the same machine pays for it
+VIEWER_STATUS_SECONDS = 2.0
 CONFLICT_SECONDS = 10.0  # about the cadence of gradient statistics (every 50 steps) in the demo
 ACTIONS = {"pause": "run.pause", "resume": "run.pause", "stop": "run.stop", "continue": "run.continue"}
 WEIGHT_USES = {"weights": "the weights of the weighted sum of the task losses",
@@ -293,7 +297,7 @@ meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [
 active = manager().is_active(run_id)
 polling = first["status"] not in TERMINAL or active
 _header(first)
-st.fragment(status_panel, run_every=1.0 if polling else None)(store, run_id, _drawn_with(first), polling)
+st.fragment(status_panel, run_every=(VIEWER_STATUS_SECONDS if viewer() else STATUS_SECONDS) if polling else None)(store, run_id, _drawn_with(first), polling)
 with st.container():  # one block whatever it holds, so the charts below keep their place (and zoom)
     _messages(first)
     _controls(store, first, active, meta)

@@ -100,9 +100,11 @@ def role() -> str:
             unlock(given)
     if ss.get(ROLE_KEY) == OWNER:
         return OWNER
-    email = _signed_in_email()
-    if email and email in classroom().owners:
-        return OWNER
+    owners = classroom().owners
+    if owners and login_configured():  # st.user parses secrets.toml: only where owners sign in that way
+        email = _signed_in_email()
+        if email and email in owners:
+            return OWNER
     return VIEWER
 
 
@@ -218,7 +220,7 @@ def access_sidebar() -> None:
                                   help=f"The value of {TOKEN_ENV} on the server, or the owner link's secret "
                                        "printed in its console.")
                     st.form_submit_button("Unlock", on_click=_try_unlock, icon=":material/key:")
-            if login_configured() and classroom().owners:
+            if classroom().owners and login_configured():
                 st.button("Sign in with your account", key="access_login", on_click=st.login)
     note = ss.pop(NOTE_KEY, None)
     if note:
