@@ -109,14 +109,22 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 class Students:
     """N protocol clients on one URL: ``open`` connects them and waits until every page has loaded."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, stagger: float = 0.0) -> None:
         self.url = url
+        self.stagger = stagger
         self.viewers: list[Viewer] = []
         self.tasks: list[asyncio.Task] = []
 
     async def open(self, n: int) -> None:
         self.viewers = [Viewer(self.url) for _ in range(n)]
-        self.tasks = [asyncio.create_task(v.run()) for v in self.viewers]
+
+        async def join(v: Viewer, delay: float) -> None:
+            await asyncio.sleep(delay)
+            await v.run()
+
+        # students open the link one after another, over ``stagger`` seconds: their pages' timers
+        # (set when each page loads) are then not in lockstep, as in a class; 0 is the worst case
+        self.tasks = [asyncio.create_task(join(v, i * self.stagger / max(1, n))) for i, v in enumerate(self.viewers)]
         waits = [asyncio.create_task(v.loaded.wait()) for v in self.viewers]
         deadline = time.monotonic() + LOAD_TIMEOUT_S
         pending = set(waits)
@@ -201,7 +209,7 @@ async def windows(a: argparse.Namespace, url: str, server: subprocess.Popen, tra
     out = []
     for r in range(a.rounds):
         for side, n, kind in sides:
-            group = None if kind is None else (Students(url) if kind is Students else Browsers(url, browser))
+            group = None if kind is None else (Students(url, a.stagger) if kind is Students else Browsers(url, browser))
             if group is not None:
                 await group.open(n)
             else:
@@ -211,6 +219,8 @@ async def windows(a: argparse.Namespace, url: str, server: subprocess.Popen, tra
             if group is not None:
                 for v in group.viewers:
                     w["latencies"] += [lat for sent, _, lat in v.stats.latencies]
+                    w.setdefault("by_interval", []).extend((v.stats.fragments.get(fid, 0.0), lat)
+                                                           for sent, fid, lat in v.stats.latencies)
                     w["loads"].append(v.stats.first_load_s)
                 await group.close()
             if trainer.poll() is not None:
@@ -251,6 +261,14 @@ def report(a: argparse.Namespace, ws: list[dict[str, Any]], walls: dict[int, flo
               f"(target p95 < {TARGET_P95_MS:.0f} ms: {'met' if p95 < TARGET_P95_MS else 'NOT met'}); "
               f"page load with {n} joining at once: median {statistics.median(loads) * 1e3:.0f} ms, "
               f"max {max(loads) * 1e3:.0f} ms")
+        by: dict[float, list[float]] = {}
+        for w in ws:
+            if w["side"] == side:
+                for interval, lat in w.get("by_interval", []):
+                    by.setdefault(interval, []).append(lat)
+        print("  by fragment (its interval): " + "; ".join(
+            f"every {i:g} s: p50 {percentile(v, 0.5) * 1e3:.0f} ms, p95 {percentile(v, 0.95) * 1e3:.0f} ms ({len(v)})"
+            for i, v in sorted(by.items())))
     else:
         print("live refresh latency: not measured (browsers)")
     pairs = [w["rate"] / none["rate"] for none, w in zip(ws[::len(sides)], ws[1::len(sides)], strict=True)]
@@ -258,7 +276,8 @@ def report(a: argparse.Namespace, ws: list[dict[str, Any]], walls: dict[int, flo
     print(f"throughput: {rate['none']:.1f} images/s with none, {rate[side]:.1f} with {n} viewers; ratio per round "
           f"{', '.join(f'{p:.3f}' for p in pairs)} (target >= {TARGET_RATIO}: {'met' if ratio >= TARGET_RATIO else 'NOT met'})")
     print(f"{a.window:.0f} s windows, {a.rounds} rounds, batch {batch}, {os.cpu_count()} cores, "
-          f"students as {'Chromium pages' if a.browsers else 'protocol clients'}")
+          f"students as {'Chromium pages' if a.browsers else 'protocol clients'}"
+          + ("" if a.browsers else f" joining over {a.stagger:g} s"))
     return ratio
 
 
@@ -286,6 +305,9 @@ def main() -> None:
     ap.add_argument("--browsers", action="store_true", help="students as headless Chromium pages")
     ap.add_argument("--compare", action="store_true",
                     help="windows of none / 1 protocol client / 1 Chromium page: the server's CPU for each")
+    ap.add_argument("--stagger", type=float, default=3.0,
+                    help="seconds over which the students open the page, one after another (0: all at once, "
+                         "every page's timers in lockstep: the worst case)")
     ap.add_argument("--steps", type=int, default=1_000_000, help="the run's length (it is stopped at the end)")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a timeout's SIGTERM still stops the children

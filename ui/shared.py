@@ -6,7 +6,7 @@ server little more than one (``bench/classroom.py`` measures it).
   every session shares; within ``fresh`` seconds of the last read a refresh reuses it without even
   asking the run store.
 - :func:`run_row`: a run's store row, re-read at most every ``fresh`` seconds (the progress bar asks
-  once a second per viewer).
+  every second or two per viewer).
 - :class:`SharedLRU` / :func:`shared_lru`: a thread-safe least-recently-used memo shared by the
   sessions (Predict's sample and dataset images: the same pictures for everyone);
   :func:`fresh_memo` on top of it for what runs that train keep changing (a lesson's verdict and
@@ -29,7 +29,7 @@ from ui.live_view import KEEP_LOOKS, LiveView, live_figures
 from ui.metrics import MetricCache
 
 KEEP_RUNS = 16  # runs whose metric series the process keeps while people flip between them
-FRESH_S = 1.0  # the live charts refresh every 3 s: a view this fresh is what a new read would give
+FRESH_S = 2.0  # the live charts refresh every 3 s: a view this fresh is as good as a new read
 
 
 class SharedLRU:
@@ -124,14 +124,19 @@ def live_view(store: Any, run_id: str, smoothing: float, log_y: bool, meta: Mapp
               cosine_matrix: Callable[..., list[list[float]]] | None = None, fresh: float | None = None) -> LiveView | None:
     """:func:`ui.live_view.live_figures` for ``run_id`` with the shared series: the first session
     to refresh after ``fresh`` seconds reads the new rows and builds the figures; the others, and
-    the same session within ``fresh`` s, get those very figures. ``None`` when the run is gone."""
+    the same session within ``fresh`` s, get those very figures; while one session builds, the
+    others get the last view at once rather than wait for it. ``None`` when the run is gone."""
     fresh = FRESH_S if fresh is None else fresh
     feed = feeds().feed(run_id)
     look = (round(float(smoothing), 4), bool(log_y), cosine_matrix is not None)
-    with feed.lock:  # one reader per run; viewers of other runs do not wait
+    hit = feed.views.get(look)
+    if hit is not None and time.monotonic() - hit[0] < fresh:
+        return hit[1]
+    if not feed.lock.acquire(blocking=hit is None):
+        return hit[1]  # another session is reading the new rows: show the last view, not a wait
+    try:  # one reader per run; viewers of other runs do not wait
         hit = feed.views.get(look)
-        if hit is not None and time.monotonic() - hit[0] < fresh:
-            feed.views.move_to_end(look)
+        if hit is not None and time.monotonic() - hit[0] < fresh:  # built while this one waited
             return hit[1]
         view = live_figures(store, run_id, smoothing, log_y, feed.cache, meta, cosine_matrix)
         if view is None:
@@ -143,6 +148,8 @@ def live_view(store: Any, run_id: str, smoothing: float, log_y: bool, meta: Mapp
         while len(feed.views) > KEEP_LOOKS:
             feed.views.popitem(last=False)
         return view
+    finally:
+        feed.lock.release()
 
 
 def fresh_memo(name: str, key: Any, mark: Any, compute: Callable[[], Any], fresh: float | None = None,
@@ -162,7 +169,7 @@ def fresh_memo(name: str, key: Any, mark: Any, compute: Callable[[], Any], fresh
     return value
 
 
-def run_row(store: Any, run_id: str, fresh: float = 0.5) -> dict | None:
+def run_row(store: Any, run_id: str, fresh: float = 1.0) -> dict | None:
     """``store.get_run(run_id)``, read at most every ``fresh`` seconds for all sessions together."""
     return feeds().row(store, run_id, fresh)
 

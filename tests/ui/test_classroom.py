@@ -410,7 +410,7 @@ def test_without_a_token_the_server_makes_one_and_prints_the_owner_link(capsys):
     _classroom.clear()
 
 
-def test_a_fresh_memo_is_computed_once_for_every_session_until_its_runs_move(monkeypatch):
+def test_a_fresh_memo_is_computed_once_for_every_session_until_its_runs_move_and_it_ages(monkeypatch):
     import ui.shared
     from ui.shared import fresh_memo
 
@@ -424,8 +424,8 @@ def test_a_fresh_memo_is_computed_once_for_every_session_until_its_runs_move(mon
 
     assert fresh_memo("test_memo", "k", ("step", 1), compute) == 1
     assert fresh_memo("test_memo", "k", ("step", 1), compute) == 1  # a second viewer: the same result
-    clock[0] += 0.5
+    clock[0] += ui.shared.FRESH_S / 2
     assert fresh_memo("test_memo", "k", ("step", 2), compute) == 1  # moved, but fresh enough for a live chart
-    clock[0] += 1.0
-    assert fresh_memo("test_memo", "k", ("step", 3), compute) == 2  # moved and older than a second: read again
+    clock[0] += ui.shared.FRESH_S
+    assert fresh_memo("test_memo", "k", ("step", 3), compute) == 2  # moved and no longer fresh: read again
     assert fresh_memo("test_memo", "other", ("step", 3), compute) == 3  # another study, its own entry
