@@ -57,16 +57,21 @@ def twin_runs(tiny_run, tmp_path, monkeypatch) -> dict:
 
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
     source = tiny_run["manager"].store
-    run = source.get_run(tiny_run["run_id"])
     ck = source.latest_checkpoint(tiny_run["run_id"], "final") or source.latest_checkpoint(tiny_run["run_id"])
     store = RunStore(tmp_path)
-    ids = []
-    for name in ("twin-a", "twin-b"):
-        rid = store.create_run(run["config"], name, "cli", run["total_steps"])
-        store.set_status(rid, "running")
-        store.log_metrics(rid, source.metrics(tiny_run["run_id"]))
-        store.add_checkpoint(rid, ck["step"], ck["path"], "final")
-        store.update_progress(rid, run["total_steps"])
-        store.set_status(rid, "finished")
-        ids.append(rid)
+    ids = [copy_finished_run(source, tiny_run["run_id"], store, name) for name in ("twin-a", "twin-b")]
     return {"store": store, "ids": ids, "checkpoint": ck["path"]}
+
+
+def copy_finished_run(source, run_id: str, store, name: str) -> str:
+    """A finished run in ``store`` with ``run_id``'s config, metrics and final checkpoint (the
+    same file), as if trained from the command line; returns its id."""
+    run = source.get_run(run_id)
+    ck = source.latest_checkpoint(run_id, "final") or source.latest_checkpoint(run_id)
+    rid = store.create_run(run["config"], name, "cli", run["total_steps"])
+    store.set_status(rid, "running")
+    store.log_metrics(rid, source.metrics(run_id))
+    store.add_checkpoint(rid, ck["step"], ck["path"], "final")
+    store.update_progress(rid, run["total_steps"])
+    store.set_status(rid, "finished")
+    return rid

@@ -14,7 +14,7 @@ from unittest import mock
 import pytest
 
 from tests.conftest import tiny_config
-from tests.ui.conftest import no_exceptions, page
+from tests.ui.conftest import copy_finished_run, no_exceptions, page
 from tests.ui.test_lessons import TINY
 
 TOKEN = "correct-horse-battery-staple"
@@ -71,15 +71,7 @@ def room(tiny_run, tmp_path, monkeypatch) -> Room:
     source = tiny_run["manager"].store
     done = source.get_run(tiny_run["run_id"])
     ck = source.latest_checkpoint(tiny_run["run_id"], "final")
-    ids = {}
-    for name in ("twin-a", "twin-b"):
-        rid = store.create_run(done["config"], name, "cli", done["total_steps"])
-        store.set_status(rid, "running")
-        store.log_metrics(rid, source.metrics(tiny_run["run_id"]))
-        store.add_checkpoint(rid, ck["step"], ck["path"], "final")
-        store.update_progress(rid, done["total_steps"])
-        store.set_status(rid, "finished")
-        ids[name] = rid
+    ids = {name: copy_finished_run(source, tiny_run["run_id"], store, name) for name in ("twin-a", "twin-b")}
     ids["stopped"] = store.create_run(done["config"], "stopped", "cli", 100, status="running")
     store.add_checkpoint(ids["stopped"], 5, ck["path"], "periodic")
     store.set_status(ids["stopped"], "stopped")
