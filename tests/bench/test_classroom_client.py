@@ -55,6 +55,6 @@ def test_the_protocol_client_loads_the_live_page_and_keeps_its_fragments_refresh
     assert s.full_runs >= 1 and s.first_load_s is not None, f"the page never finished loading:\n{log}"
     assert s.deltas > 10 and any(NAME in m for m in s.markdown), s.markdown[:5]
     assert not s.exceptions, s.exceptions
-    assert sorted(s.fragments.values()) == [1.0, 3.0, 10.0]  # progress, charts, gradient conflict
+    assert sorted(s.fragments.values()) == [2.0, 3.0, 10.0]  # a viewer's progress, charts, gradient conflict
     assert s.fragment_runs >= 2 and len(s.latencies) >= 2, f"no fragment rerun was answered:\n{log}"
     assert all(0 < lat < 30 for _, _, lat in s.latencies)
