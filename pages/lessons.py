@@ -201,7 +201,8 @@ def _result(study_id: str, shown: tuple) -> None:
     mark = tuple((row["run_id"], row["run"]["status"], row["run"]["step"]) if row["run"] else (row["key"],)
                  for row in plan)  # what the charts are drawn from: the runs' steps
     study, plan, counts, alive, measured, figures = fresh_memo(
-        "lesson_result", (lesson.id, state.variation, study_id), mark, lambda: _computed(study_id))
+        "lesson_result", (lesson.id, state.variation, study_id), mark, lambda: _computed(study_id),
+        settled=drawn_with(studies.get(study_id), plan))  # a run that ended: its verdict at once
     st.progress(counts.get(RunStatus.FINISHED, 0) / max(1, counts["total"]), text=progress_text(counts))
     if measured.holds:
         st.success(f"**Verdict:** {measured.sentence}", icon=":material/verified:")

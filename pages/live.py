@@ -255,10 +255,11 @@ def status_panel(store, rid: str, shown: tuple, polling: bool) -> None:
         st.rerun()
 
 
-def chart_panel(store, rid: str, smoothing: float, log_y: bool, meta: dict) -> None:
+def chart_panel(store, rid: str, smoothing: float, log_y: bool, meta: dict, polling: bool = True) -> None:
     """The part that refreshes every few seconds: read new rows, redraw the charts. Its own
     fragment, so the once-a-second status refresh neither re-serialises nor resends them."""
-    view = live_view(store, rid, smoothing, log_y, meta, cosine_matrix)  # shared by every viewer of the run
+    # shared by every viewer of the run; once it has ended (no more polling), from its last rows
+    view = live_view(store, rid, smoothing, log_y, meta, cosine_matrix, fresh=None if polling else 0.0)
     if view is None:
         return
     run = view.run
@@ -301,5 +302,5 @@ st.fragment(status_panel, run_every=(VIEWER_STATUS_SECONDS if viewer() else STAT
 with st.container():  # one block whatever it holds, so the charts below keep their place (and zoom)
     _messages(first)
     _controls(store, first, active, meta)
-st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(store, run_id, smoothing, log_y, meta)
+st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(store, run_id, smoothing, log_y, meta, polling)
 st.fragment(conflict_panel, run_every=CONFLICT_SECONDS if polling else None)(run_id, first["config"])

@@ -163,7 +163,8 @@ def _curve(store: Any, level: Level, split: str, key: str, runs: dict[str, dict]
                  for rid in level.run_ids.values())
     k = (split, key, level.label, tuple(level.run_ids.values()))
     # shared by every session watching the study (ui/shared.py), not one memo per browser
-    return fresh_memo("study_curves", k, mark, lambda: level_curves(store, level, split, key), keep=CURVE_MEMO)
+    return fresh_memo("study_curves", k, mark, lambda: level_curves(store, level, split, key),
+                      settled=tuple(m[:2] for m in mark), keep=CURVE_MEMO)  # a run that ended: its last rows
 
 
 def _ahead(store: Any, level: Level, split: str, key: str, runs: dict[str, dict], shared: tuple) -> tuple | None:

@@ -132,7 +132,7 @@ def live_view(store: Any, run_id: str, smoothing: float, log_y: bool, meta: Mapp
     hit = feed.views.get(look)
     if hit is not None and time.monotonic() - hit[0] < fresh:
         return hit[1]
-    if not feed.lock.acquire(blocking=hit is None):
+    if not feed.lock.acquire(blocking=hit is None or fresh <= 0):
         return hit[1]  # another session is reading the new rows: show the last view, not a wait
     try:  # one reader per run; viewers of other runs do not wait
         hit = feed.views.get(look)
@@ -152,20 +152,21 @@ def live_view(store: Any, run_id: str, smoothing: float, log_y: bool, meta: Mapp
         feed.lock.release()
 
 
-def fresh_memo(name: str, key: Any, mark: Any, compute: Callable[[], Any], fresh: float | None = None,
-               keep: int = 256) -> Any:
+def fresh_memo(name: str, key: Any, mark: Any, compute: Callable[[], Any], settled: Any = None,
+               fresh: float | None = None, keep: int = 256) -> Any:
     """``compute()``, shared by every session: reused while ``mark`` (what it was computed from, e.g.
-    the runs' steps) is unchanged, and for ``fresh`` seconds after it was computed even when the
-    mark moved (runs that train move it at every step; a refresh every few seconds per viewer
-    would otherwise rebuild it per viewer)."""
+    the runs' statuses and steps) is unchanged, and for ``fresh`` seconds after it was computed
+    when only the steps moved (runs that train move them at every step; a refresh every few
+    seconds per viewer would otherwise rebuild it per viewer): ``settled`` (e.g. the statuses)
+    must be the same, so a run that ended is always drawn from its last rows."""
     fresh = FRESH_S if fresh is None else fresh
     lru = shared_lru(name, keep)
     hit = lru.get(key)
     now = time.monotonic()
-    if hit is not None and (hit[0] == mark or now - hit[1] < fresh):
+    if hit is not None and (hit[0] == mark or (hit[3] == settled and now - hit[1] < fresh)):
         return hit[2]
     value = compute()
-    lru.put(key, (mark, now, value))
+    lru.put(key, (mark, now, value, settled))
     return value
 
 

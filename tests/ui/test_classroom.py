@@ -424,3 +424,21 @@ def test_a_fresh_memo_is_computed_once_for_every_session_until_its_runs_move_and
     clock[0] += ui.shared.FRESH_S
     assert fresh_memo("test_memo", "k", ("step", 3), compute) == 2  # moved and no longer fresh: read again
     assert fresh_memo("test_memo", "other", ("step", 3), compute) == 3  # another study, its own entry
+    # a run that ended (the statuses changed) is drawn from its last rows at once, however fresh
+    assert fresh_memo("test_memo", "run", ("running", 7), compute, settled="running") == 4
+    assert fresh_memo("test_memo", "run", ("running", 8), compute, settled="running") == 4
+    assert fresh_memo("test_memo", "run", ("finished", 9), compute, settled="finished") == 5
+
+
+def test_a_run_that_ended_is_drawn_from_its_last_rows_at_once(room):
+    from tests.ui.test_live import charts, values
+
+    rid = room.ids["live"]
+    at = page("live", rid).run()
+    room.store.log_metrics(rid, [(s, "train", "loss/classification", 0.3, 0.0) for s in range(21, 26)])
+    room.store.update_progress(rid, 25)
+    room.store.set_status(rid, "finished")
+    at.run()  # within the shared view's freshness: an ended run is read again all the same
+    no_exceptions(at)
+    fig = {c.key: c.spec for c in charts(at)}[f"live_task_{rid}_classification"]
+    assert max(values(fig["data"][0]["x"])) == 25
