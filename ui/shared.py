@@ -55,14 +55,6 @@ class SharedLRU:
                 self._items.popitem(last=False)
         return value
 
-    def __contains__(self, key: Any) -> bool:
-        with self._lock:
-            return key in self._items
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._items)
-
 
 class LiveFeed:
     """One run's metric series and the views built from them, shared by every session."""
@@ -101,11 +93,6 @@ class LiveFeeds:
         with self._lock:
             self._rows[run_id] = (now, row)
         return row
-
-    def forget(self, run_id: str) -> None:
-        with self._lock:
-            self._feeds.pop(run_id, None)
-            self._rows.pop(run_id, None)
 
 
 @st.cache_resource(show_spinner=False)
