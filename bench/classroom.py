@@ -47,6 +47,7 @@ from bench.dashboard_overhead import (  # noqa: E402
     cpu_seconds,
     free_port,
     step_walls,
+    stop,
     tree,
 )
 from bench.streamlit_client import Viewer  # noqa: E402
@@ -92,18 +93,6 @@ def start_training(runs_dir: Path, steps: int, log: Path) -> tuple[subprocess.Po
         stop(proc)
         raise RuntimeError(f"unexpected first line from the CLI: {line!r}\n{log.read_text()[-2000:]}")
     return proc, line.split(":", 1)[1].strip()
-
-
-def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
-    """Stop ``proc``'s whole process group (SIGINT for a trainer: it stops and flushes its rows)."""
-    try:
-        os.killpg(proc.pid, sig)
-        proc.wait(30)
-    except ProcessLookupError:
-        pass
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(15)
 
 
 class Students:

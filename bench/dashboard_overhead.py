@@ -42,6 +42,19 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--disable-quic", "--no-first-run"]
 
 
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 30.0) -> None:
+    """Stop ``proc``'s whole process group (SIGINT for a trainer: it stops and flushes its rows);
+    SIGKILL after ``wait`` seconds."""
+    try:
+        os.killpg(proc.pid, sig)
+        proc.wait(wait)
+    except ProcessLookupError:
+        pass
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(15)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,14 +85,7 @@ def dashboard(runs_dir: Path, timeout: float = 60) -> Iterator[tuple[str, subpro
                 time.sleep(0.25)
         yield url, proc
     finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(15)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(15)
+        stop(proc, wait=15)
 
 
 @contextmanager
