@@ -189,7 +189,8 @@ def test_pause_stop_and_carry_on_act_on_a_study_that_trains(training_study):
     at.button(key=f"study_pause_{sid}").click().run()
     no_exceptions(at)
     assert runner.studies.get(sid)["state"] == "paused"
-    assert ("pause", "pending") in [(c["kind"], c["state"]) for c in store.commands(ids[0])]
+    # the run may already have taken the pause by now: pending or applied, never refused
+    assert [c["state"] for c in store.commands(ids[0]) if c["kind"] == "pause"] in (["pending"], ["applied"])
     at.button(key=f"study_resume_{sid}").click().run()
     assert runner.studies.get(sid)["state"] == "active"
     at.button(key=f"study_stop_{sid}").click().run()
