@@ -336,9 +336,11 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         page.wait_for_timeout(500)  # the expander's opening animation
         for method in ("ew", "uw"):
             option = page.get_by_role("option", name=re.compile(rf"^{method} \("))
-            chip = section.locator('[data-baseweb="tag"]').filter(has_text=re.compile(rf"^{method} \("))
-            for _ in range(5):  # a click during a rerun may be lost (menu not opened, option not taken): again
+            chip = section.locator("[data-tag]").filter(has_text=re.compile(rf"^{method} \("))  # Streamlit 1.67's tags
+            for _ in range(3):  # a click during a rerun may be lost (menu not opened, option not taken): again
                 methods.click()
+                if methods.get_attribute("aria-expanded") != "true":
+                    methods.press("ArrowDown")  # a first click may only focus the box
                 try:
                     option.wait_for(state="visible", timeout=3000)
                     option.click()
@@ -348,6 +350,7 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
                 except Exception:
                     page.keyboard.press("Escape")
                     _settle(page)
+            expect(chip).to_be_visible()
             page.keyboard.press("Escape")
             _settle(page)
         expect(section.get_by_text("2 methods x 3 seeds")).to_be_visible()
