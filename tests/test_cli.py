@@ -16,6 +16,28 @@ def cli(*args, runs_dir, check=True):
     return p
 
 
+@pytest.fixture
+def here(capsys):
+    """The same command line run in this process by ``mtl_core.cli.main`` (no new interpreter and
+    torch import per call: the subprocess ``cli`` above covers ``python -m mtl_core`` itself)."""
+    from types import SimpleNamespace
+
+    from mtl_core.cli import main
+
+    def run(*args, runs_dir, check=True):
+        capsys.readouterr()
+        try:
+            code = main([*args, "--runs-dir", str(runs_dir)])
+        except SystemExit as e:  # argparse's refusals
+            code = e.code
+        out, err = capsys.readouterr()
+        if check and code != 0:
+            raise AssertionError(f"exit {code}\n{out}\n{err}")
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("cli") / "runs"
@@ -57,16 +79,16 @@ def test_list_shows_registries_and_runs(trained):
     assert "hard_sharing" in p.stdout and "static" in p.stdout and "detection" in p.stdout and run_id in p.stdout
 
 
-def test_bad_flag_values_name_the_field(tmp_path):
-    p = cli("train", "--steps", "0", runs_dir=tmp_path, check=False)
+def test_bad_flag_values_name_the_field(tmp_path, here):
+    p = here("train", "--steps", "0", runs_dir=tmp_path, check=False)
     assert p.returncode == 2 and "optim.steps" in p.stderr
-    p = cli("train", "--tasks", "classification,segmentation", "--weights", "1", runs_dir=tmp_path, check=False)
+    p = here("train", "--tasks", "classification,segmentation", "--weights", "1", runs_dir=tmp_path, check=False)
     assert p.returncode == 2 and "--weights" in p.stderr
-    p = cli("evaluate", "../../etc", runs_dir=tmp_path, check=False)
+    p = here("evaluate", "../../etc", runs_dir=tmp_path, check=False)
     assert p.returncode == 2 and "run id" in p.stderr
 
 
-def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_path):
+def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_path, here):
     import csv
 
     from mtl_core.inspection.outputs import cache_path
@@ -75,7 +97,7 @@ def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_
 
     runs, run_id, _ = trained
     out = tmp_path / "errors.csv"
-    p = cli("inspect", run_id, "--out", str(out), runs_dir=runs)
+    p = here("inspect", run_id, "--out", str(out), runs_dir=runs)
     store = RunStore(runs)
     n = store.get_run(run_id)["config"]["data"]["val_size"]
     rows = list(csv.reader(out.open()))
@@ -91,31 +113,31 @@ def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_
     # the outputs are kept beside the final checkpoint, so the dashboard opens the split at once
     ck = store.latest_checkpoint(run_id, "final") or store.latest_checkpoint(run_id)
     assert cache_path(ck["path"], "val").is_file()
-    few = cli("inspect", run_id, "--out", str(out), "--limit", "5", "--threshold", "0.05", runs_dir=runs)
+    few = here("inspect", run_id, "--out", str(out), "--limit", "5", "--threshold", "0.05", runs_dir=runs)
     assert len(list(csv.reader(out.open()))) == 1 + 5 and "split val: 5 samples" in few.stdout
 
 
-def test_inspect_errors_say_what_to_do(trained, tmp_path):
+def test_inspect_errors_say_what_to_do(trained, tmp_path, here):
     runs, run_id, _ = trained
-    p = cli("inspect", "no-such-run", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
+    p = here("inspect", "no-such-run", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
     assert p.returncode == 2 and "no-such-run" in p.stderr and "list" in p.stderr
-    p = cli("inspect", run_id, "--split", "train", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
+    p = here("inspect", run_id, "--split", "train", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
     assert p.returncode == 2 and "--split val" in p.stderr
     from mtl_core.runs.store import RunStore
 
     store = RunStore(runs)
     fresh = store.create_run(store.get_run(run_id)["config"], "untrained", "cli", 4)
-    p = cli("inspect", fresh, "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
+    p = here("inspect", fresh, "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
     assert p.returncode == 2 and "no checkpoint" in p.stderr and fresh in p.stderr
     assert not (tmp_path / "e.csv").exists()
 
 
-def test_importance_writes_a_row_per_channel_and_prints_who_uses_them(trained, tmp_path):
+def test_importance_writes_a_row_per_channel_and_prints_who_uses_them(trained, tmp_path, here):
     import csv
 
     runs, run_id, _ = trained
     out = tmp_path / "importance.csv"
-    p = cli("importance", run_id, "--batches", "1", "--out", str(out), runs_dir=runs)
+    p = here("importance", run_id, "--batches", "1", "--out", str(out), runs_dir=runs)
     rows = list(csv.DictReader(out.open()))
     tasks = ["classification", "detection", "segmentation", "depth"]
     assert list(rows[0]) == ["layer", "channel", *tasks]
@@ -127,13 +149,13 @@ def test_importance_writes_a_row_per_channel_and_prints_who_uses_them(trained, t
     assert "features:" in p.stdout and f"of {len(features)} channels serve all 4 tasks" in p.stdout
     assert "serve detection only" in p.stdout and "serve no task" in p.stdout
     assert f"({len(rows)} rows)" in p.stdout
-    p = cli("importance", run_id, "--batches", "0", "--out", str(out), runs_dir=runs, check=False)
+    p = here("importance", run_id, "--batches", "0", "--out", str(out), runs_dir=runs, check=False)
     assert p.returncode == 2 and "--batches 0" in p.stderr
 
 
-def test_compress_prune_channels_prints_the_four_model_table(trained):
+def test_compress_prune_channels_prints_the_four_model_table(trained, here):
     runs, run_id, _ = trained
-    p = cli("compress", run_id, "--prune-channels", "0.5", "--finetune-steps", "2", "--eval-limit", "8", runs_dir=runs)
+    p = here("compress", run_id, "--prune-channels", "0.5", "--finetune-steps", "2", "--eval-limit", "8", runs_dir=runs)
     lines = p.stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("model "))
     assert "multiply-adds" in lines[header] and "latency b32 (ms)" in lines[header]
@@ -143,5 +165,5 @@ def test_compress_prune_channels_prints_the_four_model_table(trained):
     params = [int(line.split()[1]) for line in lines[header + 1:header + 3]]
     assert params[1] < params[0] / 2  # half the channels: well under half the parameters
     assert any(line.startswith("model written to ") and line.endswith("channels-50.pt") for line in lines)
-    p = cli("compress", run_id, runs_dir=runs, check=False)
+    p = here("compress", run_id, runs_dir=runs, check=False)
     assert p.returncode != 0 and "--prune-channels" in p.stderr
