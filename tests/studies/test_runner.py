@@ -121,28 +121,31 @@ def test_kill_9_in_the_middle_of_a_study_then_resume_loses_no_finished_run(tmp_p
     m.shutdown()
 
 
-def test_the_cli_runs_shows_and_lists_a_study(tmp_path):
+def test_the_cli_runs_shows_and_lists_a_study(tmp_path, capsys):
+    """``python -m mtl_core study run`` in a new process; show, list and a refusal through the
+    same ``cli.main`` in this one."""
+    from mtl_core.cli import main
+
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec(seeds=1, baselines=False).to_dict()))
     runs = tmp_path / "runs"
-    cmd = [sys.executable, "-m", "mtl_core", "study"]
-    p = subprocess.run([*cmd, "run", str(path), "--runs-dir", str(runs), "--quiet"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=300)
+    p = subprocess.run([sys.executable, "-m", "mtl_core", "study", "run", str(path), "--runs-dir", str(runs), "--quiet"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     lines = p.stdout.strip().splitlines()
     assert lines[0].startswith("study study-") and lines[-1] == "2 of 2 runs finished"
     sid = lines[0].split()[1]
-    show = subprocess.run([*cmd, "show", sid, "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)
-    assert show.returncode == 0, show.stderr[-2000:]
-    assert "weighting.method=ew" in show.stdout and "mean ± 95% CI" in show.stdout
-    listed = subprocess.run([*cmd, "list", "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert sid in listed.stdout and "2/2 runs finished" in listed.stdout
+    assert main(["study", "show", sid, "--runs-dir", str(runs)]) == 0
+    show = capsys.readouterr().out
+    assert "weighting.method=ew" in show and "mean ± 95% CI" in show
+    assert main(["study", "list", "--runs-dir", str(runs)]) == 0
+    listed = capsys.readouterr().out
+    assert sid in listed and "2/2 runs finished" in listed
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({**spec().to_dict(), "factors": {"model.widht": [8, 16]}}))
-    p = subprocess.run([*cmd, "run", str(bad), "--runs-dir", str(runs)], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
-    assert p.returncode == 2 and "model.widht" in p.stderr and "model.width" in p.stderr
+    assert main(["study", "run", str(bad), "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert "model.widht" in err and "model.width" in err
 
 
 def test_a_task_with_several_baselines_names_what_sets_them_apart():
