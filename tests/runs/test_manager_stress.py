@@ -11,7 +11,7 @@ from mtl_core.runs.status import TERMINAL
 
 def test_200_mixed_operations_from_several_threads(tmp_path, tiny):
     m = RunManager(tmp_path / "runs", max_concurrent=2)
-    cfg = tiny(optim=OptimConfig(batch_size=8, steps=30, warmup_steps=0), eval_every=1000, checkpoint_every=0,
+    cfg = tiny(optim=OptimConfig(batch_size=8, steps=12, warmup_steps=0), eval_every=1000, checkpoint_every=0,
                gradstats_every=0)
     ids: list[str] = []
     lock = threading.Lock()

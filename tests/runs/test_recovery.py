@@ -14,7 +14,7 @@ from mtl_core.runs.store import RunStore
 from mtl_core.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
-STALE_AFTER = 5.0  # seconds without a heartbeat before the dashboard calls a run interrupted (30 by default)
+STALE_AFTER = 2.0  # seconds without a heartbeat before the dashboard calls a run interrupted (30 by default)
 TRAIN = ["--tasks", "classification,segmentation", "--steps", "100000", "--batch-size", "8", "--image-size", "32",
          "--train-size", "64", "--checkpoint-every", "5", "--eval-every", "50", "--device", "cpu", "--quiet"]
 
