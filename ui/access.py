@@ -8,14 +8,22 @@ the owner may let viewers start lesson studies within a quota (:class:`Classroom
 """
 from __future__ import annotations
 
+import binascii
+import dataclasses
+import hashlib
 import hmac
+import json
+import logging
 import os
 import secrets
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from mtl_core.errors import MTLError
+
+LOG = logging.getLogger(__name__)
 
 SHARED_ENV = "MTL_STUDIO_SHARED"  # 1 / true / yes: shared (classroom) mode
 TOKEN_ENV = "MTL_STUDIO_OWNER_TOKEN"  # the owner's secret; a random one is made (and logged) when unset
@@ -77,7 +85,7 @@ class Settings:
     """What the owner lets viewers do; changed live from the owner's sidebar."""
 
     viewer_lessons: bool = False  # viewers may start lesson studies
-    per_session: int = 1  # queued or training lesson studies per browser session
+    per_session: int = 1  # queued or training lesson studies per browser (its reloads and tabs included)
     max_viewer_studies: int = 3  # all viewers together
     max_queued_runs: int = 24  # a viewer's study is refused when the queue would hold more
 
@@ -91,14 +99,45 @@ def refusal(action: str) -> str:
 @dataclass
 class Classroom:
     """The process-wide state of a shared dashboard: its secret, the owner's settings, and which
-    viewer session started which lesson study (for the quota). Thread-safe: every browser session
-    runs its scripts in a thread of its own."""
+    viewer's browser started which lesson study (for the quota). Thread-safe: every browser session
+    runs its scripts in a thread of its own. With a ``path``, the settings and the studies are kept
+    there (see :meth:`load`), so a restarted server keeps the owner's choices and the quota."""
 
     secret: str
     settings: Settings = field(default_factory=Settings)
     owners: frozenset[str] = frozenset()
-    _studies: dict[str, str] = field(default_factory=dict)  # study id -> the viewer session that started it
+    path: Path | None = None
+    _studies: dict[str, str] = field(default_factory=dict)  # study id -> the viewer's browser that started it
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def load(cls, secret: str, owners: frozenset[str], path: Path) -> Classroom:
+        """The classroom kept at ``path`` (settings and studies; never the secret), or a new one
+        when there is none. A file that cannot be read is logged and set aside, not fatal."""
+        room = cls(secret, owners=owners, path=Path(path))
+        try:
+            kept = json.loads(room.path.read_text())
+            known = {f.name: f.type for f in dataclasses.fields(Settings)}
+            room.settings = Settings(**{k: type(getattr(Settings(), k))(v) for k, v in kept["settings"].items()
+                                        if k in known})
+            room._studies = {str(k): str(v) for k, v in kept.get("studies", {}).items()}
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+            LOG.warning("classroom settings at %s unreadable (%s): starting from the defaults", room.path, e)
+        return room
+
+    def _save(self) -> None:
+        """Write the settings and studies (under the lock; atomically: a crash leaves the old file)."""
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps({"settings": dataclasses.asdict(self.settings), "studies": self._studies}))
+            os.replace(tmp, self.path)
+        except OSError as e:  # a read-only runs directory: the classroom still works, for this process
+            LOG.warning("could not keep the classroom settings at %s: %s", self.path, e)
 
     def decide(self, action: str, role: str) -> Decision:
         """Whether ``role`` may take ``action`` at all (quotas aside: :meth:`may_start_lesson`)."""
@@ -137,6 +176,7 @@ class Classroom:
     def record_study(self, study_id: str, session: str) -> None:
         with self._lock:
             self._studies[study_id] = session
+            self._save()
 
     def viewer_studies(self) -> dict[str, str]:
         with self._lock:
@@ -148,7 +188,32 @@ class Classroom:
                 if not hasattr(self.settings, k):
                     raise KeyError(f"no classroom setting {k!r}; one of {', '.join(vars(self.settings))}")
                 setattr(self.settings, k, type(getattr(self.settings, k))(v))
+            self._save()
 
+
+
+XSRF_COOKIE = "_streamlit_xsrf"  # set by Streamlit's server on every browser that loads the app
+
+
+def browser_key(xsrf_cookie: str) -> str | None:
+    """A stable, anonymous key for one browser, from Streamlit's XSRF cookie: the cookie is masked
+    afresh on every page load (Tornado's v2 format ``2|mask|masked token|timestamp``), but the
+    token under the mask stays until the browser's cookies are cleared. So a reload, a new tab or
+    a second page of the same browser count as one browser for the lesson quota; a private window
+    or another browser counts as another. None when the cookie is missing or not in that format."""
+    value = (xsrf_cookie or "").strip("\"'")
+    try:
+        if value.startswith("2|"):
+            _, mask_hex, masked_hex, _ = value.split("|")
+            mask, masked = binascii.a2b_hex(mask_hex), binascii.a2b_hex(masked_hex)
+            if len(mask) != 4:
+                return None
+            token = bytes(b ^ mask[i % 4] for i, b in enumerate(masked))
+        else:
+            token = binascii.a2b_hex(value)  # v1: the token itself
+    except (binascii.Error, ValueError):
+        return None
+    return "browser-" + hashlib.sha256(token).hexdigest()[:16] if token else None
 
 
 # the RunManager's commands, and the control each one is

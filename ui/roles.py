@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import streamlit as st
 
@@ -19,8 +20,10 @@ from ui.access import (
     TOKEN_ENV,
     TOKEN_PARAM,
     VIEWER,
+    XSRF_COOKIE,
     Classroom,
     Decision,
+    browser_key,
     owner_emails,
     owner_token,
     shared_mode,
@@ -30,11 +33,12 @@ from ui.access import (
 LOG = logging.getLogger(__name__)
 ROLE_KEY = "access_role"  # set by this module only (no widget has this key, so a browser cannot set it)
 NOTE_KEY = "access_note"
+CLASSROOM_FILE = "classroom.json"  # the owner's settings and the viewers' studies, beside the run store
 MAX_ATTEMPTS = 5  # wrong secrets per browser session before the sidebar stops asking
 
 
 @st.cache_resource(show_spinner=False)
-def _classroom(token_env: str, owners_env: str) -> Classroom:
+def _classroom(token_env: str, owners_env: str, runs: str) -> Classroom:
     secret, made = owner_token({TOKEN_ENV: token_env})
     if made:  # as Jupyter does: the secret goes to the console of the person who started the server
         print(f"MTL Studio shared mode: no {TOKEN_ENV} set; this server's owner link is "
@@ -43,18 +47,28 @@ def _classroom(token_env: str, owners_env: str) -> Classroom:
         print(f"MTL Studio shared mode: {TOKEN_ENV} is {len(secret)} characters, short enough to guess; use "
               f"{MIN_TOKEN_CHARS} or more (python -c 'import secrets; print(secrets.token_urlsafe(18))')",
               file=sys.stderr, flush=True)
-    return Classroom(secret, owners=owner_emails({"MTL_STUDIO_OWNERS": owners_env}))
+    return Classroom.load(secret, owner_emails({"MTL_STUDIO_OWNERS": owners_env}), Path(runs) / CLASSROOM_FILE)
 
 
 def classroom() -> Classroom:
     """The process-wide classroom state (made once per secret and owner list)."""
     import os
 
-    return _classroom(os.environ.get(TOKEN_ENV, ""), os.environ.get("MTL_STUDIO_OWNERS", ""))
+    from ui.state import runs_dir
+
+    return _classroom(os.environ.get(TOKEN_ENV, ""), os.environ.get("MTL_STUDIO_OWNERS", ""), runs_dir())
 
 
-def session_id() -> str:
-    """This browser session's id (Streamlit's), the unit of a viewer's quota."""
+def browser_id() -> str:
+    """The unit of a viewer's quota: this browser (:func:`ui.access.browser_key` of its XSRF cookie,
+    the same across reloads and tabs), else this browser session's id (no cookie: XSRF protection
+    off, or a test's AppTest)."""
+    try:
+        key = browser_key(st.context.cookies.get(XSRF_COOKIE, ""))
+    except Exception:  # no request context
+        key = None
+    if key:
+        return key
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()
@@ -142,13 +156,13 @@ def lesson_refusal(runs: int, queued: int, active) -> str | None:
     """Why this session may not start a lesson study of ``runs`` runs now, or ``None``."""
     if not shared_mode():
         return None
-    d = classroom().may_start_lesson(role(), session_id(), runs, queued, active)
+    d = classroom().may_start_lesson(role(), browser_id(), runs, queued, active)
     return None if d.allowed else d.reason
 
 
 def record_lesson_study(study_id: str) -> None:
     if shared_mode() and role() == VIEWER:
-        classroom().record_study(study_id, session_id())
+        classroom().record_study(study_id, browser_id())
 
 
 def view_only_caption(what: str) -> None:

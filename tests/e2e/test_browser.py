@@ -386,16 +386,11 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         raise
 
 
-@pytest.fixture
-def lesson_link(tmp_path, monkeypatch) -> str:
-    """A folder with one small lesson whose runs train long enough to watch (set before the server
-    starts, which reads it): the link's path and query, with one control moved."""
+def small_lesson(d: Path) -> Path:
+    """A folder ``d`` holding one small lesson, "watch", whose runs train long enough to watch."""
     import json
 
-    from mtl_core.config import to_link
-
-    d = tmp_path / "lessons"
-    d.mkdir()
+    d.mkdir(parents=True, exist_ok=True)
     lesson = {
         "id": "watch", "order": 1, "title": "Watch it learn",
         "text": " ".join(["Segmentation learnt with classification against segmentation alone."] * 8),
@@ -411,7 +406,16 @@ def lesson_link(tmp_path, monkeypatch) -> str:
                    "min": 0.05, "max": 1.0, "step": 0.05}],
         "try_next": [{"id": "wide", "label": "Wider", "why": "More channels.", "base": {"model": {"width": 24}}}]}
     (d / "1_watch.json").write_text(json.dumps(lesson))
-    monkeypatch.setenv("MTL_LESSONS_DIR", str(d))
+    return d
+
+
+@pytest.fixture
+def lesson_link(tmp_path, monkeypatch) -> str:
+    """The small lesson (set before the server starts, which reads it): the link's path and query,
+    with one control moved."""
+    from mtl_core.config import to_link
+
+    monkeypatch.setenv("MTL_LESSONS_DIR", str(small_lesson(tmp_path / "lessons")))
     return "/lessons?lesson=watch&knobs=" + to_link({"data.label_fraction.segmentation": 0.25})
 
 

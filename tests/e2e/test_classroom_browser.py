@@ -1,7 +1,9 @@
 """A classroom in a real browser: the dashboard in shared mode, one owner and one viewer, each in a
 Chromium context of their own (two people, two cookie jars). The owner unlocks with the link and
 starts the demo; the viewer watches it train on the Live page with every control disabled, fails
-to unlock with a wrong secret, and sees the run stop when the owner stops it. Screenshots go to
+to unlock with a wrong secret, and sees the run stop when the owner stops it; then, let by the owner,
+the viewer runs a lesson's study and a reload of their browser does not give them a second, while
+another student's browser still may. Screenshots go to
 ``test-artifacts/e2e/classroom-*.png``.
 """
 from __future__ import annotations
@@ -17,6 +19,7 @@ from tests.e2e.test_browser import (
     _charts_grow,
     _settle,
     serve,
+    small_lesson,
 )
 
 pytestmark = pytest.mark.slow
@@ -32,7 +35,8 @@ def _button(page: Any, label: str) -> Any:
 
 
 def test_an_owner_and_a_viewer_in_two_browsers(browser, tmp_path):
-    with serve(tmp_path, MTL_STUDIO_SHARED="1", MTL_STUDIO_OWNER_TOKEN=TOKEN) as url:
+    lessons = str(small_lesson(tmp_path / "lessons"))
+    with serve(tmp_path, MTL_STUDIO_SHARED="1", MTL_STUDIO_OWNER_TOKEN=TOKEN, MTL_LESSONS_DIR=lessons) as url:
         owner_ctx, viewer_ctx = (browser.new_context(viewport={"width": 1280, "height": 1400}) for _ in range(2))
         owner, viewer = owner_ctx.new_page(), viewer_ctx.new_page()
         for p in (owner, viewer):
@@ -75,6 +79,31 @@ def test_an_owner_and_a_viewer_in_two_browsers(browser, tmp_path):
             _button(owner, "Stop").click()
             viewer.get_by_text(re.compile("stopped")).first.wait_for(timeout=SLOW)
             viewer.screenshot(path=str(ARTIFACTS / "classroom-viewer-stopped.png"))
+
+            # the owner lets viewers run lessons; the viewer runs one, and a reload of the same
+            # browser does not buy a second (the quota is per browser, by Streamlit's cookie)
+            owner.locator('[data-testid="stSidebar"]').get_by_text("Classroom settings").click()
+            owner.get_by_text("Viewers may run lesson studies").click()
+            _settle(owner)
+            viewer.goto(f"{url}/lessons?lesson=watch")
+            run_lesson = viewer.get_by_role("button", name=re.compile("Run this lesson"))
+            run_lesson.wait_for()
+            _settle(viewer)
+            assert run_lesson.is_enabled()
+            run_lesson.click()
+            viewer.wait_for_url(re.compile(r"study=study-"))
+            viewer.reload()
+            viewer.get_by_text("You already have 1 lesson study queued or training").first.wait_for()
+            assert viewer.get_by_role("button", name=re.compile("Run this lesson")).is_disabled()
+            viewer.screenshot(path=str(ARTIFACTS / "classroom-viewer-quota.png"))
+            other_ctx = browser.new_context(viewport={"width": 1280, "height": 1400})  # another student
+            other = other_ctx.new_page()
+            other.set_default_timeout(SLOW)
+            other.goto(f"{url}/lessons?lesson=watch")
+            other.get_by_role("button", name=re.compile("Run this lesson")).wait_for()
+            _settle(other)
+            assert other.get_by_role("button", name=re.compile("Run this lesson")).is_enabled()
+            other_ctx.close()
         finally:
             owner_ctx.close()
             viewer_ctx.close()

@@ -310,7 +310,7 @@ def test_viewers_may_start_lesson_studies_within_the_quota_when_the_owner_allows
         start.click().run()
     assert room.calls == ["study.start"]  # a forced click does not start a second
     # another browser may, until the class's quota or the queue's limit is reached
-    with mock.patch("ui.roles.session_id", return_value="another browser"):
+    with mock.patch("ui.roles.browser_id", return_value="another browser"):
         other = page("lessons", timeout=120).run()
         assert not _button(other, "lesson_start").disabled
         classroom().update(max_viewer_studies=1)
@@ -339,6 +339,48 @@ def test_the_quota_counts_only_studies_still_queued_or_training():
     assert "only the dashboard's owner" in room.may_start_lesson(VIEWER, "s3", 1, 0, alive.get).reason
     with pytest.raises(KeyError, match="no classroom setting"):
         room.update(teacher="me")
+
+
+def test_a_browser_is_one_viewer_across_reloads_and_another_browser_is_another():
+    """Streamlit masks its XSRF cookie afresh on every page load; the browser's key is the token
+    under the mask (cookies made by Streamlit's own code, so a change of its format fails here)."""
+    import os as _os
+
+    from streamlit.web.server.starlette.starlette_app_utils import generate_xsrf_token_string
+
+    from ui.access import browser_key
+
+    token, other = _os.urandom(32), _os.urandom(32)
+    first, reload = generate_xsrf_token_string(token, 1700000000), generate_xsrf_token_string(token, 1700000000)
+    assert first != reload  # masked differently at each load
+    assert browser_key(first) == browser_key(reload) == browser_key(f'"{first}"') is not None
+    assert browser_key(generate_xsrf_token_string(other, 1700000000)) != browser_key(first)
+    assert token.hex() not in browser_key(first)  # the key does not give the token away
+    for bad in ("", "2|zz|00|1", "2|0011|aabb|1", "not hex", "2|only|three"):
+        assert browser_key(bad) is None, bad
+
+
+def test_the_owner_s_settings_and_the_viewers_studies_outlive_a_restart(tmp_path, caplog):
+    from ui.access import Classroom, Settings
+
+    path = tmp_path / "runs" / "classroom.json"
+    room = Classroom.load("the-secret-0123456789", frozenset(), path)
+    assert room.settings == Settings()  # nothing kept yet
+    room.update(viewer_lessons=True, per_session=2)
+    room.record_study("study-1", "browser-a")
+    again = Classroom.load("the-secret-0123456789", frozenset(), path)  # the server restarted
+    assert again.settings.viewer_lessons and again.settings.per_session == 2
+    assert again.viewer_studies() == {"study-1": "browser-a"}
+    assert "the-secret" not in path.read_text()  # the secret is never written down
+    path.write_text("{not json")
+    with caplog.at_level("WARNING"):
+        broken = Classroom.load("the-secret-0123456789", frozenset(), path)
+    assert broken.settings == Settings() and "unreadable" in caplog.text  # defaults, not a crash
+    (tmp_path / "a file").write_text("")  # a runs directory that cannot be written
+    stuck = Classroom.load("s" * 16, frozenset(), tmp_path / "a file" / "classroom.json")
+    with caplog.at_level("WARNING"):
+        stuck.update(viewer_lessons=True)  # cannot be kept: still applies to this server
+    assert stuck.settings.viewer_lessons and "could not keep the classroom settings" in caplog.text
 
 
 def test_a_viewer_s_run_manager_refuses_every_command_and_passes_reads():
@@ -394,13 +436,13 @@ def test_in_shared_mode_an_upload_is_limited_to_10_mb_and_says_so(room, monkeypa
     assert at.get("file_uploader")[0].proto.max_upload_size_mb != 10
 
 
-def test_without_a_token_the_server_makes_one_and_prints_the_owner_link(capsys):
+def test_without_a_token_the_server_makes_one_and_prints_the_owner_link(capsys, tmp_path):
     from ui.roles import _classroom
 
     _classroom.clear()
-    made = _classroom("", "")
+    made = _classroom("", "", str(tmp_path))
     assert len(made.secret) >= 20 and f"/?owner={made.secret}" in capsys.readouterr().err
-    short = _classroom("1234", "")
+    short = _classroom("1234", "", str(tmp_path))
     assert "short enough to guess" in capsys.readouterr().err and short.secret == "1234"
     _classroom.clear()
 
