@@ -117,9 +117,9 @@ class Classroom:
         room = cls(secret, owners=owners, path=Path(path))
         try:
             kept = json.loads(room.path.read_text())
-            known = {f.name: f.type for f in dataclasses.fields(Settings)}
-            room.settings = Settings(**{k: type(getattr(Settings(), k))(v) for k, v in kept["settings"].items()
-                                        if k in known})
+            defaults = Settings()
+            room.settings = Settings(**{k: type(getattr(defaults, k))(v) for k, v in kept["settings"].items()
+                                        if hasattr(defaults, k)})
             room._studies = {str(k): str(v) for k, v in kept.get("studies", {}).items()}
         except FileNotFoundError:
             pass
@@ -189,7 +189,6 @@ class Classroom:
                     raise KeyError(f"no classroom setting {k!r}; one of {', '.join(vars(self.settings))}")
                 setattr(self.settings, k, type(getattr(self.settings, k))(v))
             self._save()
-
 
 
 XSRF_COOKIE = "_streamlit_xsrf"  # set by Streamlit's server on every browser that loads the app

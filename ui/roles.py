@@ -51,7 +51,7 @@ def _classroom(token_env: str, owners_env: str, runs: str) -> Classroom:
 
 
 def classroom() -> Classroom:
-    """The process-wide classroom state (made once per secret and owner list)."""
+    """The process-wide classroom state (made once per secret, owner list and runs directory)."""
     import os
 
     from ui.state import runs_dir
