@@ -51,7 +51,7 @@ from bench.dashboard_overhead import (  # noqa: E402
     tree,
 )
 from bench.streamlit_client import Viewer  # noqa: E402
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 
 TARGET_CPU_PER_VIEWER = 3.0  # % of one core
 TARGET_P95_MS = 500.0

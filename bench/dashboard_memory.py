@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dashboard_overhead import ROOT, chromium, dashboard  # noqa: E402
 
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig, WeightingConfig  # noqa: E402
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 from mtl_core.weighting import WEIGHTINGS  # noqa: E402
 
 TASKS = ("classification", "detection", "segmentation")

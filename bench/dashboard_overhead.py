@@ -35,7 +35,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 
 CHROMIUM = os.environ.get("MTL_E2E_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from mtl_core.config import AugmentConfig, ExperimentConfig  # noqa: E402
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, resolve_device  # noqa: E402
 from mtl_core.training.loop import Trainer  # noqa: E402
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.demo_quality import parse_set  # noqa: E402
 from mtl_core.config import ExperimentConfig, merge  # noqa: E402
 from mtl_core.deploy.structured import format_table, prune_run  # noqa: E402
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 from mtl_core.training.loop import Trainer  # noqa: E402
 
 

@@ -35,7 +35,7 @@ from mtl_core.inference.predictor import Predictor  # noqa: E402
 from mtl_core.inspection.outputs import cache_path, split_outputs  # noqa: E402
 from mtl_core.inspection.table import Condition, error_table, filter_rows, sort_rows  # noqa: E402
 from mtl_core.runs.manager import RunManager  # noqa: E402
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 
 TASKS = ("classification", "detection", "segmentation", "depth")
 NAME = "bench-inspect"

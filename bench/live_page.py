@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtl_core.runs.store import RunStore  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 from ui.charts import TaskMeta  # noqa: E402
 from ui.live_view import live_figures  # noqa: E402
 from ui.metrics import MetricCache  # noqa: E402

@@ -18,8 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mtl_core.config import ExperimentConfig  # noqa: E402
-from mtl_core.runs.store import RunStore  # noqa: E402
 from mtl_core.scores import delta_m  # noqa: E402
+from mtl_core.store.store import RunStore  # noqa: E402
 from mtl_core.tasks import TASKS  # noqa: E402
 from mtl_core.training.loop import Trainer  # noqa: E402
 from mtl_core.weighting import WEIGHTINGS  # noqa: E402

@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig  # noqa: E402
 from mtl_core.inference.images import decode_image  # noqa: E402
 from mtl_core.inference.predictor import Predictor  # noqa: E402
-from mtl_core.inference.render import render  # noqa: E402
 from mtl_core.runs.manager import RunManager  # noqa: E402
+from mtl_core.views.render import render  # noqa: E402
 
 TASKS = ("classification", "detection", "segmentation", "depth")
 

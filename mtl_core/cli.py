@@ -16,7 +16,7 @@ from pathlib import Path
 from mtl_core.config import ExperimentConfig
 from mtl_core.deploy import cli as deploy_cli
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import RunStatus
+from mtl_core.store.status import RunStatus
 from mtl_core.training import distributed
 
 ALL_TASKS_HELP = "comma-separated, e.g. classification,detection,segmentation,depth"
@@ -184,7 +184,7 @@ def _dispatch(a: argparse.Namespace) -> int:
     import torch
     import torch.distributed  # noqa: F401  (torchrun runs)
 
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     if a.command == "list":
         return _list(a)
@@ -193,14 +193,14 @@ def _dispatch(a: argparse.Namespace) -> int:
 
         return study_cli.main(a)
     if a.command == "train" and not distributed.env_info().is_main:
-        from mtl_core.runs.store import default_runs_dir
+        from mtl_core.store.ids import default_runs_dir
         from mtl_core.training.loop import RankStore
 
         store = RankStore(a.runs_dir or default_runs_dir())  # rank 0 alone opens the database
     else:
         store = RunStore(a.runs_dir)
     if a.command == "train":
-        from mtl_core.validation import check
+        from mtl_core.training.validation import check
 
         cfg = check(config_from_args(a))
         info, device = distributed.env_info(), None
@@ -239,7 +239,7 @@ def _dispatch(a: argparse.Namespace) -> int:
 
 
 def _run_or_error(store, run_id: str) -> dict:
-    from mtl_core.runs.store import check_run_id
+    from mtl_core.store.ids import check_run_id
 
     run = store.get_run(check_run_id(run_id))
     if run is None:
@@ -255,7 +255,7 @@ def _checkpoint_path(store, run_id: str) -> str:
 
 
 def _resume(store, a) -> int:
-    from mtl_core.runs.liveness import HEARTBEAT_STALE_S
+    from mtl_core.store.liveness import HEARTBEAT_STALE_S
 
     run = _run_or_error(store, a.run_id)
     if store.run_alive(run):  # heard from within HEARTBEAT_STALE_S (a queued run: its dashboard was)
@@ -373,7 +373,7 @@ def _list(a) -> int:
     print("backbones:      " + ", ".join(BACKBONES.available()))
     print("weighting:      " + ", ".join(WEIGHTINGS.available()))
     print("datasets:       " + ", ".join(DATASETS.available()))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     runs = RunStore(a.runs_dir).list_runs(limit=20)
     if runs:

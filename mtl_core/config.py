@@ -136,7 +136,8 @@ class ExperimentConfig:
     @classmethod
     def from_link(cls, token: str) -> ExperimentConfig:
         """The config a :meth:`to_link` token holds, merged over the defaults; a ConfigError naming the
-        field (``link: optim.lr: ...``) when it does not parse or validate."""
+        field (``link: optim.lr: ...``) when it does not parse. Checking it against the registries
+        (a task or method that exists) is :func:`mtl_core.training.validation.checked_link`'s."""
         d = from_link(token)
         if not isinstance(d, dict):
             raise ConfigError("link", f"the link holds {type(d).__name__}, not a config")
@@ -144,11 +145,6 @@ class ExperimentConfig:
             cfg = cls.from_dict(merge(ExperimentConfig().to_dict(), d))
         except ConfigError as e:
             raise ConfigError(f"link: {e.field}", e.message) from None
-        from mtl_core.validation import validate
-
-        errors = validate(cfg)
-        if errors:
-            raise ConfigError(f"link: {errors[0].field}", errors[0].message)
         return cfg
 
     def single_task_baselines(self, run_id: str) -> list[ExperimentConfig]:

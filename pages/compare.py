@@ -14,8 +14,8 @@ import pandas as pd
 import streamlit as st
 
 from mtl_core.errors import MTLError
-from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS
-from mtl_core.runs.status import ACTIVE, TERMINAL, RunStatus
+from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble, evaluate_members_and_ensemble
+from mtl_core.store.status import ACTIVE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
 from ui.metrics import (
@@ -155,8 +155,6 @@ def _ensemble_rows(root: str, members: tuple[tuple[str, float, float], ...], cla
                    limit: int) -> list[dict]:
     """Every member and the ensemble scored on the same validation images; cached per
     (members, their update times, weights, fusion, images)."""
-    from mtl_core.inference.ensemble import Ensemble, evaluate_members_and_ensemble
-
     ensemble = Ensemble.from_runs(manager().store, [m[0] for m in members], [m[1] for m in members],
                                   class_fusion=class_fusion, box_fusion=box_fusion)
     return evaluate_members_and_ensemble(ensemble, split="val", limit=limit)

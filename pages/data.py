@@ -8,7 +8,7 @@ import streamlit as st
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import MTLError
-from mtl_core.inference.preview import dataset_summary, sample_captions, sample_overlays
+from mtl_core.views.preview import dataset_summary, sample_captions, sample_overlays
 from ui import config_state as cs
 from ui import state  # noqa: F401  (makes app.py's navigation own the pages: see ui/state.py)
 

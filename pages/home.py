@@ -8,7 +8,7 @@ import streamlit as st
 
 from mtl_core.config import DEFAULT_TASKS, ExperimentConfig
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import ACTIVE
+from mtl_core.store.status import ACTIVE
 from ui.roles import why_not
 from ui.sidebar import status_icon
 from ui.state import manager, open_run

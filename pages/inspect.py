@@ -18,8 +18,8 @@ import streamlit as st
 from mtl_core.errors import MTLError
 from mtl_core.inference.images import decode_image
 from mtl_core.inspection import table as tb
-from mtl_core.inspection import views
-from mtl_core.runs.status import WITH_CHECKPOINTS
+from mtl_core.store.status import WITH_CHECKPOINTS
+from mtl_core.views import inspection as views
 from ui import inspect_view as iv
 from ui.inspect_charts import co_failure_figure, confusion_figure, picked_cell, pr_figure, reliability_figure
 from ui.sidebar import model_checkpoint, run_label, run_picker

@@ -17,7 +17,8 @@ import streamlit as st
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.lessons.catalog import Lesson, lessons, lessons_dir
 from mtl_core.lessons.effect import measure
-from mtl_core.runs.status import RunStatus
+from mtl_core.store.status import RunStatus
+from mtl_core.studies.factors import factor_kind, get_level
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec, expand
 from mtl_core.studies.store import StudyStore, plan_counts
@@ -60,8 +61,6 @@ def _go(state: lesson_state.LessonState) -> None:
 
 def _default_of(path: str, spec: StudySpec) -> float:
     """A control's value in the lesson's own study (its base config)."""
-    from mtl_core.studies.factors import factor_kind, get_level
-
     cfg = spec.base_config()
     return float(get_level(cfg.to_dict(), path, factor_kind(path, cfg)))
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import streamlit as st
 
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import ACTIVE, RESUMABLE, TERMINAL, RunStatus
+from mtl_core.store.status import ACTIVE, RESUMABLE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from mtl_core.training.gradstats import cosine_matrix
 from mtl_core.weighting import method_meta

@@ -21,7 +21,7 @@ from mtl_core.deploy.compress import CompressionReport, compress_run, compressed
 from mtl_core.deploy.export import export_run
 from mtl_core.deploy.structured import prune_run, structured_reports
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import RunStatus
+from mtl_core.store.status import RunStatus
 from ui.importance_view import section as importance_section
 from ui.metrics import format_bytes, report_table
 from ui.pruning import pruning_table

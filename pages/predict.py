@@ -21,15 +21,15 @@ import streamlit as st
 from mtl_core.config import ExperimentConfig
 from mtl_core.deploy.structured import pruned_models
 from mtl_core.errors import MTLError
-from mtl_core.inference.attention import attention_overlays, has_attention
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble
-from mtl_core.inference.gates import distillation_values, gate_values, has_distillation, has_gates
 from mtl_core.inference.images import decode_image
 from mtl_core.inference.predictor import Predictor
-from mtl_core.inference.render import render
 from mtl_core.inference.samples import dataset_sample, dataset_size
-from mtl_core.runs.status import WITH_CHECKPOINTS, RunStatus
+from mtl_core.store.status import WITH_CHECKPOINTS, RunStatus
 from mtl_core.tasks import task_meta
+from mtl_core.views.attention import attention_overlays, has_attention
+from mtl_core.views.gates import distillation_values, gate_values, has_distillation, has_gates
+from mtl_core.views.render import render
 from ui.access import shared_mode
 from ui.gate_chart import gate_figure
 from ui.shared import SharedLRU, shared_lru

@@ -4,7 +4,7 @@ next to the widget that caused it, preview the augmentation, and start the run. 
 
 Every widget holds its value in ``st.session_state["cfg.<field>"]`` (see ``ui/config_state.py``);
 the config is built from those keys with ``dataclasses.replace`` and checked with
-``mtl_core.validation.validate`` on every rerun.
+``mtl_core.training.validation.validate`` on every rerun.
 """
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import streamlit as st
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError, MTLError
-from mtl_core.inference.preview import preview_samples
 from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.tasks import TASKS, task_meta
-from mtl_core.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
+from mtl_core.training.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
+from mtl_core.views.preview import preview_samples
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
 from ui.roles import why_not

@@ -21,7 +21,7 @@ import pandas as pd
 import streamlit as st
 
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import RunStatus
+from mtl_core.store.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec
 from mtl_core.studies.store import StudyStore, plan_counts, trials_asked

@@ -92,7 +92,7 @@ def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_
     import csv
 
     from mtl_core.inspection.outputs import cache_path
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.tasks import TASKS
 
     runs, run_id, _ = trained
@@ -123,7 +123,7 @@ def test_inspect_errors_say_what_to_do(trained, tmp_path, here):
     assert p.returncode == 2 and "no-such-run" in p.stderr and "list" in p.stderr
     p = here("inspect", run_id, "--split", "train", "--out", str(tmp_path / "e.csv"), runs_dir=runs, check=False)
     assert p.returncode == 2 and "--split val" in p.stderr
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(runs)
     fresh = store.create_run(store.get_run(run_id)["config"], "untrained", "cli", 4)

@@ -5,7 +5,7 @@ import pytest
 
 from mtl_core.config import ExperimentConfig, OptimConfig
 from mtl_core.errors import ConfigError
-from mtl_core.validation import check, validate
+from mtl_core.training.validation import check, validate
 
 
 def test_json_round_trip_keeps_every_field():

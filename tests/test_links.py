@@ -12,6 +12,7 @@ import pytest
 from mtl_core.config import LINK_PREFIX, ExperimentConfig, changes, from_link, to_link
 from mtl_core.errors import ConfigError
 from mtl_core.studies.factors import config_fields
+from mtl_core.training.validation import checked_link
 
 TASKS = ("classification", "segmentation", "depth")
 
@@ -83,8 +84,9 @@ def _pack(obj) -> str:
 
 def test_a_link_that_parses_but_does_not_validate_names_the_field():
     with pytest.raises(ConfigError) as e:
-        ExperimentConfig.from_link(_pack({"optim": {"lr": -1}}))
+        checked_link(_pack({"optim": {"lr": -1}}))
     assert e.value.field == "link: optim.lr"
+    assert ExperimentConfig.from_link(_pack({"optim": {"lr": -1}})).optim.lr == -1  # parsed; checking is validation's
     with pytest.raises(ConfigError) as e:
         ExperimentConfig.from_link(_pack({"optim": {"learning_rate": 0.1}}))
     assert e.value.field == "link: optim.learning_rate" and "unknown key" in str(e.value)

@@ -7,7 +7,7 @@ import pytest
 
 from mtl_core.config import ModelConfig, WeightingConfig
 from mtl_core.models import ARCHITECTURES
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from mtl_core.training.loop import Trainer
 from mtl_core.weighting import WEIGHTINGS
 
@@ -56,7 +56,7 @@ def test_every_architecture_trains(tmp_path, demo, arch):
 
 def test_a_method_refuses_the_mode_it_cannot_do(demo):
     from mtl_core.errors import ConfigError
-    from mtl_core.validation import validate
+    from mtl_core.training.validation import validate
 
     cfg = dataclasses.replace(demo("uw"), weighting=WeightingConfig(method="mgda", rep_grad=True),
                               model=ModelConfig(architecture="mtan", width=8))

@@ -19,8 +19,12 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from mtl_core.config import ExperimentConfig, merge
+from mtl_core.config import ExperimentConfig, changes, merge
 from mtl_core.errors import ConfigError
+from mtl_core.studies.spec import StudySpec
+from mtl_core.tasks import TASKS
+from mtl_core.training.validation import checked_link
+from mtl_core.weighting import WEIGHTINGS
 
 PREFIX = "cfg."
 BASE_KEY = "setup.base"  # the config the form started from: defaults, or the last uploaded file
@@ -72,9 +76,6 @@ def _coerce(tp: type, v: Any) -> Any:
 
 
 def _registered() -> tuple[list[str], dict[str, dict[str, float]]]:
-    from mtl_core.tasks import TASKS
-    from mtl_core.weighting import WEIGHTINGS
-
     methods = {m: dict(WEIGHTINGS.get(m).defaults) for m in WEIGHTINGS.available()}
     return TASKS.available(), methods
 
@@ -119,8 +120,6 @@ def ensure(ss: MutableMapping[str, Any]) -> None:
 
 
 def method_class(name: str) -> type | None:
-    from mtl_core.weighting import WEIGHTINGS
-
     return WEIGHTINGS.get(name) if name in WEIGHTINGS else None
 
 
@@ -225,8 +224,6 @@ def study_choices(ss: MutableMapping[str, Any]) -> dict[str, Any]:
 def study_spec(cfg: ExperimentConfig, choices: dict[str, Any], quick: dict[str, Any] | None = None) -> Any:
     """The study the section describes, on the form's config as its base: a
     :class:`mtl_core.studies.spec.StudySpec` (raises ConfigError naming the field)."""
-    from mtl_core.studies.spec import StudySpec
-
     base = cfg.to_dict()
     base.pop("baseline_of", None)
     factors: dict[str, Any] = {}
@@ -276,13 +273,11 @@ def load_link(ss: MutableMapping[str, Any], token: str | None) -> None:
     """``?config=<token>`` fills the form once per link (a shared setup); a link that does not
     parse or validate is refused with its reason (``setup.link_note``) and the form shows the
     default setup. Remembers which sections the linked setup changes (:func:`link_sections`)."""
-    from mtl_core.config import changes
-
     if not token or token == ss.get("setup.link"):
         return
     ss["setup.link"] = token
     try:
-        linked = ExperimentConfig.from_link(token)
+        linked = checked_link(token)
     except ConfigError as e:
         load(ss, ExperimentConfig())
         ss["setup.link_note"] = ("error", f"The setup in this link was refused ({e}); the form shows the default setup.")

@@ -2,7 +2,7 @@
 precision-recall curves, a reliability diagram, how tasks fail together, and a sample's top answers.
 
 Plotly and numpy only (no Streamlit, no torch); they read the plain objects of
-``mtl_core.inspection.types`` (taken as they are, not imported, so this module stays light).
+``mtl_core.measures.types`` (taken as they are, not imported, so this module stays light).
 Plotly's heat maps send no selection events to Streamlit (streamlit/streamlit#8760), so a
 confusion matrix is a heat map with an invisible marker on every cell: a click on a cell selects
 its marker, and the page reads the cell from the selection.

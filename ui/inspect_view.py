@@ -2,7 +2,7 @@
 error browser's filters and thumbnail grid, one sample large, and one run's column of the
 run-against-run view.
 
-Streamlit only; what is drawn comes from ``mtl_core.inspection.views`` as numpy images.
+Streamlit only; what is drawn comes from ``mtl_core.views.inspection`` as numpy images.
 """
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from typing import Any
 import streamlit as st
 
 from mtl_core.inference.predictor import Predictor
-from mtl_core.inspection import views
 from mtl_core.inspection.outputs import split_outputs
 from mtl_core.inspection.table import Condition
-from mtl_core.inspection.types import COUNT, FLAG, FRACTION, VALUE
+from mtl_core.measures.types import COUNT, FLAG, FRACTION, VALUE
+from mtl_core.views import inspection as views
 from ui.inspect_charts import top_figure
 
 ss = st.session_state

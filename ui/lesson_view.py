@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 
 from mtl_core.lessons.effect import Effect, Measured, arm_values
 from mtl_core.studies.summary import Level, level_curves, pareto_levels
-from ui.study_charts import band_figure, effect_figure, tradeoff_figure
+from ui.study_charts import band_figure, effect_figure, short_label, tradeoff_figure
 
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray, int]
 TOGETHER = "learnt together"  # a lesson study's one level when it has no factors (the study's "base config")
@@ -22,8 +22,6 @@ def level_labels(summary: Any, names: Mapping[str, str] | None = None) -> dict[s
     """Each level's name in a lesson's charts: the lesson's own name for it (``level_names``, keyed
     by the level's values as the Studies page shows them, e.g. ``"1"`` or ``"nash_mtl"``), else its
     factor values, or "learnt together" for a study without factors (against the tasks alone)."""
-    from ui.study_charts import short_label
-
     names = names or {}
     out = {}
     for lv in summary.levels:

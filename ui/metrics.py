@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_core.runs.status import ACTIVE, RunStatus
 from mtl_core.scores import delta_m  # noqa: F401  (one definition, shared with the benchmarks)
+from mtl_core.store.status import ACTIVE, RunStatus
 
 Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns
 COLUMNS = ["step", "split", "key", "value", "wall"]

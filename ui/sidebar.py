@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from mtl_core.runs.status import RunStatus
+from mtl_core.store.status import RunStatus
 from ui.state import manager, select_run, selected_run
 
 STATUS_ICONS = {

@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from mtl_core.runs.manager import RunManager, get_manager, preload
-from mtl_core.runs.store import RUNS_DIR_ENV
+from mtl_core.store.ids import RUNS_DIR_ENV
 from ui.access import ViewerManager
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 
 from mtl_core.errors import MTLError
-from mtl_core.runs.status import ACTIVE, RunStatus
+from mtl_core.store.status import ACTIVE, RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec, planned_runs
 from mtl_core.studies.store import trials_asked

@@ -10,6 +10,8 @@ import streamlit as st
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.models import ARCHITECTURES
+from mtl_core.studies.runner import StudyRunner
+from mtl_core.studies.spec import expand
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
 from ui.roles import refused, why_not
@@ -22,8 +24,6 @@ STUDIES_PAGE = "pages/studies.py"
 
 def start_study(spec: Any) -> None:
     """Queue the study's runs and open it on the Studies page (or say why it could not start)."""
-    from mtl_core.studies.runner import StudyRunner
-
     try:
         with st.spinner("Queueing the study's runs…"):
             study_id = StudyRunner(manager()).start(spec)
@@ -87,7 +87,6 @@ def study_section(cfg: ExperimentConfig, errors: list[ConfigError], methods: lis
     else:
         try:
             spec = cs.study_spec(cfg, cs.study_choices(ss))
-            from mtl_core.studies.spec import expand
 
             planned = expand(spec)
         except ConfigError as e:

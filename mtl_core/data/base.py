@@ -30,6 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mtl_core.registry import Registry
+
 Targets = dict[str, object]
 Sample = tuple[Tensor, Targets]
 
@@ -118,3 +120,18 @@ def to_device(obj: object, device: torch.device | str, non_blocking: bool = Fals
     if isinstance(obj, dict):
         return {k: to_device(v, device, non_blocking) for k, v in obj.items()}
     return obj
+
+
+DATASETS: Registry = Registry("dataset")
+register_dataset = DATASETS.register
+
+SPLITS = ("train", "val", "test")
+
+
+def build_dataset(cfg, split: str, seed: int = 0):
+    """The dataset named by ``cfg.dataset`` (a :class:`~mtl_core.config.DataConfig`) for one split.
+
+    Every dataset has ``info`` (:class:`DatasetInfo`), ``__len__`` and ``__getitem__`` returning a
+    :data:`Sample`; fast ones also have ``get_batch(indices) -> (images, targets)`` (collated).
+    """
+    return DATASETS.get(cfg.dataset, "data.dataset")(cfg, split, seed)

@@ -30,8 +30,7 @@ from PIL import Image, ImageDraw
 from torch import Tensor
 
 from mtl_core.config import DataConfig
-from mtl_core.data import SPLITS, register_dataset
-from mtl_core.data.base import DatasetInfo, Sample, Targets
+from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset
 from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, require_root
 from mtl_core.errors import ConfigError
 

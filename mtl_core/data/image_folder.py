@@ -23,8 +23,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
 from torchvision.transforms.v2 import functional as F
 
 from mtl_core.config import DataConfig
-from mtl_core.data import SPLITS, register_dataset
-from mtl_core.data.base import DatasetInfo, Sample
+from mtl_core.data.base import SPLITS, DatasetInfo, Sample, register_dataset
 from mtl_core.errors import ConfigError
 
 SPLIT_SEED = 1234  # fixed: the split is a property of the data, not of a run

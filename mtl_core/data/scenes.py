@@ -27,8 +27,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.config import DataConfig
-from mtl_core.data import SPLITS, register_dataset
-from mtl_core.data.base import DatasetInfo, Sample, Targets, unpad_detection
+from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset, unpad_detection
 from mtl_core.data.shapes import SHAPES, shape_masks  # noqa: F401  (SHAPES is public here too)
 from mtl_core.errors import ConfigError
 from mtl_core.isolation import THREADS_LOCK

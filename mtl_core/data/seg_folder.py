@@ -23,8 +23,7 @@ from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from mtl_core.config import DataConfig
-from mtl_core.data import SPLITS, register_dataset
-from mtl_core.data.base import DatasetInfo, Sample
+from mtl_core.data.base import SPLITS, DatasetInfo, Sample, register_dataset
 from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, require_root
 from mtl_core.errors import ConfigError
 

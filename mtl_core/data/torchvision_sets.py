@@ -33,8 +33,7 @@ import torchvision.datasets as tvd
 from torch import Tensor
 
 from mtl_core.config import DataConfig
-from mtl_core.data import register_dataset
-from mtl_core.data.base import DatasetInfo, Sample, Targets
+from mtl_core.data.base import DatasetInfo, Sample, Targets, register_dataset
 from mtl_core.data.coco import object_targets, scale_boxes
 from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, shuffled
 from mtl_core.data.seg_folder import IGNORE, read_label_png

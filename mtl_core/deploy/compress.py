@@ -12,7 +12,7 @@
   and linear weight, the smallest ``amount`` of them set to zero and the mask made permanent.
   The zeros are stored and multiplied like any weight: the model is NOT faster and its file is
   no smaller (only gzip shrinks); for a smaller, faster model use structured channel pruning
-  (:mod:`mtl_core.deploy.channel_prune`). Han et al., "Learning both Weights and Connections for Efficient Neural Networks" (NeurIPS 2015).
+  (:mod:`mtl_core.models.channel_prune`). Han et al., "Learning both Weights and Connections for Efficient Neural Networks" (NeurIPS 2015).
 
 Either way, a :class:`CompressionReport` puts size on disk, CPU latency at batch 1 and every
 task's primary metric before and after side by side (``report.rows()`` is a list of dicts for
@@ -41,8 +41,12 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
+from mtl_core.data import build_dataset
+from mtl_core.deploy.export import export_torchscript
 from mtl_core.errors import ConfigError, MTLError
+from mtl_core.inference.predictor import INFER_LOCK, Predictor
 from mtl_core.training.checkpoint import atomic_write_bytes, save_checkpoint
+from mtl_core.training.evaluation import evaluate, iterate_batches
 
 METHODS = ("int8", "int8-dynamic", "prune")
 PRUNABLE = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.Linear)
@@ -146,8 +150,6 @@ def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: in
     """Median wall time of one forward pass at batch ``batch`` (default 1), in milliseconds (median, not mean: a shared
     machine's hiccups do not move it), on the process's CPU threads: the thread count is
     process-wide state that a training run beside it relies on, so it is never changed here."""
-    from mtl_core.inference.predictor import INFER_LOCK  # one timing at a time, like inference
-
     x = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))  # (B, 3, S, S)
     model.eval()
     with INFER_LOCK:
@@ -214,8 +216,6 @@ class CompressionReport:
 
 # -- a run's checkpoint --------------------------------------------------------------------
 def _metrics(model: nn.Module, tasks: dict, dataset, limit: int | None) -> dict[str, float]:
-    from mtl_core.training.evaluation import evaluate
-
     with _quiet_quantization():
         result = evaluate(model, tasks, dataset, torch.device("cpu"), limit=limit)
     return {k: v for k, v in result.items() if not k.startswith("loss/")}
@@ -234,11 +234,6 @@ def compress_checkpoint(checkpoint: str | os.PathLike, method: str = "int8", amo
     evaluate both models on the first ``eval_limit`` validation images (all when ``None``), and
     write the compressed model and its report to ``out_dir`` (default: ``compressed/`` beside the
     checkpoint)."""
-    from mtl_core.data import build_dataset
-    from mtl_core.deploy.export import export_torchscript
-    from mtl_core.inference.predictor import Predictor
-    from mtl_core.training.evaluation import iterate_batches
-
     if method not in METHODS:
         raise ConfigError("method", f"unknown compression {method!r}; use one of: {', '.join(METHODS)}")
     predictor = Predictor(checkpoint)

@@ -29,8 +29,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtl_core.data import build_dataset
 from mtl_core.errors import MTLError
+from mtl_core.inference.predictor import Predictor
 from mtl_core.training.checkpoint import atomic_write_bytes
+from mtl_core.training.evaluation import iterate_batches
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_TOLERANCE = 1e-4  # float32 exports differ from eager PyTorch by ~1e-6 on these models
@@ -267,9 +270,6 @@ def _add_onnx_metadata(path: str, props: dict[str, str]) -> None:
 # -- a run's checkpoint ------------------------------------------------------------------------
 def sample_images(config, count: int) -> Tensor:
     """The first ``count`` validation images of a run's dataset: ``(count, 3, S, S)``."""
-    from mtl_core.data import build_dataset
-    from mtl_core.training.evaluation import iterate_batches
-
     dataset = build_dataset(config.data, "val", config.seed)
     images, _ = next(iterate_batches(dataset, count, limit=count))
     return images.float()
@@ -279,8 +279,6 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, out: str | os.Pat
                       tolerance: float = DEFAULT_TOLERANCE, dynamo: bool | None = None) -> ExportResult:
     """Export a checkpoint (a run's, or a pruned one from :mod:`mtl_core.deploy.compress`) to ``fmt``
     (``onnx`` or ``torchscript``) at ``out``, checked on ``samples`` validation images."""
-    from mtl_core.inference.predictor import Predictor
-
     if fmt not in FORMATS:
         raise MTLError(f"unknown export format {fmt!r}; use one of: {', '.join(FORMATS)}")
     if str(checkpoint).endswith(".ts"):

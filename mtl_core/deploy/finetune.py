@@ -15,10 +15,12 @@ import torch
 from torch import nn
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.data.augment import Augmenter
 from mtl_core.data.base import collate
 from mtl_core.data.labels import apply_budget, scale_losses
 from mtl_core.errors import ConfigError
 from mtl_core.training.builders import build_optimizer, lr_factor
+from mtl_core.training.loop import masked_loss
 
 FINETUNE_SEED_OFFSET = 104_729  # a data order of its own, not the first epochs the run already saw
 
@@ -36,9 +38,6 @@ def finetune(model: nn.Module, config: ExperimentConfig, tasks: dict, train_set,
     ``lr``: the peak learning rate (default: the run's own; a tenth of it left the demo, pruned by half,
     0.03 to 0.06 below the original after 300 steps, the run's own recovered it in 600: bench/RESULTS.md), decayed by cosine to 5%.
     """
-    from mtl_core.data.augment import Augmenter
-    from mtl_core.training.loop import masked_loss
-
     if steps < 0:
         raise ConfigError("finetune_steps", f"must be 0 or more, got {steps}")
     if steps == 0:

@@ -35,6 +35,10 @@ import torch
 from torch import Tensor, nn
 
 from mtl_core.errors import ConfigError, MTLError
+from mtl_core.inference.predictor import Predictor
+from mtl_core.inference.samples import run_dataset
+from mtl_core.training.evaluation import iterate_batches
+from mtl_core.training.loop import masked_loss
 
 DEFAULT_THRESHOLD = 0.1  # a tenth of the average channel's share of a task's importance
 OUTPUT = "features"  # the backbone's output, the shared representation the heads read
@@ -157,8 +161,6 @@ class _Recorder:
 
 def _losses(tasks: dict[str, Any], outputs: dict[str, Any], targets: dict[str, Any]) -> dict[str, Tensor | None]:
     """Each task's loss on the samples labelled for it (``None`` when none are)."""
-    from mtl_core.training.loop import masked_loss
-
     out: dict[str, Tensor | None] = {}
     for t, task in tasks.items():
         target, valid = task.target_of(targets)
@@ -233,10 +235,6 @@ def checkpoint_importance(checkpoint: str, batches: int = 4, batch_size: int = 1
                           threshold: float = DEFAULT_THRESHOLD, layers: Sequence[str] | None = None) -> Importance:
     """Feature importance of a checkpoint's model on the first ``batches`` batches of its run's
     validation split (in order: nothing random)."""
-    from mtl_core.inference.predictor import Predictor
-    from mtl_core.inference.samples import run_dataset
-    from mtl_core.training.evaluation import iterate_batches
-
     if batches < 1:
         raise ConfigError("batches", f"--batches {batches}: use 1 or more validation batches, e.g. --batches 4")
     predictor = Predictor(checkpoint)

@@ -1,7 +1,7 @@
 """Channel pruning of a run's model, fine-tuning, int8, and the before/after table.
 
 :func:`prune_checkpoint` loads a checkpoint, removes ``amount`` of the channels outside the task
-heads (:mod:`mtl_core.deploy.channel_prune`: Fang et al., "DepGraph: Towards Any Structural
+heads (:mod:`mtl_core.models.channel_prune`: Fang et al., "DepGraph: Towards Any Structural
 Pruning", CVPR 2023), fine-tunes for ``finetune_steps`` (:mod:`mtl_core.deploy.finetune`),
 quantizes the result to int8 (:func:`mtl_core.deploy.compress.quantize_int8`) and measures all
 four models with :func:`compare_models`. Files, in ``<run dir>/compressed/``:
@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mtl_core.deploy.channel_prune import multiply_adds, parameter_count, prune_channels
+from mtl_core.data import build_dataset
 from mtl_core.deploy.compress import (
     DEFAULT_BACKEND,
     _metrics,
@@ -30,8 +30,14 @@ from mtl_core.deploy.compress import (
     quantize_int8,
     state_dict_bytes,
 )
+from mtl_core.deploy.export import export_torchscript
+from mtl_core.deploy.finetune import finetune
 from mtl_core.errors import MTLError
+from mtl_core.inference.predictor import Predictor
+from mtl_core.models.channel_prune import multiply_adds, parameter_count, prune_channels
 from mtl_core.training.checkpoint import atomic_write_bytes, save_checkpoint
+from mtl_core.training.evaluation import iterate_batches
+from mtl_core.training.loop import masked_loss
 
 KIND = "channels"  # the report's "requested": keeps these tables apart from compress's reports
 COLUMNS = ("model", "parameters", "multiply-adds", "size (bytes)", "latency b1 (ms)", "latency b32 (ms)")
@@ -79,12 +85,6 @@ def prune_checkpoint(checkpoint: str | os.PathLike, amount: float = 0.5, finetun
                      backend: str = DEFAULT_BACKEND) -> dict[str, Any]:
     """Prune, fine-tune, quantize and compare (see the module docstring); returns the saved report:
     ``{"requested": "channels", "spec": {...}, "rows": compare_models(...), "files": {...}, ...}``."""
-    from mtl_core.data import build_dataset
-    from mtl_core.deploy.finetune import finetune
-    from mtl_core.inference.predictor import Predictor
-    from mtl_core.training.evaluation import iterate_batches
-    from mtl_core.training.loop import masked_loss
-
     predictor = Predictor(checkpoint)
     model, tasks, config = predictor.model, predictor.tasks, predictor.config
     size = predictor.input_size
@@ -117,8 +117,6 @@ def prune_checkpoint(checkpoint: str | os.PathLike, amount: float = 0.5, finetun
     counts_of = {}
     note = ""
     if int8:
-        from mtl_core.deploy.export import export_torchscript
-
         calibration = (b for b, _ in iterate_batches(train, 16, limit=calibration_batches * 16))
         quantized, method, note = quantize_int8(final, calibration, images[:1], backend=backend)
         ts = out_dir / f"{name}-int8.ts"

@@ -31,9 +31,13 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import batched_nms, box_iou
 
+from mtl_core.data import build_dataset
 from mtl_core.data.base import cat_batches, select, unpad_detection
 from mtl_core.errors import ConfigError
-from mtl_core.tasks.map_metric import mean_average_precision
+from mtl_core.inference.predictor import INFER_LOCK, Predictor
+from mtl_core.measures.map_metric import mean_average_precision
+from mtl_core.tasks.drawing import draw_all
+from mtl_core.training.evaluation import iterate_batches
 
 WBF_IOU = 0.55  # Solovyev et al.'s default for fusing boxes across models
 NMS_IOU = 0.5
@@ -183,8 +187,6 @@ class Ensemble:
     def from_checkpoints(cls, paths: Sequence[str | os.PathLike], weights: Sequence[float] | None = None,
                          names: Sequence[str] | None = None, device: str = "cpu", **options: Any) -> Ensemble:
         """One member per checkpoint; ``names`` default to each checkpoint's folder (the run id)."""
-        from mtl_core.inference.predictor import Predictor
-
         predictors = [Predictor(p, device) for p in paths]
         names = names if names is not None else [Path(p).parent.name or Path(p).name for p in paths]
         return cls(predictors, weights, names, **options)
@@ -295,8 +297,6 @@ class Ensemble:
     # -- the Predictor interface ---------------------------------------------------------------
     def predict(self, image: Tensor) -> tuple[dict[str, dict[str, Any]], float]:
         """uint8 or float ``(3, H, W)`` -> ``({task: fused prediction in image coordinates}, seconds)``."""
-        from mtl_core.inference.predictor import INFER_LOCK  # one inference at a time per process, as Predictor
-
         h, w = image.shape[-2:]
         x = (image.float() / 255 if image.dtype == torch.uint8 else image.float())[None]  # (1, 3, H, W)
         with INFER_LOCK:
@@ -309,8 +309,6 @@ class Ensemble:
 
     def overlay(self, image: Tensor, predictions: dict[str, dict[str, Any]], show: dict[str, bool] | None = None,
                 opacity: float = 0.5, score_threshold: float = 0.3) -> Tensor:
-        from mtl_core.inference.render import draw_all
-
         return draw_all(self.tasks, image, predictions, show, opacity, score_threshold)
 
     @torch.no_grad()
@@ -318,9 +316,6 @@ class Ensemble:
         """``{"<task>/<metric>": value}`` of the fused outputs on ``dataset`` (default: the first
         member's ``split``), each task scored by its own ``metrics``; detection by COCO mAP of the
         fused boxes (``map50``, ``map``). Fused at the dataset's label size."""
-        from mtl_core.data import build_dataset
-        from mtl_core.training.evaluation import iterate_batches
-
         if dataset is None:
             dataset = build_dataset(self.config.data, split, self.config.seed)
         outputs: dict[str, list[Any]] = {t: [] for t in self.tasks}
@@ -370,8 +365,6 @@ def evaluate_members_and_ensemble(ensemble: Ensemble, dataset=None, split: str =
     """A table for the compare page: one row per member and one for the ensemble, each
     ``{"model", "weight", "<task>/<metric>": value, ...}``, all on the same images and scored the
     same way (a member is scored as an ensemble of itself alone, so resizing and metrics match)."""
-    from mtl_core.data import build_dataset
-
     if dataset is None:
         dataset = build_dataset(ensemble.config.data, split, ensemble.config.seed)
     total = sum(ensemble.weights)

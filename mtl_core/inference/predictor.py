@@ -19,7 +19,9 @@ from mtl_core.config import ExperimentConfig
 from mtl_core.data import DatasetInfo, build_dataset
 from mtl_core.errors import CheckpointError
 from mtl_core.models import build_model
+from mtl_core.models.channel_prune import restore_structure
 from mtl_core.tasks import build_task
+from mtl_core.tasks.drawing import draw_all
 from mtl_core.training.checkpoint import load_checkpoint
 
 # one inference at a time per process, so several viewers of the Predict page cannot pile up on
@@ -45,7 +47,6 @@ class Predictor:
         self.tasks = {t: build_task(t, self.info) for t in self.config.tasks}
         self.model = build_model(self.tasks, self.config.model)
         if "structure" in payload:  # a channel-pruned model: replay its pruning, then load its (smaller) weights
-            from mtl_core.deploy.channel_prune import restore_structure
 
             spec = json.loads(payload["structure"])
             restore_structure(self.model, spec["history"], int(spec.get("image_size", self.config.data.image_size)))
@@ -86,8 +87,6 @@ class Predictor:
     def overlay(self, image: torch.Tensor, predictions: dict[str, dict[str, Any]], show: dict[str, bool] | None = None,
                 opacity: float = 0.5, score_threshold: float = 0.3) -> torch.Tensor:
         """Draw the chosen tasks' predictions on ``image`` (uint8 ``(3, H, W)``)."""
-        from mtl_core.inference.render import draw_all
-
         return draw_all(self.tasks, image, predictions, show, opacity, score_threshold)
 
     def info_dict(self) -> dict[str, Any]:

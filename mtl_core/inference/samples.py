@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
+from mtl_core.config import DataConfig
+from mtl_core.data import build_dataset
+
 
 @functools.lru_cache(maxsize=4)
 def _dataset(data_json: str, split: str, seed: int):
-    from mtl_core.config import DataConfig
-    from mtl_core.data import build_dataset
-
     return build_dataset(DataConfig(**json.loads(data_json)), split, seed)
 
 
@@ -30,7 +30,7 @@ def dataset_size(config: Any, split: str) -> int:
 
 def dataset_sample(config: Any, split: str, index: int, tasks: Mapping[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
     """Sample ``index`` of the run's dataset: ``(image uint8 (3, H, W), {task: ground truth})``
-    with the ground truth in each task's prediction format, ready for :func:`~mtl_core.inference.render.render`."""
+    with the ground truth in each task's prediction format, ready for :func:`~mtl_core.views.render.render`."""
     ds = run_dataset(config, split)
     if not 0 <= int(index) < len(ds):
         raise IndexError(f"sample {index} is outside the {split} split (0 to {len(ds) - 1})")

@@ -22,7 +22,11 @@ import torch
 from torch import Tensor
 
 from mtl_core.errors import CheckpointError, MTLError
+from mtl_core.inference.predictor import INFER_LOCK, Predictor
+from mtl_core.inference.samples import run_dataset
 from mtl_core.inspection.packing import pack, unpack, unpack_all
+from mtl_core.training.checkpoint import atomic_write_bytes
+from mtl_core.training.evaluation import iterate_batches
 
 FORMAT = "mtl-inspect-1"
 DEFAULT_THRESHOLD = 0.3  # the Predict page's default score threshold
@@ -115,10 +119,6 @@ def compute(predictor: Any, split: str, limit: int | None = None, batch_size: in
             progress: Callable[[int, int], None] | None = None) -> SplitOutputs:
     """Run ``predictor``'s model (a :class:`~mtl_core.inference.predictor.Predictor`) over the
     first ``limit`` samples of its dataset's ``split`` (all by default)."""
-    from mtl_core.inference.predictor import INFER_LOCK
-    from mtl_core.inference.samples import run_dataset
-    from mtl_core.training.evaluation import iterate_batches
-
     config, tasks = predictor.config, predictor.tasks
     try:
         dataset = run_dataset(config, split)
@@ -150,8 +150,6 @@ def compute(predictor: Any, split: str, limit: int | None = None, batch_size: in
 
 
 def save(outputs: SplitOutputs, path: str | os.PathLike, checkpoint: str | os.PathLike, limit: int | None) -> None:
-    from mtl_core.training.checkpoint import atomic_write_bytes
-
     payload = {"format": FORMAT, "checkpoint": _stamp(Path(checkpoint)), "limit": -1 if limit is None else int(limit),
                "split": outputs.split, "step": outputs.step, "images": outputs.images, "indices": outputs.indices,
                "predictions": outputs.predictions, "truths": outputs.truths,
@@ -186,8 +184,6 @@ def split_outputs(checkpoint: str | os.PathLike, split: str = "val", limit: int 
                   progress: Callable[[int, int], None] | None = None, predictor: Any = None) -> SplitOutputs:
     """The per-sample outputs of ``checkpoint`` on ``split``: read from beside it, or computed
     (``predictor`` when given, else loaded from the checkpoint) and saved there."""
-    from mtl_core.inference.predictor import Predictor
-
     if split not in ("val", "test"):
         raise MTLError(f"split {split!r}: choose val or test")
     checkpoint = Path(checkpoint)

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from mtl_core.inspection.types import COUNT, FLAG, FRACTION, TEXT, VALUE, ErrorColumn
+from mtl_core.measures.types import COUNT, FLAG, FRACTION, TEXT, VALUE, ErrorColumn
 
 OPERATORS = (">=", "<=", "==")
 

@@ -1,7 +1,7 @@
 """The RunManager: one per process, thread-safe, owns the training threads.
 
 Pages (and the CLI) call it to start, pause, resume, stop or retune a run. Steering goes through
-the run store (:meth:`~mtl_core.runs.store.RunStore.send_command`), so it works the same for a
+the run store (:meth:`~mtl_core.store.store.RunStore.send_command`), so it works the same for a
 run this process trains, one trained by ``python -m mtl_core train`` or by a torchrun job in the
 same runs directory. Everything a page shows is read back from the store. Runs beyond the
 concurrency limit wait in a visible queue (status ``queued``) and start as slots free up.
@@ -22,11 +22,14 @@ from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import ConfigError
-from mtl_core.runs.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
-from mtl_core.runs.status import TERMINAL, RunStatus
-from mtl_core.runs.store import RunStore, check_run_id, default_runs_dir
+from mtl_core.store.ids import check_run_id, default_runs_dir
+from mtl_core.store.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
+from mtl_core.store.status import TERMINAL, RunStatus
+from mtl_core.store.store import RunStore
 from mtl_core.training.control import Control
-from mtl_core.validation import check, check_weights
+from mtl_core.training.loop import Trainer
+from mtl_core.training.validation import check, check_weights
+from mtl_core.weighting import WEIGHTINGS
 
 SWEEP_SECONDS = 10.0  # how often a manager looks for runs whose trainer stopped beating
 
@@ -140,8 +143,6 @@ class RunManager:
                 job.thread.start()
 
     def _run(self, run_id: str, job: _Job) -> None:
-        from mtl_core.training.loop import Trainer  # torch and the models load with the first run
-
         try:
             Trainer(job.config, self.store, run_id, job.control, resume=job.resume).run()
         finally:
@@ -183,8 +184,6 @@ class RunManager:
         rules (ConfigError naming the task otherwise, or saying why its method does not use a
         person's weights). The trainer applies them at its next step and records them; returns
         the merged weights sent."""
-        from mtl_core.weighting import WEIGHTINGS
-
         run = self.store.get_run(check_run_id(run_id))
         if run is None:
             raise ConfigError("run_id", f"no run {run_id!r} in {self.store.root}")

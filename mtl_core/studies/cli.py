@@ -48,7 +48,7 @@ def main(a: argparse.Namespace) -> int:
 
     cmd = a.study_command
     if cmd in ("show", "list"):
-        from mtl_core.runs.store import RunStore
+        from mtl_core.store.store import RunStore
 
         store = RunStore(a.runs_dir)
         return _show(store, a.study_id) if cmd == "show" else _list(store)
@@ -76,7 +76,7 @@ def main(a: argparse.Namespace) -> int:
 
 def _follow(runner, study_id: str, quiet: bool) -> int:
     """Wait for the study's runs with a progress bar; Ctrl+C stops them (resumable)."""
-    from mtl_core.runs.status import ACTIVE, RunStatus
+    from mtl_core.store.status import ACTIVE, RunStatus
 
     try:
         while True:

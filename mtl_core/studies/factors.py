@@ -14,6 +14,7 @@ from typing import Any
 
 from mtl_core.config import AugmentConfig, ExperimentConfig
 from mtl_core.errors import ConfigError
+from mtl_core.weighting import WEIGHTINGS
 
 # the augmentation fields that switch a transform on (0 = off), as mtl_core.data.augment.is_identity reads them
 TRANSFORMS = ("hflip", "vflip", "crop", "rotation", "color_jitter", "noise", "blur", "erasing")
@@ -178,8 +179,6 @@ def _normalize(where: str, path: str, kind: str, v: Any, base: dict) -> Any:
 
 
 def _check_param(where: str, name: str, methods: list) -> None:
-    from mtl_core.weighting import WEIGHTINGS
-
     params = {m: list(WEIGHTINGS.get(m).defaults) for m in methods if isinstance(m, str) and m in WEIGHTINGS}
     if params and not any(name in p for p in params.values()):
         have = "; ".join(f"{m}: {', '.join(p) or 'none'}" for m, p in params.items())

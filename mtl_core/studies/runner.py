@@ -15,11 +15,13 @@ import time
 from typing import Any
 
 from mtl_core.errors import ConfigError
-from mtl_core.runs.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
 from mtl_core.runs.manager import RunManager
-from mtl_core.runs.status import ACTIVE, RESUMABLE, RunStatus
+from mtl_core.store.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
+from mtl_core.store.status import ACTIVE, RESUMABLE, RunStatus
+from mtl_core.studies.search import SearchDriver, parse_search
 from mtl_core.studies.spec import Planned, StudySpec, expand, plan_trial, planned_runs
 from mtl_core.studies.store import StudyStore, level_key, plan_counts, trials_asked
+from mtl_core.tasks import task_meta
 
 _SEARCHES: dict[tuple[str, str], tuple[Any, threading.Thread]] = {}
 _SEARCHES_LOCK = threading.Lock()
@@ -115,9 +117,6 @@ class StudyRunner:
     def _search(self, study_id: str, spec: StudySpec) -> None:
         """Run the study's Optuna search in a thread of its own: finished trials are replayed,
         trials in flight waited for, new ones asked until the spec's number of trials."""
-        from mtl_core.studies.search import SearchDriver, parse_search
-        from mtl_core.tasks import task_meta
-
         with self._lock:
             running = self._searches.get(self._search_key(study_id))
             if running is not None and running[1].is_alive():

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mtl_core.config import ExperimentConfig
 from mtl_core.errors import ConfigError
 from mtl_core.studies.factors import config_fields, show
 
@@ -91,8 +92,6 @@ def parse_search(search: dict, max_runs: int, n_seeds: int, n_baselines: int) ->
 
 
 def config_fields_by_path() -> dict[str, Any]:
-    from mtl_core.config import ExperimentConfig
-
     return config_fields(ExperimentConfig)
 
 

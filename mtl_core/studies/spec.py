@@ -35,6 +35,9 @@ from mtl_core.studies.factors import (
     set_level,
     show,
 )
+from mtl_core.studies.search import parse_search
+from mtl_core.tasks import TASKS
+from mtl_core.training.validation import check, validate
 
 _ENUMERATE_LIMIT = 50  # a grid over this many times max_runs is refused without counting its baselines
 
@@ -97,8 +100,6 @@ class StudySpec:
         base = spec.base_config()
         spec.seed_list()
         if isinstance(spec.baselines, tuple):
-            from mtl_core.tasks import TASKS
-
             for t in spec.baselines:
                 if t not in TASKS:
                     raise ConfigError("baselines", f"unknown task {t!r}; available: {', '.join(TASKS.available())}"
@@ -185,8 +186,6 @@ def factor_levels(spec: StudySpec) -> dict[str, list]:
 def plan_trial(spec: StudySpec, level: dict, seed: int) -> Planned:
     """The trial of ``level`` (factor -> value) at ``seed``: how a search's trials, asked as the
     study goes, become planned runs like a grid's."""
-    from mtl_core.validation import check
-
     base = _base_dict(spec)
     base_cfg = ExperimentConfig.from_dict(base)
     d = copy.deepcopy(base)
@@ -259,7 +258,6 @@ def expand(spec: StudySpec) -> list[Planned]:
         for s in seeds:
             c = dataclasses.replace(cfg, seed=s, name=_name(title, _level_label(level), f"seed {s}"))
             out.append(Planned(plan_key(c), c, level, s, "trial"))
-    from mtl_core.validation import check
 
     for b, extra in zip(distinct.values(), _baseline_names(list(distinct.values()), factors)):
         task = b.tasks[0]
@@ -275,9 +273,6 @@ def expand(spec: StudySpec) -> list[Planned]:
 
 
 def _expand_search(spec: StudySpec) -> list[Planned]:
-    from mtl_core.studies.search import parse_search
-    from mtl_core.validation import validate
-
     if spec.factors:
         raise ConfigError("search", "a study has factors (a grid) or a search, not both; move the factors into "
                           "search.space or drop the search")
@@ -328,8 +323,6 @@ def _build(base: dict, factors: list[Factor], point: list[int], seed: int) -> Ex
 
 def _check_points(base: dict, factors: list[Factor], points: list, configs: list, seed: int) -> None:
     """Validate every planned grid point; the first refusal names the factor and level to blame."""
-    from mtl_core.validation import validate
-
     failed = {i: errors for i, cfg in enumerate(configs) if (errors := validate(cfg))}
     if not failed:
         return

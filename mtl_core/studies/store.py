@@ -14,8 +14,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from mtl_core.errors import ConfigError
-from mtl_core.runs.status import RunStatus
-from mtl_core.runs.store import RunStore, check_run_id
+from mtl_core.store.ids import check_run_id
+from mtl_core.store.status import RunStatus
+from mtl_core.store.store import RunStore
 
 STUDY_STATES = ("active", "paused", "stopped", "finished")
 

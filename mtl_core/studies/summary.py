@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from mtl_core.runs.status import RunStatus
-from mtl_core.runs.store import RunStore
 from mtl_core.scores import Interval, Ranked, delta_m_per_seed, mean_ci, pareto_mask, rank_levels, verdict
+from mtl_core.store.status import RunStatus
+from mtl_core.store.store import RunStore
 from mtl_core.studies.spec import Planned, StudySpec, plan_key, planned_runs
 from mtl_core.studies.store import StudyStore
+from mtl_core.tasks import task_meta
 
 
 @dataclass
@@ -87,8 +88,6 @@ def test_metrics(store: RunStore, run_id: str) -> dict[str, float]:
 
 
 def _task_meta(tasks: list[str]) -> tuple[dict[str, str], dict[str, bool]]:
-    from mtl_core.tasks import task_meta
-
     meta = task_meta(tasks)
     return {t: m["primary"] for t, m in meta.items()}, {t: m["higher_is_better"] for t, m in meta.items()}
 

@@ -14,8 +14,9 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.types import Confusion, Curve, ErrorColumn
+from mtl_core.measures.types import Confusion, Curve, ErrorColumn
 from mtl_core.registry import Registry
+from mtl_core.tasks.drawing import HIT, WRONG
 
 TASKS: Registry[type[Task]] = Registry("task")
 register_task = TASKS.register
@@ -189,8 +190,6 @@ def percent(x: float) -> str:
 def verdict(answer: str, score: float | None, truth: str) -> tuple[str, tuple[int, int, int]]:
     """One image-level answer against the truth, as a chip: ``("star ✓ 93%", green)`` when right,
     ``("circle ✗ 62% (truth: star)", red)`` when wrong (no percentage without a score)."""
-    from mtl_core.tasks.drawing import HIT, WRONG
-
     sure = f" {percent(score)}" if score is not None else ""
     if answer == truth:
         return f"{answer} ✓{sure}", HIT

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.measures import confusion_from_pairs, labelled, reliability, single_label_errors
-from mtl_core.inspection.types import COUNT, FLAG, FRACTION, TEXT, Confusion, Curve, ErrorColumn
+from mtl_core.measures.stats import confusion_from_pairs, labelled, reliability, single_label_errors
+from mtl_core.measures.types import COUNT, FLAG, FRACTION, TEXT, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task, top_probabilities, verdict
 from mtl_core.tasks.classification import as_batch, pooled_head, topk_accuracy
 from mtl_core.tasks.drawing import HIT, WRONG, hex_colour, label_text

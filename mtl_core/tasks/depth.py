@@ -17,8 +17,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.measures import per_sample
-from mtl_core.inspection.types import FLAG, FRACTION, VALUE, ErrorColumn
+from mtl_core.measures.stats import per_sample
+from mtl_core.measures.types import FLAG, FRACTION, VALUE, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import blend, colormap, with_colour_bar
 from mtl_core.tasks.segmentation import CHUNK, upsample

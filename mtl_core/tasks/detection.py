@@ -14,7 +14,7 @@ The head's outputs, for shared features ``(B, C, h, w)``:
 The Gaussian splatted around each centre has per-axis sigma proportional to the box size,
 ``sigma = alpha * size / 6`` with ``alpha = 0.54`` (the elliptical Gaussian of TTFNet, Liu et al.
 2020, "Training-Time-Friendly Network for Real-Time Object Detection"), a simpler stand-in for
-CenterNet's ``gaussian_radius``. Mean average precision is in :mod:`mtl_core.tasks.map_metric`.
+CenterNet's ``gaussian_radius``. Mean average precision is in :mod:`mtl_core.measures.map_metric`.
 """
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 from torchvision.utils import draw_segmentation_masks
 
 from mtl_core.data.base import unpad_detection
-from mtl_core.inspection.matching import kept, match_boxes
-from mtl_core.inspection.measures import confusion_from_pairs, labelled, per_sample, pr_curve
-from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
+from mtl_core.measures.map_metric import mean_average_precision
+from mtl_core.measures.matching import kept, match_boxes
+from mtl_core.measures.stats import confusion_from_pairs, labelled, per_sample, pr_curve
+from mtl_core.measures.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.drawing import (
     HIT,
@@ -41,7 +42,6 @@ from mtl_core.tasks.drawing import (
     place_labels,
     text_size,
 )
-from mtl_core.tasks.map_metric import mean_average_precision
 
 HEATMAP_PRIOR_BIAS = -2.19  # sigmoid(-2.19) ~= 0.1, CenterNet's focal-loss prior
 GAUSSIAN_ALPHA = 0.54  # TTFNet's ratio of Gaussian extent to box size
@@ -354,7 +354,7 @@ class DetectionTask(Task):
     def draw_errors(self, image: Tensor, prediction: dict[str, Tensor], truth: dict[str, Tensor],
                     score_threshold: float = 0.3) -> Tensor:
         """The boxes scoring ``score_threshold`` or more matched to the truth as COCO does (IoU 0.5,
-        same class; :func:`~mtl_core.inspection.matching.match_boxes`): hits outlined green, false
+        same class; :func:`~mtl_core.measures.matching.match_boxes`): hits outlined green, false
         positives red ("star 0.91"), missed truth boxes amber and dashed, one pixel thicker
         ("missed star"). Labels are placed so they hide none of the boxes where there is room."""
         pred = {k: v.cpu() for k, v in kept(prediction, score_threshold).items()}  # boxes (D, 4) ...

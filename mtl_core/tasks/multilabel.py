@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.measures import confusion_from_pairs, labelled, per_sample, pr_curve
-from mtl_core.inspection.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
+from mtl_core.measures.stats import confusion_from_pairs, labelled, per_sample, pr_curve
+from mtl_core.measures.types import COUNT, FLAG, Confusion, Curve, ErrorColumn
 from mtl_core.tasks.base import Task, register_task, top_probabilities
 from mtl_core.tasks.classification import as_batch, pooled_head
 from mtl_core.tasks.drawing import HIT, MISSED, WRONG, colour_for, hex_colour, legend

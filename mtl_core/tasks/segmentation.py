@@ -14,8 +14,8 @@ from torch import Tensor, nn
 from torchvision.utils import draw_segmentation_masks
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.measures import confusion_from_pairs
-from mtl_core.inspection.types import FLAG, FRACTION, Confusion, ErrorColumn
+from mtl_core.measures.stats import confusion_from_pairs
+from mtl_core.measures.types import FLAG, FRACTION, Confusion, ErrorColumn
 from mtl_core.tasks.base import Task, percent, register_task
 from mtl_core.tasks.drawing import WRONG_PIXEL, blend, colour_for, hex_colour, legend
 

@@ -1,7 +1,7 @@
 """How a running trainer is steered: pause, resume, stop and new task weights.
 
 Every run obeys one control path, the run store: a page, the CLI or a test sends a command
-(:meth:`~mtl_core.runs.store.RunStore.send_command`) and the trainer of that run, wherever it
+(:meth:`~mtl_core.store.store.RunStore.send_command`) and the trainer of that run, wherever it
 trains (a dashboard thread, ``python -m mtl_core train``, a ``torchrun`` job), reads it at its
 next step. Under torchrun rank 0 alone reads the store and decides; its decision (and every other
 decision that ends or changes training: the time limit, the clock-driven learning rate) is
@@ -21,9 +21,9 @@ from typing import Any
 
 import torch
 
-from mtl_core.errors import ConfigError
+from mtl_core.errors import ConfigError, TrainingFailed
 from mtl_core.training import distributed
-from mtl_core.validation import check_weights
+from mtl_core.training.validation import check_weights
 
 
 class Control:
@@ -148,8 +148,6 @@ class Steering:
 def finite_losses(values: Mapping[str, float], step: int) -> None:
     """Raise for the first task whose loss is not finite. Called on the losses averaged over
     every rank, so every rank sees the same values and fails together, naming the same task."""
-    from mtl_core.errors import TrainingFailed
-
     for t, v in values.items():
         if not math.isfinite(v):
             raise TrainingFailed(f"the {t} loss became {v} at step {step}; lower the learning rate or that task's weight")

@@ -16,13 +16,15 @@ from typing import Any
 import torch
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.data.augment import Augmenter
 from mtl_core.data.base import collate, select, to_device
 from mtl_core.data.labels import apply_budget, scale_losses
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.isolation import pin_threads
-from mtl_core.runs.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
-from mtl_core.runs.status import RunStatus
-from mtl_core.runs.store import RunStore, check_run_id
+from mtl_core.store.ids import check_run_id
+from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
+from mtl_core.store.status import RunStatus
+from mtl_core.store.store import RunStore
 from mtl_core.training import distributed
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, build_optimizer, lr_factor, resolve_device
 from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
@@ -161,7 +163,6 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         if self.scaler.is_enabled():  # the scale exists from the first scale() (unscale_ refuses a scaler without
             self.scaler.scale(torch.ones((), device=self.device))  # one); the methods multiply by it themselves
-        from mtl_core.data.augment import Augmenter
 
         self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
         self.shared = self.model.shared_parameters()

@@ -13,7 +13,7 @@ import pytest
 from bench.classroom import start_server, stop
 from bench.dashboard_overhead import free_port
 from bench.streamlit_client import Viewer
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.slow  # a real server: about 15-25 s on a busy 2-core machine

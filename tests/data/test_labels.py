@@ -11,7 +11,7 @@ from mtl_core.data.labels import apply_budget, labelled, scale_losses
 from mtl_core.errors import ConfigError
 from mtl_core.tasks import TASKS
 from mtl_core.training.loop import masked_loss
-from mtl_core.validation import check, validate
+from mtl_core.training.validation import check, validate
 
 INFO = DatasetInfo("scenes", ("circle", "square", "triangle", "star"), 32, ("classification", "segmentation"), 4)
 
@@ -105,7 +105,7 @@ def test_single_task_baselines_keep_their_task_s_settings_only():
 
 
 def test_a_run_with_scarce_labels_trains_and_logs_the_scaled_loss(tmp_path):
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.training.loop import Trainer
 
     cfg = ExperimentConfig.from_dict({

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from mtl_core.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig
-from mtl_core.deploy.channel_prune import SUPPORTED, multiply_adds, parameter_count, prune_channels
 from mtl_core.errors import ConfigError
 from mtl_core.models import ARCHITECTURES
+from mtl_core.models.channel_prune import SUPPORTED, multiply_adds, parameter_count, prune_channels
 from mtl_core.training.builders import build_all
 
 TASKS = ("classification", "segmentation", "detection", "depth")

@@ -26,7 +26,7 @@ FLAT_NAMES = ["classification", "segmentation", "detection.heatmap", "detection.
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A run with a checkpoint of a freshly initialised model (export needs no training)."""
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.training.builders import build_all
     from mtl_core.training.checkpoint import save_checkpoint
 

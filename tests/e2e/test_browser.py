@@ -455,7 +455,7 @@ def trained_run(tmp_path) -> dict:
     import dataclasses
 
     from mtl_core.cli import main
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from tests.conftest import tiny_config
 
     base = tiny_config()

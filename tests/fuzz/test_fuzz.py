@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import ConfigError, ImageDecodeError
 from mtl_core.inference.images import decode_image
-from mtl_core.validation import validate
+from mtl_core.training.validation import validate
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True) | st.text(max_size=20),

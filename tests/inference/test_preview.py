@@ -1,4 +1,4 @@
-"""mtl_core.inference.preview: samples with their ground truth drawn, for the Setup and Data pages."""
+"""mtl_core.views.preview: samples with their ground truth drawn, for the Setup and Data pages."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 
 from mtl_core.config import AugmentConfig, DataConfig, ExperimentConfig
-from mtl_core.inference.preview import dataset_summary, preview_samples, sample_captions, sample_overlays
+from mtl_core.views.preview import dataset_summary, preview_samples, sample_captions, sample_overlays
 
 OFF = AugmentConfig(hflip=0.0)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inference.render import describe, draw_all, enlarge, map_image, resize_prediction
 from mtl_core.tasks import TASKS, build_task
-from mtl_core.tasks.drawing import colour_bar_margin
+from mtl_core.tasks.drawing import colour_bar_margin, draw_all
+from mtl_core.views.render import describe, enlarge, map_image, resize_prediction
 
 INFO = DatasetInfo(name="t", class_names=("circle", "square", "triangle"), image_size=32, max_objects=4,
                    tasks=("classification", "detection", "segmentation", "depth", "count", "multilabel"), depth_max=10.0)

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inspection.types import FLAG, TEXT
+from mtl_core.measures.map_metric import mean_average_precision
+from mtl_core.measures.types import FLAG, TEXT
 from mtl_core.tasks import TASKS, build_task
-from mtl_core.tasks.map_metric import mean_average_precision
 
 NAMES = ("circle", "square", "triangle")
 INFO = DatasetInfo(name="toy", class_names=NAMES, image_size=64, tasks=tuple(TASKS.available()),

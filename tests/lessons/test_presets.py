@@ -54,7 +54,7 @@ def test_each_lesson_has_what_a_student_needs(lesson):
 
 @pytest.mark.parametrize("lesson", CATALOG, ids=lambda x: x.id)
 def test_each_lesson_s_runs_train_a_few_steps(lesson, tmp_path):
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.training.loop import Trainer
 
     planned = expand(lesson.spec())

@@ -12,7 +12,7 @@ import pytest
 
 from mtl_core.errors import ConfigError
 from mtl_core.runs.manager import RunManager
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = ["--tasks", "classification,segmentation", "--steps", "100000", "--batch-size", "8", "--image-size", "32",

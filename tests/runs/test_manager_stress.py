@@ -6,7 +6,7 @@ import time
 from mtl_core.config import OptimConfig
 from mtl_core.errors import ConfigError
 from mtl_core.runs.manager import RunManager
-from mtl_core.runs.status import TERMINAL
+from mtl_core.store.status import TERMINAL
 
 
 def test_200_mixed_operations_from_several_threads(tmp_path, tiny):

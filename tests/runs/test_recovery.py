@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mtl_core.runs.manager import RunManager
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from mtl_core.training.checkpoint import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from mtl_core.errors import ConfigError
-from mtl_core.runs.store import RunStore, check_run_id
+from mtl_core.store.ids import check_run_id
+from mtl_core.store.store import RunStore
 
 
 def test_run_life_cycle_and_metrics(tmp_path):

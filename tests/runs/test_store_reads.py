@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from ui.metrics import MetricCache
 
 BIG = 200_000

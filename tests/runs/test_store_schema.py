@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from mtl_core.errors import MTLError
-from mtl_core.runs import store as store_module
-from mtl_core.runs.schema import SCHEMA_VERSION
-from mtl_core.runs.store import RunStore
+from mtl_core.store import store as store_module
+from mtl_core.store.schema import SCHEMA_VERSION
+from mtl_core.store.store import RunStore
 
 # The schema as MTL Studio wrote it before the store was versioned (user_version 0), verbatim.
 OLD_SCHEMA = """

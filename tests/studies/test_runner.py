@@ -15,7 +15,7 @@ import pytest
 
 from mtl_core.errors import ConfigError
 from mtl_core.runs.manager import RunManager
-from mtl_core.runs.status import RunStatus
+from mtl_core.store.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec
 from mtl_core.studies.store import StudyStore
@@ -99,7 +99,7 @@ def test_kill_9_in_the_middle_of_a_study_then_resume_loses_no_finished_run(tmp_p
     proc = subprocess.Popen([sys.executable, "-m", "mtl_core", "study", "run", str(path), "--runs-dir", str(runs),
                              "--quiet", "--max-concurrent", "1"], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     sid = proc.stdout.readline().split()[1]
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(runs)
     deadline = time.time() + 180

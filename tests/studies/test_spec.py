@@ -11,7 +11,7 @@ import pytest
 from mtl_core.config import AugmentConfig, ExperimentConfig
 from mtl_core.errors import ConfigError
 from mtl_core.studies.spec import Planned, StudySpec, expand, factor_levels, plan_key
-from mtl_core.validation import validate
+from mtl_core.training.validation import validate
 
 ISSUE_EXAMPLE = {"name": "fusion on scenes",
                  "base": {"tasks": ["classification", "segmentation"], "optim": {"steps": 300}},

@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.inference.render import draw_all
 from mtl_core.tasks import build_task
 from mtl_core.tasks.drawing import (
     HIT,
@@ -15,6 +14,7 @@ from mtl_core.tasks.drawing import (
     WRONG_PIXEL,
     colormap,
     colour_bar_margin,
+    draw_all,
     font_size_for,
     place_labels,
     text_size,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_core.tasks.map_metric import COCO_IOU_THRESHOLDS, mean_average_precision
+from mtl_core.measures.map_metric import COCO_IOU_THRESHOLDS, mean_average_precision
 
 
 def gt(boxes, labels):

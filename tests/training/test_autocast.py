@@ -8,7 +8,7 @@ import torch
 
 from mtl_core.config import DataConfig, OptimConfig
 from mtl_core.models import ARCHITECTURES
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from mtl_core.training.builders import autocast_dtype, build_all, resolve_device
 from mtl_core.training.loop import Trainer
 from mtl_core.weighting import WEIGHTINGS, build_weighting

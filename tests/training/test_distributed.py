@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from mtl_core.config import DataConfig, ExperimentConfig, ModelConfig, OptimConfig, WeightingConfig
 from mtl_core.data.augment import AugmentConfig
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from mtl_core.training.checkpoint import load_checkpoint
 from mtl_core.training.loop import Trainer
 

@@ -123,7 +123,7 @@ def test_exception_in_a_loss_fails_only_that_run(manager, tiny, monkeypatch):
 
 def test_reader_sees_metrics_while_training_writes(manager, tiny):
     rid = manager.start(tiny(optim=OptimConfig(batch_size=16, steps=100_000, warmup_steps=0), eval_every=10_000))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     reader = RunStore(manager.store.root)
     deadline = time.time() + 60
@@ -168,7 +168,7 @@ def test_losses_are_finite_and_decrease_a_little(manager, tiny):
 
 
 def test_a_resume_restores_the_weights_in_force_at_its_checkpoint_and_forgets_later_changes(tmp_path, tiny):
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.training.loop import Trainer
 
     store = RunStore(tmp_path)

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from mtl_core.config import DataConfig, OptimConfig, WeightingConfig
-from mtl_core.runs.store import RunStore
+from mtl_core.store.store import RunStore
 from mtl_core.training.loop import Trainer
 from mtl_core.weighting.modo import MoDo
 

@@ -53,7 +53,7 @@ def twin_runs(tiny_run, tmp_path, monkeypatch) -> dict:
     """Two finished runs in a fresh runs directory that share the tiny run's final checkpoint, so
     an ensemble of them must predict (and score) exactly what that one model does:
     ``{"store", "ids", "checkpoint"}``."""
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
     source = tiny_run["manager"].store

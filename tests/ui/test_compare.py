@@ -24,7 +24,7 @@ def three_runs(tmp_path, monkeypatch):
     """A baseline (accuracy 0.80, abs_rel 0.20), a run better on both by 10% and one that trades
     +10% accuracy for a 10% worse abs_rel; finished, with test metrics."""
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     ids = {}
@@ -120,7 +120,7 @@ def test_delta_m_against_each_tasks_own_single_task_baseline(tmp_path, monkeypat
     """Accuracy 0.84 against 0.80 alone is +5%; abs_rel 0.22 against 0.20 alone is 10% worse:
     Δm = (5 - 10) / 2 = -2.5%. A failed baseline and another run's baseline are not used."""
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     other = finished_run(store, "other", TASKS, {"classification/accuracy": 0.5, "depth/abs_rel": 0.5})

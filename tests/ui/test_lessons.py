@@ -95,7 +95,7 @@ def test_instructor_mode_hides_the_lesson_list_and_the_seeds(lesson_dir):
 
 
 def test_running_a_lesson_trains_its_study_and_gives_the_verdict_with_its_charts(lesson_dir):
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.studies.store import StudyStore
 
     at = lessons_page()

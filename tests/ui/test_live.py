@@ -59,7 +59,7 @@ def test_a_finished_run_shows_its_status_curves_and_final_metrics(ui_runs):
 
 def test_a_run_trained_by_another_process_shows_and_is_steered_through_the_store(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     cfg = tiny_config(name="from-cli").to_dict()
@@ -92,7 +92,7 @@ def test_a_run_trained_by_another_process_shows_and_is_steered_through_the_store
 
 def test_a_method_that_sets_its_own_weights_offers_no_sliders_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     cfg = tiny_config(name="uw").to_dict()
@@ -108,7 +108,7 @@ def test_a_method_that_sets_its_own_weights_offers_no_sliders_and_says_why(tmp_p
 
 def test_a_failed_run_shows_the_reason_and_its_traceback(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     run_id = store.create_run(tiny_config(name="broken").to_dict(), "broken", "dashboard", 10, status="running")
@@ -198,7 +198,7 @@ def grad_run(store, every: int = 50, with_stats: bool = True, tasks=GRAD_TASKS) 
 
 def test_gradient_conflict_shows_the_latest_cosine_matrix_and_the_cosines_over_time(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     run_id = grad_run(RunStore(tmp_path))
     at = page("live", run_id)
@@ -227,7 +227,7 @@ def test_gradient_conflict_shows_the_latest_cosine_matrix_and_the_cosines_over_t
 
 def test_gradient_conflict_says_when_there_are_no_statistics_yet(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     none_yet = grad_run(store, every=200, with_stats=False)
@@ -245,7 +245,7 @@ def test_gradient_conflict_says_when_there_are_no_statistics_yet(tmp_path, monke
 
 def test_the_conflict_figures_follow_new_statistics_and_are_reused_between_them(tmp_path):
     """A refresh with only new losses keeps the conflict figures; a new statistic redraws them."""
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.training.gradstats import cosine_matrix
     from ui.live_view import live_figures
     from ui.metrics import MetricCache
@@ -270,7 +270,7 @@ def test_the_conflict_figures_follow_new_statistics_and_are_reused_between_them(
 
 def test_a_run_of_a_study_links_back_to_it(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
 
     store = RunStore(tmp_path)
     run_id = store.create_run(tiny_config(name="a trial").to_dict(), "a trial", "study", 10, status="finished",

@@ -40,9 +40,9 @@ def pad_net_run(tmp_path_factory) -> dict:
 
 
 def _helper_values(run: dict, data: bytes) -> dict:
-    from mtl_core.inference.gates import gate_values
     from mtl_core.inference.images import decode_image
     from mtl_core.inference.predictor import Predictor
+    from mtl_core.views.gates import gate_values
 
     ck = run["manager"].store.latest_checkpoint(run["run_id"])
     return gate_values(Predictor(ck["path"]), decode_image(data, "cat.png"))
@@ -88,8 +88,8 @@ def test_a_cgc_run_shows_each_tasks_weight_on_the_shared_expert_and_its_own(cgc_
 def test_the_helper_gives_the_models_own_gate_values_as_floats(cgc_run):
     import torch
 
-    from mtl_core.inference.gates import gate_values, has_distillation, has_gates
     from mtl_core.inference.predictor import Predictor
+    from mtl_core.views.gates import gate_values, has_distillation, has_gates
 
     ck = cgc_run["manager"].store.latest_checkpoint(cgc_run["run_id"])
     predictor = Predictor(ck["path"])

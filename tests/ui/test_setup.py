@@ -221,7 +221,7 @@ def test_there_are_example_configs_to_offer():
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=lambda p: p.name)
 def test_every_example_config_loads_and_validates(path):
-    from mtl_core.validation import check
+    from mtl_core.training.validation import check
     from ui import config_state as cs
 
     cfg = ExperimentConfig.from_json(path.read_text())

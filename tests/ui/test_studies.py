@@ -51,7 +51,7 @@ def studies_page(study_id: str | None = None):
 
 
 def test_a_finished_study_shows_its_verdict_table_curves_trade_off_and_downloads(studies_dir):
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.studies.summary import summarize
 
     sid = studies_dir["main"]
@@ -125,7 +125,7 @@ def test_the_picker_lists_the_studies_newest_first_and_the_url_picks_one(studies
 def test_a_run_of_the_study_is_one_click_from_its_live_page(studies_dir):
     from streamlit.testing.v1 import AppTest
 
-    from mtl_core.runs.store import RunStore
+    from mtl_core.store.store import RunStore
     from mtl_core.studies.store import StudyStore
 
     at = AppTest.from_file(APP, default_timeout=60)

@@ -16,11 +16,13 @@ from torch import Tensor
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import build_dataset
+from mtl_core.data.augment import Augmenter, generator_for
 from mtl_core.data.base import DatasetInfo, Targets
 from mtl_core.inference.images import to_numpy_image
-from mtl_core.inference.render import draw_all, enlarge
 from mtl_core.inference.samples import ground_truth
 from mtl_core.tasks import TASKS, Task, build_task, supported_tasks
+from mtl_core.tasks.drawing import draw_all
+from mtl_core.views.render import enlarge
 
 DISPLAY_SIZE = 192  # px: the long side previews are enlarged to before drawing
 
@@ -43,7 +45,7 @@ def overlay(tasks: dict[str, Task], image: Tensor, targets: Targets, show: dict[
     """One sample (float image, its targets) with the ground truth of ``tasks`` drawn on it, enlarged
     by a whole factor so its long side is about ``size`` (labels stay legible on a 32 px sample).
     Enlarged, the labels of the whole image (class, count, classes present) go in a band above
-    it, so they cover none of its objects (see :func:`~mtl_core.inference.render.draw_all`)."""
+    it, so they cover none of its objects (see :func:`~mtl_core.tasks.drawing.draw_all`)."""
     factor = max(1, round(size / max(image.shape[-2:])))
     big, truth = enlarge(to_uint8(image), ground_truth(tasks, targets), factor=factor)
     return to_numpy_image(draw_all(tasks, big, truth, show, band=factor > 1))
@@ -64,8 +66,6 @@ def preview_samples(cfg: ExperimentConfig, n: int = 4, split: str = "train", aug
     with ``augmented=False`` the second picture repeats the first. Raises ConfigError for data or
     augmentation settings that cannot be honoured.
     """
-    from mtl_core.data.augment import Augmenter, generator_for
-
     dataset = build_dataset(cfg.data, split, cfg.seed)
     tasks = drawable_tasks(dataset.info, cfg.tasks)
     augmenter = Augmenter(cfg.augment, cfg.data.image_size) if augmented else None

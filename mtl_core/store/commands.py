@@ -1,7 +1,7 @@
 """Commands to a run's trainer, kept in the run store: the one control path every run obeys,
 wherever it trains. A page, the CLI or a test sends one (:meth:`Commands.send_command`); the
 trainer reads the run's pending ones at each step and marks each applied (at the step it took
-effect) or rejected (saying why). :class:`~mtl_core.runs.store.RunStore` has these methods."""
+effect) or rejected (saying why). :class:`~mtl_core.store.store.RunStore` has these methods."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,8 @@ import time
 from typing import Any
 
 from mtl_core.errors import ConfigError
-from mtl_core.runs.status import TERMINAL
+from mtl_core.store.ids import check_run_id
+from mtl_core.store.status import TERMINAL
 
 COMMAND_KINDS = ("pause", "resume", "stop", "weights")
 COMMAND_STATES = ("pending", "applied", "rejected")
@@ -27,8 +28,6 @@ class Commands:
             raise ConfigError("kind", f"unknown command {kind!r}; one of {', '.join(COMMAND_KINDS)}")
         if payload is not None and not isinstance(payload, dict):
             raise ConfigError("payload", f"a command's payload is a dict, not {type(payload).__name__}")
-        from mtl_core.runs.store import check_run_id  # the store module imports this one
-
         check_run_id(run_id)
         with self._tx() as c:
             run = c.execute("SELECT status, step FROM runs WHERE id=?", (run_id,)).fetchone()

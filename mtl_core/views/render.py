@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mtl_core.inference.images import png_bytes, to_numpy_image
-from mtl_core.tasks.drawing import with_band
+from mtl_core.tasks.drawing import draw_all
 
 BESIDE_MAX_SIDE = 640  # pixels: a map shown beside an overlay sits in half the page's width
 MIN_DRAW_SIDE = 256  # pixels: smaller images are enlarged before drawing, or their labels would cover them
@@ -38,41 +38,6 @@ class Rendered:
         if self._png is None:
             self._png = png_bytes(self.overlay)
         return self._png
-
-
-def draw_all(tasks: Mapping[str, Any], image: torch.Tensor, predictions: Mapping[str, Any],
-             show: Mapping[str, bool] | None = None, opacity: float = 0.5, score_threshold: float = 0.3,
-             band: bool = False) -> torch.Tensor:
-    """Every shown task's overlay on ``image`` (uint8 ``(3, H, W)``), in the tasks' drawing order
-    (dense maps first, so boxes and labels stay on top).
-
-    With ``band`` the labels of the tasks that label the whole image (``image_level``: a class, a
-    count, the classes present) go in a plain band stacked above the image instead of on it
-    (:func:`~mtl_core.tasks.drawing.with_band`), so on a small enlarged scene they hide none of its
-    objects; the result is then taller, ``(3, band + H, W)``, whenever such a task is shown. A
-    task's legend (``draws_legend``: the classes a segmentation colours) goes in the band too."""
-    out, chips = image, {}
-    for t in sorted(predictions, key=lambda t: getattr(tasks[t], "draw_order", 100)):
-        if show is not None and not show.get(t, True):
-            continue
-        if band and getattr(tasks[t], "image_level", False):
-            chips[t] = tasks[t].chips(predictions[t], score_threshold)
-        elif band and getattr(tasks[t], "draws_legend", False):  # the legend in the band, off the objects
-            out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold, show_legend=False)
-            chips[t] = [(name, hex_to_rgb(c)) for name, c in tasks[t].legend(predictions[t])]
-        else:
-            out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
-    return with_band(out, _topmost_first(tasks, chips)) if chips else out
-
-
-def hex_to_rgb(colour: str) -> tuple[int, int, int]:
-    h = colour.lstrip("#")
-    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
-
-
-def _topmost_first(tasks: Mapping[str, Any], chips: Mapping[str, list]) -> list[list]:
-    """The band's chip groups, the task drawn last (on top: the class) first."""
-    return [chips[t] for t in sorted(chips, key=lambda t: -getattr(tasks[t], "draw_order", 100))]
 
 
 def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], show: Mapping[str, bool] | None = None,

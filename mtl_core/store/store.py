@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
-import secrets
 import shutil
 import sqlite3
 import threading
@@ -25,30 +23,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mtl_core.errors import ConfigError, MTLError
-from mtl_core.runs.commands import Commands
-from mtl_core.runs.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
-from mtl_core.runs.schema import MIGRATIONS, SCHEMA_VERSION
-from mtl_core.runs.status import ACTIVE, STATUSES
-
-RUNS_DIR_ENV = "MTL_RUNS_DIR"
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-
-
-
-def default_runs_dir() -> Path:
-    return Path(os.environ.get(RUNS_DIR_ENV, "runs"))
-
-
-def check_run_id(run_id: str) -> str:
-    """A run id is letters, digits, '-' and '_' only: never a path outside the runs directory."""
-    if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
-        raise ConfigError("run_id", f"{str(run_id)[:80]!r} is not a run id (letters, digits, '-' and '_', at most 64)")
-    return run_id
-
-
-def new_run_id() -> str:
-    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+from mtl_core.errors import MTLError
+from mtl_core.store.commands import Commands
+from mtl_core.store.ids import RUNS_DIR_ENV, check_run_id, default_runs_dir, new_run_id
+from mtl_core.store.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
+from mtl_core.store.schema import MIGRATIONS, SCHEMA_VERSION
+from mtl_core.store.status import ACTIVE, STATUSES
 
 
 class RunStore(Commands):

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from mtl_core.inference.predictor import INFER_LOCK
-from mtl_core.inference.render import MIN_DRAW_SIDE, enlarge
+from mtl_core.views.render import MIN_DRAW_SIDE, enlarge
 
 ATTENTION_MAX_SIDE = 320  # pixels: attention maps are shown small, several to a row
 # a heat colour map, dark (low attention) to bright (high): matplotlib's "inferno" (Smith and van der

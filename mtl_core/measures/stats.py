@@ -2,7 +2,7 @@
 answers of a single-label classifier, confusion matrices from (truth, prediction) pairs, a
 precision-recall curve from ranked hits, and a reliability diagram.
 
-Everything returns plain Python (see :mod:`mtl_core.inspection.types`).
+Everything returns plain Python (see :mod:`mtl_core.measures.types`).
 """
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from mtl_core.inspection.types import Confusion, Curve
+from mtl_core.measures.map_metric import average_precision
+from mtl_core.measures.types import Confusion, Curve
 
 NAN = float("nan")
 RELIABILITY_BINS = 10
@@ -76,11 +77,9 @@ def confusion_from_pairs(title: str, rows: list[str], cols: list[str], pairs: Se
 def pr_curve(title: str, scores: Sequence[float], hits: Sequence[bool], num_truth: int,
              score_threshold: float | None = None, ap: float | None = None, ap_name: str = "AP50") -> Curve:
     """Precision against recall over detections ranked by descending score (``hits``: whether
-    each matched a truth), with COCO's 101-point interpolated AP (as :mod:`~mtl_core.tasks.map_metric`
+    each matched a truth), with COCO's 101-point interpolated AP (as :mod:`~mtl_core.measures.map_metric`
     computes mAP, so the curve's AP and the run's AP50 agree; a task whose metric defines AP
     otherwise passes its own ``ap``) and the operating point at ``score_threshold``."""
-    from mtl_core.tasks.map_metric import average_precision
-
     s = torch.as_tensor(list(scores), dtype=torch.float64)
     h = torch.as_tensor(list(hits), dtype=torch.bool)
     order = torch.sort(s, descending=True, stable=True).indices

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from mtl_core.inference.images import to_numpy_image
-from mtl_core.inference.render import enlarge, map_image
-from mtl_core.inspection.types import COUNT, FLAG, FRACTION, TEXT, VALUE
+from mtl_core.measures.types import COUNT, FLAG, FRACTION, TEXT, VALUE
+from mtl_core.views.render import enlarge, map_image
 
 THUMB_SIDE = 192  # pixels: six thumbnails across a wide page
 LARGE_SIDE = 384

@@ -6,7 +6,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.data import DATASETS
 from mtl_core.errors import ConfigError
+from mtl_core.models import ARCHITECTURES, BACKBONES
+from mtl_core.tasks import TASKS, supported_tasks
+from mtl_core.weighting import WEIGHTINGS
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "constant")
@@ -29,9 +33,6 @@ def _choice(errors: list[ConfigError], field: str, value: str, allowed) -> None:
 def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
     """The registered tasks the configured dataset can teach: those whose label it supplies
     (None when the dataset itself is unknown)."""
-    from mtl_core.data import DATASETS
-    from mtl_core.tasks import supported_tasks
-
     if cfg.data.dataset not in DATASETS:
         return None
     cls = DATASETS.get(cfg.data.dataset)
@@ -71,8 +72,6 @@ def check_weights(tasks: Sequence[str], weights: Mapping[str, float], method: An
 
 def label_errors(cfg: ExperimentConfig) -> list[ConfigError]:
     """What is wrong with ``data.label_fraction``, ``data.label_noise`` and ``data.loss_scale``."""
-    from mtl_core.tasks import TASKS
-
     e: list[ConfigError] = []
     limits = {"label_fraction": (0.0, 1.0, True), "label_noise": (0.0, 1.0, False), "loss_scale": (0.0, 1e6, True)}
     for name, (lo, hi, lo_open) in limits.items():
@@ -91,11 +90,6 @@ def label_errors(cfg: ExperimentConfig) -> list[ConfigError]:
 
 def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     """All problems with ``cfg`` (empty when it is good to train)."""
-    from mtl_core.data import DATASETS
-    from mtl_core.models import ARCHITECTURES, BACKBONES
-    from mtl_core.tasks import TASKS
-    from mtl_core.weighting import WEIGHTINGS
-
     e: list[ConfigError] = []
     d, m, w, a, o = cfg.data, cfg.model, cfg.weighting, cfg.augment, cfg.optim
     if len(cfg.name) > 200:
@@ -184,4 +178,14 @@ def check(cfg: ExperimentConfig) -> ExperimentConfig:
             raise errors[0]
         first = errors[0]
         raise ConfigError(first.field, first.message + "; also: " + "; ".join(str(x) for x in errors[1:]))
+    return cfg
+
+
+def checked_link(token: str) -> ExperimentConfig:
+    """The config a setup link holds, parsed and validated: a ConfigError naming the field
+    (``link: optim.lr: ...``) when it does not parse or would not train."""
+    cfg = ExperimentConfig.from_link(token)
+    errors = validate(cfg)
+    if errors:
+        raise ConfigError(f"link: {errors[0].field}", errors[0].message)
     return cfg
