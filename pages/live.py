@@ -20,6 +20,7 @@ from mtl_core.store.status import ACTIVE, RESUMABLE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from mtl_core.training.gradstats import cosine_matrix
 from mtl_core.weighting import method_meta
+from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP, weights_in_force
 from ui.charts import TaskMeta
 from ui.live_plot import live_chart
 from ui.live_view import cached_conflict
@@ -154,10 +155,10 @@ def _controls(store, run: dict, active: bool, meta: dict) -> None:
     if st.session_state.get("live_action_error"):  # stays until the next action
         st.error(st.session_state["live_action_error"])
     if active:
-        _weights_form(run, meta)
+        _weights_form(run, meta, store.events(rid, "weights"))
 
 
-def _weights_form(run: dict, meta: dict) -> None:
+def _weights_form(run: dict, meta: dict, changes: list[dict]) -> None:
     """Sliders for the task weights, for a method that uses them; otherwise why it does not."""
     rid, tasks = run["id"], list(run["config"].get("tasks", []))
     method = run["config"].get("weighting", {}).get("method", "static")
@@ -166,9 +167,7 @@ def _weights_form(run: dict, meta: dict) -> None:
         st.caption(f"Task weights cannot be changed for this run: {method} does not use weights set by a person "
                    f"({about['weights_note']}).")
         return
-    cfg_weights = run["config"].get("weighting", {}).get("weights", {})
-    current = {**{t: float(cfg_weights.get(t, 1.0)) for t in tasks}, **(run.get("info") or {}).get("weights", {})}
-    top = max(10.0, 2 * max(current.values(), default=1.0))
+    current = weights_in_force(run["config"], changes)
     with st.expander("Change task weights while it trains", expanded=False):
         st.caption(f"For {method} they are {WEIGHT_USES.get(about['uses_weights'], 'task weights')}.")
         with st.form(f"live_weights_{rid}", border=False):
@@ -177,8 +176,8 @@ def _weights_form(run: dict, meta: dict) -> None:
                 key = f"live_w_{rid}_{t}"
                 # value= rather than a preset session_state entry: inside a form in a fragment the
                 # browser showed a preset as 0.00; a fixed range keeps the widget's identity stable
-                cols[i % len(cols)].slider(meta[t].label if t in meta else t, 0.0, top, float(current.get(t, 1.0)),
-                                           step=0.05, key=key)
+                cols[i % len(cols)].slider(meta[t].label if t in meta else t, WEIGHT_MIN, WEIGHT_MAX,
+                                           float(current.get(t, 1.0)), step=WEIGHT_STEP, key=key)
             locked = why_not("run.retune")
             st.form_submit_button("Apply", type="primary", on_click=_apply_weights, args=(rid, tasks),
                                   disabled=bool(locked), help=locked)

@@ -21,6 +21,7 @@ from mtl_core.tasks import TASKS, task_meta
 from mtl_core.training.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
 from mtl_core.views.preview import preview_samples
 from mtl_core.weighting import WEIGHTINGS, method_meta
+from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP
 from ui import config_state as cs
 from ui.roles import why_not
 from ui.state import manager, open_run
@@ -331,7 +332,7 @@ with _where("weighting", fusion_col), st.container(border=True):
         weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
         for i, t in enumerate(cfg.tasks):
             with weight_cols[i % len(weight_cols)]:
-                form.slider(f"weighting.weights.{t}", titles.get(t, t), 0.0, 10.0, 0.1)
+                form.slider(f"weighting.weights.{t}", titles.get(t, t), WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP)
     form.problems("weighting.weights", exact=True)
     if cls is not None and cls.defaults:
         st.markdown("**Hyperparameters**")

@@ -28,8 +28,9 @@ from mtl_core.store.status import TERMINAL, RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.training.control import Control
 from mtl_core.training.loop import Trainer
-from mtl_core.training.validation import check, check_weights
+from mtl_core.training.validation import check
 from mtl_core.weighting import WEIGHTINGS
+from mtl_core.weights import check_weights, weights_in_force
 
 SWEEP_SECONDS = 10.0  # how often a manager looks for runs whose trainer stopped beating
 
@@ -192,8 +193,8 @@ class RunManager:
                               "its task weights can no longer change")
         config = ExperimentConfig.from_dict(run["config"])
         method = WEIGHTINGS.get(config.weighting.method, "weighting.method")
-        current = {**{t: config.task_weight(t) for t in config.tasks}, **(run.get("info") or {}).get("weights", {})}
-        merged = check_weights(config.tasks, {**current, **{str(k): v for k, v in weights.items()}}, method)
+        current = weights_in_force(run["config"], self.store.events(run_id, "weights"))
+        merged = dict(check_weights(config.tasks, {**current, **{str(k): v for k, v in weights.items()}}, method))
         self.store.send_command(run_id, "weights", {"weights": merged})
         return merged
 

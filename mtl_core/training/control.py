@@ -23,7 +23,7 @@ import torch
 
 from mtl_core.errors import ConfigError, TrainingFailed
 from mtl_core.training import distributed
-from mtl_core.training.validation import check_weights
+from mtl_core.weights import check_weights
 
 
 class Control:
@@ -117,7 +117,7 @@ class Steering:
         """The method's weights with ``new`` applied, checked by Setup's rules; ConfigError naming
         the task otherwise (or saying why this method does not use a person's weights)."""
         base = dict(pending) if pending is not None else dict(self.method.user_weights)
-        return check_weights(self.tasks, {**base, **{str(k): v for k, v in new.items()}}, self.method)
+        return dict(check_weights(self.tasks, {**base, **{str(k): v for k, v in new.items()}}, self.method))
 
     # -- every rank ------------------------------------------------------------------------
     def decide(self, step: int) -> Decision:

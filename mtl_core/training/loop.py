@@ -401,7 +401,7 @@ class Trainer:
             eta = min(eta, max(0.0, self.config.time_limit - elapsed))
         host, pid = host_and_pid()
         info = {"pid": pid, "host": host, "images_per_s": rate, "eta_s": eta, "elapsed_s": elapsed, "losses": losses,
-                "weights": dict(getattr(self.method, "user_weights", {})), "params": self.params}
+                "params": self.params}  # the weights in force are the run's config and events (mtl_core.weights)
         if self.device.type == "cuda":
             info["gpu_memory_mb"] = torch.cuda.max_memory_allocated(self.device) / 2**20
         self._log(self.step, "train", {"images_per_s": rate})

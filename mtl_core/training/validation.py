@@ -2,15 +2,13 @@
 and the allowed values, so the dashboard can show each next to its widget."""
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
 from mtl_core.config import ExperimentConfig
 from mtl_core.data import DATASETS
 from mtl_core.errors import ConfigError
 from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.tasks import TASKS, supported_tasks
 from mtl_core.weighting import WEIGHTINGS
+from mtl_core.weights import weight_errors
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULERS = ("cosine", "constant")
@@ -40,34 +38,6 @@ def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
     if supplied is None:
         supplied = cls(cfg.data, "val", cfg.seed).info.tasks
     return tuple(supported_tasks(supplied))
-
-
-def weight_errors(tasks: Sequence[str], weights: Mapping[str, float], uses_weights: str) -> list[ConfigError]:
-    """What is wrong with a run's task weights (``weights``: every task's): a name that is not
-    one of ``tasks``, a value outside [0, 1000], or all of them zero for a method that uses them
-    (``uses_weights``, see :class:`mtl_core.weighting.base.Weighting`)."""
-    e = []
-    for t, v in weights.items():
-        if t not in tasks:
-            e.append(ConfigError(f"weighting.weights.{t}", f"{t!r} is not a selected task; selected: {', '.join(tasks)}"))
-        elif not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1000:
-            e.append(ConfigError(f"weighting.weights.{t}", f"must be in [0, 1000], got {v!r}"))
-    if tasks and uses_weights and all(weights.get(t, 1.0) == 0 for t in tasks):
-        e.append(ConfigError("weighting.weights", "all task weights are zero; give at least one task a weight above 0"))
-    return e
-
-
-def check_weights(tasks: Sequence[str], weights: Mapping[str, float], method: Any) -> dict[str, float]:
-    """New task weights for a running run of ``method`` (a built weighting method), checked by
-    Setup's rules; the first problem as a ConfigError naming the field. A method that sets every
-    task's weight itself refuses them and says why."""
-    if not getattr(method, "uses_weights", ""):
-        raise ConfigError("weighting.weights", f"{method.name} does not use task weights set by a person: "
-                          f"{getattr(method, 'weights_note', '') or 'it sets every weight itself'}")
-    errors = weight_errors(tasks, weights, method.uses_weights)
-    if errors:
-        raise errors[0]
-    return {t: float(weights[t]) for t in tasks if t in weights}
 
 
 def label_errors(cfg: ExperimentConfig) -> list[ConfigError]:

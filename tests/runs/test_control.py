@@ -58,8 +58,8 @@ def test_a_cli_run_is_paused_retuned_resumed_and_stopped_from_a_manager(cli_run)
     assert m.set_weights(rid, {"segmentation": 0.25}) == {"classification": 1.0, "segmentation": 0.25}
     with pytest.raises(ConfigError, match=r"weighting\.weights\.depth.*not a selected task"):
         m.set_weights(rid, {"depth": 1.0})
-    with pytest.raises(ConfigError, match=r"weighting\.weights\.segmentation.*\[0, 1000\]"):
-        m.set_weights(rid, {"segmentation": 5000.0})
+    with pytest.raises(ConfigError, match=r"weighting\.weights\.segmentation.*\[0, 10\]"):
+        m.set_weights(rid, {"segmentation": 50.0})
     _until(lambda: store.events(rid, "weights"), what="the weight change")
     assert store.events(rid, "weights")[0]["step"] == paused_at
     m.resume(rid)

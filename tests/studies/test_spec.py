@@ -196,7 +196,7 @@ def test_a_study_without_factors_is_the_base_over_the_seeds():
     ({"optim.lr": {"lin": [0.1, 1], "n": 3}}, "factors.optim.lr", ['{"lin": [0.1, 1], "n": 3}', '{"log": [lo, hi], "n": k}']),
     ({"model.architecture": {"linear": [1, 2], "n": 2}}, "factors.model.architecture", ["a range needs a numeric factor"]),
     ({"weighting.weights.segmentation": [-1, 1]}, "factors.weighting.weights.segmentation",
-     ["level -1 is refused: weighting.weights.segmentation: must be in [0, 1000]"]),
+     ["level -1 is refused: weighting.weights.segmentation: must be in [0, 10], got -1", "data.loss_scale"]),
     ({"optim.lr": ["fast"]}, "factors.optim.lr", ["level 'fast' is refused: optim.lr: expected a number"]),
     ({"model.width": [8, 2]}, "factors.model.width", ["level 2 is refused: model.width: must be in [4, 256], got 2"]),
     ({"weighting.weights.depth": [1, 2]}, "factors.weighting.weights.depth",

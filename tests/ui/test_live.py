@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN
 from tests.conftest import tiny_config
 from tests.ui.conftest import UI_TASKS, no_exceptions, page
 
@@ -84,9 +85,14 @@ def test_a_run_trained_by_another_process_shows_and_is_steered_through_the_store
     at.button(key=f"live_pause_{run_id}").click().run()
     no_exceptions(at)
     assert [(c["kind"], c["state"]) for c in store.commands(run_id)] == [("pause", "pending")]
+    # the sliders start at the weights in force (the config's, then the change at step 20), on
+    # the range Setup and validation use
+    weights = {s.key: s for s in at.slider if s.key and s.key.startswith(f"live_w_{run_id}_")}
+    assert weights[f"live_w_{run_id}_classification"].value == 2.0
+    assert {(w.min, w.max) for w in weights.values()} == {(WEIGHT_MIN, WEIGHT_MAX)}
     at.slider(key=f"live_w_{run_id}_segmentation").set_value(3.0)
     at.button(key=f"FormSubmitter:live_weights_{run_id}-Apply").click().run()
-    assert store.commands(run_id)[-1]["payload"] == {"weights": {"classification": 1.0, "detection": 1.0,
+    assert store.commands(run_id)[-1]["payload"] == {"weights": {"classification": 2.0, "detection": 1.0,
                                                                  "segmentation": 3.0}}
 
 

@@ -11,6 +11,7 @@ from streamlit.testing.v1.element_tree import Block
 
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig, WeightingConfig
 from mtl_core.weighting import WEIGHTINGS
+from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 K = "cfg."
@@ -47,7 +48,8 @@ def test_the_widgets_are_there_and_a_default_config_can_start(setup_page):
     method = at.selectbox(key=K + "weighting.method")
     assert method.value == "static" and len(method.options) == len(WEIGHTINGS.available())
     for t in ("classification", "detection", "segmentation"):  # one weight slider per selected task
-        assert at.slider(key=f"{K}weighting.weights.{t}").value == 1.0
+        slider = at.slider(key=f"{K}weighting.weights.{t}")
+        assert slider.value == 1.0 and (slider.min, slider.max) == (WEIGHT_MIN, WEIGHT_MAX)  # the one range
     for key in ("data.image_size", "data.max_objects", "data.noise"):
         at.slider(key=K + key)
     for key in ("data.train_size", "optim.lr", "optim.batch_size", "optim.steps", "seed"):
