@@ -31,7 +31,7 @@ def delta_m(metrics: Mapping[str, float], baseline: Mapping[str, float],
     terms = []
     for task, m in metrics.items():
         b = baseline.get(task)
-        if task not in higher_is_better or not _finite(m) or not _finite(b) or b == 0:
+        if task not in higher_is_better or not is_finite(m) or not is_finite(b) or b == 0:
             continue
         sign = 1.0 if higher_is_better[task] else -1.0
         terms.append(sign * (float(m) - float(b)) / abs(float(b)) * 100.0)
@@ -88,7 +88,7 @@ def mean_ci(values: Iterable[float | None], confidence: float = 0.95) -> Interva
     None, NaN and ±inf values (a failed or diverged run) are dropped; ``n`` counts the values kept.
     n=1 gives ``low=-inf, high=+inf``; n=0 gives a NaN mean and bounds."""
     _check_confidence(confidence)
-    kept = np.array([float(v) for v in values if _finite(v)], dtype=float)
+    kept = np.array([float(v) for v in values if is_finite(v)], dtype=float)
     n = int(kept.size)
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0, math.nan)
@@ -108,7 +108,7 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float], confidence
     Because a seed's luck moves both levels alike, this interval can exclude 0 while the two levels' own
     intervals overlap."""
     seeds = sorted(set(a) & set(b))
-    return mean_ci([float(a[s]) - float(b[s]) for s in seeds if _finite(a[s]) and _finite(b[s])], confidence)
+    return mean_ci([float(a[s]) - float(b[s]) for s in seeds if is_finite(a[s]) and is_finite(b[s])], confidence)
 
 
 def _welch_difference(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> Interval:
@@ -116,8 +116,8 @@ def _welch_difference(a: Sequence[float], b: Sequence[float], confidence: float 
     generalization of Student's problem when several different population variances are involved',
     Biometrika 1947; degrees of freedom after Satterthwaite 1946). Infinite when either side has fewer than
     two values. ``n`` is the smaller sample; ``std`` is NaN (there is no single sample behind it)."""
-    x = np.array([float(v) for v in a if _finite(v)], dtype=float)
-    y = np.array([float(v) for v in b if _finite(v)], dtype=float)
+    x = np.array([float(v) for v in a if is_finite(v)], dtype=float)
+    y = np.array([float(v) for v in b if is_finite(v)], dtype=float)
     n = int(min(x.size, y.size))
     if n == 0:
         return Interval(math.nan, math.nan, math.nan, 0, math.nan)
@@ -326,8 +326,14 @@ def _seeds_text(seeds: int | None, counts: Sequence[int]) -> str:
     return f"{hi} seed" + ("" if hi == 1 else "s") if lo == hi else f"{lo} to {hi} seeds"
 
 
-def _finite(x: object) -> bool:
+def is_finite(x: object) -> bool:
+    """Whether ``x`` is a finite number (None, NaN, inf and text are not)."""
     try:
         return x is not None and math.isfinite(float(x))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return False
+
+
+def finite_or_none(x: object) -> float | None:
+    """``x`` as a float, or None where it is not a finite number (JSON and SQL have no NaN)."""
+    return float(x) if is_finite(x) else None  # type: ignore[arg-type]

@@ -102,12 +102,12 @@ def event_shapes(events: Sequence[Mapping[str, Any]], tasks: Sequence[str] | Non
         payload = ev.get("payload") or {}
         old, new = payload.get("old", {}), payload.get("new", {})
         changed = [t for t in (tasks or new) if t in new and float(new[t]) != float(old.get(t, np.nan))]
-        parts = [f"{(short or {}).get(t, t[:4])} {_num(old.get(t))}→{_num(new[t])}" for t in changed]
+        parts = [f"{(short or {}).get(t, t[:4])} {_number_text(old.get(t))}→{_number_text(new[t])}" for t in changed]
         shapes.append(dict(type="line", xref="x", yref="paper", x0=step, x1=step, y0=0, y1=1,
                            line=dict(color=EVENT_COLOR, width=1, dash="dot")))
         notes.append(dict(x=step, y=1, xref="x", yref="paper", yanchor="top", xanchor="left", showarrow=False,
                           text="w: " + (", ".join(parts) if parts else "changed"), font=dict(size=10, color="#555"),
-                          hovertext=f"step {step}: task weights " + ", ".join(f"{t} {_num(old.get(t))} → {_num(new[t])}"
+                          hovertext=f"step {step}: task weights " + ", ".join(f"{t} {_number_text(old.get(t))} → {_number_text(new[t])}"
                                                                             for t in changed)))
     return shapes, notes
 
@@ -122,7 +122,7 @@ def _padded(v: np.ndarray, pad: float = 0.08, top: float | None = None) -> list[
     return [lo - span * pad, hi + span * (pad if top is None else top)]
 
 
-def _num(v: Any) -> str:
+def _number_text(v: Any) -> str:
     return "?" if v is None else f"{float(v):g}"
 
 

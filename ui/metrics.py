@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import bisect
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mtl_core.scores import delta_m  # noqa: F401  (one definition, shared with the benchmarks)
+from mtl_core.scores import delta_m, is_finite, pareto_mask  # noqa: F401  (delta_m: one definition, shared with the benchmarks)
 from mtl_core.store.status import ACTIVE, RunStatus
 
 Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns
@@ -111,7 +110,7 @@ def delta_m_vs_single_task(tasks: Sequence[str], metrics: Mapping[str, float], b
     ``baselines`` map each task to its primary metric (the run's, and that of the baseline trained
     on the task alone). ``None`` unless every one of ``tasks`` has both values: a mean over some
     of the tasks would flatter or punish the run."""
-    if not tasks or any(not _finite(metrics.get(t)) or not _finite(baselines.get(t)) or baselines.get(t) == 0
+    if not tasks or any(not is_finite(metrics.get(t)) or not is_finite(baselines.get(t)) or baselines.get(t) == 0
                         or t not in higher_is_better for t in tasks):
         return None
     return delta_m({t: metrics[t] for t in tasks}, {t: baselines[t] for t in tasks}, higher_is_better)
@@ -119,7 +118,7 @@ def delta_m_vs_single_task(tasks: Sequence[str], metrics: Mapping[str, float], b
 
 def format_bytes(n: float | None) -> str:
     """``1145499`` -> ``'1.15 MB'`` (decimal units, as file managers show them)."""
-    if not _finite(n):
+    if not is_finite(n):
         return "–"
     v = float(n)
     for unit in ("B", "kB", "MB", "GB"):
@@ -140,29 +139,23 @@ def report_table(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         measure = str(r["measure"])
         before, after, change, rel = (r.get(k) for k in ("before", "after", "change", "relative"))
         if measure.startswith("size"):
-            fmt, delta = format_bytes, (f"{float(rel):+.0%}" if _finite(rel) else "–")
+            fmt, delta = format_bytes, (f"{float(rel):+.0%}" if is_finite(rel) else "–")
             measure = measure.replace("bytes, ", "").replace(" (bytes)", "")
         elif "latency" in measure:
-            fmt, delta = (lambda v: f"{float(v):.2f} ms" if _finite(v) else "–"), (f"{float(rel):+.0%}" if _finite(rel) else "–")
+            fmt, delta = (lambda v: f"{float(v):.2f} ms" if is_finite(v) else "–"), (f"{float(rel):+.0%}" if is_finite(rel) else "–")
         elif measure.startswith("zero weights"):
-            fmt, delta = (lambda v: f"{float(v):.1%}" if _finite(v) else "–"), (f"{100 * float(change):+.1f} pts" if _finite(change) else "–")
+            fmt, delta = (lambda v: f"{float(v):.1%}" if is_finite(v) else "–"), (f"{100 * float(change):+.1f} pts" if is_finite(change) else "–")
         else:  # a task's primary metric, e.g. "classification/accuracy ↑"
-            fmt, delta = (lambda v: f"{float(v):.4f}" if _finite(v) else "–"), (f"{float(change):+.4f}" if _finite(change) else "–")
+            fmt, delta = (lambda v: f"{float(v):.4f}" if is_finite(v) else "–"), (f"{float(change):+.4f}" if is_finite(change) else "–")
         out.append({"measure": measure, "before": fmt(before), "after": fmt(after), "change": delta})
     return pd.DataFrame(out, columns=["measure", "before", "after", "change"])
 
 
 def pareto_front(x: Sequence[float], y: Sequence[float], maximize_x: bool = True,
                  maximize_y: bool = True) -> np.ndarray:
-    """Boolean mask of the points no other point dominates (at least as good on both axes and
-    strictly better on one), each axis in its own direction. NaN points are never on the front."""
-    xs = np.asarray(x, dtype=float) * (1 if maximize_x else -1)
-    ys = np.asarray(y, dtype=float) * (1 if maximize_y else -1)
-    ok = np.isfinite(xs) & np.isfinite(ys)
-    ge = (xs[None, :] >= xs[:, None]) & (ys[None, :] >= ys[:, None])  # [i, j]: j at least as good as i
-    gt = (xs[None, :] > xs[:, None]) | (ys[None, :] > ys[:, None])
-    dominated = (ge & gt & ok[None, :]).any(axis=1)
-    return ok & ~dominated
+    """Boolean mask of the points no other point dominates, each axis in its own direction
+    (:func:`mtl_core.scores.pareto_mask` on two axes). NaN points are never on the front."""
+    return np.asarray(pareto_mask(list(zip(x, y, strict=True)), (maximize_x, maximize_y)), dtype=bool)
 
 
 def front_line(x: Sequence[float], y: Sequence[float], mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -178,7 +171,7 @@ def final_metrics(rows: Iterable[Row]) -> tuple[dict[str, float], str | None]:
     by_split: dict[str, dict[int, dict[str, float]]] = {}
     for step, split, key, value, _ in rows:
         if split in ("val", "test"):
-            by_split.setdefault(split, {}).setdefault(int(step), {})[key] = _nan(value)
+            by_split.setdefault(split, {}).setdefault(int(step), {})[key] = float_or_nan(value)
     for split in ("test", "val"):
         steps = by_split.get(split)
         if steps:
@@ -193,7 +186,7 @@ def primary_values(final: Mapping[str, float], primary: Mapping[str, str]) -> di
 
 def format_duration(seconds: float | None) -> str:
     """``3725`` -> ``'1h 02m'``, ``75`` -> ``'1m 15s'``, ``None`` -> ``'–'``."""
-    if seconds is None or not _finite(seconds) or seconds < 0:
+    if seconds is None or not is_finite(seconds) or seconds < 0:
         return "–"
     s = int(round(seconds))
     if s >= 3600:
@@ -265,11 +258,11 @@ class MetricCache:
             if steps and step < steps[-1]:
                 at = bisect.bisect_right(steps, step)
                 steps.insert(at, step)
-                values.insert(at, _nan(value))
+                values.insert(at, float_or_nan(value))
                 self._arrays.pop((split, key), None)  # not a tail any more: convert it afresh
             else:
                 steps.append(step)
-                values.append(_nan(value))
+                values.append(float_or_nan(value))
             if step > self.last_step:
                 self.last_step = step
         self.count += len(rows)
@@ -298,12 +291,7 @@ _NO_STEPS, _NO_VALUES = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=float)
 _NO_STEPS.flags.writeable = _NO_VALUES.flags.writeable = False
 
 
-def _finite(v: Any) -> bool:
-    try:
-        return v is not None and math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
 
-
-def _nan(v: Any) -> float:
+def float_or_nan(v: Any) -> float:
+    """``v`` as a float, NaN where there is none (a table's blank)."""
     return float(v) if v is not None else float("nan")

@@ -12,11 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from ui.metrics import format_bytes
-
-
-def _num(v: Any) -> float:
-    return math.nan if v is None else float(v)
+from ui.metrics import float_or_nan, format_bytes
 
 
 def _rel(v: float, base: float) -> str:
@@ -38,18 +34,18 @@ def pruning_table(rows: Iterable[Mapping[str, Any]], higher_is_better: Mapping[s
     for r in rows:
         line: dict[str, str] = {"model": str(r.get("model", "?"))}
         for col, fmt in (("parameters", "{:,.0f}"), ("multiply-adds", "{:,.0f}")):
-            v = _num(r.get(col))
-            line[col] = (fmt.format(v) if math.isfinite(v) else "—") + _rel(v, _num(base.get(col)))
-        size = _num(r.get("size (bytes)"))
-        line["size on disk"] = format_bytes(size) + _rel(size, _num(base.get("size (bytes)")))
+            v = float_or_nan(r.get(col))
+            line[col] = (fmt.format(v) if math.isfinite(v) else "—") + _rel(v, float_or_nan(base.get(col)))
+        size = float_or_nan(r.get("size (bytes)"))
+        line["size on disk"] = format_bytes(size) + _rel(size, float_or_nan(base.get("size (bytes)")))
         for col in ("latency b1 (ms)", "latency b32 (ms)"):
-            v = _num(r.get(col))
-            line[col.replace(" (ms)", "")] = (f"{v:.2f} ms" if math.isfinite(v) else "—") + _rel(v, _num(base.get(col)))
+            v = float_or_nan(r.get(col))
+            line[col.replace(" (ms)", "")] = (f"{v:.2f} ms" if math.isfinite(v) else "—") + _rel(v, float_or_nan(base.get(col)))
         for key, value in r.items():
             if "/" not in key:
                 continue
             task = key.split("/")[0]
-            v, b = _num(value), _num(base.get(key))
+            v, b = float_or_nan(value), float_or_nan(base.get(key))
             arrow = "↑" if better.get(task, True) else "↓"
             change = f" ({(v - b):+.3f})" if r is not base and math.isfinite(v) and math.isfinite(b) else ""
             line[f"{key} {arrow}"] = (f"{v:.3f}" if math.isfinite(v) else "—") + change

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from mtl_core.scores import finite_or_none
 from ui.charts import MAX_POINTS, PALETTE, _base_layout, _padded, _rgba, figure
 from ui.metrics import downsample_indices, ema
 
@@ -46,10 +47,6 @@ def factor_title(factors: Sequence[str]) -> str:
 def level_colors(labels: Sequence[str]) -> dict[str, str]:
     """One colour per level, in the study's order (the same in every chart of the page)."""
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(labels)}
-
-
-def _finite_or_none(v: float) -> float | None:
-    return float(v) if v is not None and math.isfinite(v) else None
 
 
 def band_figure(curves: Mapping[str, Curve], title: str, y_title: str, colors: Mapping[str, str],
@@ -132,9 +129,9 @@ def tradeoff_figure(summary: Any, tx: str, ty: str, on_front: Sequence[bool], la
             "text": [label], "textposition": "top center", "cliponaxis": False, "showlegend": False,
             "marker": {"size": 13 if on else 10, "color": colors.get(lv.label, PALETTE[0]),
                        "symbol": "diamond" if on else "circle", "line": {"color": "#d62728" if on else "white", "width": 1.5}},
-            "error_x": {"type": "data", "array": [_finite_or_none(x.half_width) or 0.0],
+            "error_x": {"type": "data", "array": [finite_or_none(x.half_width) or 0.0],
                         "visible": math.isfinite(x.half_width), "thickness": 1.2, "width": 3},
-            "error_y": {"type": "data", "array": [_finite_or_none(y.half_width) or 0.0],
+            "error_y": {"type": "data", "array": [finite_or_none(y.half_width) or 0.0],
                         "visible": math.isfinite(y.half_width), "thickness": 1.2, "width": 3},
             "hovertemplate": f"<b>{html.escape(lv.label)}</b><br>{html.escape(tx)} {x}<br>{html.escape(ty)} {y}"
                              f"<br>{'on the Pareto front' if on else 'dominated'}<extra></extra>"})

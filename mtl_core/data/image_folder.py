@@ -89,12 +89,6 @@ def load_rgb(path: str | Path, size: int, exif: bool = False) -> Tensor:
     return F.pil_to_tensor(im).float().div_(255.0)  # (3, S, S)
 
 
-def image_size_of(path: str | Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file, read from its header only."""
-    with Image.open(path) as im:
-        return im.size
-
-
 # ----------------------------------------------------------------------------------- dataset
 @register_dataset("image_folder")
 class ImageFolderDataset:

@@ -18,7 +18,7 @@ from mtl_core.measures.types import COUNT, FLAG, FRACTION, TEXT, VALUE, ErrorCol
 OPERATORS = (">=", "<=", "==")
 
 
-def _nan(v: Any) -> bool:
+def _is_nan(v: Any) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
@@ -34,7 +34,7 @@ def error_table(outputs: Any, score_threshold: float = 0.3) -> dict[str, list]:
     failed = [0] * n
     for t in outputs.tasks:
         for i, v in enumerate(errors.get(f"{t}/failed", [])):
-            if not _nan(v) and v:
+            if not _is_nan(v) and v:
                 failed[i] += 1
     return {"sample": list(outputs.indices), "tasks_failed": failed, **errors}
 
@@ -49,7 +49,7 @@ class Condition:
     value: float | str
 
     def test(self, v: Any) -> bool:
-        if v is None or _nan(v) or v == "":
+        if v is None or _is_nan(v) or v == "":
             return False
         if self.op == "==":
             return v == self.value
@@ -79,7 +79,7 @@ def sort_rows(table: Mapping[str, Sequence], rows: Sequence[int], column: str, w
 
     def key(i: int):
         v = values[i]
-        if v is None or _nan(v) or v == "":
+        if v is None or _is_nan(v) or v == "":
             return (1, 0.0, i)
         if isinstance(v, str):
             return (0, 0.0, i)
@@ -96,7 +96,7 @@ def summary(tasks: Mapping[str, Any], table: Mapping[str, Sequence]) -> dict[str
     for key, (t, col) in columns(tasks).items():
         if key not in table or col.kind == TEXT:
             continue
-        values = [float(v) for v in table[key] if not (v is None or _nan(v))]
+        values = [float(v) for v in table[key] if not (v is None or _is_nan(v))]
         if not values:
             out.setdefault(t, []).append(f"{col.title}: no labelled sample")
             continue
@@ -124,7 +124,7 @@ def co_failure(tasks: Sequence[str], table: Mapping[str, Sequence]) -> dict[str,
         row_s, row_c = [], []
         for b in tasks:
             fa, fb = flags[a], flags[b]
-            both = [i for i in range(len(fa)) if not _nan(fa[i]) and not _nan(fb[i])]
+            both = [i for i in range(len(fa)) if not _is_nan(fa[i]) and not _is_nan(fb[i])]
             if a == b:
                 failed = sum(1 for i in both if fa[i])
                 row_s.append(failed / len(both) if both else float("nan"))
@@ -147,7 +147,7 @@ def to_csv(table: Mapping[str, Sequence]) -> str:
     writer.writerow(names)
     n = len(table[names[0]]) if names else 0
     for i in range(n):
-        writer.writerow(["" if (v := table[k][i]) is None or _nan(v) else
+        writer.writerow(["" if (v := table[k][i]) is None or _is_nan(v) else
                          (f"{v:.6g}" if isinstance(v, float) else v) for k in names])
     return buf.getvalue()
 

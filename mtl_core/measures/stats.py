@@ -6,7 +6,6 @@ Everything returns plain Python (see :mod:`mtl_core.measures.types`).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -123,8 +122,3 @@ def reliability(title: str, confidences: Sequence[float], correct: Sequence[bool
         ece += n * abs(acc - mean_conf)
     total = len(conf)
     return Curve("reliability", title, xs, ys, ece / total if total else NAN, "ECE", counts=counts)
-
-
-def nan_to_none(values: Sequence[float]) -> list[float | None]:
-    """NaN as ``None`` (for JSON and for tables that show a blank)."""
-    return [None if isinstance(v, float) and math.isnan(v) else v for v in values]

@@ -47,7 +47,7 @@ class Commands:
         created``. One index range (commands_by_run): cheap enough to call every step."""
         rows = self._conn().execute("SELECT id, kind, payload, created FROM commands WHERE run_id=? AND state='pending'"
                                     " ORDER BY id", (run_id,)).fetchall()
-        return [{"id": r[0], "kind": r[1], "payload": _json(r[2]), "created": r[3]} for r in rows]
+        return [{"id": r[0], "kind": r[1], "payload": json_or_none(r[2]), "created": r[3]} for r in rows]
 
     def mark_command(self, command_id: int, state: str, step: int | None = None, message: str | None = None) -> None:
         """The trainer applied (at ``step``) or rejected (saying why in ``message``) a command."""
@@ -61,7 +61,7 @@ class Commands:
         """Every command sent to the run, oldest first, with its state, step and message."""
         rows = self._conn().execute("SELECT id, kind, payload, created, state, step, message FROM commands"
                                     " WHERE run_id=? ORDER BY id", (run_id,)).fetchall()
-        return [{**dict(r), "payload": _json(r["payload"])} for r in rows]
+        return [{**dict(r), "payload": json_or_none(r["payload"])} for r in rows]
 
 
 def _nothing_to(kind: str) -> str:
@@ -70,5 +70,6 @@ def _nothing_to(kind: str) -> str:
 
 
 
-def _json(text: str | None) -> Any:
+def json_or_none(text: str | None) -> Any:
+    """A stored JSON column's value (None where it is empty)."""
     return json.loads(text) if text else None

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.errors import MTLError
+from mtl_core.scores import finite_or_none
 from mtl_core.store.commands import Commands
 from mtl_core.store.ids import RUNS_DIR_ENV, check_run_id, default_runs_dir, new_run_id
 from mtl_core.store.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
@@ -266,7 +267,7 @@ class RunStore(Commands):
             return
         with self._tx() as c:
             c.executemany("INSERT INTO metrics (run_id, step, split, key, value, wall) VALUES (?,?,?,?,?,?)",
-                          [(run_id, int(s), sp, k, _finite(v), w) for s, sp, k, v, w in rows])
+                          [(run_id, int(s), sp, k, finite_or_none(v), w) for s, sp, k, v, w in rows])
 
     def metrics(self, run_id: str, split: str | None = None, key_prefix: str | None = None,
                 since_step: int = -1, key: str | None = None) -> list[tuple[int, str, str, float, float]]:
@@ -375,15 +376,6 @@ def _set_wal(conn: sqlite3.Connection, seconds: float = 30.0) -> None:
             if "locked" not in str(e) or time.time() > deadline:
                 raise
             time.sleep(0.02)
-
-
-def _json(text: str | None) -> Any:
-    return json.loads(text) if text else None
-
-
-def _finite(v: float) -> float | None:
-    v = float(v)
-    return v if v == v and abs(v) != float("inf") else None
 
 
 def _run_dict(row: sqlite3.Row) -> dict[str, Any]:

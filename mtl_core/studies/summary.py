@@ -17,7 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from mtl_core.scores import Interval, Ranked, delta_m_per_seed, mean_ci, pareto_mask, rank_levels, verdict
+from mtl_core.scores import (
+    Interval,
+    Ranked,
+    delta_m_per_seed,
+    finite_or_none,
+    mean_ci,
+    pareto_mask,
+    rank_levels,
+    verdict,
+)
 from mtl_core.store.status import RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.studies.spec import Planned, StudySpec, plan_key, planned_runs
@@ -216,22 +225,17 @@ def table(summary: StudySummary) -> list[dict[str, Any]]:
                                "failed": len(lv.failed)}
         for t in summary.tasks:
             iv = lv.metrics.get(t)
-            row[f"{t} {summary.primary.get(t, '')}"] = _num(iv.mean) if iv else None
+            row[f"{t} {summary.primary.get(t, '')}"] = finite_or_none(iv.mean) if iv else None
             row[f"{t} ± 95% CI"] = _half(iv)
-        row["Δm (%)"] = _num(lv.delta_m.mean) if lv.delta_m else None
+        row["Δm (%)"] = finite_or_none(lv.delta_m.mean) if lv.delta_m else None
         row["Δm ± 95% CI"] = _half(lv.delta_m)
-        row["seconds"] = _num(lv.seconds.mean) if lv.seconds else None
+        row["seconds"] = finite_or_none(lv.seconds.mean) if lv.seconds else None
         row["parameters"] = lv.params
         r = rank.get(lv.label)
         row["rank"] = r.rank if r else None
         row["cannot be told apart from"] = ", ".join(r.tied_with) if r else ""
         rows.append(row)
     return rows
-
-
-def _num(x: float) -> float | None:
-    """A number for the table, None where there is none (no finite value: JSON has no NaN)."""
-    return float(x) if x is not None and np.isfinite(x) else None
 
 
 def _half(iv: Interval | None) -> float | None:
