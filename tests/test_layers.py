@@ -201,3 +201,12 @@ def test_a_tree_that_keeps_the_table_passes(tmp_path):
                             "mtl_core/pkg/side.py": "from mtl_core.pkg.top import x\n"})
     table = TABLE.replace("pkg.", "mtl_core.pkg.").replace("`mtl_core.pkg.base`", "`mtl_core.pkg.base`, `mtl_core.pkg`")
     assert check(root, table) == []
+
+
+def test_what_is_inside_names_every_folder_of_the_repository():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What is inside", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"^\| `([\w.]+)/?`", section, re.M)) | set(re.findall(r"`([\w.]+)/`", section))
+    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")
+               and p.name not in ("runs", "__pycache__") and any(p.rglob("*"))}
+    assert folders <= named, f"folders the README's 'What is inside' leaves out: {sorted(folders - named)}"
