@@ -215,27 +215,8 @@ def browser_key(xsrf_cookie: str) -> str | None:
     return "browser-" + hashlib.sha256(token).hexdigest()[:16] if token else None
 
 
-# the RunManager's commands, and the control each one is
+# the RunManager's commands, and the control each one is (a viewer's manager refuses them: ui/read_only.py)
 MANAGER_COMMANDS: dict[str, str] = {
     "start": "run.start", "start_baselines": "run.baselines", "resume_run": "run.continue",
     "pause": "run.pause", "resume": "run.pause", "stop": "run.stop", "set_weights": "run.retune", "delete": "run.delete",
 }
-
-
-class ViewerManager:
-    """The RunManager as a viewer's session sees it: everything that reads passes through, every
-    command in :data:`MANAGER_COMMANDS` raises :class:`AccessError`. So no control a page forgot
-    to guard, nor a study or lesson steered through it, can change a run for a viewer."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str):
-        if name in MANAGER_COMMANDS:
-            action = MANAGER_COMMANDS[name]
-
-            def refuse(*args: object, **kwargs: object) -> None:
-                raise AccessError(refusal(action))
-
-            return refuse
-        return getattr(self._inner, name)

@@ -14,7 +14,7 @@ import streamlit as st
 
 from mtl_core.runs.manager import RunManager, get_manager, preload
 from mtl_core.runs.store import RUNS_DIR_ENV
-from ui.access import ViewerManager
+from ui.read_only import ViewerManager
 
 
 def _use_app_navigation() -> None:
@@ -51,13 +51,18 @@ def _manager(path: str) -> RunManager:
     return get_manager(path)
 
 
+@st.cache_resource(show_spinner=False)
+def _viewer_manager(path: str) -> ViewerManager:
+    return ViewerManager(_manager(path))  # one for every viewer: its store's read-only connections are per thread
+
+
 def manager() -> RunManager:
     """The process-wide RunManager for this dashboard's runs directory; for a viewer of a shared
-    dashboard, a :class:`ui.access.ViewerManager` of it (reads pass, commands are refused)."""
+    dashboard, a :class:`ui.read_only.ViewerManager` of it (named reads only, a read-only store)."""
     from ui.roles import viewer
 
-    real = _manager(runs_dir())
-    return ViewerManager(real) if viewer() else real  # type: ignore[return-value]
+    path = runs_dir()
+    return _viewer_manager(path) if viewer() else _manager(path)  # type: ignore[return-value]
 
 
 def owner_manager() -> RunManager:
