@@ -108,6 +108,8 @@ class Classroom:
     owners: frozenset[str] = frozenset()
     path: Path | None = None
     _studies: dict[str, str] = field(default_factory=dict)  # study id -> the viewer's browser that started it
+    _pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # being started: ticket -> (browser, runs)
+    _building: int = 0  # viewers' Inspect computations going on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -152,14 +154,25 @@ class Classroom:
         """Whether a lesson study of ``runs`` runs may start now: always for the owner; for a viewer
         when the owner allows it and neither their own quota, all viewers' quota nor the queue
         (``queued`` runs waiting) is full. ``active(study_id)``: whether a study still has runs
-        queued or training (finished studies free their place in the quota)."""
+        queued or training (finished studies free their place in the quota). What a button shows;
+        :meth:`start_lesson` decides again as it starts."""
         first = self.decide("lesson.start", role)
         if role == OWNER or not first.allowed:
             return first
-        s = self.settings
         with self._lock:
-            mine = [sid for sid, who in self._studies.items() if who == session and active(sid)]
-            everyone = [sid for sid in self._studies if active(sid)]
+            return self._quota(session, runs, queued, active)
+
+    def _quota(self, session: str, runs: int, queued: int, active: Callable[[str], bool]) -> Decision:
+        """The viewers' quotas, counting the studies being started now (held by :meth:`start_lesson`).
+        Called under ``_lock``."""
+        s = self.settings
+        mine = [sid for sid, who in self._studies.items() if who == session and active(sid)]
+        everyone = [sid for sid in self._studies if active(sid)]
+        for who, _ in self._pending.values():
+            everyone.append("one being started")
+            if who == session:
+                mine.append("one being started")
+        queued += sum(n for _, n in self._pending.values())
         if len(mine) >= s.per_session:
             return Decision(False, f"You already have {len(mine)} lesson stud{'y' if len(mine) == 1 else 'ies'} "
                                    f"queued or training ({', '.join(mine)}); each browser may run {s.per_session} "
@@ -172,6 +185,36 @@ class Classroom:
             return Decision(False, f"The training queue holds {queued} runs; this lesson's {runs} more would pass "
                                    f"its limit of {s.max_queued_runs}. Wait for some to finish, or ask the owner.")
         return Decision(True)
+
+    def start_lesson(self, role: str, session: str, runs: int, queued: Callable[[], int],
+                     active: Callable[[str], bool], start: Callable[[], str]) -> str:
+        """Start a lesson study of ``runs`` runs with ``start()`` (it returns the study's id) if
+        ``role`` may. For a viewer the quota is checked and their place in it taken in one step,
+        under the lock, before ``start()`` runs: eight tabs clicking at once start one study. A
+        ``start()`` that fails gives the place back. Raises :class:`AccessError` saying which
+        limit was reached."""
+        first = self.decide("lesson.start", role)
+        if not first.allowed:
+            raise AccessError(first.reason)
+        if role == OWNER:
+            return start()
+        ticket = secrets.token_hex(8)
+        with self._lock:
+            decision = self._quota(session, runs, queued(), active)
+            if not decision.allowed:
+                raise AccessError(decision.reason)
+            self._pending[ticket] = (session, runs)
+        try:
+            study_id = start()
+        except BaseException:
+            with self._lock:
+                self._pending.pop(ticket, None)
+            raise
+        with self._lock:  # the place taken becomes the study, with no moment where it is neither
+            self._pending.pop(ticket, None)
+            self._studies[study_id] = session
+            self._save()
+        return study_id
 
     def record_study(self, study_id: str, session: str) -> None:
         with self._lock:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -160,9 +161,18 @@ def lesson_refusal(runs: int, queued: int, active) -> str | None:
     return None if d.allowed else d.reason
 
 
-def record_lesson_study(study_id: str) -> None:
-    if shared_mode() and role() == VIEWER:
-        classroom().record_study(study_id, browser_id())
+def start_lesson(spec: Any) -> str:
+    """Start a lesson's study (a ``StudySpec``) for this session; returns the study's id. A
+    viewer's is checked against the classroom's quota and takes its place in it in one step
+    (:class:`ui.access.AccessError` says which limit was reached); the owner's starts at once."""
+    from mtl_core.studies.runner import StudyRunner
+    from ui.lesson_start import start_lesson_study
+    from ui.state import _manager, runs_dir
+
+    engine = _manager(runs_dir())  # the RunManager itself: a lesson's study is the one start a viewer may make
+    if not shared_mode():
+        return StudyRunner(engine).start(spec)
+    return start_lesson_study(classroom(), engine, spec, role(), browser_id())
 
 
 def view_only_caption(what: str) -> None:

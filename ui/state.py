@@ -58,17 +58,12 @@ def _viewer_manager(path: str) -> ViewerManager:
 
 def manager() -> RunManager:
     """The process-wide RunManager for this dashboard's runs directory; for a viewer of a shared
-    dashboard, a :class:`ui.read_only.ViewerManager` of it (named reads only, a read-only store)."""
+    dashboard, a :class:`ui.read_only.ViewerManager` of it (named reads only, a read-only store;
+    a viewer starts a lesson's study through ``ui.roles.start_lesson``, nothing else)."""
     from ui.roles import viewer
 
     path = runs_dir()
     return _viewer_manager(path) if viewer() else _manager(path)  # type: ignore[return-value]
-
-
-def owner_manager() -> RunManager:
-    """The RunManager itself, whoever asks: for the one thing a viewer may start (a lesson study
-    within the classroom's quota, checked by the caller with ``ui.roles.lesson_refusal``)."""
-    return _manager(runs_dir())
 
 
 def selected_run() -> str | None:
