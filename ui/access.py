@@ -4,7 +4,8 @@ On a dashboard that only its own machine can reach (the default) everyone is the
 before. In shared mode (``MTL_STUDIO_SHARED=1``) a person is a *viewer* until they unlock control
 with the owner's secret: viewers watch runs, studies and lessons, browse data and predictions and
 upload their own images to Predict; every action in :data:`CONTROLS` is the owner's, except that
-the owner may let viewers start lesson studies within a quota (:class:`Classroom`).
+the owner may let viewers start lesson studies within a quota, and compute Inspect's outputs a few
+at a time (:class:`Classroom`). What a viewer's session holds of the RunManager: ``ui.read_only``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,6 +90,8 @@ class Settings:
     per_session: int = 1  # queued or training lesson studies per browser (its reloads and tabs included)
     max_viewer_studies: int = 3  # all viewers together
     max_queued_runs: int = 24  # a viewer's study is refused when the queue would hold more
+    viewer_inspect: bool = False  # viewers may compute a run's Inspect outputs when none are kept yet
+    max_inspect_builds: int = 1  # such computations at a time, all viewers together
 
 
 def refusal(action: str) -> str:
@@ -98,10 +102,11 @@ def refusal(action: str) -> str:
 
 @dataclass
 class Classroom:
-    """The process-wide state of a shared dashboard: its secret, the owner's settings, and which
-    viewer's browser started which lesson study (for the quota). Thread-safe: every browser session
-    runs its scripts in a thread of its own. With a ``path``, the settings and the studies are kept
-    there (see :meth:`load`), so a restarted server keeps the owner's choices and the quota."""
+    """The process-wide state of a shared dashboard: its secret, the owner's settings, which
+    viewer's browser started which lesson study (for the quota), the studies being started and the
+    viewers' Inspect computations going on. Thread-safe: every browser session runs its scripts in
+    a thread of its own. With a ``path``, the settings and the studies are kept there (see
+    :meth:`load`), so a restarted server keeps the owner's choices and the quota."""
 
     secret: str
     settings: Settings = field(default_factory=Settings)
@@ -220,6 +225,34 @@ class Classroom:
         with self._lock:
             self._studies[study_id] = session
             self._save()
+
+    @contextmanager
+    def inspect_build(self, role: str, what: str) -> Iterator[None]:
+        """Hold one of the class's places to compute Inspect outputs that nobody computed yet
+        (``what``: which, as a refusal says it). The owner needs none; a viewer needs the owner's
+        leave (``viewer_inspect``) and a free place (``max_inspect_builds``), else
+        :class:`AccessError` says which is missing and what to do."""
+        if role == OWNER:
+            yield
+            return
+        s = self.settings
+        with self._lock:
+            if not s.viewer_inspect:
+                raise AccessError(f"{what} have not been computed yet, and computing them takes the shared server "
+                                  "about 13 s. The dashboard's owner computes them by opening this run on Inspect, "
+                                  "or lets viewers compute them (Classroom settings); meanwhile Live, Compare and "
+                                  "Predict show this run.")
+            if self._building >= s.max_inspect_builds:
+                raise AccessError(f"{what} have not been computed yet, and the class is already computing "
+                                  f"{self._building} run{'s' if self._building != 1 else ''}' outputs, the most the "
+                                  f"owner allows at a time ({s.max_inspect_builds}). Try again in a minute: once "
+                                  "computed, they are kept for everyone.")
+            self._building += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._building -= 1
 
     def viewer_studies(self) -> dict[str, str]:
         with self._lock:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +177,17 @@ def start_lesson(spec: Any) -> str:
     return start_lesson_study(classroom(), engine, spec, role(), browser_id())
 
 
+@contextmanager
+def inspect_build(what: str) -> Iterator[None]:
+    """Around computing Inspect outputs that nobody computed yet: nothing to hold for the owner;
+    for a viewer, the owner's leave and a free place among the class's (else AccessError)."""
+    if not shared_mode():
+        yield
+        return
+    with classroom().inspect_build(role(), what):
+        yield
+
+
 def view_only_caption(what: str) -> None:
     """One line over controls a viewer sees disabled."""
     if shared_mode() and role() == VIEWER:
@@ -187,6 +200,10 @@ SETTING_WIDGETS = {  # setting -> (label, lowest, highest, help)
     "max_viewer_studies": ("Lesson studies of all viewers at a time", 1, 50, "However many browsers are open."),
     "max_queued_runs": ("Runs in the queue at most, for a viewer's study", 1, 500,
                         "A viewer's study is refused when the training queue would hold more runs than this."),
+}
+INSPECT_WIDGETS = {
+    "max_inspect_builds": ("Inspect computations of all viewers at a time", 1, 8,
+                           "Each takes the server about 13 s per run and split; others are asked to wait."),
 }
 
 
@@ -225,6 +242,14 @@ def access_sidebar() -> None:
             for name, (label, lo, hi, hint) in SETTING_WIDGETS.items():
                 st.number_input(label, lo, hi, int(getattr(settings, name)), key=f"access_{name}", on_change=_set,
                                 args=(name,), help=hint, disabled=not settings.viewer_lessons)
+            st.toggle("Viewers may compute Inspect outputs", value=settings.viewer_inspect,
+                      key="access_viewer_inspect", on_change=_set, args=("viewer_inspect",),
+                      help="For a run nobody opened on Inspect yet: its per-sample outputs take the server about "
+                           "13 s per split, and are kept beside its checkpoint (deleted with the run). Off: viewers "
+                           "inspect the runs you opened there.")
+            for name, (label, lo, hi, hint) in INSPECT_WIDGETS.items():
+                st.number_input(label, lo, hi, int(getattr(settings, name)), key=f"access_{name}", on_change=_set,
+                                args=(name,), help=hint, disabled=not settings.viewer_inspect)
             started = classroom().viewer_studies()
             if started:
                 st.caption(f"Started by viewers: {', '.join(started)}")
