@@ -24,6 +24,7 @@ from ui import inspect_view as iv
 from ui.access import AccessError
 from ui.inspect_charts import co_failure_figure, confusion_figure, picked_cell, pr_figure, reliability_figure
 from ui.metrics import format_bytes
+from ui.roles import upload_limit_mb
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import manager
 
@@ -223,8 +224,10 @@ else:
         j = out.indices.index(int(idx)) if int(idx) in out.indices else 0
         image, truth, title = out.image(j), out.truth(j), f"{split} sample {out.indices[j]}"
     else:
-        up = c2.file_uploader("Image", type=IMAGE_TYPES, key="inspect_cmp_upload",
-                              help="Without ground truth: each run's predictions, no errors.")
+        limit = upload_limit_mb()  # shared mode: the same limit as Predict's
+        up = c2.file_uploader("Image", type=IMAGE_TYPES, key="inspect_cmp_upload", max_upload_size=limit,
+                              help="Without ground truth: each run's predictions, no errors."
+                              + (f" Shared dashboard: up to {limit} MB; only you see it." if limit else ""))
         if up is not None:
             try:
                 image, title = decode_image(up.getvalue(), up.name), up.name

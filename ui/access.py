@@ -33,6 +33,7 @@ OWNERS_ENV = "MTL_STUDIO_OWNERS"  # comma-separated e-mails that are owners once
 TOKEN_PARAM = "owner"  # ?owner=<secret>: the owner's link, read once and taken out of the URL
 MIN_TOKEN_CHARS = 12
 OWNER, VIEWER = "owner", "viewer"
+SHARED_UPLOAD_MB = 10  # per file, for every upload of a shared dashboard (Predict, Inspect); the server's own: 20
 
 # every action a viewer may not take, with the words a refusal uses for it
 CONTROLS: dict[str, str] = {

@@ -20,6 +20,7 @@ import streamlit as st
 from ui.access import (
     MIN_TOKEN_CHARS,
     OWNER,
+    SHARED_UPLOAD_MB,
     TOKEN_ENV,
     TOKEN_PARAM,
     VIEWER,
@@ -186,6 +187,12 @@ def inspect_build(what: str) -> Iterator[None]:
         return
     with classroom().inspect_build(role(), what):
         yield
+
+
+def upload_limit_mb() -> int | None:
+    """Each upload's limit in MB: :data:`ui.access.SHARED_UPLOAD_MB` on a shared dashboard, for
+    every uploader alike; ``None`` (the server's own limit) otherwise."""
+    return SHARED_UPLOAD_MB if shared_mode() else None
 
 
 def view_only_caption(what: str) -> None:

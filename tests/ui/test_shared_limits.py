@@ -1,6 +1,7 @@
 """What a class of viewers can make a shared dashboard do is bounded: eight lesson starts at once
 from one browser start one study; a viewer's Inspect reads the outputs someone computed and
-computes only with the owner's leave, a few at a time, into the run's own folder."""
+computes only with the owner's leave, a few at a time, into the run's own folder; and every upload
+has one limit."""
 from __future__ import annotations
 
 import shutil
@@ -237,3 +238,26 @@ def test_the_class_s_places_to_compute_hold_when_viewers_ask_at_once():
     with pytest.raises(AccessError, match="lets viewers compute them"):
         with classroom.inspect_build(VIEWER, "These outputs"):
             pass
+
+
+# ------------------------------------------------------------------ one upload limit
+def test_every_upload_of_a_shared_dashboard_has_the_same_limit(room, tiny_run):  # noqa: F811
+    from mtl_core.inspection.outputs import split_outputs
+    from ui.access import SHARED_UPLOAD_MB
+
+    ck = tiny_run["manager"].store.latest_checkpoint(tiny_run["run_id"], "final")["path"]
+    split_outputs(ck, "val")  # kept beside the checkpoint the room's runs share: a viewer may inspect them
+    predict = page("predict", room.ids["twin-a"], timeout=120).run()
+    inspect = page("inspect", room.ids["twin-a"], timeout=120)
+    inspect.session_state["inspect_view"] = "compare"
+    inspect.session_state["inspect_cmp_source"] = "upload"
+    inspect.run()
+    setup = page("setup", timeout=120).run()
+    limits = {}
+    for name, at in (("predict", predict), ("inspect", inspect), ("setup", setup)):
+        no_exceptions(at)
+        uploaders = at.get("file_uploader")
+        assert uploaders, f"no upload on {name}"
+        limits[name] = {u.proto.max_upload_size_mb for u in uploaders}
+    assert limits == {"predict": {SHARED_UPLOAD_MB}, "inspect": {SHARED_UPLOAD_MB}, "setup": {SHARED_UPLOAD_MB}}
+    assert f"up to {SHARED_UPLOAD_MB} MB" in inspect.get("file_uploader")[0].proto.help
