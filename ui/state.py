@@ -27,13 +27,19 @@ def _use_app_navigation() -> None:
     """
     try:
         from streamlit.runtime.pages_manager import PagesManager
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        from streamlit.runtime.scriptrunner import RerunData, get_script_run_ctx
     except ImportError:  # pragma: no cover - another Streamlit layout
         return
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
-        if get_script_run_ctx() is not None:
-            st.rerun()
+        ctx = get_script_run_ctx()
+        if ctx is not None and ctx.script_requests is not None:
+            # asked for, not raised as st.rerun() would: the page's first element reruns it. Raised here,
+            # it would fail this import, and Python gives the sessions that wait for this module meanwhile
+            # (a class opening the link at once) the half-made module: "cannot import name 'manager'"
+            ctx.script_requests.request_rerun(RerunData(query_string=ctx.query_string,
+                                                        page_script_hash=ctx.page_script_hash,
+                                                        context_info=ctx.context_info))
 
 
 _use_app_navigation()
