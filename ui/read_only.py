@@ -15,7 +15,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from mtl_core.runs.store import RunStore
 from ui.access import MANAGER_COMMANDS, AccessError, refusal
@@ -85,7 +85,7 @@ class _ReadOnlyRunStore(RunStore):
     """The run store on a read-only SQLite connection per thread (``mode=ro``): what it is asked to
     write fails in SQLite itself. Made without creating or migrating anything."""
 
-    def __init__(self, root: Path) -> None:  # noqa: D107 - RunStore.__init__ would create and migrate
+    def __init__(self, root: Path) -> None:  # not RunStore's: that one creates the folder and migrates
         self.root = Path(root)
         self.path = self.root / "runs.sqlite"
         self._local = threading.local()
@@ -100,7 +100,7 @@ class _ReadOnlyRunStore(RunStore):
             self._local.conn = conn
         return conn
 
-    def _tx(self):  # type: ignore[override]
+    def _tx(self) -> NoReturn:  # type: ignore[override]
         raise _refused("store", "transaction")
 
 
