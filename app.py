@@ -7,7 +7,6 @@ from __future__ import annotations
 import streamlit as st
 
 from ui.roles import access_sidebar
-from ui.state import page_exists
 
 st.set_page_config(page_title="MTL Studio", page_icon="🧪", layout="wide")
 
@@ -24,8 +23,7 @@ PAGES = [  # (file, title, icon)
     ("pages/data.py", "Data", ":material/photo_library:"),
 ]
 
-# pages are written by several people: list only those present, so a missing one never breaks the app
 nav = st.navigation([st.Page(path, title=title, icon=icon, default=path == "pages/home.py")
-                     for path, title, icon in PAGES if page_exists(path)])
+                     for path, title, icon in PAGES])
 access_sidebar()  # shared (classroom) mode: who you are, above every page's own sidebar
 nav.run()

@@ -22,12 +22,14 @@ from ui.metrics import (
     delta_m,
     delta_m_vs_single_task,
     final_metrics,
+    format_bytes,
     format_duration,
     primary_values,
     run_duration,
     single_task_baselines,
 )
 from ui.roles import refused, why_not
+from ui.run_files import run_files
 from ui.sidebar import model_checkpoint
 from ui.state import manager, runs_dir
 
@@ -351,8 +353,9 @@ with st.expander("Delete runs"):
         st.session_state["compare_confirm"] = list(doomed)
     pending = st.session_state.get("compare_confirm")
     if pending:
+        freed = sum(sum(run_files(store.run_dir(rid)).values()) for rid in pending)
         st.warning(f"Delete {len(pending)} run{'s' if len(pending) != 1 else ''} with {'their' if len(pending) != 1 else 'its'} "
-                   "metrics and checkpoints? This cannot be undone.")
+                   f"metrics, checkpoints and kept outputs ({format_bytes(freed)} on disk)? This cannot be undone.")
         yes, no = st.columns([1, 6])
         if yes.button("Yes, delete", type="primary", key="compare_delete_yes"):
             errors = []

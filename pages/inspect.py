@@ -21,7 +21,10 @@ from mtl_core.inspection import table as tb
 from mtl_core.store.status import WITH_CHECKPOINTS
 from mtl_core.views import inspection as views
 from ui import inspect_view as iv
+from ui.access import AccessError
 from ui.inspect_charts import co_failure_figure, confusion_figure, picked_cell, pr_figure, reliability_figure
+from ui.metrics import format_bytes
+from ui.roles import upload_limit_mb
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import manager
 
@@ -64,9 +67,14 @@ split = c1.selectbox("Split", ["val", "test"], key="inspect_split", format_func=
                      help="Choose models on validation; score the one chosen on test.")
 threshold = c2.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="inspect_threshold",
                       help="Boxes scoring below this are left out: they are neither hits nor false positives.")
+split_name = {"val": "validation", "test": "test"}[split]
 try:
     path, mtime = iv.checkpoint_key(ck)
-    out = iv.outputs(path, mtime, split)
+    # a viewer of a shared dashboard reads what is kept; computing it is the owner's leave, within a cap
+    out = iv.session_outputs(path, mtime, split, f"The {split_name} outputs of {html.escape(run['name'])}")
+except AccessError as e:
+    st.info(str(e), icon=":material/lock:")
+    st.stop()
 except (MTLError, OSError) as e:
     st.error(f"This run's {split} split cannot be inspected here: {e}")
     st.stop()
@@ -75,8 +83,10 @@ titles = {t: task.title or t for t, task in tasks.items()}
 picked = c3.pills("Show", list(tasks), selection_mode="multi", default=list(tasks), key="inspect_show",
                   format_func=titles.get) or []
 show = {t: t in picked for t in tasks}
+kept = iv.kept_file(path, split)
 st.caption(f"**{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} ({ck['kind']}) · "
-           f"{len(out)} {split} samples · tasks: {', '.join(titles.values())}")
+           f"{len(out)} {split} samples · tasks: {', '.join(titles.values())}"
+           + (f" · outputs kept beside the checkpoint ({format_bytes(kept[1])}, deleted with the run)" if kept else ""))
 table = tb.error_table(out, threshold)
 ss.setdefault("inspect_view", "browse")
 view = st.segmented_control("View", list(VIEWS), key="inspect_view", format_func=VIEWS.get) or "browse"
@@ -214,8 +224,10 @@ else:
         j = out.indices.index(int(idx)) if int(idx) in out.indices else 0
         image, truth, title = out.image(j), out.truth(j), f"{split} sample {out.indices[j]}"
     else:
-        up = c2.file_uploader("Image", type=IMAGE_TYPES, key="inspect_cmp_upload",
-                              help="Without ground truth: each run's predictions, no errors.")
+        limit = upload_limit_mb()  # shared mode: the same limit as Predict's
+        up = c2.file_uploader("Image", type=IMAGE_TYPES, key="inspect_cmp_upload", max_upload_size=limit,
+                              help="Without ground truth: each run's predictions, no errors."
+                              + (f" Shared dashboard: up to {limit} MB; only you see it." if limit else ""))
         if up is not None:
             try:
                 image, title = decode_image(up.getvalue(), up.name), up.name

@@ -19,28 +19,24 @@ from mtl_core.lessons.catalog import Lesson, lessons, lessons_dir
 from mtl_core.lessons.effect import measure
 from mtl_core.store.status import RunStatus
 from mtl_core.studies.factors import factor_kind, get_level
-from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec, expand
 from mtl_core.studies.store import StudyStore, plan_counts
 from mtl_core.studies.summary import summarize
 from mtl_core.tasks import task_meta
 from ui import lesson_state
+from ui.access import AccessError
+from ui.lesson_start import study_active
 from ui.lesson_view import chart_figures, level_labels
 from ui.live_plot import live_chart
-from ui.roles import lesson_refusal, record_lesson_study
+from ui.roles import lesson_refusal, start_lesson
 from ui.shared import fresh_memo
-from ui.state import manager, owner_manager
+from ui.state import manager
 from ui.studies import baseline_levels, drawn_with, progress_text, study_alive
 from ui.study_charts import factor_title, level_colors
 
 ss = st.session_state
 CHART_SECONDS = 3.0
 SECONDS_PER_RUN = 14.0  # a lesson run (32 px, 600 steps) on the 2-core machine: 10.5-16.5 s in bench/lessons.py
-
-
-def _study_alive(study_id: str) -> bool:
-    """Whether a study still has runs queued or training (for a viewer's quota)."""
-    return study_alive(StudyStore(manager().store).plan(study_id), check=False)
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -143,7 +139,8 @@ with right, st.container(border=True):
         st.stop()
     minutes = len(planned) * SECONDS_PER_RUN / 60
     # shared mode: a viewer may start a lesson's study when the owner allows it, within the quota
-    locked = lesson_refusal(len(planned), len(manager().queue()), _study_alive)
+    store = manager().store
+    locked = lesson_refusal(len(planned), len(manager().queue()), lambda sid: study_active(store, sid))
     start = st.button(f"Run this lesson: {len(planned)} runs, about {minutes:.0f} min", type="primary",
                       icon=":material/play_arrow:", key="lesson_start", width="stretch", disabled=bool(locked),
                       help=locked)
@@ -151,8 +148,9 @@ with right, st.container(border=True):
         st.caption(f":material/lock: {locked}")
     if start and not locked:
         try:
-            study_id = StudyRunner(owner_manager()).start(spec)  # lesson_refusal said yes
-            record_lesson_study(study_id)
+            study_id = start_lesson(spec)  # a viewer's quota is checked again, and held, as it starts
+        except AccessError as e:  # another tab of this browser (or of the class) started one meanwhile
+            st.error(str(e), icon=":material/lock:")
         except MTLError as e:
             st.error(f"The lesson's study could not start: {e}", icon=":material/error:")
         else:

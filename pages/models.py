@@ -26,6 +26,7 @@ from ui.importance_view import section as importance_section
 from ui.metrics import format_bytes, report_table
 from ui.pruning import pruning_table
 from ui.roles import refused, view_only_caption, why_not
+from ui.run_files import run_files
 from ui.sidebar import model_checkpoint, run_picker
 from ui.state import manager
 
@@ -65,6 +66,10 @@ st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoi
            f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
            f"{cfg.get('data', {}).get('image_size', '?')} px")
 run_dir = store.run_dir(run_id)
+files = run_files(run_dir)
+if files:  # what the run keeps, Inspect's outputs included (viewers may have had them computed): all freed with it
+    st.caption(f"On disk: {format_bytes(sum(files.values()))} in `{run_dir}` ("
+               + ", ".join(f"{kind} {format_bytes(n)}" for kind, n in files.items()) + "); deleted with the run.")
 locked = why_not("model.compress")  # shared mode, a viewer: these write into the run's folder
 view_only_caption("compresses, prunes and exports models; you can read the results they wrote")
 

@@ -32,13 +32,13 @@ from mtl_core.views.gates import distillation_values, gate_values, has_distillat
 from mtl_core.views.render import render
 from ui.access import shared_mode
 from ui.gate_chart import gate_figure
+from ui.roles import upload_limit_mb
 from ui.shared import SharedLRU, shared_lru
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import APP_ROOT, manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
-SHARED_UPLOAD_MB = 10  # per file, in shared mode (the server's own limit: server.maxUploadSize)
 SHARED_UPLOADS = 8  # images per session at a time, in shared mode
 SHARED_KEEP = 96  # the sample and dataset images' results, shared by every session
 _MISSING = object()
@@ -325,11 +325,11 @@ look = Look(tuple(show.items()), opacity, threshold, beside, attention, stretch,
 if source == "upload":
     # shared mode: uploads stay in the uploader's session; a smaller file limit and a few images per
     # session keep one viewer's upload from taking the shared server's memory and time from the others
-    shared = shared_mode()
+    shared, limit = shared_mode(), upload_limit_mb()  # the limit: every uploader's on a shared dashboard
     files = st.file_uploader("Images", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_upload",
-                             max_upload_size=SHARED_UPLOAD_MB if shared else None,
+                             max_upload_size=limit,
                              help="png, jpg, webp, bmp, tiff or gif; any size (they are resized for the model)."
-                             + (f" Shared dashboard: up to {SHARED_UPLOAD_MB} MB each, {SHARED_UPLOADS} at a time; "
+                             + (f" Shared dashboard: up to {limit} MB each, {SHARED_UPLOADS} at a time; "
                                 "only you see your images." if shared else ""))
     if not files:
         st.info("Upload one or more images to see every task's prediction on them, or choose **Sample images** "

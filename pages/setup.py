@@ -23,7 +23,7 @@ from mtl_core.views.preview import preview_samples
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP
 from ui import config_state as cs
-from ui.roles import why_not
+from ui.roles import upload_limit_mb, why_not
 from ui.state import manager, open_run
 from ui.study_form import study_section
 
@@ -214,7 +214,7 @@ with _where("files", st.container()), st.expander("Load or save a config file", 
     up, down = st.columns([3, 2])
     with up:
         st.file_uploader("Load a config (JSON saved from here or by the CLI)", type=["json"], key="setup.upload",
-                         on_change=_on_upload)
+                         on_change=_on_upload, max_upload_size=upload_limit_mb())  # shared mode: every upload's limit
         if ss.get("setup.upload_error"):
             st.error(f"Could not load the file: {ss['setup.upload_error']}", icon=":material/error:")
         elif ss.get("setup.upload_ok"):

@@ -4,7 +4,8 @@ On a dashboard that only its own machine can reach (the default) everyone is the
 before. In shared mode (``MTL_STUDIO_SHARED=1``) a person is a *viewer* until they unlock control
 with the owner's secret: viewers watch runs, studies and lessons, browse data and predictions and
 upload their own images to Predict; every action in :data:`CONTROLS` is the owner's, except that
-the owner may let viewers start lesson studies within a quota (:class:`Classroom`).
+the owner may let viewers start lesson studies within a quota, and compute Inspect's outputs a few
+at a time (:class:`Classroom`). What a viewer's session holds of the RunManager: ``ui.read_only``.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import logging
 import os
 import secrets
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,7 @@ OWNERS_ENV = "MTL_STUDIO_OWNERS"  # comma-separated e-mails that are owners once
 TOKEN_PARAM = "owner"  # ?owner=<secret>: the owner's link, read once and taken out of the URL
 MIN_TOKEN_CHARS = 12
 OWNER, VIEWER = "owner", "viewer"
+SHARED_UPLOAD_MB = 10  # per file, for every upload of a shared dashboard (Predict, Inspect); the server's own: 20
 
 # every action a viewer may not take, with the words a refusal uses for it
 CONTROLS: dict[str, str] = {
@@ -88,6 +91,8 @@ class Settings:
     per_session: int = 1  # queued or training lesson studies per browser (its reloads and tabs included)
     max_viewer_studies: int = 3  # all viewers together
     max_queued_runs: int = 24  # a viewer's study is refused when the queue would hold more
+    viewer_inspect: bool = False  # viewers may compute a run's Inspect outputs when none are kept yet
+    max_inspect_builds: int = 1  # such computations at a time, all viewers together
 
 
 def refusal(action: str) -> str:
@@ -98,16 +103,19 @@ def refusal(action: str) -> str:
 
 @dataclass
 class Classroom:
-    """The process-wide state of a shared dashboard: its secret, the owner's settings, and which
-    viewer's browser started which lesson study (for the quota). Thread-safe: every browser session
-    runs its scripts in a thread of its own. With a ``path``, the settings and the studies are kept
-    there (see :meth:`load`), so a restarted server keeps the owner's choices and the quota."""
+    """The process-wide state of a shared dashboard: its secret, the owner's settings, which
+    viewer's browser started which lesson study (for the quota), the studies being started and the
+    viewers' Inspect computations going on. Thread-safe: every browser session runs its scripts in
+    a thread of its own. With a ``path``, the settings and the studies are kept there (see
+    :meth:`load`), so a restarted server keeps the owner's choices and the quota."""
 
     secret: str
     settings: Settings = field(default_factory=Settings)
     owners: frozenset[str] = frozenset()
     path: Path | None = None
     _studies: dict[str, str] = field(default_factory=dict)  # study id -> the viewer's browser that started it
+    _pending: dict[str, tuple[str, int]] = field(default_factory=dict)  # being started: ticket -> (browser, runs)
+    _building: int = 0  # viewers' Inspect computations going on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -152,14 +160,25 @@ class Classroom:
         """Whether a lesson study of ``runs`` runs may start now: always for the owner; for a viewer
         when the owner allows it and neither their own quota, all viewers' quota nor the queue
         (``queued`` runs waiting) is full. ``active(study_id)``: whether a study still has runs
-        queued or training (finished studies free their place in the quota)."""
+        queued or training (finished studies free their place in the quota). What a button shows;
+        :meth:`start_lesson` decides again as it starts."""
         first = self.decide("lesson.start", role)
         if role == OWNER or not first.allowed:
             return first
-        s = self.settings
         with self._lock:
-            mine = [sid for sid, who in self._studies.items() if who == session and active(sid)]
-            everyone = [sid for sid in self._studies if active(sid)]
+            return self._quota(session, runs, queued, active)
+
+    def _quota(self, session: str, runs: int, queued: int, active: Callable[[str], bool]) -> Decision:
+        """The viewers' quotas, counting the studies being started now (held by :meth:`start_lesson`).
+        Called under ``_lock``."""
+        s = self.settings
+        mine = [sid for sid, who in self._studies.items() if who == session and active(sid)]
+        everyone = [sid for sid in self._studies if active(sid)]
+        for who, _ in self._pending.values():
+            everyone.append("one being started")
+            if who == session:
+                mine.append("one being started")
+        queued += sum(n for _, n in self._pending.values())
         if len(mine) >= s.per_session:
             return Decision(False, f"You already have {len(mine)} lesson stud{'y' if len(mine) == 1 else 'ies'} "
                                    f"queued or training ({', '.join(mine)}); each browser may run {s.per_session} "
@@ -173,10 +192,68 @@ class Classroom:
                                    f"its limit of {s.max_queued_runs}. Wait for some to finish, or ask the owner.")
         return Decision(True)
 
+    def start_lesson(self, role: str, session: str, runs: int, queued: Callable[[], int],
+                     active: Callable[[str], bool], start: Callable[[], str]) -> str:
+        """Start a lesson study of ``runs`` runs with ``start()`` (it returns the study's id) if
+        ``role`` may. For a viewer the quota is checked and their place in it taken in one step,
+        under the lock, before ``start()`` runs: eight tabs clicking at once start one study. A
+        ``start()`` that fails gives the place back. Raises :class:`AccessError` saying which
+        limit was reached."""
+        first = self.decide("lesson.start", role)
+        if not first.allowed:
+            raise AccessError(first.reason)
+        if role == OWNER:
+            return start()
+        ticket = secrets.token_hex(8)
+        with self._lock:
+            decision = self._quota(session, runs, queued(), active)
+            if not decision.allowed:
+                raise AccessError(decision.reason)
+            self._pending[ticket] = (session, runs)
+        try:
+            study_id = start()
+        except BaseException:
+            with self._lock:
+                self._pending.pop(ticket, None)
+            raise
+        with self._lock:  # the place taken becomes the study, with no moment where it is neither
+            self._pending.pop(ticket, None)
+            self._studies[study_id] = session
+            self._save()
+        return study_id
+
     def record_study(self, study_id: str, session: str) -> None:
         with self._lock:
             self._studies[study_id] = session
             self._save()
+
+    @contextmanager
+    def inspect_build(self, role: str, what: str) -> Iterator[None]:
+        """Hold one of the class's places to compute Inspect outputs that nobody computed yet
+        (``what``: which, as a refusal says it). The owner needs none; a viewer needs the owner's
+        leave (``viewer_inspect``) and a free place (``max_inspect_builds``), else
+        :class:`AccessError` says which is missing and what to do."""
+        if role == OWNER:
+            yield
+            return
+        s = self.settings
+        with self._lock:
+            if not s.viewer_inspect:
+                raise AccessError(f"{what} have not been computed yet, and computing them takes the shared server "
+                                  "about 13 s. The dashboard's owner computes them by opening this run on Inspect, "
+                                  "or lets viewers compute them (Classroom settings); meanwhile Live, Compare and "
+                                  "Predict show this run.")
+            if self._building >= s.max_inspect_builds:
+                raise AccessError(f"{what} have not been computed yet, and the class is already computing "
+                                  f"{self._building} run{'s' if self._building != 1 else ''}' outputs, the most the "
+                                  f"owner allows at a time ({s.max_inspect_builds}). Try again in a minute: once "
+                                  "computed, they are kept for everyone.")
+            self._building += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._building -= 1
 
     def viewer_studies(self) -> dict[str, str]:
         with self._lock:
@@ -215,27 +292,8 @@ def browser_key(xsrf_cookie: str) -> str | None:
     return "browser-" + hashlib.sha256(token).hexdigest()[:16] if token else None
 
 
-# the RunManager's commands, and the control each one is
+# the RunManager's commands, and the control each one is (a viewer's manager refuses them: ui/read_only.py)
 MANAGER_COMMANDS: dict[str, str] = {
     "start": "run.start", "start_baselines": "run.baselines", "resume_run": "run.continue",
     "pause": "run.pause", "resume": "run.pause", "stop": "run.stop", "set_weights": "run.retune", "delete": "run.delete",
 }
-
-
-class ViewerManager:
-    """The RunManager as a viewer's session sees it: everything that reads passes through, every
-    command in :data:`MANAGER_COMMANDS` raises :class:`AccessError`. So no control a page forgot
-    to guard, nor a study or lesson steered through it, can change a run for a viewer."""
-
-    def __init__(self, inner: object) -> None:
-        self._inner = inner
-
-    def __getattr__(self, name: str):
-        if name in MANAGER_COMMANDS:
-            action = MANAGER_COMMANDS[name]
-
-            def refuse(*args: object, **kwargs: object) -> None:
-                raise AccessError(refusal(action))
-
-            return refuse
-        return getattr(self._inner, name)

@@ -10,12 +10,14 @@ import html
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
+from mtl_core.errors import MTLError
 from mtl_core.inference.predictor import Predictor
-from mtl_core.inspection.outputs import split_outputs
+from mtl_core.inspection.outputs import cache_path, load, split_outputs
 from mtl_core.inspection.table import Condition
 from mtl_core.measures.types import COUNT, FLAG, FRACTION, VALUE
 from mtl_core.views import inspection as views
@@ -31,12 +33,49 @@ def predictor(path: str, mtime: float) -> Predictor:
     return Predictor(path)
 
 
+class NotKept(MTLError):
+    """No per-sample outputs of this checkpoint and split are kept yet (and none were to be computed)."""
+
+
 @st.cache_resource(max_entries=6, show_spinner="Opening the split's per-sample outputs (the first time, every "
                                               "sample goes through the model once; they are kept beside the checkpoint) …")
-def outputs(path: str, mtime: float, split: str) -> Any:
-    """A checkpoint's per-sample outputs on ``split``: read from beside the checkpoint, or computed
-    once and saved there."""
+def outputs(path: str, mtime: float, split: str, _compute: bool = True) -> Any:
+    """A checkpoint's per-sample outputs on ``split``: read from beside the checkpoint, or (when
+    ``_compute``) computed once and saved there; :class:`NotKept` otherwise (not cached, so the
+    outputs someone computes later are found). ``_compute`` is not part of the cache's key: the
+    outputs held for one session serve every session."""
+    if not _compute:
+        p = predictor(path, mtime)
+        found = load(cache_path(path, split), path, p.config, p.tasks, None)
+        if found is None:
+            raise NotKept(f"no {split} outputs kept beside {path}")
+        return found
     return split_outputs(path, split, predictor=predictor(path, mtime))
+
+
+def session_outputs(path: str, mtime: float, split: str, what: str) -> Any:
+    """The outputs for this session: the owner's (and anyone's outside shared mode) are computed
+    when nobody did yet; a viewer's only within the classroom's bound (``ui.roles.inspect_build``:
+    the owner's leave and a free place, else :class:`ui.access.AccessError` saying so, ``what``
+    naming the outputs)."""
+    from ui.roles import inspect_build, viewer
+
+    if not viewer():
+        return outputs(path, mtime, split)
+    try:
+        return outputs(path, mtime, split, _compute=False)
+    except NotKept:
+        with inspect_build(what):
+            return outputs(path, mtime, split)
+
+
+def kept_file(path: str, split: str) -> tuple[Path, int] | None:
+    """Where a checkpoint's outputs on ``split`` are kept, and their size; None before they are."""
+    file = cache_path(path, split)
+    try:
+        return file, file.stat().st_size
+    except OSError:
+        return None
 
 
 def checkpoint_key(ck: Mapping[str, Any]) -> tuple[str, float]:
@@ -44,8 +83,10 @@ def checkpoint_key(ck: Mapping[str, Any]) -> tuple[str, float]:
 
 
 @st.cache_data(max_entries=4000, show_spinner=False)
-def thumbnail(path: str, mtime: float, split: str, j: int, shown: tuple[tuple[str, bool], ...], threshold: float):
-    return views.thumbnail(outputs(path, mtime, split), j, dict(shown), threshold)
+def thumbnail(path: str, mtime: float, split: str, j: int, shown: tuple[tuple[str, bool], ...], threshold: float,
+              _out: Any):
+    """Sample ``j`` drawn small; ``_out``: the outputs this session was given (not part of the key)."""
+    return views.thumbnail(_out, j, dict(shown), threshold)
 
 
 def filters(tasks: Mapping[str, Any], prefix: str = "inspect_f") -> list[Condition]:
@@ -91,7 +132,7 @@ def grid(ck: Mapping[str, Any], split: str, out: Any, table: Mapping[str, Sequen
     for n, j in enumerate(positions):
         with cols[n % COLUMNS]:
             row = views.row_of(table, j)
-            st.image(thumbnail(path, mtime, split, j, shown, threshold), width="stretch", output_format="PNG")
+            st.image(thumbnail(path, mtime, split, j, shown, threshold, out), width="stretch", output_format="PNG")
             failed = row.get("tasks_failed", 0)
             st.caption(f"**#{out.indices[j]}** · {failed} task{'s' if failed != 1 else ''} failed  \n"
                        + "  \n".join(html.escape(line) for line in caption_lines(out.tasks, row, show)))

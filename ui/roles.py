@@ -9,14 +9,20 @@ where an identity provider is configured (``[auth]`` in ``.streamlit/secrets.tom
 from __future__ import annotations
 
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
+from mtl_core.studies.runner import StudyRunner
 from ui.access import (
     MIN_TOKEN_CHARS,
     OWNER,
+    SHARED_UPLOAD_MB,
     TOKEN_ENV,
     TOKEN_PARAM,
     VIEWER,
@@ -29,6 +35,8 @@ from ui.access import (
     shared_mode,
     token_matches,
 )
+from ui.engine import engine, runs_dir
+from ui.lesson_start import start_lesson_study
 
 LOG = logging.getLogger(__name__)
 ROLE_KEY = "access_role"  # set by this module only (no widget has this key, so a browser cannot set it)
@@ -52,10 +60,6 @@ def _classroom(token_env: str, owners_env: str, runs: str) -> Classroom:
 
 def classroom() -> Classroom:
     """The process-wide classroom state (made once per secret, owner list and runs directory)."""
-    import os
-
-    from ui.state import runs_dir
-
     return _classroom(os.environ.get(TOKEN_ENV, ""), os.environ.get("MTL_STUDIO_OWNERS", ""), runs_dir())
 
 
@@ -160,9 +164,31 @@ def lesson_refusal(runs: int, queued: int, active) -> str | None:
     return None if d.allowed else d.reason
 
 
-def record_lesson_study(study_id: str) -> None:
-    if shared_mode() and role() == VIEWER:
-        classroom().record_study(study_id, browser_id())
+def start_lesson(spec: Any) -> str:
+    """Start a lesson's study (a ``StudySpec``) for this session; returns the study's id. A
+    viewer's is checked against the classroom's quota and takes its place in it in one step
+    (:class:`ui.access.AccessError` says which limit was reached); the owner's starts at once."""
+    manager = engine()  # the RunManager itself: a lesson's study is the one start a viewer may make
+    if not shared_mode():
+        return StudyRunner(manager).start(spec)
+    return start_lesson_study(classroom(), manager, spec, role(), browser_id())
+
+
+@contextmanager
+def inspect_build(what: str) -> Iterator[None]:
+    """Around computing Inspect outputs that nobody computed yet: nothing to hold for the owner;
+    for a viewer, the owner's leave and a free place among the class's (else AccessError)."""
+    if not shared_mode():
+        yield
+        return
+    with classroom().inspect_build(role(), what):
+        yield
+
+
+def upload_limit_mb() -> int | None:
+    """Each upload's limit in MB: :data:`ui.access.SHARED_UPLOAD_MB` on a shared dashboard, for
+    every uploader alike; ``None`` (the server's own limit) otherwise."""
+    return SHARED_UPLOAD_MB if shared_mode() else None
 
 
 def view_only_caption(what: str) -> None:
@@ -177,6 +203,10 @@ SETTING_WIDGETS = {  # setting -> (label, lowest, highest, help)
     "max_viewer_studies": ("Lesson studies of all viewers at a time", 1, 50, "However many browsers are open."),
     "max_queued_runs": ("Runs in the queue at most, for a viewer's study", 1, 500,
                         "A viewer's study is refused when the training queue would hold more runs than this."),
+}
+INSPECT_WIDGETS = {
+    "max_inspect_builds": ("Inspect computations of all viewers at a time", 1, 8,
+                           "Each takes the server about 13 s per run and split; others are asked to wait."),
 }
 
 
@@ -215,6 +245,14 @@ def access_sidebar() -> None:
             for name, (label, lo, hi, hint) in SETTING_WIDGETS.items():
                 st.number_input(label, lo, hi, int(getattr(settings, name)), key=f"access_{name}", on_change=_set,
                                 args=(name,), help=hint, disabled=not settings.viewer_lessons)
+            st.toggle("Viewers may compute Inspect outputs", value=settings.viewer_inspect,
+                      key="access_viewer_inspect", on_change=_set, args=("viewer_inspect",),
+                      help="For a run nobody opened on Inspect yet: its per-sample outputs take the server about "
+                           "13 s per split, and are kept beside its checkpoint (deleted with the run). Off: viewers "
+                           "inspect the runs you opened there.")
+            for name, (label, lo, hi, hint) in INSPECT_WIDGETS.items():
+                st.number_input(label, lo, hi, int(getattr(settings, name)), key=f"access_{name}", on_change=_set,
+                                args=(name,), help=hint, disabled=not settings.viewer_inspect)
             started = classroom().viewer_studies()
             if started:
                 st.caption(f"Started by viewers: {', '.join(started)}")

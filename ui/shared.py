@@ -25,6 +25,7 @@ from typing import Any
 
 import streamlit as st
 
+from ui.engine import runs_dir
 from ui.live_view import KEEP_LOOKS, LiveView, live_figures
 from ui.metrics import MetricCache
 
@@ -102,8 +103,6 @@ def _feeds(runs_dir: str) -> LiveFeeds:
 
 def feeds() -> LiveFeeds:
     """The process's live feeds for this dashboard's runs directory."""
-    from ui.state import runs_dir
-
     return _feeds(runs_dir())
 
 

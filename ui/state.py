@@ -1,20 +1,13 @@
-"""Process-wide objects for the dashboard, held with ``st.cache_resource``.
-
-The RunManager lives here (one per process and runs directory), so runs survive a browser
-refresh, a closed tab and a second tab: session state only remembers which run a person is
-looking at.
-"""
+"""What a session sees of the engine: its manager (a viewer's is read-only; the RunManager itself
+is :mod:`ui.engine`'s), and which run a person is looking at (session state and the URL)."""
 from __future__ import annotations
-
-import os
-import threading
-from pathlib import Path
 
 import streamlit as st
 
-from mtl_core.runs.manager import RunManager, get_manager, preload
-from mtl_core.store.ids import RUNS_DIR_ENV
-from ui.access import ViewerManager
+from mtl_core.runs.manager import RunManager
+from ui.engine import _manager, runs_dir
+from ui.read_only import ViewerManager
+from ui.roles import viewer
 
 
 def _use_app_navigation() -> None:
@@ -27,43 +20,35 @@ def _use_app_navigation() -> None:
     """
     try:
         from streamlit.runtime.pages_manager import PagesManager
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
+        from streamlit.runtime.scriptrunner import RerunData, get_script_run_ctx
     except ImportError:  # pragma: no cover - another Streamlit layout
         return
     if getattr(PagesManager, "uses_pages_directory", False):
         PagesManager.uses_pages_directory = False
-        if get_script_run_ctx() is not None:
-            st.rerun()
+        ctx = get_script_run_ctx()
+        if ctx is not None and ctx.script_requests is not None:
+            # asked for, not raised as st.rerun() would: the page's first element reruns it. Raised here,
+            # it would fail this import, and Python gives the sessions that wait for this module meanwhile
+            # (a class opening the link at once) the half-made module: "cannot import name 'manager'"
+            ctx.script_requests.request_rerun(RerunData(query_string=ctx.query_string,
+                                                        page_script_hash=ctx.page_script_hash,
+                                                        context_info=ctx.context_info))
 
 
 _use_app_navigation()
 
 
-def runs_dir() -> str:
-    return os.environ.get(RUNS_DIR_ENV, "runs")
-
-
 @st.cache_resource(show_spinner=False)
-def _manager(path: str) -> RunManager:
-    # the engine's imports in the background while the person reads the first page, so that
-    # "Start a demo run" trains at once (its first curve points within 5 s: bench/demo_start.py)
-    threading.Thread(target=preload, name="mtl-preload", daemon=True).start()
-    return get_manager(path)
+def _viewer_manager(path: str) -> ViewerManager:
+    return ViewerManager(_manager(path))  # one for every viewer: its store's read-only connections are per thread
 
 
 def manager() -> RunManager:
     """The process-wide RunManager for this dashboard's runs directory; for a viewer of a shared
-    dashboard, a :class:`ui.access.ViewerManager` of it (reads pass, commands are refused)."""
-    from ui.roles import viewer
-
-    real = _manager(runs_dir())
-    return ViewerManager(real) if viewer() else real  # type: ignore[return-value]
-
-
-def owner_manager() -> RunManager:
-    """The RunManager itself, whoever asks: for the one thing a viewer may start (a lesson study
-    within the classroom's quota, checked by the caller with ``ui.roles.lesson_refusal``)."""
-    return _manager(runs_dir())
+    dashboard, a :class:`ui.read_only.ViewerManager` of it (named reads only, a read-only store;
+    a viewer starts a lesson's study through ``ui.roles.start_lesson``, nothing else)."""
+    path = runs_dir()
+    return _viewer_manager(path) if viewer() else _manager(path)  # type: ignore[return-value]
 
 
 def selected_run() -> str | None:
@@ -77,18 +62,10 @@ def select_run(run_id: str) -> None:
     st.query_params["run"] = run_id
 
 
-APP_ROOT = Path(__file__).resolve().parents[1]  # where app.py and pages/ live
 LIVE_PAGE = "pages/live.py"
-
-
-def page_exists(page: str) -> bool:
-    """Whether a page file (relative to app.py) is there; pages are written by several people."""
-    return (APP_ROOT / page).is_file()
 
 
 def open_run(run_id: str, page: str = LIVE_PAGE) -> None:
     """Select ``run_id`` and go to ``page`` (the live view by default)."""
     select_run(run_id)
-    if page_exists(page):
-        st.switch_page(page, query_params={"run": run_id})  # switching clears the URL's parameters otherwise
-    st.info(f"Run {run_id} started; its page ({page}) is not available in this version.")
+    st.switch_page(page, query_params={"run": run_id})  # switching clears the URL's parameters otherwise

@@ -15,7 +15,7 @@ from mtl_core.studies.spec import expand
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import config_state as cs
 from ui.roles import refused, why_not
-from ui.state import manager, page_exists
+from ui.state import manager
 
 ss = st.session_state
 KEEP = "session"  # as the rest of Setup's form: widgets keep their values across page switches
@@ -31,9 +31,7 @@ def start_study(spec: Any) -> None:
         st.error(f"The study could not start: {e}", icon=":material/error:")
         return
     ss["study_id"] = study_id
-    if page_exists(STUDIES_PAGE):
-        st.switch_page(STUDIES_PAGE, query_params={"study": study_id})
-    st.success(f"Study {study_id} started; follow it with `python -m mtl_core study show {study_id}`.")
+    st.switch_page(STUDIES_PAGE, query_params={"study": study_id})
 
 
 def study_section(cfg: ExperimentConfig, errors: list[ConfigError], methods: list[str], titles: dict[str, str]) -> None:

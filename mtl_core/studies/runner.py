@@ -224,11 +224,12 @@ class StudyRunner:
     def stop(self, study_id: str) -> None:
         """Stop every run of the study (each saves a checkpoint; :meth:`carry_on` resumes them)."""
         self.studies.require(study_id)
+        stop_run = self.manager.stop  # a manager that may not stop runs refuses here, before the search is told
         with self._lock:
             running = self._searches.get(self._search_key(study_id))
         if running is not None:
             running[0].stop_event.set()  # ask for no more trials
-        self._each_active(study_id, self.manager.stop)
+        self._each_active(study_id, stop_run)
         self.studies.set_state(study_id, "stopped")
 
     def progress(self, study_id: str) -> dict[str, int]:

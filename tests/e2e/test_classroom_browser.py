@@ -3,12 +3,14 @@ Chromium context of their own (two people, two cookie jars). The owner unlocks w
 starts the demo; the viewer watches it train on the Live page with every control disabled, fails
 to unlock with a wrong secret, and sees the run stop when the owner stops it; then, let by the owner,
 the viewer runs a lesson's study and a reload of their browser does not give them a second, while
-another student's browser still may. Screenshots go to
-``test-artifacts/e2e/classroom-*.png``.
+another student's browser still may. One student's eight tabs clicking "Run this lesson" at once
+start one study. Screenshots go to ``test-artifacts/e2e/classroom-*.png``.
 """
 from __future__ import annotations
 
+import json
 import re
+import time
 from typing import Any
 
 import pytest
@@ -107,3 +109,55 @@ def test_an_owner_and_a_viewer_in_two_browsers(browser, tmp_path):
         finally:
             owner_ctx.close()
             viewer_ctx.close()
+
+
+def test_eight_tabs_of_one_browser_clicking_run_this_lesson_at_once_start_one_study(browser, tmp_path):
+    """The classroom's worst click: one student, the lesson open in eight tabs, "Run this lesson"
+    pressed in all of them in the same few milliseconds (each tab's click is scheduled for one
+    moment of the browser's clock). The quota allows that browser one study: one starts, and
+    the seven other tabs say why not."""
+    from mtl_core.store.store import RunStore
+    from mtl_core.studies.store import StudyStore
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "classroom.json").write_text(json.dumps({"settings": {"viewer_lessons": True}, "studies": {}}))
+    lessons = str(small_lesson(tmp_path / "lessons"))
+    with serve(tmp_path, MTL_STUDIO_SHARED="1", MTL_STUDIO_OWNER_TOKEN=TOKEN, MTL_LESSONS_DIR=lessons) as url:
+        student = browser.new_context(viewport={"width": 1280, "height": 1000})  # one browser: one cookie jar
+        try:
+            tabs = [student.new_page() for _ in range(8)]
+            for tab in tabs:
+                tab.set_default_timeout(SLOW)
+                tab.goto(f"{url}/lessons?lesson=watch")
+            for tab in tabs:
+                tab.get_by_role("button", name=re.compile("Run this lesson")).wait_for()
+                _settle(tab)
+                assert tab.get_by_role("button", name=re.compile("Run this lesson")).is_enabled()
+            at = tabs[0].evaluate("Date.now() + 1500")  # every tab clicks at this moment
+            for tab in tabs:
+                tab.evaluate("""at => {
+                    const button = [...document.querySelectorAll('button')].find(b => b.innerText.includes('Run this lesson'));
+                    setTimeout(() => button.click(), Math.max(0, at - Date.now()));
+                }""", at)
+            started = [t for t in tabs if _started_or_refused(t) == "started"]
+            refused = [t for t in tabs if t not in started]
+            tabs[0].screenshot(path=str(ARTIFACTS / "classroom-eight-tabs.png"))
+            assert len(started) == 1 and len(refused) == 7
+            studies = StudyStore(RunStore(runs)).list()
+            assert len(studies) == 1 and studies[0]["id"] in started[0].url
+        finally:
+            student.close()
+
+
+def _started_or_refused(tab: Any) -> str:
+    """What a tab shows once its click was answered: its study (the URL names it), or the quota's refusal."""
+    refusal = tab.get_by_text("You already have 1 lesson study queued or training").first
+    end = time.monotonic() + SLOW / 1000
+    while time.monotonic() < end:
+        if "study=study-" in tab.url:
+            return "started"
+        if refusal.is_visible():
+            return "refused"
+        tab.wait_for_timeout(200)
+    raise AssertionError(f"the tab neither started a study nor was refused: {tab.url}")
