@@ -1,4 +1,4 @@
-"""Error drawings (``Task.draw_errors``) on hand-made 64x64 images, ground truth drawn without
+"""Error drawings (``Display.draw_errors``) on hand-made 64x64 images, ground truth drawn without
 scores, and the placement of box labels (``place_labels``)."""
 from __future__ import annotations
 
