@@ -231,7 +231,7 @@ def _show_result(model: Model, look: Look, title: str, item_key: str, image, tru
     h, w = image.shape[-2:]
     with st.container(border=True):
         st.markdown(f"**{html.escape(title)}** · {w}×{h} px · inference {seconds * 1000:.0f} ms")
-        panels = [("Prediction", out.overlay), *((predictor.tasks[t].beside_caption, m) for t, m in out.beside.items())]
+        panels = [("Prediction", out.overlay), *((predictor.tasks[t].display.beside_caption, m) for t, m in out.beside.items())]
         if truth is not None:
             gt = render(predictor, image, truth, show, look.opacity, 0.0, look.beside)
             panels.append(("Ground truth", gt.overlay))
@@ -295,7 +295,7 @@ c1, c2 = st.columns([3, 4])
 source = c1.radio("Images", list(SOURCES), horizontal=True, key="predict_source", format_func=SOURCES.get,
                   help="Sample images: scenes like those the built-in dataset trains on, for a first look "
                        "without an image of your own.")
-maps = [t for t in tasks if predictor.tasks[t].beside_caption]  # dense maps that can be shown beside (depth)
+maps = [t for t in tasks if predictor.tasks[t].display.beside_caption]  # dense maps that can be shown beside (depth)
 beside = False
 if maps:
     beside = c2.radio(", ".join(predictor.tasks[t].title or t for t in maps), ["beside", "blended"], horizontal=True,

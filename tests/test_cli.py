@@ -105,7 +105,7 @@ def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_
     assert len(rows) == 1 + n and [int(r[0]) for r in rows[1:]] == list(range(n))
     tasks = ("classification", "detection", "segmentation", "depth")
     assert header[:2] == ["sample", "tasks_failed"]
-    assert header[2:] == [f"{t}/{c.name}" for t in tasks for c in TASKS.get(t).error_columns]
+    assert header[2:] == [f"{t}/{c.name}" for t in tasks for c in TASKS.get(t).display_type().error_columns]
     assert f"split val: {n} samples" in p.stdout
     assert "classification confusion (rows true, columns predicted):" in p.stdout
     assert "detection confusion (boxes; " in p.stdout and "segmentation confusion (pixels; " in p.stdout

@@ -98,7 +98,7 @@ def filters(tasks: Mapping[str, Any], prefix: str = "inspect_f") -> list[Conditi
     for i, (t, task) in enumerate(tasks.items()):
         with cols[i % len(cols)]:
             st.markdown(f"**{html.escape(task.title or t)}**")
-            for c in task.error_columns:
+            for c in task.display.error_columns:
                 key, name = f"{prefix}_{t}_{c.name}", f"{t}/{c.name}"
                 if not c.worse:
                     continue

@@ -43,8 +43,8 @@ WBF_IOU = 0.55  # Solovyev et al.'s default for fusing boxes across models
 NMS_IOU = 0.5
 CLASS_FUSIONS = ("average", "vote")
 BOX_FUSIONS = ("wbf", "nms")
-# how each task's outputs are fused is its ``fusion`` (mtl_core.tasks.base): the kind of output its
-# head gives, one of these
+# how each task's outputs are fused is its display's ``fusion`` (mtl_core.tasks.base): the kind of
+# output a head of its kind gives, one of these
 FUSION_KINDS = ("softmax", "sigmoid", "dense_softmax", "dense_mean", "boxes")
 EPS = 1e-12
 # Two zero-area boxes (a barely trained detector emits zero-height ones) have IoU 0/0 = NaN, so
@@ -169,7 +169,7 @@ class Ensemble:
             if tuple(p.info.class_names) != tuple(first.info.class_names) or p.config.data.dataset != first.config.data.dataset:
                 raise ConfigError("ensemble.members", f"run {i + 1} was trained on other data ({p.config.data.dataset}, "
                                   f"classes {list(p.info.class_names)}); ensemble runs of the same dataset")
-        unknown = [t for t, task in first.tasks.items() if getattr(task, "fusion", "") not in FUSION_KINDS]
+        unknown = [t for t, task in first.tasks.items() if task.display.fusion not in FUSION_KINDS]
         if unknown:
             raise ConfigError("ensemble.members", f"no output fusion for task(s) {', '.join(unknown)}: an ensemble "
                               f"fuses tasks whose outputs are one of {', '.join(FUSION_KINDS)}")
@@ -235,7 +235,7 @@ class Ensemble:
         w = w / w.sum()  # (M,)
         fused: dict[str, Any] = {}
         for t, task in self.tasks.items():
-            kind = task.fusion
+            kind = task.display.fusion
             outs = [o[t] for o in outputs]
             if kind == "boxes":
                 per_member = [task.decode({k: v.float().cpu() for k, v in o.items()}, size) for o in outs]
@@ -278,7 +278,7 @@ class Ensemble:
         """Per image ``{task: prediction}`` (from :meth:`fuse`'s output) in each task's ``decode`` format."""
         preds: dict[str, list[dict[str, Any]]] = {}
         for t, task in self.tasks.items():
-            kind = task.fusion
+            kind = task.display.fusion
             if kind == "boxes":
                 preds[t] = fused[t]
             elif kind == "softmax" and self.class_fusion == "vote":
@@ -340,7 +340,7 @@ class Ensemble:
         for t, task in self.tasks.items():
             if not outputs[t]:
                 continue
-            if task.fusion == "boxes":  # fused boxes are already decoded: score them as DetectionTask does
+            if task.display.fusion == "boxes":  # fused boxes are already decoded: score them as DetectionTask does
                 preds = [p for batch in outputs[t] for p in batch]
                 gts = unpad_detection(cat_batches(targets[t]))
                 m = mean_average_precision(preds, gts)

@@ -41,5 +41,5 @@ def dataset_sample(config: Any, split: str, index: int, tasks: Mapping[str, Any]
 
 def ground_truth(tasks: Mapping[str, Any], targets: Mapping[str, Any]) -> dict[str, Any]:
     """One sample's targets as each task's prediction (tasks whose label the sample lacks are left out)."""
-    return {t: task.target_to_prediction(targets[task.target_name()]) for t, task in tasks.items()
+    return {t: task.display.target_to_prediction(targets[task.target_name()]) for t, task in tasks.items()
             if task.target_name() in targets}

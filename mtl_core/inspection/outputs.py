@@ -92,22 +92,22 @@ class SplitOutputs:
         return self._lists[key]
 
     def errors(self, score_threshold: float = DEFAULT_THRESHOLD) -> dict[str, list]:
-        """``{"<task>/<column>": values}`` per sample (see each task's ``error_columns``) at the
+        """``{"<task>/<column>": values}`` per sample (see each task display's ``error_columns``) at the
         boxes' ``score_threshold``; computed once per threshold."""
         key = round(float(score_threshold), 4)
         if key not in self.errors_at:
             table: dict[str, list] = {}
             for t, task in self.tasks.items():
-                cols = task.sample_errors(self.all_predictions(t), self.all_truths(t), score_threshold)
-                table.update({f"{t}/{c.name}": cols[c.name] for c in task.error_columns if c.name in cols})
+                cols = task.display.sample_errors(self.all_predictions(t), self.all_truths(t), score_threshold)
+                table.update({f"{t}/{c.name}": cols[c.name] for c in task.display.error_columns if c.name in cols})
             self.errors_at[key] = table
         return self.errors_at[key]
 
     def confusions(self, task: str, score_threshold: float = DEFAULT_THRESHOLD) -> list:
-        return self.tasks[task].confusions(self.all_predictions(task), self.all_truths(task), score_threshold)
+        return self.tasks[task].display.confusions(self.all_predictions(task), self.all_truths(task), score_threshold)
 
     def curves(self, task: str, score_threshold: float = DEFAULT_THRESHOLD) -> list:
-        return self.tasks[task].curves(self.all_predictions(task), self.all_truths(task), score_threshold)
+        return self.tasks[task].display.curves(self.all_predictions(task), self.all_truths(task), score_threshold)
 
 
 def _sample_target(value: Any, i: int) -> Any:
@@ -137,7 +137,7 @@ def compute(predictor: Any, split: str, limit: int | None = None, batch_size: in
             valid = targets.get("valid", {}).get(key)
             for i in range(batch.shape[0]):
                 has = key in targets and (valid is None or bool(valid[i]))
-                truths[t].append(task.target_to_prediction(_sample_target(targets[key], i)) if has else None)
+                truths[t].append(task.display.target_to_prediction(_sample_target(targets[key], i)) if has else None)
         images.append((batch.clamp(0, 1) * 255).round().to(torch.uint8).cpu())  # (B, 3, H, W)
         done += batch.shape[0]
         if progress is not None:

@@ -1,7 +1,7 @@
 """The error table of a split (one row per sample, columns per task), its filters, the
 per-task summaries, how tasks fail together, and its CSV.
 
-A column is ``"<task>/<name>"`` (see each task's ``error_columns``); ``tasks_failed`` counts the
+A column is ``"<task>/<name>"`` (see each task display's ``error_columns``); ``tasks_failed`` counts the
 tasks whose ``failed`` flag is set on the sample. Plain Python only, so a page can hand it to pandas.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def _is_nan(v: Any) -> bool:
 
 def columns(tasks: Mapping[str, Any]) -> dict[str, tuple[str, ErrorColumn]]:
     """``{"<task>/<name>": (task, column)}`` in task order."""
-    return {f"{t}/{c.name}": (t, c) for t, task in tasks.items() for c in task.error_columns}
+    return {f"{t}/{c.name}": (t, c) for t, task in tasks.items() for c in task.display.error_columns}
 
 
 def error_table(outputs: Any, score_threshold: float = 0.3) -> dict[str, list]:

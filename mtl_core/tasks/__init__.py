@@ -1,5 +1,5 @@
 """The vision tasks, one file each, registered by name (plus any a plugin registers, see
-:func:`mtl_core.registry.load_plugins`)."""
+:func:`mtl_core.registry.load_plugins`), and how each kind of task is shown (:mod:`.display`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -7,7 +7,8 @@ from typing import Any
 
 from mtl_core.registry import load_plugins
 from mtl_core.tasks import classification, count, depth, detection, multilabel, segmentation  # noqa: F401  (registers)
-from mtl_core.tasks.base import TASKS, Task, register_task
+from mtl_core.tasks.base import DISPLAYS, TASKS, Display, Task, register_display, register_task
+from mtl_core.tasks.display import answers, boxes, maps, masks, presence  # noqa: F401  (registers the kinds)
 
 load_plugins()
 
@@ -31,8 +32,10 @@ def task_meta(names: Iterable[str]) -> dict[str, dict[str, Any]]:
         cls = TASKS.get(name) if name in TASKS else None
         out[name] = {"primary": getattr(cls, "primary", ""), "higher_is_better": bool(getattr(cls, "higher_is_better", True)),
                      "title": getattr(cls, "title", "") or name.replace("_", " ").capitalize(),
-                     "description": getattr(cls, "description", ""), "fusion": getattr(cls, "fusion", "")}
+                     "description": getattr(cls, "description", ""),
+                     "fusion": cls.display_type().fusion if cls is not None else ""}
     return out
 
 
-__all__ = ["TASKS", "Task", "build_task", "register_task", "supported_tasks", "task_meta"]
+__all__ = ["DISPLAYS", "TASKS", "Display", "Task", "build_task", "register_display", "register_task", "supported_tasks",
+           "task_meta"]

@@ -346,26 +346,33 @@ def outline_boxes(image: Tensor, boxes: Tensor, colours: Sequence[Colour], width
 def draw_all(tasks: Mapping[str, Any], image: torch.Tensor, predictions: Mapping[str, Any],
              show: Mapping[str, bool] | None = None, opacity: float = 0.5, score_threshold: float = 0.3,
              band: bool = False) -> torch.Tensor:
-    """Every shown task's overlay on ``image`` (uint8 ``(3, H, W)``), in the tasks' drawing order
-    (dense maps first, so boxes and labels stay on top).
+    """Every shown task's overlay on ``image`` (uint8 ``(3, H, W)``), drawn by its display
+    (``tasks[t].display``) in the displays' drawing order (dense maps first, so boxes and labels
+    stay on top).
 
-    With ``band`` the labels of the tasks that label the whole image (``image_level``: a class, a
-    count, the classes present) go in a plain band stacked above the image instead of on it
+    The labels of the tasks that label the whole image (``image_level``: a class, a count, the
+    classes present) are stacked in their display's corner, so two tasks of one kind never write
+    over each other. With ``band`` they go in a plain band stacked above the image instead
     (:func:`~mtl_core.tasks.drawing.with_band`), so on a small enlarged scene they hide none of its
     objects; the result is then taller, ``(3, band + H, W)``, whenever such a task is shown. A
     task's legend (``draws_legend``: the classes a segmentation colours) goes in the band too."""
-    out, chips = image, {}
-    for t in sorted(predictions, key=lambda t: getattr(tasks[t], "draw_order", 100)):
+    displays = {t: tasks[t].display for t in predictions}
+    out, chips, corners = image, {}, {}
+    for t in sorted(predictions, key=lambda t: getattr(displays[t], "draw_order", 100)):
         if show is not None and not show.get(t, True):
             continue
-        if band and getattr(tasks[t], "image_level", False):
-            chips[t] = tasks[t].chips(predictions[t], score_threshold)
-        elif band and getattr(tasks[t], "draws_legend", False):  # the legend in the band, off the objects
-            out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold, show_legend=False)
-            chips[t] = [(name, hex_to_rgb(c)) for name, c in tasks[t].legend(predictions[t])]
+        shown = displays[t]
+        if getattr(shown, "image_level", False):
+            place = chips if band else corners.setdefault(shown.corner, {})
+            place[t] = shown.chips(predictions[t], score_threshold)
+        elif band and getattr(shown, "draws_legend", False):  # the legend in the band, off the objects
+            out = shown.draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold, show_legend=False)
+            chips[t] = [(name, hex_to_rgb(c)) for name, c in shown.legend(predictions[t])]
         else:
-            out = tasks[t].draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
-    return with_band(out, _topmost_first(tasks, chips)) if chips else out
+            out = shown.draw(out, predictions[t], opacity=opacity, score_threshold=score_threshold)
+    for corner, groups in corners.items():  # the first drawn nearest the corner
+        out = legend(out, [chip for group in groups.values() for chip in group], corner=corner)
+    return with_band(out, _topmost_first(displays, chips)) if chips else out
 
 
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
@@ -373,6 +380,6 @@ def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
-def _topmost_first(tasks: Mapping[str, Any], chips: Mapping[str, list]) -> list[list]:
+def _topmost_first(displays: Mapping[str, Any], chips: Mapping[str, list]) -> list[list]:
     """The band's chip groups, the task drawn last (on top: the class) first."""
-    return [chips[t] for t in sorted(chips, key=lambda t: -getattr(tasks[t], "draw_order", 100))]
+    return [chips[t] for t in sorted(chips, key=lambda t: -getattr(displays[t], "draw_order", 100))]

@@ -11,16 +11,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchvision.utils import draw_segmentation_masks
 
 from mtl_core.data.base import DatasetInfo
-from mtl_core.measures.stats import confusion_from_pairs
-from mtl_core.measures.types import FLAG, FRACTION, Confusion, ErrorColumn
-from mtl_core.tasks.base import Task, percent, register_task
-from mtl_core.tasks.drawing import WRONG_PIXEL, blend, colour_for, hex_colour, legend
+from mtl_core.tasks.base import Task, register_task
 
 IGNORE_INDEX = 255
-FAILED_IOU = 0.5  # an image whose mean IoU is below this counts as failed in the error browser
 CHUNK = 32  # images upsampled at once in metrics, so a large eval set never needs all logits at full size
 
 
@@ -89,17 +84,15 @@ class Segmentation(Task):
     pixel at all (empty set, or everything 255) both metrics are 0.0 and the loss is 0.
     """
 
+    kind = "segmentation"
     primary = "miou"
     higher_is_better = True
     title = "Segmentation"
     description = "a class for every pixel (background is 0)"
-    draw_order = 10
-    draws_legend = True
-    fusion = "dense_softmax"
 
     def __init__(self, info: DatasetInfo) -> None:
         super().__init__(info)
-        self.num_outputs = info.num_classes + 1  # 0 is background
+        self.num_outputs = len(self.class_names) + 1  # 0 is background
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:
         return dense_head(channels, self.num_outputs)
@@ -128,50 +121,6 @@ class Segmentation(Task):
         miou, pixel_acc = miou_from_confusion(self.confusion(outputs, targets))
         return {"miou": miou, "pixel_acc": pixel_acc}
 
-    # ---- inspection ----------------------------------------------------------------------
-    error_columns = (
-        ErrorColumn("failed", f"IoU below {FAILED_IOU}", FLAG),
-        ErrorColumn("iou", "IoU", FRACTION, worse="low",
-                    help="mean IoU over the classes in this image's truth or prediction, background included"),
-        ErrorColumn("pixel_error", "wrong pixels", FRACTION, help="share of labelled pixels with the wrong class"),
-    )
-
-    def sample_confusions(self, predictions, truths) -> Tensor:
-        """``(N, K+1, K+1)`` per-sample pixel confusion matrices (zeros for an unlabelled sample)."""
-        k = self.num_outputs
-        out = torch.zeros(len(predictions), k, k, dtype=torch.long)
-        for i, (p, t) in enumerate(zip(predictions, truths, strict=True)):
-            if t is None:
-                continue
-            truth = torch.as_tensor(t["mask"]).long()
-            pred = torch.as_tensor(p["mask"]).long()
-            if pred.shape != truth.shape:  # nearest, so labels stay labels
-                pred = F.interpolate(pred[None, None].float(), size=truth.shape[-2:], mode="nearest")[0, 0].long()
-            out[i] = confusion_matrix(pred.clamp(0, k - 1), truth, k)
-        return out
-
-    def sample_errors(self, predictions, truths, score_threshold: float = 0.3) -> dict[str, list]:
-        out: dict[str, list] = {c.name: [] for c in self.error_columns}
-        for t, conf in zip(truths, self.sample_confusions(predictions, truths), strict=True):
-            if t is None or conf.sum() == 0:
-                for values in out.values():
-                    values.append(float("nan"))
-                continue
-            iou, acc = miou_from_confusion(conf)
-            out["failed"].append(float(iou < FAILED_IOU))
-            out["iou"].append(iou)
-            out["pixel_error"].append(1.0 - acc)
-        return out
-
-    def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
-        """Pixels of the whole set: rows the true class, columns the predicted, background first;
-        a cell lists the samples with pixels in it, the most pixels first."""
-        names = ["background", *(self.class_name(c) for c in range(1, self.num_outputs))]
-        per_sample = self.sample_confusions(predictions, truths)  # (N, K+1, K+1)
-        n, r, c = per_sample.nonzero(as_tuple=True)
-        pairs = list(zip(r.tolist(), c.tolist(), n.tolist(), per_sample[n, r, c].tolist(), strict=True))
-        return [confusion_from_pairs("Segmentation", names, names, pairs, unit="pixels")]
-
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None,
                with_probs: bool = False) -> list[dict[str, Any]]:
         """``[{"mask": long (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the
@@ -186,75 +135,3 @@ class Segmentation(Task):
                 pred["probs"] = logits[i].softmax(dim=0).cpu()
             preds.append(pred)
         return preds
-
-    def class_name(self, label: int) -> str:
-        """The name of mask label ``label`` (1-based: 0 is background)."""
-        return super().class_name(label - 1)
-
-    def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
-             score_threshold: float = 0.3, show_legend: bool = True) -> Tensor:
-        """Each class's pixels tinted with its colour at ``opacity``; background and ignored pixels
-        untouched; a legend of the classes present at the bottom-right. ``score_threshold`` does
-        not apply (every pixel has a class)."""
-        mask = prediction["mask"].to(image.device).long()  # (H, W)
-        if mask.shape[-2:] != image.shape[-2:]:
-            mask = F.interpolate(mask[None, None].float(), size=image.shape[-2:], mode="nearest")[0, 0].long()
-        present = [int(c) for c in torch.unique(mask).tolist() if 1 <= c < self.num_outputs]
-        if not present:
-            return image.clone()
-        masks = torch.stack([mask == c for c in present])  # (n, H, W)
-        drawn = draw_segmentation_masks(image, masks, alpha=float(opacity), colors=[colour_for(c - 1) for c in present])
-        # torchvision blends every pixel in float and truncates, which can shift unmasked pixels by 1
-        out = torch.where(masks.any(dim=0)[None], drawn, image)  # (3, H, W)
-        if show_legend:
-            out = legend(out, [(self.class_name(c), colour_for(c - 1)) for c in present], corner="bottom-right")
-        return out
-
-    def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
-                    score_threshold: float = 0.3) -> Tensor:
-        """The image greyed and dimmed, so the colours that follow stand out; pixels labelled right
-        faintly tinted with their class colour (background left grey); pixels labelled wrong (the
-        prediction differs from the truth, pixels the truth ignores left out) solid magenta."""
-        size = image.shape[-2:]
-        pred, true = (self._at(m["mask"], size).to(image.device) for m in (prediction, truth))  # (H, W) each
-        grey = (image.float().mean(dim=0, keepdim=True) * 0.6).round().to(torch.uint8).expand(3, -1, -1)  # (3, H, W)
-        out = grey.clone()
-        labelled = true != IGNORE_INDEX
-        for c in [int(c) for c in torch.unique(true[labelled & (pred == true)]).tolist() if c >= 1]:
-            tint = torch.tensor(colour_for(c - 1), dtype=torch.uint8, device=image.device).view(3, 1, 1).expand_as(out)
-            out = blend(out, tint, 0.35, mask=(true == c) & (pred == c))
-        wrong = labelled & (pred != true)  # (H, W)
-        magenta = torch.tensor(WRONG_PIXEL, dtype=torch.uint8, device=image.device).view(3, 1, 1)
-        return torch.where(wrong[None], magenta, out)  # (3, H, W)
-
-    def error_legend(self) -> list[tuple[str, str]]:
-        return [("wrong pixel", hex_colour(WRONG_PIXEL))]
-
-    @staticmethod
-    def _at(mask: Any, size: tuple[int, int]) -> Tensor:
-        """A label mask ``(H, W)`` at ``size``, nearest (labels stay labels)."""
-        mask = torch.as_tensor(mask).long()
-        mask = mask[0] if mask.dim() == 3 else mask
-        if tuple(mask.shape[-2:]) != tuple(size):
-            mask = F.interpolate(mask[None, None].float(), size=tuple(size), mode="nearest")[0, 0].long()
-        return mask
-
-    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
-        """The classes present, largest area first, with their share of the image."""
-        counts = class_counts(prediction["mask"])
-        present = [c for c in range(1, len(counts)) if counts[c] > 0]
-        if not present:
-            return "background only"
-        total = max(1, sum(counts))
-        present.sort(key=lambda c: -counts[c])
-        return ", ".join(f"{self.class_name(c)} {percent(counts[c] / total)}" for c in present)
-
-    def legend(self, prediction: dict[str, Any]) -> list[tuple[str, str]]:
-        """Every class present in the mask, in its overlay colour."""
-        counts = class_counts(prediction["mask"])
-        return [(self.class_name(c), "#{:02x}{:02x}{:02x}".format(*colour_for(c - 1)))
-                for c in range(1, len(counts)) if counts[c] > 0]
-
-    def target_to_prediction(self, target: Any) -> dict[str, Any]:
-        mask = torch.as_tensor(target).long()
-        return {"mask": mask[0] if mask.dim() == 3 else mask}

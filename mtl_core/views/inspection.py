@@ -2,7 +2,7 @@
 every task's ground truth, prediction and errors, and one image through several runs.
 
 Everything returned is numpy ``(H, W, 3)`` uint8 images and plain Python, so pages never touch
-torch. A task is drawn by its own ``draw`` / ``draw_errors``; nothing here knows a task by name:
+torch. A task is drawn by its display's ``draw`` / ``draw_errors``; nothing here knows a task by name:
 a task with top answers (``top_k``, e.g. a class) is told in words rather than drawn over a small
 image, and a task with a picture of its own (``beside_caption``, depth) is shown beside.
 """
@@ -26,21 +26,21 @@ LARGE_SIDE = 384
 
 def in_words(task: Any, prediction: Mapping[str, Any]) -> bool:
     """A task whose answer is a few words (a class, a count) rather than something in the image."""
-    return bool(task.top_k(dict(prediction), 1))
+    return bool(task.display.top_k(dict(prediction), 1))
 
 
 def _drawn_on_image(tasks: Mapping[str, Any], show: Mapping[str, bool], prediction: Mapping[str, Any]) -> list[str]:
     """The shown tasks drawn on the image itself, in drawing order (dense maps first)."""
-    names = [t for t in prediction if show.get(t, True) and not getattr(tasks[t], "beside_caption", "")
+    names = [t for t in prediction if show.get(t, True) and not tasks[t].display.beside_caption
              and not in_words(tasks[t], prediction[t])]
-    return sorted(names, key=lambda t: getattr(tasks[t], "draw_order", 100))
+    return sorted(names, key=lambda t: tasks[t].display.draw_order)
 
 
 def _draw(task: Any, image: torch.Tensor, prediction: Mapping[str, Any], **kwargs: Any) -> torch.Tensor:
     """A task's drawing with its legend left off the image (the page shows it beside)."""
-    if getattr(task, "draws_legend", False):
+    if task.display.draws_legend:
         kwargs["show_legend"] = False
-    return task.draw(image, dict(prediction), **kwargs)
+    return task.display.draw(image, dict(prediction), **kwargs)
 
 
 def _errors_on(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str, Any],
@@ -48,7 +48,7 @@ def _errors_on(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mappin
     out = image
     for t in names:
         if t in truth:
-            out = tasks[t].draw_errors(out, prediction[t], truth[t], score_threshold=score_threshold)
+            out = tasks[t].display.draw_errors(out, prediction[t], truth[t], score_threshold=score_threshold)
         else:
             out = _draw(tasks[t], out, prediction[t], score_threshold=score_threshold)
     return out
@@ -69,14 +69,14 @@ def task_line(task: Any, row: Mapping[str, Any], prefix: str) -> str:
     ``row`` holds the error table's values for the sample, keyed ``"<task>/<name>"``."""
     failed = row.get(f"{prefix}/failed")
     mark = "·" if failed is None or (isinstance(failed, float) and math.isnan(failed)) else ("✗" if failed else "✓")
-    cols = {c.name: c for c in task.error_columns}
+    cols = {c.name: c for c in task.display.error_columns}
     title = getattr(task, "title", "") or prefix
     if "predicted" in cols and "truth" in cols:  # an answer: what it said, and the truth when wrong
         said, true = row.get(f"{prefix}/predicted", ""), row.get(f"{prefix}/truth", "")
         conf = row.get(f"{prefix}/confidence")
         text = f"{said} {conf:.0%}" if isinstance(conf, float) and not math.isnan(conf) else str(said) or "–"
         return f"{mark} {title}: {text}" + (f" (truth: {true})" if failed and true else "")
-    parts = [f"{c.title} {_fmt(row.get(f'{prefix}/{c.name}'), c.kind)}" for c in task.error_columns
+    parts = [f"{c.title} {_fmt(row.get(f'{prefix}/{c.name}'), c.kind)}" for c in task.display.error_columns
              if c.kind in (COUNT, FRACTION, VALUE) and c.worse][:2]
     return f"{mark} {title}: " + ", ".join(parts)
 
@@ -138,37 +138,39 @@ def view(tasks: Mapping[str, Any], image: torch.Tensor, prediction: Mapping[str,
         out.panels.append(("Errors", to_numpy_image(_errors_on(tasks, image, prediction, truth, names, score_threshold))))
     for t in prediction:
         task = tasks[t]
-        if not show.get(t, True) or not getattr(task, "beside_caption", ""):
+        if not show.get(t, True) or not task.display.beside_caption:
             continue
-        out.panels.append((task.beside_caption, to_numpy_image(map_image(task, image, prediction[t]))))
+        out.panels.append((task.display.beside_caption, to_numpy_image(map_image(task, image, prediction[t]))))
         if t in truth:
             out.panels.append((f"True {(task.title or t).lower()}", to_numpy_image(map_image(task, image, truth[t]))))
-        if t in truth and getattr(task, "errors_beside", False):  # its error drawing is a map of its own
-            out.panels.append((f"{task.title or t} error", to_numpy_image(task.draw_errors(image, prediction[t], truth[t]))))
+        if t in truth and task.display.errors_beside:  # its error drawing is a map of its own
+            out.panels.append((f"{task.title or t} error",
+                               to_numpy_image(task.display.draw_errors(image, prediction[t], truth[t]))))
     if row is None and truth:
         row = {}
         for t, task in tasks.items():
             if t in truth:
-                cols = task.sample_errors([prediction[t]], [truth[t]], score_threshold)
+                cols = task.display.sample_errors([prediction[t]], [truth[t]], score_threshold)
                 row.update({f"{t}/{k}": v[0] for k, v in cols.items()})
     for t, task in tasks.items():
         if not show.get(t, True) or t not in prediction:
             continue
+        shown = task.display
         if row and f"{t}/failed" in row and t in truth:
             out.lines.append(task_line(task, row, t))
         else:
-            out.lines.append(f"{task.title or t}: {task.summarize(prediction[t], score_threshold)}")
-        top = task.top_k(prediction[t], 5)
+            out.lines.append(f"{task.title or t}: {shown.summarize(prediction[t], score_threshold)}")
+        top = shown.top_k(prediction[t], 5)
         if top:
             out.top[t] = top
             if t in truth:
-                out.truth_of[t] = task.caption(truth[t]) or task.summarize(truth[t])
+                out.truth_of[t] = shown.caption(truth[t]) or shown.summarize(truth[t])
         legend = []
-        if getattr(task, "draws_legend", False):  # what the truth and the prediction colour, once each
-            named = dict(task.legend(prediction[t]))
-            named.update(task.legend(truth[t]) if t in truth else [])
+        if shown.draws_legend:  # what the truth and the prediction colour, once each
+            named = dict(shown.legend(prediction[t]))
+            named.update(shown.legend(truth[t]) if t in truth else [])
             legend = list(named.items())
-        legend += task.error_legend() if t in truth else []
+        legend += shown.error_legend() if t in truth else []
         if legend:
             out.legends[t] = legend
     return out

@@ -95,7 +95,7 @@ def sample_captions(cfg: ExperimentConfig, split: str, indices: Sequence[int]) -
     tasks = drawable_tasks(dataset.info)
     out = []
     for i, (_, targets) in zip(indices, _samples(dataset, indices), strict=True):
-        words = [tasks[t].caption(p) for t, p in ground_truth(tasks, targets).items()]
+        words = [tasks[t].display.caption(p) for t, p in ground_truth(tasks, targets).items()]
         out.append(" · ".join([f"#{i}", *(w for w in words if w)]))
     return out
 

@@ -2,7 +2,7 @@
 its drawing order, dense maps beside the overlay, a line of words per task, the legends.
 
 Nothing here knows a task by name: what differs between tasks comes from the task objects
-(:mod:`mtl_core.tasks.base`). Everything returned to a page is plain Python or numpy
+and their displays (:mod:`mtl_core.tasks.base`). Everything returned to a page is plain Python or numpy
 (``(H, W, 3)`` uint8 images) plus PNG bytes, so pages never touch torch.
 """
 from __future__ import annotations
@@ -55,13 +55,13 @@ def render(predictor: Any, image: torch.Tensor, predictions: Mapping[str, Any], 
     small = min(image.shape[-2:]) < min_side
     image, predictions = enlarge(image, predictions, min_side)
     shown = {t: bool((show or {}).get(t, True)) for t in predictions}
-    maps = [t for t in predictions if beside and shown[t] and getattr(tasks[t], "beside_caption", "")]
+    maps = [t for t in predictions if beside and shown[t] and tasks[t].display.beside_caption]
     on_image = {**shown, **{t: False for t in maps}}
     drawn = draw_all(tasks, image, predictions, on_image, opacity, score_threshold, band=small)  # (3, [b +] H, W)
     return Rendered(overlay=to_numpy_image(drawn),
                     beside={t: to_numpy_image(map_image(tasks[t], image, predictions[t], BESIDE_MAX_SIDE)) for t in maps},
                     summary=describe(tasks, predictions, score_threshold, shown),
-                    legends={t: entries for t in predictions if on_image[t] and (entries := tasks[t].legend(predictions[t]))},
+                    legends={t: entries for t in predictions if on_image[t] and (entries := tasks[t].display.legend(predictions[t]))},
                     seconds=seconds)
 
 
@@ -115,7 +115,7 @@ def map_image(task: Any, image: torch.Tensor, prediction: Mapping[str, Any], max
         image = F.interpolate(image[None].float(), size=size, mode="bilinear", antialias=True,
                               align_corners=False)[0].round().clamp(0, 255).to(torch.uint8)  # (3, h', w')
         prediction = resize_prediction(prediction, (h, w), size)
-    return task.draw(image, dict(prediction), opacity=1.0, show_scale=True)
+    return task.display.draw(image, dict(prediction), opacity=1.0, show_scale=True)
 
 
 def describe(tasks: Mapping[str, Any], predictions: Mapping[str, Any], score_threshold: float = 0.3,
@@ -126,7 +126,7 @@ def describe(tasks: Mapping[str, Any], predictions: Mapping[str, Any], score_thr
         if show is not None and not show.get(t, True):
             continue
         task = tasks[t]
-        lines.append(f"{getattr(task, 'title', '') or t}: {task.summarize(p, score_threshold)}")
+        lines.append(f"{getattr(task, 'title', '') or t}: {task.display.summarize(p, score_threshold)}")
     return lines
 
 

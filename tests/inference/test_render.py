@@ -60,6 +60,7 @@ def test_overlays_follow_the_tasks_drawing_order_whatever_the_dict_order():
     class Recorder:
         def __init__(self, name: str, order: int) -> None:
             self.name, self.draw_order = name, order
+            self.display = self  # a task and its display in one
 
         def draw(self, image, prediction, opacity=0.5, score_threshold=0.3):
             drawn.append(self.name)
@@ -68,7 +69,7 @@ def test_overlays_follow_the_tasks_drawing_order_whatever_the_dict_order():
     tasks = {"labels": Recorder("labels", 50), "map": Recorder("map", 0), "boxes": Recorder("boxes", 20)}
     draw_all(tasks, torch.zeros(3, 4, 4, dtype=torch.uint8), {"labels": {}, "boxes": {}, "map": {}})
     assert drawn == ["map", "boxes", "labels"]
-    order = sorted(TASKS.available(), key=lambda t: TASKS.get(t).draw_order)
+    order = sorted(TASKS.available(), key=lambda t: TASKS.get(t).display_type().draw_order)
     assert order.index("depth") < order.index("segmentation") < order.index("detection") < order.index("classification")
 
 
@@ -80,12 +81,12 @@ def test_every_registered_task_describes_draws_and_summarises_its_own_ground_tru
     for name in TASKS.available():
         task = build_task(name, INFO)
         assert task.description and task.title, name
-        truth = task.target_to_prediction(targets[task.target_name()])
-        out = task.draw(image, truth)
+        truth = task.display.target_to_prediction(targets[task.target_name()])
+        out = task.display.draw(image, truth)
         assert out.shape == image.shape and out.dtype == torch.uint8
-        assert isinstance(task.summarize(truth), str) and task.summarize(truth)
+        assert isinstance(task.display.summarize(truth), str) and task.display.summarize(truth)
     tasks = {t: build_task(t, INFO) for t in ("classification", "count", "detection", "segmentation", "depth", "multilabel")}
-    truth = {t: task.target_to_prediction(targets[t]) for t, task in tasks.items()}
+    truth = {t: task.display.target_to_prediction(targets[t]) for t, task in tasks.items()}
     lines = describe(tasks, truth)
     assert "Classification: square" in lines  # a ground truth has no score to show
     assert "Object count: 2 objects" in lines
@@ -93,9 +94,9 @@ def test_every_registered_task_describes_draws_and_summarises_its_own_ground_tru
     assert "Segmentation: circle 100%" in lines
     assert "Depth: from 4.00 to 4.00" in lines
     assert "Multi-label: circle, triangle" in lines
-    assert tasks["segmentation"].legend(truth["segmentation"]) == [("circle", "#1f77b4")]
-    assert tasks["classification"].caption(truth["classification"]) == "square"
-    assert tasks["count"].caption(truth["count"]) == "2 objects"
+    assert tasks["segmentation"].display.legend(truth["segmentation"]) == [("circle", "#1f77b4")]
+    assert tasks["classification"].display.caption(truth["classification"]) == "square"
+    assert tasks["count"].display.caption(truth["count"]) == "2 objects"
 
 
 def test_a_map_shown_beside_is_the_tasks_opaque_overlay_at_most_max_side():

@@ -49,7 +49,7 @@ def test_error_table_one_row_per_sample_and_tasks_failed(tasks):
     assert table["sample"] == [10, 11, 12] and table["tasks_failed"] == [0, 2, 1]
     assert table["detection/misses"] == [0.0, 1.0, 0.0] and table["detection/false_positives"] == [0.0, 0.0, 1.0]
     assert table["segmentation/iou"][:2] == [1.0, 0.0] and math.isnan(table["segmentation/iou"][2])
-    assert set(table) == {"sample", "tasks_failed"} | {f"{t}/{c.name}" for t, task in tasks.items() for c in task.error_columns}
+    assert set(table) == {"sample", "tasks_failed"} | {f"{t}/{c.name}" for t, task in tasks.items() for c in task.display.error_columns}
     # at a threshold of 0.85 the box scoring 0.8 is left out, so sample 12 no longer has a false box
     assert error_table(outputs, 0.85)["tasks_failed"] == [0, 2, 0]
 

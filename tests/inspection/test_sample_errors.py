@@ -41,10 +41,10 @@ def test_detection_hit_false_positive_and_miss():
     task = build_task("detection", INFO)
     truth = boxes([[0, 0, 10, 10], [20, 20, 30, 30]], [0, 2])
     pred = boxes([[0, 0, 10, 10], [40, 40, 50, 50], [20, 20, 30, 30]], [0, 1, 2], [0.9, 0.8, 0.1])
-    e = task.sample_errors([pred], [truth], score_threshold=0.3)
+    e = task.display.sample_errors([pred], [truth], score_threshold=0.3)
     # the triangle's box scores 0.1: below the threshold it finds nothing, so the triangle is missed
     assert (e["hits"], e["false_positives"], e["misses"], e["failed"], e["objects"]) == ([1.0], [1.0], [1.0], [1.0], [2.0])
-    low = task.sample_errors([pred], [truth], score_threshold=0.05)
+    low = task.display.sample_errors([pred], [truth], score_threshold=0.05)
     assert (low["hits"], low["misses"], low["false_positives"], low["failed"]) == ([2.0], [0.0], [1.0], [1.0])
 
 
@@ -52,7 +52,7 @@ def test_detection_all_found_is_not_failed_and_unlabelled_is_nan():
     task = build_task("detection", INFO)
     truth = boxes([[0, 0, 10, 10]], [1])
     pred = boxes([[1, 0, 10, 10]], [1], [0.6])  # IoU 0.9
-    e = task.sample_errors([pred, pred], [truth, None])
+    e = task.display.sample_errors([pred, pred], [truth, None])
     assert e["failed"][0] == 0.0 and e["hits"][0] == 1.0
     assert all(isnan(v[1]) for v in e.values())
 
@@ -64,10 +64,10 @@ def test_detection_wrong_class_is_a_false_box_and_a_miss_and_sits_off_the_diagon
     truths = [boxes([[0, 0, 10, 10], [30, 30, 50, 50]], [0, 2]), boxes([[5, 5, 20, 20]], [1])]
     preds = [boxes([[0, 0, 10, 10], [30, 30, 50, 50]], [1, 2], [0.9, 0.7]),
              boxes([[40, 40, 60, 60], [5, 5, 20, 20]], [0, 1], [0.8, 0.2])]
-    e = task.sample_errors(preds, truths)
+    e = task.display.sample_errors(preds, truths)
     assert e["false_positives"] == [1.0, 1.0] and e["misses"] == [1.0, 1.0] and e["hits"] == [1.0, 0.0]
 
-    (m,) = task.confusions(preds, truths)
+    (m,) = task.display.confusions(preds, truths)
     bg = len(NAMES)
     assert m.rows == [*NAMES, "background"] and m.cols[:3] == list(NAMES) and len(m.cols) == 4
     expected = [[0] * 4 for _ in range(4)]
@@ -108,7 +108,7 @@ def test_detection_pr_curve_ap_is_the_runs_per_class_ap50(seed):
     task = build_task("detection", INFO)
     preds, truths = random_detections(12, seed)
     want = mean_average_precision(preds, truths, iou_thresholds=[0.5])["per_class"]
-    curves = task.curves(preds, truths)
+    curves = task.display.curves(preds, truths)
     got = {NAMES.index(c.title): c.summary for c in curves}
     assert set(got) == set(want) and len(got) >= 2
     for c, ap in want.items():
@@ -131,7 +131,7 @@ def test_segmentation_one_wrong_pixel():
     truth = two_squares()
     pred = truth.clone()
     pred[0, 0] = 2  # one circle pixel called square
-    e = task.sample_errors([{"mask": pred}], [{"mask": truth}])
+    e = task.display.sample_errors([{"mask": pred}], [{"mask": truth}])
     assert e["pixel_error"] == [pytest.approx(1 / 64)]
     # background 32/32, circle 15/16 (15 both, 16 labelled), square 16/17 (16 both, 17 said)
     assert e["iou"] == [pytest.approx((1 + 15 / 16 + 16 / 17) / 3)]
@@ -144,11 +144,11 @@ def test_segmentation_ignored_pixels_and_unlabelled_samples():
     truth[:, 0] = 255  # a column nobody labelled
     pred = truth.clone()
     pred[:, 0] = 2  # anything there counts for nothing
-    e = task.sample_errors([{"mask": pred}, {"mask": pred}], [{"mask": truth}, None])
+    e = task.display.sample_errors([{"mask": pred}, {"mask": pred}], [{"mask": truth}, None])
     assert e["pixel_error"][0] == 0.0 and e["iou"][0] == pytest.approx(1.0) and e["failed"][0] == 0.0
     assert all(isnan(v[1]) for v in e.values())
     wrong = torch.full((8, 8), 2, dtype=torch.long)  # all square: IoU (0 + 0 + 16/64) / 3 < 0.5
-    assert task.sample_errors([{"mask": wrong}], [{"mask": two_squares()}])["failed"] == [1.0]
+    assert task.display.sample_errors([{"mask": wrong}], [{"mask": two_squares()}])["failed"] == [1.0]
 
 
 def test_segmentation_pixel_confusion_matrix():
@@ -160,7 +160,7 @@ def test_segmentation_pixel_confusion_matrix():
     b_pred = b_truth.clone()
     b_pred[7, :3] = 2  # three circle pixels called square
     preds = [{"mask": a_pred}, {"mask": b_pred}, {"mask": b_pred}]
-    (m,) = task.confusions(preds, [{"mask": a_truth}, {"mask": b_truth}, None])
+    (m,) = task.display.confusions(preds, [{"mask": a_truth}, {"mask": b_truth}, None])
     assert m.rows == ["background", *NAMES] and m.unit == "pixels"
     assert m.counts == [[32, 0, 0, 0], [0, 15 + 61, 1 + 3, 0], [0, 0, 16, 0], [0, 0, 0, 0]]
     assert m.total() == 128  # the unlabelled third sample adds nothing
@@ -175,7 +175,7 @@ def test_depth_errors_over_labelled_pixels_only():
     pred = torch.full((4, 4), 9.0)  # far off where nothing is labelled: must not count
     for (r, c), d_star, d in zip([(0, 0), (1, 2), (2, 1), (3, 3)], [1.0, 2.0, 4.0, 5.0], [1.0, 2.4, 4.0, 2.0], strict=True):
         truth[r, c], pred[r, c] = d_star, d
-    e = task.sample_errors([{"depth": pred}], [{"depth": truth}])
+    e = task.display.sample_errors([{"depth": pred}], [{"depth": truth}])
     assert e["abs_rel"] == [pytest.approx((0 + 0.4 / 2 + 0 + 3 / 5) / 4)]
     assert e["rmse"] == [pytest.approx(math.sqrt((0 + 0.16 + 0 + 9) / 4))]
     assert e["delta1"] == [pytest.approx(3 / 4)]  # 5 vs 2 is off by 2.5x
@@ -184,7 +184,7 @@ def test_depth_errors_over_labelled_pixels_only():
 
 def test_depth_with_no_labelled_pixel_is_nan():
     task = build_task("depth", INFO)
-    e = task.sample_errors([{"depth": torch.ones(4, 4)}] * 2, [{"depth": torch.zeros(4, 4)}, None])
+    e = task.display.sample_errors([{"depth": torch.ones(4, 4)}] * 2, [{"depth": torch.zeros(4, 4)}, None])
     assert all(isnan(v) for values in e.values() for v in values)
 
 
@@ -193,7 +193,7 @@ def test_classification_per_sample_answers():
     task = build_task("classification", INFO)
     preds = [one_label(0, 0.7), {"label": 1, "score": 0.6, "probs": [0.1, 0.6, 0.3]}, one_label(2, 0.5)]
     truths = [{"label": 0}, {"label": 2}, None]
-    e = task.sample_errors(preds, truths)
+    e = task.display.sample_errors(preds, truths)
     assert e["failed"][:2] == [0.0, 1.0]
     assert e["confidence"][:2] == [pytest.approx(0.7), pytest.approx(0.6)]
     assert e["true_prob"][:2] == [pytest.approx(0.7), pytest.approx(0.3)]
@@ -208,7 +208,7 @@ def test_classification_confusion_of_five_samples():
     said = [(0, 0.9), (0, 0.6), (1, 0.8), (2, 0.7), (0, 0.95)]
     preds = [one_label(c, s) for c, s in said]
     truths = [{"label": t} for t in (0, 1, 1, 1, 1)]
-    (m,) = task.confusions(preds, truths)
+    (m,) = task.display.confusions(preds, truths)
     assert m.rows == list(NAMES) and m.cols == list(NAMES)
     assert m.counts == [[1, 0, 0], [2, 1, 1], [0, 0, 0]]
     assert m.samples[(1, 0)] == [4, 1]  # the most confidently wrong first
@@ -218,13 +218,13 @@ def test_count_errors_and_confusion():
     task = build_task("count", INFO)  # counts 0..3
     preds = [one_label(c, s, k=4, key="count") for c, s in [(2, 0.8), (3, 0.6), (0, 0.9), (1, 0.5), (3, 0.7)]]
     truths = [{"count": 2}, {"count": 1}, {"count": 3}, None, {"count": 5}]  # 5 is above the range: 3
-    e = task.sample_errors(preds, truths)
-    assert [c.name for c in task.error_columns] == list(e)
+    e = task.display.sample_errors(preds, truths)
+    assert [c.name for c in task.display.error_columns] == list(e)
     assert e["failed"][:3] == [0.0, 1.0, 1.0] and e["failed"][4] == 0.0
     assert e["error"][:3] == [0.0, 2.0, 3.0] and e["error"][4] == 0.0
     assert e["truth"] == ["2", "1", "3", "", "3"] and e["predicted"][:3] == ["2", "3", "0"]
     assert isnan(e["failed"][3]) and isnan(e["error"][3]) and isnan(e["confidence"][3])
-    (m,) = task.confusions(preds, truths)
+    (m,) = task.display.confusions(preds, truths)
     assert m.rows == ["0", "1", "2", "3"]
     expected = [[0] * 4 for _ in range(4)]
     expected[2][2] = expected[1][3] = expected[3][0] = expected[3][3] = 1
@@ -238,7 +238,7 @@ def test_reliability_bins_and_ece():
     said = [(0, 0.95, 0), (1, 0.92, 2), (2, 0.65, 2), (0, 0.61, 0), (1, 0.35, 0), (0, 0.5, 0)]
     preds = [one_label(c, s) for c, s, _ in said]
     truths = [{"label": t} for _, _, t in said]
-    (curve,) = task.curves(preds, truths)
+    (curve,) = task.display.curves(preds, truths)
     assert curve.kind == "reliability" and curve.counts == [0, 0, 0, 1, 1, 0, 2, 0, 0, 2]
     assert curve.x[9] == pytest.approx(0.935) and curve.y[9] == pytest.approx(0.5)
     assert curve.x[6] == pytest.approx(0.63) and curve.y[6] == 1.0
@@ -255,11 +255,11 @@ def test_multilabel_missed_and_false_classes_and_matrices():
     preds = [{"labels": [0, 2], "probs": [0.9, 0.2, 0.7]}, {"labels": [1], "probs": [0.1, 0.8, 0.3]},
              {"labels": [], "probs": [0.1, 0.1, 0.1]}]
     truths = [{"labels": [0, 1]}, {"labels": [1]}, None]
-    e = task.sample_errors(preds, truths)
+    e = task.display.sample_errors(preds, truths)
     assert e["missed"][:2] == [1.0, 0.0] and e["false"][:2] == [1.0, 0.0]
     assert e["wrong_classes"][:2] == [2.0, 0.0] and e["failed"][:2] == [1.0, 0.0]
     assert all(isnan(v[2]) for v in e.values())
-    circle, square, triangle = task.confusions(preds, truths)
+    circle, square, triangle = task.display.confusions(preds, truths)
     # rows present / absent, columns decided present / absent, over the two labelled samples
     assert circle.counts == [[1, 0], [0, 1]]
     assert square.counts == [[1, 1], [0, 0]] and square.samples[(0, 1)] == [0]
@@ -276,7 +276,7 @@ def truths_from_scenes(task, n: int) -> list:
     for i in range(n):
         _, targets = ds[i]
         key = task.target_name()
-        out.append(task.target_to_prediction(targets[key]) if key in targets else None)
+        out.append(task.display.target_to_prediction(targets[key]) if key in targets else None)
     return out
 
 
@@ -287,7 +287,7 @@ def test_every_task_reports_its_columns_per_sample(name):
 
     info = build_dataset(DataConfig(image_size=32, train_size=8, val_size=8, test_size=8), "val", 0).info
     task = build_task(name, info)
-    cols = task.error_columns
+    cols = task.display.error_columns
     assert cols and cols[0].name == "failed" and cols[0].kind == FLAG, "every task needs a `failed` flag first"
     assert len({c.name for c in cols}) == len(cols)
     assert all(c.worse in ("high", "low", "") for c in cols) and all(c.worse == "" for c in cols if c.kind == TEXT)
@@ -298,7 +298,7 @@ def test_every_task_reports_its_columns_per_sample(name):
         preds = task.decode(head(torch.randn(3, 8, 8, 8)), (32, 32))
     truths = truths_from_scenes(task, 3)
     truths[1] = None  # sample 1 is not labelled for this task
-    e = task.sample_errors(preds, truths, 0.3)
+    e = task.display.sample_errors(preds, truths, 0.3)
     assert list(e) == [c.name for c in cols]
     assert all(len(v) == 3 for v in e.values())
     for c in cols:

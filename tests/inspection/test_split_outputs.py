@@ -133,7 +133,7 @@ def test_first_open_builds_and_saves_beside_the_checkpoint(checkpoint, builds):
     table = error_table(out)
     assert len(table["sample"]) == 32
     for t, task in out.tasks.items():
-        for c in task.error_columns:
+        for c in task.display.error_columns:
             assert len(table[f"{t}/{c.name}"]) == 32
     assert out.truth(0).keys() == set(RUN_TASKS) and out.prediction(0).keys() == set(RUN_TASKS)
 
@@ -193,8 +193,8 @@ def test_cached_errors_are_those_of_the_unpacked_predictions(checkpoint, monkeyp
     out = split_outputs(checkpoint, "val")
     cached = out.errors(0.3)
     for t, task in out.tasks.items():
-        recomputed = task.sample_errors(out.all_predictions(t), out.all_truths(t), 0.3)
-        for c in task.error_columns:
+        recomputed = task.display.sample_errors(out.all_predictions(t), out.all_truths(t), 0.3)
+        for c in task.display.error_columns:
             got, want = cached[f"{t}/{c.name}"], recomputed[c.name]
             assert len(got) == len(want) == 32
             for x, y in zip(got, want, strict=True):

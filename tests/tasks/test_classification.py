@@ -95,7 +95,7 @@ def test_decode_gives_label_score_and_probabilities():
 
 def test_draw_puts_the_label_in_its_class_colour_at_the_top_left_only():
     image = torch.full((3, 96, 128), 100, dtype=torch.uint8)
-    out = task().draw(image, {"label": 2, "score": 0.93, "probs": []})
+    out = task().display.draw(image, {"label": 2, "score": 0.93, "probs": []})
     assert out.shape == image.shape and out.dtype == torch.uint8
     ys, xs = changed(out, image).nonzero(as_tuple=True)
     assert len(ys) > 50
@@ -108,9 +108,9 @@ def test_draw_puts_the_label_in_its_class_colour_at_the_top_left_only():
 def test_draw_of_ground_truth_shows_the_true_class():
     t = task()
     image = torch.full((3, 64, 64), 100, dtype=torch.uint8)
-    gt = t.target_to_prediction(torch.tensor(3))
+    gt = t.display.target_to_prediction(torch.tensor(3))
     assert gt["label"] == 3 and gt["probs"][3] == 1.0
-    assert not torch.equal(t.draw(image, gt), t.draw(image, t.target_to_prediction(torch.tensor(1))))
+    assert not torch.equal(t.display.draw(image, gt), t.display.draw(image, t.display.target_to_prediction(torch.tensor(1))))
 
 
 def test_palette_is_fixed_and_wraps():

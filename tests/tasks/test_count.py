@@ -58,14 +58,14 @@ def test_loss_decreases_as_the_prediction_gets_closer_and_is_float32_under_autoc
 def test_decode_and_ground_truth():
     pred = task().decode(torch.tensor([[0.0, 0.0, 0.0, 3.0, 0.0]]), (8, 8))[0]
     assert pred["count"] == 3 and pred["score"] == pytest.approx(max(pred["probs"]))
-    gt = task().target_to_prediction(torch.tensor(2))
+    gt = task().display.target_to_prediction(torch.tensor(2))
     assert gt["count"] == 2 and gt["probs"] == [0.0, 0.0, 1.0, 0.0, 0.0]
 
 
 def test_draw_writes_the_count_at_the_top_right_only():
     image = torch.full((3, 96, 128), 100, dtype=torch.uint8)
     t = task()
-    out = t.draw(image, {"count": 3, "score": 0.81})
+    out = t.display.draw(image, {"count": 3, "score": 0.81})
     ys, xs = (out != image).any(0).nonzero(as_tuple=True)
     assert len(ys) > 0 and ys.max() < 96 // 3 and xs.min() >= 128 // 4 and xs.max() >= 124
-    assert not torch.equal(out, t.draw(image, {"count": 2, "score": 0.81}))
+    assert not torch.equal(out, t.display.draw(image, {"count": 2, "score": 0.81}))

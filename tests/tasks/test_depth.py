@@ -121,10 +121,10 @@ def test_overlay_opacity_one_is_the_colour_map_and_zero_the_image():
     t = task()
     image = torch.randint(0, 256, (3, 12, 16), dtype=torch.uint8)
     depth = torch.linspace(0.5, 9.5, 12 * 16).reshape(12, 16)
-    full = t.draw(image, {"depth": depth}, opacity=1.0, show_scale=False)
+    full = t.display.draw(image, {"depth": depth}, opacity=1.0, show_scale=False)
     assert torch.equal(full, colormap(depth, 0.0, 10.0))
-    assert torch.equal(t.draw(image, {"depth": depth}, opacity=0.0, show_scale=False), image)
-    half = t.draw(image, {"depth": depth}, opacity=0.5, show_scale=False).float()
+    assert torch.equal(t.display.draw(image, {"depth": depth}, opacity=0.0, show_scale=False), image)
+    half = t.display.draw(image, {"depth": depth}, opacity=0.5, show_scale=False).float()
     assert (half - (image.float() + colormap(depth, 0, 10).float()) / 2).abs().max() <= 0.5
 
 
@@ -132,10 +132,10 @@ def test_overlay_of_ground_truth_leaves_unlabelled_pixels_alone():
     t = task()
     target = torch.zeros(1, 12, 16)
     target[:, 3:9, 4:12] = 4.0
-    gt = t.target_to_prediction(target)
+    gt = t.display.target_to_prediction(target)
     assert gt["depth"].shape == (12, 16)
     image = torch.full((3, 12, 16), 100, dtype=torch.uint8)
-    changed = (t.draw(image, gt, opacity=0.7, show_scale=False) != image).any(0)
+    changed = (t.display.draw(image, gt, opacity=0.7, show_scale=False) != image).any(0)
     assert torch.equal(changed, target[0] > 0)
 
 
@@ -143,9 +143,9 @@ def test_scale_bar_sits_beside_the_map_not_on_it():
     t = task()
     image = torch.full((3, 128, 128), 100, dtype=torch.uint8)
     no_depth = {"depth": torch.zeros(128, 128)}  # nothing to tint: the map area stays the image
-    shown = t.draw(image, no_depth, show_scale=True)
+    shown = t.display.draw(image, no_depth, show_scale=True)
     assert shown.shape == (3, 128, 128 + colour_bar_margin((128, 128), 0.0, 10.0))
     assert torch.equal(shown[:, :, :128], image)  # the bar covers nothing of the map
     bar = shown[:, :, 128:]
     assert (bar == torch.tensor(TURBO_LUT[-1], dtype=torch.uint8).view(3, 1, 1)).all(0).any()  # far, at the top
-    assert torch.equal(t.draw(image, no_depth), image)  # blended into a photo: no bar
+    assert torch.equal(t.display.draw(image, no_depth), image)  # blended into a photo: no bar

@@ -166,7 +166,7 @@ def test_head_learns_to_detect_on_fixed_features():
 
 
 def test_target_to_prediction_drops_padding(task, batch):
-    gt = task.target_to_prediction({k: v[1] for k, v in batch.items()})
+    gt = task.display.target_to_prediction({k: v[1] for k, v in batch.items()})
     assert gt["labels"].tolist() == [1]
     assert gt["boxes"].tolist() == [[10.0, 10.0, 18.0, 18.0]]
     assert "scores" not in gt
@@ -179,7 +179,7 @@ def _image():
 def test_overlay_draws_the_box_edges_where_the_box_is(task):
     image = _image()
     pred = {"boxes": torch.tensor([[30.0, 40.0, 70.0, 80.0]]), "scores": torch.tensor([0.9]), "labels": torch.tensor([1])}
-    out = task.draw(image, pred, opacity=0.0)
+    out = task.display.draw(image, pred, opacity=0.0)
     assert out.dtype == torch.uint8 and out.shape == image.shape
     assert torch.equal(image, _image())  # the input is not modified
     colour = torch.tensor(colour_for(1), dtype=torch.uint8)
@@ -189,7 +189,7 @@ def test_overlay_draws_the_box_edges_where_the_box_is(task):
     assert torch.equal(out[:, 90, 5], image[:, 90, 5])  # far away: untouched
     assert torch.equal(out[:, 88:, :], image[:, 88:, :])  # nothing drawn below the box
     assert not torch.equal(out[:, 25:40, 30:70], image[:, 25:40, 30:70])  # the "square 0.90" label above it
-    tinted = task.draw(image, pred, opacity=0.5)
+    tinted = task.display.draw(image, pred, opacity=0.5)
     assert not torch.equal(tinted[:, 60, 50], image[:, 60, 50])
     assert torch.equal(tinted[:, 90, 5], image[:, 90, 5])
 
@@ -197,9 +197,9 @@ def test_overlay_draws_the_box_edges_where_the_box_is(task):
 def test_overlay_hides_low_scores_but_shows_every_ground_truth_box(task):
     image = _image()
     low = {"boxes": torch.tensor([[30.0, 40.0, 70.0, 80.0]]), "scores": torch.tensor([0.2]), "labels": torch.tensor([0])}
-    assert torch.equal(task.draw(image, low, score_threshold=0.3), image)
-    assert not torch.equal(task.draw(image, low, score_threshold=0.1), image)
-    gt = task.target_to_prediction({"boxes": torch.tensor([[30.0, 40.0, 70.0, 80.0], [0, 0, 0, 0]]),
+    assert torch.equal(task.display.draw(image, low, score_threshold=0.3), image)
+    assert not torch.equal(task.display.draw(image, low, score_threshold=0.1), image)
+    gt = task.display.target_to_prediction({"boxes": torch.tensor([[30.0, 40.0, 70.0, 80.0], [0, 0, 0, 0]]),
                                     "labels": torch.tensor([0, -1])})
-    out = task.draw(image, gt, opacity=0.0)
+    out = task.display.draw(image, gt, opacity=0.0)
     assert torch.equal(out[:, 60, 30], torch.tensor(colour_for(0), dtype=torch.uint8))

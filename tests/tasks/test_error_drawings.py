@@ -1,4 +1,4 @@
-"""Error drawings (``Task.draw_errors``) on hand-made 64x64 images, ground truth drawn without
+"""Error drawings (``Display.draw_errors``) on hand-made 64x64 images, ground truth drawn without
 scores, and the placement of box labels (``place_labels``)."""
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_detection_errors_colour_hits_false_positives_and_misses_where_they_are(
     truth = {"boxes": torch.tensor([[4.0, 20.0, 20.0, 36.0], [44.0, 44.0, 60.0, 60.0]]), "labels": torch.tensor([0, 2])}
     pred = {"boxes": torch.tensor([[4.0, 20.0, 20.0, 36.0], [30.0, 4.0, 40.0, 14.0], [44.0, 4.0, 60.0, 12.0]]),
             "scores": torch.tensor([0.9, 0.8, 0.1]), "labels": torch.tensor([0, 1, 1])}  # the 0.1 box is below 0.3
-    out = task.draw_errors(grey(), pred, truth, score_threshold=0.3)
+    out = task.display.draw_errors(grey(), pred, truth, score_threshold=0.3)
     assert out.shape == (3, 64, 64)
     # labels sit where place_labels puts them (on 64 px they are nearly as wide as the image)
     size = font_size_for(64, 64)
@@ -66,7 +66,7 @@ def test_detection_errors_colour_hits_false_positives_and_misses_where_they_are(
     low = edge((44, 4, 60, 12)) & ~covered
     assert low.any() and not (is_colour(out, WRONG) | is_colour(out, HIT))[low].any()  # the 0.1 box is not drawn
     assert not is_colour(out, MISSED)[edge(boxes[0]) & ~covered].any()  # the matched truth box is drawn as the hit
-    assert task.error_legend() == [("hit", "#2ca02c"), ("false positive", "#d62728"), ("missed", "#ffa000")]
+    assert task.display.error_legend() == [("hit", "#2ca02c"), ("false positive", "#d62728"), ("missed", "#ffa000")]
 
 
 def test_segmentation_errors_paint_exactly_the_wrong_pixels_magenta():
@@ -77,12 +77,12 @@ def test_segmentation_errors_paint_exactly_the_wrong_pixels_magenta():
     pred = truth.clone()
     pred[0:4, :] = 2
     pred[40:48, 50:60] = 3  # the wrong block
-    out = task.draw_errors(grey(), {"mask": pred}, {"mask": truth})
+    out = task.display.draw_errors(grey(), {"mask": pred}, {"mask": truth})
     expected = torch.zeros(64, 64, dtype=torch.bool)
     expected[40:48, 50:60] = True
     assert torch.equal(is_colour(out, WRONG_PIXEL), expected)
     assert out[0, 15, 15] != out[0, 50, 5]  # a right class pixel is tinted, the right background is not
-    assert task.error_legend() == [("wrong pixel", "#ff00ff")]
+    assert task.display.error_legend() == [("wrong pixel", "#ff00ff")]
 
 
 def test_depth_error_is_a_map_of_abs_rel_with_its_colour_bar_beside():
@@ -93,8 +93,8 @@ def test_depth_error_is_a_map_of_abs_rel_with_its_colour_bar_beside():
     pred[:8] = 3.0
     pred[30, 30] = 5.0  # abs-rel 0.25: the middle of the 0 .. 0.5 scale
     pred[40, 40] = 8.0  # abs-rel 1.0: clamped to the top
-    out = task.draw_errors(grey(), {"depth": pred}, {"depth": truth})
-    assert task.errors_beside
+    out = task.display.draw_errors(grey(), {"depth": pred}, {"depth": truth})
+    assert task.display.errors_beside
     assert out.shape == (3, 64, 64 + colour_bar_margin((64, 64), 0.0, 0.5, "abs-rel"))
     assert tuple(out[:, 30, 30].tolist()) == TURBO_LUT[8]
     assert tuple(out[:, 40, 40].tolist()) == TURBO_LUT[-1] and tuple(out[:, 20, 20].tolist()) == TURBO_LUT[0]
@@ -105,52 +105,52 @@ def test_depth_error_is_a_map_of_abs_rel_with_its_colour_bar_beside():
 
 def test_classification_verdict_is_green_when_right_and_red_when_wrong():
     task = build_task("classification", INFO)
-    truth = task.target_to_prediction(torch.tensor(2))
-    right = task.draw_errors(grey(), {"label": 2, "score": 0.93, "probs": [0.02, 0.05, 0.93]}, truth)
-    wrong = task.draw_errors(grey(), {"label": 0, "score": 0.62, "probs": [0.62, 0.1, 0.28]}, truth)
+    truth = task.display.target_to_prediction(torch.tensor(2))
+    right = task.display.draw_errors(grey(), {"label": 2, "score": 0.93, "probs": [0.02, 0.05, 0.93]}, truth)
+    wrong = task.display.draw_errors(grey(), {"label": 0, "score": 0.62, "probs": [0.62, 0.1, 0.28]}, truth)
     assert is_colour(right, HIT).sum() > 20 and not is_colour(right, WRONG).any()
     assert is_colour(wrong, WRONG).sum() > 20 and not is_colour(wrong, HIT).any()
-    assert task.error_chips({"label": 0, "score": 0.62}, truth) == [("circle ✗ 62% (truth: star)", WRONG)]
-    assert task.error_chips({"label": 2, "score": 0.93}, truth) == [("star ✓ 93%", HIT)]
-    assert task.top_k({"label": 0, "score": 0.62, "probs": [0.62, 0.1, 0.28]}, 2) == [("circle", 0.62), ("star", 0.28)]
+    assert task.display.error_chips({"label": 0, "score": 0.62}, truth) == [("circle ✗ 62% (truth: star)", WRONG)]
+    assert task.display.error_chips({"label": 2, "score": 0.93}, truth) == [("star ✓ 93%", HIT)]
+    assert task.display.top_k({"label": 0, "score": 0.62, "probs": [0.62, 0.1, 0.28]}, 2) == [("circle", 0.62), ("star", 0.28)]
     count = build_task("count", INFO)
-    assert count.top_k({"count": 1, "score": 0.7, "probs": [0.1, 0.7, 0.2, 0, 0]}, 2) == [("1 object", 0.7),
+    assert count.display.top_k({"count": 1, "score": 0.7, "probs": [0.1, 0.7, 0.2, 0, 0]}, 2) == [("1 object", 0.7),
                                                                                          ("2 objects", 0.2)]
 
 
 def test_multilabel_error_chips_tell_hits_false_positives_and_misses():
     task = build_task("multilabel", INFO)
-    truth = task.target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
-    chips = task.error_chips({"labels": [0, 1], "probs": [0.9, 0.7, 0.2]}, truth)
+    truth = task.display.target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
+    chips = task.display.error_chips({"labels": [0, 1], "probs": [0.9, 0.7, 0.2]}, truth)
     assert chips == [("circle 0.90", HIT), ("square 0.70", WRONG), ("missed star 0.20", MISSED)]
 
 
 def test_ground_truth_is_drawn_and_summarised_without_a_score():
     cls, count, multi = (build_task(t, INFO) for t in ("classification", "count", "multilabel"))
-    gt = cls.target_to_prediction(torch.tensor(2))
-    assert "score" not in gt and cls.summarize(gt) == "star" and cls.chips(gt) == [("star", cls.chips(gt)[0][1])]
-    assert cls.summarize({"label": 2, "score": 0.93}) == "star (93%)"
+    gt = cls.display.target_to_prediction(torch.tensor(2))
+    assert "score" not in gt and cls.display.summarize(gt) == "star" and cls.display.chips(gt) == [("star", cls.display.chips(gt)[0][1])]
+    assert cls.display.summarize({"label": 2, "score": 0.93}) == "star (93%)"
     # the drawing of a ground truth is the drawing of the bare name, not of "star 1.00"
-    assert not torch.equal(cls.draw(grey(), gt), cls.draw(grey(), {"label": 2, "score": 1.0}))
-    assert [t for t, _ in count.chips(count.target_to_prediction(torch.tensor(3)))] == ["3 objects"]
-    assert [t for t, _ in count.chips({"count": 3, "score": 0.81})] == ["3 objects 0.81"]
-    mgt = multi.target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
-    assert [t for t, _ in multi.chips(mgt)] == ["circle", "star"] and multi.summarize(mgt) == "circle, star"
+    assert not torch.equal(cls.display.draw(grey(), gt), cls.display.draw(grey(), {"label": 2, "score": 1.0}))
+    assert [t for t, _ in count.display.chips(count.display.target_to_prediction(torch.tensor(3)))] == ["3 objects"]
+    assert [t for t, _ in count.display.chips({"count": 3, "score": 0.81})] == ["3 objects 0.81"]
+    mgt = multi.display.target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
+    assert [t for t, _ in multi.display.chips(mgt)] == ["circle", "star"] and multi.display.summarize(mgt) == "circle, star"
 
 
 def test_small_images_get_their_image_level_labels_in_a_band_above():
     tasks = {t: build_task(t, INFO) for t in ("classification", "segmentation")}
     mask = torch.zeros(64, 64, dtype=torch.long)
     mask[20:40, 20:40] = 1
-    truth = {"classification": tasks["classification"].target_to_prediction(torch.tensor(1)), "segmentation": {"mask": mask}}
+    truth = {"classification": tasks["classification"].display.target_to_prediction(torch.tensor(1)), "segmentation": {"mask": mask}}
     image = grey()
     on_image = draw_all(tasks, image, truth)
     banded = draw_all(tasks, image, truth, band=True)
     band = banded.shape[-2] - 64
     assert on_image.shape == (3, 64, 64) and band > 5
     # below the band: the mask alone; its legend moved into the band with the class, off the objects
-    assert torch.equal(banded[:, band:], tasks["segmentation"].draw(image, truth["segmentation"], show_legend=False))
-    assert not torch.equal(on_image, tasks["segmentation"].draw(image, truth["segmentation"], show_legend=False))
+    assert torch.equal(banded[:, band:], tasks["segmentation"].display.draw(image, truth["segmentation"], show_legend=False))
+    assert not torch.equal(on_image, tasks["segmentation"].display.draw(image, truth["segmentation"], show_legend=False))
 
 
 def test_a_label_goes_above_its_box_when_there_is_room_else_below():

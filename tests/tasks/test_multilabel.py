@@ -90,14 +90,14 @@ def test_draw_shows_chips_above_the_threshold_at_the_bottom_left():
     image = torch.full((3, 96, 96), 100, dtype=torch.uint8)
     t = task()
     pred = {"labels": [2], "probs": [0.1, 0.4, 0.9]}
-    out = t.draw(image, pred, score_threshold=0.3)
+    out = t.display.draw(image, pred, score_threshold=0.3)
     ys, xs = (out != image).any(0).nonzero(as_tuple=True)
     assert len(ys) > 0 and ys.min() >= 48 and xs.min() <= 2 and xs.max() < 90
     shown = {c for c in range(3) if (out == torch.tensor(colour_for(c), dtype=torch.uint8).view(3, 1, 1)).all(0).any()}
     assert shown == {1, 2}  # square (0.4) and star (0.9); circle (0.1) is below the threshold
-    assert torch.equal(t.draw(image, pred, score_threshold=0.95), image)
+    assert torch.equal(t.display.draw(image, pred, score_threshold=0.95), image)
 
 
 def test_ground_truth_round_trips_to_drawable_prediction():
-    gt = task().target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
+    gt = task().display.target_to_prediction(torch.tensor([1.0, 0.0, 1.0]))
     assert gt == {"labels": [0, 2], "probs": [1.0, 0.0, 1.0], "truth": True}  # marked: drawn without numbers

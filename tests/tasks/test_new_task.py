@@ -1,6 +1,8 @@
-"""The task protocol's promise: a new task is one file. ``plugin_crowded.py`` (a task learnt from
-the ``count`` label) is registered through ``MTL_PLUGINS`` and nothing else; it is listed by the
-CLI, offered by Setup, trains, evaluates and is drawn and summarised on Predict."""
+"""The task protocol's promise: a new task is one file, and a task that only learns is a short one.
+``plugin_crowded.py`` (a task learnt from the ``count`` label) writes the learning half alone and is
+registered through ``MTL_PLUGINS`` and nothing else; it is listed by the CLI, offered by Setup,
+trains, evaluates, and is drawn, summarised and inspected on Predict and Inspect by the display of
+its kind (``classification``), with no drawing of its own."""
 from __future__ import annotations
 
 import io
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from tests.conftest import tiny_config
@@ -108,3 +111,72 @@ def test_predict_draws_and_summarises_the_new_task(crowded_run, monkeypatch):
     at.radio(key="predict_source").set_value("dataset").run()
     assert not at.exception
     assert [im.captions[0] for im in at.image][:2] == ["Prediction", "Ground truth"]
+
+
+def test_the_new_task_writes_only_the_learning_half_and_its_kind_shows_it(crowded):
+    from mtl_core.config import DataConfig
+    from mtl_core.data import build_dataset
+    from mtl_core.tasks.base import DISPLAYS, Display, Task
+    from tests.tasks.test_task_protocol import exercise
+
+    show_half = {n for n in vars(Display) if not n.startswith("_")} - set(vars(Task))  # not name, title
+    assert not show_half & set(vars(crowded)), "the plugin draws, words or inspects something itself"
+    assert crowded.display_type() is DISPLAYS.get("classification")
+    scenes = build_dataset(DataConfig(image_size=32, train_size=8, val_size=8, test_size=8), "val", 0)
+    exercise(crowded(scenes.info), scenes)
+
+
+def _predictor(crowded_run):
+    from mtl_core.inference.predictor import Predictor
+
+    ck = crowded_run["store"].latest_checkpoint(crowded_run["run_id"], "final")
+    return Predictor(ck["path"]), ck["path"]
+
+
+def test_predict_draws_the_new_task_as_its_kind_draws_a_class(crowded_run):
+    from mtl_core.views.render import render
+
+    predictor, _ = _predictor(crowded_run)
+    image = torch.full((3, 320, 320), 90, dtype=torch.uint8)  # large: labels drawn on the image
+    preds, _ = predictor.predict(image)
+    said = preds["crowded"]
+    word = ("sparse", "crowded")[said["label"]]
+    alone = render(predictor, image, preds, show={"classification": False})
+    assert alone.summary == [f"Crowded scene: {word} ({said['score']:.0%})"]
+    inked = (alone.overlay != 90).any(-1)  # (H, W)
+    ys, xs = inked.nonzero()
+    assert len(ys) and ys.max() < 40 and xs.max() < 200  # a chip at the top-left, nothing else
+    # beside classification's answer, in the same corner: stacked below it, neither hidden
+    first = render(predictor, image, preds, show={"crowded": False}).overlay
+    top = int((first != 90).any(-1).any(-1).nonzero()[0].max())
+    both = render(predictor, image, preds).overlay
+    assert np.array_equal(both[:top], first[:top]) and (both[top + 2:] != 90).any()
+
+
+def test_inspect_tables_the_new_tasks_errors_in_its_kinds_columns(crowded_run, monkeypatch):
+    from mtl_core.inference.samples import run_dataset
+    from mtl_core.inspection.outputs import split_outputs
+    from mtl_core.inspection.table import error_table
+    from mtl_core.views.inspection import sample_view
+    from tests.ui.conftest import no_exceptions, page
+
+    predictor, checkpoint = _predictor(crowded_run)
+    out = split_outputs(checkpoint, "val", predictor=predictor)
+    table = error_table(out)
+    dataset = run_dataset(out.run_config, "val")
+    expected = ["crowded" if int(dataset[i][1]["count"]) >= 3 else "sparse" for i in out.indices]
+    assert table["crowded/truth"] == expected  # the label it derives from the count, named by its classes
+    assert set(table["crowded/predicted"]) <= {"sparse", "crowded"}
+    wrong = [float(p != t) for p, t in zip(table["crowded/predicted"], expected, strict=True)]
+    assert table["crowded/failed"] == wrong
+    line = next(x for x in sample_view(out, 0, {t: True for t in out.tasks}).lines if "Crowded scene" in x)
+    assert line.startswith("✗" if wrong[0] else "✓") and expected[0] in line + table["crowded/predicted"][0]
+
+    monkeypatch.setenv("MTL_RUNS_DIR", str(crowded_run["dir"]))
+    at = page("inspect", crowded_run["run_id"], timeout=120)
+    at.run()
+    no_exceptions(at)
+    at.checkbox(key="inspect_f_crowded_failed").check().run()  # the error browser's filter: "only wrong"
+    no_exceptions(at)
+    shown = next(m.value for m in at.markdown if m.value.startswith("**") and " of " in m.value and "samples" in m.value)
+    assert shown.startswith(f"**{int(sum(wrong))}** of {len(out)} samples")

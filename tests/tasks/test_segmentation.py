@@ -136,7 +136,7 @@ def test_overlay_changes_exactly_the_mask_pixels(opacity):
     mask = torch.zeros(24, 32, dtype=torch.long)
     mask[4:12, 6:20] = 1
     mask[15:20, 2:5] = 2
-    out = task().draw(image, {"mask": mask}, opacity=opacity, show_legend=False)
+    out = task().display.draw(image, {"mask": mask}, opacity=opacity, show_legend=False)
     inside = mask > 0
     assert torch.equal(out[:, ~inside], image[:, ~inside])  # bit for bit outside
     expected = (image[:, inside].float() * (1 - opacity)
@@ -149,7 +149,7 @@ def test_overlay_legend_sits_bottom_right_and_lists_the_classes_present():
     image = torch.full((3, 96, 96), 100, dtype=torch.uint8)
     mask = torch.zeros(96, 96, dtype=torch.long)
     mask[5:30, 5:30] = 2  # only squares
-    out = task().draw(image, {"mask": mask}, opacity=0.5)
+    out = task().display.draw(image, {"mask": mask}, opacity=0.5)
     extra = (out != image).any(0) & (mask == 0)
     ys, xs = extra.nonzero(as_tuple=True)
     assert len(ys) > 0 and ys.min() >= 48 and xs.min() >= 48
@@ -162,9 +162,9 @@ def test_ground_truth_overlay_leaves_background_and_ignored_pixels_alone():
     target = torch.zeros(16, 16, dtype=torch.long)
     target[2:6, 2:6] = 1
     target[10:, :] = 255
-    gt = t.target_to_prediction(target)
+    gt = t.display.target_to_prediction(target)
     assert torch.equal(gt["mask"], target)
     image = torch.full((3, 16, 16), 100, dtype=torch.uint8)
-    changed = (t.draw(image, gt, show_legend=False) != image).any(0)
+    changed = (t.display.draw(image, gt, show_legend=False) != image).any(0)
     assert torch.equal(changed, target == 1)
-    assert torch.equal(t.draw(image, {"mask": torch.zeros(16, 16, dtype=torch.long)}), image)
+    assert torch.equal(t.display.draw(image, {"mask": torch.zeros(16, 16, dtype=torch.long)}), image)
