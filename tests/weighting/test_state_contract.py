@@ -174,3 +174,21 @@ def test_state_that_a_method_does_not_keep_is_refused():
     state["_extra_state"]["no_such_thing"] = 1
     with pytest.raises(ValueError, match="no_such_thing"):
         method.load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_to_moves_parameters_in_place_and_an_own_optimisers_moments_with_them(name):
+    # float64 stands in for a device (these tests run on the CPU): the trainer hands the method's
+    # parameters to its optimiser, and a method's own optimiser holds its, so they must stay the
+    # same objects, and the moments must follow them
+    model, method = trained(name)
+    before = list(method.parameters())
+    method.to(torch.float64)
+    assert all(p is q and p.dtype == torch.float64 for p, q in zip(method.parameters(), before, strict=True))
+    assert all(b.dtype == torch.float64 for b in method.buffers() if b.is_floating_point())
+    for opt in (v for v in vars(method).values() if isinstance(v, torch.optim.Optimizer)):
+        assert all(p is q for p, q in zip(opt.param_groups[0]["params"], method.parameters()))
+        moments = [v for s in opt.state.values() for k, v in s.items() if k != "step"]
+        assert moments and all(m.dtype == torch.float64 for m in moments)
+    weights = take_step(model, method, STEPS, False)
+    assert all(torch.isfinite(torch.tensor(w)) for w in weights.values())
