@@ -7,6 +7,7 @@ another process reaches it at its next step, on every rank at the same step unde
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import time
 import traceback
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save
 from mtl_core.training.control import Control, Decision, Steering, finite_losses
 from mtl_core.training.evaluation import evaluate, split_batches
 from mtl_core.training.gradstats import gradient_stats, rep_gradients, task_gradients
-from mtl_core.weighting import build_weighting
+from mtl_core.weighting import StepContext, build_weighting
 
 PAUSE_POLL_SECONDS = 0.2  # how often a paused run looks for its next command
 
@@ -157,8 +158,10 @@ class Trainer:
                                       cfg.weighting.weights, cfg.weighting.rep_grad).to(self.device)
         if cfg.weighting.rep_grad and not self.model.supports_rep:
             self.model._no_rep()
-        params = list(self.model.parameters()) + list(self.method.parameters())
-        self.optimizer = build_optimizer(params, cfg.optim)
+        # the method's learnable parameters (UW's log-variances) train with the model; those it
+        # steps itself (GradNorm's, FAMO's) are frozen to everyone else
+        self.method_params = [p for p in self.method.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(list(self.model.parameters()) + self.method_params, cfg.optim)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         if self.scaler.is_enabled():  # the scale exists from the first scale() (unscale_ refuses a scaler without
@@ -359,22 +362,25 @@ class Trainer:
         losses logged (and returned) are their mean over the batches: every batch is evaluated at
         the same parameters, so it is the loss on all the samples the step drew."""
         self.optimizer.zero_grad(set_to_none=True)
-        # fp16: the method weighs the true losses and scales only what it back-propagates
-        self.method.loss_scale = float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0
-        reduce = (lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None
         seen: list[dict[str, float]] = []
-        if len(batches) == 1:
-            losses, rep = self._losses(*batches[0], seen)
-            weights = self.method.combine(losses, self.shared, self.step, rep=rep, reduce=reduce)
-        else:  # each forward runs when the method takes its batch, after the previous one's backward
-            each = (self._losses(images, targets, seen)[0] for images, targets in batches)
-            weights = self.method.combine_batches(each, self.shared, self.step, reduce=reduce)
+        # the first batch's forward runs now: the method takes it first anyway, and its shared
+        # representation (rep_grad, one batch a step) goes in the step's context; each later
+        # forward runs when the method takes its batch, after the previous one's backward
+        first, rep = self._losses(*batches[0], seen)
+        rest = (self._losses(images, targets, seen)[0] for images, targets in batches[1:])
+        ctx = StepContext(
+            step=self.step,
+            # fp16: the method weighs the true losses and scales only what it back-propagates
+            loss_scale=float(self.scaler.get_scale()) if self.scaler.is_enabled() else 1.0,
+            reduce=(lambda g: distributed.mean(g, self.dist)) if self.dist.enabled else None,
+            rep=rep)
+        weights = self.method.combine(itertools.chain([first], rest), self.shared, ctx)
         if len(seen) != len(batches):
             raise RuntimeError(f"{self.method.name} used {len(seen)} of its {len(batches)} batches")
         values = {t: sum(v[t] for v in seen) / len(seen) for t in seen[0]}
         if self.dist.enabled:
             done = {id(p) for p in self.shared} if self.method.kind == "gradient" else set()
-            distributed.average_grads(list(self.model.parameters()) + list(self.method.parameters()), self.dist, done)
+            distributed.average_grads(list(self.model.parameters()) + self.method_params, self.dist, done)
         if self.scaler.is_enabled():
             self.scaler.unscale_(self.optimizer)
         if self.config.optim.grad_clip > 0:

@@ -30,7 +30,15 @@ from mtl_core.weighting import (  # noqa: F401  (registers)
     upgrad,
     uw,
 )
-from mtl_core.weighting.base import WEIGHTINGS, GradWeighting, LossWeighting, Weighting, register_weighting
+from mtl_core.weighting.base import (
+    WEIGHTINGS,
+    GradWeighting,
+    LossWeighting,
+    MultiBatchWeighting,
+    StepContext,
+    Weighting,
+    register_weighting,
+)
 
 WEIGHTINGS.prefer("static", "ew")
 load_plugins()
@@ -49,5 +57,5 @@ def build_weighting(method: str, tasks, params=None, weights=None, rep_grad: boo
     return WEIGHTINGS.get(method, "weighting.method")(tasks, params=params, weights=weights, rep_grad=rep_grad)
 
 
-__all__ = ["WEIGHTINGS", "GradWeighting", "LossWeighting", "Weighting", "build_weighting", "method_meta",
-           "register_weighting"]
+__all__ = ["WEIGHTINGS", "GradWeighting", "LossWeighting", "MultiBatchWeighting", "StepContext", "Weighting",
+           "build_weighting", "method_meta", "register_weighting"]

@@ -13,7 +13,7 @@ by ``LibMTL/weighting/DB_MTL.py`` (github.com/median-research-group/LibMTL, unch
 DB-MTL was added there in February 2024). ``beta_sigma`` 0.5 is MoCo's default, not DB-MTL's.
 
 The second balance needs per-task gradients, so this is a gradient method (kind "gradient")
-although it starts from the losses. :meth:`combine` hands the base ``log(L_t + eps)`` instead of
+although it starts from the losses. :meth:`prepare` hands the base ``log(L_t + eps)`` instead of
 ``L_t``: task heads get the gradients of the log-losses too, and :meth:`combine_grads` receives
 gradients of the log-losses (``grad L_t / L_t``). Like LibMTL, it works on the shared
 parameters only (the moving average needs a gradient of fixed size). The weights reported are
@@ -26,7 +26,6 @@ had gradients before keeps a decaying, non-zero ``m_t``, which still enters the 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
 from mtl_core.weighting.grad_utils import zero_dead_rows
@@ -41,14 +40,15 @@ class DBMTL(GradWeighting):
                 "arXiv:2308.12029.")
     supports_rep = False
     defaults = {"beta": 0.9, "beta_sigma": 0.0}
+    state_attrs = ("n",)
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
-        self.buffer: Tensor | None = None  # (T, D) moving average of the log-loss gradients
+        self.register_buffer("buffer", None)  # (T, D) moving average of the log-loss gradients
         self.n = 0  # steps seen, for the decay schedule
 
-    def combine(self, losses, shared_params, step, rep=None, reduce=None):
-        return super().combine({t: torch.log(v + EPS) for t, v in losses.items()}, shared_params, step, rep, reduce)
+    def prepare(self, losses, ctx):
+        return super().prepare({t: torch.log(v + EPS) for t, v in losses.items()}, ctx)
 
     def combine_grads(self, grads, losses, step):
         """``grads (T, D)`` of the log-losses -> ``(sum_t alpha_t m_t (D,), alpha (T,))``."""
@@ -62,15 +62,3 @@ class DBMTL(GradWeighting):
         alpha = norms.max() / (norms + 1e-8)  # (T,)
         # a zero average adds nothing: reported weight 0, not max ||m|| / 1e-8
         return alpha @ self.buffer, zero_dead_rows(alpha, self.buffer)  # (D,), (T,)
-
-    def state_dict(self):
-        state = {**super().state_dict(), "n": self.n}
-        if self.buffer is not None:
-            state["buffer"] = self.buffer.detach().cpu().clone()
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.n = int(state.get("n", self.n))
-        if "buffer" in state:
-            self.buffer = torch.as_tensor(state["buffer"]).float()

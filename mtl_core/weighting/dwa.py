@@ -22,6 +22,7 @@ class DynamicWeightAverage(LossWeighting):
     weights_note = "each task's loss is multiplied by its weight before the method balances them"
     citation = "Liu, Johns, Davison (2019). End-to-End Multi-Task Learning with Attention. CVPR."
     defaults = {"temperature": 2.0, "window": 20.0}
+    state_attrs = ("_sum", "_count", "_history")
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -49,13 +50,3 @@ class DynamicWeightAverage(LossWeighting):
             self._history = (self._history + [[s / self._count for s in self._sum]])[-2:]
             self._sum, self._count = [0.0] * len(self.tasks), 0
         return total, w
-
-    def state_dict(self):
-        return {**super().state_dict(), "sum": list(self._sum), "count": self._count,
-                "history": [list(h) for h in self._history]}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self._sum = [float(x) for x in state.get("sum", self._sum)]
-        self._count = int(state.get("count", self._count))
-        self._history = [[float(x) for x in h] for h in state.get("history", self._history)]

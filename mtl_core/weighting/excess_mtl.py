@@ -22,8 +22,6 @@ accumulator has the size of one sample's features, whatever the batch.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor
 
@@ -41,21 +39,19 @@ class ExcessMTL(GradWeighting):
     defaults = {"robust_step_size": 1e-2, "eps": 1e-7}
     citation = ("He, Zhou, Zhang, Yun, Xu, Zeng, Chilimbi, Zhao, 'Robust Multi-Task Learning with Excess Risks', "
                 "ICML 2024.")
+    rep_per_sample = True  # on the representation, the gradients are summed over the batch (below)
+    state_attrs = ("alpha", "initial")
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
         self.alpha = torch.ones(len(self.tasks), dtype=torch.float64)  # (T,) task weights, summing to T
         self.initial = torch.zeros(len(self.tasks), dtype=torch.float64)  # (T,) first excess estimates
-        self.grad_sq: Tensor | None = None  # (T, D) sum of squared gradients (Adagrad's accumulator)
-        self.batch = 1  # samples summed over in representation mode (set by combine)
-
-    def combine(self, losses, shared_params, step, rep=None, reduce=None):
-        self.batch = rep.features.shape[0] if rep is not None else 1
-        return super().combine(losses, shared_params, step, rep, reduce)
+        self.register_buffer("grad_sq", None)  # (T, D) sum of squared gradients (Adagrad's accumulator)
 
     def excess(self, grads: Tensor) -> Tensor:
-        """Each task's excess-risk estimate ``g^T H^{-1} g`` ``(T,)``, after adding ``g^2`` to the accumulator."""
-        g = grads.reshape(grads.shape[0], self.batch, -1).sum(1) if self.batch > 1 else grads  # (T, D)
+        """Each task's excess-risk estimate ``g^T H^{-1} g`` ``(T,)``, after adding ``g^2`` to the accumulator;
+        ``grads`` is ``(T, D)``, or ``(T, B, D)`` a sample per row on the representation."""
+        g = grads.sum(1) if grads.dim() == 3 else grads  # (T, D)
         if self.grad_sq is None:
             self.grad_sq = torch.zeros_like(g)
         self.grad_sq = self.grad_sq.to(g) + g ** 2
@@ -70,18 +66,4 @@ class ExcessMTL(GradWeighting):
             ratio = torch.where(self.initial > 0, e / self.initial.clamp_min(1e-300), torch.zeros_like(e))  # (T,)
             alpha = self.alpha * torch.exp(self.params["robust_step_size"] * ratio)
             self.alpha = alpha / alpha.sum() * len(self.tasks)
-        return combine_rows(self.alpha, grads)
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {**super().state_dict(), "alpha": self.alpha.clone(), "initial": self.initial.clone()}
-        if self.grad_sq is not None:
-            state["grad_sq"] = self.grad_sq.detach().cpu().clone()
-        return state
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        for key in ("alpha", "initial"):
-            if key in state:
-                setattr(self, key, torch.as_tensor(state[key], dtype=torch.float64).cpu())
-        if "grad_sq" in state:
-            self.grad_sq = torch.as_tensor(state["grad_sq"]).float()
+        return combine_rows(self.alpha, grads.flatten(1))

@@ -29,35 +29,27 @@ class FAMO(LossWeighting):
     weights_note = "it balances the rates at which the losses fall, in log space, where a constant multiplier vanishes"
     citation = ("Liu, Feng, Stone, Liu (2023). FAMO: Fast Adaptive Multitask Optimization. NeurIPS.")
     defaults = {"lr": 0.025, "gamma": 1e-3}
+    state_attrs = ("opt",)
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
-        self.xi = nn.Parameter(torch.zeros(len(self.tasks)))  # (T,) logits; not in parameters(): stepped here
-        self.opt = self._make_opt()
-        self.prev: Tensor | None = None  # (T,) last step's losses, detached
-
-    def _make_opt(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam([self.xi], lr=self.params["lr"], weight_decay=self.params["gamma"])
-
-    def to(self, device):
-        state = self.opt.state_dict()
-        self.xi = nn.Parameter(self.xi.detach().to(device))
-        self.opt = self._make_opt()
-        self.opt.load_state_dict(state)  # moves Adam's moments to the new device
-        return self
+        # (T,) logits, stepped here by their own optimiser, so frozen: the trainer's optimiser leaves them alone
+        self.xi = nn.Parameter(torch.zeros(len(self.tasks)), requires_grad=False)
+        self.opt = torch.optim.Adam([self.xi], lr=self.params["lr"], weight_decay=self.params["gamma"])
+        self.register_buffer("prev", None)  # (T,) last step's losses, detached
 
     def _update(self, curr: Tensor) -> None:
         delta = torch.log(self.prev.to(curr.device) + EPS) - torch.log(curr + EPS)  # (T,) >0: loss fell
         with torch.enable_grad():
-            z = torch.softmax(self.xi, dim=0)  # (T,)
-            (d,) = torch.autograd.grad(z, self.xi, grad_outputs=delta)
+            xi = self.xi.detach().requires_grad_()
+            z = torch.softmax(xi, dim=0)  # (T,)
+            (d,) = torch.autograd.grad(z, xi, grad_outputs=delta)
         self.opt.zero_grad(set_to_none=True)
         self.xi.grad = d
         self.opt.step()
+        self.xi.grad = None  # stepped: no other optimiser holding it may step it again
 
     def fuse(self, losses, step, shared_params):
-        if self.xi.device != losses.device:
-            self.to(losses.device)
         curr = losses.detach().float()  # (T,)
         if self.prev is not None:
             self._update(curr)
@@ -67,18 +59,3 @@ class FAMO(LossWeighting):
         c = (z / d).sum().detach()
         total = (z / c * torch.log(d)).sum()
         return total, (z / (c * d)).detach()
-
-    def state_dict(self):
-        state = {**super().state_dict(), "xi": self.xi.detach().cpu().clone(), "opt": self.opt.state_dict()}
-        if self.prev is not None:
-            state["prev"] = self.prev.detach().cpu().clone()
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "xi" in state:
-            self.xi.data.copy_(torch.as_tensor(state["xi"]))
-        if "opt" in state:
-            self.opt.load_state_dict(state["opt"])
-        if "prev" in state:
-            self.prev = torch.as_tensor(state["prev"]).float().to(self.xi.device)

@@ -34,6 +34,7 @@ class GradDrop(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"leak": 0.0, "seed": 0.0}
+    state_attrs = ("generator",)
     citation = ("Chen et al., 'Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
                 "Dropout', NeurIPS 2020.")
 

@@ -37,23 +37,16 @@ class GradNorm(LossWeighting):
     citation = ("Chen, Badrinarayanan, Lee, Rabinovich (2018). GradNorm: Gradient Normalization for Adaptive "
                 "Loss Balancing in Deep Multitask Networks. ICML.")
     defaults = {"alpha": 1.5, "lr": 0.025}
+    state_attrs = ("opt",)
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
-        self.w = nn.Parameter(torch.ones(len(self.tasks)))  # (T,) not in parameters(): stepped here
+        # (T,) stepped here by its own optimiser, so frozen: the trainer's optimiser leaves it alone
+        self.w = nn.Parameter(torch.ones(len(self.tasks)), requires_grad=False)
         self.opt = torch.optim.Adam([self.w], lr=self.params["lr"])
-        self.initial: Tensor | None = None  # (T,) L_t(0)
-
-    def to(self, device):
-        state = self.opt.state_dict()
-        self.w = nn.Parameter(self.w.detach().to(device))
-        self.opt = torch.optim.Adam([self.w], lr=self.params["lr"])
-        self.opt.load_state_dict(state)  # moves Adam's moments to the new device
-        return self
+        self.register_buffer("initial", None)  # (T,) L_t(0)
 
     def fuse(self, losses, step, shared_params):
-        if self.w.device != losses.device:
-            self.to(losses.device)
         w = self.w.detach().to(losses.dtype).clone()  # (T,) this step's weights; a copy: w is stepped below
         total = (w * losses).sum()
         layer = last_shared_weight(shared_params)
@@ -73,22 +66,8 @@ class GradNorm(LossWeighting):
         self.opt.zero_grad(set_to_none=True)
         self.w.grad = torch.sign(g - target) * norms
         self.opt.step()
+        self.w.grad = None  # stepped: no other optimiser holding it may step it again
         with torch.no_grad():  # renormalise to sum T; keep weights positive
             self.w.clamp_(min=1e-6)
             self.w.mul_(len(self.tasks) / self.w.sum())
         return total, w
-
-    def state_dict(self):
-        state = {**super().state_dict(), "w": self.w.detach().cpu().clone(), "opt": self.opt.state_dict()}
-        if self.initial is not None:
-            state["initial"] = self.initial.detach().cpu().clone()
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "w" in state:
-            self.w.data.copy_(torch.as_tensor(state["w"]))
-        if "opt" in state:
-            self.opt.load_state_dict(state["opt"])
-        if "initial" in state:
-            self.initial = torch.as_tensor(state["initial"]).float().to(self.w.device)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -38,6 +37,7 @@ class GradVac(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"beta": 0.5, "seed": 0.0}
+    state_attrs = ("generator", "targets")
     citation = ("Wang et al., 'Gradient Vaccine: Investigating and Improving Multi-task Optimization "
                 "in Massively Multilingual Models', ICLR 2021.")
 
@@ -71,11 +71,3 @@ class GradVac(GradWeighting):
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return combine_rows(self.coefficients(gram(grads)).sum(0), grads)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "targets": self.targets.clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if "targets" in state:
-            self.targets = torch.as_tensor(state["targets"], dtype=torch.float64).clone()

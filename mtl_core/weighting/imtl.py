@@ -35,24 +35,8 @@ class IMTL(IMTLG):
         super().__init__(tasks, params, weights, rep_grad)
         self.scale = nn.Parameter(torch.zeros(len(self.tasks)))  # (T,) log of each task's scale
 
-    def parameters(self) -> list[nn.Parameter]:
-        return [self.scale]
-
-    def to(self, device):
-        self.scale.data = self.scale.data.to(device)  # in place: the optimiser keeps the same object
-        return self
-
-    def combine(self, losses, shared_params, step, rep=None, reduce=None):
-        # one graph per task (the representation mode back-propagates each without retaining it)
+    def prepare(self, losses, ctx):
+        # one graph per task (the representation mode back-propagates each without retaining it);
+        # IMTL-G's weights are on the scaled losses' gradients: exp(s_t) times the true ones
         scaled = {t: scaled_loss(losses[t], self.scale[i].to(losses[t].dtype)) for i, t in enumerate(self.tasks)}
-        alpha = super().combine(scaled, shared_params, step, rep, reduce)
-        factor = torch.exp(self.scale.detach()).tolist()
-        return {t: alpha[t] * f for t, f in zip(self.tasks, factor)}
-
-    def state_dict(self):
-        return {**super().state_dict(), "scale": self.scale.detach().cpu().clone()}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "scale" in state:
-            self.scale.data.copy_(torch.as_tensor(state["scale"], dtype=self.scale.dtype))
+        return scaled, dict(zip(self.tasks, torch.exp(self.scale.detach()).tolist()))

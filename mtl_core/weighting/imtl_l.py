@@ -28,22 +28,7 @@ class IMTLL(LossWeighting):
         super().__init__(tasks, params, weights, rep_grad)
         self.scale = nn.Parameter(torch.zeros(len(self.tasks)))  # (T,) log of each task's weight
 
-    def parameters(self) -> list[nn.Parameter]:
-        return [self.scale]
-
-    def to(self, device):
-        self.scale.data = self.scale.data.to(device)  # in place: the optimiser keeps the same object
-        return self
-
     def fuse(self, losses, step, shared_params):
         s = self.scale.to(losses.dtype)  # (T,)
         total = scaled_loss(losses, s).sum()
         return total, torch.exp(s).detach()
-
-    def state_dict(self):
-        return {**super().state_dict(), "scale": self.scale.detach().cpu().clone()}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "scale" in state:
-            self.scale.data.copy_(torch.as_tensor(state["scale"], dtype=self.scale.dtype))

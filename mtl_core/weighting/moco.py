@@ -24,7 +24,6 @@ gradient size changes (a smaller last batch with ``rep_grad``), the tracking res
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,6 +38,7 @@ class MoCo(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0, "normalize": 1.0}
+    state_attrs = ("k", "lam")
     citation = ("Fernando et al., 'Mitigating Gradient Bias in Multi-objective Learning: A Provably "
                 "Convergent Approach', ICLR 2023 (MoCo).")
 
@@ -47,7 +47,7 @@ class MoCo(GradWeighting):
         super().__init__(tasks, params=params, weights=weights, rep_grad=rep_grad)
         n = len(self.tasks)
         self.k = 0  # steps taken, for the step-size decay
-        self.y: Tensor | None = None  # (T, D) tracked gradients, on the gradients' device
+        self.register_buffer("y", None)  # (T, D) tracked gradients, on the gradients' device
         self.lam = torch.full((n,), 1.0 / n, dtype=torch.float64)  # (T,) on the simplex
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
@@ -67,15 +67,3 @@ class MoCo(GradWeighting):
         self.lam = project_simplex(self.lam - gamma_k * reg @ self.lam)  # (T,)
         lam = self.lam.to(device=grads.device, dtype=grads.dtype)
         return lam @ self.y, zero_dead_rows(lam, self.y)  # (D,), (T,)
-
-    def state_dict(self) -> dict[str, Any]:
-        y = None if self.y is None else self.y.detach().cpu().clone()
-        return {**super().state_dict(), "k": self.k, "y": y, "lambda": self.lam.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        self.k = int(state.get("k", self.k))
-        if state.get("y") is not None:
-            self.y = torch.as_tensor(state["y"]).clone()
-        if "lambda" in state:
-            self.lam = torch.tensor(state["lambda"], dtype=torch.float64)

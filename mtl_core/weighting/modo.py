@@ -18,7 +18,6 @@ heads get the mean of their gradients over the three batches. The reported weigh
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -33,6 +32,7 @@ class MoDo(MultiBatchWeighting):
     weights_note = "it chooses every weight itself, by a projected step on the tasks' gradients of two batches"
     batches_per_step = 3
     defaults = {"gamma": 1e-3, "rho": 0.1}
+    state_attrs = ("lam",)
     citation = ("Chen, Fernando, Ying, Chen, 'Three-Way Trade-Off in Multi-Objective Learning: Optimization, "
                 "Generalization and Conflict-Avoidance', NeurIPS 2023 (MoDo).")
 
@@ -53,11 +53,3 @@ class MoDo(MultiBatchWeighting):
         step_dir = m @ self.lam + self.params["rho"] * self.lam  # (T,)
         self.lam = project_simplex(self.lam - self.params["gamma"] * step_dir)  # (T,)
         return combine_rows(self.lam, g3)  # (D,), (T,)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "lambda": self.lam.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if "lambda" in state:
-            self.lam = torch.tensor(state["lambda"], dtype=torch.float64)

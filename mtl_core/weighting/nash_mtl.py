@@ -24,7 +24,6 @@ as they were (and a reused ``alpha`` never gives it a huge weight when its gradi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +61,7 @@ class NashMTL(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"update_weights_every": 1.0, "max_norm": 1.0}
+    state_attrs = ("alpha", "_start")
     citation = "Navon et al., 'Multi-Task Learning as a Bargaining Game', ICML 2022."
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
@@ -74,7 +74,8 @@ class NashMTL(GradWeighting):
         if self.params["max_norm"] < 0:
             raise ConfigError("weighting.params.max_norm", "max_norm is negative; use 0 (no clipping) or more")
         self.alpha: Tensor | None = None  # (T,) the last solution, float64, solves the paper's equation
-        self._start = np.ones(len(self.tasks))  # warm start, on the normalised Gram
+        # warm start, on the normalised Gram; a tensor, not numpy: checkpoints load with weights_only
+        self._start = torch.ones(len(self.tasks), dtype=torch.float64)
 
     def solve(self, m: Tensor) -> Tensor:
         """``alpha (T,)`` solving ``m alpha = 1 / alpha`` for the Gram ``m (T, T)``; updates the warm start."""
@@ -83,9 +84,10 @@ class NashMTL(GradWeighting):
             return torch.zeros(m.shape[0], dtype=torch.float64)
         live = live_tasks(m).numpy()  # tasks with a non-zero gradient: the others are not in the bargain
         mn = (m[live][:, live] / n).numpy() + 1e-6 * np.eye(live.size)
-        a = solve_bargaining(mn, self._start[live])
-        self._start = self._start.copy()
-        self._start[live] = a
+        a = solve_bargaining(mn, self._start.numpy()[live])
+        start = self._start.clone()
+        start[live] = torch.from_numpy(a)
+        self._start = start
         alpha = np.zeros(m.shape[0])
         alpha[live] = a / np.sqrt(n)
         return torch.from_numpy(alpha)
@@ -99,14 +101,3 @@ class NashMTL(GradWeighting):
         if max_norm > 0 and norm > max_norm:  # the official code clips the shared gradient
             g, w = g * (max_norm / norm), w * (max_norm / norm)
         return g, w
-
-    def state_dict(self) -> dict[str, Any]:
-        alpha = None if self.alpha is None else self.alpha.tolist()
-        return {**super().state_dict(), "alpha": alpha, "start": self._start.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if state.get("alpha") is not None:
-            self.alpha = torch.tensor(state["alpha"], dtype=torch.float64)
-        if "start" in state:
-            self._start = np.asarray(state["start"], dtype=np.float64)

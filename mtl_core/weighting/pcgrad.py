@@ -32,6 +32,7 @@ class PCGrad(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"seed": 0.0}
+    state_attrs = ("generator",)
     citation = "Yu et al., 'Gradient Surgery for Multi-Task Learning', NeurIPS 2020."
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,

@@ -19,6 +19,7 @@ class RandomLossWeighting(LossWeighting):
     citation = ("Lin, Ye, Zhang, Tsang (2022). Reasonable Effectiveness of Random Weighting: "
                 "A Litmus Test for Multi-Task Learning. TMLR.")
     defaults = {"seed": 0.0}
+    state_attrs = ("generator",)
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)

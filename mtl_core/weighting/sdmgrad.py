@@ -30,7 +30,6 @@ reproduce ``d`` exactly.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -45,6 +44,7 @@ class SDMGrad(MultiBatchWeighting):
     weights_note = "it chooses every weight itself, between the tasks' min-norm point and their mean"
     batches_per_step = 3
     defaults = {"lambda": 0.3, "niter": 20.0, "lr": 5.0, "momentum": 0.5}
+    state_attrs = ("w",)
     citation = ("Xiao, Ban, Ji, 'Direction-oriented Multi-objective Learning: Simple and Provable Stochastic "
                 "Algorithms', NeurIPS 2023 (SDMGrad).")
 
@@ -79,11 +79,3 @@ class SDMGrad(MultiBatchWeighting):
             self.w = project_simplex(self.w - p["lr"] * v)
         t = self.w.numel()
         return combine_rows((self.w + lam / t) / (1.0 + lam), zeta)  # (D,), (T,)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "w": self.w.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        if "w" in state:
-            self.w = torch.tensor(state["w"], dtype=torch.float64)

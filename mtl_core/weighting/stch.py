@@ -27,6 +27,7 @@ class SmoothTchebycheff(LossWeighting):
     citation = ("Lin, Zhang, Yang, Liu, Wang, Zhang (2024). Smooth Tchebycheff Scalarization for "
                 "Multi-Objective Optimization. ICML.")
     defaults = {"mu": 1.0, "warmup": 100.0}
+    state_attrs = ("_sum", "_count", "nadir")
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -47,16 +48,3 @@ class SmoothTchebycheff(LossWeighting):
         mu = self.params["mu"]
         total = k * mu * torch.logsumexp(x / mu, dim=0)  # logsumexp: stable for small mu
         return total, (k * torch.softmax(x.detach() / mu, dim=0))
-
-    def state_dict(self):
-        state = {**super().state_dict(), "sum": list(self._sum), "count": self._count}
-        if self.nadir is not None:
-            state["nadir"] = self.nadir.cpu().clone()
-        return state
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self._sum = [float(x) for x in state.get("sum", self._sum)]
-        self._count = int(state.get("count", self._count))
-        if "nadir" in state:
-            self.nadir = torch.as_tensor(state["nadir"]).float().cpu()

@@ -13,8 +13,8 @@ LibMTL's ``weighting/UW.py`` (``losses / (2 exp(s)) + s / 2``). The form used he
 ``exp(-s_t) L_t + s_t``, is twice Eq. 7: the same optimum ``s_t*``, but every task weight, and
 so the gradient on the model, doubled. Eq. 7 is the paper's regression (Gaussian) form; it is
 applied to every task, as LibMTL does (the paper's Eq. 10 drops the 1/2 on a classification loss).
-The ``s_t`` are optimised by the engine's optimiser together with the model (they are returned
-by :meth:`parameters`); they start at ``init_log_var`` (0, weight 0.5; LibMTL starts at -0.5).
+The ``s_t`` are optimised by the engine's optimiser together with the model (a learnable
+``nn.Parameter`` of the module); they start at ``init_log_var`` (0, weight 0.5; LibMTL starts at -0.5).
 """
 from __future__ import annotations
 
@@ -35,24 +35,8 @@ class UncertaintyWeighting(LossWeighting):
         super().__init__(tasks, params, weights, rep_grad)
         self.log_var = nn.Parameter(torch.full((len(self.tasks),), float(self.params["init_log_var"])))  # (T,)
 
-    def parameters(self) -> list[nn.Parameter]:
-        return [self.log_var]
-
-    def to(self, device):
-        # in place, so a Parameter already handed to an optimiser stays the same object
-        self.log_var.data = self.log_var.data.to(device)
-        return self
-
     def fuse(self, losses, step, shared_params):
         s = self.log_var.to(losses.dtype)  # (T,)
         weights = 0.5 * torch.exp(-s)  # (T,) 1 / (2 sigma^2)
         total = (weights * losses + 0.5 * s).sum()  # Eq. 7: L / (2 sigma^2) + log sigma
         return total, weights.detach()
-
-    def state_dict(self):
-        return {**super().state_dict(), "log_var": self.log_var.detach().cpu().clone()}
-
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        if "log_var" in state:
-            self.log_var.data.copy_(torch.as_tensor(state["log_var"], dtype=self.log_var.dtype))

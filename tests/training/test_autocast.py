@@ -11,7 +11,7 @@ from mtl_core.models import ARCHITECTURES
 from mtl_core.store.store import RunStore
 from mtl_core.training.builders import autocast_dtype, build_all, resolve_device
 from mtl_core.training.loop import Trainer
-from mtl_core.weighting import WEIGHTINGS, build_weighting
+from mtl_core.weighting import WEIGHTINGS, StepContext, build_weighting
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def _rows(cfg, batch_data, method: str, rep_grad: bool):
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out, rep = model.forward_train(images, rep_grad=rep_grad)
         losses = {t: task.loss(out[t], targets[t]).float() for t, task in tasks.items()}
-    weights = w.combine(losses, model.shared_parameters(), 0, rep=rep)
+    weights = w.combine(losses, model.shared_parameters(), StepContext(0, rep=rep))
     return losses, weights, model
 
 

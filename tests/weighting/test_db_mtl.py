@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from mtl_core.weighting.base import StepContext
 from mtl_core.weighting.db_mtl import DBMTL
 
 
@@ -25,7 +26,7 @@ def test_multiplying_a_loss_by_a_constant_changes_no_gradient():
         x = torch.randn(8, 3)  # (B, 3)
         h = torch.tanh(shared(x))  # (B, 4)
         losses = {"a": (head_a(h) ** 2).mean(), "b": scale * ((head_b(h) - 1) ** 2).mean()}
-        DBMTL(["a", "b"]).combine(losses, list(shared.parameters()), 0)
+        DBMTL(["a", "b"]).combine(losses, list(shared.parameters()), StepContext(0))
         return [p.grad.clone() for m in (shared, head_a, head_b) for p in m.parameters()]
 
     for plain, scaled in zip(grads_with(1.0), grads_with(1000.0), strict=True):

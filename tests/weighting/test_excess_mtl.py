@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from mtl_core.weighting.base import StepContext
 from mtl_core.weighting.excess_mtl import ExcessMTL
 
 # step 0: g_a = (3, 0), g_b = (0, 4); step 1: g_a = (4, 0), g_b = (0, 3) (sums of squares 25: sqrt 5)
@@ -37,7 +38,7 @@ def test_a_multiplier_stays_in_the_update():
         method = ExcessMTL(["a", "b"], params={"robust_step_size": 1.0}, weights=weights)
         for step, grads in enumerate((STEP0, STEP1)):
             theta.grad = None
-            reported = method.combine({"a": theta @ grads[0], "b": theta @ grads[1]}, [theta], step)
+            reported = method.combine({"a": theta @ grads[0], "b": theta @ grads[1]}, [theta], StepContext(step))
         runs[name] = reported, theta.grad.clone()
     (plain, _), (ten, grad) = runs["plain"], runs["ten"]
     assert abs(ten["a"] - plain["a"]) < 1e-5 and abs(ten["b"] - 10 * plain["b"]) < 1e-5

@@ -25,7 +25,7 @@ from mtl_core.weighting import (  # noqa: F401
     pcgrad,
     upgrad,
 )
-from mtl_core.weighting.base import WEIGHTINGS
+from mtl_core.weighting.base import WEIGHTINGS, StepContext
 
 METHODS = ["mgda", "pcgrad", "gradvac", "cagrad", "imtl_g", "nash_mtl", "aligned_mtl", "graddrop", "moco", "upgrad",
            "fairgrad", "excess_mtl", "imtl", "config", "dualproj"]
@@ -70,7 +70,7 @@ def test_combine_sets_finite_grads_on_every_parameter(name, rep_grad):
         for p in params:
             p.grad = None
         losses, rep = step_losses(shared, heads, rep_grad, seed=step)
-        weights = method.combine(losses, list(shared.parameters()), step, rep=rep)
+        weights = method.combine(losses, list(shared.parameters()), StepContext(step, rep=rep))
         assert set(weights) == set(TASKS)
         assert all(torch.isfinite(torch.tensor(w)) for w in weights.values()), weights
         for p in params:

@@ -5,6 +5,7 @@ import math
 import torch
 from torch import nn
 
+from mtl_core.weighting.base import StepContext
 from mtl_core.weighting.imtl import IMTL
 
 
@@ -18,7 +19,7 @@ def test_one_step_by_hand():
     method = IMTL(["a", "b"])
     method.scale.data = torch.tensor([math.log(2.0), 0.0])
     losses = {"a": 3 * head * theta[0], "b": theta[1] ** 2}
-    weights = method.combine(losses, [theta], 0)
+    weights = method.combine(losses, [theta], StepContext(0))
     torch.testing.assert_close(theta.grad, torch.tensor([1.5, 1.5]))
     assert abs(weights["a"] - 0.5) < 1e-6 and abs(weights["b"] - 0.75) < 1e-6
     torch.testing.assert_close(method.scale.grad, torch.tensor([5.0, 0.0]))
@@ -27,12 +28,12 @@ def test_one_step_by_hand():
 
 def test_the_scales_are_trained_saved_and_restored():
     method = IMTL(["a", "b"])
-    assert method.parameters() == [method.scale]
+    assert list(method.parameters()) == [method.scale]
     opt = torch.optim.SGD(method.parameters(), lr=0.1)
     theta = nn.Parameter(torch.ones(2))
     for step in range(2):  # L_a = 4 theta_x = 4: s_a moves by -lr (e^0 4 - 1) = -0.3 the first step
         opt.zero_grad()
-        method.combine({"a": 4 * theta[0], "b": theta[1]}, [theta], step)
+        method.combine({"a": 4 * theta[0], "b": theta[1]}, [theta], StepContext(step))
         opt.step()
     s = method.scale.detach()  # second step: -0.3 - 0.1 (e^-0.3 4 - 1) = -0.496
     assert abs(float(s[0]) + 0.496) < 1e-3 and abs(float(s[1])) < 1e-6  # L_b = 1 is already balanced

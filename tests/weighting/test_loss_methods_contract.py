@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from mtl_core.weighting import db_mtl, dwa, famo, gls, gradnorm, imtl, imtl_l, rlw, stch, uw  # noqa: F401  (registers)
-from mtl_core.weighting.base import WEIGHTINGS
+from mtl_core.weighting.base import WEIGHTINGS, StepContext
 
 NAMES = ["uw", "dwa", "gradnorm", "rlw", "gls", "imtl_l", "famo", "db_mtl", "stch", "imtl"]
 TASKS = ["a", "b"]
@@ -37,11 +37,16 @@ def batch(step: int):
     return x, {"a": x.sum(1), "b": 10 * x[:, 0] - x[:, 1]}
 
 
+def learnable(method) -> list[torch.nn.Parameter]:
+    return [p for p in method.parameters() if p.requires_grad]
+
+
 def make(name: str):
     torch.manual_seed(0)
     model = TwoHead()
     method = WEIGHTINGS.get(name)(TASKS, params=FAST.get(name)).to("cpu")
-    opt = torch.optim.Adam(list(model.parameters()) + list(method.parameters()), lr=1e-2)
+    # as the trainer: the method's parameters it does not step itself train with the model
+    opt = torch.optim.Adam(list(model.parameters()) + learnable(method), lr=1e-2)
     return model, method, opt
 
 
@@ -53,7 +58,7 @@ def train(model, method, opt, steps: range) -> list[dict[str, float]]:
         pred = model(x)
         losses = {t: nn.functional.mse_loss(pred[t], y[t]) for t in TASKS}
         opt.zero_grad(set_to_none=True)
-        out.append(method.combine(losses, shared, step))
+        out.append(method.combine(losses, shared, StepContext(step)))
         opt.step()
     return out
 
@@ -67,10 +72,10 @@ def test_combine_sets_finite_grads_and_weights(name):
         pred = model(x)
         losses = {t: nn.functional.mse_loss(pred[t], y[t]) for t in TASKS}
         opt.zero_grad(set_to_none=True)
-        weights = method.combine(losses, shared, step)
+        weights = method.combine(losses, shared, StepContext(step))
         assert set(weights) == set(TASKS)
         assert all(math.isfinite(w) for w in weights.values())
-        for p in list(model.parameters()) + method.parameters():
+        for p in list(model.parameters()) + learnable(method):
             assert p.grad is not None and torch.isfinite(p.grad).all()
         # every task's gradient reaches its own head
         assert all(model.heads[t].weight.grad.abs().sum() > 0 for t in TASKS)

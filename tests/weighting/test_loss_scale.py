@@ -9,7 +9,7 @@ from torch import nn
 
 import mtl_core.weighting  # noqa: F401  (registers every method)
 from mtl_core.models.base import SharedRep
-from mtl_core.weighting.base import WEIGHTINGS
+from mtl_core.weighting.base import WEIGHTINGS, StepContext
 
 TASKS = ["a", "b", "c"]
 SCALE = 1024.0
@@ -44,8 +44,7 @@ def run(name: str, rep_grad: bool, scale: float, steps: int = 4):
     for step in range(steps):
         opt.zero_grad(set_to_none=True)
         losses, rep = losses_at(shared, heads, step, rep_grad)
-        method.loss_scale = scale
-        weights = method.combine(losses, list(shared.parameters()), step, rep=rep)
+        weights = method.combine(losses, list(shared.parameters()), StepContext(step, loss_scale=scale, rep=rep))
         for p in params:
             if p.grad is not None:
                 p.grad /= scale

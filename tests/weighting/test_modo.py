@@ -1,5 +1,5 @@
-"""MoDo by hand on 2-D gradients of two tasks from three batches, and through ``combine_batches``
-on a tiny model: the shared parameters move along the third batch's gradients weighted by the
+"""MoDo by hand on 2-D gradients of two tasks from three batches, and through ``combine`` on three
+batches of a tiny model: the shared parameters move along the third batch's gradients weighted by the
 new lambda, the heads by the mean of their three gradients."""
 import io
 
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from mtl_core.errors import ConfigError
-from mtl_core.weighting.base import WEIGHTINGS
+from mtl_core.weighting.base import WEIGHTINGS, StepContext
 from mtl_core.weighting.modo import MoDo
 
 # rows: tasks a, b
@@ -75,7 +75,7 @@ def test_registered_with_paper_and_refuses_what_it_cannot_do():
         MoDo(["a", "b"], params={"gamma": -1.0})
 
 
-def test_combine_batches_on_a_model():
+def test_combine_on_three_batches_of_a_model():
     torch.manual_seed(0)
     shared, heads = nn.Linear(3, 4), nn.ModuleDict({t: nn.Linear(4, 1) for t in "ab"})
     xs = [torch.randn(8, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]  # (B, 3) per batch
@@ -95,11 +95,11 @@ def test_combine_batches_on_a_model():
     g_ref, w_ref = reference.combine_multi(expected_rows, LOSSES, 0)
 
     method = MoDo(["a", "b"], params={"gamma": 0.1})
-    method.loss_scale = 1024.0  # fp16's scale: the gradients left are 1024 times the true ones
-    weights = method.combine_batches((losses(x) for x in xs), params, 0)
+    # fp16's scale: the gradients left are 1024 times the true ones
+    weights = method.combine((losses(x) for x in xs), params, StepContext(0, loss_scale=1024.0))
     assert weights == pytest.approx(dict(zip("ab", w_ref.tolist())))
     got = torch.cat([p.grad.reshape(-1) for p in params]) / 1024.0
     torch.testing.assert_close(got, g_ref)
     torch.testing.assert_close(heads["a"].weight.grad / 1024.0, expected_head)  # the heads: the mean of 3
     with pytest.raises(ValueError, match="combines 3 batch"):
-        MoDo(["a", "b"]).combine_batches([losses(xs[0])], params, 0)
+        MoDo(["a", "b"]).combine([losses(xs[0])], params, StepContext(0))

@@ -4,6 +4,7 @@ import math
 import torch
 from torch import nn
 
+from mtl_core.weighting.base import StepContext
 from mtl_core.weighting.uw import UncertaintyWeighting
 
 
@@ -13,7 +14,7 @@ def test_noisier_task_learns_larger_variance_and_smaller_weight():
     a, b = torch.randn(5, generator=g), torch.randn(5, generator=g)
     model = nn.Linear(5, 2)  # shared layer; output t predicts task t
     method = UncertaintyWeighting(["clean", "noisy"])
-    opt = torch.optim.Adam(list(model.parameters()) + method.parameters(), lr=0.1)
+    opt = torch.optim.Adam(list(model.parameters()) + list(method.parameters()), lr=0.1)
     for step in range(200):
         x = torch.randn(128, 5, generator=g)  # (B, 5)
         y_clean = x @ a + 0.1 * torch.randn(128, generator=g)  # noise variance 0.01
@@ -21,7 +22,7 @@ def test_noisier_task_learns_larger_variance_and_smaller_weight():
         pred = model(x)  # (B, 2)
         losses = {"clean": ((pred[:, 0] - y_clean) ** 2).mean(), "noisy": ((pred[:, 1] - y_noisy) ** 2).mean()}
         opt.zero_grad()
-        weights = method.combine(losses, list(model.parameters()), step)
+        weights = method.combine(losses, list(model.parameters()), StepContext(step))
         opt.step()
     var = method.log_var.detach().exp()
     assert weights["noisy"] < weights["clean"] / 50

@@ -14,7 +14,7 @@ from torch import nn
 
 import mtl_core.weighting  # noqa: F401  (registers every method)
 from mtl_core.models.base import SharedRep
-from mtl_core.weighting.base import WEIGHTINGS
+from mtl_core.weighting.base import WEIGHTINGS, StepContext
 
 GRADIENT_METHODS = sorted(n for n in WEIGHTINGS.available() if WEIGHTINGS.get(n).kind == "gradient")
 
@@ -134,7 +134,7 @@ def step_losses(shared, heads, tasks: list[str], rep_grad: bool):
 def shared_grad_after_combine(name: str, tasks: list[str], rep_grad: bool):
     shared, heads = three_head_model()
     losses, rep = step_losses(shared, heads, tasks, rep_grad)
-    weights = WEIGHTINGS.get(name)(tasks, rep_grad=rep_grad).combine(losses, list(shared.parameters()), 0, rep=rep)
+    weights = WEIGHTINGS.get(name)(tasks, rep_grad=rep_grad).combine(losses, list(shared.parameters()), StepContext(0, rep=rep))
     for t in tasks:
         assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in heads[t].parameters())
     return torch.cat([p.grad.reshape(-1) for p in shared.parameters()]), weights  # (D,)
