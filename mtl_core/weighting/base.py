@@ -52,6 +52,7 @@ from torch import Tensor, nn
 from mtl_core.errors import ConfigError
 from mtl_core.models.base import SharedRep
 from mtl_core.registry import Registry
+from mtl_core.weights import TaskWeights
 
 WEIGHTINGS: Registry[type[Weighting]] = Registry("weighting method")
 register_weighting = WEIGHTINGS.register
@@ -171,8 +172,8 @@ class Weighting(nn.Module):
 
     def preference(self) -> Tensor:
         """The person's weights as a preference vector ``(T,)`` summing to 1 (equal by default)."""
-        p = torch.tensor([self.user_weights[t] for t in self.tasks], dtype=torch.float64)
-        return p / p.sum() if float(p.sum()) > 0 else torch.full_like(p, 1.0 / len(self.tasks))
+        weights = TaskWeights(tuple(self.tasks), tuple(float(self.user_weights[t]) for t in self.tasks))
+        return torch.tensor(weights.normalised(), dtype=torch.float64)  # the one normalisation rule
 
     def _report(self, weights: Tensor | Sequence[float], factor: dict[str, float] | None) -> dict[str, float]:
         """The effective weight of each task's (true) loss in this step's update."""
