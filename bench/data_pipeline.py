@@ -18,7 +18,7 @@ import torch  # noqa: E402
 from mtl_core.config import ExperimentConfig  # noqa: E402
 from mtl_core.data.augment import Augmenter  # noqa: E402
 from mtl_core.training.builders import build_all  # noqa: E402
-from mtl_core.weighting import build_weighting  # noqa: E402
+from mtl_core.weighting import StepContext, build_weighting  # noqa: E402
 
 
 def pipeline_rate(cfg: ExperimentConfig, batches: int = 30) -> float:
@@ -46,7 +46,7 @@ def model_rate(cfg: ExperimentConfig, steps: int = 12) -> float:
         out = model(images)
         losses = {t: task.loss(out[t], targets[t]) for t, task in tasks.items()}
         opt.zero_grad(set_to_none=True)
-        method.combine(losses, model.shared_parameters(), i)
+        method.combine(losses, model.shared_parameters(), StepContext(step=i))
         opt.step()
     return (steps - 2) * cfg.optim.batch_size / (time.perf_counter() - t0)
 

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 from mtl_core.config import ExperimentConfig  # noqa: E402
 from mtl_core.data.base import collate  # noqa: E402
 from mtl_core.training.builders import build_all  # noqa: E402
-from mtl_core.weighting import WEIGHTINGS, build_weighting  # noqa: E402
+from mtl_core.weighting import WEIGHTINGS, StepContext, build_weighting  # noqa: E402
 
 
 def step_time(method: str, rep: bool, built, batches, steps: int) -> float:
@@ -47,9 +47,9 @@ def step_time(method: str, rep: bool, built, batches, steps: int) -> float:
         opt.zero_grad(set_to_none=True)
         if k == 1:
             losses, r = losses_of(*batches[0])
-            w.combine(losses, shared, i, rep=r)
+            w.combine(losses, shared, StepContext(step=i, rep=r))
         else:
-            w.combine_batches((losses_of(*b)[0] for b in batches[:k]), shared, i)
+            w.combine((losses_of(*b)[0] for b in batches[:k]), shared, StepContext(step=i))
         opt.step()
         if i >= 2:
             times.append(time.perf_counter() - t0)
