@@ -14,6 +14,7 @@ import html
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
@@ -35,7 +36,7 @@ from ui.gate_chart import gate_figure
 from ui.roles import upload_limit_mb
 from ui.shared import SharedLRU, shared_lru
 from ui.sidebar import model_checkpoint, run_label, run_picker
-from ui.state import APP_ROOT, manager, select_run, selected_run
+from ui.state import manager, select_run, selected_run
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model
@@ -47,7 +48,7 @@ MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not doz
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
 BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
 SOURCES = {"upload": "Upload", "samples": "Sample images", "dataset": "Dataset samples"}
-SAMPLES_DIR = APP_ROOT / "assets" / "samples"  # rendered scenes, made by assets/make_samples.py
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"  # rendered scenes, made by assets/make_samples.py
 
 
 @dataclass(frozen=True)

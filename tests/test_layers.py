@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 
@@ -207,6 +208,6 @@ def test_what_is_inside_names_every_folder_of_the_repository():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## What is inside", 1)[1].split("\n## ", 1)[0]
     named = set(re.findall(r"^\| `([\w.]+)/?`", section, re.M)) | set(re.findall(r"`([\w.]+)/`", section))
-    folders = {p.name for p in ROOT.iterdir() if p.is_dir() and not p.name.startswith(".")
-               and p.name not in ("runs", "__pycache__") and any(p.rglob("*"))}
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    folders = {line.split("/")[0] for line in tracked.splitlines() if "/" in line and not line.startswith(".")}
     assert folders <= named, f"folders the README's 'What is inside' leaves out: {sorted(folders - named)}"
