@@ -1,2 +1,4 @@
-"""Inspecting a trained run: per-sample errors of every task, confusion matrices, per-class
-curves, error drawings, and a cache of per-sample outputs kept beside the checkpoint."""
+"""Inspecting a trained run: the per-sample outputs of a split, computed once per checkpoint and
+kept beside it (``outputs``, ``packing``), and the error table with its filters, summaries and
+CSV (``table``). The measures behind it are :mod:`mtl_core.measures`; its pictures
+:mod:`mtl_core.views.inspection`."""
