@@ -14,10 +14,28 @@ import time
 from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.data import DATASETS, build_dataset
 from mtl_core.deploy import cli as deploy_cli
 from mtl_core.errors import MTLError
+from mtl_core.inference.images import decode_image, encode_png
+from mtl_core.inference.predictor import Predictor
+from mtl_core.inspection.outputs import split_outputs
+from mtl_core.inspection.table import co_failure, error_table, summary, to_csv
+from mtl_core.models import ARCHITECTURES, BACKBONES
+from mtl_core.store.ids import check_run_id, default_runs_dir
+from mtl_core.store.liveness import HEARTBEAT_STALE_S
 from mtl_core.store.status import RunStatus
+from mtl_core.store.store import RunStore
+from mtl_core.studies import cli as study_cli
+from mtl_core.tasks import TASKS
 from mtl_core.training import distributed
+from mtl_core.training.builders import resolve_device
+from mtl_core.training.checkpoint import atomic_write_bytes
+from mtl_core.training.control import Control
+from mtl_core.training.evaluation import evaluate
+from mtl_core.training.loop import RankStore, Trainer
+from mtl_core.training.validation import check
+from mtl_core.weighting import WEIGHTINGS
 
 ALL_TASKS_HELP = "comma-separated, e.g. classification,detection,segmentation,depth"
 
@@ -82,7 +100,6 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
     runs_dir(ls)
-    from mtl_core.studies import cli as study_cli
 
     study_cli.add_parser(sub, runs_dir)
     return p
@@ -138,9 +155,6 @@ class ProgressBar:
 
 
 def _train(store, cfg: ExperimentConfig, run_id: str, resume: bool, quiet: bool) -> int:
-    from mtl_core.training.control import Control
-    from mtl_core.training.loop import Trainer
-
     control = Control()
     previous = signal.signal(signal.SIGINT, lambda *_: control.stop())
     try:
@@ -184,28 +198,19 @@ def _dispatch(a: argparse.Namespace) -> int:
     import torch
     import torch.distributed  # noqa: F401  (torchrun runs)
 
-    from mtl_core.store.store import RunStore
 
     if a.command == "list":
         return _list(a)
     if a.command == "study":
-        from mtl_core.studies import cli as study_cli
-
         return study_cli.main(a)
     if a.command == "train" and not distributed.env_info().is_main:
-        from mtl_core.store.ids import default_runs_dir
-        from mtl_core.training.loop import RankStore
-
         store = RankStore(a.runs_dir or default_runs_dir())  # rank 0 alone opens the database
     else:
         store = RunStore(a.runs_dir)
     if a.command == "train":
-        from mtl_core.training.validation import check
-
         cfg = check(config_from_args(a))
         info, device = distributed.env_info(), None
         if info.enabled:  # under torchrun: rank 0 records each run, every rank trains it
-            from mtl_core.training.builders import resolve_device
 
             info, device = distributed.setup(resolve_device(cfg.device))
         quiet = a.quiet or not info.is_main
@@ -239,8 +244,6 @@ def _dispatch(a: argparse.Namespace) -> int:
 
 
 def _run_or_error(store, run_id: str) -> dict:
-    from mtl_core.store.ids import check_run_id
-
     run = store.get_run(check_run_id(run_id))
     if run is None:
         raise MTLError(f"no run {run_id!r} in {store.root}; `python -m mtl_core list` shows the runs")
@@ -255,8 +258,6 @@ def _checkpoint_path(store, run_id: str) -> str:
 
 
 def _resume(store, a) -> int:
-    from mtl_core.store.liveness import HEARTBEAT_STALE_S
-
     run = _run_or_error(store, a.run_id)
     if store.run_alive(run):  # heard from within HEARTBEAT_STALE_S (a queued run: its dashboard was)
         host = f" on host {run['host']}" if run.get("host") else ""
@@ -271,10 +272,6 @@ def _resume(store, a) -> int:
 def _evaluate(store, a) -> int:
     import torch
 
-    from mtl_core.data import build_dataset
-    from mtl_core.inference.predictor import Predictor
-    from mtl_core.training.builders import resolve_device
-    from mtl_core.training.evaluation import evaluate
 
     _run_or_error(store, a.run_id)
     pred = Predictor(_checkpoint_path(store, a.run_id))
@@ -288,10 +285,6 @@ def _evaluate(store, a) -> int:
 
 
 def _predict(store, a) -> int:
-    from mtl_core.inference.images import decode_image, encode_png
-    from mtl_core.inference.predictor import Predictor
-    from mtl_core.training.checkpoint import atomic_write_bytes
-
     _run_or_error(store, a.run_id)
     pred = Predictor(_checkpoint_path(store, a.run_id))
     path = Path(a.image)
@@ -320,10 +313,6 @@ def _text_table(corner: str, rows: list[str], cols: list[str], cells: list[list[
 
 
 def _inspect(store, a) -> int:
-    from mtl_core.inspection.outputs import split_outputs
-    from mtl_core.inspection.table import co_failure, error_table, summary, to_csv
-    from mtl_core.training.checkpoint import atomic_write_bytes
-
     if a.split not in ("val", "test"):
         raise MTLError(f"--split {a.split!r}: use --split val or --split test")
     if not 0 <= a.threshold <= 1:
@@ -363,17 +352,11 @@ def _inspect(store, a) -> int:
 
 
 def _list(a) -> int:
-    from mtl_core.data import DATASETS
-    from mtl_core.models import ARCHITECTURES, BACKBONES
-    from mtl_core.tasks import TASKS
-    from mtl_core.weighting import WEIGHTINGS
-
     print("tasks:          " + ", ".join(TASKS.available()))
     print("architectures:  " + ", ".join(ARCHITECTURES.available()))
     print("backbones:      " + ", ".join(BACKBONES.available()))
     print("weighting:      " + ", ".join(WEIGHTINGS.available()))
     print("datasets:       " + ", ".join(DATASETS.available()))
-    from mtl_core.store.store import RunStore
 
     runs = RunStore(a.runs_dir).list_runs(limit=20)
     if runs:

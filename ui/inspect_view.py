@@ -22,6 +22,7 @@ from mtl_core.inspection.table import Condition
 from mtl_core.measures.types import COUNT, FLAG, FRACTION, VALUE
 from mtl_core.views import inspection as views
 from ui.inspect_charts import top_figure
+from ui.roles import inspect_build, viewer
 
 ss = st.session_state
 COLUMNS = 6
@@ -58,8 +59,6 @@ def session_outputs(path: str, mtime: float, split: str, what: str) -> Any:
     when nobody did yet; a viewer's only within the classroom's bound (``ui.roles.inspect_build``:
     the owner's leave and a free place, else :class:`ui.access.AccessError` saying so, ``what``
     naming the outputs)."""
-    from ui.roles import inspect_build, viewer
-
     if not viewer():
         return outputs(path, mtime, split)
     try:

@@ -2,7 +2,12 @@
 and ``importance``; ``mtl_core.cli`` adds their parsers and hands them their parsed arguments."""
 from __future__ import annotations
 
+from mtl_core.deploy.compress import compress_run
+from mtl_core.deploy.export import export_run
+from mtl_core.deploy.importance import DEFAULT_THRESHOLD, run_importance
+from mtl_core.deploy.structured import format_table, prune_run
 from mtl_core.errors import MTLError
+from mtl_core.training.checkpoint import atomic_write_bytes
 
 COMMANDS = ("export", "compress", "importance")
 
@@ -48,8 +53,6 @@ def dispatch(store, a) -> int:
 
 
 def _export(store, a) -> int:
-    from mtl_core.deploy.export import export_run
-
     result = export_run(store, a.run_id, a.format, a.out, checkpoint=a.checkpoint, samples=a.samples)
     print(result.summary())
     for name, diff in result.max_abs_diff.items():
@@ -58,8 +61,6 @@ def _export(store, a) -> int:
 
 
 def _compress(store, a) -> int:
-    from mtl_core.deploy.compress import compress_run
-
     if a.prune_channels is not None:
         return _prune_channels(store, a)
     if a.method is None:
@@ -74,9 +75,6 @@ def _compress(store, a) -> int:
 
 
 def _importance(store, a) -> int:
-    from mtl_core.deploy.importance import DEFAULT_THRESHOLD, run_importance
-    from mtl_core.training.checkpoint import atomic_write_bytes
-
     imp = run_importance(store, a.run_id, batches=a.batches, layers=a.layer,
                          threshold=DEFAULT_THRESHOLD if a.threshold is None else a.threshold)
     atomic_write_bytes(a.out, imp.to_csv().encode())
@@ -89,8 +87,6 @@ def _importance(store, a) -> int:
 
 
 def _prune_channels(store, a) -> int:
-    from mtl_core.deploy.structured import format_table, prune_run
-
     report = prune_run(store, a.run_id, a.prune_channels, a.finetune_steps, importance=a.importance,
                        eval_limit=a.eval_limit)
     spec = report["spec"]

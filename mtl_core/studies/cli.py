@@ -13,6 +13,13 @@ import time
 from pathlib import Path
 
 from mtl_core.errors import MTLError
+from mtl_core.runs.manager import RunManager
+from mtl_core.store.status import ACTIVE, RunStatus
+from mtl_core.store.store import RunStore
+from mtl_core.studies.runner import StudyRunner
+from mtl_core.studies.spec import StudySpec
+from mtl_core.studies.store import StudyStore
+from mtl_core.studies.summary import summarize
 
 
 def add_parser(sub, runs_dir) -> None:
@@ -42,14 +49,8 @@ def add_parser(sub, runs_dir) -> None:
 
 
 def main(a: argparse.Namespace) -> int:
-    from mtl_core.runs.manager import RunManager
-    from mtl_core.studies.runner import StudyRunner
-    from mtl_core.studies.spec import StudySpec
-
     cmd = a.study_command
     if cmd in ("show", "list"):
-        from mtl_core.store.store import RunStore
-
         store = RunStore(a.runs_dir)
         return _show(store, a.study_id) if cmd == "show" else _list(store)
     manager = RunManager(a.runs_dir, max_concurrent=a.max_concurrent)
@@ -76,8 +77,6 @@ def main(a: argparse.Namespace) -> int:
 
 def _follow(runner, study_id: str, quiet: bool) -> int:
     """Wait for the study's runs with a progress bar; Ctrl+C stops them (resumable)."""
-    from mtl_core.store.status import ACTIVE, RunStatus
-
     try:
         while True:
             counts = runner.progress(study_id)
@@ -107,8 +106,6 @@ def _follow(runner, study_id: str, quiet: bool) -> int:
 
 
 def _show(store, study_id: str) -> int:
-    from mtl_core.studies.summary import summarize
-
     s = summarize(store, study_id)
     print(f"study {s.study['id']}: {s.study['name']}  ({s.progress.get('finished', 0)} of {s.progress['total']} runs finished)")
     print(s.sentence)
@@ -131,8 +128,6 @@ def _show(store, study_id: str) -> int:
 
 
 def _list(store) -> int:
-    from mtl_core.studies.store import StudyStore
-
     studies = StudyStore(store)
     for st in studies.list():
         plan = studies.plan(st["id"])
