@@ -102,7 +102,8 @@ def unlock(secret: str | None) -> bool:
         ss[NOTE_KEY] = "You control this dashboard now (for this browser session)."
         return True
     ss["access_attempts"] = ss.get("access_attempts", 0) + 1
-    ss[NOTE_KEY] = "That is not the owner's secret: you are still a viewer."
+    left = max(0, MAX_ATTEMPTS - ss["access_attempts"])
+    ss[NOTE_KEY] = f"That is not the owner's secret: you are still a viewer ({left} tries left in this browser session)."
     return False
 
 
@@ -274,6 +275,8 @@ def access_sidebar() -> None:
                     st.form_submit_button("Unlock", on_click=_try_unlock, icon=":material/key:")
             if classroom().owners and login_configured():
                 st.button("Sign in with your account", key="access_login", on_click=st.login)
-    note = ss.pop(NOTE_KEY, None)
+    # the outcome of the last sign-in or lock stays until the next one: a full rerun of the page in
+    # between (a run ending, a fragment's rerun) must not take it away before it was read
+    note = ss.get(NOTE_KEY)
     if note:
         box.caption(note)

@@ -257,6 +257,8 @@ def test_a_wrong_or_missing_secret_leaves_a_viewer_and_the_right_one_typed_unloc
     at.text_input(key="access_secret").input("also-wrong")
     at.button[0].click().run()  # the form's Unlock
     assert at.session_state["access_attempts"] == 2 and "access_role" not in at.session_state
+    at.run()  # another rerun (the live page's run ending, say) before the person read it: the answer stays
+    assert any("not the owner's secret" in c.value and "3 tries left" in c.value for c in at.caption)
     at.text_input(key="access_secret").input(TOKEN)
     at.button[0].click().run()
     assert any("you control this dashboard" in m.value for m in at.markdown)
