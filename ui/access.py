@@ -222,11 +222,6 @@ class Classroom:
             self._save()
         return study_id
 
-    def record_study(self, study_id: str, session: str) -> None:
-        with self._lock:
-            self._studies[study_id] = session
-            self._save()
-
     @contextmanager
     def inspect_build(self, role: str, what: str) -> Iterator[None]:
         """Hold one of the class's places to compute Inspect outputs that nobody computed yet

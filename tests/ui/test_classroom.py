@@ -331,8 +331,8 @@ def test_the_quota_counts_only_studies_still_queued_or_training():
 
     room = Classroom("s" * 16, Settings(viewer_lessons=True, per_session=1, max_viewer_studies=2, max_queued_runs=10))
     alive = {"a": True, "b": False}
-    room.record_study("a", "s1")
-    room.record_study("b", "s2")
+    room.start_lesson(VIEWER, "s1", 1, lambda: 0, alive.get, lambda: "a")
+    room.start_lesson(VIEWER, "s2", 1, lambda: 0, alive.get, lambda: "b")
     assert not room.may_start_lesson(VIEWER, "s1", 4, 0, alive.get).allowed  # s1's study trains
     assert room.may_start_lesson(VIEWER, "s2", 4, 0, alive.get).allowed  # s2's has finished
     assert not room.may_start_lesson(VIEWER, "s3", 4, 7, alive.get).allowed  # 7 queued + 4 > 10
@@ -363,13 +363,13 @@ def test_a_browser_is_one_viewer_across_reloads_and_another_browser_is_another()
 
 
 def test_the_owner_s_settings_and_the_viewers_studies_outlive_a_restart(tmp_path, caplog):
-    from ui.access import Classroom, Settings
+    from ui.access import VIEWER, Classroom, Settings
 
     path = tmp_path / "runs" / "classroom.json"
     room = Classroom.load("the-secret-0123456789", frozenset(), path)
     assert room.settings == Settings()  # nothing kept yet
     room.update(viewer_lessons=True, per_session=2)
-    room.record_study("study-1", "browser-a")
+    room.start_lesson(VIEWER, "browser-a", 1, lambda: 0, lambda study: True, lambda: "study-1")
     again = Classroom.load("the-secret-0123456789", frozenset(), path)  # the server restarted
     assert again.settings.viewer_lessons and again.settings.per_session == 2
     assert again.viewer_studies() == {"study-1": "browser-a"}
