@@ -18,12 +18,73 @@ from typing import Any
 from mtl_core.errors import ConfigError
 
 DEFAULT_TASKS = ("classification", "detection", "segmentation")
+RESIZE_POLICIES = ("letterbox", "stretch", "crop")  # see mtl_core.data.resize
+ON_ERROR = ("fail", "skip")  # a run on data with problems: refuse to start, or leave the bad rows out
+
+
+def parse_image_size(value: Any, where: str = "data.image_size") -> int | tuple[int, int]:
+    """An image size as a config holds it: ``64`` (square), ``[288, 384]`` or ``"288x384"``
+    (height x width). A square given as one number stays one number, so configs written before
+    sizes had two sides read and write unchanged."""
+    if isinstance(value, str):
+        parts = value.lower().replace("×", "x").split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ConfigError(where, f"expected a size such as 64 or 288x384 (height x width), got {value!r}"[:200]) from None
+        value = nums[0] if len(nums) == 1 else nums
+    if isinstance(value, bool):
+        raise ConfigError(where, f"expected a size such as 64 or [288, 384], got {value!r}")
+    if isinstance(value, (int, float)) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            not isinstance(x, bool) and isinstance(x, (int, float)) and float(x).is_integer() for x in value):
+        return int(value[0]), int(value[1])
+    raise ConfigError(where, f"expected a size such as 64 or [288, 384] (height, width), got {value!r}"[:200])
+
+
+def size_hw(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
+    """``(height, width)`` of an image size (one number: a square)."""
+    if isinstance(size, (list, tuple)):
+        return int(size[0]), int(size[1])
+    return int(size), int(size)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a config as an instance of a kind, and where its labels come from.
+
+    A task named in ``ExperimentConfig.tasks`` without a spec is the built-in task of that name
+    (``classification``, ``detection`` ... on the scenes), or the dataset's own description of that
+    column (a label table infers each column's kind). A spec says what the dataset cannot:
+
+    - ``kind``: ``classification``, ``multilabel``, ``binary``, ``regression``, ``count``,
+      ``detection``, ``segmentation`` or ``depth`` (see :mod:`mtl_core.tasks`);
+    - ``column``: the dataset column or target key holding its labels (empty: the task's name);
+    - ``classes``: class names in index order (empty: the dataset's);
+    - ``loss``: for ``regression``, ``l1`` (default) or ``smooth_l1``;
+    - ``options``: numbers a kind reads, e.g. ``ignore_index`` (segmentation: a mask value that
+      is not a label, default 255), ``max_count`` (count), ``depth_max``.
+    """
+
+    kind: str = ""
+    column: str = ""
+    classes: tuple[str, ...] = ()
+    loss: str = ""
+    title: str = ""
+    options: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = "scenes"
-    image_size: int = 64
+    # height x width the model sees: one number for a square (see parse_image_size; ``hw`` reads it)
+    image_size: int | tuple[int, int] = 64
+    # how an image of another shape is brought to image_size (mtl_core.data.resize): letterbox
+    # (aspect kept, padded), stretch or crop; empty: the dataset's default (stretch for the
+    # procedural scenes, which are drawn at the size; letterbox for real photos)
+    resize: str = ""
+    on_error: str = "fail"  # data with problems (see `check-data`): fail = refuse to start; skip = leave those rows out
     max_objects: int = 4
     num_shapes: int = 4
     noise: float = 0.04
@@ -38,6 +99,11 @@ class DataConfig:
     label_fraction: dict[str, float] = field(default_factory=dict)  # task -> share of samples labelled; missing = 1
     label_noise: dict[str, float] = field(default_factory=dict)  # task -> share of labels replaced by a random class
     loss_scale: dict[str, float] = field(default_factory=dict)  # task -> loss multiplier before any weighting; missing = 1
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the model's input."""
+        return size_hw(self.image_size)
 
 
 @dataclass(frozen=True)
@@ -92,6 +158,8 @@ class OptimConfig:
 class ExperimentConfig:
     name: str = ""
     tasks: tuple[str, ...] = DEFAULT_TASKS
+    # task name -> what it is, for tasks that are not a built-in name or the dataset's own column
+    task_specs: dict[str, TaskSpec] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
@@ -112,6 +180,10 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["tasks"] = list(self.tasks)
+        if isinstance(self.data.image_size, tuple):
+            d["data"]["image_size"] = list(self.data.image_size)
+        for spec in d["task_specs"].values():
+            spec["classes"] = list(spec["classes"])
         return d
 
     def to_json(self) -> str:
@@ -154,7 +226,9 @@ class ExperimentConfig:
             w = dataclasses.replace(self.weighting, method="static", weights={t: 1.0}, params={}, rep_grad=False)
             data = dataclasses.replace(self.data, **{k: {x: v for x, v in getattr(self.data, k).items() if x == t}
                                                      for k in ("label_fraction", "label_noise", "loss_scale")})
-            out.append(dataclasses.replace(self, name=f"{self.name or run_id} · {t} alone", tasks=(t,), weighting=w, data=data,
+            specs = {t: self.task_specs[t]} if t in self.task_specs else {}
+            out.append(dataclasses.replace(self, name=f"{self.name or run_id} · {t} alone", tasks=(t,), task_specs=specs,
+                                           weighting=w, data=data,
                                            model=dataclasses.replace(self.model, architecture="hard_sharing"),
                                            baseline_of=run_id))
         return out
@@ -183,7 +257,7 @@ def changes(d: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-WHOLE_DICTS = {"weights", "params", "label_fraction", "label_noise", "loss_scale"}  # task/name -> value: one value
+WHOLE_DICTS = {"weights", "params", "label_fraction", "label_noise", "loss_scale", "task_specs"}  # task/name -> value: one value
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -242,6 +316,8 @@ def _build(cls: type, d: Any, prefix: str) -> Any:
 def _convert(tp: Any, v: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(tp, v, where + ".")
+    if tp == (int | tuple[int, int]):
+        return parse_image_size(v, where)
     origin = typing.get_origin(tp)
     if origin is tuple:
         if not isinstance(v, (list, tuple)) or not all(isinstance(x, str) for x in v):
@@ -250,6 +326,9 @@ def _convert(tp: Any, v: Any, where: str) -> Any:
     if origin is dict:
         if not isinstance(v, dict):
             raise ConfigError(where, f"expected an object of name: number, got {type(v).__name__}")
+        value_type = typing.get_args(tp)[1]
+        if dataclasses.is_dataclass(value_type):
+            return {str(k): _build(value_type, x, f"{where}.{k}.") for k, x in v.items()}
         out = {}
         for k, x in v.items():
             if isinstance(x, bool) or not isinstance(x, (int, float)):

@@ -60,7 +60,7 @@ def test_out_of_range_values_are_refused_with_the_field(change, field):
 def test_image_size_3_is_refused_with_the_allowed_range():
     cfg = ExperimentConfig.from_dict({"data": {"image_size": 3}})
     errs = [e for e in validate(cfg) if e.field == "data.image_size"]
-    assert errs and "[32, 256]" in errs[0].message
+    assert errs and "[32, 512]" in errs[0].message
 
 
 def test_all_weights_zero_is_refused():

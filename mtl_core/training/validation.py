@@ -2,7 +2,7 @@
 and the allowed values, so the dashboard can show each next to its widget."""
 from __future__ import annotations
 
-from mtl_core.config import ExperimentConfig
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
 from mtl_core.data import DATASETS
 from mtl_core.errors import ConfigError
 from mtl_core.models import ARCHITECTURES, BACKBONES
@@ -74,7 +74,12 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
             e.append(ConfigError("tasks", f"unknown task {t!r}; available: {', '.join(TASKS.available())}"))
     # data
     _choice(e, "data.dataset", d.dataset, DATASETS.available())
-    _range(e, "data.image_size", d.image_size, 32, 256)
+    for side, n in zip(("height", "width"), d.hw):
+        if not 32 <= n <= 512:
+            e.append(ConfigError("data.image_size", f"{side} must be in [32, 512] pixels, got {n}"))
+    if d.resize:
+        _choice(e, "data.resize", d.resize, RESIZE_POLICIES)
+    _choice(e, "data.on_error", d.on_error, ON_ERROR)
     _range(e, "data.max_objects", d.max_objects, 1, 10)
     _range(e, "data.num_shapes", d.num_shapes, 2, 6)
     _range(e, "data.noise", d.noise, 0, 0.5)
