@@ -31,9 +31,13 @@ def _other(path: str, tp: type, value):
                 "device": "cpu", "precision": "fp32"}.get(path, "x" if not value else value + "x")
     if path == "tasks":
         return list(TASKS)
-    return {"weighting.weights": {"segmentation": 2.5}, "weighting.params": {"alpha": 0.3},
+    if path == "data.image_size":
+        return [48, 80]
+    return {"task_specs": {"segmentation": {"kind": "segmentation", "classes": ["road", "car"], "options": {"ignore_index": 0}}},
+            "weighting.weights": {"segmentation": 2.5}, "weighting.params": {"alpha": 0.3},
             "data.label_fraction": {"segmentation": 0.05}, "data.label_noise": {"classification": 1.0},
             "data.loss_scale": {"depth": 100.0}}[path]
+
 
 
 @pytest.mark.parametrize("path", sorted(config_fields(ExperimentConfig)))

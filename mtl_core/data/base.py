@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from mtl_core.config import size_hw
 from mtl_core.registry import Registry
 
 Targets = dict[str, object]
@@ -42,10 +43,15 @@ class DatasetInfo:
 
     name: str
     class_names: tuple[str, ...]
-    image_size: int
+    image_size: int | tuple[int, int]  # the model's input: one number for a square, else (height, width)
     tasks: tuple[str, ...]  # the tasks this dataset can supply
     max_objects: int = 0
     depth_max: float = 1.0
+
+    @property
+    def hw(self) -> tuple[int, int]:
+        """``(height, width)`` of the model's input."""
+        return size_hw(self.image_size)
 
     @property
     def num_classes(self) -> int:

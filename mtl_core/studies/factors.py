@@ -238,6 +238,8 @@ def config_fields(cls: type, prefix: str = "") -> dict[str, Any]:
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         tp = hints[f.name]
+        if tp == (int | tuple[int, int]):  # data.image_size: a study varies it as a square's side
+            tp = int
         if dataclasses.is_dataclass(tp):
             out.update(config_fields(tp, f"{prefix}{f.name}."))
         else:
