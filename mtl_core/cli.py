@@ -14,7 +14,9 @@ import time
 from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES
 from mtl_core.data import DATASETS, build_dataset
+from mtl_core.data.check import check_data
 from mtl_core.deploy import cli as deploy_cli
 from mtl_core.errors import MTLError
 from mtl_core.inference.images import decode_image, encode_png
@@ -34,7 +36,7 @@ from mtl_core.training.checkpoint import atomic_write_bytes
 from mtl_core.training.control import Control
 from mtl_core.training.evaluation import evaluate
 from mtl_core.training.loop import RankStore, Trainer
-from mtl_core.training.validation import check
+from mtl_core.training.validation import check, dataset_tasks
 from mtl_core.weighting import WEIGHTINGS
 
 ALL_TASKS_HELP = "comma-separated, e.g. classification,detection,segmentation,depth"
@@ -47,11 +49,19 @@ def _parser() -> argparse.ArgumentParser:
     def runs_dir(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--runs-dir", default=None, help="runs directory (default $MTL_RUNS_DIR or ./runs)")
 
+    def data_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--tasks", help=ALL_TASKS_HELP + "; of a label table: its column names (default: every column)")
+        sp.add_argument("--dataset", help="scenes (built-in), manifest (a label table), coco, image_folder ... (see `list`)")
+        sp.add_argument("--data-root", help="the dataset's file or folder (a label table: the .csv or .jsonl file)")
+        sp.add_argument("--resize", choices=RESIZE_POLICIES, help="how other shapes reach the image size (default: "
+                        "letterbox for real photos)")
+        sp.add_argument("--on-error", choices=ON_ERROR, help="data with problems: fail (default) or skip those rows")
+
     t = sub.add_parser("train", help="train a run and record it in the run store")
     runs_dir(t)
     t.add_argument("--config", help="experiment config JSON (as downloaded from Setup); flags override it")
     t.add_argument("--name", help="run name")
-    t.add_argument("--tasks", help=ALL_TASKS_HELP)
+    data_flags(t)
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)
     t.add_argument("--image-size", type=int)
@@ -100,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="available tasks, architectures, weighting methods, datasets, and runs")
     runs_dir(ls)
+    ls.add_argument("--dataset", help="list this dataset's tasks (with --data-root for one on disk)")
+    ls.add_argument("--data-root", help="the dataset's file or folder")
+
+    cd = sub.add_parser("check-data", help="every problem of a dataset (missing images, unknown classes, boxes outside "
+                        "their image ...) with its file and row, before a run trips over it")
+    cd.add_argument("--config", help="experiment config JSON; flags override it")
+    data_flags(cd)
 
     study_cli.add_parser(sub, runs_dir)
     return p
@@ -108,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
 def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
     cfg = ExperimentConfig.from_json(Path(a.config).read_text()) if a.config else ExperimentConfig()
     r = dataclasses.replace
+    if getattr(a, "name", None) is None:  # check-data has only the data flags
+        a = argparse.Namespace(**{**{k: None for k in ("name", "steps", "batch_size", "lr", "method", "weights", "arch",
+                                                        "norm", "seed", "device", "time_limit", "eval_every",
+                                                        "checkpoint_every")}, **vars(a)})
     if a.tasks:
         cfg = r(cfg, tasks=tuple(t.strip() for t in a.tasks.split(",") if t.strip()))
     if a.name:
@@ -115,9 +136,13 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
     optim = {k: v for k, v in (("steps", a.steps), ("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
     if optim:
         cfg = r(cfg, optim=r(cfg.optim, **optim))
-    data = {k: v for k, v in (("image_size", a.image_size), ("train_size", a.train_size)) if v is not None}
+    data = {k: v for k, v in (("image_size", getattr(a, "image_size", None)), ("train_size", getattr(a, "train_size", None)),
+                               ("dataset", a.dataset), ("root", a.data_root), ("resize", a.resize),
+                               ("on_error", a.on_error)) if v is not None}
     if data:
         cfg = r(cfg, data=r(cfg.data, **data))
+    if a.dataset and a.dataset != "scenes" and not a.tasks and not (a.config and "tasks" in json.loads(Path(a.config).read_text())):
+        cfg = r(cfg, tasks=dataset_tasks(cfg) or cfg.tasks)  # a dataset of its own: every task it supplies
     if a.method:
         cfg = r(cfg, weighting=r(cfg.weighting, method=a.method))
     if a.weights:
@@ -201,6 +226,10 @@ def _dispatch(a: argparse.Namespace) -> int:
 
     if a.command == "list":
         return _list(a)
+    if a.command == "check-data":
+        report = check_data(config_from_args(a))
+        print(report.text())
+        return 0 if report.ok else 1
     if a.command == "study":
         return study_cli.main(a)
     if a.command == "train" and not distributed.env_info().is_main:
@@ -275,7 +304,7 @@ def _evaluate(store, a) -> int:
 
     _run_or_error(store, a.run_id)
     pred = Predictor(_checkpoint_path(store, a.run_id))
-    ds = build_dataset(pred.config.data, a.split, pred.config.seed)
+    ds = build_dataset(pred.config, a.split, pred.config.seed)
     with torch.no_grad():
         metrics = evaluate(pred.model, pred.tasks, ds, resolve_device("cpu"))
     for k, v in sorted(metrics.items()):
@@ -357,6 +386,11 @@ def _list(a) -> int:
     print("backbones:      " + ", ".join(BACKBONES.available()))
     print("weighting:      " + ", ".join(WEIGHTINGS.available()))
     print("datasets:       " + ", ".join(DATASETS.available()))
+    if a.dataset:
+        cfg = ExperimentConfig.from_dict({"data": {"dataset": a.dataset, "root": a.data_root or ""}})
+        print(f"tasks of {a.dataset}:")
+        for t in check_data(dataclasses.replace(cfg, tasks=())).tasks:
+            print(f"  {t['name']:<20} {t['kind']}")
 
     runs = RunStore(a.runs_dir).list_runs(limit=20)
     if runs:

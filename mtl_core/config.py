@@ -297,6 +297,11 @@ def from_link(token: str, what: str = "link") -> Any:
         raise ConfigError(what, "the link is damaged (cut short or changed by hand); copy the whole link again") from None
 
 
+def spec_from_dict(d: Any, where: str) -> TaskSpec:
+    """A :class:`TaskSpec` from its JSON object; a ConfigError naming ``where`` and the field."""
+    return _build(TaskSpec, d, where)
+
+
 _SCALARS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 

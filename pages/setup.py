@@ -93,7 +93,7 @@ def _on_dataset() -> None:
 def _open_problem(key: str) -> tuple[str, str] | None:
     """``(field, message)`` when the dataset cannot be opened as set up (files missing, say)."""
     try:
-        build_dataset(ExperimentConfig.from_json(key).data, "train")
+        build_dataset(ExperimentConfig.from_json(key), "train")
     except ConfigError as e:
         return e.field, e.message
     except MTLError as e:
@@ -236,7 +236,8 @@ with _where("data", data_col), st.container(border=True):
                    "has labels for all tasks.")
         a, b = st.columns(2)
         with a:
-            form.slider("data.image_size", "Image size (px)", 32, 128, 16)
+            form.slider("data.height", "Image size (px)", 32, 128, 16)
+            form.problems("data.image_size")
             form.slider("data.max_objects", "Objects per image (at most)", 1, 10, 1)
         with b:
             form.slider("data.num_shapes", "Shape classes", 2, 6, 1)
@@ -254,11 +255,14 @@ with _where("data", data_col), st.container(border=True):
         st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,
                       help="Where the dataset lives on this machine")
         form.problems("data.root")
-        a, b = st.columns(2)
+        a, b, c = st.columns(3)
         with a:
-            form.slider("data.image_size", "Image size (px)", 32, 256, 16)
+            form.slider("data.height", "Image height (px)", 32, 512, 16)
         with b:
+            form.slider("data.width", "Image width (px)", 32, 512, 16)
+        with c:
             form.number("data.train_size", "Training samples (at most)", step=500)
+        form.problems("data.image_size")
     form.problems("data")
 
 with task_col, st.container(border=True):

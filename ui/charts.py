@@ -37,6 +37,7 @@ class TaskMeta:
     title: str = ""
     description: str = ""
     fusion: str = ""
+    kind: str = ""
 
     @property
     def label(self) -> str:

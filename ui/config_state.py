@@ -93,6 +93,7 @@ def load(ss: MutableMapping[str, Any], cfg: ExperimentConfig) -> None:
         ss[f"{PREFIX}augment_on.{name}"] = value != 0
         ss[f"{PREFIX}augment.{name}"] = value if value != 0 else strength
     ss[PREFIX + "tasks"] = list(cfg.tasks)
+    ss[PREFIX + "data.height"], ss[PREFIX + "data.width"] = cfg.data.hw
     tasks, methods = _registered()
     for t in dict.fromkeys([*tasks, *cfg.tasks]):
         ss[f"{PREFIX}weighting.weights.{t}"] = cfg.task_weight(t)
@@ -153,7 +154,9 @@ def build(ss: MutableMapping[str, Any]) -> ExperimentConfig:
     )
     per_task = {name: {t: float(v(f"data.{name}.{t}", d)) for t in tasks if float(v(f"data.{name}.{t}", d)) != d}
                 for name, d in TASK_DATA.items()}
-    sections["data"] = dataclasses.replace(sections["data"], **per_task)
+    h = int(v("data.height", base.data.hw[0]))
+    w = h if v("data.dataset") == "scenes" else int(v("data.width", h))  # Setup draws the scenes square
+    sections["data"] = dataclasses.replace(sections["data"], **per_task, image_size=h if h == w else (h, w))
     top = {name: v(name) for name, _ in _scalar_fields(ExperimentConfig)}
     return dataclasses.replace(base, tasks=tasks, weighting=weighting, augment=augment, **sections, **top)
 
@@ -190,7 +193,7 @@ def describe(cfg: ExperimentConfig) -> str:
     method = w.method + (" on the shared representation" if w.rep_grad else "")
     return " · ".join([", ".join(cfg.tasks) or "no tasks", cfg.model.architecture,
                        method + (f" ({', '.join(weights)})" if weights else ""),
-                       f"{cfg.data.image_size} px" + ("" if cfg.data.dataset == "scenes" else f" {cfg.data.dataset}"),
+                       "x".join(dict.fromkeys(map(str, cfg.data.hw))) + " px" + ("" if cfg.data.dataset == "scenes" else f" {cfg.data.dataset}"),
                        f"{cfg.optim.steps:,} steps"])
 
 

@@ -21,7 +21,7 @@ random erasing, Zhong et al. 2020, https://arxiv.org/abs/1708.04896.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,7 +50,7 @@ class ZeroFillMask(tv_tensors.Mask):
 # (ignore); depth (B, 1, H, W) fills 0 (no label); instances (B, H, W), the optional ids of
 # data/scenes.py (j + 1 = box j of the detection list), fill 0 and are renumbered as boxes drop
 DENSE: dict[str, type[tv_tensors.Mask]] = {"segmentation": tv_tensors.Mask, "depth": ZeroFillMask, "instances": ZeroFillMask}
-PASSED_THROUGH = ("classification", "multilabel", "count")  # unchanged by every transform
+PASSED_THROUGH = ("classification", "multilabel", "count", "binary", "regression")  # unchanged by every transform
 
 
 class _ResizedCrop(v2.RandomResizedCrop):
@@ -139,9 +139,13 @@ def _renumber(instances: Tensor, valid: tuple[Tensor, ...]) -> Tensor:
 class Augmenter:
     """Augments one sample (``__call__``) or a collated batch (:meth:`augment_batch`)."""
 
-    def __init__(self, cfg: AugmentConfig, image_size: int, groups: int = 8) -> None:
+    def __init__(self, cfg: AugmentConfig, image_size: int, groups: int = 8,
+                 kinds: Mapping[str, str] | None = None) -> None:
         _check(cfg)
         self.cfg = cfg
+        # target key -> its kind (a label table's column "mask" is a segmentation); a key not
+        # named is its own kind, as the scenes' targets are
+        self.kinds = dict(kinds or {})
         self.image_size = image_size
         self.groups = max(1, groups)  # batch path: one random draw per group of samples
         self._geometric: dict[tuple[int, int], v2.Compose | None] = {}
@@ -150,6 +154,18 @@ class Augmenter:
     @property
     def is_identity(self) -> bool:
         return is_identity(self.cfg)
+
+    def kind(self, key: str) -> str:
+        """The kind of the target under ``key``."""
+        return self.kinds.get(key, key)
+
+    def detection_key(self, targets: Targets) -> str | None:
+        """The key of the boxes among ``targets`` (at most one detection target is moved)."""
+        keys = [k for k in targets if self.kind(k) == "detection"]
+        if len(keys) > 1:
+            raise ValueError(f"{len(keys)} detection targets ({', '.join(keys)}): geometric augmentation moves one; "
+                             "turn flips, crops and rotation off, or learn one of them")
+        return keys[0] if keys else None
 
     def _geometric_for(self, size: tuple[int, int]) -> v2.Compose | None:
         """The geometric pipeline for one image size (the crop resizes back to it)."""
@@ -194,7 +210,7 @@ class Augmenter:
         geometric = self._geometric_for((h, w))
         if geometric is not None:
             inputs: dict[str, Any] = {"image": tv_tensors.Image(images)}  # (b, 3, H, W)
-            inputs.update({k: DENSE[k](v) for k, v in targets.items()})  # (b, H, W) or (b, 1, H, W)
+            inputs.update({k: DENSE[self.kind(k)](v) for k, v in targets.items()})  # (b, H, W) or (b, 1, H, W)
             if det is not None:
                 # every box of the group on one canvas: the same transform moves them all
                 counts = torch.tensor([len(d["labels"]) for d in det], device=images.device)
@@ -222,7 +238,7 @@ class Augmenter:
         if self._geometric_for(size) is None:
             return
         for k, v in targets.items():
-            if k not in DENSE and k not in PASSED_THROUGH and k != "detection" and isinstance(v, Tensor) \
+            if self.kind(k) not in (*DENSE, *PASSED_THROUGH, "detection") and isinstance(v, Tensor) \
                     and v.dim() >= 2 and tuple(v.shape[-2:]) == size:
                 raise ValueError(f"target {k!r} looks spatial {tuple(v.shape)} but augmentation does not know how "
                                  f"to move it; supported: {', '.join(DENSE)}; or turn geometric augmentation off")
@@ -232,14 +248,15 @@ class Augmenter:
         if self.is_identity:
             return image, targets
         self._check_keys(targets, tuple(image.shape[-2:]))
-        dense = {k: v.unsqueeze(0) for k, v in targets.items() if k in DENSE}  # type: ignore[union-attr]
-        det = [targets["detection"]] if "detection" in targets else None  # type: ignore[list-item]
+        dense = {k: v.unsqueeze(0) for k, v in targets.items() if self.kind(k) in DENSE}  # type: ignore[union-attr]
+        key = self.detection_key(targets)
+        det = [targets[key]] if key else None  # type: ignore[list-item]
         with _rng_from(generator, image.device):
             img, moved, det = self._apply_group(image.unsqueeze(0), dense, det)
         out = dict(targets)
         out.update({k: v[0] for k, v in moved.items()})  # type: ignore[index]
         if det is not None:
-            out["detection"] = det[0]
+            out[key] = det[0]
         return img[0], out
 
     def augment_batch(self, images: Tensor, targets: Targets, generator: torch.Generator | None = None) -> tuple[Tensor, Targets]:
@@ -252,10 +269,11 @@ class Augmenter:
         if self.is_identity or len(images) == 0:
             return images, targets
         self._check_keys(targets, tuple(images.shape[-2:]))
-        det_in = targets.get("detection")
+        key = self.detection_key(targets)
+        det_in = targets.get(key) if key else None
         items = unpad_detection(det_in) if det_in is not None else None  # type: ignore[arg-type]
         chunks = torch.arange(len(images)).chunk(min(self.groups, len(images)))
-        out_images, dense, det_out = [], {k: [] for k in DENSE if k in targets}, []
+        out_images, dense, det_out = [], {k: [] for k in targets if self.kind(k) in DENSE}, []
         with _rng_from(generator, images.device):
             for idx in chunks:
                 sl = slice(int(idx[0]), int(idx[-1]) + 1)
@@ -270,5 +288,5 @@ class Augmenter:
         if det_in is not None:
             m = det_in["boxes"].shape[1]  # type: ignore[index]
             padded = pad_detection(det_out, max_boxes=m)
-            out["detection"] = {k: v.to(images.device) for k, v in padded.items()}
+            out[key] = {k: v.to(images.device) for k, v in padded.items()}
         return torch.cat(out_images), out

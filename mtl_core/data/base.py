@@ -25,12 +25,13 @@ whole batch is plain tensors that can move to a device in one go.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from mtl_core.config import size_hw
+from mtl_core.config import TaskSpec, size_hw
 from mtl_core.registry import Registry
 
 Targets = dict[str, object]
@@ -47,11 +48,28 @@ class DatasetInfo:
     tasks: tuple[str, ...]  # the tasks this dataset can supply
     max_objects: int = 0
     depth_max: float = 1.0
+    # what the dataset knows of the tasks it supplies beyond the built-in names: a label table's
+    # column -> its kind, classes and options (inferred from the column or declared beside it)
+    specs: dict[str, TaskSpec] = field(default_factory=dict)
 
     @property
     def hw(self) -> tuple[int, int]:
         """``(height, width)`` of the model's input."""
         return size_hw(self.image_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values (a checkpoint keeps them, so a run predicts without its data)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DatasetInfo:
+        """Inverse of :meth:`to_dict`; a checkpoint written before ``specs`` existed reads as none."""
+        size = d["image_size"]
+        specs = {k: TaskSpec(**{**v, "classes": tuple(v.get("classes", ())), "options": dict(v.get("options", {}))})
+                 for k, v in (d.get("specs") or {}).items()}
+        return cls(name=d["name"], class_names=tuple(d["class_names"]), image_size=tuple(size) if isinstance(size, list) else size,
+                   tasks=tuple(d["tasks"]), max_objects=int(d.get("max_objects", 0)),
+                   depth_max=float(d.get("depth_max", 1.0)), specs=specs)
 
     @property
     def num_classes(self) -> int:
@@ -91,7 +109,7 @@ def collate(samples: list[Sample], max_boxes: int | None = None) -> tuple[Tensor
             targets[key] = {t: torch.tensor([bool(s[1].get("valid", {}).get(t, True)) for s in samples]) for t in tasks}
             continue
         values = [s[1][key] for s in samples]
-        if key == "detection":
+        if isinstance(values[0], dict) and "boxes" in values[0]:  # a detection target, whatever its task is named
             targets[key] = pad_detection(values, max_boxes)  # type: ignore[arg-type]
         else:
             targets[key] = torch.stack([torch.as_tensor(v) for v in values])
@@ -135,9 +153,16 @@ SPLITS = ("train", "val", "test")
 
 
 def build_dataset(cfg, split: str, seed: int = 0):
-    """The dataset named by ``cfg.dataset`` (a :class:`~mtl_core.config.DataConfig`) for one split.
+    """The dataset named by ``cfg.dataset`` for one split. ``cfg`` is a
+    :class:`~mtl_core.config.DataConfig`, or a whole :class:`~mtl_core.config.ExperimentConfig`,
+    whose ``task_specs`` then reach a dataset that reads them (a label table, where a config may
+    declare the kind of a column that could be read two ways).
 
     Every dataset has ``info`` (:class:`DatasetInfo`), ``__len__`` and ``__getitem__`` returning a
     :data:`Sample`; fast ones also have ``get_batch(indices) -> (images, targets)`` (collated).
     """
-    return DATASETS.get(cfg.dataset, "data.dataset")(cfg, split, seed)
+    data, specs, tasks = (cfg.data, cfg.task_specs, cfg.tasks) if hasattr(cfg, "task_specs") else (cfg, {}, None)
+    cls = DATASETS.get(data.dataset, "data.dataset")
+    if getattr(cls, "reads_specs", False):
+        return cls(data, split, seed, specs=specs, tasks=tasks)
+    return cls(data, split, seed)

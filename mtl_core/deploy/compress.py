@@ -240,7 +240,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, method: str = "int8", amo
     model, tasks, config = predictor.model, predictor.tasks, predictor.config
     out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "compressed"
     stem = artifact_stem(method, amount)
-    val = build_dataset(config.data, "val", config.seed)
+    val = build_dataset(config, "val", config.seed)
     check_images, _ = next(iterate_batches(val, 4, limit=4))  # (4, 3, S, S)
     report = CompressionReport(requested=method, method="", note="", checkpoint=str(checkpoint), step=predictor.step,
                                primary={t: f"{t}/{task.primary}" for t, task in tasks.items()},
@@ -260,7 +260,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, method: str = "int8", amo
             "info": {k: list(v) if isinstance(v, tuple) else v for k, v in predictor.info_dict().items()},
             "compression": json.dumps({"method": report.method, "amount": report.amount, "source": str(checkpoint)})})
     else:
-        train = build_dataset(config.data, "train", config.seed)
+        train = build_dataset(config, "train", config.seed)
         calibration = (images for images, _ in iterate_batches(train, batch_size, limit=calibration_batches * batch_size))
         compressed, report.method, report.note = quantize_int8(model, calibration, check_images[:1],
                                                                static=(method == "int8"), backend=backend)

@@ -270,7 +270,7 @@ def _add_onnx_metadata(path: str, props: dict[str, str]) -> None:
 # -- a run's checkpoint ------------------------------------------------------------------------
 def sample_images(config, count: int) -> Tensor:
     """The first ``count`` validation images of a run's dataset: ``(count, 3, S, S)``."""
-    dataset = build_dataset(config.data, "val", config.seed)
+    dataset = build_dataset(config, "val", config.seed)
     images, _ = next(iterate_batches(dataset, count, limit=count))
     return images.float()
 

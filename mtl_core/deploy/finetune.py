@@ -19,6 +19,7 @@ from mtl_core.data.augment import Augmenter
 from mtl_core.data.base import collate
 from mtl_core.data.labels import apply_budget, scale_losses
 from mtl_core.errors import ConfigError
+from mtl_core.tasks import target_kinds
 from mtl_core.training.builders import build_optimizer, lr_factor
 from mtl_core.training.loop import masked_loss
 
@@ -46,6 +47,7 @@ def finetune(model: nn.Module, config: ExperimentConfig, tasks: dict, train_set,
     optim_cfg = dataclasses.replace(config.optim, steps=steps, warmup_steps=0, lr=lr or config.optim.lr)
     optimizer = build_optimizer(model.parameters(), optim_cfg)
     augmenter = Augmenter(config.augment, config.data.image_size)
+    augmenter.kinds = target_kinds(tasks)
     n, bs = len(train_set), min(config.optim.batch_size, len(train_set))
     per_epoch = max(1, n // bs)
     seed = config.seed * 7919 + FINETUNE_SEED_OFFSET

@@ -90,8 +90,8 @@ def prune_checkpoint(checkpoint: str | os.PathLike, amount: float = 0.5, finetun
     size = predictor.input_size
     out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "compressed"
     name = stem(amount)
-    train = build_dataset(config.data, "train", config.seed)
-    val = build_dataset(config.data, "val", config.seed)
+    train = build_dataset(config, "train", config.seed)
+    val = build_dataset(config, "val", config.seed)
     images, targets = next(iterate_batches(train, min(32, len(train)), limit=min(32, len(train))))
 
     def loss_fn(m: nn.Module) -> torch.Tensor:  # for Taylor importance: the run's tasks' losses on a training batch

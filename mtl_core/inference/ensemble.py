@@ -317,7 +317,7 @@ class Ensemble:
         member's ``split``), each task scored by its own ``metrics``; detection by COCO mAP of the
         fused boxes (``map50``, ``map``). Fused at the dataset's label size."""
         if dataset is None:
-            dataset = build_dataset(self.config.data, split, self.config.seed)
+            dataset = build_dataset(self.config, split, self.config.seed)
         outputs: dict[str, list[Any]] = {t: [] for t in self.tasks}
         targets: dict[str, list[Any]] = {t: [] for t in self.tasks}
         for images, batch_targets in iterate_batches(dataset, batch_size, limit):
@@ -366,7 +366,7 @@ def evaluate_members_and_ensemble(ensemble: Ensemble, dataset=None, split: str =
     ``{"model", "weight", "<task>/<metric>": value, ...}``, all on the same images and scored the
     same way (a member is scored as an ensemble of itself alone, so resizing and metrics match)."""
     if dataset is None:
-        dataset = build_dataset(ensemble.config.data, split, ensemble.config.seed)
+        dataset = build_dataset(ensemble.config, split, ensemble.config.seed)
     total = sum(ensemble.weights)
     rows = []
     for p, name, w in zip(ensemble.members, ensemble.names, ensemble.weights, strict=True):

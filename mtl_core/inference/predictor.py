@@ -20,7 +20,7 @@ from mtl_core.data import DatasetInfo, build_dataset
 from mtl_core.errors import CheckpointError
 from mtl_core.models import build_model
 from mtl_core.models.channel_prune import restore_structure
-from mtl_core.tasks import build_task
+from mtl_core.tasks import build_tasks
 from mtl_core.tasks.drawing import draw_all
 from mtl_core.training.checkpoint import load_checkpoint
 
@@ -30,7 +30,7 @@ INFER_LOCK = threading.Lock()
 
 
 def info_from_config(config: ExperimentConfig) -> DatasetInfo:
-    return build_dataset(config.data, "val", config.seed).info
+    return build_dataset(config, "val", config.seed).info
 
 
 class Predictor:
@@ -42,9 +42,8 @@ class Predictor:
         self.step = payload["step"]
         self.device = torch.device(device)
         info = payload.get("info")
-        self.info = DatasetInfo(**{**info, "class_names": tuple(info["class_names"]), "tasks": tuple(info["tasks"])}) \
-            if isinstance(info, dict) else info_from_config(self.config)
-        self.tasks = {t: build_task(t, self.info) for t in self.config.tasks}
+        self.info = DatasetInfo.from_dict(info) if isinstance(info, dict) else info_from_config(self.config)
+        self.tasks = build_tasks(self.config, self.info)
         self.model = build_model(self.tasks, self.config.model)
         if "structure" in payload:  # a channel-pruned model: replay its pruning, then load its (smaller) weights
 

@@ -84,8 +84,9 @@ class RunManager:
     def start(self, config: ExperimentConfig, name: str = "", source: str = "dashboard",
               plan_key: str | None = None, tags: dict | None = None) -> str:
         """Validate ``config`` (raises ConfigError naming the field), record the run and start or
-        queue it; returns its id. ``plan_key`` and ``tags``: what the run is in a study."""
-        check(config)
+        queue it; returns its id. ``plan_key`` and ``tags``: what the run is in a study. The run
+        records the config with its tasks resolved (what each column of a label table is)."""
+        config = check(config)
         with self._lock:
             run_id = self.store.create_run(config.to_dict(), name or config.name, source, config.optim.steps,
                                            owner=self.owner, plan_key=plan_key, tags=tags)

@@ -37,14 +37,30 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
 from mtl_core.measures.types import Confusion, Curve, ErrorColumn
 from mtl_core.registry import Registry
 from mtl_core.tasks.drawing import HIT, WRONG
 
 TASKS: Registry[type[Task]] = Registry("task")
+# kind -> the class that makes any task of that kind (a column "left" of kind classification is a
+# Classification named "left"); TASKS holds the named tasks, such as the scenes' six shorthands
+KINDS: Registry[type[Task]] = Registry("task kind")
 DISPLAYS: Registry[type[Display]] = Registry("task kind")
 register_display = DISPLAYS.register
+
+
+def register_kind(kind: str) -> Callable[[type[Task]], type[Task]]:
+    """``@register_kind("binary")``: the class that makes every task of ``kind`` from a spec."""
+    add = KINDS.register(kind)
+
+    def decorator(cls: type[Task]) -> type[Task]:
+        if cls.kind != kind:
+            raise ValueError(f"{cls.__name__} is of kind {cls.kind!r}, not {kind!r}")
+        return add(cls)
+
+    return decorator
 
 
 def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
@@ -87,9 +103,16 @@ class Task(ABC):
     # a drawing of its own: a subclass of its kind's display; None: its kind's
     display_class: type[Display] | None = None
 
-    def __init__(self, info: DatasetInfo) -> None:
-        self.info = info
-        self.class_names = tuple(type(self).class_names or info.class_names)
+    def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
+        cls, spec = type(self), spec or TaskSpec()
+        self.info, self.spec = info, spec
+        self.name = name or cls.name
+        preset = self.name == cls.name  # the task registered under this name, not another instance of its kind
+        # where its label is: the spec's column, else the class's own target, else its name
+        self.key = spec.column or (cls.target_key if preset else "") or self.name
+        self.class_names = tuple(spec.classes or cls.class_names or info.class_names)
+        self.title = spec.title or (cls.title if preset else "") or self.name.replace("_", " ")
+        self.description = cls.description if preset else f"{self.kind} label {self.key!r}"
 
     # ---- to learn: what every task writes --------------------------------------------------
     @abstractmethod
@@ -129,10 +152,14 @@ class Task(ABC):
         return cls.random_labels is not Task.random_labels
 
     # ---- helpers -----------------------------------------------------------------------------
-    @classmethod
-    def target_name(cls) -> str:
-        """The key of this task's label in a sample's targets."""
-        return cls.target_key or cls.name
+    def target_name(self) -> str:
+        """The key of this task's label in a sample's targets (its spec's column, its class's
+        ``target_key``, or its name)."""
+        return self.key
+
+    def option(self, key: str, default: float) -> float:
+        """A number from its spec's ``options`` (``ignore_index``, ``max_count`` ...), else ``default``."""
+        return float(self.spec.options.get(key, default))
 
     def target_of(self, targets: dict[str, Any]) -> tuple[Any, Any]:
         """This task's label in a batch's (or a sample's) targets, and which samples have it

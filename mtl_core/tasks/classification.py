@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_kind, register_task
 
 
 class AvgMaxPool(nn.Module):
@@ -59,6 +60,7 @@ def decode_classes(output: Tensor, key: str = "label") -> list[dict[str, Any]]:
 
 
 @register_task("classification")
+@register_kind("classification")
 class Classification(Task):
     """``K``-way classification; metrics ``accuracy`` (primary) and ``top3`` (top-min(3, K)).
 
@@ -71,8 +73,8 @@ class Classification(Task):
     title = "Classification"
     description = "the class of the largest visible object"
 
-    def __init__(self, info: DatasetInfo) -> None:
-        super().__init__(info)
+    def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
+        super().__init__(info, spec, name)
         self.num_classes = max(len(self.class_names), 1)
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:

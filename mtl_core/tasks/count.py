@@ -12,12 +12,14 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_kind, register_task
 from mtl_core.tasks.classification import as_batch, decode_classes, pooled_head, topk_accuracy
 
 
 @register_task("count")
+@register_kind("count")
 class Count(Task):
     """How many objects are visible, ``0 .. max_objects``; metrics ``accuracy`` (primary) and
     ``mae`` (mean absolute error of the most likely count, in objects). Counts above
@@ -30,9 +32,9 @@ class Count(Task):
     title = "Object count"
     description = "how many objects are visible"
 
-    def __init__(self, info: DatasetInfo) -> None:
-        super().__init__(info)
-        self.max_count = max(int(info.max_objects), 1)
+    def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
+        super().__init__(info, spec, name)
+        self.max_count = max(int(self.option("max_count", info.max_objects)), 1)
 
     @property
     def num_outputs(self) -> int:

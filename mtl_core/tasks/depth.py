@@ -16,8 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_kind, register_task
 from mtl_core.tasks.segmentation import CHUNK, upsample
 
 MIN_DEPTH = 1e-6  # predictions are clamped here before the log, so a tiny softplus never gives -inf
@@ -54,6 +55,7 @@ def valid_pixels(target: Tensor) -> Tensor:
 
 
 @register_task("depth")
+@register_kind("depth")
 class Depth(Task):
     """Per-pixel depth; metrics over labelled pixels (target > 0) of the whole set, pooled:
 
@@ -71,9 +73,10 @@ class Depth(Task):
     title = "Depth"
     description = "the distance from the camera at every pixel"
 
-    def __init__(self, info: DatasetInfo) -> None:
-        super().__init__(info)
-        self.depth_max = float(info.depth_max) if info.depth_max > 0 else 1.0
+    def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
+        super().__init__(info, spec, name)
+        depth_max = self.option("depth_max", info.depth_max)
+        self.depth_max = float(depth_max) if depth_max > 0 else 1.0
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:
         return DepthHead(channels, self.depth_max)

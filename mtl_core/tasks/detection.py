@@ -25,7 +25,7 @@ from torchvision.ops import batched_nms, clip_boxes_to_image
 
 from mtl_core.data.base import unpad_detection
 from mtl_core.measures.map_metric import mean_average_precision
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_kind, register_task
 
 HEATMAP_PRIOR_BIAS = -2.19  # sigmoid(-2.19) ~= 0.1, CenterNet's focal-loss prior
 GAUSSIAN_ALPHA = 0.54  # TTFNet's ratio of Gaussian extent to box size
@@ -71,6 +71,7 @@ class CenterNetHead(nn.Module):
 
 
 @register_task("detection")
+@register_kind("detection")
 class DetectionTask(Task):
     """Boxes and classes of every object; primary metric mAP at IoU 0.5 (COCO's AP50)."""
 
@@ -81,7 +82,7 @@ class DetectionTask(Task):
     description = "a box and a class for every visible object"
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:
-        return CenterNetHead(channels, self.info.num_classes, stride=stride)
+        return CenterNetHead(channels, len(self.class_names), stride=stride)
 
     # ---- targets -------------------------------------------------------------------------
     def encode(self, target: dict[str, Tensor], h: int, w: int) -> dict[str, Tensor]:
@@ -93,7 +94,7 @@ class DetectionTask(Task):
         boxes = target["boxes"].float()  # (B, M, 4) xyxy pixels
         labels = target["labels"].long()  # (B, M), -1 = padding
         b, m = labels.shape
-        k = self.info.num_classes
+        k = len(self.class_names)
         s = float(self.info.image_size)
         valid = labels >= 0  # (B, M)
         cell = boxes.new_tensor([w / s, h / s, w / s, h / s])  # pixels -> cells

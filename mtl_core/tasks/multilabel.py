@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_kind, register_task
 from mtl_core.tasks.classification import as_batch, pooled_head
 
 DECISION_THRESHOLD = 0.5  # probability above which a class counts as present (decode, exact_match, f1)
@@ -39,6 +40,7 @@ def average_precision(scores: Tensor, labels: Tensor) -> float:
 
 
 @register_task("multilabel")
+@register_kind("multilabel")
 class MultiLabel(Task):
     """Presence of each of ``K`` classes; metrics over the whole set:
 
@@ -57,8 +59,8 @@ class MultiLabel(Task):
     title = "Multi-label"
     description = "which classes appear anywhere in the image"
 
-    def __init__(self, info: DatasetInfo) -> None:
-        super().__init__(info)
+    def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
+        super().__init__(info, spec, name)
         self.num_classes = max(len(self.class_names), 1)
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:

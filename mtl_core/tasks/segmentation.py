@@ -12,8 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
-from mtl_core.tasks.base import Task, register_task
+from mtl_core.tasks.base import Task, register_kind, register_task
 
 IGNORE_INDEX = 255
 CHUNK = 32  # images upsampled at once in metrics, so a large eval set never needs all logits at full size
@@ -73,6 +74,7 @@ def miou_from_confusion(conf: Tensor) -> tuple[float, float]:
 
 
 @register_task("segmentation")
+@register_kind("segmentation")
 class Segmentation(Task):
     """Background + ``K`` classes per pixel; metrics ``miou`` (primary) and ``pixel_acc``.
 
@@ -90,8 +92,8 @@ class Segmentation(Task):
     title = "Segmentation"
     description = "a class for every pixel (background is 0)"
 
-    def __init__(self, info: DatasetInfo) -> None:
-        super().__init__(info)
+    def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
+        super().__init__(info, spec, name)
         self.num_outputs = len(self.class_names) + 1  # 0 is background
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:

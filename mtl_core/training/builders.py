@@ -12,7 +12,7 @@ from mtl_core.data import build_dataset
 from mtl_core.errors import ConfigError
 from mtl_core.isolation import seeded_global_rng
 from mtl_core.models import build_model
-from mtl_core.tasks import Task, build_task
+from mtl_core.tasks import build_tasks
 
 
 def resolve_device(name: str) -> torch.device:
@@ -43,14 +43,10 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device.type, dtype=dtype)
 
 
-def build_tasks(config: ExperimentConfig, info) -> dict[str, Task]:
-    return {name: build_task(name, info) for name in config.tasks}
-
-
 def build_all(config: ExperimentConfig, splits: tuple[str, ...] = ("train", "val")) -> dict[str, Any]:
     """Datasets for ``splits``, tasks and model for ``config``, on the CPU; the model's initial
     weights depend on ``config.seed`` alone, whatever other threads do meanwhile."""
-    datasets = {s: build_dataset(config.data, s, config.seed) for s in splits}
+    datasets = {s: build_dataset(config, s, config.seed) for s in splits}
     info = next(iter(datasets.values())).info
     tasks = build_tasks(config, info)
     with seeded_global_rng(config.seed):  # nn.Module initialisation draws from the global generator

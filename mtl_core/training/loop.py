@@ -25,6 +25,7 @@ from mtl_core.isolation import pin_threads
 from mtl_core.store.ids import check_run_id
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
 from mtl_core.store.status import RunStatus
+from mtl_core.tasks import target_kinds
 from mtl_core.store.store import RunStore
 from mtl_core.training import distributed
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, build_optimizer, lr_factor, resolve_device
@@ -168,6 +169,7 @@ class Trainer:
             self.scaler.scale(torch.ones((), device=self.device))  # one); the methods multiply by it themselves
 
         self.augmenter = Augmenter(cfg.augment, cfg.data.image_size)
+        self.augmenter.kinds = target_kinds(self.tasks)  # a label table's "mask" column moves as a mask
         self.shared = self.model.shared_parameters()
         self.steering = Steering(self.store, self.run_id, list(self.tasks), self.method, self.control, self.dist,
                                  self.device, cfg.time_limit)

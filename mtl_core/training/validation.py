@@ -2,11 +2,14 @@
 and the allowed values, so the dashboard can show each next to its widget."""
 from __future__ import annotations
 
+import dataclasses
+import difflib
+
 from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
-from mtl_core.data import DATASETS
+from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError
 from mtl_core.models import ARCHITECTURES, BACKBONES
-from mtl_core.tasks import TASKS, supported_tasks
+from mtl_core.tasks import KINDS, TASKS, merge_spec, supported_tasks, task_class
 from mtl_core.weighting import WEIGHTINGS
 from mtl_core.weights import weight_errors
 
@@ -23,21 +26,35 @@ def _range(errors: list[ConfigError], field: str, value: float, lo: float, hi: f
         errors.append(ConfigError(field, f"must be in {left}{lo:g}, {hi:g}], got {value:g}"))
 
 
+def _close(word: str, choices: list[str]) -> str:
+    match = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {match[0]}?" if match else ""
+
+
 def _choice(errors: list[ConfigError], field: str, value: str, allowed) -> None:
     if value not in allowed:
         errors.append(ConfigError(field, f"{value!r} is not allowed; choose one of: {', '.join(allowed)}"))
 
 
 def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
-    """The registered tasks the configured dataset can teach: those whose label it supplies
-    (None when the dataset itself is unknown)."""
+    """The tasks the configured dataset can teach: the registered tasks whose label it supplies,
+    then the columns it describes (a label table); None when the dataset itself is unknown."""
     if cfg.data.dataset not in DATASETS:
         return None
     cls = DATASETS.get(cfg.data.dataset)
     supplied = getattr(cls, "supplies", None)
     if supplied is None:
-        supplied = cls(cfg.data, "val", cfg.seed).info.tasks
+        info = build_dataset(cfg, "val", cfg.seed).info
+        return tuple(supported_tasks(info.tasks, info.specs))
     return tuple(supported_tasks(supplied))
+
+
+def takes_label_noise(cfg: ExperimentConfig, task: str) -> bool:
+    """Whether ``data.label_noise`` can apply to ``task`` (a kind with one class per image)."""
+    try:
+        return task_class(task, cfg.task_specs.get(task)).takes_label_noise()
+    except ConfigError:
+        return False
 
 
 def label_errors(cfg: ExperimentConfig) -> list[ConfigError]:
@@ -51,8 +68,9 @@ def label_errors(cfg: ExperimentConfig) -> list[ConfigError]:
                 e.append(ConfigError(where, f"{t!r} is not a selected task; selected: {', '.join(cfg.tasks)}"))
                 continue
             _range(e, where, v, lo, hi, lo_open=lo_open)
-            if name == "label_noise" and v > 0 and t in TASKS and not TASKS.get(t).takes_label_noise():
-                takes = [x for x in TASKS.available() if TASKS.get(x).takes_label_noise()]
+            if name == "label_noise" and v > 0 and not takes_label_noise(cfg, t):
+                takes = [x for x in cfg.tasks if takes_label_noise(cfg, x)] or [k for k in KINDS.available()
+                                                                              if KINDS.get(k).takes_label_noise()]
                 e.append(ConfigError(where, f"{t} has no single class per image to replace; label noise "
                                      f"applies to: {', '.join(takes)}"))
     return e
@@ -69,9 +87,11 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
         e.append(ConfigError("tasks", f"select at least one task; available: {', '.join(TASKS.available())}"))
     if len(set(cfg.tasks)) != len(cfg.tasks):
         e.append(ConfigError("tasks", "a task is listed twice"))
-    for t in cfg.tasks:
-        if t not in TASKS:
-            e.append(ConfigError("tasks", f"unknown task {t!r}; available: {', '.join(TASKS.available())}"))
+    for t, spec in cfg.task_specs.items():
+        if t not in cfg.tasks:
+            e.append(ConfigError(f"task_specs.{t}", f"{t!r} is not a selected task; selected: {', '.join(cfg.tasks)}"))
+        if spec.kind:
+            _choice(e, f"task_specs.{t}.kind", spec.kind, KINDS.available())
     # data
     _choice(e, "data.dataset", d.dataset, DATASETS.available())
     for side, n in zip(("height", "width"), d.hw):
@@ -94,8 +114,11 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
             e.append(err)
             supplied = None
         for t in cfg.tasks:
-            if supplied is not None and t in TASKS and t not in supplied:
-                e.append(ConfigError("tasks", f"the {d.dataset} dataset does not provide {t!r}; it provides: {', '.join(supplied)}"))
+            declared = cfg.task_specs.get(t)
+            if supplied is not None and t not in supplied and not (declared and declared.kind):
+                what = "does not provide" if t in TASKS else "has no task or column"
+                e.append(ConfigError("tasks", f"the {d.dataset} dataset {what} {t!r}; it provides: {', '.join(supplied) or 'none'}"
+                                     + _close(t, list(supplied))))
     # model
     _choice(e, "model.architecture", m.architecture, ARCHITECTURES.available())
     _choice(e, "model.backbone", m.backbone, BACKBONES.available())
@@ -146,14 +169,41 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
 
 
 def check(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Raise the first problem found (all of them are in the message when there are several)."""
+    """Raise the first problem found (all of them are in the message when there are several);
+    else ``cfg`` with its tasks resolved (:func:`resolve_tasks`): the config a run records."""
     errors = validate(cfg)
     if errors:
         if len(errors) == 1:
             raise errors[0]
         first = errors[0]
         raise ConfigError(first.field, first.message + "; also: " + "; ".join(str(x) for x in errors[1:]))
-    return cfg
+    return resolve_tasks(cfg)
+
+
+def is_builtin(cfg: ExperimentConfig, task: str) -> bool:
+    """Whether ``task`` is the task registered under its name (a scenes shorthand, a plugin), as
+    the config uses it, so it needs no spec of its own."""
+    if task not in TASKS:
+        return False
+    try:
+        return task_class(task, cfg.task_specs.get(task)) is TASKS.get(task)
+    except ConfigError:
+        return False
+
+
+def resolve_tasks(cfg: ExperimentConfig) -> ExperimentConfig:
+    """``cfg`` with a whole spec for every task that is not a built-in name: what the dataset
+    found for it (kind, classes, options such as a regression label's mean) under what the config
+    declared. A run records this, so its config says what each task was and the run predicts,
+    is compared and is summarised without opening its data again."""
+    need = [t for t in cfg.tasks if not is_builtin(cfg, t)]
+    if not need:
+        return cfg
+    info = build_dataset(cfg, "val", cfg.seed).info
+    specs = dict(cfg.task_specs)
+    for t in need:
+        specs[t] = merge_spec(info.specs.get(t), cfg.task_specs.get(t))
+    return dataclasses.replace(cfg, task_specs=specs)
 
 
 def checked_link(token: str) -> ExperimentConfig:

@@ -20,16 +20,17 @@ from mtl_core.data.augment import Augmenter, generator_for
 from mtl_core.data.base import DatasetInfo, Targets
 from mtl_core.inference.images import to_numpy_image
 from mtl_core.inference.samples import ground_truth
-from mtl_core.tasks import TASKS, Task, build_task, supported_tasks
+from mtl_core.tasks import Task, build_task, supported_tasks, target_kinds
 from mtl_core.tasks.drawing import draw_all
 from mtl_core.views.render import enlarge
 
+CLASS_KINDS = ("classification", "multilabel", "binary", "detection", "segmentation")  # kinds whose classes are worth a count
 DISPLAY_SIZE = 192  # px: the long side previews are enlarged to before drawing
 
 
 def drawable_tasks(info: DatasetInfo, wanted: Sequence[str] | None = None) -> dict[str, Task]:
     """The registered tasks whose labels the dataset supplies (restricted to ``wanted`` when given), built for ``info``."""
-    names = [t for t in supported_tasks(info.tasks) if wanted is None or t in wanted]
+    names = [t for t in supported_tasks(info.tasks, info.specs) if wanted is None or t in wanted]
     if wanted is not None:
         names.sort(key=list(wanted).index)
     return {t: build_task(t, info) for t in names}
@@ -66,9 +67,11 @@ def preview_samples(cfg: ExperimentConfig, n: int = 4, split: str = "train", aug
     with ``augmented=False`` the second picture repeats the first. Raises ConfigError for data or
     augmentation settings that cannot be honoured.
     """
-    dataset = build_dataset(cfg.data, split, cfg.seed)
+    dataset = build_dataset(cfg, split, cfg.seed)
     tasks = drawable_tasks(dataset.info, cfg.tasks)
     augmenter = Augmenter(cfg.augment, cfg.data.image_size) if augmented else None
+    if augmenter is not None:
+        augmenter.kinds = target_kinds(tasks)
     out = []
     for i, (image, targets) in enumerate(_samples(dataset, range(min(n, len(dataset))))):
         original = overlay(tasks, image, targets, size=size)
@@ -84,14 +87,14 @@ def sample_overlays(cfg: ExperimentConfig, split: str, indices: Sequence[int],
                     show: dict[str, bool] | None = None, size: int = DISPLAY_SIZE) -> list[np.ndarray]:
     """Samples ``indices`` of ``split`` with every supplied task's ground truth drawn (those
     ``show`` maps to False left out); no augmentation."""
-    dataset = build_dataset(cfg.data, split, cfg.seed)
+    dataset = build_dataset(cfg, split, cfg.seed)
     tasks = drawable_tasks(dataset.info)
     return [overlay(tasks, image, targets, show, size) for image, targets in _samples(dataset, indices)]
 
 
 def sample_captions(cfg: ExperimentConfig, split: str, indices: Sequence[int]) -> list[str]:
     """A one-line summary of each sample's labels from the tasks' captions, e.g. ``#3 · star · 2 objects``."""
-    dataset = build_dataset(cfg.data, split, cfg.seed)
+    dataset = build_dataset(cfg, split, cfg.seed)
     tasks = drawable_tasks(dataset.info)
     out = []
     for i, (_, targets) in zip(indices, _samples(dataset, indices), strict=True):
@@ -103,14 +106,21 @@ def sample_captions(cfg: ExperimentConfig, split: str, indices: Sequence[int]) -
 def dataset_summary(cfg: ExperimentConfig) -> dict[str, Any]:
     """What a person browsing the data needs to know: name, classes, split sizes, and each
     supplied task with its title, whether it is registered, and what its label means."""
-    splits = {s: build_dataset(cfg.data, s, cfg.seed) for s in ("train", "val", "test")}
+    splits = {s: build_dataset(cfg, s, cfg.seed) for s in ("train", "val", "test")}
     info = splits["val"].info
-    learnt = {TASKS.get(t).target_name(): t for t in supported_tasks(info.tasks)}
-    tasks = []
-    for target in info.tasks:
-        cls = TASKS.get(learnt[target]) if target in learnt else None
-        tasks.append({"name": target, "title": (cls.title or target) if cls else target,
-                      "available": cls is not None, "description": cls.description if cls else ""})
+    tasks, covered = [], set()
+    for name in supported_tasks(info.tasks, info.specs):
+        task = build_task(name, info)
+        covered.add(task.target_name())
+        counts = {s: d.label_count(name) for s, d in splits.items()} if hasattr(splits["val"], "label_count") else \
+            {s: len(d) for s, d in splits.items()}
+        tasks.append({"name": name, "title": task.title, "kind": task.kind, "available": True,
+                      "description": task.description, "labels": counts,
+                      "classes": len(task.class_names) if task.kind in CLASS_KINDS else None})
+    for target in info.tasks:  # a label no task learns from (yet)
+        if target not in covered:
+            tasks.append({"name": target, "title": target, "kind": "", "available": False, "description": "",
+                          "labels": {}, "classes": None})
     return {"name": info.name, "class_names": list(info.class_names), "image_size": info.image_size,
             "max_objects": info.max_objects, "sizes": {s: len(d) for s, d in splits.items()}, "tasks": tasks}
 

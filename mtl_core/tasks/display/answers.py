@@ -173,3 +173,21 @@ class CountDisplay(ClassDisplay):
                         for p, t in zip(predictions, clipped, strict=True)]
         del out["true_prob"]
         return {c.name: out[c.name] for c in self.error_columns}
+
+
+@register_display("binary")
+class BinaryDisplay(ClassDisplay):
+    """A yes/no attribute: the ``classification`` format over the task's two classes ("no",
+    "yes" unless named). Drawn with the task's title, "smiling: yes 0.93", since a face has many
+    such attributes; fused across an ensemble as the mean of the sigmoid probabilities."""
+
+    fusion = "sigmoid"
+
+    def answer_name(self, answer: int) -> str:
+        return f"{self.title}: {self.task.class_name(answer)}"
+
+    def table_name(self, answer: int) -> str:
+        return self.task.class_name(answer)
+
+    def caption(self, prediction: dict[str, Any]) -> str:
+        return self.answer_name(int(prediction[self.key]))

@@ -60,7 +60,7 @@ class BoxDisplay(Display):
         0.5 (COCO's greedy order), first to objects of their own class (the diagonal), then what
         is left to objects of any class (a right box with a wrong label); an object no box found
         is in the background column, a box that found no object in the background row."""
-        k = self.task.info.num_classes
+        k = len(self.task.class_names)
         names = [self.task.class_name(c) for c in range(k)]
         pairs = []
         for i in labelled(truths):
@@ -80,7 +80,7 @@ class BoxDisplay(Display):
     def curves(self, predictions, truths, score_threshold: float = 0.3) -> list[Curve]:
         """Precision-recall per class at IoU 0.5 over every decoded box; its AP is the run's
         per-class AP50 (same matching, same 101-point interpolation)."""
-        k = self.task.info.num_classes
+        k = len(self.task.class_names)
         scores: list[list[float]] = [[] for _ in range(k)]
         hits: list[list[bool]] = [[] for _ in range(k)]
         num_truth = [0] * k

@@ -1,0 +1,408 @@
+"""The ``manifest`` dataset: your own images and a table of their labels (see :mod:`.table`).
+
+``data.root`` is the table (``labels.csv`` or ``labels.jsonl``); image, mask and depth paths in
+it are relative to its folder. Each task is a column: the config's ``tasks`` name the columns to
+learn, and every column becomes a task of its kind (two digit columns are two classification
+tasks, 40 attribute columns 40 binary tasks).
+
+Before a run starts, every row of the selected columns is checked (:func:`find_problems`): an
+image missing or unreadable, a class that never occurs in train, a mask value beyond the
+classes, a depth map of another size than its image, a box outside its image, a column empty in
+a split. With ``data.on_error: fail`` (the default) the dataset refuses to open and the error
+lists them (file and row); with ``skip`` the rows with problems are left out and
+:attr:`ManifestDataset.skipped` says how many and why, which the run records.
+
+Images are read in their stored pixel frame (no EXIF rotation: the labels' coordinates are in
+that frame, as in COCO) and brought to ``data.image_size`` with ``data.resize`` (letterbox by
+default: boxes and masks follow exactly, see :mod:`.resize`).
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.transforms.v2 import functional as F
+
+from mtl_core.config import DataConfig, TaskSpec
+from mtl_core.data.base import DatasetInfo, Sample, register_dataset
+from mtl_core.data.image_folder import cap, check_split, partition
+from mtl_core.data.resize import Fit, fit
+from mtl_core.data.table import (FALSE, IGNORE, SPLIT_NAMES, TRUE, Problem, Row, Table, _number, load_table,
+                                 summary)
+from mtl_core.errors import ConfigError, MTLError
+
+EXPECTED = "a label table: a .csv or .jsonl file with an 'image' column and one column per task"
+
+
+class DataProblemsError(MTLError):
+    """The data has problems a run would trip over; ``problems`` lists them, the message shows
+    the first 50 with file and row."""
+
+    def __init__(self, problems: Sequence[Problem], table: str) -> None:
+        self.problems = list(problems)
+        super().__init__(f"{len(self.problems)} problem{'s' if len(self.problems) != 1 else ''} in {table} "
+                         "(fix them, or set data.on_error to skip to leave those rows out):\n" + summary(self.problems))
+
+
+# ----------------------------------------------------------------------------------- cells
+def _mask_values(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        if im.mode not in ("P", "L", "1", "I", "I;16"):
+            raise ValueError(f"a {im.mode} image; save class values as a palette or grey PNG")
+        return np.array(im, dtype=np.int64)
+
+
+def _depth_values(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim == 3 and 1 in (arr.shape[0], arr.shape[-1]):
+            arr = arr.reshape(arr.shape[-2:] if arr.shape[0] == 1 else arr.shape[:2])
+        if arr.ndim != 2:
+            raise ValueError(f"an array of shape {arr.shape}; save one (H, W) depth map")
+        return arr.astype(np.float32)
+    with Image.open(path) as im:
+        return np.array(im, dtype=np.float32)
+
+
+def _boxes(cell: str) -> list[tuple[float, float, float, float, str]]:
+    raw = json.loads(cell)
+    if not isinstance(raw, list):
+        raise ValueError("expected a list of [x, y, w, h, \"class\"]")
+    out = []
+    for b in raw:
+        if not (isinstance(b, list) and len(b) == 5 and all(isinstance(v, (int, float)) for v in b[:4])):
+            raise ValueError(f"a box must be [x, y, w, h, \"class\"], got {json.dumps(b)[:60]}")
+        out.append((float(b[0]), float(b[1]), float(b[2]), float(b[3]), str(b[4])))
+    return out
+
+
+def _class_index(spec: TaskSpec, cell: str) -> int:
+    if cell in spec.classes:
+        return spec.classes.index(cell)
+    n = _number(cell)
+    if n is not None and float(n).is_integer() and 0 <= n < len(spec.classes):
+        return int(n)
+    raise ValueError(f"{cell!r} is not one of its {len(spec.classes)} classes ({', '.join(spec.classes[:8])}"
+                     f"{' …' if len(spec.classes) > 8 else ''})")
+
+
+def _binary(spec: TaskSpec, cell: str) -> int:
+    low = cell.lower()
+    if len(spec.classes) == 2 and cell in spec.classes:
+        return spec.classes.index(cell)
+    if low in TRUE:
+        return 1
+    if low in FALSE:
+        return 0
+    raise ValueError(f"{cell!r} is not yes/no (1/0, -1/1, true/false)")
+
+
+# ----------------------------------------------------------------------------------- checking
+def _image_size(path: Path) -> tuple[int, int]:
+    """``(height, width)`` from the image's header; raises OSError when it cannot be read."""
+    with Image.open(path) as im:
+        w, h = im.size
+    return h, w
+
+
+def check_cell(table: Table, spec: TaskSpec, cell: str, image_hw: tuple[int, int] | None) -> str | None:
+    """What is wrong with one cell of a column of ``spec``'s kind (``None``: nothing)."""
+    kind = spec.kind
+    try:
+        if kind == "classification":
+            _class_index(spec, cell)
+        elif kind == "binary":
+            _binary(spec, cell)
+        elif kind == "multilabel":
+            unknown = [p for p in (x.strip() for x in cell.split("|")) if p and p not in spec.classes]
+            if unknown:
+                return f"{unknown[0]!r} is not one of its classes"
+        elif kind in ("regression", "count"):
+            n = _number(cell)
+            if n is None:
+                return f"{cell!r} is not a number"
+            if kind == "count" and (n < 0 or not float(n).is_integer()):
+                return f"{cell!r} is not a whole number >= 0"
+        elif kind == "segmentation":
+            path = table.file_path(cell)
+            if not path.is_file():
+                return f"mask {cell} does not exist"
+            values = _mask_values(path)
+            ignore = int(spec.options.get("ignore_index", IGNORE))
+            bad = sorted(set(np.unique(values).tolist()) - {ignore} - set(range(len(spec.classes) + 1)))
+            if bad:
+                return (f"mask {cell} has value {bad[0]} beyond its {len(spec.classes)} classes (0 is background, "
+                        f"1..{len(spec.classes)} the classes, {ignore} not labelled)")
+            if image_hw is not None and values.shape != image_hw:
+                return f"mask {cell} is {values.shape[1]}x{values.shape[0]}, its image {image_hw[1]}x{image_hw[0]}"
+        elif kind == "depth":
+            path = table.file_path(cell)
+            if not path.is_file():
+                return f"depth map {cell} does not exist"
+            values = _depth_values(path)
+            if image_hw is not None and values.shape != image_hw:
+                return (f"depth map {cell} is {values.shape[1]}x{values.shape[0]}, its image "
+                        f"{image_hw[1]}x{image_hw[0]}: save it at the image's size")
+        elif kind == "detection":
+            for x, y, w, h, name in _boxes(cell):
+                if name not in spec.classes:
+                    return f"box class {name!r} is not one of its classes"
+                if w <= 0 or h <= 0:
+                    return f"box [{x:g}, {y:g}, {w:g}, {h:g}] has no area"
+                if image_hw is not None and (x < 0 or y < 0 or x + w > image_hw[1] + 0.5 or y + h > image_hw[0] + 0.5):
+                    return (f"box [{x:g}, {y:g}, {w:g}, {h:g}] reaches outside its {image_hw[1]}x{image_hw[0]} image "
+                            "(boxes are x, y, width, height in the image's pixels)")
+    except (ValueError, OSError, json.JSONDecodeError) as e:
+        return str(e)
+    return None
+
+
+def assign_splits(table: Table) -> tuple[dict[str, list[int]], list[Problem]]:
+    """Row positions per split: the ``split`` column where the table has one, else a fixed
+    80/10/10 shuffle; and the rows whose split is not one of train, val, test."""
+    given = [r.split for r in table.rows]
+    problems = []
+    if not any(given):
+        if len(table.rows) < len(SPLIT_NAMES):
+            raise ConfigError("data.root", f"{table.path.name} has {len(table.rows)} rows; at least 3 are needed (one per split)")
+        return partition(len(table.rows)), problems
+    out: dict[str, list[int]] = {s: [] for s in SPLIT_NAMES}
+    for i, r in enumerate(table.rows):
+        if r.split in out:
+            out[r.split].append(i)
+        else:
+            what = f"split {r.split!r}" if r.split else "an empty split"
+            problems.append(Problem(table.path.name, r.line, "split", f"{what}; use train, val or test"))
+    return out, problems
+
+
+_CHECKED: dict[tuple, tuple[list[Problem], set[int]]] = {}  # the last few checks: every split opens the table
+
+
+def find_problems(table: Table, columns: Sequence[str]) -> tuple[list[Problem], set[int]]:
+    """Every problem of ``columns`` (and of every row's image), and the positions of the rows that
+    have one (what ``on_error: skip`` leaves out). Column problems (line 0) have no row. The
+    answer is kept for the table's version (its modification time) and these columns' specs, so
+    the train, val and test splits of one run read every image header once."""
+    key = (str(table.path), table.path.stat().st_mtime_ns, tuple(columns),
+           tuple((c, repr(table.specs.get(c))) for c in columns))
+    if key not in _CHECKED:
+        if len(_CHECKED) >= 8:
+            _CHECKED.pop(next(iter(_CHECKED)))
+        _CHECKED[key] = _find_problems(table, columns)
+    return _CHECKED[key]
+
+
+def _find_problems(table: Table, columns: Sequence[str]) -> tuple[list[Problem], set[int]]:
+    name = table.path.name
+    problems: list[Problem] = []
+    bad: set[int] = set()
+    splits, split_problems = assign_splits(table)
+    problems += split_problems
+    bad.update(i for i, r in enumerate(table.rows) if r.split and r.split not in SPLIT_NAMES)
+    for col in columns:
+        if col not in table.specs:
+            problems.append(Problem(name, 0, col, f"its kind is unknown: {table.notes.get(col, 'no such column')}"))
+    checked = [c for c in columns if c in table.specs]
+    sized = {"segmentation", "depth", "detection"}
+    for i, r in enumerate(table.rows):
+        path_i = table.image_path(r)
+        hw = None
+        if not r.image:
+            problems.append(Problem(name, r.line, "image", "no image path"))
+            bad.add(i)
+            continue
+        try:
+            hw = _image_size(path_i) if path_i.is_file() else None
+            if hw is None:
+                problems.append(Problem(name, r.line, "image", f"{r.image} does not exist"))
+                bad.add(i)
+                continue
+        except OSError as e:
+            problems.append(Problem(name, r.line, "image", f"{r.image} cannot be read as an image ({str(e)[:80]})"))
+            bad.add(i)
+            continue
+        for col in checked:
+            cell = r.cells.get(col, "")
+            if not cell:
+                continue
+            spec = table.specs[col]
+            msg = check_cell(table, spec, cell, hw if spec.kind in sized else None)
+            if msg:
+                problems.append(Problem(name, r.line, col, msg))
+                bad.add(i)
+    for col in checked:
+        spec = table.specs[col]
+        for split, idx in splits.items():
+            if idx and not any(table.rows[i].cells.get(col) for i in idx):
+                problems.append(Problem(name, 0, col, f"no label in the {split} split: every {split} row's cell is empty"))
+        if spec.kind in ("classification", "binary"):
+            seen = Counter()
+            for i in splits["train"]:
+                cell = table.rows[i].cells.get(col, "")
+                if cell and check_cell(table, spec, cell, None) is None:
+                    seen[_class_index(spec, cell) if spec.kind == "classification" else _binary(spec, cell)] += 1
+            names = spec.classes if spec.kind == "classification" else (spec.classes if len(spec.classes) == 2 else ("0", "1"))
+            missing = [names[k] for k in range(len(names)) if not seen[k]]
+            if missing and splits["train"]:
+                problems.append(Problem(name, 0, col, f"class {missing[0]!r} never occurs in train"
+                                        + (f" (nor {len(missing) - 1} more)" if len(missing) > 1 else "")
+                                        + ": the model cannot learn it"))
+    return problems, bad
+
+
+# ----------------------------------------------------------------------------------- dataset
+@register_dataset("manifest")
+class ManifestDataset:
+    """Your own images and a table of their labels (CSV or JSON lines): see the module docstring."""
+
+    reads_specs = True  # build_dataset passes the config's task_specs and tasks
+
+    def __init__(self, cfg: DataConfig, split: str, seed: int = 0, specs: Mapping[str, TaskSpec] | None = None,
+                 tasks: Sequence[str] | None = None) -> None:
+        check_split(split)
+        if not cfg.root:
+            raise ConfigError("data.root", f"the manifest dataset needs data.root: set it to {EXPECTED}")
+        self.table = load_table(cfg.root, specs)
+        table = self.table
+        wanted = [t for t in (tasks or table.columns) if t in table.columns or (specs or {}).get(t, TaskSpec()).column]
+        self.columns = [(specs or {}).get(t, TaskSpec()).column or t for t in wanted]
+        problems, bad = find_problems(table, self.columns)
+        self.problems = problems
+        self.skipped: dict[str, int] = {}
+        if problems and cfg.on_error != "skip":
+            raise DataProblemsError(problems, str(table.path))
+        if problems:
+            rows_bad = [p for p in problems if p.line]
+            self.skipped = dict(Counter(f"{p.column}: {_reason(p.message)}" for p in rows_bad))
+        splits, _ = assign_splits(table)
+        order = [i for i in splits[split] if i not in bad]
+        self.cfg, self.split = cfg, split
+        self.policy = cfg.resize or "letterbox"
+        self.available = len(order)
+        self.indices = cap(order, cfg, split)
+        usable = [c for c in dict.fromkeys(table.columns) if c in table.specs]
+        self.info = DatasetInfo(name="manifest", class_names=(), image_size=cfg.image_size, tasks=tuple(usable),
+                                specs={c: table.specs[c] for c in usable},
+                                max_objects=max([_max_boxes(table, c) for c in usable
+                                                 if table.specs[c].kind == "detection"] + [0]),
+                                depth_max=max([depth_range(table, c, [i for i in range(len(table.rows)) if i not in bad])
+                                               for c in self.columns if table.specs.get(c, TaskSpec()).kind == "depth"]
+                                              + [0.0]) or 1.0)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def label_count(self, task: str) -> int:
+        """How many of this split's images have a label for ``task`` (a column name)."""
+        return sum(1 for i in self.indices if self.table.rows[i].cells.get(task))
+
+    def __getitem__(self, i: int) -> Sample:
+        row = self.table.rows[self.indices[i]]
+        image, f = self.load_image(row)
+        targets: dict[str, Any] = {}
+        valid: dict[str, bool] = {}
+        for col in self.info.tasks:
+            cell = row.cells.get(col, "")
+            spec = self.table.specs[col]
+            targets[col] = self.target(spec, cell, f) if cell else self.placeholder(spec)
+            valid[col] = bool(cell)
+        targets["valid"] = valid
+        return image, targets
+
+    def load_image(self, row: Row) -> tuple[Tensor, Fit]:
+        """The row's image at the model's size, and the Fit its labels follow."""
+        with Image.open(self.table.image_path(row)) as im:
+            im = im.convert("RGB")
+            tensor = F.pil_to_tensor(im).float().div_(255.0)  # (3, h0, w0)
+        f = fit(tuple(tensor.shape[-2:]), self.cfg.hw, self.policy)
+        return f.image(tensor), f
+
+    def target(self, spec: TaskSpec, cell: str, f: Fit) -> Any:
+        """One cell as the target of its kind (see :mod:`mtl_core.data.base`), at the model's size."""
+        kind = spec.kind
+        if kind == "classification":
+            return torch.tensor(_class_index(spec, cell))
+        if kind == "binary":
+            return torch.tensor(_binary(spec, cell))
+        if kind == "multilabel":
+            out = torch.zeros(len(spec.classes))
+            for part in (p.strip() for p in cell.split("|")):
+                if part in spec.classes:
+                    out[spec.classes.index(part)] = 1.0
+            return out
+        if kind == "regression":
+            return torch.tensor(float(cell))
+        if kind == "count":
+            return torch.tensor(int(float(cell)))
+        if kind == "segmentation":
+            values = torch.from_numpy(_mask_values(self.table.file_path(cell)))  # (h0, w0)
+            ignore = int(spec.options.get("ignore_index", IGNORE))
+            values = torch.where(values == ignore, torch.full_like(values, IGNORE), values)
+            return f.mask(values, IGNORE)
+        if kind == "depth":
+            values = torch.from_numpy(_depth_values(self.table.file_path(cell)))[None]  # (1, h0, w0)
+            return f.mask(values * float(spec.options.get("depth_scale", 1.0)), 0.0)
+        if kind == "detection":
+            boxes = _boxes(cell)
+            xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h, _ in boxes], dtype=torch.float32).reshape(-1, 4)
+            labels = torch.tensor([spec.classes.index(n) for *_, n in boxes], dtype=torch.long)
+            moved, keep = f.boxes(xyxy)
+            return {"boxes": moved, "labels": labels[keep]}
+        raise ConfigError(f"task_specs.{spec.column}.kind", f"unknown kind {kind!r}")
+
+    def placeholder(self, spec: TaskSpec) -> Any:
+        """A target of the right shape for a missing label (masked from the loss)."""
+        h, w = self.cfg.hw
+        kind = spec.kind
+        if kind == "multilabel":
+            return torch.zeros(len(spec.classes))
+        if kind == "regression":
+            return torch.tensor(0.0)
+        if kind == "segmentation":
+            return torch.full((h, w), IGNORE, dtype=torch.long)
+        if kind == "depth":
+            return torch.zeros(1, h, w)
+        if kind == "detection":
+            return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
+        return torch.tensor(0)
+
+
+def _reason(message: str) -> str:
+    """A problem's message without its particulars, to count the skipped rows by cause."""
+    for cue in (" does not exist", " cannot be read", " is not one of", " beyond its", " reaches outside",
+                " is not a number", " is not yes/no", "split"):
+        if cue in message:
+            return cue.strip()
+    return message[:40]
+
+
+def _max_boxes(table: Table, column: str) -> int:
+    most = 0
+    for r in table.rows:
+        try:
+            most = max(most, len(_boxes(r.cells.get(column) or "[]")))
+        except (ValueError, json.JSONDecodeError):
+            continue
+    return most
+
+
+def depth_range(table: Table, column: str, rows: Sequence[int]) -> float:
+    """The largest depth in a column's maps over ``rows`` (its head's output range); option
+    ``depth_max`` says it without reading them."""
+    spec = table.specs[column]
+    if "depth_max" in spec.options:
+        return float(spec.options["depth_max"])
+    top = 0.0
+    for i in rows:
+        if cell := table.rows[i].cells.get(column):
+            top = max(top, float(_depth_values(table.file_path(cell)).max()) * float(spec.options.get("depth_scale", 1.0)))
+    return top
+
