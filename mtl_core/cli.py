@@ -13,8 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core.config import ExperimentConfig
-from mtl_core.config import ON_ERROR, RESIZE_POLICIES
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.data.check import check_data
 from mtl_core.deploy import cli as deploy_cli
@@ -322,11 +321,8 @@ def _predict(store, a) -> int:
     image = decode_image(path.read_bytes(), path.name)
     preds, seconds = pred.predict(image)
     atomic_write_bytes(a.out, encode_png(pred.overlay(image, preds, opacity=a.opacity, score_threshold=a.threshold)))
-    for t, p in preds.items():
-        summary = {k: v for k, v in p.items() if k in ("label", "score")}
-        if "boxes" in p:
-            summary["boxes"] = int((p["scores"] >= a.threshold).sum())
-        print(f"{t}: {summary}")
+    for t, p in preds.items():  # what a person reads off the overlay, per task
+        print(f"{t}: {pred.tasks[t].display.summarize(p, a.threshold)}")
     print(f"overlay written to {a.out} ({seconds * 1000:.1f} ms)")
     return 0
 

@@ -34,8 +34,7 @@ from mtl_core.config import DataConfig, TaskSpec
 from mtl_core.data.base import DatasetInfo, Sample, register_dataset
 from mtl_core.data.image_folder import cap, check_split, partition
 from mtl_core.data.resize import Fit, fit
-from mtl_core.data.table import (FALSE, IGNORE, SPLIT_NAMES, TRUE, Problem, Row, Table, _number, load_table,
-                                 summary)
+from mtl_core.data.table import FALSE, IGNORE, SPLIT_NAMES, TRUE, Problem, Row, Table, _number, load_table, summary
 from mtl_core.errors import ConfigError, MTLError
 
 EXPECTED = "a label table: a .csv or .jsonl file with an 'image' column and one column per task"

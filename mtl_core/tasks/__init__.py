@@ -8,7 +8,6 @@ from typing import Any
 from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
 from mtl_core.errors import ConfigError
-
 from mtl_core.registry import load_plugins
 from mtl_core.tasks import binary, classification, count, depth, detection, multilabel, regression, segmentation  # noqa: F401  (registers)
 from mtl_core.tasks.base import DISPLAYS, KINDS, TASKS, Display, Task, register_display, register_kind, register_task

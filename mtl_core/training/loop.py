@@ -25,8 +25,8 @@ from mtl_core.isolation import pin_threads
 from mtl_core.store.ids import check_run_id
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
 from mtl_core.store.status import RunStatus
-from mtl_core.tasks import target_kinds
 from mtl_core.store.store import RunStore
+from mtl_core.tasks import target_kinds
 from mtl_core.training import distributed
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, build_optimizer, lr_factor, resolve_device
 from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
