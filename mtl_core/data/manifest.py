@@ -19,6 +19,7 @@ default: boxes and masks follow exactly, see :mod:`.resize`).
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -182,21 +183,23 @@ def assign_splits(table: Table) -> tuple[dict[str, list[int]], list[Problem]]:
     return out, problems
 
 
-_CHECKED: dict[tuple, tuple[list[Problem], set[int]]] = {}  # the last few checks: every split opens the table
+_CHECKED: dict[tuple, tuple[float, tuple[list[Problem], set[int]]]] = {}
+CHECK_TTL_S = 30.0  # a fixed image is seen within this long even when the table itself did not change
 
 
 def find_problems(table: Table, columns: Sequence[str]) -> tuple[list[Problem], set[int]]:
     """Every problem of ``columns`` (and of every row's image), and the positions of the rows that
     have one (what ``on_error: skip`` leaves out). Column problems (line 0) have no row. The
-    answer is kept for the table's version (its modification time) and these columns' specs, so
-    the train, val and test splits of one run read every image header once."""
+    answer is kept a little while for the table's version and these columns' specs, so the train,
+    val and test splits of one run read every image header once."""
     key = (str(table.path), table.path.stat().st_mtime_ns, tuple(columns),
            tuple((c, repr(table.specs.get(c))) for c in columns))
-    if key not in _CHECKED:
+    now = time.monotonic()
+    if key not in _CHECKED or now - _CHECKED[key][0] > CHECK_TTL_S:
         if len(_CHECKED) >= 8:
             _CHECKED.pop(next(iter(_CHECKED)))
-        _CHECKED[key] = _find_problems(table, columns)
-    return _CHECKED[key]
+        _CHECKED[key] = (now, _find_problems(table, columns))
+    return _CHECKED[key][1]
 
 
 def _find_problems(table: Table, columns: Sequence[str]) -> tuple[list[Problem], set[int]]:

@@ -276,9 +276,8 @@ def _mask_top(paths: tuple[str, ...], ignore: int, version: int) -> int:
 
 
 @lru_cache(maxsize=8)
-def _read(path: str, mtime_ns: int, size: int) -> tuple[list[Row], list[str], dict[str, TaskSpec]]:
-    rows, columns = read_rows(Path(path))
-    return rows, columns, declared_specs(Path(path))
+def _read(path: str, mtime_ns: int, size: int) -> tuple[list[Row], list[str]]:
+    return read_rows(Path(path))
 
 
 def load_table(path: str | Path, specs: Mapping[str, TaskSpec] | None = None) -> Table:
@@ -295,8 +294,8 @@ def load_table(path: str | Path, specs: Mapping[str, TaskSpec] | None = None) ->
                               "table itself (.csv or .jsonl)")
         p = found[0]
     st = p.stat()
-    rows, columns, declared = _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
-    declared = {**declared, **{k: v for k, v in (specs or {}).items() if k in columns or v.column in columns}}
+    rows, columns = _read(str(p.resolve()), st.st_mtime_ns, st.st_size)
+    declared = {**declared_specs(p), **{k: v for k, v in (specs or {}).items() if k in columns or v.column in columns}}
     table = Table(p, rows, columns)
     # label statistics (a regression label's mean) come from the training rows only: val and test stay unseen
     train = [r for r in rows if r.split == "train"] if any(r.split for r in rows) else \
