@@ -3,14 +3,12 @@ data problem named with its file and row, missing labels masked, and the boxes a
 letterboxed photo where a hand computation puts them."""
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from mtl_core.config import ExperimentConfig, TaskSpec
 from mtl_core.data import build_dataset, collate
@@ -19,40 +17,7 @@ from mtl_core.data.manifest import DataProblemsError
 from mtl_core.data.table import infer_kind, load_table
 from mtl_core.errors import ConfigError
 from mtl_core.training.validation import check
-
-H0, W0 = 30, 40  # every photo here: 40 wide, 30 high
-
-
-def _photo(path: Path, seed: int, size: tuple[int, int] = (H0, W0)) -> None:
-    rng = np.random.default_rng(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
-
-
-def write_table(root: Path, rows: list[dict], name: str = "labels.csv") -> Path:
-    """Rows as a CSV (or JSON lines for a .jsonl name) in ``root``; every ``image`` is made."""
-    for i, r in enumerate(rows):
-        if r.get("image") and not (root / r["image"]).exists() and not r.get("_no_file"):
-            _photo(root / r["image"], i)
-    rows = [{k: v for k, v in r.items() if not k.startswith("_")} for r in rows]
-    path = root / name
-    if name.endswith(".jsonl"):
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    else:
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=columns)
-            w.writeheader()
-            w.writerows(rows)
-    return path
-
-
-def _mask(root: Path, name: str, value: int, size: tuple[int, int] = (H0, W0)) -> str:
-    m = np.zeros(size, np.uint8)
-    m[10:20, 10:30] = value
-    (root / "masks").mkdir(exist_ok=True)
-    Image.fromarray(m).save(root / "masks" / name)
-    return f"masks/{name}"
+from tests.label_tables import every_kind_table, mask_file, write_table
 
 
 def config(path: Path, tasks: list[str], **data) -> ExperimentConfig:
@@ -66,24 +31,14 @@ def _split(i: int) -> str:
 
 @pytest.fixture
 def table(tmp_path: Path) -> Path:
-    rows = []
-    for i in range(12):
-        depth = np.full((H0, W0), 2.0 + i, np.float32)
-        (tmp_path / "depth").mkdir(exist_ok=True)
-        np.save(tmp_path / "depth" / f"{i}.npy", depth)
-        rows.append({"image": f"img/{i}.png", "split": _split(i),
-                     "animal": ("cat", "dog", "bird")[i % 3], "digit": str(i % 3), "smiling": ("1", "-1")[i % 2],
-                     "age": f"{20 + i * 1.5}", "tags": ("cat|dog", "dog", "bird|cat")[i % 3],
-                     "mask": _mask(tmp_path, f"{i}.png", 1 + i % 2), "depth": f"depth/{i}.npy",
-                     "boxes": json.dumps([[4, 6, 10, 8, ("car", "person")[i % 2]]])})
-    return write_table(tmp_path, rows)
+    return every_kind_table(tmp_path)
 
 
 def test_every_column_type_gets_its_kind_and_its_targets(table):
     t = load_table(table)
     kinds = {c: s.kind for c, s in t.specs.items()}
     assert kinds == {"animal": "classification", "digit": "classification", "smiling": "binary", "age": "regression",
-                     "tags": "multilabel", "mask": "segmentation", "depth": "depth", "boxes": "detection"}
+                     "tags": "multilabel", "mask": "segmentation", "depth": "depth", "boxes": "detection", "people": "count"}
     assert t.specs["animal"].classes == ("bird", "cat", "dog")
     assert t.specs["digit"].classes == ("0", "1", "2")  # indices: "2" is class 2
     assert t.specs["tags"].classes == ("bird", "cat", "dog")
@@ -163,7 +118,7 @@ def _problem_rows(tmp_path: Path) -> list[dict]:
     rows = []
     for k in range(8):
         rows.append({"image": f"i/{k}.png", "split": _split(k), "animal": ("cat", "dog")[k % 2],
-                     "mask": _mask(tmp_path, f"{k}.png", 1), "depth": "", "boxes": json.dumps([[1, 1, 5, 5, "car"]])})
+                     "mask": mask_file(tmp_path, f"{k}.png", 1), "depth": "", "boxes": json.dumps([[1, 1, 5, 5, "car"]])})
     return rows
 
 
@@ -173,7 +128,7 @@ def test_every_problem_is_named_with_its_file_row_and_column(tmp_path):
     (tmp_path / "i").mkdir(exist_ok=True)
     (tmp_path / "i" / "broken.png").write_bytes(b"not a png")
     rows[2]["image"], rows[2]["_no_file"] = "i/broken.png", True  # line 4
-    rows[3]["mask"] = _mask(tmp_path, "bad.png", 7)  # line 5: value 7 beyond the classes
+    rows[3]["mask"] = mask_file(tmp_path, "bad.png", 7)  # line 5: value 7 beyond the classes
     np.save(tmp_path / "small.npy", np.ones((5, 5), np.float32))
     rows[4]["depth"] = "small.npy"  # line 6: a depth map of another size
     rows[5]["boxes"] = json.dumps([[30, 20, 20, 20, "car"]])  # line 7: reaches x = 50 > 40
@@ -223,7 +178,7 @@ def test_skip_leaves_the_bad_rows_out_and_says_how_many_and_why(tmp_path):
 def test_a_letterboxed_photo_moves_its_boxes_and_mask_exactly(tmp_path):
     # a 40 x 30 photo into 24 x 32 (H x W): scale 0.8 both ways, 24 x 32 exactly, no padding;
     # into 32 x 32: scale 0.8, content 24 x 32, 4 px of padding above and below
-    rows = [{"image": f"i/{k}.png", "split": _split(k), "mask": _mask(tmp_path, f"{k}.png", 1),
+    rows = [{"image": f"i/{k}.png", "split": _split(k), "mask": mask_file(tmp_path, f"{k}.png", 1),
              "boxes": json.dumps([[5, 10, 20, 10, "car"]])} for k in range(4)]
     table = write_table(tmp_path, rows)
     cfg = ExperimentConfig.from_dict({**config(table, ["mask", "boxes"]).to_dict(),

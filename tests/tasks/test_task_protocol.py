@@ -9,16 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from mtl_core.config import DataConfig
+from mtl_core.config import DataConfig, ExperimentConfig
 from mtl_core.data import build_dataset
 from mtl_core.data.base import DatasetInfo
 from mtl_core.errors import ConfigError
 from mtl_core.measures.types import FLAG, Confusion, Curve
-from mtl_core.tasks import TASKS, build_task
+from mtl_core.tasks import KINDS, TASKS, build_task
 from mtl_core.tasks.base import Task, register_task
 from mtl_core.tasks.classification import Classification
 from mtl_core.tasks.drawing import draw_all
 from mtl_core.training.evaluation import iterate_batches
+from tests.label_tables import every_kind_table
 
 SAMPLES = 4
 
@@ -123,3 +124,20 @@ def test_two_tasks_of_one_kind_stack_their_chips_rather_than_hide_one():
     top = int(rows.max())
     assert torch.equal(both[:, :top], alone[:, :top])  # right's chip does not cover left's
     assert (both[:, top + 2:] != image[:, top + 2:]).any()  # it is drawn below it
+
+
+@pytest.fixture(scope="module")
+def every_kind(tmp_path_factory):
+    """A label table with a column of every kind, as a manifest dataset at 32 x 32."""
+    root = every_kind_table(tmp_path_factory.mktemp("kinds"))
+    cfg = ExperimentConfig.from_dict({"data": {"dataset": "manifest", "root": str(root), "image_size": 32}, "tasks": []})
+    return build_dataset(cfg, "train", 0)
+
+
+@pytest.mark.parametrize("kind", KINDS.available())
+def test_every_kind_makes_a_task_of_any_name_that_learns_and_is_shown(kind, every_kind):
+    columns = [c for c, s in every_kind.info.specs.items() if s.kind == kind]
+    assert columns, f"tests/label_tables.every_kind_table has no column of kind {kind!r}: add one"
+    task = build_task(columns[0], every_kind.info)
+    assert type(task) is KINDS.get(kind) and task.name == columns[0] and task.target_name() == columns[0]
+    exercise(task, every_kind)
