@@ -278,12 +278,14 @@ class ManifestDataset:
         self.columns = [(specs or {}).get(t, TaskSpec()).column or t for t in wanted]
         problems, bad = find_problems(table, self.columns)
         self.problems = problems
-        self.skipped: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}  # "column: cause" -> rows left out for it
+        self.skipped_rows = 0
         if problems and cfg.on_error != "skip":
             raise DataProblemsError(problems, str(table.path))
         if problems:
             rows_bad = [p for p in problems if p.line]
             self.skipped = dict(Counter(f"{p.column}: {_reason(p.message)}" for p in rows_bad))
+            self.skipped_rows = len(bad)
         splits, _ = assign_splits(table)
         order = [i for i in splits[split] if i not in bad]
         self.cfg, self.split = cfg, split

@@ -354,9 +354,17 @@ class RunStore(Commands):
                       " wall=excluded.wall", (run_id, int(step), str(path), kind, time.time()))
 
     def checkpoints(self, run_id: str) -> list[dict[str, Any]]:
+        """The run's checkpoints by step, each at the file of its name in the run's folder here
+        when there is one: rows keep the absolute path they were written with, and a runs
+        directory copied or moved elsewhere must read its own files, not the original's."""
         rows = self._conn().execute("SELECT step, path, kind, wall FROM checkpoints WHERE run_id=? ORDER BY step, wall",
                                     (run_id,)).fetchall()
-        return [dict(r) for r in rows]
+        out = [dict(r) for r in rows]
+        for ck in out:
+            here = self.run_dir(run_id) / Path(ck["path"]).name
+            if here.exists():
+                ck["path"] = str(here)
+        return out
 
     def latest_checkpoint(self, run_id: str, kind: str | None = None) -> dict[str, Any] | None:
         cks = [c for c in self.checkpoints(run_id) if (kind is None or c["kind"] == kind) and Path(c["path"]).exists()]

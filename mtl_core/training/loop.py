@@ -176,6 +176,15 @@ class Trainer:
         self.step = 0
         if self.resume:
             self._load_latest()
+        elif self.dist.is_main:
+            self._record_skipped()
+
+    def _record_skipped(self) -> None:
+        """With ``data.on_error: skip``, how many rows of each split were left out and why (an
+        event at step 0, which the Live page shows): a run on cleaned data says it was cleaned."""
+        ds = self.datasets["train"]  # the check covers the whole table: every split says the same
+        if getattr(ds, "skipped", None):
+            self.store.add_event(self.run_id, 0, "skipped_rows", {"rows": ds.skipped_rows, "why": ds.skipped})
 
     def _load_latest(self) -> None:
         ck = None

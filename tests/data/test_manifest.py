@@ -16,6 +16,8 @@ from mtl_core.data.check import check_data
 from mtl_core.data.manifest import DataProblemsError
 from mtl_core.data.table import infer_kind, load_table
 from mtl_core.errors import ConfigError
+from mtl_core.store.store import RunStore
+from mtl_core.training.loop import Trainer
 from mtl_core.training.validation import check
 from tests.label_tables import every_kind_table, mask_file, write_table
 
@@ -199,3 +201,17 @@ def test_the_config_names_columns_and_a_run_records_them_resolved(tmp_path):
     assert cfg.task_specs["left"] == TaskSpec(kind="classification", column="left", classes=("0", "1", "2"))
     with pytest.raises(ConfigError, match="has no task or column 'lefft'.*did you mean left"):
         check(config(write_table(tmp_path, rows), ["lefft"]))
+
+
+def test_a_run_on_skipped_rows_records_how_many_and_why(tmp_path):
+    rows = [{"image": f"i/{k}.png", "split": _split(k), "label": ("a", "b")[k % 2]} for k in range(12)]
+    rows[4]["image"], rows[4]["_no_file"] = "i/gone.png", True
+    cfg = config(write_table(tmp_path, rows), ["label"], on_error="skip")
+    cfg = ExperimentConfig.from_dict({**cfg.to_dict(), "optim": {"steps": 2, "batch_size": 2},
+                                      "model": {"width": 4}, "eval_every": 2, "first_eval": 0, "checkpoint_every": 0})
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(check(cfg).to_dict(), "skip", "test", 2)
+    Trainer(check(cfg), store, run_id).run()
+    assert store.get_run(run_id)["status"] == "finished"
+    (event,) = store.events(run_id, "skipped_rows")
+    assert event["payload"] == {"rows": 1, "why": {"image: does not exist": 1}}
