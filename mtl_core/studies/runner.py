@@ -22,6 +22,7 @@ from mtl_core.studies.search import SearchDriver, parse_search
 from mtl_core.studies.spec import Planned, StudySpec, expand, plan_trial, planned_runs
 from mtl_core.studies.store import StudyStore, level_key, plan_counts, trials_asked
 from mtl_core.tasks import task_meta
+from mtl_core.training.validation import resolve_tasks
 
 _SEARCHES: dict[tuple[str, str], tuple[Any, threading.Thread]] = {}
 _SEARCHES_LOCK = threading.Lock()
@@ -130,7 +131,7 @@ class StudyRunner:
         seeds = spec.seed_list()
         base = spec.base_config()
         trials, dims = parse_search(spec.search, spec.max_runs, len(seeds), 0)
-        meta = task_meta(base.tasks)
+        meta = task_meta(base.tasks, resolve_tasks(base).task_specs)
         directions = ["maximize" if meta[t]["higher_is_better"] else "minimize" for t in base.tasks]
 
         def objectives(run_ids: list[str]) -> list[float] | None:

@@ -96,8 +96,8 @@ def test_metrics(store: RunStore, run_id: str) -> dict[str, float]:
     return {r[2]: float(r[3]) for r in rows if r[0] == last and r[3] is not None}
 
 
-def _task_meta(tasks: list[str]) -> tuple[dict[str, str], dict[str, bool]]:
-    meta = task_meta(tasks)
+def _task_meta(tasks: list[str], specs: dict[str, Any] | None = None) -> tuple[dict[str, str], dict[str, bool]]:
+    meta = task_meta(tasks, specs)
     return {t: m["primary"] for t, m in meta.items()}, {t: m["higher_is_better"] for t, m in meta.items()}
 
 
@@ -121,7 +121,11 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
     # a search's trials vary settings its baselines keep at the base config's: pair them with those
     base_cfg = spec.base_config()
     tasks = list(dict.fromkeys(t for p in planned.values() for t in p.config.tasks))
-    primary, hib = _task_meta(tasks)
+    # what each task is: a label table's columns are resolved in the configs the runs recorded
+    specs = {t: sp for p in planned.values() for t, sp in p.config.task_specs.items()}
+    for row in plan:
+        specs.update((row["run"] or {}).get("config", {}).get("task_specs") or {})
+    primary, hib = _task_meta(tasks, specs)
     # baselines: task -> seed -> value, and by key, so a trial finds its own (same width, data, seed)
     base_by_key: dict[str, float] = {}
     base_values: dict[str, list[float]] = {}
