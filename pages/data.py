@@ -4,9 +4,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import pandas as pd
 import streamlit as st
 
 from mtl_core.config import ExperimentConfig
+from mtl_core.data.check import DataReport, check_data
+from mtl_core.data.table import MAX_LINES, summary as problem_lines
 from mtl_core.errors import MTLError
 from mtl_core.views.preview import dataset_summary, sample_captions, sample_overlays
 from ui import config_state as cs
@@ -15,11 +18,40 @@ from ui import state  # noqa: F401  (makes app.py's navigation own the pages: se
 ss = st.session_state
 SPLITS = {"train": "Training", "val": "Validation", "test": "Test"}
 COLUMNS = 4
+MAX_TOGGLES = 9  # more tasks than this are picked from a list
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _summary(key: str) -> dict:
     return dataset_summary(ExperimentConfig.from_json(key))
+
+
+@st.cache_data(show_spinner=False, max_entries=16, ttl=30)
+def _report(key: str) -> DataReport:
+    return check_data(ExperimentConfig.from_json(key))
+
+
+def _show_report(report: DataReport) -> None:
+    """The label table's check: each task column with its kind and labels, then every problem
+    with its file and row (the first 50 on the page, all of them in the download)."""
+    st.subheader("Check", anchor="check")
+    rows = [{"task": t["name"], "kind": t["kind"] or "unknown", "train": t["labels"].get("train", 0),
+             "val": t["labels"].get("val", 0), "test": t["labels"].get("test", 0), "classes": t["classes"],
+             "how the kind was found": t["how"]} for t in report.tasks]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if report.ok:
+        st.success(f"No problems in {report.source}: every image opens, every label fits its task.",
+                   icon=":material/check_circle:")
+        return
+    n = len(report.problems)
+    st.error(f"{n} problem{'s' if n != 1 else ''} in {report.source}. A run refuses to start on this data "
+             "until they are fixed, or **On bad rows** on Setup is set to *skip them* (the run then says how many "
+             "rows it left out and why).", icon=":material/error:")
+    st.code(problem_lines(report.problems, MAX_LINES), language=None, wrap_lines=True)
+    table = pd.DataFrame([{"file": p.file, "row": p.line or "", "column": p.column, "problem": p.message}
+                          for p in report.problems])
+    st.download_button("Download every problem (CSV)", table.to_csv(index=False), "problems.csv", "text/csv",
+                       key="data.problems_csv", on_click="ignore", icon=":material/download:")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -34,7 +66,21 @@ def _step_page(delta: int, pages: int) -> None:
 
 st.title("Data")
 cfg = cs.build(ss) if cs.BASE_KEY in ss else ExperimentConfig()
-key = dataclasses.replace(ExperimentConfig(), data=cfg.data, seed=cfg.seed).to_json()  # what the samples depend on
+# what the samples depend on: the data, and for a label table the columns chosen and their declared kinds
+key = dataclasses.replace(ExperimentConfig(), data=cfg.data, seed=cfg.seed,
+                          **({"tasks": cfg.tasks, "task_specs": cfg.task_specs} if cfg.data.dataset == "manifest" else {})
+                          ).to_json()
+if cfg.data.dataset == "manifest":
+    try:
+        with st.spinner("Checking every row of the label table…"):
+            report = _report(key)
+    except MTLError as e:
+        st.error(f"The label table cannot be read: {e}", icon=":material/error:")
+        st.page_link("pages/setup.py", label="Change the data settings on Setup", icon=":material/tune:")
+        st.stop()
+    _show_report(report)
+    if not report.ok and cfg.data.on_error != "skip":
+        st.stop()
 try:
     with st.spinner("Opening the dataset…"):
         summary = _summary(key)
@@ -45,17 +91,19 @@ except MTLError as e:
 
 d = cfg.data
 name = "the built-in scenes" if summary["name"] == "scenes" else summary["name"]
-st.caption(f"Showing {name} as set up on the Setup page ({d.image_size} px"
+st.caption(f"Showing {name} as set up on the Setup page ({'x'.join(dict.fromkeys(map(str, d.hw)))} px"
            + (f", up to {d.max_objects} objects, noise {d.noise:g}" if d.dataset == "scenes" else "") + ").")
 
 about, tasks_col = st.columns([2, 3], gap="large")
 with about:
-    st.markdown(f"**Classes** ({len(summary['class_names'])}): " + ", ".join(summary["class_names"]))
+    if summary["class_names"]:
+        st.markdown(f"**Classes** ({len(summary['class_names'])}): " + ", ".join(summary["class_names"]))
     st.markdown("**Samples**: " + ", ".join(f"{SPLITS.get(s, s).lower()} {n:,}" for s, n in summary["sizes"].items()))
 with tasks_col:
-    st.markdown("**Tasks this dataset supplies labels for**")
-    st.markdown("\n".join(f"- **{t['title']}**: {t['description'] or t['name']}"
-                          + ("" if t["available"] else " (no such task in this version)") for t in summary["tasks"]))
+    if d.dataset != "manifest":  # a label table's tasks are in the check above
+        st.markdown("**Tasks this dataset supplies labels for**")
+        st.markdown("\n".join(f"- **{t['title']}**: {t['description'] or t['name']}"
+                              + ("" if t["available"] else " (no such task in this version)") for t in summary["tasks"]))
 
 drawable = [t for t in summary["tasks"] if t["available"]]
 controls, toggles = st.columns([2, 3], gap="large")
@@ -64,11 +112,19 @@ with controls:
                      persist_state="session")
     per_page = st.selectbox("Samples per page", [8, 16, 24], key="data.per_page", persist_state="session")
 with toggles:
-    st.markdown("**Ground truth to draw**")
-    cols = st.columns(3)
-    for i, t in enumerate(drawable):
-        ss.setdefault(f"data.show.{t['name']}", True)
-        cols[i % 3].toggle(t["title"], key=f"data.show.{t['name']}", persist_state="session")
+    if len(drawable) <= MAX_TOGGLES:
+        st.markdown("**Ground truth to draw**")
+        cols = st.columns(3)
+        for i, t in enumerate(drawable):
+            ss.setdefault(f"data.show.{t['name']}", True)
+            cols[i % 3].toggle(t["title"], key=f"data.show.{t['name']}", persist_state="session")
+    else:  # forty attributes would be forty toggles, and forty labels on one picture: pick a few
+        names = [t["name"] for t in drawable]
+        ss["data.show_few"] = [n for n in ss.get("data.show_few", names[:4]) if n in names]
+        picked = st.multiselect("Ground truth to draw", names, key="data.show_few", persist_state="session",
+                                help=f"{len(names)} tasks: choose the few to draw on each picture")
+        for n in names:
+            ss[f"data.show.{n}"] = n in picked
 
 total = summary["sizes"].get(split, 0)
 if total == 0:
