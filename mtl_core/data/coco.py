@@ -36,7 +36,7 @@ from torch import Tensor
 from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset
 from mtl_core.data.cache import default_cache
-from mtl_core.data.image_folder import cap, check_split, load_image, partition, require_root, resize_policy
+from mtl_core.data.image_folder import as_long, cap, check_split, load_image, partition, require_root, resize_policy
 from mtl_core.data.resize import Fit, fit
 from mtl_core.errors import ConfigError
 
@@ -222,7 +222,7 @@ class CocoDataset:
         variant = f"coco-seg1:{im['id']}:{f.src[0]}x{f.src[1]}:{policy}:{hw[0]}x{hw[1]}"
         seg, _ = cache.get(self.json, variant, lambda: (self._segmentation(anns, f), f.src))
         ok = seg.numel() > 0
-        targets["segmentation"] = seg.long() if ok else torch.full(hw, IGNORE, dtype=torch.long)
+        targets["segmentation"] = as_long(seg) if ok else torch.full(hw, IGNORE, dtype=torch.long)
         valid["segmentation"] = ok
         targets["valid"] = valid
         return image, targets

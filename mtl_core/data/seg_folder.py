@@ -28,7 +28,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, register_dataset
 from mtl_core.data.cache import ImageCache, default_cache
-from mtl_core.data.image_folder import cap, check_split, load_image, partition, require_root, resize_policy
+from mtl_core.data.image_folder import as_long, cap, check_split, load_image, partition, require_root, resize_policy
 from mtl_core.data.resize import fit
 from mtl_core.errors import ConfigError
 
@@ -66,7 +66,7 @@ def load_mask(path: str | Path, size: int | tuple[int, int], policy: str = "lett
         small = torch.uint8 if int(m.min()) >= 0 and int(m.max()) <= 255 else torch.int32
         return m.to(small), src
 
-    return cache.get(path, f"mask1:{policy}:{hw[0]}x{hw[1]}:fill{fill}", make)[0].long()
+    return as_long(cache.get(path, f"mask1:{policy}:{hw[0]}x{hw[1]}:fill{fill}", make)[0])
 
 
 @lru_cache(maxsize=4)
