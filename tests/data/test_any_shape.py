@@ -158,17 +158,22 @@ def test_every_adapter_reads_any_height_and_width(tmp_path, md5_is_existence, na
             assert (boxes[:, 0::2] <= 80).all() and (boxes[:, 1::2] <= 48).all() and (boxes >= 0).all()
 
 
-def test_the_second_epoch_decodes_nothing(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["voc", "coco", "seg_folder", "pets"])
+def test_the_second_epoch_decodes_nothing(tmp_path, monkeypatch, name):
     import PIL.Image
 
-    make_voc(tmp_path)
-    ds = build_dataset(DataConfig(dataset="voc", root=str(tmp_path), image_size=(48, 80)), "train")
+    MAKERS[name][0](tmp_path)
+    ds = build_dataset(DataConfig(dataset=name, root=str(tmp_path), image_size=(48, 80)), "train")
     first = [ds[i] for i in range(len(ds))]
     opened = []
     real = PIL.Image.open
     monkeypatch.setattr(PIL.Image, "open", lambda *a, **k: opened.append(a[0]) or real(*a, **k))
     second = [ds[i] for i in range(len(ds))]
-    assert opened == []  # neither the JPEGs nor the masks
+    assert opened == []  # neither the images nor the masks (COCO's: painted from the json once)
     for (a, ta), (b, tb) in zip(first, second):
         assert torch.equal(a, b) and torch.equal(ta["segmentation"], tb["segmentation"])
-    assert default_cache().stats["made"] == default_cache().stats["memory"] > 0
+        assert ta["valid"] == tb["valid"]
+    stats = default_cache().stats
+    assert stats["made"] == stats["memory"] > 0 and stats["disk"] == 0
+    if name == "coco":  # each image and its painted label map
+        assert stats["made"] == 2 * len(ds)

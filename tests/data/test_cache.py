@@ -152,6 +152,35 @@ def test_threads_sharing_a_cache_make_each_entry_once_per_fit(tmp_path):
     assert not errors and cache.memory_used == 8 * 3 * 12 * 16  # each entry counted once
 
 
+def test_caches_sharing_a_folder_write_it_concurrently_without_a_torn_file(tmp_path):
+    """Separate caches over one folder stand for processes (each with its own memory): they write
+    the same entries at once; every file read back is whole, and nobody decodes what is there."""
+    paths = [photo(tmp_path / f"{i}.jpg", colour=(10 * i, 50, 0)) for i in range(6)]
+    want = [load_image(p, (24, 32))[0] for p in paths]
+    caches = [ImageCache(memory_bytes=0, folder=tmp_path / "cache") for _ in range(4)]
+    errors = []
+
+    def work(cache):
+        try:
+            for _ in range(3):
+                for p, w in zip(paths, want):
+                    assert torch.equal(load_image(p, (24, 32), cache=cache)[0], w)
+        except AssertionError as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(c,)) for c in caches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(list((tmp_path / "cache").rglob("*.bin"))) == 6 and not list((tmp_path / "cache").rglob(".tmp-*"))
+    late = ImageCache(memory_bytes=0, folder=tmp_path / "cache")
+    for p in paths:
+        load_image(p, (24, 32), cache=late)
+    assert late.stats == {"made": 0, "memory": 0, "disk": 6}
+
+
 def test_the_cache_draws_nothing_from_torchs_global_generator(tmp_path):
     p = photo(tmp_path / "a.jpg")
     torch.manual_seed(5)
