@@ -22,7 +22,6 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS, make_dataset
-from torchvision.transforms.v2 import functional as F
 
 from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, register_dataset
@@ -129,7 +128,8 @@ def decode_fitted(path: str | Path, size: int | tuple[int, int], policy: str = "
             y0, x0 = max(-f.top, 0), max(-f.left, 0)  # a crop's cut, in the scaled image
             if (y0, x0) != (0, 0) or nh > h or nw > w:
                 im = im.crop((x0, y0, x0 + min(nw, w), y0 + min(nh, h)))
-            pixels = F.pil_to_tensor(im)  # (3, vh, vw) uint8
+            # numpy's copy, not torch's: one thread (see place)
+            pixels = torch.from_numpy(np.ascontiguousarray(np.asarray(im, dtype=np.uint8).transpose(2, 0, 1)))
     except (OSError, SyntaxError, ValueError) as e:  # not an image, truncated, damaged
         raise ConfigError("data.root", f"{path} cannot be read as an image ({e}); replace or remove the file") from None
     return pixels, (h0, w0)
