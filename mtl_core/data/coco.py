@@ -11,6 +11,10 @@ Missing labels are masked, not dropped: an image without (non-crowd) objects has
 classification label, and one with an object whose ``segmentation`` is absent has no
 segmentation (``targets["valid"]``, see :mod:`mtl_core.data.base`).
 
+Each image is read at ``data.image_size`` (height x width) under ``data.resize`` (letterbox
+unless set), and its boxes and mask go through the same :class:`~mtl_core.data.resize.Fit`: a box
+a crop cuts away is dropped with its object, the letterbox's bands are 255 (ignore) in the mask.
+
 ``data.root`` is a folder holding ``annotations.json`` (or the json file itself); images lie
 under ``images/<file_name>`` or at ``<file_name>`` relative to the json's folder. The json has
 no splits: a fixed 80/10/10 split of its images, by image id (see
@@ -29,9 +33,11 @@ import torch
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from mtl_core.config import DataConfig
+from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset
-from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, require_root
+from mtl_core.data.cache import default_cache
+from mtl_core.data.image_folder import as_long, cap, check_split, load_image, partition, require_root, resize_policy
+from mtl_core.data.resize import Fit, fit
 from mtl_core.errors import ConfigError
 
 IGNORE = 255
@@ -102,9 +108,11 @@ def paint(canvas: Image.Image, segm: Any, value: int) -> bool:
     return False
 
 
-def label_map(canvas: Image.Image, size: int) -> Tensor:
-    """A label image to long ``(size, size)``, nearest neighbour (pixel centres; labels never blend)."""
-    return torch.from_numpy(np.array(canvas.resize((size, size), Image.Resampling.NEAREST), dtype=np.int64))
+def label_map(canvas: Image.Image, size: int | tuple[int, int], policy: str = "stretch", fill: int = IGNORE) -> Tensor:
+    """A label image to long ``(H, W)`` (``size``: one number for a square) under ``policy``,
+    nearest neighbour at pixel centres (labels never blend); ``fill`` in a letterbox's bands."""
+    values = torch.from_numpy(np.array(canvas, dtype=np.int64))  # (h0, w0)
+    return fit(tuple(values.shape), size_hw(size), policy).mask(values, fill)
 
 
 # ----------------------------------------------------------------------------------- objects
@@ -124,10 +132,10 @@ def object_targets(boxes: Tensor, labels: Tensor, areas: Tensor, num_classes: in
     return targets, {"detection": True, "classification": has, "multilabel": True, "count": True}
 
 
-def scale_boxes(boxes: Tensor, width: int, height: int, size: int) -> Tensor:
-    """xyxy pixel boxes of a ``width`` x ``height`` image, in the ``size`` x ``size`` image."""
-    scale = torch.tensor([size / width, size / height, size / width, size / height])
-    return (boxes.reshape(-1, 4).float() * scale).clamp_(0, size)  # (n, 4)
+def scale_boxes(boxes: Tensor, width: int, height: int, size: int | tuple[int, int], policy: str = "stretch") -> Tensor:
+    """xyxy pixel boxes of a ``width`` x ``height`` image, in the model's ``size`` (one number: a
+    square) under ``policy``; boxes that leave the frame (crop) are dropped (see :meth:`Fit.boxes`)."""
+    return fit((height, width), size_hw(size), policy).boxes(boxes.reshape(-1, 4))[0]  # (n, 4)
 
 
 # ----------------------------------------------------------------------------------- dataset
@@ -178,6 +186,7 @@ class CocoDataset:
         self.anns: dict[int, list[dict[str, Any]]] = {}
         for a in data["annotations"]:  # file order kept: later annotations paint over earlier
             self.anns.setdefault(a["image_id"], []).append(a)
+        self.json = path
         self.image_dir = self._image_dir(path.parent, images[0]["file_name"])
         self.images = images
         part = partition(len(images))[split]
@@ -200,28 +209,34 @@ class CocoDataset:
 
     def __getitem__(self, i: int) -> Sample:
         im = self.images[self.indices[i]]
-        S, w, h = self.cfg.image_size, int(im["width"]), int(im["height"])
-        image = load_rgb(self.image_dir / im["file_name"], S)  # (3, S, S)
+        hw, policy, cache = self.cfg.hw, resize_policy(self.cfg), default_cache()
+        # the labels follow the image file's own pixels (the json's width and height should match them)
+        image, f = load_image(self.image_dir / im["file_name"], hw, policy, cache=cache)  # (3, H, W)
         anns = [a for a in self.anns.get(im["id"], []) if a.get("category_id") in self.class_index]
         objects = [a for a in anns if not a.get("iscrowd", 0) and a["bbox"][2] > 0 and a["bbox"][3] > 0]
         xywh = torch.tensor([a["bbox"] for a in objects], dtype=torch.float).reshape(-1, 4)
-        boxes = torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1)  # (n, 4) xyxy
-        labels = torch.tensor([self.class_index[a["category_id"]] for a in objects], dtype=torch.long)
-        areas = torch.tensor([float(a.get("area") or a["bbox"][2] * a["bbox"][3]) for a in objects])
-        targets, valid = object_targets(scale_boxes(boxes, w, h, S), labels, areas, self.info.num_classes)
-        seg, ok = self._segmentation(anns, h, w)
-        targets["segmentation"] = seg if ok else torch.full((S, S), IGNORE, dtype=torch.long)
+        boxes, keep = f.boxes(torch.cat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], 1))  # (n, 4) xyxy, model pixels
+        labels = torch.tensor([self.class_index[a["category_id"]] for a in objects], dtype=torch.long)[keep]
+        areas = torch.tensor([float(a.get("area") or a["bbox"][2] * a["bbox"][3]) for a in objects])[keep]
+        targets, valid = object_targets(boxes, labels, areas, self.info.num_classes)
+        variant = f"coco-seg1:{im['id']}:{f.src[0]}x{f.src[1]}:{policy}:{hw[0]}x{hw[1]}"
+        seg, _ = cache.get(self.json, variant, lambda: (self._segmentation(anns, f), f.src))
+        ok = seg.numel() > 0
+        targets["segmentation"] = as_long(seg) if ok else torch.full(hw, IGNORE, dtype=torch.long)
         valid["segmentation"] = ok
         targets["valid"] = valid
         return image, targets
 
-    def _segmentation(self, anns: list[dict[str, Any]], h: int, w: int) -> tuple[Tensor, bool]:
-        """The label map at ``image_size``, painted in file order at the stored size, and whether
-        every object had a mask."""
-        canvas = Image.new("I", (w, h), 0)  # 32-bit labels: any number of classes
+    def _segmentation(self, anns: list[dict[str, Any]], f: Fit) -> Tensor:
+        """The label map at the model's size (uint8 or int32, to keep in the cache), painted in
+        file order at the image's own size and brought through its Fit; empty when an object has
+        no mask."""
+        h0, w0 = f.src
+        canvas = Image.new("I", (w0, h0), 0)  # 32-bit labels: any number of classes
         for a in anns:
             crowd = bool(a.get("iscrowd", 0))
             value = IGNORE if crowd else self.class_index[a["category_id"]] + 1
             if not paint(canvas, a.get("segmentation"), value) and not crowd:
-                return torch.empty(0), False  # a crowd without a region has nothing to ignore
-        return label_map(canvas, self.cfg.image_size), True
+                return torch.empty(0, dtype=torch.uint8)  # a crowd without a region has nothing to ignore
+        seg = label_map(canvas, f.dst, f.policy)
+        return seg.to(torch.uint8 if int(seg.max()) <= 255 else torch.int32)

@@ -9,6 +9,9 @@ background (``background``, ``_background_``, ``bg``), else the class on line ``
 lists only the object classes). Without it, the classes are the mask values found (other than 0
 and 255), in increasing order, named by their value. An image without a mask is kept, with its
 segmentation masked out (``targets["valid"]``). The split is a fixed 80/10/10 split of the images.
+
+Image and mask are brought to ``data.image_size`` through the same :class:`~mtl_core.data.resize.Fit`
+(``data.resize``, letterbox unless set); the letterbox's bands are 255 (ignore) in the mask.
 """
 from __future__ import annotations
 
@@ -22,26 +25,48 @@ from PIL import Image
 from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from mtl_core.config import DataConfig
+from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, register_dataset
-from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, require_root
+from mtl_core.data.cache import ImageCache, default_cache
+from mtl_core.data.image_folder import as_long, cap, check_split, load_image, partition, require_root, resize_policy
+from mtl_core.data.resize import fit
 from mtl_core.errors import ConfigError
 
 IGNORE = 255
 BACKGROUND_NAMES = ("background", "_background_", "bg", "__background__")
 
 
-def read_label_png(path: str | Path, size: int | None = None) -> Tensor:
-    """A label image's raw values (palette indices or grey levels) as long ``(H, W)``, resized to
-    ``(size, size)`` by nearest neighbour when ``size`` is given (labels never blend)."""
+def read_label_png(path: str | Path, size: int | tuple[int, int] | None = None, policy: str = "stretch",
+                   fill: int = IGNORE) -> Tensor:
+    """A label image's raw values (palette indices or grey levels) as long ``(h0, w0)``; with
+    ``size`` (one number for a square, or ``(H, W)``) brought there under ``policy`` by nearest
+    neighbour at pixel centres (labels never blend), ``fill`` in a letterbox's bands."""
     with Image.open(path) as im:
         if im.mode not in ("P", "L", "I", "I;16", "1"):
             raise ConfigError("data.root", f"mask {path} is a {im.mode} image; save class indices as a palette "
                               "or grayscale PNG (one value per pixel)")
-        if size is not None:
-            im = im.resize((size, size), Image.Resampling.NEAREST)
-        values = np.array(im, dtype=np.int64)
-    return torch.from_numpy(values)  # (H, W)
+        values = torch.from_numpy(np.array(im, dtype=np.int64))  # (h0, w0)
+    if size is None:
+        return values
+    return fit(tuple(values.shape), size_hw(size), policy).mask(values, fill)  # (H, W)
+
+
+def load_mask(path: str | Path, size: int | tuple[int, int], policy: str = "letterbox", fill: int = IGNORE,
+              cache: ImageCache | None = None) -> Tensor:
+    """:func:`read_label_png` at ``size`` under ``policy`` as long ``(H, W)``; with ``cache``,
+    decoded once. A mask of its image's size goes through the image's own :class:`Fit`."""
+    hw = size_hw(size)
+    if cache is None:
+        return read_label_png(path, hw, policy, fill)
+
+    def make() -> tuple[Tensor, tuple[int, int]]:
+        m = read_label_png(path)
+        src = (int(m.shape[0]), int(m.shape[1]))
+        m = fit(src, hw, policy).mask(m, fill)
+        small = torch.uint8 if int(m.min()) >= 0 and int(m.max()) <= 255 else torch.int32
+        return m.to(small), src
+
+    return as_long(cache.get(path, f"mask1:{policy}:{hw[0]}x{hw[1]}:fill{fill}", make)[0])
 
 
 @lru_cache(maxsize=4)
@@ -108,12 +133,12 @@ class SegFolderDataset:
 
     def __getitem__(self, i: int) -> Sample:
         image_path, mask_path = self.items[self.indices[i]]
-        S = self.cfg.image_size
-        image = load_rgb(image_path, S)  # (3, S, S)
+        hw, policy, cache = self.cfg.hw, resize_policy(self.cfg), default_cache()
+        image, _ = load_image(image_path, hw, policy, cache=cache)  # (3, H, W)
         if mask_path is None:
-            return image, {"segmentation": torch.full((S, S), IGNORE, dtype=torch.long),
+            return image, {"segmentation": torch.full(hw, IGNORE, dtype=torch.long),
                            "valid": {"segmentation": False}}
-        raw = read_label_png(mask_path, S)  # (S, S)
+        raw = load_mask(mask_path, hw, policy, IGNORE, cache)  # (H, W); 255 in the letterbox's bands
         seg = self.lut[raw.clamp(0, len(self.lut) - 1)]
         if bool((seg < 0).any()):
             bad = int(raw[seg < 0][0])

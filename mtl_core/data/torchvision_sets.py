@@ -18,6 +18,10 @@
 ``celeba/`` or ``cifar-10-batches-py/``); pointing at that inner folder itself works too. When the
 data is not there, :class:`~mtl_core.errors.DatasetUnavailableError` says where it was expected
 and the command that downloads it on a machine with internet.
+
+Images are read at ``data.image_size`` (height x width) under ``data.resize`` (letterbox unless
+set), once (:mod:`~mtl_core.data.cache`); boxes and masks follow each image's
+:class:`~mtl_core.data.resize.Fit` (letterbox bands: 255 = ignore in the masks).
 """
 from __future__ import annotations
 
@@ -28,15 +32,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as tF
 import torchvision.datasets as tvd
 from torch import Tensor
 
 from mtl_core.config import DataConfig
 from mtl_core.data.base import DatasetInfo, Sample, Targets, register_dataset
-from mtl_core.data.coco import object_targets, scale_boxes
-from mtl_core.data.image_folder import cap, check_split, load_rgb, partition, shuffled
-from mtl_core.data.seg_folder import IGNORE, read_label_png
+from mtl_core.data.cache import default_cache
+from mtl_core.data.coco import object_targets
+from mtl_core.data.image_folder import cap, check_split, load_image, partition, resize_policy, shuffled
+from mtl_core.data.resize import fit
+from mtl_core.data.seg_folder import IGNORE, load_mask
 from mtl_core.errors import ConfigError, DatasetUnavailableError
 
 VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -119,17 +124,15 @@ class PetsDataset:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Sample:
-        j, S = self.indices[i], self.cfg.image_size
-        image = load_rgb(self.tv._images[j], S)  # (3, S, S)
+        j, hw, policy, cache = self.indices[i], self.cfg.hw, resize_policy(self.cfg), default_cache()
+        image, _ = load_image(self.tv._images[j], hw, policy, cache=cache)  # (3, H, W)
         label = int(self.tv._labels[j])
         trimap_path = Path(self.tv._segs[j])
+        seg = torch.full(hw, IGNORE, dtype=torch.long)
         if trimap_path.is_file():
-            trimap = read_label_png(trimap_path, S)  # (S, S): 1 pet, 2 background, 3 border
-            seg = torch.full((S, S), IGNORE, dtype=torch.long)
+            trimap = load_mask(trimap_path, hw, policy, IGNORE, cache)  # (H, W): 1 pet, 2 background, 3 border, 255 pad
             seg[trimap == 1] = label + 1
             seg[trimap == 2] = 0
-        else:
-            seg = torch.full((S, S), IGNORE, dtype=torch.long)
         return image, {"classification": torch.tensor(label), "segmentation": seg,
                        "valid": {"classification": True, "segmentation": trimap_path.is_file()}}
 
@@ -165,23 +168,25 @@ class VocDataset:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> Sample:
-        j, S = self.indices[i], self.cfg.image_size
+        j, hw, policy, cache = self.indices[i], self.cfg.hw, resize_policy(self.cfg), default_cache()
         image_path = Path(self.tv.images[j])
+        image, f = load_image(image_path, hw, policy, cache=cache)  # (3, H, W); the labels follow its Fit
         ann = self.tv.parse_voc_xml(ET.parse(self.tv.annotations[j]).getroot())["annotation"]
-        w, h = int(ann["size"]["width"]), int(ann["size"]["height"])
         objects = [o for o in ann.get("object", []) if o["name"] in VOC_CLASSES]
         # VOC boxes are 1-based inclusive pixel indices: pixel x spans [x - 1, x) in continuous coordinates
         xyxy = torch.tensor([[float(o["bndbox"][k]) for k in ("xmin", "ymin", "xmax", "ymax")] for o in objects])
-        boxes = xyxy.reshape(-1, 4) - torch.tensor([1.0, 1.0, 0.0, 0.0])  # (n, 4)
-        labels = torch.tensor([VOC_CLASSES.index(o["name"]) for o in objects], dtype=torch.long)
+        boxes = xyxy.reshape(-1, 4) - torch.tensor([1.0, 1.0, 0.0, 0.0])  # (n, 4) in the photo's pixels
         areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-        targets, valid = object_targets(scale_boxes(boxes, w, h, S), labels, areas, len(VOC_CLASSES))
+        boxes, keep = f.boxes(boxes)  # the model's pixels; a box a crop cut away is dropped
+        labels = torch.tensor([VOC_CLASSES.index(o["name"]) for o in objects], dtype=torch.long)[keep]
+        targets, valid = object_targets(boxes, labels, areas[keep], len(VOC_CLASSES))
         mask = self.masks.get(image_path.stem)
-        # VOC's mask values are already ours: 0 background, class index + 1, 255 border
-        targets["segmentation"] = read_label_png(mask, S) if mask else torch.full((S, S), IGNORE, dtype=torch.long)
+        # VOC's mask values are already ours: 0 background, class index + 1, 255 border (and letterbox bands)
+        targets["segmentation"] = load_mask(mask, hw, policy, IGNORE, cache) if mask \
+            else torch.full(hw, IGNORE, dtype=torch.long)
         valid["segmentation"] = mask is not None
         targets["valid"] = valid
-        return load_rgb(image_path, S), targets
+        return image, targets
 
 
 # ----------------------------------------------------------------------------------- celeba
@@ -224,7 +229,8 @@ class CelebADataset:
 
     def __getitem__(self, i: int) -> Sample:
         j = self.indices[i]
-        image = load_rgb(self.image_dir / self.tv.filename[j], self.cfg.image_size)  # (3, S, S)
+        image, _ = load_image(self.image_dir / self.tv.filename[j], self.cfg.hw, resize_policy(self.cfg),
+                              cache=default_cache())  # (3, H, W)
         return image, {"multilabel": self.tv.attr[j].float(), "valid": {"multilabel": True}}
 
 
@@ -264,13 +270,12 @@ class Cifar10Dataset:
         return images[0], {"classification": targets["classification"][0], "valid": {"classification": True}}
 
     def get_batch(self, indices: Sequence[int] | Tensor) -> tuple[Tensor, Targets]:
-        """Images ``(B, 3, S, S)`` (bilinear, antialiased) and collated targets."""
+        """Images ``(B, 3, H, W)`` (bilinear, antialiased; ``data.resize``, letterbox unless set) and
+        collated targets."""
         j = self.indices[torch.as_tensor(indices, dtype=torch.long).reshape(-1)]  # IndexError when out of range
         images = self.images[j].float().div_(255.0)  # (B, 3, 32, 32)
-        S = self.cfg.image_size
-        if S != images.shape[-1]:
-            images = tF.interpolate(images, size=(S, S), mode="bilinear", antialias=True, align_corners=False)
-        images = images.clamp_(0.0, 1.0)  # (B, 3, S, S)
+        images = fit(tuple(images.shape[-2:]), self.cfg.hw, resize_policy(self.cfg)).image(images)
+        images = images.clamp_(0.0, 1.0)  # (B, 3, H, W)
         return images, {"classification": self.labels[j],
                         "valid": {"classification": torch.ones(len(j), dtype=torch.bool)}}
 

@@ -15,7 +15,7 @@ from mtl_core.data import build_dataset
 from mtl_core.data.coco import CocoDataset, decode_rle, rle_counts_from_string
 from mtl_core.errors import ConfigError
 
-W, H = 64, 128  # stored image size: at image_size 32, x scales by 1/2 and y by 1/4
+W, H = 64, 128  # stored image size: at image_size 32 stretched, x scales by 1/2 and y by 1/4
 CAT, DOG = 3, 7  # COCO category ids (not contiguous): classes 0 and 1
 
 
@@ -109,7 +109,7 @@ def by_image_id(cfg: DataConfig) -> dict[int, tuple]:
 def samples(tmp_path_factory):
     root = tmp_path_factory.mktemp("coco")
     make_coco(root)
-    return by_image_id(DataConfig(dataset="coco", root=str(root), image_size=32))
+    return by_image_id(DataConfig(dataset="coco", root=str(root), image_size=32, resize="stretch"))
 
 
 # ------------------------------------------------------------------ RLE strings

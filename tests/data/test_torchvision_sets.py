@@ -45,8 +45,8 @@ def cfg_for(name: str, root, **kw) -> DataConfig:
     return DataConfig(dataset=name, root=str(root), image_size=32, **kw)
 
 
-def everything(name: str, root) -> dict[str, list]:
-    return {s: build_dataset(cfg_for(name, root), s) for s in ("train", "val", "test")}
+def everything(name: str, root, **kw) -> dict[str, list]:
+    return {s: build_dataset(cfg_for(name, root, **kw), s) for s in ("train", "val", "test")}
 
 
 # ------------------------------------------------------------------ fakes in the real layouts
@@ -216,7 +216,7 @@ def test_root_may_name_the_inner_folder(tmp_path):
 # ------------------------------------------------------------------ voc
 def test_voc_boxes_masks_and_splits(tmp_path):
     make_voc(tmp_path)
-    splits = everything("voc", tmp_path)
+    splits = everything("voc", tmp_path, resize="stretch")  # x scales by 1/2, y by 1/4
     stems = {s: [os.path.basename(ds.tv.images[k])[:-4] for k in ds.indices] for s, ds in splits.items()}
     assert sorted(stems["train"]) == [f"2000_{i:06d}" for i in range(6)]  # VOC's own train list
     assert sorted(stems["val"] + stems["test"]) == [f"2001_{i:06d}" for i in range(6)]  # its val list, halved
