@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torchvision.transforms.v2 import functional as F
 
 from mtl_core.config import DataConfig, TaskSpec
 from mtl_core.data.base import DatasetInfo, Sample, register_dataset
-from mtl_core.data.image_folder import cap, check_split, partition
-from mtl_core.data.resize import Fit, fit
+from mtl_core.data.cache import default_cache
+from mtl_core.data.image_folder import cap, check_split, load_image, partition
+from mtl_core.data.resize import Fit
 from mtl_core.data.table import FALSE, IGNORE, SPLIT_NAMES, TRUE, Problem, Row, Table, _number, load_table, summary
 from mtl_core.errors import ConfigError, MTLError
 
@@ -322,12 +322,9 @@ class ManifestDataset:
         return image, targets
 
     def load_image(self, row: Row) -> tuple[Tensor, Fit]:
-        """The row's image at the model's size, and the Fit its labels follow."""
-        with Image.open(self.table.image_path(row)) as im:
-            im = im.convert("RGB")
-            tensor = F.pil_to_tensor(im).float().div_(255.0)  # (3, h0, w0)
-        f = fit(tuple(tensor.shape[-2:]), self.cfg.hw, self.policy)
-        return f.image(tensor), f
+        """The row's image at the model's size, and the Fit its labels follow: decoded once and
+        kept (see :mod:`~mtl_core.data.cache`), so the second epoch opens no JPEG."""
+        return load_image(self.table.image_path(row), self.cfg.hw, self.policy, exif=False, cache=default_cache())
 
     def target(self, spec: TaskSpec, cell: str, f: Fit) -> Any:
         """One cell as the target of its kind (see :mod:`mtl_core.data.base`), at the model's size."""
