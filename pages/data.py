@@ -9,7 +9,8 @@ import streamlit as st
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.data.check import DataReport, check_data
-from mtl_core.data.table import MAX_LINES, summary as problem_lines
+from mtl_core.data.table import MAX_LINES
+from mtl_core.data.table import summary as problem_lines
 from mtl_core.errors import MTLError
 from mtl_core.views.preview import dataset_summary, sample_captions, sample_overlays
 from ui import config_state as cs

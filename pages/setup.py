@@ -9,16 +9,27 @@ the config is built from those keys with ``dataclasses.replace`` and checked wit
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from mtl_core.config import ExperimentConfig
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
+from mtl_core.data.check import check_data
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.tasks import TASKS, task_meta
-from mtl_core.training.validation import DEVICES, OPTIMIZERS, PRECISIONS, SCHEDULERS, dataset_tasks, validate
+from mtl_core.training.validation import (
+    DEVICES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULERS,
+    dataset_tasks,
+    takes_label_noise,
+    validate,
+)
 from mtl_core.views.preview import preview_samples
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP
@@ -29,6 +40,13 @@ from ui.study_form import study_section
 
 ss = st.session_state
 K = cs.PREFIX
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_TABLE = ROOT / "assets" / "labels" / "photos.csv"  # the example label table (see its make_photos.py)
+EXAMPLE_SIZE = (96, 128)  # its photos' own height x width
+FEW_TASKS = 6  # more tasks than this get tables (weights, label budgets) instead of a widget each
+RESIZE_WORDS = {"": "the dataset's default", "letterbox": "letterbox (keep the aspect, pad)",
+                "stretch": "stretch to fit", "crop": "crop the centre"}
+ON_ERROR_WORDS = {"fail": "refuse to start (list them)", "skip": "skip them (the run says how many)"}
 PREVIEW_SAMPLES = 4
 KEEP = "session"  # form widgets keep their values across page switches
 SECTIONS = ("data", "tasks", "model", "weighting", "augment", "optim", "start")
@@ -84,9 +102,34 @@ def _on_dataset() -> None:
         supplied = dataset_tasks(cs.build(ss)) or ()
     except MTLError:
         return
-    supplied = [t for t in supplied if t in TASKS]
     kept = [t for t in ss[K + "tasks"] if t in supplied]
-    ss[K + "tasks"] = kept or supplied
+    ss[K + "tasks"] = kept or list(supplied)
+
+
+def _on_example_table() -> None:
+    """The example label table: its file, and every task it supplies."""
+    ss[K + "data.root"] = str(EXAMPLE_TABLE)
+    ss[K + "data.height"], ss[K + "data.width"] = EXAMPLE_SIZE
+    _on_dataset()
+
+
+def _select_all(names: list[str]) -> None:
+    ss[K + "tasks"] = list(names)
+
+
+def _on_table_edit(widget: str, tasks: list[str], columns: dict[str, str]) -> None:
+    """A table editor of per-task values (weights, label budgets) wrote its edits."""
+    cs.apply_table_edits(ss, ss.get(widget) or {}, tasks, columns)
+
+
+@st.cache_data(show_spinner="Reading the label table…", max_entries=16, ttl=30)
+def _table_tasks(key: str) -> list[dict[str, Any]]:
+    """A label table's task columns with their kind and labels per split (nothing when it cannot be read)."""
+    try:
+        cfg = ExperimentConfig.from_json(key)
+        return check_data(dataclasses.replace(cfg, tasks=())).tasks
+    except MTLError:
+        return []
 
 
 @st.cache_data(show_spinner="Opening the dataset…", max_entries=16, ttl=60)
@@ -108,7 +151,8 @@ def _config_problems(cfg: ExperimentConfig) -> list[ConfigError]:
     except MTLError as e:  # a dataset that cannot even be opened, say
         errors = [e if isinstance(e, ConfigError) else ConfigError("config", str(e))]
     if cfg.data.dataset != "scenes" and not any(e.field.startswith("data.") for e in errors):
-        problem = _open_problem(dataclasses.replace(ExperimentConfig(), data=cfg.data).to_json())
+        problem = _open_problem(dataclasses.replace(ExperimentConfig(), data=cfg.data, tasks=cfg.tasks,
+                                                    task_specs=cfg.task_specs).to_json())
         if problem is not None:  # validate() cannot know whether the files are there: opening them does
             errors.append(ConfigError(*problem))
     return errors
@@ -252,9 +296,25 @@ with _where("data", data_col), st.container(border=True):
     else:
         if dataset in DATASETS:
             st.caption(first_line(DATASETS.get(dataset).__doc__))
-        st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,
-                      help="Where the dataset lives on this machine")
+        if dataset == "manifest":
+            a, b = st.columns([3, 1], vertical_alignment="bottom")
+            a.text_input("Label table (.csv or .jsonl)", key=K + "data.root", persist_state=KEEP,
+                         help="One row per image: a column 'image' (a path relative to the table), an optional 'split' "
+                              "(train, val or test) and one column per task. See the README's 'Your own data'.")
+            b.button("Use the example", key="setup.example_table", on_click=_on_example_table,
+                     icon=":material/photo_library:", help=f"{EXAMPLE_TABLE.relative_to(ROOT)}: 120 photos, three tasks")
+        else:
+            st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,
+                          help="Where the dataset lives on this machine")
         form.problems("data.root")
+        a, b = st.columns(2)
+        with a:
+            form.select("data.resize", "Other shapes", ["", *RESIZE_POLICIES],
+                        fmt=lambda p: RESIZE_WORDS.get(p, p), help="How an image of another shape is brought to the "
+                        "size above; boxes and masks follow it exactly")
+        with b:
+            form.select("data.on_error", "On bad rows", list(ON_ERROR), fmt=lambda p: ON_ERROR_WORDS.get(p, p),
+                        help="A missing image, an unknown class, a box outside its image … (the Data page lists them)")
         a, b, c = st.columns(3)
         with a:
             form.slider("data.height", "Image height (px)", 32, 512, 16)
@@ -268,29 +328,56 @@ with _where("data", data_col), st.container(border=True):
 with task_col, st.container(border=True):
     st.subheader("Tasks")
     try:
-        supplied = [t for t in (dataset_tasks(cfg) or TASKS.available()) if t in TASKS]
+        supplied = list(dataset_tasks(cfg) or TASKS.available())
     except MTLError:
-        supplied = TASKS.available()
-    about = task_meta(TASKS.available())
+        supplied = [] if cfg.data.dataset == "manifest" else TASKS.available()
+    columns = _table_tasks(dataclasses.replace(ExperimentConfig(), data=cfg.data, task_specs=cfg.task_specs).to_json()) \
+        if cfg.data.dataset == "manifest" else []
+    kinds = {t["name"]: {"kind": t["kind"]} for t in columns if t["kind"]}
+    about = task_meta(list(dict.fromkeys([*TASKS.available(), *supplied, *cfg.tasks])), {**kinds, **cfg.task_specs})
     titles = {t: m["title"] for t, m in about.items()}
     options = supplied + [t for t in ss[K + "tasks"] if t not in supplied]
-    st.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP, format_func=lambda t: titles.get(t, t),
-                   help="The dataset supplies labels for these tasks")
+    if columns:
+        st.caption(f"The table's {len(columns)} task column{'s' if len(columns) != 1 else ''}; choose any of them below.")
+        st.dataframe(pd.DataFrame([{"task": t["name"], "kind": t["kind"] or "unknown: declare it",
+                                    "labels (train / val / test)": " / ".join(str(t["labels"].get(s, 0))
+                                                                              for s in ("train", "val", "test")),
+                                    "classes": t["classes"]} for t in columns]),
+                     hide_index=True, width="stretch", height=min(38 + 35 * len(columns), 300))
+    pick, every = st.columns([4, 1], vertical_alignment="bottom")
+    pick.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP,
+                     format_func=lambda t: titles.get(t, t), help="The dataset supplies labels for these tasks")
+    every.button("All", key="setup.all_tasks", on_click=_select_all, args=(supplied,), help="Select every task it supplies",
+                 disabled=set(cfg.tasks) >= set(supplied))
     form.problems("tasks")
-    for t in cfg.tasks:
-        if about.get(t, {}).get("description"):
-            st.caption(f"**{titles[t]}**: {about[t]['description']}")
+    form.problems("task_specs")
+    if len(cfg.tasks) <= FEW_TASKS:
+        for t in cfg.tasks:
+            if about.get(t, {}).get("description"):
+                st.caption(f"**{titles[t]}**: {about[t]['description']}")
     changed = any(getattr(cfg.data, n) for n in cs.TASK_DATA)
     with st.expander("Scarce, noisy or mis-scaled labels, per task", expanded=changed or any(
             e.field.startswith(tuple(f"data.{n}" for n in cs.TASK_DATA)) for e in errors)):
         st.caption("Training split only. **Labelled**: the share of images that keep this task's label (the others "
                    "are masked from its loss). **Noise**: the share of its labels replaced by a random class (1 = a "
                    "distractor task). **Loss ×**: its loss multiplied before any weighting, as if in other units.")
-        for t in cfg.tasks:
+        if len(cfg.tasks) > FEW_TASKS:  # forty rows of three inputs: one table instead
+            budget_cols = {"labelled": "data.label_fraction", "noise": "data.label_noise", "loss ×": "data.loss_scale"}
+            st.data_editor(pd.DataFrame([{"task": titles.get(t, t), **{c: float(ss[f"{K}{p}.{t}"]) for c, p in
+                                                                       budget_cols.items()}} for t in cfg.tasks]),
+                           key="setup.budget_table", hide_index=True, disabled=["task"], width="stretch",
+                           on_change=_on_table_edit, args=("setup.budget_table", list(cfg.tasks), budget_cols),
+                           column_config={"labelled": st.column_config.NumberColumn(min_value=0.0, max_value=1.0, step=0.05),
+                                          "noise": st.column_config.NumberColumn(min_value=0.0, max_value=1.0, step=0.05),
+                                          "loss ×": st.column_config.NumberColumn(min_value=0.0, max_value=1e6)})
+            for t in cfg.tasks:
+                for n in cs.TASK_DATA:
+                    form.problems(f"data.{n}.{t}")
+        for t in (cfg.tasks if len(cfg.tasks) <= FEW_TASKS else ()):
             a, b, c = st.columns(3)
             a.number_input(f"{titles.get(t, t)}: labelled", 0.0, 1.0, step=0.05, key=f"{K}data.label_fraction.{t}",
                            persist_state=KEEP, format="%.2f")
-            if TASKS.get(t).takes_label_noise() if t in TASKS else False:
+            if takes_label_noise(cfg, t):
                 b.number_input("noise", 0.0, 1.0, step=0.05, key=f"{K}data.label_noise.{t}", persist_state=KEEP,
                                format="%.2f")
             c.number_input("loss ×", 0.0, 1e6, step=1.0, key=f"{K}data.loss_scale.{t}", persist_state=KEEP,
@@ -333,8 +420,18 @@ with _where("weighting", fusion_col), st.container(border=True):
         st.caption(f"For {method}: {about['weights_note']}.")
         if not cfg.tasks:
             st.caption("Select tasks to weight them.")
+        if len(cfg.tasks) > FEW_TASKS:  # a slider per task stops being readable: a table of weights
+            st.data_editor(pd.DataFrame([{"task": titles.get(t, t), "weight": float(ss[f"{K}weighting.weights.{t}"])}
+                                         for t in cfg.tasks]),
+                           key="setup.weights_table", hide_index=True, disabled=["task"], width="stretch",
+                           on_change=_on_table_edit, args=("setup.weights_table", list(cfg.tasks),
+                                                           {"weight": "weighting.weights"}),
+                           column_config={"weight": st.column_config.NumberColumn(
+                               min_value=WEIGHT_MIN, max_value=WEIGHT_MAX, step=WEIGHT_STEP, format="%.2f")})
+            for t in cfg.tasks:
+                form.problems(f"weighting.weights.{t}")
         weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
-        for i, t in enumerate(cfg.tasks):
+        for i, t in enumerate(cfg.tasks if len(cfg.tasks) <= FEW_TASKS else ()):
             with weight_cols[i % len(weight_cols)]:
                 form.slider(f"weighting.weights.{t}", titles.get(t, t), WEIGHT_MIN, WEIGHT_MAX, WEIGHT_STEP)
     form.problems("weighting.weights", exact=True)

@@ -111,7 +111,7 @@ def ensure(ss: MutableMapping[str, Any]) -> None:
         load(ss, ExperimentConfig())
         return
     tasks, methods = _registered()
-    for t in tasks:
+    for t in dict.fromkeys([*tasks, *(ss.get(PREFIX + "tasks") or ())]):  # a label table's columns too
         ss.setdefault(f"{PREFIX}weighting.weights.{t}", 1.0)
         for name, default in TASK_DATA.items():
             ss.setdefault(f"{PREFIX}data.{name}.{t}", default)
@@ -127,6 +127,20 @@ def method_class(name: str) -> type | None:
 def offers_rep_grad(cls: type | None) -> bool:
     """Whether the form shows the rep_grad toggle for a weighting method."""
     return cls is not None and getattr(cls, "kind", "loss") == "gradient" and bool(getattr(cls, "supports_rep", False))
+
+
+def apply_table_edits(ss: MutableMapping[str, Any], state: dict[str, Any], tasks: list[str],
+                      columns: dict[str, str]) -> None:
+    """Copy a per-task table editor's edits (Streamlit's ``{"edited_rows": {row: {column: value}}}``,
+    one row per task in ``tasks`` order) into each task's own key: ``columns`` maps a column to
+    the field it edits (``"weight"`` -> ``"weighting.weights"``), the key being ``cfg.<field>.<task>``.
+    A cleared cell keeps the value it had."""
+    for row, changes in (state.get("edited_rows") or {}).items():
+        if not 0 <= int(row) < len(tasks):
+            continue
+        for column, value in changes.items():
+            if column in columns and value is not None:
+                ss[f"{PREFIX}{columns[column]}.{tasks[int(row)]}"] = float(value)
 
 
 def build(ss: MutableMapping[str, Any]) -> ExperimentConfig:

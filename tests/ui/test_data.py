@@ -71,3 +71,26 @@ def test_the_data_follows_the_setup_page(runs_dir):
     assert "**Classes** (2): circle, square" in [m.value for m in at.markdown]
     at.switch_page("pages/setup.py").run()  # and the form kept its values meanwhile
     assert at.slider(key="cfg.data.image_size").value == 32
+
+
+def test_a_label_table_is_checked_row_by_row_before_it_is_shown(runs_dir, tmp_path):
+    from tests.label_tables import split_of, write_table  # noqa: PLC0415
+
+    rows = [{"image": f"i/{k}.png", "split": split_of(k), "animal": ("cat", "dog")[k % 2]} for k in range(8)]
+    rows[5]["image"], rows[5]["_no_file"] = "i/lost.png", True
+    table = write_table(tmp_path, rows)
+    at = AppTest.from_file(APP, default_timeout=30).run()
+    at.switch_page("pages/setup.py").run()
+    at.selectbox(key="cfg.data.dataset").set_value("manifest").run()
+    at.text_input(key="cfg.data.root").set_value(str(table)).run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert list(at.dataframe[0].value["task"]) == ["animal"]
+    assert "1 problem" in at.error[0].value and "skip" in at.error[0].value
+    assert "labels.csv, row 7, image: i/lost.png does not exist" in at.code[0].value
+    assert not at.image  # nothing drawn from data a run would refuse
+    at.switch_page("pages/setup.py").run()
+    at.selectbox(key="cfg.data.on_error").set_value("skip").run()
+    at.switch_page("pages/data.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.image, "with bad rows skipped, the samples are drawn"

@@ -394,3 +394,64 @@ def test_an_instructor_link_shows_only_the_sections_the_exercise_changes(runs_di
     assert "Model" not in inside and "Loss fusion" not in inside and "Start" in subheaders
     plain = _setup_with(runs_dir, config=LINKED.to_link())
     assert "Settings this exercise leaves as they are" not in [e.label for e in plain.expander]
+
+
+def test_a_label_table_lists_its_task_columns_and_trains_any_subset(setup_page, runs_dir):
+    at = setup_page
+    at.selectbox(key=K + "data.dataset").set_value("manifest").run()
+    assert any("data.root: set it to a label table" in e.value for e in at.error) or \
+        any("label table" in e.value.lower() for e in at.error)  # what data.root should be
+    assert start_button(at).disabled is True
+    at.button(key="setup.example_table").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    table = at.dataframe[0].value
+    assert list(table["task"]) == ["subject", "outdoor", "brightness"]
+    assert list(table["kind"]) == ["classification", "binary", "regression"]
+    assert list(table["labels (train / val / test)"]) == ["84 / 18 / 18"] * 3
+    assert at.multiselect(key=K + "tasks").value == ["subject", "outdoor", "brightness"]
+    assert (at.slider(key=K + "data.height").value, at.slider(key=K + "data.width").value) == (96, 128)
+    at.multiselect(key=K + "tasks").set_value(["subject", "brightness"])
+    at.slider(key=K + "data.height").set_value(48)
+    at.slider(key=K + "data.width").set_value(64)
+    at.number_input(key=K + "optim.steps").set_value(4)
+    at.number_input(key=K + "optim.batch_size").set_value(4).run()
+    assert not at.error, [e.value for e in at.error]
+    cfg = at.session_state["setup.config"]
+    assert cfg.tasks == ("subject", "brightness") and cfg.data.image_size == (48, 64)
+    assert cfg.data.dataset == "manifest" and cfg.data.root.endswith("photos.csv")
+    assert start_button(at).disabled is False
+
+
+def test_forty_tasks_are_weighted_in_a_table_not_forty_sliders(setup_page, tmp_path):
+    from tests.label_tables import split_of, write_table  # noqa: PLC0415
+
+    attrs = [f"attr_{k:02d}" for k in range(40)]
+    rows = [{"image": f"i/{i}.png", "split": split_of(i), **{a: str((i + k) % 2) for k, a in enumerate(attrs)}}
+            for i in range(8)]
+    table = write_table(tmp_path, rows)
+    at = setup_page
+    at.selectbox(key=K + "data.dataset").set_value("manifest").run()
+    at.text_input(key=K + "data.root").set_value(str(table)).run()
+    at.button(key="setup.all_tasks").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert len(at.multiselect(key=K + "tasks").value) == 40
+    assert not [s for s in at.slider if s.key.startswith(K + "weighting.weights.")]
+    weights = next(d for d in at.dataframe if getattr(d, "key", None) == "setup.weights_table")
+    assert len(weights.value) == 40 and list(weights.value["weight"][:2]) == [1.0, 1.0]
+    at.session_state[K + "weighting.weights.attr_07"] = 2.5  # what the table's edit callback writes
+    at.run()
+    assert at.session_state["setup.config"].weighting.weights["attr_07"] == 2.5
+
+
+def test_a_table_edit_reaches_the_tasks_own_keys_and_the_config():
+    from ui import config_state as cs  # noqa: PLC0415
+
+    ss: dict = {}
+    cs.load(ss, ExperimentConfig(tasks=("a", "b", "c"), task_specs={}))
+    edits = {"edited_rows": {1: {"weight": 3.5, "task": "ignored"}, 2: {"weight": None}, 7: {"weight": 9.0}}}
+    cs.apply_table_edits(ss, edits, ["a", "b", "c"], {"weight": "weighting.weights"})
+    cs.apply_table_edits(ss, {"edited_rows": {"0": {"labelled": 0.25}}}, ["a", "b", "c"],
+                         {"labelled": "data.label_fraction"})
+    cfg = cs.build(ss)
+    assert cfg.weighting.weights == {"a": 1.0, "b": 3.5, "c": 1.0}  # a cleared cell and row 7 change nothing
+    assert cfg.data.label_fraction == {"a": 0.25}
