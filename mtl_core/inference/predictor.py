@@ -58,23 +58,24 @@ def dense_to_photo(x: Tensor, f: Fit) -> Tensor:
     """A map ``(B, C, h, w)`` over the model's whole frame (any resolution: a head's logits at its
     stride) -> ``(B, C, h0, w0)`` on the photo's pixels, float32: each photo pixel's centre is
     carried into the frame by ``f`` and the map read there bilinearly, in one resampling. Reads
-    stay within the photo's part of the frame (a letterbox's padding does not bleed into the
-    photo's edge); photo pixels a crop cut off are 0."""
+    stay half a map cell inside the photo's part of the frame, so a letterbox's padding does not
+    bleed into the photo's edge; photo pixels a crop cut off are 0."""
     x = x.float()
     h0, w0 = f.src
-    big_h, big_w = f.dst
     dev = x.device
 
-    def axis(n: int, scale: float, offset: int, scaled: int, frame: int) -> tuple[Tensor, Tensor]:
-        """Frame coordinates of the photo's pixel centres along one axis, as grid_sample's [-1, 1],
-        and which of them fall inside the frame."""
+    def axis(n: int, scale: float, offset: int, scaled: int, frame: int, cells: int) -> tuple[Tensor, Tensor]:
+        """grid_sample's [-1, 1] coordinates of the photo's pixel centres along one axis of a map
+        of ``cells``, and which of them fall inside the frame."""
         c = (torch.arange(n, device=dev, dtype=torch.float32) + 0.5) * scale + offset  # model pixels
-        lo, hi = max(offset, 0) + 0.5, min(offset + scaled, frame) - 0.5  # the photo's outermost frame pixels
-        inside = (c >= 0) & (c <= frame)
-        return 2 * c.clamp(lo, max(lo, hi)) / frame - 1, inside
+        per = cells / frame  # map cells per model pixel
+        lo, hi = max(offset, 0) * per + 0.5, min(offset + scaled, frame) * per - 0.5  # the photo's outermost cells
+        if hi < lo:  # the photo spans less than a cell: read its middle
+            lo = hi = (lo + hi) / 2
+        return 2 * (c * per).clamp(lo, hi) / cells - 1, (c >= 0) & (c <= frame)
 
-    gx, in_x = axis(w0, f.sx, f.left, f.scaled[1], big_w)
-    gy, in_y = axis(h0, f.sy, f.top, f.scaled[0], big_h)
+    gx, in_x = axis(w0, f.sx, f.left, f.scaled[1], f.dst[1], x.shape[-1])
+    gy, in_y = axis(h0, f.sy, f.top, f.scaled[0], f.dst[0], x.shape[-2])
     grid = torch.stack([gx[None, :].expand(h0, w0), gy[:, None].expand(h0, w0)], -1)  # (h0, w0, 2)
     out = tF.grid_sample(x, grid[None].expand(x.shape[0], -1, -1, -1), mode="bilinear",
                          padding_mode="border", align_corners=False)  # (B, C, h0, w0)

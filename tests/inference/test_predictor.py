@@ -183,3 +183,20 @@ def test_an_ensemble_of_letterboxed_members_answers_in_the_photos_pixels(tmp_pat
     assert both["segmentation"]["mask"].shape == (90, 120) and both["depth"]["depth"].shape == (90, 120)
     boxes = both["detection"]["boxes"]
     assert len(boxes) and (boxes[:, 0::2] <= 120).all() and (boxes[:, 1::2] <= 90).all() and (boxes >= 0).all()
+
+
+def test_attention_maps_are_drawn_where_the_photo_is_not_on_the_letterbox(tmp_path):
+    from mtl_core.views.attention import HEAT_STOPS, attention_overlays
+
+    cfg = dataclasses.replace(config(), tasks=("classification", "segmentation"),
+                              model=ModelConfig(architecture="mtan", width=4))
+    p = Predictor(checkpoint(tmp_path, cfg))
+    h, w = HW
+    attended = torch.ones(1, h // 4, w // 4)
+    attended[:, 1:11] = 0.0  # rows 4..43 of the frame: the photo; the letterbox's bands attended fully
+    p.model.attention_maps = lambda x: {"segmentation": attended}
+    photo = torch.zeros(3, 256, 512, dtype=torch.uint8)  # 1:2, letterboxed as the 100 x 200 photo above
+    maps = attention_overlays(p, photo, opacity=1.0, stretch=False)
+    picture = maps["segmentation"].image
+    assert picture.shape == (160, 320, 3)  # at most 320 pixels a side, the photo's aspect
+    assert (picture == HEAT_STOPS[0]).all()  # the photo's part: no attention; the bands are cut off
