@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core.config import ExperimentConfig
+from mtl_core.config import ExperimentConfig, parse_image_size
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.deploy import cli as deploy_cli
 from mtl_core.errors import MTLError
@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--tasks", help=ALL_TASKS_HELP)
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--image-size", type=int)
+    t.add_argument("--image-size", help="the model's input: 64 (a square) or 288x384 (height x width)")
     t.add_argument("--lr", type=float)
     t.add_argument("--weights", help="static task weights in task order, e.g. 1,1,1")
     t.add_argument("--method", help="weighting method (see `list`)")
@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_id")
     e.add_argument("--split", default="test", choices=("val", "test"))
 
-    pr = sub.add_parser("predict", help="draw a run's predictions on an image")
+    pr = sub.add_parser("predict", help="draw a run's predictions on an image of any shape, at its own size")
     runs_dir(pr)
     pr.add_argument("run_id")
     pr.add_argument("image")
@@ -115,7 +115,8 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
     optim = {k: v for k, v in (("steps", a.steps), ("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
     if optim:
         cfg = r(cfg, optim=r(cfg.optim, **optim))
-    data = {k: v for k, v in (("image_size", a.image_size), ("train_size", a.train_size)) if v is not None}
+    size = parse_image_size(a.image_size, "--image-size") if a.image_size is not None else None
+    data = {k: v for k, v in (("image_size", size), ("train_size", a.train_size)) if v is not None}
     if data:
         cfg = r(cfg, data=r(cfg.data, **data))
     if a.method:
@@ -298,7 +299,9 @@ def _predict(store, a) -> int:
         if "boxes" in p:
             summary["boxes"] = int((p["scores"] >= a.threshold).sum())
         print(f"{t}: {summary}")
-    print(f"overlay written to {a.out} ({seconds * 1000:.1f} ms)")
+    h, w = image.shape[-2:]
+    print(f"overlay written to {a.out} ({w}x{h} px, width x height; model input {pred.input_label}, "
+          f"{pred.resize_policy}; {seconds * 1000:.1f} ms)")
     return 0
 
 
