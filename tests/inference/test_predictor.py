@@ -200,3 +200,14 @@ def test_attention_maps_are_drawn_where_the_photo_is_not_on_the_letterbox(tmp_pa
     picture = maps["segmentation"].image
     assert picture.shape == (160, 320, 3)  # at most 320 pixels a side, the photo's aspect
     assert (picture == HEAT_STOPS[0]).all()  # the photo's part: no attention; the bands are cut off
+
+
+def test_a_runs_dataset_sample_comes_at_its_height_and_width(tmp_path):
+    from mtl_core.inference.samples import dataset_sample
+
+    cfg = config(resize="")
+    p = Predictor(checkpoint(tmp_path, cfg))
+    image, truth = dataset_sample(p.config, "val", 0, p.tasks)
+    assert image.shape == (3, *HW) and truth["segmentation"]["mask"].shape == HW
+    preds, _ = p.predict(image)  # a sample is already at the model's size: nothing to fit
+    assert preds["segmentation"]["mask"].shape == HW
