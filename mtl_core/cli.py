@@ -299,9 +299,9 @@ def _predict(store, a) -> int:
         if "boxes" in p:
             summary["boxes"] = int((p["scores"] >= a.threshold).sum())
         print(f"{t}: {summary}")
-    h, w = image.shape[-2:]
-    print(f"overlay written to {a.out} ({w}x{h} px, width x height; model input {pred.input_label}, "
-          f"{pred.resize_policy}; {seconds * 1000:.1f} ms)")
+    (h, w), (mh, mw) = image.shape[-2:], pred.input_size
+    print(f"overlay written to {a.out}: {w} px wide, {h} high, as the image (the model sees {mw} x {mh}, "
+          f"fitted by {pred.resize_policy}; {seconds * 1000:.1f} ms)")
     return 0
 
 

@@ -197,4 +197,4 @@ def test_predict_on_a_photo_of_another_shape_writes_the_overlay_at_its_size(tmp_
     out = tmp_path / "overlay.png"
     p = here("predict", run_id, str(photo), "--out", str(out), runs_dir=runs)
     assert Image.open(out).size == (50, 120)
-    assert "50x120 px" in p.stdout and "model input 32x48 px, letterbox" in p.stdout
+    assert "50 px wide, 120 high, as the image (the model sees 48 x 32, fitted by letterbox" in p.stdout

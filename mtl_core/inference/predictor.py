@@ -159,9 +159,10 @@ class Predictor:
 
     @property
     def input_label(self) -> str:
-        """The input size in words: ``64 px`` for a square, ``288x384 px`` (height x width) otherwise."""
+        """The input size in words: ``64 px`` for a square, else ``288x384 px (height x width)``,
+        saying the order, since image sizes are often written width first."""
         h, w = self.input_size
-        return f"{h} px" if h == w else f"{h}x{w} px"
+        return f"{h} px" if h == w else f"{h}x{w} px (height x width)"
 
     @property
     def resize_policy(self) -> str:

@@ -78,7 +78,7 @@ def letterboxed(tmp_path_factory):
 
 def test_the_photo_is_letterboxed_into_the_models_height_and_width(letterboxed):
     assert letterboxed.input_size == HW and letterboxed.resize_policy == "letterbox"
-    assert letterboxed.input_label == "48x80 px"
+    assert letterboxed.input_label == "48x80 px (height x width)"
     assert letterboxed.fit_for(PHOTO) == BY_HAND
     photo = torch.full((3, *PHOTO), 255, dtype=torch.uint8)
     letterboxed.model.seen.clear()
