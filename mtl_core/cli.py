@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig, parse_image_size
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.data.check import check_data
 from mtl_core.deploy import cli as deploy_cli
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     data_flags(t)
     t.add_argument("--steps", type=int)
     t.add_argument("--batch-size", type=int)
-    t.add_argument("--image-size", type=int)
+    t.add_argument("--image-size", help="the model's input: 64 (a square) or 288x384 (height x width)")
     t.add_argument("--lr", type=float)
     t.add_argument("--weights", help="static task weights in task order, e.g. 1,1,1")
     t.add_argument("--method", help="weighting method (see `list`)")
@@ -89,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("run_id")
     e.add_argument("--split", default="test", choices=("val", "test"))
 
-    pr = sub.add_parser("predict", help="draw a run's predictions on an image")
+    pr = sub.add_parser("predict", help="draw a run's predictions on an image of any shape, at its own size")
     runs_dir(pr)
     pr.add_argument("run_id")
     pr.add_argument("image")
@@ -135,7 +135,8 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
     optim = {k: v for k, v in (("steps", a.steps), ("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
     if optim:
         cfg = r(cfg, optim=r(cfg.optim, **optim))
-    data = {k: v for k, v in (("image_size", getattr(a, "image_size", None)), ("train_size", getattr(a, "train_size", None)),
+    size = parse_image_size(a.image_size, "--image-size") if getattr(a, "image_size", None) is not None else None
+    data = {k: v for k, v in (("image_size", size), ("train_size", getattr(a, "train_size", None)),
                                ("dataset", a.dataset), ("root", a.data_root), ("resize", a.resize),
                                ("on_error", a.on_error)) if v is not None}
     if data:
@@ -323,7 +324,9 @@ def _predict(store, a) -> int:
     atomic_write_bytes(a.out, encode_png(pred.overlay(image, preds, opacity=a.opacity, score_threshold=a.threshold)))
     for t, p in preds.items():  # what a person reads off the overlay, per task
         print(f"{t}: {pred.tasks[t].display.summarize(p, a.threshold)}")
-    print(f"overlay written to {a.out} ({seconds * 1000:.1f} ms)")
+    (h, w), (mh, mw) = image.shape[-2:], pred.input_size
+    print(f"overlay written to {a.out}: {w} px wide, {h} high, as the image (the model sees {mw} x {mh}, "
+          f"fitted by {pred.resize_policy}; {seconds * 1000:.1f} ms)")
     return 0
 
 

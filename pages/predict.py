@@ -184,7 +184,7 @@ def _one_run(store: Any, run: dict) -> Model:
         st.error(f"Could not load the checkpoint {ck['path']}: {e}")
         st.stop()
     st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
-               f"({ck['kind']}) · tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_size} px"
+               f"({ck['kind']}) · tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_label}"
                + (f" · {model.predictor.parameters:,} parameters" if variant else ""))
     return model
 

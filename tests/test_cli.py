@@ -167,3 +167,34 @@ def test_compress_prune_channels_prints_the_four_model_table(trained, here):
     assert any(line.startswith("model written to ") and line.endswith("channels-50.pt") for line in lines)
     p = here("compress", run_id, runs_dir=runs, check=False)
     assert p.returncode != 0 and "--prune-channels" in p.stderr
+
+
+def test_image_size_takes_a_square_or_height_by_width(tmp_path, here):
+    from mtl_core.cli import _parser, config_from_args
+
+    def size(flag: str):
+        return config_from_args(_parser().parse_args(["train", "--image-size", flag])).data.image_size
+
+    assert size("64") == 64 and size("288x384") == (288, 384) and size("48X80") == (48, 80)
+    p = here("train", "--image-size", "wide", runs_dir=tmp_path, check=False)
+    assert p.returncode == 2 and "--image-size" in p.stderr and "288x384" in p.stderr
+    p = here("train", "--image-size", "16x80", "--steps", "1", runs_dir=tmp_path, check=False)
+    assert p.returncode == 2 and "data.image_size" in p.stderr and "height" in p.stderr
+
+
+def test_predict_on_a_photo_of_another_shape_writes_the_overlay_at_its_size(tmp_path, here):
+    from PIL import Image
+
+    runs = tmp_path / "runs"
+    config = tmp_path / "letterbox.json"
+    config.write_text(json.dumps({"data": {"resize": "letterbox", "val_size": 8, "test_size": 8}}))
+    p = here("train", "--config", str(config), "--tasks", "detection,segmentation,depth", "--steps", "2",
+             "--batch-size", "4", "--image-size", "32x48", "--train-size", "8", "--device", "cpu", "--quiet",
+             "--eval-every", "100", "--checkpoint-every", "100", runs_dir=runs)
+    run_id = p.stdout.split("run id: ")[1].split()[0]
+    photo = tmp_path / "tall.png"
+    Image.new("RGB", (50, 120), (30, 200, 30)).save(photo)  # width x height: taller than the model's 48 x 32
+    out = tmp_path / "overlay.png"
+    p = here("predict", run_id, str(photo), "--out", str(out), runs_dir=runs)
+    assert Image.open(out).size == (50, 120)
+    assert "50 px wide, 120 high, as the image (the model sees 48 x 32, fitted by letterbox" in p.stdout

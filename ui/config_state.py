@@ -135,10 +135,10 @@ def apply_table_edits(ss: MutableMapping[str, Any], state: dict[str, Any], tasks
     one row per task in ``tasks`` order) into each task's own key: ``columns`` maps a column to
     the field it edits (``"weight"`` -> ``"weighting.weights"``), the key being ``cfg.<field>.<task>``.
     A cleared cell keeps the value it had."""
-    for row, changes in (state.get("edited_rows") or {}).items():
+    for row, edit in (state.get("edited_rows") or {}).items():
         if not 0 <= int(row) < len(tasks):
             continue
-        for column, value in changes.items():
+        for column, value in edit.items():
             if column in columns and value is not None:
                 ss[f"{PREFIX}{columns[column]}.{tasks[int(row)]}"] = float(value)
 

@@ -31,7 +31,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
-from mtl_core.config import AugmentConfig
+from mtl_core.config import AugmentConfig, size_hw
 from mtl_core.data.base import Targets, pad_detection, unpad_detection
 from mtl_core.errors import ConfigError
 from mtl_core.isolation import seeded_global_rng
@@ -139,14 +139,17 @@ def _renumber(instances: Tensor, valid: tuple[Tensor, ...]) -> Tensor:
 class Augmenter:
     """Augments one sample (``__call__``) or a collated batch (:meth:`augment_batch`)."""
 
-    def __init__(self, cfg: AugmentConfig, image_size: int, groups: int = 8,
+    def __init__(self, cfg: AugmentConfig, image_size: int | tuple[int, int], groups: int = 8,
                  kinds: Mapping[str, str] | None = None) -> None:
+        """``image_size``: the images' size, one number for a square or ``(height, width)``;
+        ``kinds``: target key -> its kind, for keys that are not a kind's own name."""
         _check(cfg)
         self.cfg = cfg
         # target key -> its kind (a label table's column "mask" is a segmentation); a key not
         # named is its own kind, as the scenes' targets are
         self.kinds = dict(kinds or {})
         self.image_size = image_size
+        self.hw = size_hw(image_size)
         self.groups = max(1, groups)  # batch path: one random draw per group of samples
         self._geometric: dict[tuple[int, int], v2.Compose | None] = {}
         self._photometric = self._build_photometric(cfg, image_size)
@@ -185,7 +188,7 @@ class Augmenter:
         return self._geometric[size]
 
     @staticmethod
-    def _build_photometric(cfg: AugmentConfig, image_size: int) -> v2.Compose | None:
+    def _build_photometric(cfg: AugmentConfig, image_size: int | tuple[int, int]) -> v2.Compose | None:
         t: list[v2.Transform] = []
         if cfg.color_jitter:
             # one SimCLR-style strength; no hue: it can change a colour-coded class, and its RGB->HSV
@@ -194,7 +197,8 @@ class Augmenter:
             t.append(v2.ColorJitter(brightness=s, contrast=s, saturation=s))
         if cfg.blur:
             sigma = cfg.blur_sigma
-            kernel = min(2 * math.ceil(3 * sigma) + 1, image_size - (1 - image_size % 2))  # odd, fits the image
+            side = min(size_hw(image_size))
+            kernel = min(2 * math.ceil(3 * sigma) + 1, side - (1 - side % 2))  # odd, fits the image's short side
             t.append(v2.RandomApply([v2.GaussianBlur(max(kernel, 1), sigma=(min(0.1, sigma), sigma))], p=cfg.blur))
         if cfg.noise:
             t.append(v2.GaussianNoise(sigma=cfg.noise, clip=True))  # clip keeps [0, 1]

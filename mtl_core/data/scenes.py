@@ -26,7 +26,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from mtl_core.config import DataConfig
+from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset, unpad_detection
 from mtl_core.data.shapes import SHAPES, shape_masks  # noqa: F401  (SHAPES is public here too)
 from mtl_core.errors import ConfigError
@@ -94,34 +94,35 @@ def _noise_bank(device: torch.device, std: float) -> Tensor:
 
 
 # ----------------------------------------------------------------------------------- render
-def render(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes: int = 4,
+def render(keys: Tensor, image_size: int | tuple[int, int] = 64, max_objects: int = 4, num_shapes: int = 4,
            noise: float = 0.04, device: torch.device | str | None = None,
            instances: bool = False, chunk: int | None = None) -> tuple[Tensor, Targets]:
     """Render one scene per key (from :func:`sample_keys`); a pure function of its arguments.
 
-    Returns ``images (B, 3, S, S)`` in [0, 1] and the collated targets of
-    :mod:`mtl_core.data.base`, detection padded to ``max_objects`` boxes (visible objects
-    first, far to near). With ``instances=True`` the targets also hold ``"instances"``, long
-    ``(B, S, S)``: 0 for background, ``j + 1`` where object ``j`` of the detection list is seen.
+    ``image_size`` is one number for a square or ``(height, width)``. Returns ``images (B, 3, H, W)``
+    in [0, 1] and the collated targets of :mod:`mtl_core.data.base`, detection padded to
+    ``max_objects`` boxes (visible objects first, far to near). With ``instances=True`` the targets
+    also hold ``"instances"``, long ``(B, H, W)``: 0 for background, ``j + 1`` where object ``j``
+    of the detection list is seen.
     On the CPU the batch is rendered ``chunk`` samples at a time (default: about a million pixels,
     and at least one chunk per intra-op thread torch may use), the chunks side by side on
     worker threads; the result does not depend on either.
     """
     dev = torch.device(device) if device is not None else keys.device
-    keys, B, S = keys.to(dev), len(keys), image_size
+    keys, B, (H, W) = keys.to(dev), len(keys), size_hw(image_size)
     if chunk is None:
-        chunk = B if dev.type != "cpu" else max(1, (1 << 20) // (S * S))
-    images = torch.empty(B, 3, S, S, device=dev)
-    big: Targets = {"segmentation": torch.empty(B, S, S, dtype=torch.long, device=dev),
-                    "depth": torch.empty(B, 1, S, S, device=dev)}
+        chunk = B if dev.type != "cpu" else max(1, (1 << 20) // (H * W))
+    images = torch.empty(B, 3, H, W, device=dev)
+    big: Targets = {"segmentation": torch.empty(B, H, W, dtype=torch.long, device=dev),
+                    "depth": torch.empty(B, 1, H, W, device=dev)}
     if instances:
-        big["instances"] = torch.empty(B, S, S, dtype=torch.long, device=dev)
+        big["instances"] = torch.empty(B, H, W, dtype=torch.long, device=dev)
     workers = torch.get_num_threads() if dev.type == "cpu" else 1
     if workers > 1 and B > 1:
         chunk = min(chunk, -(-B // workers))  # at least one chunk per worker
 
     def part(i: int) -> Targets:
-        return _render(keys[i:i + chunk], S, max_objects, num_shapes, noise, images[i:i + chunk],
+        return _render(keys[i:i + chunk], (H, W), max_objects, num_shapes, noise, images[i:i + chunk],
                        {k: v[i:i + chunk] for k, v in big.items()})
 
     starts = range(0, max(B, 1), chunk)
@@ -136,18 +137,23 @@ def render(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes:
     return images, targets
 
 
-def scene_objects(keys: Tensor, image_size: int = 64, max_objects: int = 4, num_shapes: int = 4) -> dict[str, Tensor]:
+def scene_objects(keys: Tensor, image_size: int | tuple[int, int] = 64, max_objects: int = 4,
+                  num_shapes: int = 4) -> dict[str, Tensor]:
     """The objects of each scene, sorted far to near (a later slot hides an earlier one).
 
     Each entry is ``(B, N)`` (``colour``: ``(B, N, 3)``): ``shape`` (index into :data:`SHAPES`,
     -1 for an empty slot), ``cx``, ``cy``, ``radius`` in pixels, ``cos``, ``sin`` of the rotation
     (the arguments of :func:`shape_masks`), ``depth`` (empty slots: 100) and ``colour`` in [0, 1].
     """
-    return _objects(_uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * max_objects), image_size, max_objects, num_shapes)
+    return _objects(_uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * max_objects), size_hw(image_size),
+                    max_objects, num_shapes)
 
 
-def _objects(u: Tensor, S: int, N: int, K: int) -> dict[str, Tensor]:
+def _objects(u: Tensor, hw: tuple[int, int], N: int, K: int) -> dict[str, Tensor]:
+    """Centres spread over the whole ``H x W`` frame; sizes follow its short side, so a shape
+    stays round and fits on a wide or tall image as on a square one."""
     B, dev = u.shape[0], u.device
+    (H, W), S = hw, min(hw)
     g, o = u[:, :_SAMPLE_DRAWS], u[:, _SAMPLE_DRAWS:].view(B, N, _OBJECT_DRAWS)  # (B, 20), (B, N, 9)
     n_obj = 1 + (g[:, 0] * N).long()  # (B,)
     active = torch.arange(N, device=dev)[None, :] < n_obj[:, None]  # (B, N)
@@ -157,12 +163,12 @@ def _objects(u: Tensor, S: int, N: int, K: int) -> dict[str, Tensor]:
     z, active = z.gather(1, order), active.gather(1, order)  # (B, N)
     near = (6.0 - z) / 4.5  # 1 nearest .. 0 farthest
     # nearer objects tend to be larger and brighter: cues from which depth can be learnt
-    radius = (0.15 + 0.30 * (0.5 * near + 0.5 * o[..., 2])) * (S / 2)  # diameter 15%..45% of the side
+    radius = (0.15 + 0.30 * (0.5 * near + 0.5 * o[..., 2])) * (S / 2)  # diameter 15%..45% of the short side
     rot = (o[..., 5] * _ANGLES).long()
     cos_t, sin_t = _angle_table(dev)
     hue, sat, val = o[..., 6], 0.6 + 0.4 * o[..., 7], (0.75 + 0.25 * o[..., 8]) * (0.85 + 0.15 * near)
     return {"shape": torch.where(active, (o[..., 1] * K).long(), -1),
-            "cx": (0.1 + 0.8 * o[..., 3]) * S, "cy": (0.1 + 0.8 * o[..., 4]) * S, "radius": radius,
+            "cx": (0.1 + 0.8 * o[..., 3]) * W, "cy": (0.1 + 0.8 * o[..., 4]) * H, "radius": radius,
             "cos": cos_t[rot], "sin": sin_t[rot], "depth": z, "colour": _hsv_to_rgb(hue, sat, val)}
 
 
@@ -200,35 +206,36 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         return _POOL[2]
 
 
-def _render(keys: Tensor, S: int, N: int, K: int, noise: float, image: Tensor, out: Targets) -> Targets:
-    """Render a chunk into ``image`` and the per-pixel targets in ``out``; returns the others."""
-    dev, B = keys.device, keys.shape[0]
+def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, image: Tensor, out: Targets) -> Targets:
+    """Render a chunk of ``H x W`` scenes into ``image`` and the per-pixel targets in ``out``;
+    returns the others."""
+    dev, B, (H, W) = keys.device, keys.shape[0], hw
     cos_t, sin_t = _angle_table(dev)
     u = _uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * N)  # (B, D)
-    g, obj = u[:, :_SAMPLE_DRAWS], _objects(u, S, N, K)
+    g, obj = u[:, :_SAMPLE_DRAWS], _objects(u, hw, N, K)
     cls, z, colour = obj["shape"], obj["depth"], obj["colour"]  # (B, N), (B, N), (B, N, 3)
 
-    # masks (B, N + 1, S, S) in {0, 1}; slot N is the background, behind everything (-2: filled below)
+    # masks (B, N + 1, H, W) in {0, 1}; slot N is the background, behind everything (-2: filled below)
     pad = torch.nn.functional.pad
-    masks = torch.empty(B, N + 1, S, S, device=dev)
+    masks = torch.empty(B, N + 1, H, W, device=dev)
     shape_masks(pad(cls, (0, 1), value=-2), *(pad(obj[k], (0, 1)) for k in ("cx", "cy", "radius", "cos", "sin")),
-                S, out=masks)
+                (H, W), out=masks)
 
     # z-buffer, nearest slot first: a slot is seen where it is drawn and nothing nearer is;
     # in place, since fresh memory costs page faults on the CPU
-    vis = masks  # (B, N + 1, S, S): becomes the seen part of each slot
-    cover = vis[:, N - 1].clone()  # (B, S, S): 1 where some object is seen; the nearest hides nothing
+    vis = masks  # (B, N + 1, H, W): becomes the seen part of each slot
+    cover = vis[:, N - 1].clone()  # (B, H, W): 1 where some object is seen; the nearest hides nothing
     for n in reversed(range(N - 1)):
         cover.add_(vis[:, n].sub_(cover).clamp_(min=0.0))
-    bg = vis[:, N].fill_(1.0).sub_(cover)  # (B, S, S): 1 where no object is seen
-    rows, cols = vis[:, :N].sum(3), vis[:, :N].sum(2)  # (B, N, S): seen pixels per row / column (exact)
+    bg = vis[:, N].fill_(1.0).sub_(cover)  # (B, H, W): 1 where no object is seen
+    rows, cols = vis[:, :N].sum(3), vis[:, :N].sum(2)  # (B, N, H), (B, N, W): seen pixels per row / column (exact)
     area = rows.sum(2)  # (B, N)
     present = area > 0
-    ar = torch.arange(S, device=dev)
-    y0 = torch.where(rows > 0, ar, S).amin(2)
-    y1 = torch.where(rows > 0, ar, -1).amax(2) + 1
-    x0 = torch.where(cols > 0, ar, S).amin(2)
-    x1 = torch.where(cols > 0, ar, -1).amax(2) + 1
+    ar_h, ar_w = torch.arange(H, device=dev), torch.arange(W, device=dev)
+    y0 = torch.where(rows > 0, ar_h, H).amin(2)
+    y1 = torch.where(rows > 0, ar_h, -1).amax(2) + 1
+    x0 = torch.where(cols > 0, ar_w, W).amin(2)
+    x1 = torch.where(cols > 0, ar_w, -1).amax(2) + 1
     boxes = torch.stack([x0, y0, x1, y1], 2).float() * present[..., None]  # (B, N, 4)
 
     # visible objects first (stable, so still far to near); labels -1 pad
@@ -243,28 +250,28 @@ def _render(keys: Tensor, S: int, N: int, K: int, noise: float, image: Tensor, o
     }
 
     # per-pixel outputs: each slot's value painted where it is seen (the background is slot N)
-    vis = vis.view(B, N + 1, S * S)
-    base, top, texture, depth_slope = _background(g, S, cos_t, sin_t)
+    vis = vis.view(B, N + 1, H * W)
+    base, top, texture, depth_slope = _background(g, (H, W), cos_t, sin_t)
     rows_ = [torch.cat([z, top[:, None]], 1), pad(cls + 1, (0, 1)).float()]  # (B, N + 1): depth, segmentation
     if "instances" in out:
         rank = torch.zeros_like(keep).scatter_(1, keep, torch.arange(1, N + 1, device=dev).expand(B, -1))
         rows_.append(pad(rank * present, (0, 1)).float())
-    painted = _paint(torch.stack(rows_, 1), vis).view(B, len(rows_), S, S)  # (B, V, S, S)
+    painted = _paint(torch.stack(rows_, 1), vis).view(B, len(rows_), H, W)  # (B, V, H, W)
     out["segmentation"].copy_(painted[:, 1])
     if "instances" in out:
         out["instances"].copy_(painted[:, 2])
     torch.add(painted[:, 0], depth_slope.mul_(bg), out=out["depth"][:, 0])
-    flat = image.view(B, 3, S * S)
+    flat = image.view(B, 3, H * W)
     if noise > 0:
         # a window of the shared noise bank at a per-sample offset: one copy, no per-pixel hashing
-        L = 3 * S * S
+        L = 3 * H * W
         start = (g[:, 19] * (_NOISE_BANK - L)).long()  # (B,)
         windows = _noise_bank(dev, float(noise)).as_strided((_NOISE_BANK - L + 1, L), (1, 1))
         torch.index_select(windows, 0, start, out=flat.view(B, L))
     else:
         flat.zero_()
     _paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis, flat)  # flat colours
-    image.add_(texture.mul_(bg)[:, None]).clamp_(0.0, 1.0)  # (B, 3, S, S)
+    image.add_(texture.mul_(bg)[:, None]).clamp_(0.0, 1.0)  # (B, 3, H, W)
     return small
 
 
@@ -294,36 +301,42 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return v[..., None] * (1.0 - s[..., None] * ramp)
 
 
-def _background(g: Tensor, S: int, cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """The backdrop: a muted, tinted colour ``base (B, 3)`` plus ``texture (B, S, S)`` (a grating,
-    a plaid and a vertical shading); its depth: ``top (B,)`` plus ``depth_slope (B, S, S)``, a far
-    plane receding towards the top of the image with a small sideways tilt."""
-    ar = torch.arange(S, device=g.device)
-    yy = (ar + 0.5) / S  # (S,)
+def _background(g: Tensor, hw: tuple[int, int], cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The backdrop: a muted, tinted colour ``base (B, 3)`` plus ``texture (B, H, W)`` (a grating,
+    a plaid and a vertical shading); its depth: ``top (B,)`` plus ``depth_slope (B, H, W)``, a far
+    plane receding towards the top of the image with a small sideways tilt.
+
+    The grating's period follows the short side in both directions, so it keeps its angle on a
+    wide or tall image; the plaid, axis-aligned, fits whole periods along each side."""
+    H, W = hw
+    S = min(H, W)
+    ar_h, ar_w = torch.arange(H, device=g.device), torch.arange(W, device=g.device)
+    yy, xx = (ar_h + 0.5) / H, (ar_w + 0.5) / W  # (H,), (W,)
     base = (0.15 + 0.45 * g[:, 1:2]) + 0.16 * (g[:, 2:5] - 0.5)  # (B, 3): grey plus a small tint
     amp = (0.03 + 0.05 * g[:, 14:15])  # (B, 1)
 
     def wave(j: int, fx: Tensor, fy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """sin/cos tables along x (with a phase) and along y, for ``fx``, ``fy`` table steps per pixel."""
-        px = (fx[:, None] * ar + (g[:, j:j + 1] * _ANGLES).long()) & (_ANGLES - 1)  # (B, S)
-        py = (fy[:, None] * ar) & (_ANGLES - 1)
+        px = (fx[:, None] * ar_w + (g[:, j:j + 1] * _ANGLES).long()) & (_ANGLES - 1)  # (B, W)
+        py = (fy[:, None] * ar_h) & (_ANGLES - 1)  # (B, H)
         return sin_t[px], cos_t[px], sin_t[py], cos_t[py]
 
     # an oriented grating: sin(a x + b y + p) = sin(a x + p) cos(b y) + cos(a x + p) sin(b y)
-    cycles = 2 + (g[:, 6] * 7).long()  # (B,) periods across the image
+    cycles = 2 + (g[:, 6] * 7).long()  # (B,) periods across the image's short side
     ang = (g[:, 7] * _ANGLES).long()
     fx = torch.round(cycles * cos_t[ang] * (_ANGLES / S)).long()
     fy = torch.round(cycles * sin_t[ang] * (_ANGLES / S)).long()
     sx, cx, sy, cy = wave(8, fx, fy)
-    tex = (amp * sx)[:, None, :] * cy[:, :, None]  # (B, S, S)
+    tex = (amp * sx)[:, None, :] * cy[:, :, None]  # (B, H, W)
     tex += (amp * cx)[:, None, :] * sy[:, :, None]
     # a plaid: sin(a x + p) sin(b y)
-    fx2, fy2 = ((2 + (g[:, 10:12] * 6).long()) * (_ANGLES // S)).unbind(1)
+    periods = 2 + (g[:, 10:12] * 6).long()  # (B, 2): along x, along y
+    fx2, fy2 = periods[:, 0] * (_ANGLES // W), periods[:, 1] * (_ANGLES // H)
     sx, _, sy, _ = wave(12, fx2, fy2)
     tex += (0.6 * amp * sx)[:, None, :] * sy[:, :, None]
     tex += (0.2 * (g[:, 5:6] - 0.5) * (yy - 0.5))[:, :, None]  # top-to-bottom shading
     top, bottom, tilt = 8.75 + g[:, 15], 7.0 + g[:, 16], g[:, 17] - 0.5  # (B,)
-    slope = ((bottom - top)[:, None] * yy)[:, :, None] + (tilt[:, None] * (yy - 0.5))[:, None, :]  # (B, S, S)
+    slope = ((bottom - top)[:, None] * yy)[:, :, None] + (tilt[:, None] * (xx - 0.5))[:, None, :]  # (B, H, W)
     return base, top, tex, slope
 
 
@@ -359,7 +372,7 @@ class ScenesDataset:
 
     def get_batch(self, indices: Sequence[int] | Tensor, device: torch.device | str | None = None,
                   instances: bool = False) -> tuple[Tensor, Targets]:
-        """Images ``(B, 3, S, S)`` and collated targets (detection padded to ``max_objects``)."""
+        """Images ``(B, 3, H, W)`` and collated targets (detection padded to ``max_objects``)."""
         idx = torch.as_tensor(indices, dtype=torch.long).reshape(-1)
         idx = torch.where(idx < 0, idx + self.length, idx)  # Python-style negative indices
         if idx.numel() and (idx.min() < 0 or idx.max() >= self.length):
@@ -372,9 +385,11 @@ class ScenesDataset:
 
 def _check(cfg: DataConfig) -> None:
     """Reject settings the renderer cannot honour, saying what is allowed."""
-    if not MIN_SIZE <= cfg.image_size <= MAX_SIZE:
-        raise ConfigError("data.image_size", f"image size {cfg.image_size} is outside {MIN_SIZE}..{MAX_SIZE}; "
-                          f"choose a size from {MIN_SIZE} to {MAX_SIZE}")
+    h, w = cfg.hw
+    if not (MIN_SIZE <= h <= MAX_SIZE and MIN_SIZE <= w <= MAX_SIZE):
+        shown = f"{h}" if isinstance(cfg.image_size, int) else f"{h}x{w} (height x width)"
+        raise ConfigError("data.image_size", f"image size {shown} is outside {MIN_SIZE}..{MAX_SIZE}; "
+                          f"choose each side from {MIN_SIZE} to {MAX_SIZE}")
     if not 1 <= cfg.max_objects <= MAX_OBJECTS:
         raise ConfigError("data.max_objects", f"{cfg.max_objects} is outside 1..{MAX_OBJECTS}")
     if not 1 <= cfg.num_shapes <= len(SHAPES):

@@ -10,6 +10,8 @@ import math
 import torch
 from torch import Tensor
 
+from mtl_core.config import size_hw
+
 SHAPES = ("circle", "square", "triangle", "star", "cross", "ring")
 
 
@@ -82,25 +84,27 @@ _DRAW = (_circle, _square, _triangle, _star, _cross, _ring)
 
 
 def shape_masks(cls: Tensor, cx: Tensor, cy: Tensor, radius: Tensor, cos: Tensor, sin: Tensor,
-                image_size: int, out: Tensor | None = None) -> Tensor:
-    """Pixel masks of shapes, ``(..., S, S)`` with 1.0 on a shape's pixels and 0.0 elsewhere.
+                image_size: int | tuple[int, int], out: Tensor | None = None) -> Tensor:
+    """Pixel masks of shapes, ``(..., H, W)`` with 1.0 on a shape's pixels and 0.0 elsewhere.
 
-    Every argument but ``image_size`` has the same shape (one entry per object): ``cls`` indexes
+    Every argument but ``image_size`` (one number for a square, else ``(height, width)``) has the
+    same shape (one entry per object): ``cls`` indexes
     :data:`SHAPES` (-1: no object, all zeros; below -1: left as it is in ``out``), ``cx, cy`` the centre in pixels (pixel ``(x, y)`` has its
     centre at ``(x + 0.5, y + 0.5)``), ``radius`` the size in pixels (a circle's radius; other
     shapes are scaled to a similar area), ``cos, sin`` the rotation. Each class is drawn only
     for its own objects. ``out`` (contiguous) receives the masks when given.
     """
-    S = image_size
-    out = torch.empty(*cls.shape, S, S, device=cls.device) if out is None else out
-    flat, outf = cls.reshape(-1), out.view(-1, S, S)
-    xs = torch.arange(S, device=cls.device, dtype=torch.float32) + 0.5  # pixel centres
+    H, W = size_hw(image_size)
+    out = torch.empty(*cls.shape, H, W, device=cls.device) if out is None else out
+    flat, outf = cls.reshape(-1), out.view(-1, H, W)
+    xs = torch.arange(W, device=cls.device, dtype=torch.float32) + 0.5  # pixel centres
+    ys = torch.arange(H, device=cls.device, dtype=torch.float32) + 0.5
     outf.index_fill_(0, (flat == -1).nonzero().squeeze(1), 0.0)
     for k in range(len(SHAPES)):
         sel = (flat == k).nonzero().squeeze(1)
         if sel.numel():
-            dx = xs[None, :] - cx.reshape(-1)[sel, None]  # (M, S)
-            dy = xs[None, :] - cy.reshape(-1)[sel, None]
+            dx = xs[None, :] - cx.reshape(-1)[sel, None]  # (M, W)
+            dy = ys[None, :] - cy.reshape(-1)[sel, None]  # (M, H)
             inside = _DRAW[k](dx, dy, radius.reshape(-1)[sel], cos.reshape(-1)[sel], sin.reshape(-1)[sel])
             outf.index_copy_(0, sel, inside.clamp_(0.0, 1.0).ceil_())  # > 0 becomes exactly 1
     return out

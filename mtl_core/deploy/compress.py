@@ -41,6 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
+from mtl_core.config import size_hw
 from mtl_core.data import build_dataset
 from mtl_core.deploy.export import export_torchscript
 from mtl_core.errors import ConfigError, MTLError
@@ -146,11 +147,13 @@ def state_dict_bytes(model: nn.Module) -> bytes:
 
 
 @torch.inference_mode()
-def cpu_latency_ms(model: nn.Module, image_size: int, runs: int = 20, warmup: int = 3, batch: int = 1) -> float:
-    """Median wall time of one forward pass at batch ``batch`` (default 1), in milliseconds (median, not mean: a shared
+def cpu_latency_ms(model: nn.Module, image_size: int | tuple[int, int], runs: int = 20, warmup: int = 3,
+                   batch: int = 1) -> float:
+    """Median wall time of one forward pass on images of ``image_size`` (one number for a square or
+    ``(height, width)``) at batch ``batch`` (default 1), in milliseconds (median, not mean: a shared
     machine's hiccups do not move it), on the process's CPU threads: the thread count is
     process-wide state that a training run beside it relies on, so it is never changed here."""
-    x = torch.rand(batch, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))  # (B, 3, S, S)
+    x = torch.rand(batch, 3, *size_hw(image_size), generator=torch.Generator().manual_seed(0))  # (B, 3, H, W)
     model.eval()
     with INFER_LOCK:
         for _ in range(warmup):
@@ -268,7 +271,7 @@ def compress_checkpoint(checkpoint: str | os.PathLike, method: str = "int8", amo
         with _quiet_quantization():
             exported = export_torchscript(compressed, path, check_images, metadata={
                 "config": config.to_dict(), "step": predictor.step, "compression": report.method,
-                "image_size": predictor.input_size, "class_names": list(predictor.info.class_names)})
+                "image_size": config.to_dict()["data"]["image_size"], "class_names": list(predictor.info.class_names)})
         if not exported.ok:
             raise MTLError(f"the saved int8 TorchScript differs from the quantized model by {exported.worst_diff:.3g}")
     report.files["model"] = str(path)

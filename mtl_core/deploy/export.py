@@ -10,8 +10,11 @@ largest absolute difference.
 
 The model's nested dict outputs become flat named outputs: ``"classification"``,
 ``"segmentation"``, ``"detection.heatmap"``, ``"detection.size"``, ``"detection.offset"`` ...
-(``FlatOutputs``); the input is ``images``, float ``(B, 3, S, S)`` in ``[0, 1]`` at the run's
-image size ``S``, batch dimension dynamic.
+(``FlatOutputs``); the input is ``images``, float ``(B, 3, H, W)`` in ``[0, 1]`` at the run's
+image size (``H x W``; the metadata's ``image_size`` is one number for a square, else
+``[height, width]``, as the config writes it), batch dimension dynamic. A photo of another shape
+is brought to it as :class:`~mtl_core.inference.predictor.Predictor` does (the metadata's
+``resize``).
 """
 from __future__ import annotations
 
@@ -269,7 +272,7 @@ def _add_onnx_metadata(path: str, props: dict[str, str]) -> None:
 
 # -- a run's checkpoint ------------------------------------------------------------------------
 def sample_images(config, count: int) -> Tensor:
-    """The first ``count`` validation images of a run's dataset: ``(count, 3, S, S)``."""
+    """The first ``count`` validation images of a run's dataset: ``(count, 3, H, W)``."""
     dataset = build_dataset(config, "val", config.seed)
     images, _ = next(iterate_batches(dataset, count, limit=count))
     return images.float()
@@ -286,7 +289,8 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, out: str | os.Pat
                        "load it with torch.jit.load. int8 models are not exported to ONNX here")
     predictor = Predictor(checkpoint)
     images = sample_images(predictor.config, max(1, samples))
-    metadata = {"config": predictor.config.to_dict(), "step": predictor.step, "image_size": predictor.input_size,
+    metadata = {"config": predictor.config.to_dict(), "step": predictor.step,
+                "image_size": predictor.config.to_dict()["data"]["image_size"], "resize": predictor.resize_policy,
                 "class_names": list(predictor.info.class_names)}
     if fmt == "torchscript":
         return export_torchscript(predictor.model, out, images, tolerance, metadata)

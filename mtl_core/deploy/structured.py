@@ -43,7 +43,8 @@ KIND = "channels"  # the report's "requested": keeps these tables apart from com
 COLUMNS = ("model", "parameters", "multiply-adds", "size (bytes)", "latency b1 (ms)", "latency b32 (ms)")
 
 
-def compare_models(models: dict[str, nn.Module], tasks: dict, val, image_size: int, eval_limit: int | None = None,
+def compare_models(models: dict[str, nn.Module], tasks: dict, val, image_size: int | tuple[int, int],
+                   eval_limit: int | None = None,
                    latency_runs: int = 10, counts_of: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """One row per model: parameters, multiply-adds at batch 1 (torch's ``FlopCounterMode``),
     size of its state dict as ``torch.save`` writes it, median CPU latency at batch 1 and 32 (ms),
@@ -87,7 +88,8 @@ def prune_checkpoint(checkpoint: str | os.PathLike, amount: float = 0.5, finetun
     ``{"requested": "channels", "spec": {...}, "rows": compare_models(...), "files": {...}, ...}``."""
     predictor = Predictor(checkpoint)
     model, tasks, config = predictor.model, predictor.tasks, predictor.config
-    size = predictor.input_size
+    size = predictor.input_size  # (H, W)
+    stored_size = config.to_dict()["data"]["image_size"]  # as the config writes it: 64, or [height, width]
     out_dir = Path(out_dir) if out_dir is not None else Path(checkpoint).parent / "compressed"
     name = stem(amount)
     train = build_dataset(config, "train", config.seed)
@@ -107,7 +109,7 @@ def prune_checkpoint(checkpoint: str | os.PathLike, amount: float = 0.5, finetun
         losses = finetune(final, config, tasks, train, finetune_steps, lr)
         models["fine-tuned"] = final
     spec = {"amount": float(amount), "importance": importance, "finetune_steps": int(finetune_steps),
-            "lr": lr, "seed": config.seed, "image_size": size, "source": str(checkpoint),
+            "lr": lr, "seed": config.seed, "image_size": stored_size, "source": str(checkpoint),
             "history": final.pruning_history}
     path = out_dir / f"{name}.pt"
     save_checkpoint(path, config, predictor.step, final.state_dict(), {
@@ -123,7 +125,7 @@ def prune_checkpoint(checkpoint: str | os.PathLike, amount: float = 0.5, finetun
         with _quiet_quantization():
             exported = export_torchscript(quantized, ts, images[:4], metadata={
                 "config": config.to_dict(), "step": predictor.step, "compression": f"{method} after {name}",
-                "image_size": size, "class_names": list(predictor.info.class_names)})
+                "image_size": stored_size, "class_names": list(predictor.info.class_names)})
         if not exported.ok:
             raise MTLError(f"the saved int8 TorchScript differs from the quantized model by {exported.worst_diff:.3g}")
         files["int8"] = str(ts)

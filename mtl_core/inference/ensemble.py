@@ -16,7 +16,8 @@ the older alternative (Kittler et al., "On Combining Classifiers", TPAMI 1998). 
   Image and Vision Computing 107, 2021) or with class-wise NMS over all members' boxes.
 
 Members may differ in architecture, weighting method and input size (each sees the image at its
-own training size); they must share the tasks and the dataset's classes.
+own training height x width, brought there as its run's data was, and its outputs come back to the
+image's pixels before they are fused); they must share the tasks and the dataset's classes.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from torchvision.ops import batched_nms, box_iou
 from mtl_core.data import build_dataset
 from mtl_core.data.base import cat_batches, select, unpad_detection
 from mtl_core.errors import ConfigError
-from mtl_core.inference.predictor import INFER_LOCK, Predictor
+from mtl_core.inference.predictor import INFER_LOCK, Predictor, outputs_in_photo
 from mtl_core.measures.map_metric import mean_average_precision
 from mtl_core.tasks.drawing import draw_all
 from mtl_core.training.evaluation import iterate_batches
@@ -210,15 +211,17 @@ class Ensemble:
     # -- forward and fusion -----------------------------------------------------------------
     @torch.no_grad()
     def member_outputs(self, images: Tensor) -> list[dict[str, Any]]:
-        """Every member's raw outputs for float ``(B, 3, H, W)`` images, each member seeing them
-        resized (bilinear, antialiased, as :class:`Predictor` does) to its own training size."""
+        """Every member's outputs for float ``(B, 3, H, W)`` images, each member seeing them brought
+        to its own input size as :class:`Predictor` does (its run's resize policy). Where a
+        letterbox or crop moved the image, outputs come back over the images' frame
+        (:func:`~mtl_core.inference.predictor.outputs_in_photo`): dense maps at ``(H, W)``, boxes
+        decoded in the images' pixels (a list of predictions per image); otherwise raw."""
         outs = []
         for p in self.members:
             x = images.float()
-            s = p.input_size
-            if tuple(x.shape[-2:]) != (s, s):
-                x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)  # (B, 3, s, s)
-            outs.append(p.model(x.to(p.device)))
+            f = p.fit_for(x.shape)
+            out = p.model(f.image(x).to(p.device))  # (B, 3, h, w) at the member's size
+            outs.append(outputs_in_photo(p.tasks, out, f))
         return outs
 
     def fuse(self, outputs: Sequence[dict[str, Any]], size: tuple[int, int]) -> dict[str, Any]:
@@ -237,8 +240,9 @@ class Ensemble:
         for t, task in self.tasks.items():
             kind = task.display.fusion
             outs = [o[t] for o in outputs]
-            if kind == "boxes":
-                per_member = [task.decode({k: v.float().cpu() for k, v in o.items()}, size) for o in outs]
+            if kind == "boxes":  # decoded already where a member's letterbox moved them (see member_outputs)
+                per_member = [o if isinstance(o, list) else task.decode({k: v.float().cpu() for k, v in o.items()}, size)
+                              for o in outs]
                 fuse = weighted_boxes_fusion if self.box_fusion == "wbf" else nms_fusion
                 fused[t] = [fuse([m[i]["boxes"] for m in per_member], [m[i]["scores"] for m in per_member],
                                  [m[i]["labels"] for m in per_member], self.weights, self.iou_threshold)

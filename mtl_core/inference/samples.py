@@ -9,13 +9,14 @@ from typing import Any
 
 import torch
 
-from mtl_core.config import DataConfig
+from mtl_core.config import ExperimentConfig
 from mtl_core.data import build_dataset
 
 
 @functools.lru_cache(maxsize=4)
 def _dataset(data_json: str, split: str, seed: int):
-    return build_dataset(DataConfig(**json.loads(data_json)), split, seed)
+    # read as a config is, so a [height, width] size comes back as the pair the datasets expect
+    return build_dataset(ExperimentConfig.from_dict({"data": json.loads(data_json)}).data, split, seed)
 
 
 def run_dataset(config: Any, split: str):

@@ -34,6 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from mtl_core.config import size_hw
 from mtl_core.errors import ConfigError, MTLError
 
 citation = ("Fang, Ma, Song, Mi and Wang, 'DepGraph: Towards Any Structural Pruning', CVPR 2023; "
@@ -119,7 +120,7 @@ def prune_channels(model: nn.Module, amount: float, example_images: Tensor, impo
                    loss_fn: Callable[[nn.Module], Tensor] | None = None) -> nn.Module:
     """``model`` with ``amount`` of every coupled channel group outside the task heads removed, in place.
 
-    ``example_images``: float ``(B, 3, S, S)`` the graph is traced on (shapes only matter).
+    ``example_images``: float ``(B, 3, H, W)`` the graph is traced on (shapes only matter).
     ``importance``: ``"magnitude"`` (default: group L2 norm), ``"taylor"`` (needs ``loss_fn(model)``,
     a scalar loss on a training batch, for the gradients), a callable on a Torch-Pruning group, or
     ``{layer name: per-output-channel scores}`` (see :class:`ScoreImportance`).
@@ -157,13 +158,14 @@ def prune_channels(model: nn.Module, amount: float, example_images: Tensor, impo
     return model
 
 
-def restore_structure(model: nn.Module, history: list, image_size: int) -> nn.Module:
+def restore_structure(model: nn.Module, history: list, image_size: int | tuple[int, int] | list[int]) -> nn.Module:
     """Replay a saved pruning ``history`` on a freshly built model of the same config, in place, so
-    its shapes match the pruned checkpoint's weights (load them afterwards)."""
+    its shapes match the pruned checkpoint's weights (load them afterwards). ``image_size``: the
+    run's, one number for a square or ``(height, width)``."""
     import torch_pruning as tp
 
     model.eval()
-    example = torch.zeros(1, 3, image_size, image_size)  # (1, 3, S, S): the graph needs shapes only
+    example = torch.zeros(1, 3, *size_hw(image_size))  # (1, 3, H, W): the graph needs shapes only
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
@@ -181,13 +183,14 @@ def parameter_count(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def multiply_adds(model: nn.Module, image_size: int) -> int:
-    """Multiply-adds of one forward pass at batch 1, counted by torch's own
+def multiply_adds(model: nn.Module, image_size: int | tuple[int, int]) -> int:
+    """Multiply-adds of one forward pass at batch 1 on an image of ``image_size`` (one number for a
+    square or ``(height, width)``), counted by torch's own
     ``torch.utils.flop_counter.FlopCounterMode`` (it counts 2 FLOPs per multiply-add of the
     convolutions and matrix products; element-wise ops are not counted)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    x = torch.zeros(1, 3, image_size, image_size)  # (1, 3, S, S)
+    x = torch.zeros(1, 3, *size_hw(image_size))  # (1, 3, H, W)
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False)

@@ -110,7 +110,7 @@ class Depth(Task):
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"depth": float (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the CPU."""
-        size = tuple(image_size or (self.info.image_size, self.info.image_size))
+        size = tuple(image_size or self.info.hw)
         out = output.detach()
         out = out[None] if out.dim() == 3 else out[:, None] if out.dim() == 2 else out  # (B, 1, h, w)
         depth = upsample(out, size)[:, 0].cpu()  # (B, H, W)

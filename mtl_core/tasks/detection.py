@@ -95,9 +95,9 @@ class DetectionTask(Task):
         labels = target["labels"].long()  # (B, M), -1 = padding
         b, m = labels.shape
         k = len(self.class_names)
-        s = float(self.info.image_size)
+        big_h, big_w = self.info.hw  # the image the boxes are in: cells are w / W wide, h / H tall
         valid = labels >= 0  # (B, M)
-        cell = boxes.new_tensor([w / s, h / s, w / s, h / s])  # pixels -> cells
+        cell = boxes.new_tensor([w / big_w, h / big_h, w / big_w, h / big_h])  # pixels -> cells
         bc = boxes * cell  # (B, M, 4) in cells
         centre = (bc[..., :2] + bc[..., 2:]) / 2  # (B, M, 2) x, y
         extent = (bc[..., 2:] - bc[..., :2]).clamp(min=0)  # (B, M, 2) w, h in cells
@@ -114,7 +114,7 @@ class DetectionTask(Task):
             1, labels.clamp(min=0)[..., None].expand(b, m, h * w), gauss.reshape(b, m, h * w),
             reduce="amax", include_self=True).reshape(b, k, h, w)
         index = (ci[..., 1] * w + ci[..., 0]).long()  # (B, M)
-        size = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0) / s  # (B, M, 2) fraction of image
+        size = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0) / boxes.new_tensor([big_w, big_h])  # (B, M, 2) fraction of image
         return {"heatmap": heatmap, "index": index, "size": size, "offset": centre - ci, "valid": valid}
 
     def ideal_output(self, target: dict[str, Tensor], h: int, w: int) -> dict[str, Tensor]:
@@ -204,8 +204,7 @@ class DetectionTask(Task):
 
         Both are 0.0 when no image has any ground-truth box (COCO would report -1).
         """
-        s = self.info.image_size
-        preds = self.decode(outputs, (s, s))
+        preds = self.decode(outputs, self.info.hw)
         gts = unpad_detection({k: v.cpu() for k, v in targets.items()})
         result = mean_average_precision([{k: v.cpu() for k, v in p.items()} for p in preds], gts)
         return {"map50": float(result["map50"]), "map": float(result["map"])}

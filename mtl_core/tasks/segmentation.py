@@ -127,7 +127,7 @@ class Segmentation(Task):
                with_probs: bool = False) -> list[dict[str, Any]]:
         """``[{"mask": long (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the
         CPU; ``with_probs`` adds ``"probs"``: float ``(K+1, H, W)`` softmax probabilities."""
-        size = tuple(image_size or (self.info.image_size, self.info.image_size))
+        size = tuple(image_size or self.info.hw)
         logits = upsample(output.detach()[None] if output.dim() == 3 else output.detach(), size)  # (B, K+1, H, W)
         masks = logits.argmax(dim=1).cpu()  # (B, H, W)
         preds = []

@@ -67,10 +67,14 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return payload
 
 
+def _size_words(hw: tuple[int, int]) -> str:
+    return str(hw[0]) if hw[0] == hw[1] else f"{hw[0]}x{hw[1]} (height x width)"
+
+
 def check_compatible(saved: ExperimentConfig, wanted: ExperimentConfig) -> None:
     """Refuse a checkpoint whose model cannot hold ``wanted``'s weights."""
     fields = [("tasks", saved.tasks, wanted.tasks), ("model", saved.model, wanted.model),
-              ("data.image_size", saved.data.image_size, wanted.data.image_size),
+              ("data.image_size", _size_words(saved.data.hw), _size_words(wanted.data.hw)),  # 64 is [64, 64]
               ("data.num_shapes", saved.data.num_shapes, wanted.data.num_shapes),
               ("data.dataset", saved.data.dataset, wanted.data.dataset)]
     for name, a, b in fields:

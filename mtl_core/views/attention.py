@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mtl_core.inference.predictor import INFER_LOCK
+from mtl_core.inference.predictor import INFER_LOCK, dense_to_photo
 from mtl_core.views.render import MIN_DRAW_SIDE, enlarge
 
 ATTENTION_MAX_SIDE = 320  # pixels: attention maps are shown small, several to a row
@@ -57,13 +57,16 @@ def attention_overlays(predictor: Any, image: torch.Tensor, opacity: float = 0.6
     shown = F.interpolate(x[None], size=size, mode="bilinear", antialias=scale < 1, align_corners=False)[0]  # (3, h, w)
     with INFER_LOCK, torch.no_grad():
         maps = predictor.model.attention_maps(predictor.model_input(image))  # {task: (1, h', w')} in [0, 1]
+    # the maps cover the model's frame: carried onto the picture as the photo was fitted to that
+    # frame, so a letterbox's padding is cut off and what the model attended to lines up
+    on_picture = predictor.fit_for(size)
     base = shown.clamp(0, 1).permute(1, 2, 0).numpy() * 255.0  # (h, w, 3)
     out = {}
     for t, m in maps.items():
         m = m[0].float().cpu()  # (h', w')
         lo, hi = float(m.min()), float(m.max())
         v = (m - lo) / (hi - lo) if stretch and hi - lo > 1e-6 else m
-        v = F.interpolate(v[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]  # (h, w)
+        v = dense_to_photo(v[None, None], on_picture)[0, 0]  # (h, w)
         blended = (1.0 - opacity) * base + opacity * heat_colormap(v.numpy())
         out[t] = AttentionMap(np.clip(blended.round(), 0, 255).astype(np.uint8), lo, hi, float(m.mean()))
     return out

@@ -257,3 +257,25 @@ def test_out_of_range_config_names_the_field() -> None:
         Augmenter(AugmentConfig(hflip=1.5), H)
     with pytest.raises(ConfigError, match="augment.crop_scale_min"):
         Augmenter(AugmentConfig(crop=0.5, crop_scale_min=0.0), H)
+
+
+@pytest.mark.parametrize("hw", [(48, 80), (80, 48)])
+def test_every_transform_at_height_by_width_keeps_targets_in_the_frame(hw) -> None:
+    from mtl_core.config import DataConfig
+    from mtl_core.data.scenes import ScenesDataset
+
+    h, w = hw
+    images, targets = ScenesDataset(DataConfig(image_size=hw, train_size=16), "train").get_batch(range(16))
+    every = AugmentConfig(hflip=0.5, vflip=0.5, crop=1.0, crop_scale_min=0.3, rotation=20.0, color_jitter=0.4,
+                          noise=0.05, blur=1.0, blur_sigma=1.5, erasing=0.5)
+    out, o = Augmenter(every, hw, groups=4).augment_batch(images, targets, generator=generator_for(0, 1))
+    assert out.shape == (16, 3, h, w) and o["segmentation"].shape == (16, h, w) and o["depth"].shape == (16, 1, h, w)
+    boxes = o["detection"]["boxes"][o["detection"]["labels"] >= 0]
+    assert len(boxes) and (boxes[:, 2] <= w).all() and (boxes[:, 3] <= h).all() and (boxes[:, :2] >= 0).all()
+
+
+def test_blur_fits_the_short_side_of_a_narrow_image() -> None:
+    image = torch.rand(3, 9, 64)
+    aug = Augmenter(AugmentConfig(hflip=0.0, blur=1.0, blur_sigma=3.0), (9, 64))
+    out, _ = aug(image, {}, generator=generator_for(0, 0))
+    assert out.shape == image.shape and not torch.equal(out, image)

@@ -339,3 +339,47 @@ def test_render_workers_run_on_one_thread_and_leave_the_default_alone():
     t.start()
     t.join()
     assert seen == [default] and torch.get_num_threads() == default
+
+
+# ------------------------------------------------------------------------------- height x width
+@pytest.mark.parametrize("hw", [(48, 80), (80, 48)])
+def test_a_wide_or_tall_scene_has_every_target_at_its_height_and_width(hw):
+    h, w = hw
+    ds = ScenesDataset(DataConfig(image_size=hw, max_objects=5, train_size=64), "train")
+    assert ds.info.hw == hw
+    images, t = ds.get_batch(range(64), instances=True)
+    assert images.shape == (64, 3, h, w) and 0.0 <= images.min() and images.max() <= 1.0
+    assert t["segmentation"].shape == (64, h, w) and t["depth"].shape == (64, 1, h, w)
+    assert t["instances"].shape == (64, h, w) and t["detection"]["boxes"].shape == (64, 5, 4)
+    boxes, labels = t["detection"]["boxes"], t["detection"]["labels"]
+    real = boxes[labels >= 0]
+    assert (real[:, 0] >= 0).all() and (real[:, 2] <= w).all() and (real[:, 1] >= 0).all() and (real[:, 3] <= h).all()
+    # objects spread over the whole frame, not a square corner of it
+    centres = (real[:, :2] + real[:, 2:]) / 2
+    assert centres[:, 0].max() > 0.7 * w and centres[:, 1].max() > 0.7 * h
+    for b in range(64):  # every box tight around its object's visible pixels
+        for j in range(int(t["count"][b])):
+            assert _box(t["instances"][b] == j + 1) == boxes[b, j].long().tolist()
+            assert (t["segmentation"][b][t["instances"][b] == j + 1] == labels[b, j] + 1).all()
+    assert (t["depth"] > 0).all()
+
+
+def test_a_wide_scene_draws_round_shapes_where_its_objects_say():
+    """Shapes on a non-square grid are where their centres are and keep their size (a circle is round)."""
+    m = _one(0, cx=60.0, cy=20.0, r=10.0, size=(40, 100))  # circle, (H, W) = (40, 100)
+    assert m.shape == (40, 100)
+    assert _box(m) == [50, 10, 70, 30]
+    assert abs(int(m.sum()) - math.pi * 100) < 20
+
+
+def test_a_square_given_as_height_and_width_is_the_square():
+    square = ScenesDataset(DataConfig(image_size=48, train_size=8), "train").get_batch(range(8), instances=True)
+    pair = ScenesDataset(DataConfig(image_size=(48, 48), train_size=8), "train").get_batch(range(8), instances=True)
+    _assert_same(_sample(*square, 3), _sample(*pair, 3))
+
+
+@pytest.mark.parametrize("hw", [(16, 64), (64, 300)])
+def test_a_side_outside_32_to_256_is_refused(hw):
+    with pytest.raises(ConfigError) as err:
+        ScenesDataset(DataConfig(image_size=hw), "train")
+    assert err.value.field == "data.image_size" and "height x width" in str(err.value) and "256" in str(err.value)

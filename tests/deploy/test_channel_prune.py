@@ -227,3 +227,22 @@ def test_taylor_and_a_callable_importance_choose_other_channels_than_magnitude()
         kept[name] = {n: idxs for n, out, idxs in model.pruning_history if out}
     assert kept["taylor"] != kept["magnitude"]
     assert kept["first"]["backbone.stem.0"] == [4, 5, 6, 7]  # removed: the last half of the stem's 8
+
+
+def test_a_height_by_width_run_is_pruned_saved_and_loaded_at_its_size(tmp_path):
+    """Tracing, replaying the pruning and counting multiply-adds all use the run's (H, W)."""
+    from mtl_core.deploy.structured import prune_checkpoint
+    from mtl_core.inference.predictor import Predictor
+    from mtl_core.training.checkpoint import save_checkpoint
+
+    cfg = tiny_config(data=DataConfig(image_size=(32, 48), train_size=32, val_size=16, test_size=8))
+    model = build(cfg)
+    ck = save_checkpoint(tmp_path / "final.pt", cfg, 2, model.state_dict())
+    report = prune_checkpoint(ck, 0.5, eval_limit=4, latency_runs=1, int8=False)
+    assert report["spec"]["image_size"] == [32, 48]
+    rows = {r["model"]: r for r in report["rows"]}
+    assert rows["original"]["multiply-adds"] == multiply_adds(model, (32, 48))
+    loaded = Predictor(report["files"]["model"])  # the history replayed on a (1, 3, 32, 48) trace
+    assert parameter_count(loaded.model) == rows["channel-pruned"]["parameters"]
+    preds, _ = loaded.predict(torch.randint(0, 256, (3, 40, 90), dtype=torch.uint8))
+    assert preds["segmentation"]["mask"].shape == (40, 90)

@@ -136,3 +136,18 @@ def test_cli_compress_prints_the_table_and_writes_the_files(run, capsys):
     assert (store.run_dir(rid) / "compressed" / "pruned-30.pt").is_file()
     assert main(["compress", rid, "--method", "prune", "--amount", "2", "--runs-dir", str(store.root)]) == 2
     assert "amount" in capsys.readouterr().err
+
+
+def test_latency_is_timed_on_images_of_the_runs_height_and_width():
+    from mtl_core.deploy.compress import cpu_latency_ms
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape))
+            return x
+
+    assert cpu_latency_ms(Recorder(), (24, 40), runs=1, warmup=0, batch=2) >= 0
+    assert cpu_latency_ms(Recorder(), 32, runs=1, warmup=0) >= 0
+    assert seen == [(2, 3, 24, 40), (1, 3, 32, 32)]

@@ -156,3 +156,20 @@ def test_cli_export_writes_the_file_and_reports_the_match(run, tmp_path, capsys)
     printed = capsys.readouterr().out
     assert code == 0 and out.is_file()
     assert "matches PyTorch on 2 images" in printed and "detection.heatmap" in printed
+
+
+def test_a_height_by_width_run_exports_at_its_size(tmp_path):
+    """The traced input is the run's (H, W); the metadata says the size as the config writes it
+    and how a photo of another shape is brought to it."""
+    from mtl_core.training.builders import build_all
+    from mtl_core.training.checkpoint import save_checkpoint
+
+    cfg = ExperimentConfig(tasks=TASKS, data=DataConfig(image_size=(32, 48), train_size=16, val_size=8), device="cpu")
+    path = save_checkpoint(tmp_path / "final.pt", cfg, 0, build_all(cfg, splits=("val",))["model"].state_dict())
+    result = export_checkpoint(path, "torchscript", tmp_path / "wide.pt", samples=2)
+    assert result.ok is True
+    loaded, meta = load_torchscript(tmp_path / "wide.pt")
+    assert meta["image_size"] == [32, 48] and meta["resize"] == "stretch"
+    with torch.no_grad():
+        out = loaded(torch.rand(1, 3, 32, 48))
+    assert out["segmentation"].shape[-2:] == (8, 12)  # the default backbone's stride 4, on both sides

@@ -203,3 +203,22 @@ def test_overlay_hides_low_scores_but_shows_every_ground_truth_box(task):
                                     "labels": torch.tensor([0, -1])})
     out = task.display.draw(image, gt, opacity=0.0)
     assert torch.equal(out[:, 60, 30], torch.tensor(colour_for(0), dtype=torch.uint8))
+
+
+@pytest.mark.parametrize("hw", [(48, 80), (80, 48)])
+def test_a_wide_or_tall_image_encodes_and_decodes_its_boxes_exactly(hw):
+    """The grid's cells are W / w wide and H / h tall, and sizes are fractions of each side: on a
+    non-square image a square ``s`` would put centres in the wrong cells."""
+    h, w = hw
+    task = DetectionTask(DatasetInfo(name="toy", class_names=("circle", "square"), image_size=hw, tasks=("detection",)))
+    boxes = [[4, 4, 20, 16], [w - 24, h - 20, w - 2, h - 2]]
+    batch = pad_detection([sample(boxes, [0, 1])])
+    enc = task.encode(batch, h // 4, w // 4)
+    # the second box's centre (w - 13, h - 11) px lies in cell (x (w - 13) // 4, y (h - 11) // 4)
+    assert enc["heatmap"][0, 1, (h - 11) // 4, (w - 13) // 4] == 1.0
+    assert enc["size"][0, 1].tolist() == pytest.approx([22 / w, 18 / h])
+    out = task.ideal_output(batch, h // 4, w // 4)
+    pred = task.decode(out, hw)[0]
+    order = pred["labels"].argsort()
+    assert torch.allclose(pred["boxes"][order], batch["boxes"][0], atol=0.5)
+    assert task.metrics(out, batch)["map50"] == pytest.approx(1.0)

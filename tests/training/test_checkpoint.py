@@ -54,3 +54,10 @@ def test_atomic_write_leaves_old_file_when_writing_fails(tmp_path, monkeypatch):
         atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temporary file left behind
+
+
+def test_a_square_as_one_number_or_two_is_the_same_size_and_sides_must_match():
+    check_compatible(ExperimentConfig(data=DataConfig(image_size=64)), ExperimentConfig(data=DataConfig(image_size=(64, 64))))
+    with pytest.raises(CheckpointError, match=r"data.image_size is 48x80 \(height x width\) there, 80x48"):
+        check_compatible(ExperimentConfig(data=DataConfig(image_size=(48, 80))),
+                         ExperimentConfig(data=DataConfig(image_size=(80, 48))))
