@@ -64,13 +64,13 @@ def test_the_page_describes_the_tasks_and_classes(data_page):
 def test_the_data_follows_the_setup_page(runs_dir):
     at = AppTest.from_file(APP, default_timeout=30).run()
     at.switch_page("pages/setup.py").run()
-    at.slider(key="cfg.data.image_size").set_value(32)
+    at.slider(key="cfg.data.height").set_value(32)
     at.slider(key="cfg.data.num_shapes").set_value(2).run()
     at.switch_page("pages/data.py").run()
     assert "(32 px" in at.caption[0].value
     assert "**Classes** (2): circle, square" in [m.value for m in at.markdown]
     at.switch_page("pages/setup.py").run()  # and the form kept its values meanwhile
-    assert at.slider(key="cfg.data.image_size").value == 32
+    assert at.slider(key="cfg.data.height").value == 32
 
 
 def test_a_label_table_is_checked_row_by_row_before_it_is_shown(runs_dir, tmp_path):

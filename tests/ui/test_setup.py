@@ -50,7 +50,7 @@ def test_the_widgets_are_there_and_a_default_config_can_start(setup_page):
     for t in ("classification", "detection", "segmentation"):  # one weight slider per selected task
         slider = at.slider(key=f"{K}weighting.weights.{t}")
         assert slider.value == 1.0 and (slider.min, slider.max) == (WEIGHT_MIN, WEIGHT_MAX)  # the one range
-    for key in ("data.image_size", "data.max_objects", "data.noise"):
+    for key in ("data.height", "data.max_objects", "data.noise"):
         at.slider(key=K + key)
     for key in ("data.train_size", "optim.lr", "optim.batch_size", "optim.steps", "seed"):
         at.number_input(key=K + key)
@@ -148,7 +148,7 @@ def test_an_uploaded_config_fills_the_widgets(setup_page):
     at.file_uploader(key="setup.upload").set_value(("mine.json", cfg.to_json().encode(), "application/json")).run()
     assert not at.exception and not at.error
     assert at.multiselect(key=K + "tasks").value == ["detection", "depth"]
-    assert at.slider(key=K + "data.image_size").value == 48
+    assert at.slider(key=K + "data.height").value == 48
     assert at.slider(key=f"{K}weighting.weights.detection").value == 2.0
     assert at.selectbox(key=K + "weighting.method").value == "dwa"
     assert at.number_input(key=f"{K}weighting.params.dwa.temperature").value == 3.0
@@ -179,7 +179,7 @@ def test_a_tiny_run_started_from_setup_finishes(setup_page, runs_dir):
     for key, value in {"data.train_size": 64, "data.val_size": 32, "data.test_size": 32, "optim.batch_size": 16,
                        "optim.steps": 5, "eval_every": 5, "optim.warmup_steps": 0}.items():
         at.number_input(key=K + key).set_value(value)
-    at.slider(key=K + "data.image_size").set_value(32)
+    at.slider(key=K + "data.height").set_value(32)
     at.selectbox(key=K + "device").set_value("cpu")
     at.text_input(key=K + "name").set_value("tiny from setup").run()
     assert start_button(at).disabled is False
@@ -281,7 +281,7 @@ def test_the_study_section_shows_its_size_and_starts_the_study(setup_page, runs_
     for key, value in {"data.train_size": 64, "data.val_size": 32, "data.test_size": 32, "optim.batch_size": 16,
                        "optim.steps": 4, "eval_every": 2, "optim.warmup_steps": 0}.items():
         at.number_input(key=K + key).set_value(value)
-    at.slider(key=K + "data.image_size").set_value(32)
+    at.slider(key=K + "data.height").set_value(32)
     at.selectbox(key=K + "device").set_value("cpu").run()
     at.multiselect(key="study.methods").set_value(["ew", "rlw"])
     at.number_input(key="study.seeds").set_value(2)
@@ -358,7 +358,7 @@ def test_a_link_fills_the_form_and_the_form_writes_its_setup_to_the_url(runs_dir
     assert at.session_state[K + "data.label_fraction.segmentation"] == 0.05
     assert _plain(at.session_state["setup.config"]) == LINKED
     assert any("Loaded the setup from the link" in s.value for s in at.success)
-    at.slider(key=K + "data.image_size").set_value(48).run()
+    at.slider(key=K + "data.height").set_value(48).run()
     token = at.query_params["config"]
     token = token[0] if isinstance(token, list) else token
     assert _plain(ExperimentConfig.from_link(token)) == dataclasses.replace(LINKED, data=dataclasses.replace(LINKED.data, image_size=48))
