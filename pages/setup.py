@@ -344,12 +344,13 @@ with task_col, st.container(border=True):
                                                                               for s in ("train", "val", "test")),
                                     "classes": t["classes"]} for t in columns]),
                      hide_index=True, width="stretch", height=min(38 + 35 * len(columns), 300))
-    pick, every = st.columns([4, 1], vertical_alignment="bottom")
-    pick.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP,
-                     format_func=lambda t: titles.get(t, t), help="The dataset supplies labels for these tasks")
+    pick, every = st.columns([4, 1], vertical_alignment="top")
     every.button("All", key="setup.all_tasks", on_click=_select_all, args=(supplied,), help="Select every task it supplies",
                  disabled=set(cfg.tasks) >= set(supplied))
-    form.problems("tasks")
+    with pick:
+        st.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP,
+                       format_func=lambda t: titles.get(t, t), help="The dataset supplies labels for these tasks")
+        form.problems("tasks")
     form.problems("task_specs")
     if len(cfg.tasks) <= FEW_TASKS:
         for t in cfg.tasks:
