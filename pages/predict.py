@@ -285,10 +285,15 @@ model = _ensemble(store, run) if mode == "ensemble" else _one_run(store, run)
 predictor = model.predictor
 
 # -- what to show ------------------------------------------------------------------------------
+MANY_TASKS = 8  # more tasks than this: the overlays are picked from a list, a few drawn at first
 tasks = list(predictor.tasks)
 cols = st.columns([3, 2, 2])
-shown = cols[0].pills("Show", tasks, selection_mode="multi", default=tasks, key="predict_show",
-                      format_func=lambda t: getattr(predictor.tasks[t], "title", "") or t) or []
+if len(tasks) <= MANY_TASKS:
+    shown = cols[0].pills("Show", tasks, selection_mode="multi", default=tasks, key="predict_show",
+                          format_func=lambda t: getattr(predictor.tasks[t], "title", "") or t) or []
+else:  # forty attributes drawn at once would cover the photo: a few, chosen per task
+    shown = cols[0].multiselect(f"Show ({len(tasks)} tasks: choose which to draw)", tasks, default=tasks[:4],
+                                key="predict_show_many", format_func=lambda t: getattr(predictor.tasks[t], "title", "") or t)
 opacity = cols[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="predict_opacity")
 threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_threshold",
                            help="Boxes scoring below this are hidden.")
