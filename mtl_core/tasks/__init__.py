@@ -10,7 +10,17 @@ from mtl_core.data.base import DatasetInfo
 from mtl_core.errors import ConfigError
 from mtl_core.registry import load_plugins
 from mtl_core.tasks import binary, classification, count, depth, detection, multilabel, regression, segmentation  # noqa: F401  (registers)
-from mtl_core.tasks.base import DISPLAYS, KINDS, TASKS, Display, Task, register_display, register_kind, register_task
+from mtl_core.tasks.base import (
+    DISPLAYS,
+    KINDS,
+    TASKS,
+    Display,
+    Task,
+    register_display,
+    register_kind,
+    register_task,
+    sentence_case,
+)
 from mtl_core.tasks.display import answers, boxes, maps, masks, presence, values  # noqa: F401  (registers the kinds)
 
 load_plugins()
@@ -83,7 +93,7 @@ def task_meta(names: Iterable[str], specs: Mapping[str, Any] | None = None) -> d
             KINDS.get(kind) if kind in KINDS else None
         preset = cls is not None and cls.name == name
         title = (spec.get("title", "") if isinstance(spec, Mapping) else getattr(spec, "title", "")) or \
-            (getattr(cls, "title", "") if preset else "") or name.replace("_", " ").capitalize()
+            (getattr(cls, "title", "") if preset else "") or sentence_case(name)
         out[name] = {"primary": getattr(cls, "primary", ""), "higher_is_better": bool(getattr(cls, "higher_is_better", True)),
                      "title": title, "description": getattr(cls, "description", "") if preset else "",
                      "fusion": cls.display_type().fusion if cls is not None else "", "kind": getattr(cls, "kind", kind)}

@@ -111,7 +111,7 @@ class Task(ABC):
         # where its label is: the spec's column, else the class's own target, else its name
         self.key = spec.column or (cls.target_key if preset else "") or self.name
         self.class_names = tuple(spec.classes or cls.class_names or info.class_names)
-        self.title = spec.title or (cls.title if preset else "") or self.name.replace("_", " ")
+        self.title = spec.title or (cls.title if preset else "") or sentence_case(self.name)
         self.description = cls.description if preset else f"{self.kind} label {self.key!r}"
 
     # ---- to learn: what every task writes --------------------------------------------------
@@ -299,6 +299,12 @@ class Display:
     def error_legend(self) -> list[tuple[str, str]]:
         """``[(meaning, "#rrggbb")]`` of the colours :meth:`draw_errors` uses."""
         return []
+
+
+def sentence_case(name: str) -> str:
+    """A task's name as a title: ``left_digit`` -> "Left digit" (the rest of its case kept)."""
+    words = name.replace("_", " ").strip()
+    return words[:1].upper() + words[1:]
 
 
 def percent(x: float) -> str:

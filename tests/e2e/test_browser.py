@@ -531,3 +531,66 @@ def test_the_error_browser_filters_then_opens_a_sample_with_its_error_overlay(pa
         except Exception:
             pass
         raise
+
+
+EXAMPLE_TABLE = ROOT / "assets" / "labels" / "photos.csv"
+
+
+def test_a_label_table_trains_from_setup_and_one_of_its_photos_gets_its_answers(page, server):
+    """The README's worked example through the browser: Setup's example label table (photos of
+    three tasks of three kinds), a short run at 48 x 64, then one of its test photos on Predict."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=SLOW)
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    name = "e2e-label-table"
+    try:
+        page.goto(f"{server}/setup")
+        expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=SLOW)
+        _settle(page)
+        page.get_by_label("Dataset", exact=True).click()
+        page.get_by_role("option", name="manifest", exact=True).click()
+        _settle(page)
+        page.get_by_role("button", name=re.compile("Use the example")).click()
+        _settle(page)
+        expect(page.get_by_text("The table's 3 task columns")).to_be_visible()
+        expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+        for chip in ("Subject", "Outdoor", "Brightness"):  # every column chosen
+            expect(page.locator("[data-tag]").filter(has_text=re.compile(f"^{chip}")).first).to_be_visible()
+        _set_slider(page, "Image height (px)", 48)
+        _set_slider(page, "Image width (px)", 64)
+        for label, value in (("Batch size", 16), ("Training steps", 40)):
+            _set_number(page, label, value)
+        run_name = page.get_by_label("Run name", exact=True)
+        run_name.fill(name)
+        run_name.press("Enter")
+        _settle(page)
+        _shot(page, "table_1_setup")
+        start = page.get_by_role("button", name=re.compile("Start training"))
+        expect(start).to_be_enabled()
+        start.click()
+        expect(page.get_by_role("heading", name="Live training", exact=True)).to_be_visible(timeout=SLOW)
+        expect(page.get_by_text("Final metrics")).to_be_visible(timeout=4 * SLOW)
+        _settle(page)
+        _shot(page, "table_2_finished")
+
+        page.get_by_role("link", name="Predict").click()
+        expect(page.get_by_role("heading", name="Predict", exact=True)).to_be_visible(timeout=SLOW)
+        page.get_by_label(re.compile("^Run")).click()
+        page.get_by_role("option", name=re.compile(name)).click()
+        expect(page.get_by_text(re.compile(r"Model: .*" + name))).to_be_visible(timeout=SLOW)
+        photo = EXAMPLE_TABLE.parent / "photos" / "cat_18.jpg"  # a test-split photo of the table
+        page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(photo))
+        expect(page.get_by_text(re.compile(r"128×96 px · inference \d+ ms"))).to_be_visible(timeout=SLOW)
+        for words in (r"Subject: \w+ \(\d+%\)", r"Outdoor: (yes|no) \(\d+%\)", r"Brightness: [\d.]+"):
+            expect(page.get_by_text(re.compile(words)).first).to_be_visible()
+        _settle(page)
+        _shot(page, "table_3_predict")
+        assert not errors, f"JavaScript errors in the page: {errors}"
+    except BaseException:
+        try:
+            _shot(page, "failure_table")
+        except Exception:
+            pass
+        raise

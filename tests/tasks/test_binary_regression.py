@@ -47,8 +47,8 @@ def test_binary_prediction_and_its_words_name_the_attribute():
     task = binary(classes=("serious", "smiling"))
     (p,) = task.decode(torch.tensor([[math.log(9.0)]]))  # p(yes) = 0.9
     assert p["label"] == 1 and p["score"] == pytest.approx(0.9) and p["probs"] == pytest.approx([0.1, 0.9])
-    assert task.display.summarize(p) == "smiling: smiling (90%)"
-    assert binary().display.summarize(p) == "smiling: yes (90%)"
+    assert task.display.summarize(p) == "smiling (90%)" and task.display.caption(p) == "Smiling: smiling"
+    assert binary().display.summarize(p) == "yes (90%)"
 
 
 def test_regression_loss_is_l1_on_standardised_values_and_smooth_l1_when_asked():

@@ -191,3 +191,9 @@ class BinaryDisplay(ClassDisplay):
 
     def caption(self, prediction: dict[str, Any]) -> str:
         return self.answer_name(int(prediction[self.key]))
+
+    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
+        """"yes (93%)": a page prints it after the task's title already."""
+        score = prediction.get("score")
+        name = self.table_name(int(prediction[self.key]))
+        return name if score is None else f"{name} ({float(score):.0%})"
