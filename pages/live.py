@@ -13,6 +13,7 @@ store, which its trainer reads at its next step.
 """
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from mtl_core.errors import MTLError
@@ -23,7 +24,7 @@ from mtl_core.weighting import method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP, weights_in_force
 from ui.charts import TaskMeta
 from ui.live_plot import live_chart
-from ui.live_view import cached_conflict
+from ui.live_view import cached_conflict, task_rows
 from ui.metrics import final_metrics, format_duration
 from ui.roles import refused, view_only_caption, viewer, why_not
 from ui.shared import feeds, live_view, run_row
@@ -183,6 +184,9 @@ def _weights_form(run: dict, meta: dict, changes: list[dict]) -> None:
                                   disabled=bool(locked), help=locked)
 
 
+MANY_TASKS = 8  # more tasks than this: a table of them all, and a chosen few as charts
+
+
 def _charts(view, tasks: list[str]) -> None:
     rid = view.run["id"]
     left, right = st.columns(2)
@@ -190,6 +194,14 @@ def _charts(view, tasks: list[str]) -> None:
         live_chart(view.figures["total"], key=f"live_total_{rid}")
     with right:
         live_chart(view.figures["weights"], key=f"live_weights_fig_{rid}")
+    if len(tasks) > MANY_TASKS:  # forty charts would bury each other: a table of every task, a few charted
+        cache = feeds().feed(rid).cache
+        st.dataframe(pd.DataFrame(task_rows(cache, tasks, view_meta(tasks))), hide_index=True, width="stretch",
+                     height=min(38 + 35 * len(tasks), 320), key=f"live_task_table_{rid}")
+        key = f"live_drawn_{rid}"
+        if key not in st.session_state:
+            st.session_state[key] = tasks[:4]
+        tasks = st.multiselect(f"Tasks to chart ({len(tasks)} in all)", tasks, key=key) or []
     for row in range(0, len(tasks), 2):
         cols = st.columns(2)
         for col, t in zip(cols, tasks[row:row + 2], strict=False):
@@ -291,7 +303,12 @@ first = store.get_run(run_id)
 if first is None:
     st.warning(f"Run `{run_id}` does not exist (it may have been deleted). Pick another one in the sidebar.")
     st.stop()
-meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", [])).items()}
+meta = {t: TaskMeta(t, **m) for t, m in task_meta(first["config"].get("tasks", []),
+                                                  first["config"].get("task_specs")).items()}
+
+
+def view_meta(tasks: list[str]) -> dict:
+    return {t: meta.get(t, TaskMeta(t)) for t in tasks}
 
 
 active = manager().is_active(run_id)

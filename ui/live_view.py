@@ -118,3 +118,20 @@ def live_figures(store: Any, run_id: str, smoothing: float = 0.6, log_y: bool = 
     for old in looks[: max(0, len(looks) - KEEP_LOOKS)]:
         cache.memo.pop(old)
     return LiveView(run=run, tasks=tasks, figures=figs, events=events, new_rows=added, grad_step=grad_step)
+
+
+def task_rows(cache: MetricCache, tasks: Sequence[str], meta: Mapping[str, TaskMeta]) -> list[dict[str, Any]]:
+    """One row per task for a run of many tasks: its kind, its latest training loss, and its
+    primary metric at the latest evaluation (empty until there is one)."""
+    def last(split: str, key: str) -> float | None:
+        steps, values = cache.series.get((split, key), ([], []))
+        return float(values[-1]) if values else None
+
+    rows = []
+    for t in tasks:
+        m = meta.get(t, TaskMeta(t))
+        loss, value = last("train", f"loss/{t}"), last("val", f"{t}/{m.primary}") if m.primary else None
+        rows.append({"task": m.label, "kind": m.kind, "training loss": None if loss is None else round(loss, 4),
+                     "validation": f"{m.primary} {value:.3f}" if value is not None else "",
+                     "better": "higher" if m.higher_is_better else "lower"})
+    return rows

@@ -286,3 +286,29 @@ def test_a_run_of_a_study_links_back_to_it(tmp_path, monkeypatch):
     no_exceptions(at)
     assert any("[study-x](/studies?study=study-x)" in m.value and "weighting.method=pcgrad, seed 2" in m.value
                for m in at.markdown)
+
+
+def test_a_run_of_forty_tasks_shows_a_table_of_them_all_and_charts_a_chosen_few(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    from mtl_core.store.store import RunStore
+
+    attrs = [f"attr_{k:02d}" for k in range(40)]
+    store = RunStore(tmp_path)
+    cfg = tiny_config(name="forty").to_dict()
+    cfg["tasks"] = attrs
+    cfg["task_specs"] = {a: {"kind": "binary", "column": a} for a in attrs}
+    run_id = store.create_run(cfg, "forty", "cli", 10, status="finished")
+    rows = [(s, "train", f"loss/{a}", 0.7 - 0.01 * s, 0.0) for s in range(3) for a in attrs]
+    rows += [(2, "val", f"{a}/accuracy", 0.5 + k / 100, 0.0) for k, a in enumerate(attrs)]
+    store.log_metrics(run_id, rows)
+    at = page("live", run_id)
+    at.run()
+    no_exceptions(at)
+    table = next(d.value for d in at.dataframe if "kind" in d.value.columns)
+    assert len(table) == 40 and set(table["kind"]) == {"binary"}
+    assert table.iloc[7]["validation"] == "accuracy 0.570" and table.iloc[7]["training loss"] == 0.68
+    task_charts = [c for c in charts(at) if c.key.startswith(f"live_task_{run_id}_")]
+    assert len(task_charts) == 4
+    at.multiselect(key=f"live_drawn_{run_id}").set_value(["attr_39"]).run()
+    no_exceptions(at)
+    assert [c.key for c in charts(at) if c.key.startswith(f"live_task_{run_id}_")] == [f"live_task_{run_id}_attr_39"]
