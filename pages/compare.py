@@ -50,7 +50,8 @@ class Scores:
     @classmethod
     def of(cls, runs: list[dict]) -> Scores:
         tasks = list(dict.fromkeys(t for r in runs for t in r["config"].get("tasks", [])))
-        meta = {t: TaskMeta(t, **m) for t, m in task_meta(tasks).items()}
+        specs = {t: sp for r in runs for t, sp in (r["config"].get("task_specs") or {}).items()}
+        meta = {t: TaskMeta(t, **m) for t, m in task_meta(tasks, specs).items()}
         return cls(meta, {t: m.primary for t, m in meta.items() if m.primary},
                    {t: m.higher_is_better for t, m in meta.items()})
 

@@ -177,7 +177,7 @@ def _computed(study_id: str) -> tuple:
     alive = study_alive(plan, study_id=study_id)
     summary = summarize(store, study_id)
     measured = measure(summary, effect)
-    meta = task_meta(summary.tasks)
+    meta = task_meta(summary.tasks, summary.task_specs)
     labels = level_labels(summary, lesson.level_names)
     colors = level_colors([lv.label for lv in summary.levels])
     try:

@@ -139,7 +139,8 @@ def _ensemble(store: Any, run: dict) -> Model:
     class_fusion = c1.radio("Classes", CLASS_FUSIONS, horizontal=True, key="predict_ens_class",
                             format_func=CLASS_FUSION_LABELS.get)
     box_fusion = BOX_FUSIONS[0]
-    if any(m["fusion"] == "boxes" for m in task_meta(by_id[picks[0]]["config"].get("tasks", [])).values()):
+    if any(m["fusion"] == "boxes" for m in task_meta(by_id[picks[0]]["config"].get("tasks", []),
+                                                   by_id[picks[0]]["config"].get("task_specs")).values()):
         box_fusion = c2.radio("Boxes", BOX_FUSIONS, horizontal=True, key="predict_ens_boxes",
                               format_func=BOX_FUSION_LABELS.get,
                               help="Weighted boxes fusion averages overlapping boxes of the members "

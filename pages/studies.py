@@ -308,7 +308,7 @@ try:
 except MTLError as e:
     st.error(f"This study cannot be summarised: {e}")
     st.stop()
-meta = task_meta(summary.tasks)
+meta = task_meta(summary.tasks, summary.task_specs)
 labels = {lv.label: short_label(lv.level) for lv in summary.levels}
 colors = level_colors([lv.label for lv in summary.levels])
 baselines = baseline_levels(spec, plan) if spec is not None else []

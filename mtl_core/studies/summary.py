@@ -68,6 +68,7 @@ class StudySummary:
     sentence: str
     progress: dict[str, int]
     baseline_by_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> seed -> metric
+    task_specs: dict[str, Any] = field(default_factory=dict)  # what each task is, as its runs recorded it
 
 
 def baseline_labels(baselines: list[Planned]) -> dict[str, str]:
@@ -193,7 +194,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
     return StudySummary(study=study, tasks=tasks, primary=primary, higher_is_better=hib, levels=ordered,
                         baselines={t: mean_ci(v, confidence) for t, v in base_values.items()},
                         ranked_on=ranked_on, ranking=ranking, sentence=sentence, progress=progress,
-                        baseline_by_seed=base_seeds)
+                        baseline_by_seed=base_seeds, task_specs=specs)
 
 
 def _ranking_scores(levels: list[Level], tasks: list[str], hib: Mapping[str, bool]) -> tuple[str, dict[str, dict[int, float]]]:
