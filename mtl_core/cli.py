@@ -28,7 +28,7 @@ from mtl_core.store.liveness import HEARTBEAT_STALE_S
 from mtl_core.store.status import RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.studies import cli as study_cli
-from mtl_core.tasks import TASKS
+from mtl_core.tasks import KINDS, TASKS
 from mtl_core.training import distributed
 from mtl_core.training.builders import resolve_device
 from mtl_core.training.checkpoint import atomic_write_bytes
@@ -380,11 +380,17 @@ def _inspect(store, a) -> int:
 
 
 def _list(a) -> int:
-    print("tasks:          " + ", ".join(TASKS.available()))
+    print("tasks (built-in names): " + ", ".join(TASKS.available()))
     print("architectures:  " + ", ".join(ARCHITECTURES.available()))
     print("backbones:      " + ", ".join(BACKBONES.available()))
     print("weighting:      " + ", ".join(WEIGHTINGS.available()))
-    print("datasets:       " + ", ".join(DATASETS.available()))
+    print("datasets and the tasks they supply:")
+    for name in DATASETS.available():
+        supplies = getattr(DATASETS.get(name), "supplies", None)
+        print(f"  {name:<14}" + (", ".join(supplies) if supplies else "one task per column of your label table "
+                                 "(list --dataset manifest --data-root FILE names them)" if name == "manifest"
+                                 else "(list --dataset NAME --data-root PATH)"))
+    print("task kinds:     " + ", ".join(KINDS.available()))
     if a.dataset:
         cfg = ExperimentConfig.from_dict({"data": {"dataset": a.dataset, "root": a.data_root or ""}})
         print(f"tasks of {a.dataset}:")

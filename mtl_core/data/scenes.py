@@ -347,6 +347,7 @@ class ScenesDataset:
     device (``renders_on_device``: a trainer on a GPU asks for its batches there)."""
 
     renders_on_device = True
+    supplies = TASKS  # every scene has every label
 
     def __init__(self, cfg: DataConfig, split: str, seed: int = 0) -> None:
         if split not in SPLITS:
