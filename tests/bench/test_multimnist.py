@@ -90,3 +90,29 @@ def test_real_digits_make_a_table_of_two_ten_class_tasks_with_unseen_val_and_tes
     for task in ("left", "right"):
         assert specs[task].kind == "classification"
         assert specs[task].classes == tuple(str(d) for d in range(10))
+
+
+def write_idx(raw, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
+    """MNIST's idx files (big-endian header, then bytes), as torchvision reads them from MNIST/raw."""
+    n = len(labels)
+    (raw / f"{prefix}-images-idx3-ubyte").write_bytes(np.array([2051, n, 28, 28], ">i4").tobytes() + images.tobytes())
+    (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(np.array([2049, n], ">i4").tobytes() + labels.tobytes())
+
+
+def test_torchvision_mnist_files_give_a_val_pool_from_train_and_the_t10k_file_as_test(tmp_path):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    write_idx(raw, "train", rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), np.repeat(np.arange(10, dtype=np.uint8), 20))
+    write_idx(raw, "t10k", rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), np.repeat(np.arange(10, dtype=np.uint8), 5))
+    pools = load_digits(tmp_path)
+    assert {s: len(pools[s]) for s in SPLITS} == {"train": 180, "val": 20, "test": 50}
+    assert all(i.startswith("mnist-train:") for i in pools["train"].ids + pools["val"].ids)
+    assert not set(pools["train"].ids) & set(pools["val"].ids)
+    assert pools["test"].ids == tuple(f"mnist-t10k:{i}" for i in range(50))
+    assert np.bincount(pools["val"].labels).tolist() == [2] * 10
+
+
+def test_a_missing_mnist_root_says_what_to_give(tmp_path):
+    with pytest.raises(SystemExit, match="no MNIST files under"):
+        load_digits(tmp_path)
