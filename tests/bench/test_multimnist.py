@@ -103,8 +103,9 @@ def test_torchvision_mnist_files_give_a_val_pool_from_train_and_the_t10k_file_as
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    write_idx(raw, "train", rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), np.repeat(np.arange(10, dtype=np.uint8), 20))
-    write_idx(raw, "t10k", rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), np.repeat(np.arange(10, dtype=np.uint8), 5))
+    digits = np.arange(10, dtype=np.uint8)
+    write_idx(raw, "train", rng.integers(0, 256, (200, 28, 28), dtype=np.uint8), np.repeat(digits, 20))
+    write_idx(raw, "t10k", rng.integers(0, 256, (50, 28, 28), dtype=np.uint8), np.repeat(digits, 5))
     pools = load_digits(tmp_path)
     assert {s: len(pools[s]) for s in SPLITS} == {"train": 180, "val": 20, "test": 50}
     assert all(i.startswith("mnist-train:") for i in pools["train"].ids + pools["val"].ids)
