@@ -116,8 +116,9 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
         for t in cfg.tasks:
             declared = cfg.task_specs.get(t)
             if supplied is not None and t not in supplied and not (declared and declared.kind):
-                what = "does not provide" if t in TASKS else "has no task or column"
-                e.append(ConfigError("tasks", f"the {d.dataset} dataset {what} {t!r}; it provides: {', '.join(supplied) or 'none'}"
+                what = f"the {d.dataset} dataset does not provide {t!r}" if t in TASKS else \
+                    f"unknown task {t!r}: the {d.dataset} dataset has no task or column of that name"
+                e.append(ConfigError("tasks", f"{what}; it provides: {', '.join(supplied) or 'none'}"
                                      + _close(t, list(supplied))))
     # model
     _choice(e, "model.architecture", m.architecture, ARCHITECTURES.available())

@@ -199,7 +199,7 @@ def test_the_config_names_columns_and_a_run_records_them_resolved(tmp_path):
     rows = [{"image": f"i/{k}.png", "split": _split(k), "left": str(k % 3), "right": str((k + 1) % 3)} for k in range(8)]
     cfg = check(config(write_table(tmp_path, rows), ["left", "right"]))
     assert cfg.task_specs["left"] == TaskSpec(kind="classification", column="left", classes=("0", "1", "2"))
-    with pytest.raises(ConfigError, match="has no task or column 'lefft'.*did you mean left"):
+    with pytest.raises(ConfigError, match="unknown task .lefft.: the manifest dataset has no task or column.*did you mean left"):
         check(config(write_table(tmp_path, rows), ["lefft"]))
 
 
