@@ -232,38 +232,21 @@ class Figures:
 
 
 def figures(store, study_id: str) -> Figures:
-    """The study's test figures as its summary gives them (what the Studies page shows); where the
-    summary finds no metric for a label table's task, the same computation here, with the tasks'
-    kinds taken from the configs the runs recorded."""
-    from mtl_core.scores import delta_m_per_seed
+    """The study's test figures as its summary gives them (what the Studies page shows)."""
     from mtl_core.studies.store import StudyStore
-    from mtl_core.studies.summary import summarize, test_metrics
-    from mtl_core.tasks import task_meta
+    from mtl_core.studies.summary import summarize
 
     summary = summarize(store, study_id)
     plan = StudyStore(store).plan(study_id)
     runs = [row["run"] for row in plan if row["run"] is not None]
     seconds = [float(r["info"]["elapsed_s"]) for r in runs if (r.get("info") or {}).get("elapsed_s") is not None]
     level = summary.levels[0] if summary.levels else None
-    if level is not None and level.delta_m_by_seed and all(t in level.metrics for t in TASKS):
-        single = {s: {t: v[s] for t, v in summary.baseline_by_seed.items() if s in v}
-                  for s in sorted({s for v in summary.baseline_by_seed.values() for s in v})}
-        return Figures(dict(level.by_seed), single, dict(level.delta_m_by_seed), seconds, "the study's summary")
-    specs = next((r["config"].get("task_specs", {}) for r in runs if len(r["config"]["tasks"]) == len(TASKS)), {})
-    meta = task_meta(TASKS, specs)
-    multi: dict[int, dict[str, float]] = {}
-    single: dict[int, dict[str, float]] = {}
-    for row in plan:
-        run = row["run"]
-        if run is None or run["status"] != "finished":
-            continue
-        values = test_metrics(store, run["id"])
-        tasks = [row["task"]] if row["role"] == "baseline" else list(TASKS)
-        got = {t: values[f"{t}/{meta[t]['primary']}"] for t in tasks if f"{t}/{meta[t]['primary']}" in values}
-        (single if row["role"] == "baseline" else multi).setdefault(int(row["seed"]), {}).update(got)
-    hib = {t: meta[t]["higher_is_better"] for t in TASKS}
-    return Figures(multi, single, delta_m_per_seed(multi, single, hib), seconds,
-                   "computed here (the study's summary found no primary metric for these tasks)")
+    if level is None or not level.delta_m_by_seed or not all(t in level.metrics for t in TASKS):
+        raise SystemExit(f"the study's summary has no test metrics for {', '.join(TASKS)}: did every run finish? "
+                         f"progress {summary.progress}")
+    single = {s: {t: v[s] for t, v in summary.baseline_by_seed.items() if s in v}
+              for s in sorted({s for v in summary.baseline_by_seed.values() for s in v})}
+    return Figures(dict(level.by_seed), single, dict(level.delta_m_by_seed), seconds, "the study's summary")
 
 
 def _ci(values) -> str:
