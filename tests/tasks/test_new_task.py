@@ -59,7 +59,7 @@ def test_the_cli_lists_a_task_registered_by_a_plugin_file(tmp_path):
     p = subprocess.run([sys.executable, "-m", "mtl_core", "list", "--runs-dir", str(tmp_path)], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    tasks_line = next(line for line in p.stdout.splitlines() if line.startswith("tasks:"))
+    tasks_line = next(line for line in p.stdout.splitlines() if line.startswith("tasks (built-in names):"))
     assert "crowded" in tasks_line and "classification" in tasks_line
 
 
