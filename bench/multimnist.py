@@ -194,7 +194,7 @@ def build_multimnist(out: Path, n_train: int = 10_000, n_val: int = 1_000, n_tes
 TASKS = ("left", "right")
 
 
-def base_config(table: Path, steps: int = 1500, width: int = 16, lr: float = 3e-3, n_train: int = 10_000,
+def base_config(table: Path, steps: int = 1500, width: int = 24, lr: float = 3e-3, n_train: int = 10_000,
                 n_val: int = 1_000, n_test: int = 1_000) -> dict:
     """The study's base: a partial config (merged over the defaults) for both digit tasks.
 
@@ -261,7 +261,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=3, help="training seeds 1..N (default 3)")
     ap.add_argument("--steps", type=int, default=1500, help="training steps of every run (default 1500)")
-    ap.add_argument("--width", type=int, default=16, help="the CNN's base width (default 16)")
+    # 16 left the right digit, the one drawn under the left, at 0.949 (3 seeds); 24 reaches 0.953 in 45 s a run
+    ap.add_argument("--width", type=int, default=24, help="the CNN's base width (default 24)")
     ap.add_argument("--lr", type=float, default=3e-3, help="AdamW learning rate (default 3e-3)")
     ap.add_argument("--train", type=int, default=10_000, help="training canvases (default 10,000)")
     ap.add_argument("--val", type=int, default=1_000, help="validation canvases (default 1,000)")

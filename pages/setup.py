@@ -297,11 +297,11 @@ with _where("data", data_col), st.container(border=True):
         if dataset in DATASETS:
             st.caption(first_line(DATASETS.get(dataset).__doc__))
         if dataset == "manifest":
-            a, b = st.columns([3, 1], vertical_alignment="bottom")
+            a, b = st.columns([2, 1], vertical_alignment="bottom")
             a.text_input("Label table (.csv or .jsonl)", key=K + "data.root", persist_state=KEEP,
                          help="One row per image: a column 'image' (a path relative to the table), an optional 'split' "
                               "(train, val or test) and one column per task. See the README's 'Your own data'.")
-            b.button("Use the example", key="setup.example_table", on_click=_on_example_table,
+            b.button("Example", key="setup.example_table", on_click=_on_example_table,
                      icon=":material/photo_library:", help=f"{EXAMPLE_TABLE.relative_to(ROOT)}: 120 photos, three tasks")
         else:
             st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,

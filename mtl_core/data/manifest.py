@@ -263,7 +263,9 @@ def _find_problems(table: Table, columns: Sequence[str]) -> tuple[list[Problem],
 # ----------------------------------------------------------------------------------- dataset
 @register_dataset("manifest")
 class ManifestDataset:
-    """Your own images and a table of their labels (CSV or JSON lines): see the module docstring."""
+    """Your own images and a table of their labels (CSV or JSON lines), one column per task.
+
+    See :mod:`mtl_core.data.manifest` and the README's "Your own data"."""
 
     reads_specs = True  # build_dataset passes the config's task_specs and tasks
 

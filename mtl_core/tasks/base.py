@@ -108,6 +108,7 @@ class Task(ABC):
         self.info, self.spec = info, spec
         self.name = name or cls.name
         preset = self.name == cls.name  # the task registered under this name, not another instance of its kind
+        self.preset = preset
         # where its label is: the spec's column, else the class's own target, else its name
         self.key = spec.column or (cls.target_key if preset else "") or self.name
         self.class_names = tuple(spec.classes or cls.class_names or info.class_names)

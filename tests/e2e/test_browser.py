@@ -552,7 +552,7 @@ def test_a_label_table_trains_from_setup_and_one_of_its_photos_gets_its_answers(
         page.get_by_label("Dataset", exact=True).click()
         page.get_by_role("option", name="manifest", exact=True).click()
         _settle(page)
-        page.get_by_role("button", name=re.compile("Use the example")).click()
+        page.get_by_role("button", name=re.compile("^Example")).click()
         _settle(page)
         expect(page.get_by_text("The table's 3 task columns")).to_be_visible()
         expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()

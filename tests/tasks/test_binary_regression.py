@@ -85,3 +85,14 @@ def test_regression_prediction_is_a_number_and_its_error_fails_beyond_the_tolera
     errors = task.display.sample_errors([p, p, p], [{"value": 30.0}, {"value": 50.0}, None])
     assert errors["failed"][:2] == [0.0, 1.0] and math.isnan(errors["failed"][2])  # tolerance: one std, 10
     assert errors["abs_error"][:2] == pytest.approx([4.2, 15.8])
+
+
+def test_two_tasks_of_one_kind_say_whose_answer_is_drawn():
+    info = DatasetInfo(name="t", class_names=(), image_size=36, tasks=("left", "right"))
+    digits = tuple(str(d) for d in range(10))
+    left, right = (build_task(n, info, TaskSpec(kind="classification", classes=digits)) for n in ("left", "right"))
+    answer = {"label": 2, "score": 0.7, "probs": [0.0] * 10}
+    assert left.display.chips(answer)[0][0] == "Left: 2 0.70" and right.display.chips(answer)[0][0] == "Right: 2 0.70"
+    scenes = build_task("classification", DatasetInfo(name="s", class_names=("star",) * 3, image_size=32,
+                                                       tasks=("classification",)))
+    assert scenes.display.chips({"label": 0, "score": 0.93})[0][0] == "star 0.93"  # a built-in task: its answer alone

@@ -61,7 +61,11 @@ class ClassDisplay(Display):
         """"star 0.93" on the answer's colour; "star" for a ground truth (no ``score``)."""
         answer = int(prediction[self.key])
         score = prediction.get("score")
-        return [(self.answer_name(answer) + ("" if score is None else f" {float(score):.2f}"), self.colour(answer))]
+        # a built-in task names its answer alone ("star"); a column of a label table says whose answer
+        # it is, since two of one kind (a left and a right digit) would otherwise read alike
+        named = "" if getattr(self.task, "preset", True) or type(self).answer_name is not ClassDisplay.answer_name \
+            else f"{self.title}: "
+        return [(named + self.answer_name(answer) + ("" if score is None else f" {float(score):.2f}"), self.colour(answer))]
 
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
