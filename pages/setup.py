@@ -542,4 +542,4 @@ with _where("study", st.container()), st.expander("Start as a study: many runs, 
     study_section(cfg, errors, methods, titles)
 if not errors and st.query_params.get("config") != (token := cfg.to_link()):
     st.query_params["config"] = token  # the URL holds the setup: copy it to share this exact setup
-    ss["setup.link"] = token
+    cs.wrote_link(ss, token)

@@ -286,12 +286,25 @@ __all__ = ["AUGMENT_ON", "BASE_KEY", "EXAMPLES_DIR", "PREFIX", "Example", "build
            "study_size", "study_spec"]
 
 
+WRITTEN_LINKS = "setup.links_written"  # the URL tokens this session's form wrote, newest last
+MAX_WRITTEN = 64
+
+
+def wrote_link(ss: MutableMapping[str, Any], token: str) -> None:
+    """Remember a token the form wrote to the URL. The browser sends its URL with every rerun; a
+    rerun asked for before it took the newest token carries an older one of the form's own, which
+    must not be loaded as a shared link (it would undo the settings changed since)."""
+    written = [t for t in ss.get(WRITTEN_LINKS, []) if t != token][-(MAX_WRITTEN - 1):]
+    ss[WRITTEN_LINKS] = [*written, token]
+    ss["setup.link"] = token
+
+
 def load_link(ss: MutableMapping[str, Any], token: str | None) -> None:
     """``?config=<token>`` fills the form once per link (a shared setup); a link that does not
     parse or validate is refused with its reason (``setup.link_note``) and the form shows the
     default setup. Remembers which sections the linked setup changes (:func:`link_sections`)."""
-    if not token or token == ss.get("setup.link"):
-        return
+    if not token or token == ss.get("setup.link") or token in ss.get(WRITTEN_LINKS, ()):
+        return  # a link this session wrote itself: a rerun sent before the browser took the newer one
     ss["setup.link"] = token
     try:
         linked = checked_link(token)
