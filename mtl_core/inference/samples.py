@@ -14,14 +14,17 @@ from mtl_core.data import build_dataset
 
 
 @functools.lru_cache(maxsize=4)
-def _dataset(data_json: str, split: str, seed: int):
+def _dataset(key: str, split: str, seed: int):
     # read as a config is, so a [height, width] size comes back as the pair the datasets expect
-    return build_dataset(ExperimentConfig.from_dict({"data": json.loads(data_json)}).data, split, seed)
+    return build_dataset(ExperimentConfig.from_dict(json.loads(key)), split, seed)
 
 
 def run_dataset(config: Any, split: str):
-    """The run's dataset for ``split`` (``config``: an ExperimentConfig), built once per data config."""
-    return _dataset(json.dumps(config.to_dict()["data"], sort_keys=True), split, config.seed)
+    """The run's dataset for ``split`` (``config``: an ExperimentConfig), built once per data config
+    and tasks (a label table reads the kinds the run declared in ``task_specs``)."""
+    d = config.to_dict()
+    key = json.dumps({"data": d["data"], "tasks": d["tasks"], "task_specs": d["task_specs"]}, sort_keys=True)
+    return _dataset(key, split, config.seed)
 
 
 def dataset_size(config: Any, split: str) -> int:

@@ -16,7 +16,9 @@ from mtl_core.data.check import check_data
 from mtl_core.data.manifest import DataProblemsError
 from mtl_core.data.table import infer_kind, load_table
 from mtl_core.errors import ConfigError
+from mtl_core.inference.samples import dataset_sample
 from mtl_core.store.store import RunStore
+from mtl_core.tasks import build_tasks
 from mtl_core.training.loop import Trainer
 from mtl_core.training.validation import check
 from tests.label_tables import every_kind_table, mask_file, write_table
@@ -215,3 +217,14 @@ def test_a_run_on_skipped_rows_records_how_many_and_why(tmp_path):
     assert store.get_run(run_id)["status"] == "finished"
     (event,) = store.events(run_id, "skipped_rows")
     assert event["payload"] == {"rows": 1, "why": {"image: does not exist": 1}}
+
+
+def test_a_runs_dataset_samples_read_the_kinds_its_config_declared(tmp_path):
+    # Predict's "Dataset samples": a column whose kind only the config declares still has its truth
+    rows = [{"image": f"i/{k}.png", "split": _split(k), "age": str(18 + k)} for k in range(30)]
+    cfg = ExperimentConfig.from_dict({**config(write_table(tmp_path, rows), ["age"]).to_dict(),
+                                      "task_specs": {"age": {"kind": "regression"}}})
+    cfg = check(cfg)
+    tasks = build_tasks(cfg, build_dataset(cfg, "val").info)
+    image, truth = dataset_sample(cfg, "val", 0, tasks)
+    assert image.dtype == torch.uint8 and set(truth) == {"age"} and truth["age"]["value"] >= 18
