@@ -80,8 +80,13 @@ except (MTLError, OSError) as e:
     st.stop()
 tasks = out.tasks
 titles = {t: task.title or t for t, task in tasks.items()}
-picked = c3.pills("Show", list(tasks), selection_mode="multi", default=list(tasks), key="inspect_show",
-                  format_func=titles.get) or []
+MANY_TASKS = 8  # more tasks than this: the ones drawn and worded are picked from a list, four at first
+if len(tasks) <= MANY_TASKS:
+    picked = c3.pills("Show", list(tasks), selection_mode="multi", default=list(tasks), key="inspect_show",
+                      format_func=titles.get) or []
+else:  # forty attributes' verdicts under every thumbnail bury the pictures: a few, chosen per task
+    picked = c3.multiselect(f"Show ({len(tasks)} tasks)", list(tasks), default=list(tasks)[:4], key="inspect_show_many",
+                            format_func=titles.get, help="Every task's errors stay in the table, the filters and the CSV")
 show = {t: t in picked for t in tasks}
 kept = iv.kept_file(path, split)
 st.caption(f"**{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} ({ck['kind']}) · "

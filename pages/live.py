@@ -201,7 +201,9 @@ def _charts(view, tasks: list[str]) -> None:
         key = f"live_drawn_{rid}"
         if key not in st.session_state:
             st.session_state[key] = tasks[:4]
-        tasks = st.multiselect(f"Tasks to chart ({len(tasks)} in all)", tasks, key=key) or []
+        labels = view_meta(tasks)
+        tasks = st.multiselect(f"Tasks to chart ({len(tasks)} in all)", tasks, key=key,
+                               format_func=lambda t: labels[t].label) or []
     for row in range(0, len(tasks), 2):
         cols = st.columns(2)
         for col, t in zip(cols, tasks[row:row + 2], strict=False):
