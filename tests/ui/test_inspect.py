@@ -169,3 +169,31 @@ def test_a_run_without_a_checkpoint_says_so(runs_dir):
     at.run()
     no_exceptions(at)
     assert any("No trained run" in i.value for i in at.info)
+
+
+def test_forty_tasks_word_a_chosen_few_under_each_thumbnail(tmp_path, monkeypatch):
+    from mtl_core.config import ExperimentConfig
+    from mtl_core.store.store import RunStore
+    from mtl_core.training.loop import Trainer
+    from mtl_core.training.validation import check
+    from tests.label_tables import split_of, write_table
+
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path / "runs"))
+    attrs = [f"attr_{k:02d}" for k in range(40)]
+    rows = [{"image": f"i/{i}.png", "split": split_of(i), **{a: str((i + k) % 2) for k, a in enumerate(attrs)}}
+            for i in range(16)]
+    cfg = check(ExperimentConfig.from_dict({
+        "tasks": attrs, "data": {"dataset": "manifest", "root": str(write_table(tmp_path, rows)), "image_size": 32},
+        "model": {"width": 4}, "optim": {"batch_size": 4, "steps": 2, "warmup_steps": 0}, "eval_every": 2,
+        "first_eval": 0, "checkpoint_every": 0, "gradstats_every": 0, "device": "cpu"}))
+    store = RunStore(tmp_path / "runs")
+    run_id = store.create_run(cfg.to_dict(), "forty", "test", 2)
+    Trainer(cfg, store, run_id).run()
+    at = opened(run_id)
+    assert at.multiselect(key="inspect_show_many").value == attrs[:4]
+    words = [c.value for c in at.caption if "Attr " in c.value and "(truth" in c.value]
+    assert words and all("Attr 04" not in w for w in words)  # only the chosen four are worded
+    at.multiselect(key="inspect_show_many").set_value(["attr_39"]).run()
+    no_exceptions(at)
+    words = [c.value for c in at.caption if "Attr " in c.value and "(truth" in c.value]
+    assert words and all("Attr 39" in w and "Attr 00" not in w for w in words)
