@@ -177,6 +177,9 @@ def task_figure(cache: MetricCache, meta: TaskMeta, smoothing: float, log_y: boo
     return figure(traces, layout)
 
 
+MAX_LEGEND = 12  # tasks a weights chart names in its legend
+
+
 def weights_figure(cache: MetricCache, tasks: Sequence[str], events: Sequence[Mapping[str, Any]] = (),
                    task_colors: Mapping[str, str] | None = None, uirevision: str = "") -> go.Figure:
     """The effective per-task weights the weighting method used at each step."""
@@ -191,6 +194,8 @@ def weights_figure(cache: MetricCache, tasks: Sequence[str], events: Sequence[Ma
     shapes, notes = event_shapes(events, tasks)
     layout.update(xaxis=dict(title=dict(text="step", font=dict(size=11))), yaxis=dict(title=dict(text="weight")),
                   shapes=shapes, annotations=notes)
+    if len(traces) > MAX_LEGEND:  # a legend of forty tasks covers the chart: a task's name is on hover only
+        layout.update(showlegend=False)
     return figure(traces, layout)
 
 

@@ -230,3 +230,16 @@ def test_a_panel_before_the_first_evaluation_keeps_its_loss_axis_on_the_loss():
     note = next(a for a in fig.layout.annotations if "first evaluation" in a.text)
     assert (note.xref, note.yref) == ("paper", "paper")
     assert any(tr.yaxis == "y2" for tr in fig.data)  # the lower panel and its step axis are still drawn
+
+
+def test_a_weights_chart_of_forty_tasks_names_them_on_hover_not_in_a_legend():
+    from ui.metrics import MetricCache
+
+    tasks = [f"attr_{k:02d}" for k in range(40)]
+    cache = MetricCache("r")
+    for t in tasks:
+        cache.series[("train", f"weight/{t}")] = ([0, 1], [1.0, 1.0])
+    many = charts.weights_figure(cache, tasks)
+    few = charts.weights_figure(cache, tasks[:3])
+    assert len(many.data) == 40 and many.layout.showlegend is False
+    assert few.layout.showlegend is not False
