@@ -125,7 +125,8 @@ def _levels(path: str, kind: str, raw: Any, base: dict) -> list:
     out, seen = [], {}
     for v in values:
         nv = _normalize(where, path, kind, v, base)
-        same = tuple(sorted(nv)) if kind == "tasks" else nv
+        # a task subset in any order is one level; an image size [height, width] is a list too
+        same = tuple(sorted(nv)) if kind == "tasks" else tuple(nv) if isinstance(nv, list) else nv
         if same in seen:
             if isinstance(raw, dict):
                 continue  # an integer range may round two values to one

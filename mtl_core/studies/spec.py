@@ -404,7 +404,7 @@ def _fmt(path: str, v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.6g}"
     if isinstance(v, (list, tuple)):
-        return "+".join(map(str, v))
+        return ("x" if path == "data.image_size" else "+").join(map(str, v))  # 48x64, a height x width
     return str(v)
 
 

@@ -298,3 +298,14 @@ def test_baselines_for_some_tasks_only():
     with pytest.raises(ConfigError, match="none of depth is a task the study trains"):
         spec({"weighting.method": ["ew"]}, baselines=["depth"])
     assert StudySpec.from_dict(spec({}, baselines=["classification"]).to_dict()).baselines == ("classification",)
+
+
+def test_an_image_size_factor_takes_height_x_width_levels():
+    s = StudySpec.from_dict({"name": "sizes", "base": {"tasks": ["classification"]}, "seeds": 1,
+                             "factors": {"data.image_size": ["48x64", [32, 48], 64]}})
+    planned = expand(s)
+    assert [p.config.data.image_size for p in planned] == [(48, 64), (32, 48), 64]
+    assert [p.label for p in planned] == ["data.image_size=48x64", "data.image_size=32x48", "data.image_size=64"]
+    with pytest.raises(ConfigError, match="listed twice"):
+        expand(StudySpec.from_dict({"name": "twice", "base": {"tasks": ["classification"]}, "seeds": 1,
+                                    "factors": {"data.image_size": ["48x64", [48, 64]]}}))
