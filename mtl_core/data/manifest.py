@@ -35,6 +35,7 @@ from mtl_core.data.base import DatasetInfo, Sample, register_dataset
 from mtl_core.data.cache import default_cache
 from mtl_core.data.image_folder import cap, check_split, load_image, partition
 from mtl_core.data.resize import Fit
+from mtl_core.data.seg_folder import read_label_png
 from mtl_core.data.table import FALSE, IGNORE, SPLIT_NAMES, TRUE, Problem, Row, Table, _number, load_table, summary
 from mtl_core.errors import ConfigError, MTLError
 
@@ -52,13 +53,6 @@ class DataProblemsError(MTLError):
 
 
 # ----------------------------------------------------------------------------------- cells
-def _mask_values(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.mode not in ("P", "L", "1", "I", "I;16"):
-            raise ValueError(f"a {im.mode} image; save class values as a palette or grey PNG")
-        return np.array(im, dtype=np.int64)
-
-
 def _depth_values(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npy":
         arr = np.load(path, allow_pickle=False)
@@ -112,6 +106,13 @@ def _image_size(path: Path) -> tuple[int, int]:
     return h, w
 
 
+def _other_size(what: str, shape: tuple[int, ...], image_hw: tuple[int, int] | None) -> str | None:
+    """A dense label of another size than its image (``None`` when it fits, or the image's is unknown)."""
+    if image_hw is None or tuple(shape) == image_hw:
+        return None
+    return f"{what} is {shape[1]}x{shape[0]}, its image {image_hw[1]}x{image_hw[0]}: save it at the image's size"
+
+
 def check_cell(table: Table, spec: TaskSpec, cell: str, image_hw: tuple[int, int] | None) -> str | None:
     """What is wrong with one cell of a column of ``spec``'s kind (``None``: nothing)."""
     kind = spec.kind
@@ -134,22 +135,18 @@ def check_cell(table: Table, spec: TaskSpec, cell: str, image_hw: tuple[int, int
             path = table.file_path(cell)
             if not path.is_file():
                 return f"mask {cell} does not exist"
-            values = _mask_values(path)
+            values = read_label_png(path)
             ignore = int(spec.options.get("ignore_index", IGNORE))
-            bad = sorted(set(np.unique(values).tolist()) - {ignore} - set(range(len(spec.classes) + 1)))
+            bad = sorted(set(values.unique().tolist()) - {ignore} - set(range(len(spec.classes) + 1)))
             if bad:
                 return (f"mask {cell} has value {bad[0]} beyond its {len(spec.classes)} classes (0 is background, "
                         f"1..{len(spec.classes)} the classes, {ignore} not labelled)")
-            if image_hw is not None and values.shape != image_hw:
-                return f"mask {cell} is {values.shape[1]}x{values.shape[0]}, its image {image_hw[1]}x{image_hw[0]}"
+            return _other_size(f"mask {cell}", tuple(values.shape), image_hw)
         elif kind == "depth":
             path = table.file_path(cell)
             if not path.is_file():
                 return f"depth map {cell} does not exist"
-            values = _depth_values(path)
-            if image_hw is not None and values.shape != image_hw:
-                return (f"depth map {cell} is {values.shape[1]}x{values.shape[0]}, its image "
-                        f"{image_hw[1]}x{image_hw[0]}: save it at the image's size")
+            return _other_size(f"depth map {cell}", _depth_values(path).shape, image_hw)
         elif kind == "detection":
             for x, y, w, h, name in _boxes(cell):
                 if name not in spec.classes:
@@ -346,7 +343,7 @@ class ManifestDataset:
         if kind == "count":
             return torch.tensor(int(float(cell)))
         if kind == "segmentation":
-            values = torch.from_numpy(_mask_values(self.table.file_path(cell)))  # (h0, w0)
+            values = read_label_png(self.table.file_path(cell))  # (h0, w0)
             ignore = int(spec.options.get("ignore_index", IGNORE))
             values = torch.where(values == ignore, torch.full_like(values, IGNORE), values)
             return f.mask(values, IGNORE)
