@@ -21,6 +21,18 @@ def _seed():
     yield
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module of many small ops: on a shared, busy machine a second
+    thread only waits (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture
 def runs_dir(tmp_path, monkeypatch) -> Path:
     d = tmp_path / "runs"

@@ -16,13 +16,7 @@ PER_PIXEL = ("segmentation", "depth")
 PER_SAMPLE = ("classification", "multilabel", "count")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The checks are many small ops; on a shared, busy machine a second thread makes each wait."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small ops: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -16,13 +16,7 @@ from mtl_core.tasks import build_task, supported_tasks
 SIZES = [(48, 80), (80, 48)]  # (height, width): neither a square nor a multiple of every stride's square
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Many tiny models: a second thread on a shared, busy machine only waits."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # many small ops: see tests/conftest.py
 
 
 @pytest.fixture(scope="module", params=SIZES, ids=lambda hw: f"{hw[0]}x{hw[1]}")
