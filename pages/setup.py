@@ -12,12 +12,10 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import streamlit as st
 
 from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
-from mtl_core.data.check import check_data
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.tasks import TASKS, task_meta
@@ -34,102 +32,23 @@ from mtl_core.views.preview import preview_samples
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP
 from ui import config_state as cs
+from ui import setup_form as sf
 from ui.roles import upload_limit_mb, why_not
+from ui.setup_form import EXAMPLE_TABLE, KEEP, Form, first_line, table_columns
 from ui.state import manager, open_run
 from ui.study_form import study_section
 
 ss = st.session_state
 K = cs.PREFIX
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_TABLE = ROOT / "assets" / "labels" / "photos.csv"  # the example label table (see its make_photos.py)
-EXAMPLE_SIZE = (96, 128)  # its photos' own height x width
 FEW_TASKS = 6  # more tasks than this get tables (weights, label budgets) instead of a widget each
 RESIZE_WORDS = {"": "the dataset's default", "letterbox": "letterbox (keep the aspect, pad)",
                 "stretch": "stretch to fit", "crop": "crop the centre"}
 ON_ERROR_WORDS = {"fail": "refuse to start (list them)", "skip": "skip them (the run says how many)"}
 PREVIEW_SAMPLES = 4
-KEEP = "session"  # form widgets keep their values across page switches
 SECTIONS = ("data", "tasks", "model", "weighting", "augment", "optim", "start")
 ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
             "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
-
-
-# ------------------------------------------------------------------ callbacks (run before the script)
-def _note(**message: str) -> None:
-    """Keep one message about the last load (``upload_ok``, ``example_error`` ...), clearing the others."""
-    for name in ("upload_error", "upload_ok", "example_error", "example_ok"):
-        ss[f"setup.{name}"] = message.get(name)
-
-
-def _on_upload() -> None:
-    upload = ss.get("setup.upload")
-    if upload is None:
-        return
-    try:
-        cfg = cs.parse_upload(upload.getvalue())
-    except ConfigError as e:
-        _note(upload_error=str(e))
-        return
-    cs.load(ss, cfg)  # fills every widget's key: allowed here, before the widgets exist
-    _note(upload_ok=upload.name)
-
-
-def _on_example(examples: dict[str, cs.Example]) -> None:
-    ex = examples.get(ss.get("setup.example") or "")
-    if ex is None:
-        return
-    ss["setup.example"] = None  # back to the placeholder, so the same example can be chosen again
-    if ex.config is None:
-        _note(example_error=f"Could not load the example {ex.file}: {ex.error}")
-        return
-    cs.load(ss, ex.config)
-    _note(example_ok=f"Loaded the example **{ex.name}** ({ex.file}: {ex.description}); "
-                     "the settings below now hold its values.")
-
-
-def _on_reset() -> None:
-    cs.load(ss, ExperimentConfig())
-    _note()
-
-
-def _on_redraw() -> None:
-    ss["setup.preview_draw"] = ss.get("setup.preview_draw", 0) + 1
-
-
-def _on_dataset() -> None:
-    """Keep the selected tasks the new dataset supplies (all of them when none would remain)."""
-    try:
-        supplied = dataset_tasks(cs.build(ss)) or ()
-    except MTLError:
-        return
-    kept = [t for t in ss[K + "tasks"] if t in supplied]
-    ss[K + "tasks"] = kept or list(supplied)
-
-
-def _on_example_table() -> None:
-    """The example label table: its file, and every task it supplies."""
-    ss[K + "data.root"] = str(EXAMPLE_TABLE)
-    ss[K + "data.height"], ss[K + "data.width"] = EXAMPLE_SIZE
-    _on_dataset()
-
-
-def _select_all(names: list[str]) -> None:
-    ss[K + "tasks"] = list(names)
-
-
-def _on_table_edit(widget: str, tasks: list[str], columns: dict[str, str]) -> None:
-    """A table editor of per-task values (weights, label budgets) wrote its edits."""
-    cs.apply_table_edits(ss, ss.get(widget) or {}, tasks, columns)
-
-
-@st.cache_data(show_spinner="Reading the label table…", max_entries=16, ttl=30)
-def _table_tasks(key: str) -> list[dict[str, Any]]:
-    """A label table's task columns with their kind and labels per split (nothing when it cannot be read)."""
-    try:
-        cfg = ExperimentConfig.from_json(key)
-        return check_data(dataclasses.replace(cfg, tasks=())).tasks
-    except MTLError:
-        return []
 
 
 @st.cache_data(show_spinner="Opening the dataset…", max_entries=16, ttl=60)
@@ -159,51 +78,6 @@ def _config_problems(cfg: ExperimentConfig) -> list[ConfigError]:
 
 
 # ------------------------------------------------------------------ widget helpers
-class Form:
-    """The form's widgets, each followed by the problems of its field; every problem is shown once."""
-
-    def __init__(self, errors: list[ConfigError]) -> None:
-        self.errors = errors
-        self._shown: set[int] = set()
-
-    def problems(self, path: str, exact: bool = False) -> None:
-        """Show, right here, the problems whose field is ``path`` (or below it, unless ``exact``)."""
-        for i, e in enumerate(self.errors):
-            if i not in self._shown and (e.field == path or (not exact and e.field.startswith(path + "."))):
-                st.error(e.message[:1].upper() + e.message[1:], icon=":material/error:")
-                self._shown.add(i)
-
-    def unshown(self) -> list[ConfigError]:
-        """The problems no widget has shown yet."""
-        return [e for i, e in enumerate(self.errors) if i not in self._shown]
-
-    def number(self, path: str, label: str, help: str | None = None, fmt: str | None = None, step: Any = None) -> None:
-        value = ss[K + path]
-        step = step if step is not None else (1 if isinstance(value, int) else 0.01)
-        st.number_input(label, key=K + path, persist_state=KEEP, step=step, format=fmt, help=help)
-        self.problems(path)
-
-    def slider(self, path: str, label: str, lo: Any, hi: Any, step: Any, help: str | None = None,
-               fmt: str | None = None) -> None:
-        value = ss[K + path]  # an uploaded value outside the usual range widens it, so validation can speak
-        st.slider(label, min_value=min(lo, value), max_value=max(hi, value), step=step, key=K + path,
-                  persist_state=KEEP, help=help, format=fmt)
-        self.problems(path)
-
-    def select(self, path: str, label: str, options: list[str], help: str | None = None, fmt=None,
-               on_change=None) -> str:
-        value = ss[K + path]
-        options = list(options) + ([value] if value not in options else [])  # unknown: shown, then flagged
-        choice = st.selectbox(label, options, key=K + path, persist_state=KEEP, help=help, format_func=fmt or str,
-                              on_change=on_change)
-        self.problems(path)
-        return choice
-
-
-def first_line(text: str | None) -> str:
-    return (text or "").strip().split("\n\n")[0].replace("\n", " ")
-
-
 @st.cache_data(show_spinner=False, max_entries=32)
 def _preview(key: str, n: int, draw: int) -> list:
     return preview_samples(ExperimentConfig.from_json(key), n, "train", True, draw)
@@ -244,7 +118,7 @@ if instructor:
 examples = {ex.file: ex for ex in cs.examples()} if not instructor else {}
 if examples:
     st.columns([2, 3])[0].selectbox(
-        "Load an example", list(examples), index=None, key="setup.example", on_change=_on_example, args=(examples,),
+        "Load an example", list(examples), index=None, key="setup.example", on_change=sf.on_example, args=(examples,),
         placeholder="Choose an example experiment to fill the form with …",
         format_func=lambda f: f"{examples[f].name} ({f})",
         help="Example experiments kept in assets/configs/; choosing one sets every setting below, which you can "
@@ -258,7 +132,7 @@ with _where("files", st.container()), st.expander("Load or save a config file", 
     up, down = st.columns([3, 2])
     with up:
         st.file_uploader("Load a config (JSON saved from here or by the CLI)", type=["json"], key="setup.upload",
-                         on_change=_on_upload, max_upload_size=upload_limit_mb())  # shared mode: every upload's limit
+                         on_change=sf.on_upload, max_upload_size=upload_limit_mb())  # shared mode: every upload's limit
         if ss.get("setup.upload_error"):
             st.error(f"Could not load the file: {ss['setup.upload_error']}", icon=":material/error:")
         elif ss.get("setup.upload_ok"):
@@ -267,14 +141,14 @@ with _where("files", st.container()), st.expander("Load or save a config file", 
         st.download_button("Download this config (JSON)", data=cfg.to_json(), mime="application/json",
                            file_name=f"{(cfg.name or 'experiment').replace(' ', '_')[:60]}.json",
                            key="setup.download", on_click="ignore", icon=":material/download:")
-        st.button("Reset to defaults", key="setup.reset", on_click=_on_reset, icon=":material/restart_alt:")
+        st.button("Reset to defaults", key="setup.reset", on_click=sf.on_reset, icon=":material/restart_alt:")
 
 data_col, task_col = _pair("data", "tasks")
 with _where("data", data_col), st.container(border=True):
     st.subheader("Data")
     datasets = DATASETS.available()
     dataset = form.select("data.dataset", "Dataset", datasets, fmt=lambda d: "built-in scenes" if d == "scenes" else d,
-                     on_change=_on_dataset)
+                     on_change=sf.on_dataset)
     if dataset == "scenes":
         st.caption("Coloured shapes on textured, noisy backgrounds, generated on the fly; every image "
                    "has labels for all tasks.")
@@ -301,7 +175,7 @@ with _where("data", data_col), st.container(border=True):
             a.text_input("Label table (.csv or .jsonl)", key=K + "data.root", persist_state=KEEP,
                          help="One row per image: a column 'image' (a path relative to the table), an optional 'split' "
                               "(train, val or test) and one column per task. See the README's 'Your own data'.")
-            b.button("Example", key="setup.example_table", on_click=_on_example_table,
+            b.button("Example", key="setup.example_table", on_click=sf.on_example_table,
                      icon=":material/photo_library:", help=f"{EXAMPLE_TABLE.relative_to(ROOT)}: 120 photos, three tasks")
         else:
             st.text_input("Data folder", key=K + "data.root", persist_state=KEEP,
@@ -331,21 +205,16 @@ with task_col, st.container(border=True):
         supplied = list(dataset_tasks(cfg) or TASKS.available())
     except MTLError:
         supplied = [] if cfg.data.dataset == "manifest" else TASKS.available()
-    columns = _table_tasks(dataclasses.replace(ExperimentConfig(), data=cfg.data, task_specs=cfg.task_specs).to_json()) \
+    columns = sf.table_tasks(dataclasses.replace(ExperimentConfig(), data=cfg.data, task_specs=cfg.task_specs).to_json()) \
         if cfg.data.dataset == "manifest" else []
     kinds = {t["name"]: {"kind": t["kind"]} for t in columns if t["kind"]}
     about = task_meta(list(dict.fromkeys([*TASKS.available(), *supplied, *cfg.tasks])), {**kinds, **cfg.task_specs})
     titles = {t: m["title"] for t, m in about.items()}
     options = supplied + [t for t in ss[K + "tasks"] if t not in supplied]
     if columns:
-        st.caption(f"The table's {len(columns)} task column{'s' if len(columns) != 1 else ''}; choose any of them below.")
-        st.dataframe(pd.DataFrame([{"task": t["name"], "kind": t["kind"] or "unknown: declare it",
-                                    "labels (train / val / test)": " / ".join(str(t["labels"].get(s, 0))
-                                                                              for s in ("train", "val", "test")),
-                                    "classes": t["classes"]} for t in columns]),
-                     hide_index=True, width="stretch", height=min(38 + 35 * len(columns), 300))
+        table_columns(columns)
     pick, every = st.columns([4, 1], vertical_alignment="top")
-    every.button("All", key="setup.all_tasks", on_click=_select_all, args=(supplied,), help="Select every task it supplies",
+    every.button("All", key="setup.all_tasks", on_click=sf.select_all, args=(supplied,), help="Select every task it supplies",
                  disabled=set(cfg.tasks) >= set(supplied))
     with pick:
         st.multiselect("Tasks to learn together", options, key=K + "tasks", persist_state=KEEP,
@@ -363,17 +232,10 @@ with task_col, st.container(border=True):
                    "are masked from its loss). **Noise**: the share of its labels replaced by a random class (1 = a "
                    "distractor task). **Loss ×**: its loss multiplied before any weighting, as if in other units.")
         if len(cfg.tasks) > FEW_TASKS:  # forty rows of three inputs: one table instead
-            budget_cols = {"labelled": "data.label_fraction", "noise": "data.label_noise", "loss ×": "data.loss_scale"}
-            st.data_editor(pd.DataFrame([{"task": titles.get(t, t), **{c: float(ss[f"{K}{p}.{t}"]) for c, p in
-                                                                       budget_cols.items()}} for t in cfg.tasks]),
-                           key="setup.budget_table", hide_index=True, disabled=["task"], width="stretch",
-                           on_change=_on_table_edit, args=("setup.budget_table", list(cfg.tasks), budget_cols),
-                           column_config={"labelled": st.column_config.NumberColumn(min_value=0.0, max_value=1.0, step=0.05),
-                                          "noise": st.column_config.NumberColumn(min_value=0.0, max_value=1.0, step=0.05),
-                                          "loss ×": st.column_config.NumberColumn(min_value=0.0, max_value=1e6)})
-            for t in cfg.tasks:
-                for n in cs.TASK_DATA:
-                    form.problems(f"data.{n}.{t}")
+            share = {"min_value": 0.0, "max_value": 1.0, "step": 0.05}
+            form.task_table("setup.budget_table", cfg.tasks, titles, {
+                "labelled": ("data.label_fraction", share), "noise": ("data.label_noise", share),
+                "loss ×": ("data.loss_scale", {"min_value": 0.0, "max_value": 1e6})})
         for t in (cfg.tasks if len(cfg.tasks) <= FEW_TASKS else ()):
             a, b, c = st.columns(3)
             a.number_input(f"{titles.get(t, t)}: labelled", 0.0, 1.0, step=0.05, key=f"{K}data.label_fraction.{t}",
@@ -422,15 +284,8 @@ with _where("weighting", fusion_col), st.container(border=True):
         if not cfg.tasks:
             st.caption("Select tasks to weight them.")
         if len(cfg.tasks) > FEW_TASKS:  # a slider per task stops being readable: a table of weights
-            st.data_editor(pd.DataFrame([{"task": titles.get(t, t), "weight": float(ss[f"{K}weighting.weights.{t}"])}
-                                         for t in cfg.tasks]),
-                           key="setup.weights_table", hide_index=True, disabled=["task"], width="stretch",
-                           on_change=_on_table_edit, args=("setup.weights_table", list(cfg.tasks),
-                                                           {"weight": "weighting.weights"}),
-                           column_config={"weight": st.column_config.NumberColumn(
-                               min_value=WEIGHT_MIN, max_value=WEIGHT_MAX, step=WEIGHT_STEP, format="%.2f")})
-            for t in cfg.tasks:
-                form.problems(f"weighting.weights.{t}")
+            form.task_table("setup.weights_table", cfg.tasks, titles, {"weight": ("weighting.weights", {
+                "min_value": WEIGHT_MIN, "max_value": WEIGHT_MAX, "step": WEIGHT_STEP, "format": "%.2f"})})
         weight_cols = st.columns(max(1, min(3, len(cfg.tasks))))
         for i, t in enumerate(cfg.tasks if len(cfg.tasks) <= FEW_TASKS else ()):
             with weight_cols[i % len(weight_cols)]:
@@ -467,7 +322,7 @@ with _where("augment", st.container()), st.container(border=True):
     with grid:
         head, button = st.columns([3, 1])
         head.markdown("**Preview**: training samples with their labels, before and after augmentation")
-        button.button("Re-draw", key="setup.redraw", on_click=_on_redraw, icon=":material/casino:")
+        button.button("Re-draw", key="setup.redraw", on_click=sf.on_redraw, icon=":material/casino:")
         if any(e.field.startswith(("data.", "augment.")) for e in errors):
             st.info("The preview appears once the data and augmentation settings above are valid.")
         else:
