@@ -93,6 +93,12 @@ def test_two_tasks_of_one_kind_say_whose_answer_is_drawn():
     left, right = (build_task(n, info, TaskSpec(kind="classification", classes=digits)) for n in ("left", "right"))
     answer = {"label": 2, "score": 0.7, "probs": [0.0] * 10}
     assert left.display.chips(answer)[0][0] == "Left: 2 0.70" and right.display.chips(answer)[0][0] == "Right: 2 0.70"
+    assert left.display.error_chips(answer, {"label": 2})[0][0] == "Left: 2 ✓ 70%"  # right, with whose it is
+    assert left.display.error_chips(answer, {"label": 5})[0][0] == "Left: 2 ✗ 70% (truth: 5)"
+    smiling = build_task("smiling", info, TaskSpec(kind="binary"))
+    yes = {"label": 1, "score": 0.9, "probs": [0.1, 0.9]}
+    assert smiling.display.chips(yes)[0][0] == "Smiling: yes 0.90" and smiling.display.summarize(yes) == "yes (90%)"
+    assert smiling.display.error_chips(yes, {"label": 0})[0][0] == "Smiling: yes ✗ 90% (truth: no)"
     scenes = build_task("classification", DatasetInfo(name="s", class_names=("star",) * 3, image_size=32,
                                                        tasks=("classification",)))
     assert scenes.display.chips({"label": 0, "score": 0.93})[0][0] == "star 0.93"  # a built-in task: its answer alone

@@ -61,11 +61,15 @@ class ClassDisplay(Display):
         """"star 0.93" on the answer's colour; "star" for a ground truth (no ``score``)."""
         answer = int(prediction[self.key])
         score = prediction.get("score")
-        # a built-in task names its answer alone ("star"); a column of a label table says whose answer
-        # it is, since two of one kind (a left and a right digit) would otherwise read alike
-        named = "" if getattr(self.task, "preset", True) or type(self).answer_name is not ClassDisplay.answer_name \
-            else f"{self.title}: "
-        return [(named + self.answer_name(answer) + ("" if score is None else f" {float(score):.2f}"), self.colour(answer))]
+        return [(self.whose(self.answer_name(answer)) + ("" if score is None else f" {float(score):.2f}"),
+                 self.colour(answer))]
+
+    def whose(self, text: str) -> str:
+        """An answer as drawn on the image: a built-in task's alone ("star"); a label table's column
+        says whose it is ("Left: 2"), since two tasks of one kind (a left and a right digit, forty
+        attributes) would otherwise read alike. Words printed after the task's title (summarize)
+        do not need it."""
+        return text if getattr(self.task, "preset", True) else f"{self.title}: {text}"
 
     def draw(self, image: Tensor, prediction: dict[str, Any], opacity: float = 0.5,
              score_threshold: float = 0.3) -> Tensor:
@@ -81,7 +85,7 @@ class ClassDisplay(Display):
         return name if score is None else f"{name} ({float(score):.0%})"
 
     def caption(self, prediction: dict[str, Any]) -> str:
-        return self.answer_name(int(prediction[self.key]))
+        return self.whose(self.answer_name(int(prediction[self.key])))
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         """The answer and its one-hot ``probs``, no ``score``: a ground truth is drawn without one."""
@@ -98,8 +102,9 @@ class ClassDisplay(Display):
                     score_threshold: float = 0.3) -> list[tuple[str, Colour]]:
         """"star ✓ 93%" in green, or "circle ✗ 62% (truth: star)" in red."""
         score = prediction.get("score")
-        return [verdict(self.answer_name(int(prediction[self.key])), None if score is None else float(score),
-                        self.answer_name(int(truth[self.key])))]
+        text, colour = verdict(self.answer_name(int(prediction[self.key])), None if score is None else float(score),
+                               self.answer_name(int(truth[self.key])))
+        return [(self.whose(text), colour)]
 
     def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
                     score_threshold: float = 0.3) -> Tensor:
@@ -182,22 +187,8 @@ class CountDisplay(ClassDisplay):
 @register_display("binary")
 class BinaryDisplay(ClassDisplay):
     """A yes/no attribute: the ``classification`` format over the task's two classes ("no",
-    "yes" unless named). Drawn with the task's title, "smiling: yes 0.93", since a face has many
-    such attributes; fused across an ensemble as the mean of the sigmoid probabilities."""
+    "yes" unless named). Drawn with the task's title, "Smiling: yes 0.93", as every label table
+    column is (a face has many such attributes); fused across an ensemble as the mean of the
+    sigmoid probabilities."""
 
     fusion = "sigmoid"
-
-    def answer_name(self, answer: int) -> str:
-        return f"{self.title}: {self.task.class_name(answer)}"
-
-    def table_name(self, answer: int) -> str:
-        return self.task.class_name(answer)
-
-    def caption(self, prediction: dict[str, Any]) -> str:
-        return self.answer_name(int(prediction[self.key]))
-
-    def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
-        """"yes (93%)": a page prints it after the task's title already."""
-        score = prediction.get("score")
-        name = self.table_name(int(prediction[self.key]))
-        return name if score is None else f"{name} ({float(score):.0%})"
