@@ -15,11 +15,11 @@ from mtl_core.errors import MTLError
 from mtl_core.views.preview import dataset_summary, sample_captions, sample_overlays
 from ui import config_state as cs
 from ui import state  # noqa: F401  (makes app.py's navigation own the pages: see ui/state.py)
+from ui.charts import DRAWN_AT_FIRST, MANY_TASKS
 
 ss = st.session_state
 SPLITS = {"train": "Training", "val": "Validation", "test": "Test"}
 COLUMNS = 4
-MAX_TOGGLES = 9  # more tasks than this are picked from a list
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -113,7 +113,7 @@ with controls:
                      persist_state="session")
     per_page = st.selectbox("Samples per page", [8, 16, 24], key="data.per_page", persist_state="session")
 with toggles:
-    if len(drawable) <= MAX_TOGGLES:
+    if len(drawable) <= MANY_TASKS:
         st.markdown("**Ground truth to draw**")
         cols = st.columns(3)
         for i, t in enumerate(drawable):
@@ -121,7 +121,7 @@ with toggles:
             cols[i % 3].toggle(t["title"], key=f"data.show.{t['name']}", persist_state="session")
     else:  # forty attributes would be forty toggles, and forty labels on one picture: pick a few
         names = [t["name"] for t in drawable]
-        ss["data.show_few"] = [n for n in ss.get("data.show_few", names[:4]) if n in names]
+        ss["data.show_few"] = [n for n in ss.get("data.show_few", names[:DRAWN_AT_FIRST]) if n in names]
         picked = st.multiselect("Ground truth to draw", names, key="data.show_few", persist_state="session",
                                 help=f"{len(names)} tasks: choose the few to draw on each picture")
         for n in names:

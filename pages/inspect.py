@@ -22,6 +22,7 @@ from mtl_core.store.status import WITH_CHECKPOINTS
 from mtl_core.views import inspection as views
 from ui import inspect_view as iv
 from ui.access import AccessError
+from ui.charts import DRAWN_AT_FIRST, MANY_TASKS
 from ui.inspect_charts import co_failure_figure, confusion_figure, picked_cell, pr_figure, reliability_figure
 from ui.metrics import format_bytes
 from ui.roles import upload_limit_mb
@@ -80,12 +81,11 @@ except (MTLError, OSError) as e:
     st.stop()
 tasks = out.tasks
 titles = {t: task.title or t for t, task in tasks.items()}
-MANY_TASKS = 8  # more tasks than this: the ones drawn and worded are picked from a list, four at first
 if len(tasks) <= MANY_TASKS:
     picked = c3.pills("Show", list(tasks), selection_mode="multi", default=list(tasks), key="inspect_show",
                       format_func=titles.get) or []
 else:  # forty attributes' verdicts under every thumbnail bury the pictures: a few, chosen per task
-    picked = c3.multiselect(f"Show ({len(tasks)} tasks)", list(tasks), default=list(tasks)[:4], key="inspect_show_many",
+    picked = c3.multiselect(f"Show ({len(tasks)} tasks)", list(tasks), default=list(tasks)[:DRAWN_AT_FIRST], key="inspect_show_many",
                             format_func=titles.get, help="Every task's errors stay in the table, the filters and the CSV")
 show = {t: t in picked for t in tasks}
 kept = iv.kept_file(path, split)

@@ -22,7 +22,7 @@ from mtl_core.tasks import task_meta
 from mtl_core.training.gradstats import cosine_matrix
 from mtl_core.weighting import method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP, weights_in_force
-from ui.charts import TaskMeta
+from ui.charts import DRAWN_AT_FIRST, MANY_TASKS, TaskMeta
 from ui.live_plot import live_chart
 from ui.live_view import cached_conflict, task_rows
 from ui.metrics import final_metrics, format_duration
@@ -184,9 +184,6 @@ def _weights_form(run: dict, meta: dict, changes: list[dict]) -> None:
                                   disabled=bool(locked), help=locked)
 
 
-MANY_TASKS = 8  # more tasks than this: a table of them all, and a chosen few as charts
-
-
 def _charts(view, tasks: list[str]) -> None:
     rid = view.run["id"]
     left, right = st.columns(2)
@@ -200,7 +197,7 @@ def _charts(view, tasks: list[str]) -> None:
                      height=min(38 + 35 * len(tasks), 320), key=f"live_task_table_{rid}")
         key = f"live_drawn_{rid}"
         if key not in st.session_state:
-            st.session_state[key] = tasks[:4]
+            st.session_state[key] = tasks[:DRAWN_AT_FIRST]
         labels = view_meta(tasks)
         tasks = st.multiselect(f"Tasks to chart ({len(tasks)} in all)", tasks, key=key,
                                format_func=lambda t: labels[t].label) or []

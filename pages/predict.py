@@ -32,6 +32,7 @@ from mtl_core.views.attention import attention_overlays, has_attention
 from mtl_core.views.gates import distillation_values, gate_values, has_distillation, has_gates
 from mtl_core.views.render import render
 from ui.access import shared_mode
+from ui.charts import DRAWN_AT_FIRST, MANY_TASKS
 from ui.gate_chart import gate_figure
 from ui.roles import upload_limit_mb
 from ui.shared import SharedLRU, shared_lru
@@ -286,14 +287,13 @@ model = _ensemble(store, run) if mode == "ensemble" else _one_run(store, run)
 predictor = model.predictor
 
 # -- what to show ------------------------------------------------------------------------------
-MANY_TASKS = 8  # more tasks than this: the overlays are picked from a list, a few drawn at first
 tasks = list(predictor.tasks)
 cols = st.columns([3, 2, 2])
 if len(tasks) <= MANY_TASKS:
     shown = cols[0].pills("Show", tasks, selection_mode="multi", default=tasks, key="predict_show",
                           format_func=lambda t: getattr(predictor.tasks[t], "title", "") or t) or []
 else:  # forty attributes drawn at once would cover the photo: a few, chosen per task
-    shown = cols[0].multiselect(f"Show ({len(tasks)} tasks: choose which to draw)", tasks, default=tasks[:4],
+    shown = cols[0].multiselect(f"Show ({len(tasks)} tasks: choose which to draw)", tasks, default=tasks[:DRAWN_AT_FIRST],
                                 key="predict_show_many", format_func=lambda t: getattr(predictor.tasks[t], "title", "") or t)
 opacity = cols[1].slider("Opacity", 0.0, 1.0, 0.5, 0.05, key="predict_opacity")
 threshold = cols[2].slider("Score threshold", 0.0, 1.0, 0.3, 0.05, key="predict_threshold",

@@ -27,6 +27,13 @@ COSINE_SCALE = [[i / (len(diverging.RdBu) - 1), c] for i, c in enumerate(divergi
 GRAD_COS, GRAD_NORM = "gradcos/", "gradnorm/"
 
 
+# a run or dataset of more tasks than this: pages list them all in a table or a picker and draw,
+# chart or word a chosen few, the first DRAWN_AT_FIRST of them to begin with (forty attributes
+# drawn at once cover the picture; forty charts bury each other)
+MANY_TASKS = 8
+DRAWN_AT_FIRST = 4
+
+
 @dataclass(frozen=True)
 class TaskMeta:
     """What a chart needs to know about a task: its primary metric and that metric's direction."""
