@@ -22,6 +22,7 @@ import json
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from torch import Tensor
 from mtl_core.config import DataConfig, TaskSpec
 from mtl_core.data.base import DatasetInfo, Sample, register_dataset
 from mtl_core.data.cache import default_cache
-from mtl_core.data.image_folder import cap, check_split, load_image, partition
+from mtl_core.data.image_folder import cap, check_split, load_image, partition, resize_policy
 from mtl_core.data.resize import Fit
 from mtl_core.data.seg_folder import read_label_png
 from mtl_core.data.table import FALSE, IGNORE, SPLIT_NAMES, TRUE, Problem, Row, Table, _number, load_table, summary
@@ -288,17 +289,18 @@ class ManifestDataset:
         splits, _ = assign_splits(table)
         order = [i for i in splits[split] if i not in bad]
         self.cfg, self.split = cfg, split
-        self.policy = cfg.resize or "letterbox"
+        self.policy = resize_policy(cfg)
         self.available = len(order)
         self.indices = cap(order, cfg, split)
         usable = [c for c in dict.fromkeys(table.columns) if c in table.specs]
+        # the columns a sample reads: the config's tasks (checked above), not every column the table has
+        self.loaded = [c for c in dict.fromkeys(self.columns) if c in table.specs]
         self.info = DatasetInfo(name="manifest", class_names=(), image_size=cfg.image_size, tasks=tuple(usable),
                                 specs={c: table.specs[c] for c in usable},
                                 max_objects=max([_max_boxes(table, c) for c in usable
                                                  if table.specs[c].kind == "detection"] + [0]),
-                                depth_max=max([depth_range(table, c, [i for i in range(len(table.rows)) if i not in bad])
-                                               for c in self.columns if table.specs.get(c, TaskSpec()).kind == "depth"]
-                                              + [0.0]) or 1.0)
+                                depth_max=max([depth_range(table, c, tuple(i for i in range(len(table.rows)) if i not in bad))
+                                               for c in self.loaded if table.specs[c].kind == "depth"] + [0.0]) or 1.0)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -312,7 +314,7 @@ class ManifestDataset:
         image, f = self.load_image(row)
         targets: dict[str, Any] = {}
         valid: dict[str, bool] = {}
-        for col in self.info.tasks:
+        for col in self.loaded:
             cell = row.cells.get(col, "")
             spec = self.table.specs[col]
             targets[col] = self.target(spec, cell, f) if cell else self.placeholder(spec)
@@ -394,15 +396,18 @@ def _max_boxes(table: Table, column: str) -> int:
     return most
 
 
-def depth_range(table: Table, column: str, rows: Sequence[int]) -> float:
+def depth_range(table: Table, column: str, rows: tuple[int, ...]) -> float:
     """The largest depth in a column's maps over ``rows`` (its head's output range); option
-    ``depth_max`` says it without reading them."""
+    ``depth_max`` says it without reading them. Read once per table version: a run opens three
+    splits of one table."""
     spec = table.specs[column]
     if "depth_max" in spec.options:
         return float(spec.options["depth_max"])
-    top = 0.0
-    for i in rows:
-        if cell := table.rows[i].cells.get(column):
-            top = max(top, float(_depth_values(table.file_path(cell)).max()) * float(spec.options.get("depth_scale", 1.0)))
-    return top
+    cells = tuple(c for i in rows if (c := table.rows[i].cells.get(column)))
+    return _depth_top(str(table.folder), cells, table.path.stat().st_mtime_ns) * float(spec.options.get("depth_scale", 1.0))
+
+
+@lru_cache(maxsize=8)
+def _depth_top(folder: str, cells: tuple[str, ...], version: int) -> float:
+    return max([float(_depth_values(Path(folder) / c).max()) for c in cells] + [0.0])
 

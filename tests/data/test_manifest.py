@@ -228,3 +228,15 @@ def test_a_runs_dataset_samples_read_the_kinds_its_config_declared(tmp_path):
     tasks = build_tasks(cfg, build_dataset(cfg, "val").info)
     image, truth = dataset_sample(cfg, "val", 0, tasks)
     assert image.dtype == torch.uint8 and set(truth) == {"age"} and truth["age"]["value"] >= 18
+
+
+def test_a_sample_reads_only_the_columns_the_config_chose(tmp_path):
+    # a column not chosen is neither checked nor read: its missing masks cannot stop a run of the others
+    rows = [{"image": f"i/{k}.png", "split": _split(k), "animal": ("cat", "dog")[k % 2], "mask": f"masks/gone{k}.png"}
+            for k in range(8)]
+    cfg = ExperimentConfig.from_dict({**config(write_table(tmp_path, rows), ["animal"]).to_dict(),
+                                      "task_specs": {"mask": {"kind": "segmentation", "classes": ["thing"]}}})
+    ds = build_dataset(cfg, "train")
+    image, targets = ds[0]
+    assert set(targets) == {"animal", "valid"} and targets["valid"] == {"animal": True}
+    assert "mask" in ds.info.tasks  # still listed as a task the table supplies
