@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig, parse_image_size
+from mtl_core.benchmarks import load_preset, preset_names
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES, SELECT_USES, ExperimentConfig, merge, parse_image_size, parse_set
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.data.check import check_data
 from mtl_core.deploy import cli as deploy_cli
@@ -58,7 +59,13 @@ def _parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a run and record it in the run store")
     runs_dir(t)
-    t.add_argument("--config", help="experiment config JSON (as downloaded from Setup); flags override it")
+    t.add_argument("--config", help="experiment config JSON (as downloaded from Setup) or a protocol preset "
+                   "(assets/benchmarks/nyuv2.json, or its name: nyuv2); flags override it")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any config field, e.g. --set optim.steps=5 --set data.root=/data/nyuv2 (JSON values; "
+                   "tasks=a,b takes a comma list); laid over --config and the other flags")
+    t.add_argument("--use", choices=SELECT_USES, help="which model the run reports and predicts with: best (on "
+                   "validation, the default), last, or mean_last (the mean of the last evaluations)")
     t.add_argument("--name", help="run name")
     data_flags(t)
     t.add_argument("--steps", type=int)
@@ -88,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
     runs_dir(e)
     e.add_argument("run_id")
     e.add_argument("--split", default="test", choices=("val", "test"))
+    e.add_argument("--checkpoint", choices=("best", "last"), help="the run's best-on-validation model or its "
+                   "last (default: the run's own select.use)")
 
     pr = sub.add_parser("predict", help="draw a run's predictions on an image of any shape, at its own size")
     runs_dir(pr)
@@ -96,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", default="overlay.png")
     pr.add_argument("--threshold", type=float, default=0.3)
     pr.add_argument("--opacity", type=float, default=0.5)
+    pr.add_argument("--checkpoint", choices=("best", "last"), help="best on validation or last (default: the run's rule)")
 
     ins = sub.add_parser("inspect", help="per-sample errors of a run on a split: a CSV, summaries, confusion matrices")
     runs_dir(ins)
@@ -104,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     ins.add_argument("--out", default="errors.csv", help="CSV to write, one row per sample")
     ins.add_argument("--threshold", type=float, default=0.3, help="score threshold of the boxes (default 0.3)")
     ins.add_argument("--limit", type=int, help="the first N samples of the split only (default: all)")
+    ins.add_argument("--checkpoint", choices=("best", "last"), help="best on validation or last (default: the run's rule)")
 
     deploy_cli.add_parsers(sub, runs_dir)
 
@@ -114,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
     cd = sub.add_parser("check-data", help="every problem of a dataset (missing images, unknown classes, boxes outside "
                         "their image ...) with its file and row, before a run trips over it")
-    cd.add_argument("--config", help="experiment config JSON; flags override it")
+    cd.add_argument("--config", help="experiment config JSON or a protocol preset; flags override it")
+    cd.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="any config field")
     data_flags(cd)
 
     study_cli.add_parser(sub, runs_dir)
@@ -122,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
-    cfg = ExperimentConfig.from_json(Path(a.config).read_text()) if a.config else ExperimentConfig()
+    given = read_config_file(a.config) if a.config else {}
+    cfg = ExperimentConfig.from_dict(merge(ExperimentConfig().to_dict(), given)) if a.config else ExperimentConfig()
     r = dataclasses.replace
     if getattr(a, "name", None) is None:  # check-data has only the data flags
         a = argparse.Namespace(**{**{k: None for k in ("name", "steps", "batch_size", "lr", "method", "weights", "arch",
@@ -141,7 +154,7 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
                                ("on_error", a.on_error)) if v is not None}
     if data:
         cfg = r(cfg, data=r(cfg.data, **data))
-    if a.dataset and a.dataset != "scenes" and not a.tasks and not (a.config and "tasks" in json.loads(Path(a.config).read_text())):
+    if a.dataset and a.dataset != "scenes" and not a.tasks and "tasks" not in given:
         cfg = r(cfg, tasks=dataset_tasks(cfg) or cfg.tasks)  # a dataset of its own: every task it supplies
     if a.method:
         cfg = r(cfg, weighting=r(cfg.weighting, method=a.method))
@@ -161,7 +174,30 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
                         ("checkpoint_every", "checkpoint_every")):
         if getattr(a, flag) is not None:
             cfg = r(cfg, **{field: getattr(a, flag)})
+    if getattr(a, "use", None):
+        cfg = r(cfg, select=r(cfg.select, use=a.use))
+    if getattr(a, "set", None):
+        cfg = ExperimentConfig.from_dict(merge(cfg.to_dict(), parse_set(a.set)))
     return cfg
+
+
+def read_config_file(path: str) -> dict:
+    """A config file's JSON: an experiment config as Setup saves it, or a protocol preset (a path,
+    or the name of one in assets/benchmarks), whose ``config`` is the run's (naming the preset)."""
+    file = Path(path)
+    if not file.is_file() and path in preset_names():
+        return load_preset(path).config_dict()
+    if not file.is_file():
+        raise MTLError(f"--config {path}: no such file (presets: {', '.join(preset_names())})")
+    try:
+        d = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MTLError(f"--config {path}: not valid JSON ({e})") from None
+    if isinstance(d, dict) and "published" in d and "config" in d:
+        return load_preset(file).config_dict()
+    if not isinstance(d, dict):
+        raise MTLError(f"--config {path}: expected a JSON object (a config saved from Setup), got {type(d).__name__}")
+    return d
 
 
 class ProgressBar:
@@ -279,10 +315,12 @@ def _run_or_error(store, run_id: str) -> dict:
     return run
 
 
-def _checkpoint_path(store, run_id: str) -> str:
-    ck = store.latest_checkpoint(run_id)
+def _checkpoint_path(store, run_id: str, use: str | None = None) -> str:
+    """The checkpoint a command uses: ``use`` (best or last), else the run's own rule."""
+    ck = store.chosen_checkpoint(run_id, use or "")
     if ck is None:
         raise MTLError(f"run {run_id} has no checkpoint yet")
+    print(f"checkpoint: {ck['chosen']}", file=sys.stderr)
     return ck["path"]
 
 
@@ -292,7 +330,8 @@ def _resume(store, a) -> int:
         host = f" on host {run['host']}" if run.get("host") else ""
         raise MTLError(f"run {a.run_id} is still {run['status']}{host}; stop it first (a run whose process died "
                        f"can be resumed once it has not been heard from for {HEARTBEAT_STALE_S:.0f} s)")
-    _checkpoint_path(store, a.run_id)
+    if store.latest_checkpoint(a.run_id) is None:
+        raise MTLError(f"run {a.run_id} has no checkpoint yet")
     cfg = ExperimentConfig.from_dict(run["config"])
     print(f"run id: {a.run_id} (resuming)", flush=True)
     return _train(store, cfg, a.run_id, True, a.quiet)
@@ -303,7 +342,7 @@ def _evaluate(store, a) -> int:
 
 
     _run_or_error(store, a.run_id)
-    pred = Predictor(_checkpoint_path(store, a.run_id))
+    pred = Predictor(_checkpoint_path(store, a.run_id, a.checkpoint))
     ds = build_dataset(pred.config, a.split, pred.config.seed)
     with torch.no_grad():
         metrics = evaluate(pred.model, pred.tasks, ds, resolve_device("cpu"))
@@ -315,7 +354,7 @@ def _evaluate(store, a) -> int:
 
 def _predict(store, a) -> int:
     _run_or_error(store, a.run_id)
-    pred = Predictor(_checkpoint_path(store, a.run_id))
+    pred = Predictor(_checkpoint_path(store, a.run_id, a.checkpoint))
     path = Path(a.image)
     if not path.is_file():
         raise MTLError(f"{a.image}: no such file")
@@ -348,14 +387,14 @@ def _inspect(store, a) -> int:
     if a.limit is not None and a.limit < 1:
         raise MTLError(f"--limit {a.limit}: use --limit 1 or more, or leave it out for the whole split")
     _run_or_error(store, a.run_id)
-    ck = store.latest_checkpoint(a.run_id, "final") or store.latest_checkpoint(a.run_id)
+    ck = store.chosen_checkpoint(a.run_id, a.checkpoint or "")
     if ck is None:
         raise MTLError(f"run {a.run_id} has no checkpoint yet; let it train until one is saved "
                        f"(or `python -m mtl_core resume {a.run_id}`)")
     outputs = split_outputs(ck["path"], a.split, limit=a.limit)  # kept beside the checkpoint for next time
     table = error_table(outputs, a.threshold)
     atomic_write_bytes(a.out, to_csv(table).encode())
-    print(f"split {a.split}: {len(outputs)} samples, checkpoint at step {outputs.step}, "
+    print(f"split {a.split}: {len(outputs)} samples, checkpoint {ck['chosen']}, "
           f"box score threshold {a.threshold:g}")
     for t, lines in summary(outputs.tasks, table).items():
         print(f"{t}:")

@@ -20,6 +20,8 @@ from mtl_core.errors import ConfigError
 DEFAULT_TASKS = ("classification", "detection", "segmentation")
 RESIZE_POLICIES = ("letterbox", "stretch", "crop")  # see mtl_core.data.resize
 ON_ERROR = ("fail", "skip")  # a run on data with problems: refuse to start, or leave the bad rows out
+SELECT_RULES = ("auto", "primary", "delta_m")  # what "best on validation" means (see SelectConfig)
+SELECT_USES = ("best", "last", "mean_last")  # which model or evaluations a run reports and predicts with
 
 
 def parse_image_size(value: Any, where: str = "data.image_size") -> int | tuple[int, int]:
@@ -155,6 +157,30 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class SelectConfig:
+    """Model selection on validation: which model a run reports, predicts and is compared with.
+
+    - ``use``: ``best`` (default) the model of the validation evaluation that scored best by
+      ``rule``, kept as ``best.pt`` beside the last; ``last`` the model at the last step;
+      ``mean_last`` the mean of the test metrics at the last ``last_k`` evaluations (the protocol
+      of Nash-MTL, Navon et al. ICML 2022, and CAGrad, who average the last 10 epochs), with the
+      last model for predictions.
+    - ``rule``: ``primary`` the primary metric of ``task`` (default: the first task);
+      ``delta_m`` Δm of the primary metrics against ``reference``, or, when it is empty, against
+      the run's first validation evaluation, as LibMTL's ``_PerformanceMeter`` does without a
+      base result (any fixed reference ranks evaluations alike but for each task's scale);
+      ``auto``: ``primary`` for one task, else ``delta_m``.
+    - ``reference``: task -> value of its primary metric (a preset's published single-task numbers).
+    """
+
+    use: str = "best"
+    rule: str = "auto"
+    task: str = ""
+    last_k: int = 10
+    reference: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ExperimentConfig:
     name: str = ""
     tasks: tuple[str, ...] = DEFAULT_TASKS
@@ -165,6 +191,10 @@ class ExperimentConfig:
     weighting: WeightingConfig = field(default_factory=WeightingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
+    # the protocol preset this run follows (assets/benchmarks/<name>.json: its published numbers
+    # are shown beside the run's); empty: none
+    benchmark: str = ""
     seed: int = 0
     device: str = "auto"  # auto (CUDA when present), cpu, cuda
     precision: str = "auto"  # auto (bf16/fp16 autocast on CUDA, fp32 on CPU), fp32, bf16, fp16
@@ -257,7 +287,7 @@ def changes(d: dict[str, Any], default: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-WHOLE_DICTS = {"weights", "params", "label_fraction", "label_noise", "loss_scale", "task_specs"}  # task/name -> value: one value
+WHOLE_DICTS = {"weights", "params", "label_fraction", "label_noise", "loss_scale", "task_specs", "reference"}  # task/name -> value: one value
 
 
 def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -269,6 +299,32 @@ def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
             out[k] = merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
+    return out
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``--set`` flags as a partial config dict: ``["optim.lr=0.01", "tasks=segmentation,normals"]``
+    -> ``{"optim": {"lr": 0.01}, "tasks": ["segmentation", "normals"]}``. A value is read as JSON
+    (numbers, true/false, lists, objects), else as a string; ``tasks`` also takes a comma list.
+    Lay the result over a config with :func:`merge`."""
+    out: dict[str, Any] = {}
+    for item in items:
+        path, eq, raw = item.partition("=")
+        if not eq or not path.strip():
+            raise ConfigError("--set", f"expected FIELD=VALUE such as optim.lr=0.01, got {item!r}"[:200])
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if path.strip() == "tasks" and isinstance(value, str):
+            value = [t.strip() for t in value.split(",") if t.strip()]
+        *parents, leaf = path.strip().split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError("--set", f"{item!r} sets a field inside {p!r}, which another --set gave a value")
+        node[leaf] = value
     return out
 
 

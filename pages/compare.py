@@ -13,7 +13,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from mtl_core.benchmarks import Preset, load_preset, published_delta_m
 from mtl_core.errors import MTLError
+from mtl_core.selection import BEST_SPLIT
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble, evaluate_members_and_ensemble
 from mtl_core.store.status import ACTIVE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
@@ -21,7 +23,7 @@ from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
 from ui.metrics import (
     delta_m,
     delta_m_vs_single_task,
-    final_metrics,
+    final_report,
     format_bytes,
     format_duration,
     primary_values,
@@ -61,17 +63,53 @@ class Scores:
         return f"{task} · {metric}{arrow}"
 
 
+USE_LABELS = {"": "each run's own rule", "best": "best on validation", "last": "last step",
+              "mean_last": "mean of the last evaluations"}
+
+
 @st.cache_data(show_spinner=False, max_entries=2000)
-def _final(root: str, run_id: str, updated: float) -> tuple[dict[str, float], str | None]:
-    """A run's final metrics (test split when present, else the last validation); cached until it changes."""
+def _final(root: str, run_id: str, updated: float, select: tuple[str, int], use: str) -> tuple[dict[str, float], str | None, str]:
+    """A run's final metrics (test split when present, else the last validation) by ``use`` or its
+    own ``select`` (use, last_k), the split, and which model; cached until the run changes."""
     s = manager().store
-    return final_metrics(s.metrics(run_id, split="test") + s.metrics(run_id, split="val"))
+    rows = s.metrics(run_id, split="test") + s.metrics(run_id, split=BEST_SPLIT) + s.metrics(run_id, split="val")
+    report = final_report(rows, {"select": {"use": select[0], "last_k": select[1]}}, use)
+    return report.values, ("test" if report.split in ("test", BEST_SPLIT) else report.split), report.how
+
+
+def _select_of(run: dict) -> tuple[str, int]:
+    sel = run["config"].get("select") or {}
+    return str(sel.get("use", "best")), int(sel.get("last_k", 10))
+
+
+def _published_rows(compared: list[dict], scores: Scores) -> list[dict]:
+    """The published rows of the protocol presets the compared runs follow, as rows of the table."""
+    rows = []
+    for name in dict.fromkeys(r["config"].get("benchmark") for r in compared if r["config"].get("benchmark")):
+        try:
+            preset = load_preset(name)
+        except MTLError:
+            continue
+        for p in preset.published:
+            row = {"run": f"published · {p.label}", "status": "published", "split": "test", "model": p.citation,
+                   "Δm vs published single-task (%)": published_delta_m(p.metrics, preset)}
+            row.update({scores.column(*k.split("/", 1)): v for k, v in p.metrics.items()})
+            rows.append(row)
+    return rows
 
 
 @st.cache_data(show_spinner=False, max_entries=2000)
 def _series(root: str, run_id: str, updated: float, split: str, key: str) -> tuple[list[int], list[float]]:
     rows = [r for r in manager().store.metrics(run_id, split=split, key_prefix=key) if r[2] == key]
     return [r[0] for r in rows], [float("nan") if r[3] is None else r[3] for r in rows]
+
+
+def _preset_of(run: dict) -> Preset | None:
+    name = run["config"].get("benchmark")
+    try:
+        return load_preset(name) if name else None
+    except MTLError:
+        return None
 
 
 def _label(run: dict) -> str:
@@ -147,7 +185,7 @@ def _single_task_reference(run: dict, runs: list[dict], finals: dict[str, tuple[
     split = finals[run["id"]][1]
     out = {}
     for t, b in single_task_baselines(runs, run["id"]).items():
-        values, b_split = finals[b["id"]]
+        values, b_split, _ = finals[b["id"]]
         if b["status"] == RunStatus.FINISHED and t in primary and b_split == split and f"{t}/{primary[t]}" in values:
             out[t] = values[f"{t}/{primary[t]}"]
     return out
@@ -231,7 +269,11 @@ if not runs:
     st.stop()
 scores = Scores.of(runs)
 meta, primary, hib = scores.meta, scores.primary, scores.hib
-finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"]) for r in runs}
+use = st.selectbox("Model of each run", list(USE_LABELS), format_func=USE_LABELS.get, key="compare_use",
+                   help="Which model's test metrics the tables show: the one each run's config names (best on "
+                        "validation unless set otherwise), the best-on-validation model, the last step's, or the "
+                        "mean of the last evaluations (Nash-MTL's protocol; only runs that scored them have it).")
+finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"], _select_of(r), use) for r in runs}
 
 # -- the table of runs -------------------------------------------------------------------------
 table = pd.DataFrame([{
@@ -247,7 +289,7 @@ table = pd.DataFrame([{
 } for r in runs])
 ids_key = hashlib.sha1(",".join(r["id"] for r in runs).encode()).hexdigest()[:10]
 st.caption("Pick rows to compare (the boxes at the left); with none picked, the latest finished runs are compared. "
-           "Metrics are the test split's when present, else the last validation.")
+           "Metrics are the test split's (of the model picked above) when present, else the last validation.")
 event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
                      key=f"compare_table_{ids_key}_{st.session_state.get('compare_deleted', 0)}",
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c})
@@ -271,12 +313,14 @@ else:
     base_primary = primary_values(finals[base_id][0], primary)
     rows = []
     for r in compared:
-        values, split = finals[r["id"]]
+        values, split, how = finals[r["id"]]
         tasks_r = r["config"].get("tasks", [])
         mine = primary_values(values, {t: primary[t] for t in tasks_r if t in primary})
         dm = delta_m(mine, base_primary, hib)
-        row = {"run": labels[r["id"]], "status": r["status"], "split": split or "–",
+        preset = _preset_of(r)
+        row = {"run": labels[r["id"]], "status": r["status"], "split": split or "–", "model": how,
                "Δm vs baseline (%)": dm,
+               "Δm vs published single-task (%)": published_delta_m(values, preset) if preset else None,
                "Δm vs single-task (%)": delta_m_vs_single_task(tasks_r, mine,
                                                                _single_task_reference(r, runs, finals, primary), hib)
                if _is_multi_task(r) else None}
@@ -287,11 +331,15 @@ else:
         row["method"] = r["config"].get("weighting", {}).get("method", "")
         row["id"] = r["id"]
         rows.append(row)
-    final_df = pd.DataFrame(rows)
-    if final_df["Δm vs single-task (%)"].isna().all():
-        final_df = final_df.drop(columns="Δm vs single-task (%)")  # no run has finished baselines: no empty column
+    final_df = pd.DataFrame(rows + _published_rows(compared, scores))
+    for col in ("Δm vs single-task (%)", "Δm vs published single-task (%)"):
+        if final_df[col].isna().all():
+            final_df = final_df.drop(columns=col)  # no run has finished baselines, or follows a preset: no empty column
     st.dataframe(final_df, hide_index=True, key="compare_final",
                  column_config={"Δm vs baseline (%)": st.column_config.NumberColumn(format="%+.2f"),
+                                "Δm vs published single-task (%)": st.column_config.NumberColumn(
+                                    format="%+.2f", help="Δm against the single-task numbers the run's protocol "
+                                    "preset publishes, computed as that source does (the preset names it)."),
                                 "Δm vs single-task (%)": st.column_config.NumberColumn(
                                     format="%+.2f", help="Δm against the run's own single-task baselines, each task "
                                     "against the run that learnt it alone (same split; Maninis et al., 2019)."),

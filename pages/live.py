@@ -25,7 +25,8 @@ from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP, weights_in_for
 from ui.charts import DRAWN_AT_FIRST, MANY_TASKS, TaskMeta
 from ui.live_plot import live_chart
 from ui.live_view import cached_conflict, task_rows
-from ui.metrics import final_metrics, format_duration
+from ui.metrics import final_report, format_duration
+from ui.published import published_table
 from ui.roles import refused, view_only_caption, viewer, why_not
 from ui.shared import feeds, live_view, run_row
 from ui.sidebar import run_picker
@@ -233,14 +234,19 @@ def _conflict(rid: str, config: dict) -> None:
 
 
 def _final_table(store, run: dict) -> None:
-    values, split = final_metrics(store.metrics(run["id"], split="test") or store.metrics(run["id"], split="val"))
+    report = final_report(store.metrics(run["id"]), run["config"])
+    values = report.values
     if not values:
         return
+    split = "test" if report.split in ("test", "test_best") else report.split
     rows = [{"task": k.split("/", 1)[0], "metric": k.split("/", 1)[1], "value": v}
             for k, v in values.items() if not k.startswith("loss/")]
     rows += [{"task": k.split("/", 1)[1], "metric": "loss", "value": v} for k, v in values.items() if k.startswith("loss/")]
-    st.markdown(f"**Final metrics** ({split} split)")
+    st.markdown(f"**Final metrics** ({split} split; model: {report.how})")
     st.dataframe(rows, hide_index=True, column_config={"value": st.column_config.NumberColumn(format="%.4f")})
+    name = run["config"].get("benchmark")
+    if name:
+        published_table(name, values, run["config"].get("weighting", {}).get("method", ""))
 
 
 def _drawn_with(run: dict) -> tuple:

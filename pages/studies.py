@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from mtl_core.benchmarks import load_preset, published_delta_m
 from mtl_core.errors import MTLError
 from mtl_core.store.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
@@ -249,6 +250,33 @@ def _runs_list(summary: Any, baselines: list[Level], runs: dict[str, dict]) -> N
                     open_run(rid)
 
 
+def published_levels(summary: Any) -> None:
+    """The study's protocol preset's published numbers beside each level's primary metrics, and each
+    level's Δm against the published single-task numbers over those metrics."""
+    try:
+        preset = load_preset(summary.benchmark)
+    except MTLError as e:
+        st.caption(f"Protocol preset {summary.benchmark!r} cannot be read here: {e}")
+        return
+    keys = {t: f"{t}/{summary.primary.get(t, '')}" for t in summary.tasks}
+    rows = []
+    for lv in summary.levels:
+        ours = {k: lv.metrics[t].mean for t, k in keys.items() if t in lv.metrics}
+        rows.append({"": lv.label, **{k: ours.get(k) for k in keys.values()},
+                     "Δm vs published single-task (%)": published_delta_m(ours, preset)})
+    for r in preset.published:
+        theirs = {k: r.metrics[k] for k in keys.values() if k in r.metrics}
+        rows.append({"": f"published · {r.label}", **{k: theirs.get(k) for k in keys.values()},
+                     "Δm vs published single-task (%)": published_delta_m(theirs, preset)})
+    st.markdown(f"**Beside the published numbers** · {preset.title}")
+    st.dataframe(rows, hide_index=True, column_config={
+        **{k: st.column_config.NumberColumn(format="%.4f") for k in keys.values()},
+        "Δm vs published single-task (%)": st.column_config.NumberColumn(format="%+.2f")})
+    st.caption("Δm here is over the primary metrics the table shows. "
+               + " ".join(f"{r.label}: {r.citation}." for r in preset.published)
+               + (f" Not published here: {preset.missing}" if preset.missing else ""))
+
+
 # ------------------------------------------------------------------ page
 st.title("Studies")
 studies = StudyStore(manager().store)
@@ -303,8 +331,14 @@ _controls(study, spec, state, alive)
 st.fragment(progress_panel, run_every=PROGRESS_SECONDS if alive else None)(
     study_id, drawn_with(study, plan), alive, int(search.get("trials", 0) or 0))
 
+USE_LABELS = {"": "the study's rule", "best": "best on validation", "last": "last step",
+              "mean_last": "mean of the last evaluations"}
+use = st.selectbox("Model of each run", list(USE_LABELS), format_func=USE_LABELS.get, key="study_use",
+                   help="Which model of each run the table scores on the test split: the one the study's base "
+                        "config names (best on validation unless set otherwise), the best-on-validation model, "
+                        "the last step's, or the mean of the last evaluations (Nash-MTL's protocol).")
 try:
-    summary = summarize(manager().store, study_id)
+    summary = summarize(manager().store, study_id, use=use)
 except MTLError as e:
     st.error(f"This study cannot be summarised: {e}")
     st.stop()
@@ -332,7 +366,10 @@ df = csv_table(summary, rows, seeds_n)
 shown = shown_table(summary, rows, meta, factors, seeds_n)
 event = st.dataframe(shown, hide_index=True, column_config=TABLE_CONFIG, key=f"study_table_{study_id}",
                      on_select="rerun", selection_mode="single-row", placeholder="–")
-st.caption("Each cell: the mean over the finished seeds ± the half-width of its 95% CI, on the test split.")
+st.caption("Each cell: the mean over the finished seeds ± the half-width of its 95% CI, on the test split, "
+           f"of each run's model {summary.selection}.")
+if summary.benchmark:
+    published_levels(summary)
 picked = event.selection.rows if event is not None else []
 if picked and picked[0] < len(summary.levels):
     lv = summary.levels[picked[0]]

@@ -110,8 +110,8 @@ def test_inspect_writes_one_row_per_sample_and_prints_the_matrices(trained, tmp_
     assert "classification confusion (rows true, columns predicted):" in p.stdout
     assert "detection confusion (boxes; " in p.stdout and "segmentation confusion (pixels; " in p.stdout
     assert "IoU: mean " in p.stdout and "tasks failing together" in p.stdout
-    # the outputs are kept beside the final checkpoint, so the dashboard opens the split at once
-    ck = store.latest_checkpoint(run_id, "final") or store.latest_checkpoint(run_id)
+    # the outputs are kept beside the checkpoint the run chose, so the dashboard opens the split at once
+    ck = store.chosen_checkpoint(run_id)  # the best-on-validation model: what Inspect opens
     assert cache_path(ck["path"], "val").is_file()
     few = here("inspect", run_id, "--out", str(out), "--limit", "5", "--threshold", "0.05", runs_dir=runs)
     assert len(list(csv.reader(out.open()))) == 1 + 5 and "split val: 5 samples" in few.stdout

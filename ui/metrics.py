@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from mtl_core.scores import delta_m, is_finite, pareto_mask  # noqa: F401  (delta_m: one definition, shared with the benchmarks)
+from mtl_core.selection import BEST_SPLIT, Reported, reported_metrics
 from mtl_core.store.status import ACTIVE, RunStatus
 
 Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns
@@ -165,18 +166,19 @@ def front_line(x: Sequence[float], y: Sequence[float], mask: np.ndarray) -> tupl
     return xs[order], ys[order]
 
 
-def final_metrics(rows: Iterable[Row]) -> tuple[dict[str, float], str | None]:
-    """A run's final evaluation: the ``test`` split's metrics when present, else the last ``val``
-    step's. Returns ``({"<task>/<metric>" or "loss/<task>": value}, split or None)``."""
-    by_split: dict[str, dict[int, dict[str, float]]] = {}
-    for step, split, key, value, _ in rows:
-        if split in ("val", "test"):
-            by_split.setdefault(split, {}).setdefault(int(step), {})[key] = float_or_nan(value)
-    for split in ("test", "val"):
-        steps = by_split.get(split)
-        if steps:
-            return dict(steps[max(steps)]), split
-    return {}, None
+def final_report(rows: Iterable[Row], config: Any = None, use: str = "") -> Reported:
+    """What a run reports from its metric rows (every split): by ``use`` (best, last, mean_last)
+    or its config's ``select.use``, with the words that say which model (see
+    :func:`mtl_core.selection.reported_metrics`)."""
+    return reported_metrics(rows, config, use)
+
+
+def final_metrics(rows: Iterable[Row], config: Any = None, use: str = "") -> tuple[dict[str, float], str | None]:
+    """A run's final evaluation as ``({"<task>/<metric>" or "loss/<task>": value}, split or None)``:
+    the test split's (its best-on-validation model's unless ``use`` or its config says otherwise)
+    when present, else the last ``val`` step's."""
+    r = reported_metrics(rows, config, use)
+    return r.values, ("test" if r.split in ("test", BEST_SPLIT) else r.split)
 
 
 def primary_values(final: Mapping[str, float], primary: Mapping[str, str]) -> dict[str, float]:

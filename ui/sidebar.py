@@ -29,10 +29,10 @@ def run_label(run: dict[str, Any]) -> str:
 
 
 def model_checkpoint(store: Any, run: dict[str, Any]) -> dict[str, Any] | None:
-    """The checkpoint to use of ``run``: a finished run's final one, else its latest (a running
-    run's last save); ``None`` before the first is written."""
-    final = store.latest_checkpoint(run["id"], "final") if run["status"] == RunStatus.FINISHED else None
-    return final or store.latest_checkpoint(run["id"])
+    """The checkpoint to use of ``run``: the one its model selection chooses (its best on
+    validation unless its config says otherwise; a running run's best so far, or its last save),
+    with ``"chosen"`` saying which; ``None`` before the first is written."""
+    return store.chosen_checkpoint(run["id"])
 
 
 def _picked(widget_key: str) -> None:

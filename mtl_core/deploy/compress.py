@@ -291,8 +291,9 @@ def compress_checkpoint(checkpoint: str | os.PathLike, method: str = "int8", amo
 
 
 def compress_run(store, run_id: str, method: str = "int8", amount: float = 0.5, **kwargs: Any) -> CompressionReport:
-    """:func:`compress_checkpoint` of a run's latest checkpoint into ``<run dir>/compressed/``."""
-    ck = store.latest_checkpoint(run_id)
+    """:func:`compress_checkpoint` of a run's chosen checkpoint (``RunStore.chosen_checkpoint``)
+    into ``<run dir>/compressed/``."""
+    ck = store.chosen_checkpoint(run_id)
     if ck is None:
         raise MTLError(f"run {run_id} has no checkpoint yet; compress it once it has trained")
     return compress_checkpoint(ck["path"], method, amount, out_dir=store.run_dir(run_id) / "compressed", **kwargs)

@@ -299,9 +299,10 @@ def export_checkpoint(checkpoint: str | os.PathLike, fmt: str, out: str | os.Pat
 
 def export_run(store, run_id: str, fmt: str, out: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                **kwargs: Any) -> ExportResult:
-    """:func:`export_checkpoint` of a run's latest checkpoint (or of ``checkpoint``)."""
+    """:func:`export_checkpoint` of a run's chosen checkpoint (its best on validation unless its
+    config says otherwise, see ``RunStore.chosen_checkpoint``), or of ``checkpoint``."""
     if checkpoint is None:
-        ck = store.latest_checkpoint(run_id)
+        ck = store.chosen_checkpoint(run_id)
         if ck is None:
             raise MTLError(f"run {run_id} has no checkpoint yet; export it once it has trained")
         checkpoint = ck["path"]

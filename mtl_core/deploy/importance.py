@@ -250,8 +250,8 @@ def checkpoint_importance(checkpoint: str, batches: int = 4, batch_size: int = 1
 
 
 def run_importance(store: Any, run_id: str, **kwargs: Any) -> Importance:
-    """Feature importance of a run's final checkpoint (else its latest)."""
-    ck = store.latest_checkpoint(run_id, "final") or store.latest_checkpoint(run_id)
+    """Feature importance of a run's chosen checkpoint (``RunStore.chosen_checkpoint``)."""
+    ck = store.chosen_checkpoint(run_id)
     if ck is None:
         raise MTLError(f"run {run_id} has no checkpoint yet; let it train until one is saved")
     return checkpoint_importance(ck["path"], **kwargs)

@@ -152,8 +152,9 @@ def _jsonable(obj: Any) -> Any:
 
 
 def prune_run(store, run_id: str, amount: float = 0.5, finetune_steps: int = 0, **kwargs: Any) -> dict[str, Any]:
-    """:func:`prune_checkpoint` of a run's latest checkpoint into ``<run dir>/compressed/``."""
-    ck = store.latest_checkpoint(run_id)
+    """:func:`prune_checkpoint` of a run's chosen checkpoint (``RunStore.chosen_checkpoint``)
+    into ``<run dir>/compressed/``."""
+    ck = store.chosen_checkpoint(run_id)
     if ck is None:
         raise MTLError(f"run {run_id} has no checkpoint yet; prune it once it has trained")
     return prune_checkpoint(ck["path"], amount, finetune_steps, out_dir=store.run_dir(run_id) / "compressed", **kwargs)

@@ -195,10 +195,11 @@ class Ensemble:
     @classmethod
     def from_runs(cls, store, run_ids: Sequence[str], weights: Sequence[float] | None = None,
                   device: str = "cpu", **options: Any) -> Ensemble:
-        """One member per run of ``store`` (its latest checkpoint), named by run id."""
+        """One member per run of ``store`` (its chosen checkpoint, ``RunStore.chosen_checkpoint``),
+        named by run id."""
         paths = []
         for rid in run_ids:
-            ck = store.latest_checkpoint(rid)
+            ck = store.chosen_checkpoint(rid)
             if ck is None:
                 raise ConfigError("ensemble.members", f"run {rid} has no checkpoint yet; wait until it has trained")
             paths.append(ck["path"])

@@ -25,6 +25,7 @@ from typing import Any
 
 from mtl_core.errors import MTLError
 from mtl_core.scores import finite_or_none
+from mtl_core.selection import pick_checkpoint, use_of
 from mtl_core.store.commands import Commands
 from mtl_core.store.ids import RUNS_DIR_ENV, check_run_id, default_runs_dir, new_run_id
 from mtl_core.store.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
@@ -367,8 +368,19 @@ class RunStore(Commands):
         return out
 
     def latest_checkpoint(self, run_id: str, kind: str | None = None) -> dict[str, Any] | None:
-        cks = [c for c in self.checkpoints(run_id) if (kind is None or c["kind"] == kind) and Path(c["path"]).exists()]
+        """The run's latest checkpoint of ``kind``; with no kind, the latest of its training (the
+        best-on-validation model is not where training goes on from: ask for ``"best"``)."""
+        cks = [c for c in self.checkpoints(run_id) if (c["kind"] == kind if kind else c["kind"] != "best")
+               and Path(c["path"]).exists()]
         return cks[-1] if cks else None
+
+    def chosen_checkpoint(self, run_id: str, use: str = "") -> dict[str, Any] | None:
+        """The checkpoint to predict, inspect or export with: by ``use`` (``best``, ``last``,
+        ``mean_last``), else the run's ``select.use`` (see :func:`mtl_core.selection.pick_checkpoint`);
+        ``"chosen"`` says which it is. ``None`` before the first is written."""
+        run = self.get_run(run_id)
+        use, _ = use_of(run["config"] if run else None, use)
+        return pick_checkpoint([c for c in self.checkpoints(run_id) if Path(c["path"]).exists()], use)
 
 
 def _set_wal(conn: sqlite3.Connection, seconds: float = 30.0) -> None:

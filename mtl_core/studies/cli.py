@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from mtl_core.config import SELECT_USES
 from mtl_core.errors import MTLError
 from mtl_core.runs.manager import RunManager
 from mtl_core.store.status import ACTIVE, RunStatus
@@ -33,6 +34,8 @@ def add_parser(sub, runs_dir) -> None:
     sh = ss.add_parser("show", help="a study's final table: each level's metrics, mean ± 95% CI over seeds")
     runs_dir(sh)
     sh.add_argument("study_id")
+    sh.add_argument("--use", choices=SELECT_USES, help="which model of each run: best (on validation), last, or "
+                    "mean_last (default: the study's rule)")
     ls = ss.add_parser("list", help="the studies in the runs directory")
     runs_dir(ls)
     rs = ss.add_parser("resume", help="carry a stopped or interrupted study on (no finished run is trained again)")
@@ -52,7 +55,7 @@ def main(a: argparse.Namespace) -> int:
     cmd = a.study_command
     if cmd in ("show", "list"):
         store = RunStore(a.runs_dir)
-        return _show(store, a.study_id) if cmd == "show" else _list(store)
+        return _show(store, a.study_id, a.use or "") if cmd == "show" else _list(store)
     manager = RunManager(a.runs_dir, max_concurrent=a.max_concurrent)
     runner = StudyRunner(manager)
     try:
@@ -105,9 +108,10 @@ def _follow(runner, study_id: str, quiet: bool) -> int:
     return 0 if finished == counts["total"] else 1
 
 
-def _show(store, study_id: str) -> int:
-    s = summarize(store, study_id)
+def _show(store, study_id: str, use: str = "") -> int:
+    s = summarize(store, study_id, use=use)
     print(f"study {s.study['id']}: {s.study['name']}  ({s.progress.get('finished', 0)} of {s.progress['total']} runs finished)")
+    print(f"test metrics of each run's model {s.selection}")
     print(s.sentence)
     header = ["level", "seeds"] + [f"{t} {s.primary.get(t, '')}" for t in s.tasks] + ["Δm (%)", "rank"]
     rank = {r.label: r for r in s.ranking}

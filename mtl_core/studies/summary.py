@@ -27,6 +27,7 @@ from mtl_core.scores import (
     rank_levels,
     verdict,
 )
+from mtl_core.selection import BEST_SPLIT, USE_WORDS, reported_metrics
 from mtl_core.store.status import RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.studies.spec import Planned, StudySpec, plan_key, planned_runs
@@ -69,6 +70,13 @@ class StudySummary:
     progress: dict[str, int]
     baseline_by_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> seed -> metric
     task_specs: dict[str, Any] = field(default_factory=dict)  # what each task is, as its runs recorded it
+    use: str = "best"  # which model of each run the numbers are (mtl_core.selection): best, last, mean_last
+    benchmark: str = ""  # the protocol preset the study's runs follow (its published numbers), if any
+
+    @property
+    def selection(self) -> str:
+        """Which model of each run the numbers are, in words ("best on validation")."""
+        return USE_WORDS.get(self.use, self.use)
 
 
 def baseline_labels(baselines: list[Planned]) -> dict[str, str]:
@@ -90,11 +98,13 @@ def baseline_labels(baselines: list[Planned]) -> dict[str, str]:
     return out
 
 
-def test_metrics(store: RunStore, run_id: str) -> dict[str, float]:
-    """A run's metrics on the test split (its final model's), ``{"<task>/<metric>": value}``."""
-    rows = store.metrics(run_id, split="test")
-    last = max((r[0] for r in rows), default=None)
-    return {r[2]: float(r[3]) for r in rows if r[0] == last and r[3] is not None}
+def test_metrics(store: RunStore, run: dict[str, Any], use: str = "") -> dict[str, float]:
+    """A run's test metrics, ``{"<task>/<metric>": value}``, of the model ``use`` picks (best on
+    validation, last, or the mean of the last evaluations; default: the run's own rule). A run
+    with no test metrics (it stopped early) has none here."""
+    rows = [r for split in ("test", BEST_SPLIT) for r in store.metrics(run["id"], split=split)]
+    report = reported_metrics(rows, run.get("config"), use)
+    return {k: v for k, v in report.values.items() if v == v} if report.split in ("test", BEST_SPLIT) else {}
 
 
 def _task_meta(tasks: list[str], specs: dict[str, Any] | None = None) -> tuple[dict[str, str], dict[str, bool]]:
@@ -110,9 +120,10 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> StudySummary:
+def summarize(store: RunStore, study_id: str, confidence: float = 0.95, use: str = "") -> StudySummary:
     """Everything the Studies view and ``study show`` print, from what the store holds now (a
-    study still training gives the seeds finished so far)."""
+    study still training gives the seeds finished so far). Each run counts with the model ``use``
+    picks (``best``, ``last``, ``mean_last``); default: the rule the study's base config names."""
     studies = StudyStore(store)
     study = studies.require(study_id)
     spec = StudySpec.from_dict(study["spec"])
@@ -121,6 +132,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
     baseline_names = baseline_labels([p for p in planned.values() if p.role == "baseline"])
     # a search's trials vary settings its baselines keep at the base config's: pair them with those
     base_cfg = spec.base_config()
+    use = use or base_cfg.select.use
     tasks = list(dict.fromkeys(t for p in planned.values() for t in p.config.tasks))
     # what each task is: a label table's columns are resolved in the configs the runs recorded
     specs = {t: sp for p in planned.values() for t, sp in p.config.task_specs.items()}
@@ -139,7 +151,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
         progress[status] = progress.get(status, 0) + 1
         p = planned.get(row["key"])
         if p is not None and row["role"] == "baseline" and run is not None and status == RunStatus.FINISHED:
-            value = test_metrics(store, run["id"]).get(f"{p.task}/{primary.get(p.task, '')}")
+            value = test_metrics(store, run, use).get(f"{p.task}/{primary.get(p.task, '')}")
             if value is not None:
                 base_by_key[row["key"]] = value
                 base_values.setdefault(baseline_names[row["key"]], []).append(value)
@@ -161,7 +173,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
         if status != RunStatus.FINISHED:
             continue
         lv.finished.append(p.seed)
-        values = test_metrics(store, run["id"])
+        values = test_metrics(store, run, use)
         lv.by_seed[p.seed] = {t: values[f"{t}/{primary[t]}"] for t in p.config.tasks if f"{t}/{primary.get(t)}" in values}
         info = run.get("info") or {}
         if info.get("elapsed_s") is not None:
@@ -194,7 +206,7 @@ def summarize(store: RunStore, study_id: str, confidence: float = 0.95) -> Study
     return StudySummary(study=study, tasks=tasks, primary=primary, higher_is_better=hib, levels=ordered,
                         baselines={t: mean_ci(v, confidence) for t, v in base_values.items()},
                         ranked_on=ranked_on, ranking=ranking, sentence=sentence, progress=progress,
-                        baseline_by_seed=base_seeds, task_specs=specs)
+                        baseline_by_seed=base_seeds, task_specs=specs, use=use, benchmark=base_cfg.benchmark)
 
 
 def _ranking_scores(levels: list[Level], tasks: list[str], hib: Mapping[str, bool]) -> tuple[str, dict[str, dict[int, float]]]:

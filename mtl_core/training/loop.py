@@ -22,6 +22,7 @@ from mtl_core.data.base import collate, select, to_device
 from mtl_core.data.labels import apply_budget, scale_losses
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.isolation import pin_threads
+from mtl_core.selection import BEST_SPLIT, evaluation_score
 from mtl_core.store.ids import check_run_id
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
 from mtl_core.store.status import RunStatus
@@ -96,10 +97,15 @@ class Trainer:
         self.step = 0
         self.heartbeat: Heartbeat | None = None
         self._rows: list[tuple[int, str, str, float, float]] = []
+        self._all_logged: list[tuple[int, str, str, float, float]] = []  # the last test evaluation's rows
         self._last_flush = 0.0
         self._eval_batches: dict[str, list | None] = {}  # split -> its batches, made at the first evaluation
         self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)  # the data order of the epoch drawn from
+        # model selection (mtl_core.selection): the best validation score so far, its step, and
+        # the reference Δm is measured against when the config names none (the first evaluation)
+        self._best: tuple[float, int] | None = None
+        self._reference: dict[str, float] = {}
 
     # -- public -----------------------------------------------------------------
     def run(self) -> str:
@@ -174,8 +180,10 @@ class Trainer:
         self.steering = Steering(self.store, self.run_id, list(self.tasks), self.method, self.control, self.dist,
                                  self.device, cfg.time_limit)
         self.step = 0
+        self._mean_steps = self._mean_last_steps()
         if self.resume:
             self._load_latest()
+            self._load_best()
         elif self.dist.is_main:
             self._record_skipped()
 
@@ -216,11 +224,69 @@ class Trainer:
         if not self.dist.is_main:
             return
         self._flush(force=True)  # every step up to the checkpoint is in the store before it exists
-        path = self.store.run_dir(self.run_id) / ("final.pt" if kind == "final" else "last.pt")
-        save_checkpoint(path, self.config, self.step, self.model.state_dict(), {
-            "optimizer": self.optimizer.state_dict(),
-            "method": self.method.state_dict(), "info": _info_dict(self.datasets["train"].info)})
+        name = {"final": "final.pt", "best": "best.pt"}.get(kind, "last.pt")
+        path = self.store.run_dir(self.run_id) / name
+        extra: dict[str, Any] = {"info": _info_dict(self.datasets["train"].info), "select": self._select_state()}
+        if kind != "best":  # the best model is for predictions: training goes on from last.pt
+            extra.update(optimizer=self.optimizer.state_dict(), method=self.method.state_dict())
+        save_checkpoint(path, self.config, self.step, self.model.state_dict(), extra)
         self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
+
+    # -- model selection on validation (mtl_core.selection) ------------------------
+    def _select_state(self) -> dict[str, Any]:
+        return {"reference": dict(self._reference),
+                **({"score": self._best[0], "step": self._best[1]} if self._best else {})}
+
+    def _consider_best(self, values: dict[str, float]) -> None:
+        """Keep this evaluation's model as ``best.pt`` when it scores better than every earlier
+        one by the config's rule (ties keep the earlier: a later model must be better to win)."""
+        tasks = list(self.tasks)
+        primary = {t: task.primary for t, task in self.tasks.items()}
+        hib = {t: task.higher_is_better for t, task in self.tasks.items()}
+        if not self._reference:
+            self._reference = {t: values[f"{t}/{primary[t]}"] for t in tasks if f"{t}/{primary[t]}" in values}
+        score = evaluation_score(values, self.config.select, tasks, primary, hib, self._reference)
+        if score is None or (self._best is not None and score <= self._best[0]):
+            return
+        self._best = (float(score), self.step)
+        self._checkpoint("best")
+
+    def _load_best(self) -> None:
+        """A resumed run goes on comparing with the best model kept before it stopped."""
+        ck = self.store.latest_checkpoint(self.run_id, "best") if self.dist.is_main else None
+        if ck is None:
+            return
+        state = load_checkpoint(ck["path"]).get("select") or {}
+        self._reference = {k: float(v) for k, v in (state.get("reference") or {}).items()}
+        if "score" in state:
+            self._best = (float(state["score"]), int(state["step"]))
+
+    def _mean_last_steps(self) -> set[int]:
+        """With ``select.use = mean_last``, the steps of the last ``last_k`` planned evaluations,
+        where the test split is scored too (a run cut short by its time limit has only its last)."""
+        cfg = self.config
+        if cfg.select.use != "mean_last":
+            return set()
+        n = cfg.optim.steps
+        planned = {s for s in range(cfg.eval_every, n, cfg.eval_every)} | ({cfg.first_eval} if 0 < cfg.first_eval < n else set())
+        return set(sorted(planned | {n})[-cfg.select.last_k:])
+
+    def _test_best(self) -> None:
+        """The best model's test metrics (split ``test_best`` at its step): the last model's when
+        it is the best, else best.pt's weights, loaded into the model after final.pt is written."""
+        if not self.dist.is_main or self._best is None:
+            return
+        step = self._best[1]
+        if step == self.step:
+            rows = [r for r in self._all_logged if r[1] == "test" and r[0] == self.step]
+            self._rows.extend((step, BEST_SPLIT, k, v, w) for _, _, k, v, w in rows)
+            self._flush(force=True)
+            return
+        ck = self.store.latest_checkpoint(self.run_id, "best")
+        if ck is None:
+            return
+        self.model.load_state_dict(load_checkpoint(ck["path"], map_location=self.device)["model"])
+        self._evaluate("test", split_name=BEST_SPLIT, step=step)
 
     def _draw(self, d: int):
         """The ``d``-th batch of the run's data order (a fresh seeded permutation per epoch); a step
@@ -252,15 +318,25 @@ class Trainer:
         images = images.to(self.device, non_blocking=nb).contiguous(memory_format=torch.channels_last)
         return images, to_device(targets, self.device, nb)
 
-    def _evaluate(self, split: str = "val") -> dict[str, float]:
+    def _evaluate(self, split: str = "val", split_name: str = "", step: int | None = None) -> dict[str, float]:
+        """Evaluate on ``split`` and log it (as ``split_name`` at ``step`` when given); a validation
+        evaluation also decides whether this model is the best so far, and with ``mean_last``
+        one of the last evaluations scores the test split too."""
         ds = self.datasets[split]
         bs = max(64, self.config.optim.batch_size)
         if split not in self._eval_batches:
             self._eval_batches[split] = split_batches(ds, bs)
         result = evaluate(self.model, self.tasks, ds, self.device, batch_size=bs, amp_dtype=self.amp_dtype,
                           batches=self._eval_batches[split])
-        self._log(self.step, split, result)
+        logged = (self.step if step is None else step, split_name or split)
+        self._log(*logged, result)
+        if logged[1] == "test":
+            self._all_logged = [(logged[0], "test", k, float(v), time.time()) for k, v in result.items()]
         self._flush(force=True)
+        if split == "val" and not split_name:
+            self._consider_best(result)
+            if self.step in self._mean_steps and self.step < self.config.optim.steps:
+                self._evaluate("test")
         return result
 
     def _apply(self, d: Decision) -> None:
@@ -338,6 +414,7 @@ class Trainer:
             self._evaluate("val")
         self._evaluate("test")
         self._checkpoint("final")
+        self._test_best()
         return self._finish(RunStatus.FINISHED)
 
     def _losses(self, images, targets, seen: list[dict[str, float]]):

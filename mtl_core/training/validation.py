@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
-from mtl_core.config import ON_ERROR, RESIZE_POLICIES, ExperimentConfig
+from mtl_core.benchmarks import preset_names
+from mtl_core.config import ON_ERROR, RESIZE_POLICIES, SELECT_RULES, SELECT_USES, ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError
 from mtl_core.models import ARCHITECTURES, BACKBONES
@@ -166,6 +167,24 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     _range(e, "checkpoint_every", cfg.checkpoint_every, 0, 10_000_000)
     _range(e, "gradstats_every", cfg.gradstats_every, 0, 10_000_000)
     _range(e, "time_limit", cfg.time_limit, 0, 1e7)
+    e += select_errors(cfg)
+    return e
+
+
+def select_errors(cfg: ExperimentConfig) -> list[ConfigError]:
+    """What is wrong with ``select`` (model selection on validation)."""
+    e: list[ConfigError] = []
+    s = cfg.select
+    _choice(e, "select.use", s.use, SELECT_USES)
+    _choice(e, "select.rule", s.rule, SELECT_RULES)
+    _range(e, "select.last_k", s.last_k, 1, 10_000)
+    if s.task and s.task not in cfg.tasks:
+        e.append(ConfigError("select.task", f"{s.task!r} is not a selected task; selected: {', '.join(cfg.tasks)}"))
+    for t in s.reference:
+        if t not in cfg.tasks:
+            e.append(ConfigError(f"select.reference.{t}", f"{t!r} is not a selected task; selected: {', '.join(cfg.tasks)}"))
+    if cfg.benchmark:
+        _choice(e, "benchmark", cfg.benchmark, preset_names())
     return e
 
 
