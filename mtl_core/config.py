@@ -151,8 +151,10 @@ class OptimConfig:
     momentum: float = 0.9
     batch_size: int = 32
     steps: int = 900
-    scheduler: str = "cosine"
+    scheduler: str = "cosine"  # cosine, step (gamma every step_size steps) or constant
     warmup_steps: int = 50
+    step_size: int = 0  # the step scheduler: steps between decays (0: none)
+    gamma: float = 0.5  # the step scheduler: the factor at each decay
     grad_clip: float = 0.0
 
 

@@ -47,8 +47,8 @@ RESIZE_WORDS = {"": "the dataset's default", "letterbox": "letterbox (keep the a
 ON_ERROR_WORDS = {"fail": "refuse to start (list them)", "skip": "skip them (the run says how many)"}
 PREVIEW_SAMPLES = 4
 SECTIONS = ("data", "tasks", "model", "weighting", "augment", "optim", "start")
-ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.weight_decay", "optim.momentum", "optim.grad_clip",
-            "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
+ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.step_size", "optim.gamma", "optim.weight_decay",
+            "optim.momentum", "optim.grad_clip", "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
 
 
 @st.cache_data(show_spinner="Opening the dataset…", max_entries=16, ttl=60)
@@ -357,8 +357,11 @@ with _where("optim", st.container()), st.container(border=True):
     with st.expander("More settings", expanded=any(e.field.startswith(ADVANCED) for e in errors)):
         a, b, c, d = st.columns(4)
         with a:
-            form.select("optim.scheduler", "Learning-rate schedule", list(SCHEDULERS))
+            form.select("optim.scheduler", "Learning-rate schedule", list(SCHEDULERS),
+                        help="cosine: down to 5% by the end; step: times gamma every step size (StepLR); constant")
             form.number("optim.warmup_steps", "Warm-up steps", step=10)
+            form.number("optim.step_size", "Step schedule: steps between decays (0 = none)", step=100)
+            form.number("optim.gamma", "Step schedule: factor at each decay", fmt="%g", step=0.1)
         with b:
             form.number("optim.weight_decay", "Weight decay", fmt="%g", step=0.0001)
             form.number("optim.momentum", "Momentum (SGD)", step=0.05)

@@ -19,6 +19,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
+from mtl_core.benchmarks import presets
 from mtl_core.config import ExperimentConfig, changes, merge
 from mtl_core.errors import ConfigError
 from mtl_core.studies.spec import StudySpec
@@ -222,6 +223,11 @@ def examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
             out.append(Example(path.name, stem, "", error=str(e)))
             continue
         out.append(Example(path.name, cfg.name or stem, describe(cfg), cfg))
+    if folder == EXAMPLES_DIR:  # the papers' protocols too (assets/benchmarks), with their published numbers
+        for preset in presets().values():
+            cfg = preset.experiment()
+            out.append(Example(f"benchmarks/{preset.name}.json", preset.title,
+                               describe(cfg) + "; set the data folder to your copy", cfg))
     return out
 
 

@@ -64,10 +64,15 @@ def build_optimizer(params, cfg) -> torch.optim.Optimizer:
 
 
 def lr_factor(step: int, cfg, time_fraction: float = 0.0) -> float:
-    """Linear warm-up, then cosine decay to 5% (or constant). With a time limit the decay follows
-    whichever runs out first, steps or time, so a time-boxed run still ends on a low rate."""
+    """Linear warm-up, then cosine decay to 5%, a step decay (``gamma`` every ``step_size`` steps,
+    PyTorch's StepLR as LibMTL's and MTAN's NYUv2 protocols use it: halved after 100 of 200 epochs),
+    or constant. With a time limit the decay follows whichever runs out first, steps or time, so a
+    time-boxed run still ends on a low rate."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
+    if cfg.scheduler == "step":
+        at = max(step, int(time_fraction * cfg.steps))
+        return cfg.gamma ** (at // cfg.step_size) if cfg.step_size > 0 else 1.0
     if cfg.scheduler != "cosine":
         return 1.0
     t = max((step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps), time_fraction)

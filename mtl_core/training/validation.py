@@ -15,7 +15,7 @@ from mtl_core.weighting import WEIGHTINGS
 from mtl_core.weights import weight_errors
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
-SCHEDULERS = ("cosine", "constant")
+SCHEDULERS = ("cosine", "step", "constant")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
@@ -154,6 +154,8 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     _range(e, "optim.batch_size", o.batch_size, 1, 4096)
     _range(e, "optim.steps", o.steps, 1, 10_000_000)
     _range(e, "optim.warmup_steps", o.warmup_steps, 0, 10_000_000)
+    _range(e, "optim.step_size", o.step_size, 0, 10_000_000)
+    _range(e, "optim.gamma", o.gamma, 0, 1, lo_open=True)
     _range(e, "optim.grad_clip", o.grad_clip, 0, 1e6)
     if o.batch_size > d.train_size:
         e.append(ConfigError("optim.batch_size", f"batch size {o.batch_size} is bigger than the training set "
