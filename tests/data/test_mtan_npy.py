@@ -231,3 +231,16 @@ def test_a_short_run_on_the_nyuv2_folder_learns_segmentation_and_depth(tmp_path)
     val = {key: value for _, _, key, value, _ in store.metrics(run_id, "val")}
     assert {"segmentation/miou", "segmentation/pixel_acc", "depth/abs_err", "depth/abs_rel"} <= set(val)
     assert all(math.isfinite(v) for v in val.values())
+
+
+def test_the_data_pages_summary_and_pictures_list_every_supplied_task(tmp_path):
+    from mtl_core.views.preview import dataset_summary, sample_overlays
+
+    make_npy(tmp_path)
+    cfg = ExperimentConfig(tasks=("segmentation", "depth"), data=data("nyuv2", tmp_path))
+    summary = dataset_summary(cfg)
+    tasks = {t["name"]: t for t in summary["tasks"]}
+    assert summary["sizes"] == {"train": 3, "val": 1, "test": 3} and set(tasks) == {"segmentation", "depth", "normals"}
+    assert tasks["segmentation"]["classes"] == 13 and tasks["segmentation"]["available"]
+    (picture,) = sample_overlays(cfg, "test", [0])
+    assert picture.ndim == 3 and picture.shape[-1] == 3 and picture.dtype == np.uint8
