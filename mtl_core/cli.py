@@ -16,6 +16,7 @@ from pathlib import Path
 from mtl_core.benchmarks import load_preset, preset_names
 from mtl_core.config import ON_ERROR, RESIZE_POLICIES, SELECT_USES, ExperimentConfig, merge, parse_image_size, parse_set
 from mtl_core.data import DATASETS, build_dataset
+from mtl_core.data.celeba import CELEBA_GROUPS, expand_task_groups
 from mtl_core.data.check import check_data
 from mtl_core.deploy import cli as deploy_cli
 from mtl_core.errors import MTLError
@@ -50,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--runs-dir", default=None, help="runs directory (default $MTL_RUNS_DIR or ./runs)")
 
     def data_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--tasks", help=ALL_TASKS_HELP + "; of a label table: its column names (default: every column)")
+        sp.add_argument("--tasks", help=ALL_TASKS_HELP + "; of a label table: its column names (default: every column); "
+                        f"of CelebA: attribute names, or celeba:GROUP for a group ({', '.join(CELEBA_GROUPS)})")
         sp.add_argument("--dataset", help="scenes (built-in), manifest (a label table), coco, image_folder ... (see `list`)")
         sp.add_argument("--data-root", help="the dataset's file or folder (a label table: the .csv or .jsonl file)")
         sp.add_argument("--resize", choices=RESIZE_POLICIES, help="how other shapes reach the image size (default: "
@@ -143,6 +145,8 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
                                                         "checkpoint_every")}, **vars(a)})
     if a.tasks:
         cfg = r(cfg, tasks=tuple(t.strip() for t in a.tasks.split(",") if t.strip()))
+    if any(t.startswith("celeba:") for t in cfg.tasks):  # a group of CelebA's attributes stands for its members
+        cfg = r(cfg, tasks=expand_task_groups(cfg.tasks))
     if a.name:
         cfg = r(cfg, name=a.name)
     optim = {k: v for k, v in (("steps", a.steps), ("batch_size", a.batch_size), ("lr", a.lr)) if v is not None}
@@ -426,6 +430,9 @@ def _list(a) -> int:
     print("datasets and the tasks they supply:")
     for name in DATASETS.available():
         supplies = getattr(DATASETS.get(name), "supplies", None)
+        declares = list(getattr(DATASETS.get(name), "declares", {}))
+        if declares:  # CelebA's 40 attributes: a few, then how many
+            supplies = [*supplies, *declares[:3], f"... ({len(declares)} {DATASETS.get(name).declares[declares[0]].kind} tasks)"]
         print(f"  {name:<14}" + (", ".join(supplies) if supplies else "one task per column of your label table "
                                  "(list --dataset manifest --data-root FILE names them)" if name == "manifest"
                                  else "(list --dataset NAME --data-root PATH)"))

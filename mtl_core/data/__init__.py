@@ -2,7 +2,7 @@
 (see :mod:`mtl_core.data.base`, which also holds the registry), and their augmentation (``augment``)."""
 from __future__ import annotations
 
-from mtl_core.data import coco, image_folder, manifest, scenes, seg_folder, torchvision_sets  # noqa: F401  (registers)
+from mtl_core.data import celeba, coco, image_folder, manifest, mtan_npy, scenes, seg_folder, torchvision_sets  # noqa: F401  (registers)
 from mtl_core.data.base import DATASETS, SPLITS, DatasetInfo, Sample, build_dataset, collate, register_dataset
 from mtl_core.registry import load_plugins
 

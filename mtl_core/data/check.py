@@ -57,8 +57,10 @@ def check_data(cfg: Any) -> DataReport:
                 continue
             report.splits[split] = len(ds)
             if not report.tasks:
-                report.tasks = [{"name": t, "kind": t, "how": "", "classes": len(ds.info.class_names), "labels": {}}
-                                for t in ds.info.tasks]
+                specs = ds.info.specs  # a dataset's own tasks (CelebA's attributes) say their kind; a built-in is its name
+                report.tasks = [{"name": t, "kind": specs[t].kind if t in specs else t, "how": "",
+                                 "classes": len(specs[t].classes if t in specs else ds.info.class_names) or None,
+                                 "labels": {}} for t in ds.info.tasks]
             for t in report.tasks:
                 t["labels"][split] = len(ds)
         return report

@@ -138,10 +138,12 @@ def check_cell(table: Table, spec: TaskSpec, cell: str, image_hw: tuple[int, int
                 return f"mask {cell} does not exist"
             values = read_label_png(path)
             ignore = int(spec.options.get("ignore_index", IGNORE))
-            bad = sorted(set(values.unique().tolist()) - {ignore} - set(range(len(spec.classes) + 1)))
+            first = 1 if spec.options.get("background", 1) else 0  # option background: 0 = no background label
+            bad = sorted(set(values.unique().tolist()) - {ignore} - set(range(len(spec.classes) + first)))
             if bad:
-                return (f"mask {cell} has value {bad[0]} beyond its {len(spec.classes)} classes (0 is background, "
-                        f"1..{len(spec.classes)} the classes, {ignore} not labelled)")
+                meaning = "0 is background, " if first else ""
+                return (f"mask {cell} has value {bad[0]} beyond its {len(spec.classes)} classes ({meaning}"
+                        f"{first}..{len(spec.classes) + first - 1} the classes, {ignore} not labelled)")
             return _other_size(f"mask {cell}", tuple(values.shape), image_hw)
         elif kind == "depth":
             path = table.file_path(cell)

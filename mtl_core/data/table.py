@@ -13,7 +13,8 @@ One row per image, as CSV (a header row first) or JSON lines (one object per lin
   ``regression``      a number (``34.5``)
   ``count``           a whole number ``>= 0``
   ``segmentation``    a mask PNG's path: a palette or grey image of class values (0 background,
-                      ``1..K`` the classes, 255 not labelled)
+                      ``1..K`` the classes, 255 not labelled; with the option ``background: 0``,
+                      ``0..K-1`` the classes and no background)
   ``depth``           a depth map's path: a 16-bit PNG or a ``.npy`` array, 0 where unknown
   ``detection``       boxes as JSON: ``[[x, y, w, h, "class"], ...]`` in the image's pixels
   ==================  ==========================================================================
@@ -312,7 +313,8 @@ def load_table(path: str | Path, specs: Mapping[str, TaskSpec] | None = None) ->
         if kind == "segmentation" and not classes:
             top = _mask_top(tuple(str(p.parent / v) for v in values), int(spec.options.get("ignore_index", IGNORE)),
                             st.st_mtime_ns)
-            classes = tuple(f"class {k}" for k in range(1, top + 1))
+            first = 1 if spec.options.get("background", 1) else 0  # option background: 0 = no background label
+            classes = tuple(f"class {k}" for k in range(first, top + 1))
         options = dict(spec.options)
         if kind == "regression" and values:
             nums = [n for r in train if (n := _number(r.cells.get(col, ""))) is not None] or \

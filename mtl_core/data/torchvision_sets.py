@@ -8,9 +8,8 @@
   IJCV 2010): detection, segmentation (``SegmentationClass``, for the images that have it;
   masked for the rest), and from the boxes classification (largest object), multilabel and
   count. Train: ``train``; val and test: a fixed half split of ``val``.
-- ``celeba``: CelebA (Liu et al., "Deep learning face attributes in the wild", ICCV 2015): the
-  40 attributes as ``multilabel``, with the official train/valid/test partition. Its landmarks
-  would need a keypoint task, which does not exist (yet).
+- ``celeba``: CelebA, in :mod:`~mtl_core.data.celeba` (its 40 attributes as 40 binary tasks, and
+  as one multilabel task), read with these helpers.
 - ``cifar10``: CIFAR-10 (Krizhevsky, "Learning multiple layers of features from tiny images",
   2009): classification. Train/val: a fixed 90/10 split of the training batches; test: the test batch.
 
@@ -189,51 +188,6 @@ class VocDataset:
         return image, targets
 
 
-# ----------------------------------------------------------------------------------- celeba
-CELEBA_CALL = "CelebA('{root}', split='all', download=True)"
-CELEBA_FILES = ("img_align_celeba", "list_attr_celeba.txt", "list_eval_partition.txt", "identity_CelebA.txt",
-                "list_bbox_celeba.txt", "list_landmarks_align_celeba.txt")
-
-
-@lru_cache(maxsize=1)
-def _celeba(root: str) -> tuple[Any, list[int]]:
-    """torchvision's CelebA over all images (its five lists parsed once for the three splits) and
-    each image's partition (0 train, 1 valid, 2 test)."""
-    tv = open_torchvision("CelebA", lambda: tvd.CelebA(root, split="all", target_type="attr", download=False),
-                          Path(root), CELEBA_CALL)
-    rows = (Path(root) / "celeba" / "list_eval_partition.txt").read_text().split()
-    part = dict(zip(rows[0::2], (int(p) for p in rows[1::2]), strict=True))
-    return tv, [part[name] for name in tv.filename]
-
-
-@register_dataset("celeba")
-class CelebADataset:
-    """CelebA's 40 face attributes as multilabel (see the module docstring)."""
-
-    supplies = ("multilabel",)
-
-    def __init__(self, cfg: DataConfig, split: str, seed: int = 0) -> None:
-        check_split(split)
-        root = str(locate(cfg, "CelebA", "celeba", CELEBA_CALL, CELEBA_FILES))
-        self.tv, partition_of = _celeba(root)
-        wanted = {"train": 0, "val": 1, "test": 2}[split]
-        part = shuffled([k for k, p in enumerate(partition_of) if p == wanted])
-        self.cfg, self.split, self.available = cfg, split, len(part)
-        self.indices = cap(part, cfg, split)
-        names = tuple(n for n in self.tv.attr_names if n)  # the header line may end in a space
-        self.image_dir = Path(root) / "celeba" / "img_align_celeba"
-        self.info = DatasetInfo(name="celeba", class_names=names, image_size=cfg.image_size, tasks=self.supplies)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Sample:
-        j = self.indices[i]
-        image, _ = load_image(self.image_dir / self.tv.filename[j], self.cfg.hw, resize_policy(self.cfg),
-                              cache=default_cache())  # (3, H, W)
-        return image, {"multilabel": self.tv.attr[j].float(), "valid": {"multilabel": True}}
-
-
 # ----------------------------------------------------------------------------------- cifar10
 CIFAR_CALL = "CIFAR10('{root}', download=True)"
 
@@ -280,4 +234,4 @@ class Cifar10Dataset:
                         "valid": {"classification": torch.ones(len(j), dtype=torch.bool)}}
 
 
-__all__ = ["PetsDataset", "VocDataset", "CelebADataset", "Cifar10Dataset", "locate", "open_torchvision"]
+__all__ = ["PetsDataset", "VocDataset", "Cifar10Dataset", "locate", "open_torchvision"]

@@ -5,7 +5,10 @@ error (predicting 2 for 1 costs as much as 20 for 10), which is what the primary
 measures and how Eigen et al., "Depth Map Prediction from a Single Image using a Multi-Scale
 Deep Network" (NeurIPS 2014) train; L1 rather than L2 keeps a few badly wrong pixels (object
 edges, where the upsampled prediction mixes near and far) from dominating the gradient.
-Metrics follow Eigen et al. 2014: abs-rel, RMSE and the delta < 1.25 threshold accuracy.
+Metrics follow Eigen et al. 2014: abs-rel, RMSE and the delta < 1.25 threshold accuracy; and
+the absolute error the multi-task benchmarks report beside abs-rel (NYUv2 and Cityscapes in Liu
+et al., "End-to-End Multi-Task Learning with Attention", CVPR 2019, and the methods compared on
+them since: their "Abs Err" and "Rel Err").
 """
 from __future__ import annotations
 
@@ -59,11 +62,19 @@ def valid_pixels(target: Tensor) -> Tensor:
 class Depth(Task):
     """Per-pixel depth; metrics over labelled pixels (target > 0) of the whole set, pooled:
 
-    - ``abs_rel`` (primary, lower is better): mean ``|d - d*| / d*``;
+    - ``abs_rel`` (primary, lower is better): mean ``|d - d*| / d*``; the benchmarks' "Rel Err";
+    - ``abs_err``: mean ``|d - d*|``, in the dataset's depth units; the benchmarks' "Abs Err";
     - ``rmse``: ``sqrt(mean (d - d*)^2)``, in the dataset's depth units;
     - ``delta1``: fraction of pixels with ``max(d / d*, d* / d) < 1.25``.
 
-    With no labelled pixel (empty set, or all targets 0) all three are 0.0 and the loss is 0:
+    Pooled: every labelled pixel of the set weighs the same. LibMTL's ``DepthMetric``
+    (``examples/nyu/utils.py``) and MTAN's ``depth_error`` instead average each batch's per-pixel
+    mean, weighted by the batch's number of images, so their numbers move a little with the batch
+    size and with how many pixels each batch has labelled; the pooled mean is the one that does not,
+    and the two agree when every image has the same number of labelled pixels. A labelled pixel is
+    one whose target is positive (theirs: non-zero; the benchmarks' depths are never negative).
+
+    With no labelled pixel (empty set, or all targets 0) all four are 0.0 and the loss is 0:
     there is nothing to measure, so read them together with the set's size.
     """
 
@@ -93,7 +104,7 @@ class Depth(Task):
     def metrics(self, outputs: Tensor, targets: Tensor) -> dict[str, float]:
         targets = depth_map(targets)  # (N, 1, H, W)
         outputs = outputs if outputs.dim() == 4 else outputs[:, None]
-        abs_rel = sq = delta1 = 0.0
+        abs_rel = abs_err = sq = delta1 = 0.0
         count = 0
         for start in range(0, targets.shape[0], CHUNK):
             gt = targets[start:start + CHUNK].double()
@@ -101,12 +112,14 @@ class Depth(Task):
             valid = valid_pixels(gt)
             d, d_star = pred[valid].clamp(min=MIN_DEPTH), gt[valid]  # (n,)
             abs_rel += float(((d - d_star).abs() / d_star).sum())
+            abs_err += float((d - d_star).abs().sum())
             sq += float(((d - d_star) ** 2).sum())
             delta1 += float((torch.maximum(d / d_star, d_star / d) < 1.25).sum())
             count += int(valid.sum())
         if count == 0:
-            return {"abs_rel": 0.0, "rmse": 0.0, "delta1": 0.0}
-        return {"abs_rel": abs_rel / count, "rmse": math.sqrt(sq / count), "delta1": delta1 / count}
+            return {"abs_rel": 0.0, "abs_err": 0.0, "rmse": 0.0, "delta1": 0.0}
+        return {"abs_rel": abs_rel / count, "abs_err": abs_err / count, "rmse": math.sqrt(sq / count),
+                "delta1": delta1 / count}
 
     def decode(self, output: Tensor, image_size: tuple[int, int] | None = None) -> list[dict[str, Any]]:
         """``[{"depth": float (H, W)}]`` per image at ``image_size`` (default: the dataset's), on the CPU."""

@@ -1,5 +1,9 @@
 """Semantic segmentation: one class per pixel, 0 = background, ``c + 1`` = class ``c``, 255 = ignore.
 
+A dataset whose classes cover every pixel and have no background class (NYUv2's 13 classes,
+Cityscapes' 7 or 19 as the multi-task benchmarks ship them) says so with the spec option
+``background: 0``: label ``c`` is then class ``c`` and the head has one output per class.
+
 Per-pixel cross-entropy on logits upsampled to the label's size, and mean intersection over
 union from a confusion matrix, as in Long et al., "Fully Convolutional Networks for Semantic
 Segmentation" (CVPR 2015) and the PASCAL VOC evaluation (Everingham et al., IJCV 2010).
@@ -76,7 +80,8 @@ def miou_from_confusion(conf: Tensor) -> tuple[float, float]:
 @register_task("segmentation")
 @register_kind("segmentation")
 class Segmentation(Task):
-    """Background + ``K`` classes per pixel; metrics ``miou`` (primary) and ``pixel_acc``.
+    """Background + ``K`` classes per pixel (or ``K`` classes alone, with the spec option
+    ``background: 0``); metrics ``miou`` (primary) and ``pixel_acc``.
 
     Convention: IoU is computed per class, background included, over all evaluated pixels
     together (one confusion matrix for the whole set, not a mean over images), and ``miou`` is
@@ -94,7 +99,9 @@ class Segmentation(Task):
 
     def __init__(self, info: DatasetInfo, spec: TaskSpec | None = None, name: str = "") -> None:
         super().__init__(info, spec, name)
-        self.num_outputs = len(self.class_names) + 1  # 0 is background
+        # label value of class 0: 1 after a background label 0, 0 when the classes cover every pixel
+        self.offset = 1 if self.option("background", 1.0) else 0
+        self.num_outputs = len(self.class_names) + self.offset
 
     def head(self, channels: int, stride: int = 1) -> nn.Module:
         return dense_head(channels, self.num_outputs)
@@ -111,7 +118,8 @@ class Segmentation(Task):
         return upsample(output, size).argmax(dim=1)
 
     def confusion(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        """The ``(K+1, K+1)`` confusion matrix of a whole set, computed a chunk of images at a time."""
+        """The ``(K+1, K+1)`` confusion matrix of a whole set (``(K, K)`` without a background),
+        computed a chunk of images at a time."""
         labels = label_map(targets)  # (N, H, W)
         conf = torch.zeros(self.num_outputs, self.num_outputs, dtype=torch.long, device=labels.device)
         for start in range(0, labels.shape[0], CHUNK):

@@ -39,7 +39,8 @@ def _choice(errors: list[ConfigError], field: str, value: str, allowed) -> None:
 
 def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
     """The tasks the configured dataset can teach: the registered tasks whose label it supplies,
-    then the columns it describes (a label table); None when the dataset itself is unknown."""
+    then the columns it describes (a label table, read from disk) or declares without reading
+    (``declares``: CelebA's 40 attributes); None when the dataset itself is unknown."""
     if cfg.data.dataset not in DATASETS:
         return None
     cls = DATASETS.get(cfg.data.dataset)
@@ -47,7 +48,7 @@ def dataset_tasks(cfg: ExperimentConfig) -> tuple[str, ...] | None:
     if supplied is None:
         info = build_dataset(cfg, "val", cfg.seed).info
         return tuple(supported_tasks(info.tasks, info.specs))
-    return tuple(supported_tasks(supplied))
+    return tuple(supported_tasks(supplied, getattr(cls, "declares", None)))
 
 
 def takes_label_noise(cfg: ExperimentConfig, task: str) -> bool:

@@ -18,6 +18,7 @@ from mtl_core.config import ExperimentConfig
 from mtl_core.data import build_dataset
 from mtl_core.data.augment import Augmenter, generator_for
 from mtl_core.data.base import DatasetInfo, Targets
+from mtl_core.errors import ConfigError
 from mtl_core.inference.images import to_numpy_image
 from mtl_core.inference.samples import ground_truth
 from mtl_core.tasks import Task, build_task, supported_tasks, target_kinds
@@ -28,12 +29,22 @@ CLASS_KINDS = ("classification", "multilabel", "binary", "detection", "segmentat
 DISPLAY_SIZE = 192  # px: the long side previews are enlarged to before drawing
 
 
+def _built(name: str, info: DatasetInfo) -> Task | None:
+    """Task ``name`` on ``info``, or None when its kind is not registered here (a plugin not
+    loaded, a kind this install lacks): the data can still be browsed without it."""
+    try:
+        return build_task(name, info)
+    except ConfigError:
+        return None
+
+
 def drawable_tasks(info: DatasetInfo, wanted: Sequence[str] | None = None) -> dict[str, Task]:
-    """The registered tasks whose labels the dataset supplies (restricted to ``wanted`` when given), built for ``info``."""
+    """The registered tasks whose labels the dataset supplies (restricted to ``wanted`` when given),
+    built for ``info``; a task whose kind is not registered here is left out."""
     names = [t for t in supported_tasks(info.tasks, info.specs) if wanted is None or t in wanted]
     if wanted is not None:
         names.sort(key=list(wanted).index)
-    return {t: build_task(t, info) for t in names}
+    return {t: task for t in names if (task := _built(t, info)) is not None}
 
 
 def to_uint8(image: Tensor) -> Tensor:
@@ -110,7 +121,9 @@ def dataset_summary(cfg: ExperimentConfig) -> dict[str, Any]:
     info = splits["val"].info
     tasks, covered = [], set()
     for name in supported_tasks(info.tasks, info.specs):
-        task = build_task(name, info)
+        task = _built(name, info)
+        if task is None:  # its kind is not registered here: listed below as a label no task learns from
+            continue
         covered.add(task.target_name())
         counts = {s: d.label_count(name) for s, d in splits.items()} if hasattr(splits["val"], "label_count") else \
             {s: len(d) for s, d in splits.items()}

@@ -18,7 +18,8 @@ from PIL import Image
 
 from mtl_core.config import DataConfig, ExperimentConfig, OptimConfig
 from mtl_core.data import build_dataset
-from mtl_core.data.torchvision_sets import VOC_CLASSES, CelebADataset, Cifar10Dataset, PetsDataset, VocDataset
+from mtl_core.data.celeba import CelebADataset
+from mtl_core.data.torchvision_sets import VOC_CLASSES, Cifar10Dataset, PetsDataset, VocDataset
 from mtl_core.errors import ConfigError, DatasetUnavailableError
 
 
@@ -252,7 +253,7 @@ def test_voc_boxes_masks_and_splits(tmp_path):
 def test_celeba_attributes_as_multilabel_with_the_official_partition(tmp_path, md5_is_existence):
     make_celeba(tmp_path)
     splits = everything("celeba", tmp_path)
-    assert splits["train"].info.class_names == CELEBA_ATTRS and splits["val"].info.tasks == ("multilabel",)
+    assert splits["train"].info.class_names == CELEBA_ATTRS and splits["val"].info.tasks == ("multilabel", *CELEBA_ATTRS)
     ids = {s: sorted(int(ds.tv.filename[k][:6]) for k in ds.indices) for s, ds in splits.items()}
     assert ids == {"train": [3, 4, 7, 8, 11, 12], "val": [1, 5, 9], "test": [2, 6, 10]}
     for ds in splits.values():

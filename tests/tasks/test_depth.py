@@ -36,7 +36,7 @@ def test_head_gives_positive_depth_of_the_feature_size():
 
 def test_perfect_prediction():
     gt = ramp()
-    assert task().metrics(gt.clone(), gt) == {"abs_rel": 0.0, "rmse": 0.0, "delta1": 1.0}
+    assert task().metrics(gt.clone(), gt) == {"abs_rel": 0.0, "abs_err": 0.0, "rmse": 0.0, "delta1": 1.0}
 
 
 def test_constant_double_gives_abs_rel_one_and_delta1_zero():
@@ -49,19 +49,22 @@ def test_constant_double_gives_abs_rel_one_and_delta1_zero():
 
 def test_hand_computed_metrics_ignore_unlabelled_pixels():
     # labelled: (pred, gt) = (1.1, 1), (2, 2), (2, 4); the 4th pixel has gt 0 (no label) and pred 7
-    # abs_rel = (0.1 + 0 + 0.5) / 3 = 0.2; rmse = sqrt((0.01 + 0 + 4) / 3); ratios 1.1, 1, 2 -> delta1 2/3
+    # abs_rel = (0.1 + 0 + 0.5) / 3 = 0.2; abs_err = (0.1 + 0 + 2) / 3 = 0.7
+    # rmse = sqrt((0.01 + 0 + 4) / 3); ratios 1.1, 1, 2 -> delta1 2/3
     gt = torch.tensor([1.0, 2.0, 4.0, 0.0]).reshape(1, 1, 2, 2)
     pred = torch.tensor([1.1, 2.0, 2.0, 7.0]).reshape(1, 1, 2, 2)
     m = task().metrics(pred, gt)
     assert m["abs_rel"] == pytest.approx(0.2)
+    assert m["abs_err"] == pytest.approx(0.7)
     assert m["rmse"] == pytest.approx(math.sqrt(4.01 / 3))
     assert m["delta1"] == pytest.approx(2 / 3)
 
 
 def test_no_labelled_pixels_gives_zeros_and_a_zero_loss_with_a_gradient():
     t = task()
-    assert t.metrics(torch.rand(2, 1, 4, 4) + 0.1, torch.zeros(2, 1, 4, 4)) == {"abs_rel": 0.0, "rmse": 0.0, "delta1": 0.0}
-    assert t.metrics(torch.zeros(0, 1, 4, 4), torch.zeros(0, 1, 4, 4)) == {"abs_rel": 0.0, "rmse": 0.0, "delta1": 0.0}
+    zeros = {"abs_rel": 0.0, "abs_err": 0.0, "rmse": 0.0, "delta1": 0.0}
+    assert t.metrics(torch.rand(2, 1, 4, 4) + 0.1, torch.zeros(2, 1, 4, 4)) == zeros
+    assert t.metrics(torch.zeros(0, 1, 4, 4), torch.zeros(0, 1, 4, 4)) == zeros
     pred = (torch.rand(2, 1, 2, 2) + 0.1).requires_grad_()
     loss = t.loss(pred, torch.zeros(2, 1, 8, 8))
     loss.backward()
@@ -149,3 +152,15 @@ def test_scale_bar_sits_beside_the_map_not_on_it():
     bar = shown[:, :, 128:]
     assert (bar == torch.tensor(TURBO_LUT[-1], dtype=torch.uint8).view(3, 1, 1)).all(0).any()  # far, at the top
     assert torch.equal(t.display.draw(image, no_depth), image)  # blended into a photo: no bar
+
+
+def test_abs_err_and_abs_rel_pool_pixels_over_the_set_not_batch_means():
+    # image 1: one labelled pixel, error 1 (gt 1); image 2: three labelled pixels, error 0 (gt 2)
+    # pooled over the 4 pixels: abs_err 1/4, abs_rel 1/4. LibMTL's batch-size-weighted mean of
+    # per-image means would say (1 + 0) / 2 = 1/2 for both: we follow the pooled definition
+    gt = torch.tensor([[1.0, 0.0, 0.0, 0.0], [2.0, 2.0, 2.0, 0.0]]).reshape(2, 1, 2, 2)
+    pred = torch.tensor([[2.0, 5.0, 5.0, 5.0], [2.0, 2.0, 2.0, 9.0]]).reshape(2, 1, 2, 2)
+    m = task().metrics(pred, gt)
+    assert m["abs_err"] == pytest.approx(1 / 4) and m["abs_rel"] == pytest.approx(1 / 4)
+    halves = [task().metrics(pred[i:i + 1], gt[i:i + 1]) for i in range(2)]
+    assert [h["abs_err"] for h in halves] == [pytest.approx(1.0), pytest.approx(0.0)]

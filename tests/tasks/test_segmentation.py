@@ -168,3 +168,55 @@ def test_ground_truth_overlay_leaves_background_and_ignored_pixels_alone():
     changed = (t.display.draw(image, gt, show_legend=False) != image).any(0)
     assert torch.equal(changed, target == 1)
     assert torch.equal(t.display.draw(image, {"mask": torch.zeros(16, 16, dtype=torch.long)}), image)
+
+
+# ------------------------------------------------------------------ classes without a background
+def no_background() -> Segmentation:
+    """Three classes covering every pixel, as NYUv2's 13 and Cityscapes' 7 are shipped: label c is class c."""
+    from mtl_core.config import TaskSpec
+
+    return Segmentation(INFO, TaskSpec(kind="segmentation", classes=("floor", "wall", "bed"),
+                                       options={"background": 0, "ignore_index": 255}))
+
+
+def test_without_a_background_every_output_is_a_class_and_class_zero_is_scored():
+    t = no_background()
+    assert t.offset == 0 and t.num_outputs == 3 and t.head(8)(torch.randn(1, 8, 4, 4)).shape == (1, 3, 4, 4)
+    # target [[0, 1], [2, 255]], prediction [[0, 1], [1, 0]]
+    # floor (0): TP 1, FP 0, FN 0 -> 1; wall (1): TP 1, FP 1 -> 1/2; bed (2): TP 0, FN 1 -> 0
+    # mIoU (1 + 1/2 + 0) / 3 = 1/2; pixel accuracy 2 of 3 labelled pixels
+    target = torch.tensor([[[0, 1], [2, 255]]])
+    pred = torch.tensor([[[0, 1], [1, 0]]])
+    m = t.metrics(logits_for(pred), target)
+    assert m["miou"] == pytest.approx(1 / 2) and m["pixel_acc"] == pytest.approx(2 / 3)
+
+
+def test_without_a_background_class_zero_is_drawn_named_and_confused_like_the_others():
+    t = no_background()
+    d = t.display
+    assert d.size() == 3 and [d.label_name(c) for c in range(3)] == ["floor", "wall", "bed"]
+    mask = torch.zeros(16, 16, dtype=torch.long)
+    mask[8:, :] = 2
+    image = torch.full((3, 16, 16), 100, dtype=torch.uint8)
+    out = d.draw(image, {"mask": mask}, show_legend=False)
+    assert (out != image).any(0).all()  # floor (label 0) is tinted too: it is a class, not background
+    assert [name for name, _ in d.legend({"mask": mask})] == ["floor", "bed"]
+    assert d.legend({"mask": mask})[0][1] == "#{:02x}{:02x}{:02x}".format(*colour_for(0))
+    assert d.summarize({"mask": mask}) == "floor 50%, bed 50%"
+    (conf,) = d.confusions([{"mask": mask}], [{"mask": mask}])
+    assert "background" not in str(conf)
+
+
+def test_a_label_table_mask_column_without_a_background_takes_values_from_zero(tmp_path):
+    from PIL import Image
+
+    from mtl_core.config import TaskSpec
+    from mtl_core.data.manifest import check_cell
+    from mtl_core.data.table import Table
+
+    Image.fromarray(torch.tensor([[0, 1], [2, 3]], dtype=torch.uint8).numpy()).save(tmp_path / "m.png")
+    table = Table(tmp_path / "labels.csv", [], [])
+    three = dict(kind="segmentation", classes=("a", "b", "c"))
+    assert check_cell(table, TaskSpec(**three), "m.png", (2, 2)) is None  # 0 background, 1..3 the classes
+    message = check_cell(table, TaskSpec(**three, options={"background": 0}), "m.png", (2, 2))
+    assert message == "mask m.png has value 3 beyond its 3 classes (0..2 the classes, 255 not labelled)"

@@ -24,7 +24,8 @@ FAILED_IOU = 0.5  # an image whose mean IoU is below this counts as failed in th
 @register_display("segmentation")
 class MaskDisplay(Display):
     """A label map: ``{"mask": long (H, W)}``, 0 the background, ``c + 1`` the task's class ``c``,
-    255 ignored (a ground truth only)."""
+    255 ignored (a ground truth only); without a background (the task's ``offset`` 0), ``c`` is
+    class ``c``."""
 
     draw_order = 10
     draws_legend = True
@@ -36,13 +37,22 @@ class MaskDisplay(Display):
         ErrorColumn("pixel_error", "wrong pixels", FRACTION, help="share of labelled pixels with the wrong class"),
     )
 
+    @property
+    def offset(self) -> int:
+        """The label of the task's first class: 1 after a background 0, else 0."""
+        return int(getattr(self.task, "offset", 1))
+
     def size(self) -> int:
-        """Labels in a mask: the background and the task's classes."""
-        return len(self.task.class_names) + 1
+        """Labels in a mask: the background (if any) and the task's classes."""
+        return len(self.task.class_names) + self.offset
 
     def label_name(self, label: int) -> str:
-        """The name of mask label ``label`` (1-based: 0 is background)."""
-        return self.task.class_name(label - 1)
+        """The name of mask label ``label`` (0 is the background when there is one)."""
+        return self.task.class_name(label - self.offset)
+
+    def colour(self, label: int) -> tuple[int, int, int]:
+        """The overlay colour of mask label ``label`` (its class's, whatever the offset)."""
+        return colour_for(label - self.offset)
 
     def sample_confusions(self, predictions, truths) -> Tensor:
         """``(N, K+1, K+1)`` per-sample pixel confusion matrices (zeros for an unlabelled sample)."""
@@ -74,7 +84,7 @@ class MaskDisplay(Display):
     def confusions(self, predictions, truths, score_threshold: float = 0.3) -> list[Confusion]:
         """Pixels of the whole set: rows the true class, columns the predicted, background first;
         a cell lists the samples with pixels in it, the most pixels first."""
-        names = ["background", *(self.label_name(c) for c in range(1, self.size()))]
+        names = ["background"] * self.offset + [self.label_name(c) for c in range(self.offset, self.size())]
         per_sample = self.sample_confusions(predictions, truths)  # (N, K+1, K+1)
         n, r, c = per_sample.nonzero(as_tuple=True)
         pairs = list(zip(r.tolist(), c.tolist(), n.tolist(), per_sample[n, r, c].tolist(), strict=True))
@@ -88,15 +98,15 @@ class MaskDisplay(Display):
         mask = prediction["mask"].to(image.device).long()  # (H, W)
         if mask.shape[-2:] != image.shape[-2:]:
             mask = F.interpolate(mask[None, None].float(), size=image.shape[-2:], mode="nearest")[0, 0].long()
-        present = [int(c) for c in torch.unique(mask).tolist() if 1 <= c < self.size()]
+        present = [int(c) for c in torch.unique(mask).tolist() if self.offset <= c < self.size()]
         if not present:
             return image.clone()
         masks = torch.stack([mask == c for c in present])  # (n, H, W)
-        drawn = draw_segmentation_masks(image, masks, alpha=float(opacity), colors=[colour_for(c - 1) for c in present])
+        drawn = draw_segmentation_masks(image, masks, alpha=float(opacity), colors=[self.colour(c) for c in present])
         # torchvision blends every pixel in float and truncates, which can shift unmasked pixels by 1
         out = torch.where(masks.any(dim=0)[None], drawn, image)  # (3, H, W)
         if show_legend:
-            out = legend(out, [(self.label_name(c), colour_for(c - 1)) for c in present], corner="bottom-right")
+            out = legend(out, [(self.label_name(c), self.colour(c)) for c in present], corner="bottom-right")
         return out
 
     def draw_errors(self, image: Tensor, prediction: dict[str, Any], truth: dict[str, Any],
@@ -109,8 +119,8 @@ class MaskDisplay(Display):
         grey = (image.float().mean(dim=0, keepdim=True) * 0.6).round().to(torch.uint8).expand(3, -1, -1)  # (3, H, W)
         out = grey.clone()
         labelled = true != IGNORE_INDEX
-        for c in [int(c) for c in torch.unique(true[labelled & (pred == true)]).tolist() if c >= 1]:
-            tint = torch.tensor(colour_for(c - 1), dtype=torch.uint8, device=image.device).view(3, 1, 1).expand_as(out)
+        for c in [int(c) for c in torch.unique(true[labelled & (pred == true)]).tolist() if c >= self.offset]:
+            tint = torch.tensor(self.colour(c), dtype=torch.uint8, device=image.device).view(3, 1, 1).expand_as(out)
             out = blend(out, tint, 0.35, mask=(true == c) & (pred == c))
         wrong = labelled & (pred != true)  # (H, W)
         magenta = torch.tensor(WRONG_PIXEL, dtype=torch.uint8, device=image.device).view(3, 1, 1)
@@ -131,9 +141,9 @@ class MaskDisplay(Display):
     def summarize(self, prediction: dict[str, Any], score_threshold: float = 0.3) -> str:
         """The classes present, largest area first, with their share of the image."""
         counts = class_counts(prediction["mask"])
-        present = [c for c in range(1, len(counts)) if counts[c] > 0]
+        present = [c for c in range(self.offset, min(len(counts), self.size())) if counts[c] > 0]
         if not present:
-            return "background only"
+            return "background only" if self.offset else "nothing labelled"
         total = max(1, sum(counts))
         present.sort(key=lambda c: -counts[c])
         return ", ".join(f"{self.label_name(c)} {percent(counts[c] / total)}" for c in present)
@@ -141,8 +151,8 @@ class MaskDisplay(Display):
     def legend(self, prediction: dict[str, Any]) -> list[tuple[str, str]]:
         """Every class present in the mask, in its overlay colour."""
         counts = class_counts(prediction["mask"])
-        return [(self.label_name(c), "#{:02x}{:02x}{:02x}".format(*colour_for(c - 1)))
-                for c in range(1, len(counts)) if counts[c] > 0]
+        return [(self.label_name(c), "#{:02x}{:02x}{:02x}".format(*self.colour(c)))
+                for c in range(self.offset, min(len(counts), self.size())) if counts[c] > 0]
 
     def target_to_prediction(self, target: Any) -> dict[str, Any]:
         mask = torch.as_tensor(self.task.labels(torch.as_tensor(target))).long()
