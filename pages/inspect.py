@@ -89,7 +89,7 @@ else:  # forty attributes' verdicts under every thumbnail bury the pictures: a f
                             format_func=titles.get, help="Every task's errors stay in the table, the filters and the CSV")
 show = {t: t in picked for t in tasks}
 kept = iv.kept_file(path, split)
-st.caption(f"**{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} ({ck['kind']}) · "
+st.caption(f"**{html.escape(run['name'])}** ({run['status']}), checkpoint: {ck['chosen']} · "
            f"{len(out)} {split} samples · tasks: {', '.join(titles.values())}"
            + (f" · outputs kept beside the checkpoint ({format_bytes(kept[1])}, deleted with the run)" if kept else ""))
 table = tb.error_table(out, threshold)

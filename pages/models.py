@@ -62,7 +62,7 @@ if ck is None:
     st.info(f"Run **{html.escape(run['name'])}** has no checkpoint to compress or export.")
     st.stop()
 cfg = run["config"]
-st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoint from step {ck['step']} · "
+st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}) · checkpoint: {ck['chosen']} · "
            f"{', '.join(cfg.get('tasks', []))} · {cfg.get('model', {}).get('architecture', '?')} · "
            f"{cfg.get('data', {}).get('image_size', '?')} px")
 run_dir = store.run_dir(run_id)

@@ -185,8 +185,8 @@ def _one_run(store: Any, run: dict) -> Model:
     except (MTLError, OSError) as e:
         st.error(f"Could not load the checkpoint {ck['path']}: {e}")
         st.stop()
-    st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint from step {ck['step']} "
-               f"({ck['kind']}) · tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_label}"
+    st.caption(f"Model: **{html.escape(run['name'])}** ({run['status']}), checkpoint: {ck['chosen']} "
+               f"· tasks: {', '.join(model.predictor.tasks)} · input {model.predictor.input_label}"
                + (f" · {model.predictor.parameters:,} parameters" if variant else ""))
     return model
 

@@ -305,3 +305,33 @@ class CityscapesDataset(MtanNpyDataset):
 
 __all__ = ["CITYSCAPES", "CITYSCAPES_7", "CITYSCAPES_19", "HELD_OUT", "NYUV2", "NYUV2_CLASSES", "SPLIT_PROTOCOL",
            "CityscapesDataset", "MtanNpyDataset", "NyuV2Dataset", "locate_npy"]
+
+
+def write_random_copy(root: str | os.PathLike, name: str = "nyuv2", n_train: int = 8, n_val: int = 4,
+                      size: tuple[int, int] | None = None, seed: int = 0) -> Path:
+    """A folder in the published layout of ``name`` (``nyuv2`` or ``cityscapes``) filled with random
+    arrays of the published dtypes and shapes (``size``: height x width, default the published
+    one): image float64 (H, W, 3) in [0, 1), every label folder float (H, W) in -1..K-1, depth
+    float32 (H, W, 1) with its bottom rows 0 (unmeasured), NYUv2's normals float32 (H, W, 3) unit
+    vectors, 0 where depth is missing. For benches and tests on a machine without the data."""
+    b = {"nyuv2": NYUV2, "cityscapes": CITYSCAPES}[name]
+    root = Path(root)
+    h, w = size or b.size
+    rng = np.random.default_rng(seed)
+    folders = {k: len(v) for k, v in b.labels.items() if k != "label" or name == "nyuv2"}
+    for split, n in (("train", n_train), ("val", n_val)):
+        for folder in ("image", *folders, "depth", *(("normal",) if name == "nyuv2" else ())):
+            (root / split / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            np.save(root / split / "image" / f"{i}.npy", rng.random((h, w, 3)))
+            for folder, k in folders.items():
+                np.save(root / split / folder / f"{i}.npy", rng.integers(-1, k, (h, w)).astype(np.float32))
+            depth = (rng.random((h, w, 1)) * b.depth_max * 0.9 + b.depth_max * 0.05).astype(np.float32)
+            depth[-max(1, h // 16):] = 0.0
+            np.save(root / split / "depth" / f"{i}.npy", depth)
+            if name == "nyuv2":
+                normals = rng.normal(size=(h, w, 3))
+                normals /= np.linalg.norm(normals, axis=-1, keepdims=True)
+                normals[-max(1, h // 16):] = 0.0
+                np.save(root / split / "normal" / f"{i}.npy", normals.astype(np.float32))
+    return root
