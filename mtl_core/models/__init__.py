@@ -16,6 +16,8 @@ from mtl_core.models import (  # noqa: F401  (registers)
     mtan,
     pad_net,
     ple,
+    segnet,
+    segnet_mtan,
     single_task,
 )
 from mtl_core.models.backbones import BACKBONES, build_backbone
