@@ -9,9 +9,10 @@ A weights file is read with ``torch.load(..., weights_only=True)`` and may hold:
   with its shape; the ones it leaves out (the classifier ``fc.*``, MobileNet's later blocks) are
   ignored;
 - a **state dict of this backbone itself**, as MTL Studio names it, e.g. an earlier run's
-  checkpoint (``final.pt`` or ``last.pt`` in its folder of the runs directory), whose ``model`` holds the backbone under ``backbone.``;
+  checkpoint (``final.pt`` or ``last.pt`` in its folder of the runs directory), whose ``model``
+  holds the backbone under ``backbone.``;
 - either of those **under a prefix** (``module.``, ``backbone.``, ``encoder.`` ...) or wrapped in a
-  dict under ``model``, ``state_dict`` or ``model_state_dict``: the prefix is found from the
+  dict under ``model``, ``state_dict``, ``model_state_dict`` or ``module``: the prefix is found from the
   backbone's own tensor names, and the keys outside it (heads, optimiser state) are ignored. When
   several prefixes hold a whole backbone (a ``single_task`` checkpoint has one per task), the one
   with most of its tensors, then the first in the file, is taken.
