@@ -115,6 +115,12 @@ class ModelConfig:
     width: int = 16
     pretrained: bool = False
     norm: str = "batch"  # batch, or group (GroupNorm: batch-independent, e.g. for multi-process CPU runs)
+    # what each task's head sits on: "" = the task's own head on the trunk's features; "aspp" =
+    # DeepLab-v3's ASPP (256 channels, rates 12, 24, 36) per task, then the task's own head on it
+    head: str = ""
+    # a weights file for the backbone (a torchvision state dict such as resnet50-0676ba61.pth, or an
+    # earlier run's checkpoint); read at the start, never downloaded, and used instead of pretrained
+    weights_path: str = ""
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ def shared_backbone(model: nn.Module) -> nn.Module:
         name = getattr(model, "name", type(model).__name__)
         raise ConfigError("model.architecture", f"the {name} architecture has no single shared backbone, so its "
                           "features are not shared by every task; feature importance needs one "
-                          "(hard_sharing, mtan or pad_net)")
+                          "(hard_sharing, mtan, pad_net or segnet_mtan)")
     return backbone
 
 
@@ -137,8 +137,8 @@ class _Recorder:
         self.output: Tensor | None = None
 
     def __enter__(self) -> _Recorder:
-        def stages(x: Tensor):  # the same generator protocol: yields each stage, continues with what is sent
-            gen = self.original(x)
+        def stages(x: Tensor, *args: Any, **kwargs: Any):  # the same protocol: yields each stage, continues with what is sent
+            gen = self.original(x, *args, **kwargs)  # (segnet's stages also take a trace to fill)
             out = next(gen)
             while True:
                 sent = yield out

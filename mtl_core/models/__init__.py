@@ -2,12 +2,27 @@
 from __future__ import annotations
 
 import math
+import os
 
 from torch import nn
 
-from mtl_core.models import cgc, cross_stitch, dselect_k, hard_sharing, mmoe, mtan, pad_net, ple, single_task  # noqa: F401  (registers)
+from mtl_core.errors import ConfigError
+from mtl_core.models import (  # noqa: F401  (registers)
+    cgc,
+    cross_stitch,
+    dselect_k,
+    hard_sharing,
+    mmoe,
+    mtan,
+    pad_net,
+    ple,
+    segnet,
+    segnet_mtan,
+    single_task,
+)
 from mtl_core.models.backbones import BACKBONES, build_backbone
-from mtl_core.models.base import ARCHITECTURES, MultiTaskModel, register_architecture
+from mtl_core.models.base import ARCHITECTURES, HEADS, MultiTaskModel, register_architecture
+from mtl_core.models.pretrained import missing_file_error
 from mtl_core.registry import load_plugins
 
 load_plugins()
@@ -19,6 +34,17 @@ def build_model(tasks: dict, cfg) -> MultiTaskModel:
     if getattr(cfg, "norm", "batch") == "group":
         to_group_norm(model)
     return model
+
+
+def weights_file_errors(cfg) -> list[ConfigError]:
+    """What is wrong with a ModelConfig's ``weights_path`` that can be told without reading it: a
+    file that is not there (whether it fits the backbone is checked when the model is built)."""
+    if not cfg.weights_path or os.path.isfile(os.path.expanduser(cfg.weights_path)):
+        return []
+    arch = ARCHITECTURES.get(cfg.architecture) if cfg.architecture in ARCHITECTURES else None
+    name = getattr(arch, "uses_backbone", "") or cfg.backbone
+    cls = BACKBONES.get(name) if name in BACKBONES else None
+    return [missing_file_error(cfg.weights_path, cls, name)]
 
 
 def to_group_norm(module: nn.Module) -> nn.Module:
@@ -33,4 +59,5 @@ def to_group_norm(module: nn.Module) -> nn.Module:
     return module
 
 
-__all__ = ["ARCHITECTURES", "BACKBONES", "MultiTaskModel", "build_backbone", "build_model", "register_architecture"]
+__all__ = ["ARCHITECTURES", "BACKBONES", "HEADS", "MultiTaskModel", "build_backbone", "build_model", "register_architecture",
+           "weights_file_errors"]

@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from mtl_core.errors import ConfigError
+from mtl_core.models.aspp import ASPPHead
 from mtl_core.registry import Registry
 
 
@@ -32,9 +33,27 @@ ARCHITECTURES: Registry = Registry("architecture")
 register_architecture = ARCHITECTURES.register
 
 
-def task_heads(tasks: dict[str, Any], trunk: nn.Module) -> nn.ModuleDict:
-    """One head per task on ``trunk``'s features, given their channels and stride."""
-    return nn.ModuleDict({t: task.head(trunk.channels, stride=trunk.stride) for t, task in tasks.items()})
+HEADS = ("", "aspp")  # model.head: each task's own head on the trunk, or DeepLab-v3's ASPP before it
+
+
+def task_head(task: Any, channels: int, stride: int, kind: str = "") -> nn.Module:
+    """``task``'s head on features of ``channels`` at ``stride``: its own (``kind=""``), or behind an
+    ASPP module of its own (``"aspp"``, see ``aspp.py``)."""
+    if kind == "":
+        return task.head(channels, stride=stride)
+    if kind == "aspp":
+        return ASPPHead(task, channels, stride)
+    raise ConfigError("model.head", f"unknown head {kind!r}; choose one of: '' (each task's own), aspp")
+
+
+def task_heads(tasks: dict[str, Any], trunk: nn.Module, kind: str = "") -> nn.ModuleDict:
+    """One head per task on ``trunk``'s features, given their channels and stride (``kind``: ``model.head``)."""
+    return nn.ModuleDict({t: task_head(task, trunk.channels, trunk.stride, kind) for t, task in tasks.items()})
+
+
+def head_kind(cfg) -> str:
+    """A ModelConfig's ``head`` (``""`` for configs made before it existed)."""
+    return getattr(cfg, "head", "")
 
 
 class MultiTaskModel(nn.Module):

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of
+from mtl_core.models.base import head_kind, register_architecture, task_heads
 from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names, mix, thumbnail
 
 NUM_SHARED = 1
@@ -32,12 +32,12 @@ class CGC(GatedModel):
         super().__init__(tasks, cfg)
 
         def backbone() -> nn.Module:
-            return build_backbone(cfg.backbone, cfg.width, cfg.pretrained)
+            return backbone_of(cfg)
 
         self.shared = nn.ModuleList(backbone() for _ in range(NUM_SHARED))
         self.own = nn.ModuleDict({t: nn.ModuleList(backbone() for _ in range(NUM_OWN)) for t in tasks})
         self.gates = nn.ModuleDict({t: nn.Linear(GATE_INPUT, NUM_SHARED + NUM_OWN) for t in tasks})
-        self.heads = task_heads(tasks, self.shared[0])
+        self.heads = task_heads(tasks, self.shared[0], head_kind(cfg))
         self.expert_names = {t: expert_names("shared", NUM_SHARED) + expert_names(t, NUM_OWN) for t in tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:

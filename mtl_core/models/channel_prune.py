@@ -40,7 +40,7 @@ from mtl_core.errors import ConfigError, MTLError
 citation = ("Fang, Ma, Song, Mi and Wang, 'DepGraph: Towards Any Structural Pruning', CVPR 2023; "
             "Li, Kadav, Durdanovic, Samet and Graf, 'Pruning Filters for Efficient ConvNets', ICLR 2017.")
 # architectures whose dependency graph Torch-Pruning follows correctly (output shapes checked in tests)
-SUPPORTED = ("hard_sharing", "mtan", "pad_net", "single_task")
+SUPPORTED = ("hard_sharing", "mtan", "pad_net", "segnet_mtan", "single_task")
 # the others stack the experts' or tasks' features and mix them with learned gates or cross-stitch
 # weights; the graph mis-maps channel indices through that stacking and the pruned model breaks
 UNSUPPORTED_WHY = "mixes stacked expert or task features with learned weights, which channel pruning cannot follow"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import build_backbone, run_stages
-from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of, run_stages
+from mtl_core.models.base import MultiTaskModel, head_kind, register_architecture, task_heads
 
 
 class CrossStitch(nn.Module):
@@ -31,13 +31,13 @@ class CrossStitchNet(MultiTaskModel):
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
-        self.backbones = nn.ModuleDict({t: build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for t in tasks})
+        self.backbones = nn.ModuleDict({t: backbone_of(cfg) for t in tasks})
         first = next(iter(self.backbones.values()))
         with torch.no_grad():
             shapes = []
             run_stages(first.stages(torch.zeros(1, 3, 64, 64)), lambda j, f: shapes.append(f.shape[1]) or f)
         self.stitches = nn.ModuleList(CrossStitch(len(tasks), c) for c in shapes)
-        self.heads = task_heads(tasks, first)
+        self.heads = task_heads(tasks, first, head_kind(cfg))
 
     def shared_parameters(self) -> list[nn.Parameter]:
         # the cross-stitch units are what every task's loss updates

@@ -25,8 +25,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of
+from mtl_core.models.base import head_kind, register_architecture, task_heads
 from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names
 
 NUM_EXPERTS = 4  # a power of two: every binary code is an expert
@@ -48,7 +48,7 @@ class DSelectK(GatedModel):
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
         self.bits = max(1, math.ceil(math.log2(NUM_EXPERTS)))
-        self.experts = nn.ModuleList(build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for _ in range(NUM_EXPERTS))
+        self.experts = nn.ModuleList(backbone_of(cfg) for _ in range(NUM_EXPERTS))
         self.z_logits = nn.ModuleDict({t: nn.Linear(GATE_INPUT, K * self.bits) for t in tasks})
         self.w_logits = nn.ModuleDict({t: nn.Linear(GATE_INPUT, K) for t in tasks})
         # initialised like every module's weights (the builder seeds that from the run's seed)
@@ -58,7 +58,7 @@ class DSelectK(GatedModel):
             nn.init.uniform_(p, -0.05, 0.05)
         codes = [[(i >> (self.bits - 1 - b)) & 1 for b in range(self.bits)] for i in range(NUM_EXPERTS)]
         self.register_buffer("codes", torch.tensor(codes, dtype=torch.bool), persistent=False)  # (E, m)
-        self.heads = task_heads(tasks, self.experts[0])
+        self.heads = task_heads(tasks, self.experts[0], head_kind(cfg))
         self.expert_names = {t: expert_names("expert", NUM_EXPERTS) for t in tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import MultiTaskModel, SharedRep, register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of
+from mtl_core.models.base import MultiTaskModel, SharedRep, head_kind, register_architecture, task_heads
 
 
 @register_architecture("hard_sharing")
@@ -14,8 +14,8 @@ class HardSharing(MultiTaskModel):
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
-        self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.pretrained)
-        self.heads = task_heads(tasks, self.backbone)
+        self.backbone = backbone_of(cfg)
+        self.heads = task_heads(tasks, self.backbone, head_kind(cfg))
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.backbone.parameters() if p.requires_grad]

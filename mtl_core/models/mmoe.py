@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of
+from mtl_core.models.base import head_kind, register_architecture, task_heads
 from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names
 
 NUM_EXPERTS = 3
@@ -18,10 +18,10 @@ class MMoE(GatedModel):
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
-        self.experts = nn.ModuleList(build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for _ in range(NUM_EXPERTS))
+        self.experts = nn.ModuleList(backbone_of(cfg) for _ in range(NUM_EXPERTS))
         # gates see a small summary of the image (a 4x4 thumbnail), as MMoE's gates see the input
         self.gates = nn.ModuleDict({t: nn.Linear(GATE_INPUT, NUM_EXPERTS) for t in tasks})
-        self.heads = task_heads(tasks, self.experts[0])
+        self.heads = task_heads(tasks, self.experts[0], head_kind(cfg))
         self.expert_names = {t: expert_names("expert", NUM_EXPERTS) for t in tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import build_backbone, run_stages
-from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of, run_stages
+from mtl_core.models.base import MultiTaskModel, head_kind, register_architecture, task_heads
 
 
 class Attention(nn.Module):
@@ -38,13 +38,13 @@ class MTAN(MultiTaskModel):
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
-        self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.pretrained)
+        self.backbone = backbone_of(cfg)
         with torch.no_grad():
             shapes = []
             run_stages(self.backbone.stages(torch.zeros(1, 3, 64, 64)), lambda j, f: shapes.append(f.shape[1]) or f)
         self.attention = nn.ModuleDict({
             t: nn.ModuleList(Attention(c, shapes[j - 1] if j else 0) for j, c in enumerate(shapes)) for t in tasks})
-        self.heads = task_heads(tasks, self.backbone)
+        self.heads = task_heads(tasks, self.backbone, head_kind(cfg))
         self.last_masks: dict[str, Tensor] = {}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import ResBlock, build_backbone
-from mtl_core.models.base import MultiTaskModel, register_architecture, task_heads
+from mtl_core.models.backbones import ResBlock, backbone_of
+from mtl_core.models.base import MultiTaskModel, head_kind, register_architecture, task_heads
 
 
 class Message(nn.Module):
@@ -44,11 +44,11 @@ class PADNet(MultiTaskModel):
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
-        self.backbone = build_backbone(cfg.backbone, cfg.width, cfg.pretrained)
+        self.backbone = backbone_of(cfg)
         c = self.backbone.channels
         self.intermediate = nn.ModuleDict({t: ResBlock(c, c) for t in tasks})
         self.distill = nn.ModuleDict({t: nn.ModuleDict({s: Message(c) for s in tasks if s != t}) for t in tasks})
-        self.heads = task_heads(tasks, self.backbone)
+        self.heads = task_heads(tasks, self.backbone, head_kind(cfg))
         self.last_gates: dict[str, dict[str, Tensor]] = {}
 
     def shared_parameters(self) -> list[nn.Parameter]:

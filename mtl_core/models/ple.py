@@ -28,8 +28,8 @@ import torch
 from torch import Tensor, nn
 
 from mtl_core.errors import ConfigError
-from mtl_core.models.backbones import build_backbone, run_stages
-from mtl_core.models.base import register_architecture, task_heads
+from mtl_core.models.backbones import backbone_of, build_backbone, run_stages
+from mtl_core.models.base import head_kind, register_architecture, task_heads
 from mtl_core.models.gates import GATE_INPUT, GatedModel, expert_names, mix, thumbnail
 
 NUM_SHARED = 1
@@ -72,17 +72,17 @@ class PLE(GatedModel):
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
 
-        def backbone(pretrained: bool = cfg.pretrained) -> nn.Module:
-            return build_backbone(cfg.backbone, cfg.width, pretrained)
+        def backbone() -> nn.Module:
+            return backbone_of(cfg)
 
-        self.split, self._level1 = level_split(backbone(False))
+        self.split, self._level1 = level_split(build_backbone(cfg.backbone, cfg.width))  # a throwaway: no weights
         self.shared = nn.ModuleList(backbone() for _ in range(NUM_SHARED))
         self.own = nn.ModuleDict({t: nn.ModuleList(backbone() for _ in range(NUM_OWN)) for t in tasks})
         n_task = NUM_SHARED + NUM_OWN
         self.inner_gates = nn.ModuleDict({t: nn.Linear(GATE_INPUT, n_task) for t in tasks})
         self.shared_gate = nn.Linear(GATE_INPUT, NUM_SHARED + NUM_OWN * len(tasks))
         self.gates = nn.ModuleDict({t: nn.Linear(GATE_INPUT, n_task) for t in tasks})  # the last level's
-        self.heads = task_heads(tasks, self.shared[0])
+        self.heads = task_heads(tasks, self.shared[0], head_kind(cfg))
         self.expert_names = {t: expert_names("shared", NUM_SHARED) + expert_names(t, NUM_OWN) for t in tasks}
 
     def shared_parameters(self) -> list[nn.Parameter]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from mtl_core.models.backbones import build_backbone
-from mtl_core.models.base import MultiTaskModel, register_architecture
+from mtl_core.models.backbones import backbone_of
+from mtl_core.models.base import MultiTaskModel, head_kind, register_architecture, task_head
 
 
 @register_architecture("single_task")
@@ -15,8 +15,9 @@ class SingleTask(MultiTaskModel):
 
     def __init__(self, tasks, cfg) -> None:
         super().__init__(tasks, cfg)
-        self.backbones = nn.ModuleDict({t: build_backbone(cfg.backbone, cfg.width, cfg.pretrained) for t in tasks})
-        self.heads = nn.ModuleDict({t: task.head(self.backbones[t].channels, stride=self.backbones[t].stride) for t, task in tasks.items()})
+        self.backbones = nn.ModuleDict({t: backbone_of(cfg) for t in tasks})
+        self.heads = nn.ModuleDict({t: task_head(task, self.backbones[t].channels, self.backbones[t].stride, head_kind(cfg))
+                                    for t, task in tasks.items()})
 
     def shared_parameters(self) -> list[nn.Parameter]:
         return []

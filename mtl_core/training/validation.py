@@ -9,7 +9,7 @@ from mtl_core.benchmarks import preset_names
 from mtl_core.config import ON_ERROR, RESIZE_POLICIES, SELECT_RULES, SELECT_USES, ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError
-from mtl_core.models import ARCHITECTURES, BACKBONES
+from mtl_core.models import ARCHITECTURES, BACKBONES, HEADS, weights_file_errors
 from mtl_core.tasks import KINDS, TASKS, merge_spec, supported_tasks, task_class
 from mtl_core.weighting import WEIGHTINGS
 from mtl_core.weights import weight_errors
@@ -127,6 +127,11 @@ def validate(cfg: ExperimentConfig) -> list[ConfigError]:
     _choice(e, "model.backbone", m.backbone, BACKBONES.available())
     _range(e, "model.width", m.width, 4, 256)
     _choice(e, "model.norm", m.norm, ("batch", "group"))
+    if m.head not in HEADS:
+        e.append(ConfigError("model.head", f"{m.head!r} is not allowed; choose '' (each task's own head on the "
+                             "backbone) or aspp (DeepLab-v3's ASPP before each task's head)"))
+    if m.weights_path:
+        e += weights_file_errors(m)
     # weighting
     _choice(e, "weighting.method", w.method, WEIGHTINGS.available())
     uses = getattr(WEIGHTINGS.get(w.method), "uses_weights", "") if w.method in WEIGHTINGS else ""
