@@ -61,7 +61,7 @@ class TaskSpec:
     column (a label table infers each column's kind). A spec says what the dataset cannot:
 
     - ``kind``: ``classification``, ``multilabel``, ``binary``, ``regression``, ``count``,
-      ``detection``, ``segmentation`` or ``depth`` (see :mod:`mtl_core.tasks`);
+      ``detection``, ``segmentation``, ``depth`` or ``normals`` (see :mod:`mtl_core.tasks`);
     - ``column``: the dataset column or target key holding its labels (empty: the task's name);
     - ``classes``: class names in index order (empty: the dataset's);
     - ``loss``: for ``regression``, ``l1`` (default) or ``smooth_l1``;

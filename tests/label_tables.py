@@ -44,6 +44,16 @@ def mask_file(root: Path, name: str, value: int, size: tuple[int, int] = (H0, W0
     return f"masks/{name}"
 
 
+def normal_map(i: int, size: tuple[int, int] = (H0, W0)) -> np.ndarray:
+    """``(h, w, 3)`` unit normals: the left half facing left and towards the camera, the right
+    half facing the camera, the top ``i % 3 + 1`` rows without a label (all 0)."""
+    n = np.zeros((*size, 3), np.float32)
+    n[:, : size[1] // 2] = (-0.6, 0.0, 0.8)
+    n[:, size[1] // 2:] = (0.0, 0.0, 1.0)
+    n[: i % 3 + 1] = 0.0
+    return n
+
+
 def split_of(i: int) -> str:
     return ("train", "train", "val", "test")[i % 4]
 
@@ -53,12 +63,15 @@ def every_kind_table(root: Path, n: int = 12) -> Path:
     whole numbers need it) over ``n`` photos of 40 x 30."""
     rows = []
     (root / "depth").mkdir(parents=True, exist_ok=True)
+    (root / "surface").mkdir(parents=True, exist_ok=True)
     for i in range(n):
         np.save(root / "depth" / f"{i}.npy", np.full((H0, W0), 2.0 + i, np.float32))
+        np.save(root / "surface" / f"{i}.npy", normal_map(i))
         rows.append({"image": f"img/{i}.png", "split": split_of(i),
                      "animal": ("cat", "dog", "bird")[i % 3], "digit": str(i % 3), "smiling": ("1", "-1")[i % 2],
                      "age": f"{20 + i * 1.5}", "tags": ("cat|dog", "dog", "bird|cat")[i % 3],
                      "mask": mask_file(root, f"{i}.png", 1 + i % 2), "depth": f"depth/{i}.npy",
+                     "surface": f"surface/{i}.npy",
                      "boxes": json.dumps([[4, 6, 10, 8, ("car", "person")[i % 2]]]), "people": str(i % 3)})
     (root / "tasks.json").write_text(json.dumps({"people": {"kind": "count"}}))
     return write_table(root, rows)

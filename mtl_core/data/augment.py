@@ -1,10 +1,12 @@
 """Training-split augmentation on ``torchvision.transforms.v2`` with ``tv_tensors``.
 
 Geometric transforms (flips, random resized crop, rotation) move the image, the detection boxes,
-the segmentation mask and the depth map together; photometric ones (colour jitter, blur, noise,
-random erasing) touch only the image. Areas a rotation exposes are filled with 0 in the image,
-255 (ignore) in segmentation and 0 (no label) in depth. Boxes that leave the image, or shrink
-below 1 px, are dropped with their labels. ``classification``, ``multilabel`` and ``count`` pass
+the segmentation mask, the depth map and the surface normals together; photometric ones (colour
+jitter, blur, noise, random erasing) touch only the image. Areas a rotation exposes are filled with
+0 in the image, 255 (ignore) in segmentation and 0 (no label) in depth and normals. Normals also
+turn with the image: a horizontal flip negates their ``x`` component, a vertical flip their
+``y``, a rotation turns their ``(x, y)`` by its angle (see :class:`NormalMap`). Boxes that leave
+the image, or shrink below 1 px, are dropped with their labels. ``classification``, ``multilabel`` and ``count`` pass
 through unchanged.
 
 Images stay in ``[0, 1]`` and the same size: normalisation is always done inside the model, never
@@ -33,6 +35,7 @@ from torchvision.transforms.v2 import functional as F
 
 from mtl_core.config import AugmentConfig, size_hw
 from mtl_core.data.base import Targets, pad_detection, unpad_detection
+from mtl_core.data.resize import stretch_normals
 from mtl_core.errors import ConfigError
 from mtl_core.isolation import seeded_global_rng
 
@@ -46,10 +49,60 @@ class ZeroFillMask(tv_tensors.Mask):
     edges) but whose "no data" value is 0, so it needs its own type for the per-type ``fill``."""
 
 
+class NormalMap(tv_tensors.Mask):
+    """Unit surface normals ``(B, 3, H, W)``, ``x`` right, ``y`` up, ``z`` towards the camera (see
+    :mod:`mtl_core.data.base`): moved like a mask (nearest: every pixel keeps a unit vector of
+    the map, none is invented between two surfaces), filled with 0 (no label) like depth, and
+    turned with the image by the kernels registered below for flips, rotation and a resize that
+    changes the aspect (a crop only cuts, so a mask's kernel serves)."""
+
+
+def _turned(normals: Tensor, cos: float, sin: float, flip_x: float = 1.0, flip_y: float = 1.0) -> NormalMap:
+    """Each vector's ``(x, y)`` mirrored by ``flip_x``, ``flip_y`` (±1) then turned
+    counter-clockwise by the angle of ``(cos, sin)``; ``z`` is kept. A zero vector stays zero."""
+    n = normals.as_subclass(Tensor)
+    x, y = n[..., 0, :, :] * flip_x, n[..., 1, :, :] * flip_y  # (..., H, W) each
+    return NormalMap(torch.stack([x * cos - y * sin, x * sin + y * cos, n[..., 2, :, :]], dim=-3))
+
+
+@F.register_kernel(F.horizontal_flip, NormalMap)
+def _normals_hflip(normals: Tensor, *args: Any, **kwargs: Any) -> NormalMap:
+    """Mirrored left to right: a surface that faced right now faces left (``x`` negated)."""
+    return _turned(F.horizontal_flip_mask(normals.as_subclass(Tensor)), 1.0, 0.0, flip_x=-1.0)
+
+
+@F.register_kernel(F.vertical_flip, NormalMap)
+def _normals_vflip(normals: Tensor, *args: Any, **kwargs: Any) -> NormalMap:
+    """Mirrored top to bottom: a surface that faced up now faces down (``y`` negated)."""
+    return _turned(F.vertical_flip_mask(normals.as_subclass(Tensor)), 1.0, 0.0, flip_y=-1.0)
+
+
+@F.register_kernel(F.resize, NormalMap)
+def _normals_resize(normals: Tensor, size: list[int] | None, interpolation: Any = v2.InterpolationMode.NEAREST_EXACT,
+                    max_size: int | None = None, **kwargs: Any) -> NormalMap:
+    """Resized as a mask; where the two sides scale differently (a crop of another aspect brought
+    back to the image's), the surfaces are stretched too (:func:`~mtl_core.data.resize.stretch_normals`)."""
+    n = normals.as_subclass(Tensor)
+    out = F.resize_mask(n, size, interpolation=interpolation, max_size=max_size)
+    return NormalMap(stretch_normals(out, out.shape[-1] / n.shape[-1], out.shape[-2] / n.shape[-2]))
+
+
+@F.register_kernel(F.rotate, NormalMap)
+def _normals_rotate(normals: Tensor, angle: float, interpolation: Any = None, expand: bool = False,
+                    center: list[float] | None = None, fill: Any = None, **kwargs: Any) -> NormalMap:
+    """Turned counter-clockwise by ``angle`` degrees as torchvision turns the image (nearest, the
+    exposed corners 0 = no label), and every vector turned by the same angle about ``z``."""
+    moved = F.rotate_mask(normals.as_subclass(Tensor), angle, expand=expand, center=center, fill=fill)
+    a = math.radians(angle)
+    return _turned(moved, math.cos(a), math.sin(a))
+
+
 # dense targets moved with the image, as (batched) tv_tensors: segmentation (B, H, W) fills 255
-# (ignore); depth (B, 1, H, W) fills 0 (no label); instances (B, H, W), the optional ids of
-# data/scenes.py (j + 1 = box j of the detection list), fill 0 and are renumbered as boxes drop
-DENSE: dict[str, type[tv_tensors.Mask]] = {"segmentation": tv_tensors.Mask, "depth": ZeroFillMask, "instances": ZeroFillMask}
+# (ignore); depth (B, 1, H, W) and normals (B, 3, H, W) fill 0 (no label); instances (B, H, W),
+# the optional ids of data/scenes.py (j + 1 = box j of the detection list), fill 0 and are
+# renumbered as boxes drop
+DENSE: dict[str, type[tv_tensors.Mask]] = {"segmentation": tv_tensors.Mask, "depth": ZeroFillMask, "normals": NormalMap,
+                                           "instances": ZeroFillMask}
 PASSED_THROUGH = ("classification", "multilabel", "count", "binary", "regression")  # unchanged by every transform
 
 
@@ -182,7 +235,7 @@ class Augmenter:
                 crop = _ResizedCrop(size, scale=(cfg.crop_scale_min, 1.0), ratio=(3 / 4, 4 / 3))
                 t.append(v2.RandomApply([crop], p=cfg.crop))
             if cfg.rotation:
-                fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX, ZeroFillMask: 0.0, "others": 0.0}
+                fill = {tv_tensors.Image: 0.0, tv_tensors.Mask: IGNORE_INDEX, ZeroFillMask: 0.0, NormalMap: 0.0, "others": 0.0}
                 t.append(v2.RandomRotation(cfg.rotation, interpolation=v2.InterpolationMode.BILINEAR, fill=fill))
             self._geometric[size] = v2.Compose(t) if t else None
         return self._geometric[size]

@@ -11,6 +11,8 @@ A sample is ``(image, targets)``:
   ``detection``       ``{"boxes": float (n, 4) xyxy pixels, "labels": long (n,)}``
   ``segmentation``    long ``(H, W)``: 0 background, ``c + 1`` for class ``c``, 255 ignore
   ``depth``           float ``(1, H, W)``: distance from the camera (``0`` = no label)
+  ``normals``         float ``(3, H, W)``: unit surface normals, ``x`` right, ``y`` up, ``z``
+                      towards the camera (all ``0`` = no label)
   ``count``           long scalar: number of visible objects
   ==================  ===============================================================
 

@@ -1,7 +1,7 @@
 """The ``manifest`` dataset: your own images and a table of their labels (see :mod:`.table`).
 
-``data.root`` is the table (``labels.csv`` or ``labels.jsonl``); image, mask and depth paths in
-it are relative to its folder. Each task is a column: the config's ``tasks`` name the columns to
+``data.root`` is the table (``labels.csv`` or ``labels.jsonl``); image, mask, depth and normal
+map paths in it are relative to its folder. Each task is a column: the config's ``tasks`` name the columns to
 learn, and every column becomes a task of its kind (two digit columns are two classification
 tasks, 40 attribute columns 40 binary tasks).
 
@@ -64,6 +64,27 @@ def _depth_values(path: Path) -> np.ndarray:
         return arr.astype(np.float32)
     with Image.open(path) as im:
         return np.array(im, dtype=np.float32)
+
+
+def _normal_values(path: Path) -> np.ndarray:
+    """A normal map as float ``(3, h, w)`` unit vectors, 0 where unknown: a ``.npy`` array of
+    ``(h, w, 3)`` or ``(3, h, w)`` vectors, or an RGB image coding each as ``(n + 1) / 2`` of 255
+    (black: no label); ``x`` right, ``y`` up, ``z`` towards the camera."""
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path, allow_pickle=False).astype(np.float32)
+        if arr.ndim != 3 or 3 not in (arr.shape[0], arr.shape[-1]):
+            raise ValueError(f"an array of shape {arr.shape}; save one (H, W, 3) normal map")
+        arr = np.moveaxis(arr, -1, 0) if arr.shape[-1] == 3 else arr
+        unknown = ~np.isfinite(arr).all(0) | (arr == 0).all(0)
+    else:
+        with Image.open(path) as im:
+            if im.mode not in ("RGB", "RGBA"):
+                raise ValueError(f"a {im.mode} image; save normals as an RGB image, (n + 1) / 2 of 255 per channel")
+            rgb = np.moveaxis(np.array(im.convert("RGB"), dtype=np.float32), -1, 0)  # (3, h, w)
+        unknown = (rgb == 0).all(0)
+        arr = rgb / 127.5 - 1.0
+    length = np.sqrt((np.nan_to_num(arr) ** 2).sum(0))
+    return np.where(unknown | (length == 0), 0.0, np.nan_to_num(arr) / np.maximum(length, 1e-12)).astype(np.float32)
 
 
 def _boxes(cell: str) -> list[tuple[float, float, float, float, str]]:
@@ -150,6 +171,11 @@ def check_cell(table: Table, spec: TaskSpec, cell: str, image_hw: tuple[int, int
             if not path.is_file():
                 return f"depth map {cell} does not exist"
             return _other_size(f"depth map {cell}", _depth_values(path).shape, image_hw)
+        elif kind == "normals":
+            path = table.file_path(cell)
+            if not path.is_file():
+                return f"normal map {cell} does not exist"
+            return _other_size(f"normal map {cell}", _normal_values(path).shape[1:], image_hw)
         elif kind == "detection":
             for x, y, w, h, name in _boxes(cell):
                 if name not in spec.classes:
@@ -213,7 +239,7 @@ def _find_problems(table: Table, columns: Sequence[str]) -> tuple[list[Problem],
         if col not in table.specs:
             problems.append(Problem(name, 0, col, f"its kind is unknown: {table.notes.get(col, 'no such column')}"))
     checked = [c for c in columns if c in table.specs]
-    sized = {"segmentation", "depth", "detection"}
+    sized = {"segmentation", "depth", "normals", "detection"}
     for i, r in enumerate(table.rows):
         path_i = table.image_path(r)
         hw = None
@@ -354,6 +380,8 @@ class ManifestDataset:
         if kind == "depth":
             values = torch.from_numpy(_depth_values(self.table.file_path(cell)))[None]  # (1, h0, w0)
             return f.mask(values * float(spec.options.get("depth_scale", 1.0)), 0.0)
+        if kind == "normals":
+            return f.normals(torch.from_numpy(_normal_values(self.table.file_path(cell))))  # (3, H, W)
         if kind == "detection":
             boxes = _boxes(cell)
             xyxy = torch.tensor([[x, y, x + w, y + h] for x, y, w, h, _ in boxes], dtype=torch.float32).reshape(-1, 4)
@@ -374,6 +402,8 @@ class ManifestDataset:
             return torch.full((h, w), IGNORE, dtype=torch.long)
         if kind == "depth":
             return torch.zeros(1, h, w)
+        if kind == "normals":
+            return torch.zeros(3, h, w)
         if kind == "detection":
             return {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long)}
         return torch.tensor(0)

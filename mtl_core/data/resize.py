@@ -3,7 +3,7 @@
 Three policies (``data.resize``):
 
 - ``letterbox``: scale by the smaller ratio so the whole image fits, keep its aspect, centre it,
-  pad the rest (grey in the image, "no label" in masks and depth maps). Nothing is lost or
+  pad the rest (grey in the image, "no label" in masks, depth maps and normal maps). Nothing is lost or
   distorted; the default for real photos, as in YOLO (Redmon and Farhadi, "YOLO9000", CVPR 2017,
   and its successors' letterbox).
 - ``stretch``: scale each side to fit exactly: distorts circles into ellipses, loses nothing.
@@ -77,6 +77,16 @@ class Fit:
         out = self._place(scaled, fill)
         return out[0] if flat else out
 
+    def normals(self, normals: Tensor) -> Tensor:
+        """A normal map ``(3, h0, w0)`` (unit vectors, ``x`` right, ``y`` up; all 0 = no label) at
+        the model's size: moved as a mask (nearest, 0 where the letterbox pads); a stretch, which
+        scales the two axes differently, also tilts every surface, ``(x / sx, y / sy, z)`` made unit
+        length again (a normal maps by the inverse transpose of the stretch)."""
+        out = self.mask(normals, 0.0)  # (3, h, w)
+        if self.identity or self.policy != "stretch":  # letterbox and crop keep the aspect
+            return out
+        return stretch_normals(out, self.sx, self.sy)
+
     def boxes(self, boxes: Tensor, min_size: float = 1.0) -> tuple[Tensor, Tensor]:
         """``xyxy`` boxes ``(n, 4)`` in the photo's pixels -> the model's, clipped to the frame;
         and which boxes are kept (bool ``(n,)``: a box cropped away, or thinner than ``min_size``
@@ -146,6 +156,16 @@ class Fit:
         else:
             out = F.resize(region, list(self.src), interpolation=mode)
         return out[0] if flat else out
+
+
+def stretch_normals(normals: Tensor, sx: float, sy: float) -> Tensor:
+    """Normals ``(..., 3, H, W)`` of a picture stretched ``sx`` times across and ``sy`` times down:
+    the surfaces it shows are stretched too, and a normal maps by the inverse transpose of the
+    stretch, ``(x / sx, y / sy, z)``, made unit length again (a zero vector, no label, stays zero)."""
+    if sx == sy:
+        return normals
+    scale = torch.tensor([1 / sx, 1 / sy, 1.0], dtype=normals.dtype, device=normals.device).view(3, 1, 1)
+    return tF.normalize(normals * scale, dim=-3)
 
 
 def fit(src: tuple[int, int], dst: tuple[int, int], policy: str = "letterbox") -> Fit:

@@ -3,13 +3,17 @@
 Each image shows 1 to ``max_objects`` shapes (circle, square, triangle, star, cross, ring), each
 with its own colour, size, position, rotation and depth; nearer objects hide farther ones
 (a z-buffer, Catmull, "A subdivision algorithm for computer display of curved surfaces", 1974).
-Every sample carries targets for all six tasks at once (see :mod:`mtl_core.data.base`).
+Every object's surface is a dome, a sphere cap over its shape (its depth, one value per object,
+is its distance; the relief is small beside it), and the background a plane facing the camera,
+tilted as its depth recedes; a light from the upper left shades them (Lambertian, see
+:func:`_shading`), so the relief that the ``normals`` target holds can be seen in the image.
+Every sample carries targets for all seven tasks at once (see :mod:`mtl_core.data.base`).
 
 Randomness is counter-based (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
 SC 2011): every number is a hash of ``(seed, split, index, draw)``, never the state of a
 generator, so a sample is the same bit for bit whatever batch it is made in, each split has
 its own stream, and the same code runs on a GPU (:func:`render` takes ``device``). Only exactly
-rounded float ops (+, -, *, /, min, max, comparisons, and sums with one nonzero term) touch
+rounded float ops (+, -, *, /, sqrt, min, max, comparisons, and sums with one nonzero term) touch
 per-sample values; sin and cos come from tables built once, because CPU kernels compute them
 differently in their vectorised body and their scalar tail, which would make a sample depend
 on where it sits in the batch.
@@ -28,12 +32,17 @@ from torch import Tensor
 
 from mtl_core.config import DataConfig, size_hw
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset, unpad_detection
-from mtl_core.data.shapes import SHAPES, shape_masks  # noqa: F401  (SHAPES is public here too)
+from mtl_core.data.shapes import SHAPES, dome_normals, shape_masks  # noqa: F401  (SHAPES is public here too)
 from mtl_core.errors import ConfigError
 from mtl_core.isolation import THREADS_LOCK
 
-TASKS = ("classification", "multilabel", "detection", "segmentation", "depth", "count")
+TASKS = ("classification", "multilabel", "detection", "segmentation", "depth", "count", "normals")
 DEPTH_MAX = 10.0  # the background (a far plane) lies in [6.75, 10]; objects in [1.5, 6]
+DOME = 1.5  # an object's surface is a sphere cap of this many times its radius (a star's tips reach 1.25)
+BACKDROP_SPAN = 8.0  # depth units the backdrop spans along the image's short side (a ~53 degree view at 8)
+SHADING = 0.4  # how strongly the light shades a surface (see _shading)
+RIDGE = 30.0  # degrees: the steepest slope of the backdrop's corrugation
+RIDGE_SLOPE = math.tan(math.radians(RIDGE))
 MIN_SIZE, MAX_SIZE = 32, 256
 MAX_OBJECTS = 16
 
@@ -42,8 +51,9 @@ _MUL = 0x45D9F3B  # below 2**27, so a 32-bit value times it stays far below 2**6
 _SPLIT_SALT = {"train": 0x1B873593, "val": 0x5BD1E995, "test": 0x27D4EB2F}
 _ANGLES = 1024  # rotation / texture phase table size
 _NOISE_BANK = 1 << 20  # 4 MiB; a 256 x 256 image takes a window of 3 * 65536
-_SAMPLE_DRAWS = 20  # per-sample draws, then _OBJECT_DRAWS per object slot
+_SAMPLE_DRAWS = 20  # per-sample draws, then _OBJECT_DRAWS per object slot, then _SURFACE_DRAWS
 _OBJECT_DRAWS = 9
+_SURFACE_DRAWS = 3  # the backdrop's ripples (drawn last, so the draws before them stay as they were)
 
 
 def hash32(x: Tensor) -> Tensor:
@@ -114,7 +124,7 @@ def render(keys: Tensor, image_size: int | tuple[int, int] = 64, max_objects: in
         chunk = B if dev.type != "cpu" else max(1, (1 << 20) // (H * W))
     images = torch.empty(B, 3, H, W, device=dev)
     big: Targets = {"segmentation": torch.empty(B, H, W, dtype=torch.long, device=dev),
-                    "depth": torch.empty(B, 1, H, W, device=dev)}
+                    "depth": torch.empty(B, 1, H, W, device=dev), "normals": torch.empty(B, 3, H, W, device=dev)}
     if instances:
         big["instances"] = torch.empty(B, H, W, dtype=torch.long, device=dev)
     workers = torch.get_num_threads() if dev.type == "cpu" else 1
@@ -131,7 +141,7 @@ def render(keys: Tensor, image_size: int | tuple[int, int] = 64, max_objects: in
     det = {f: torch.cat([p["detection"][f] for p in parts]) for f in ("boxes", "labels")}
     targets: Targets = {"classification": small["classification"], "multilabel": small["multilabel"],
                         "detection": det, "segmentation": big["segmentation"], "depth": big["depth"],
-                        "count": small["count"]}
+                        "count": small["count"], "normals": big["normals"]}
     if instances:
         targets["instances"] = big["instances"]
     return images, targets
@@ -211,8 +221,8 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
     returns the others."""
     dev, B, (H, W) = keys.device, keys.shape[0], hw
     cos_t, sin_t = _angle_table(dev)
-    u = _uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * N)  # (B, D)
-    g, obj = u[:, :_SAMPLE_DRAWS], _objects(u, hw, N, K)
+    u = _uniforms(keys, _SAMPLE_DRAWS + _OBJECT_DRAWS * N + _SURFACE_DRAWS)  # (B, D)
+    g, obj, ripple = u[:, :_SAMPLE_DRAWS], _objects(u[:, :-_SURFACE_DRAWS], hw, N, K), u[:, -_SURFACE_DRAWS:]
     cls, z, colour = obj["shape"], obj["depth"], obj["colour"]  # (B, N), (B, N), (B, N, 3)
 
     # masks (B, N + 1, H, W) in {0, 1}; slot N is the background, behind everything (-2: filled below)
@@ -249,18 +259,25 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
         "count": present.sum(1),
     }
 
-    # per-pixel outputs: each slot's value painted where it is seen (the background is slot N)
+    # per-pixel outputs: each slot's value painted where it is seen (the background is slot N);
+    # the surface of the object seen at a pixel from its centre and dome radius (background: 1)
     vis = vis.view(B, N + 1, H * W)
-    base, top, texture, depth_slope = _background(g, (H, W), cos_t, sin_t)
-    rows_ = [torch.cat([z, top[:, None]], 1), pad(cls + 1, (0, 1)).float()]  # (B, N + 1): depth, segmentation
+    light = _light(g, cos_t, sin_t)
+    base, top, texture, depth_slope, facing = _background(g, ripple, light, (H, W), cos_t, sin_t)
+    rows_ = [torch.cat([z, top[:, None]], 1), pad(cls + 1, (0, 1)).float(),  # (B, N + 1): depth, segmentation,
+             pad(obj["cx"], (0, 1)), pad(obj["cy"], (0, 1)), pad(DOME * obj["radius"], (0, 1), value=1.0)]  # surface
     if "instances" in out:
         rank = torch.zeros_like(keep).scatter_(1, keep, torch.arange(1, N + 1, device=dev).expand(B, -1))
         rows_.append(pad(rank * present, (0, 1)).float())
     painted = _paint(torch.stack(rows_, 1), vis).view(B, len(rows_), H, W)  # (B, V, H, W)
     out["segmentation"].copy_(painted[:, 1])
     if "instances" in out:
-        out["instances"].copy_(painted[:, 2])
+        out["instances"].copy_(painted[:, 5])
     torch.add(painted[:, 0], depth_slope.mul_(bg), out=out["depth"][:, 0])
+    normals = out["normals"]  # (B, 3, H, W)
+    normals.copy_(dome_normals(painted[:, 2], painted[:, 3], painted[:, 4], (H, W)))
+    torch.where(bg.bool()[:, None], facing, normals, out=normals)
+    shade = _shading(normals, light).view(B, 1, H * W)  # (B, 1, H * W)
     flat = image.view(B, 3, H * W)
     if noise > 0:
         # a window of the shared noise bank at a per-sample offset: one copy, no per-pixel hashing
@@ -270,9 +287,31 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
         torch.index_select(windows, 0, start, out=flat.view(B, L))
     else:
         flat.zero_()
-    _paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis, flat)  # flat colours
+    flat.add_(_paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis).mul_(shade))  # shaded colours
     image.add_(texture.mul_(bg)[:, None]).clamp_(0.0, 1.0)  # (B, 3, H, W)
     return small
+
+
+def _light(g: Tensor, cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor, Tensor]:
+    """One distant light per image, from the upper left: ``(azimuth, l)``, the table index of its
+    direction across the image (90..180 degrees from the right, counter-clockwise) and its unit
+    vector ``(B, 3)`` (``x`` right, ``y`` up, ``z`` towards the camera), 40..70 degrees off the
+    camera's axis: a low, raking light, which shows a relief best. Table angles keep every op
+    exactly rounded."""
+    azimuth = ((0.25 + 0.25 * g[:, 9]) * _ANGLES).long()  # (B,)
+    tilt = ((40.0 + 30.0 * g[:, 13]) * (_ANGLES / 360.0)).long()
+    return azimuth, torch.stack([sin_t[tilt] * cos_t[azimuth], sin_t[tilt] * sin_t[azimuth], cos_t[tilt]], 1)
+
+
+def _shading(normals: Tensor, light: tuple[Tensor, Tensor]) -> Tensor:
+    """Lambert's cosine law (Lambert, "Photometria", 1760): a surface's brightness is
+    ``max(n . l, 0)`` under a distant light ``l``; here ``1 + SHADING * (max(n . l, 0) - l_z)``, so
+    that a surface facing the camera keeps its colour, one facing the light is up to ~25%
+    brighter and one turned away from it up to ~30% darker: enough to show the relief, little
+    enough that colours still tell the classes apart. ``(B, H, W)`` from normals ``(B, 3, H, W)``."""
+    lx, ly, lz = (v[:, None, None] for v in light[1].unbind(1))  # (B, 1, 1) each
+    lit = normals[:, 0] * lx + normals[:, 1] * ly + normals[:, 2] * lz
+    return lit.clamp_(min=0.0).sub_(lz).mul_(SHADING).add_(1.0)
 
 
 def _paint(values: Tensor, vis: Tensor, out: Tensor | None = None) -> Tensor:
@@ -301,10 +340,19 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     return v[..., None] * (1.0 - s[..., None] * ramp)
 
 
-def _background(g: Tensor, hw: tuple[int, int], cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _background(g: Tensor, ripple: Tensor, light: tuple[Tensor, Tensor], hw: tuple[int, int], cos_t: Tensor,
+                sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The backdrop: a muted, tinted colour ``base (B, 3)`` plus ``texture (B, H, W)`` (a grating,
     a plaid and a vertical shading); its depth: ``top (B,)`` plus ``depth_slope (B, H, W)``, a far
-    plane receding towards the top of the image with a small sideways tilt.
+    plane receding towards the top of the image with a small sideways tilt; and its unit normals
+    ``facing (B, 3, H, W)``.
+
+    The plane leans 5 to 19 degrees up and at most 4 to either side: its normal is
+    ``(dz/dx, -dz/dy, 1)`` made unit length, the slopes in depth units per depth unit across the
+    image (which spans ``BACKDROP_SPAN`` units of the plane along its short side). On it runs a
+    gentle corrugation, 1 to 2 waves across the short side, its slopes up to ``RIDGE`` degrees,
+    crossing the light's direction within 30 degrees so that the light shows it (depth leaves
+    the ripples out: they are a few percent of the distance).
 
     The grating's period follows the short side in both directions, so it keeps its angle on a
     wide or tall image; the plaid, axis-aligned, fits whole periods along each side."""
@@ -337,7 +385,24 @@ def _background(g: Tensor, hw: tuple[int, int], cos_t: Tensor, sin_t: Tensor) ->
     tex += (0.2 * (g[:, 5:6] - 0.5) * (yy - 0.5))[:, :, None]  # top-to-bottom shading
     top, bottom, tilt = 8.75 + g[:, 15], 7.0 + g[:, 16], g[:, 17] - 0.5  # (B,)
     slope = ((bottom - top)[:, None] * yy)[:, :, None] + (tilt[:, None] * (xx - 0.5))[:, None, :]  # (B, H, W)
-    return base, top, tex, slope
+    # the corrugation's height h = A sin(a x + b y + p) across its direction k = (a, b) (y down); its
+    # slope along k is RIDGE_SLOPE cos(a x + b y + p), of which cos comes from the tables as above
+    turn = (((ripple[:, 0] - 0.5) * (60.0 / 360.0)) * _ANGLES).long()  # (B,) within 30 degrees of the light
+    ang = (turn - light[0]) & (_ANGLES - 1)  # the light's azimuth seen with y down
+    waves = 1.0 + ripple[:, 1]  # (B,) 1..2 across the short side
+    fx3, fy3 = torch.round(waves * cos_t[ang] * (_ANGLES / S)).long(), torch.round(waves * sin_t[ang] * (_ANGLES / S)).long()
+    px = (fx3[:, None] * ar_w + (ripple[:, 2:3] * _ANGLES).long()) & (_ANGLES - 1)  # (B, W)
+    py = (fy3[:, None] * ar_h) & (_ANGLES - 1)  # (B, H)
+    steep = cos_t[px][:, None, :] * cos_t[py][:, :, None] - sin_t[px][:, None, :] * sin_t[py][:, :, None]  # (B, H, W)
+    k = (fx3 * fx3 + fy3 * fy3).float().sqrt()  # (B,)
+    kx, ky = (RIDGE_SLOPE * fx3 / k)[:, None, None], (RIDGE_SLOPE * fy3 / k)[:, None, None]
+    # the surface's height towards the camera is h minus the plane's depth: its normal (-dh/dx, dh/dy, 1)
+    dx, dy = tilt * (S / (W * BACKDROP_SPAN)), (bottom - top) * (S / (H * BACKDROP_SPAN))  # (B,): depth per unit across, down
+    nx = dx[:, None, None] - kx * steep  # (B, H, W)
+    ny = (ky * steep).sub_(dy[:, None, None])
+    length = (nx * nx + ny * ny + 1.0).sqrt_()
+    facing = torch.stack([nx.div_(length), ny.div_(length), length.reciprocal_()], 1)  # (B, 3, H, W): x right, y up
+    return base, top, tex, slope, facing
 
 
 # ----------------------------------------------------------------------------------- dataset

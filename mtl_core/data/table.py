@@ -16,6 +16,9 @@ One row per image, as CSV (a header row first) or JSON lines (one object per lin
                       ``1..K`` the classes, 255 not labelled; with the option ``background: 0``,
                       ``0..K-1`` the classes and no background)
   ``depth``           a depth map's path: a 16-bit PNG or a ``.npy`` array, 0 where unknown
+  ``normals``         a normal map's path: a ``.npy`` array of ``(H, W, 3)`` unit vectors (``x``
+                      right, ``y`` up, ``z`` towards the camera; all 0 where unknown), or an
+                      RGB image of ``(n + 1) / 2`` of 255 (black where unknown; declare its kind)
   ``detection``       boxes as JSON: ``[[x, y, w, h, "class"], ...]`` in the image's pixels
   ==================  ==========================================================================
 
@@ -40,6 +43,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image
 
 from mtl_core.config import TaskSpec, spec_from_dict
@@ -206,6 +210,9 @@ def infer_kind(column: str, values: Sequence[str], folder: Path) -> tuple[str, s
         return "detection", "cells are lists of boxes"
     lower = [v.lower() for v in values]
     if all(v.endswith(DEPTH_SUFFIXES) for v in lower):
+        shape = _array_shape(folder / values[0])
+        if len(shape) == 3 and 3 in (shape[0], shape[-1]):
+            return "normals", "cells are .npy arrays of 3 channels (normal maps)"
         return "depth", "cells are .npy arrays"
     if all(v.endswith(MASK_SUFFIXES) for v in lower):
         mode = _image_mode(folder / values[0])
@@ -229,6 +236,14 @@ def infer_kind(column: str, values: Sequence[str], folder: Path) -> tuple[str, s
     return "", (f"its {len(distinct)} different whole numbers could be classes, a count or a quantity; declare "
                 f"its kind (classification, count or regression) in {SPEC_FILE} beside the table, "
                 f'e.g. {{"{column}": {{"kind": "regression"}}}}, or in the config\'s task_specs')
+
+
+def _array_shape(path: Path) -> tuple[int, ...]:
+    """The shape of a ``.npy`` array from its header alone (``()`` when it cannot be read)."""
+    try:
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+    except (OSError, ValueError):
+        return ()
 
 
 def _image_mode(path: Path) -> str:

@@ -9,7 +9,17 @@ from mtl_core.config import TaskSpec
 from mtl_core.data.base import DatasetInfo
 from mtl_core.errors import ConfigError
 from mtl_core.registry import load_plugins
-from mtl_core.tasks import binary, classification, count, depth, detection, multilabel, regression, segmentation  # noqa: F401  (registers)
+from mtl_core.tasks import (  # noqa: F401  (registers)
+    binary,
+    classification,
+    count,
+    depth,
+    detection,
+    multilabel,
+    normals,
+    regression,
+    segmentation,
+)
 from mtl_core.tasks.base import (
     DISPLAYS,
     KINDS,
@@ -21,7 +31,7 @@ from mtl_core.tasks.base import (
     register_task,
     sentence_case,
 )
-from mtl_core.tasks.display import answers, boxes, maps, masks, presence, values  # noqa: F401  (registers the kinds)
+from mtl_core.tasks.display import answers, boxes, maps, masks, normal_maps, presence, values  # noqa: F401  (registers the kinds)
 
 load_plugins()
 

@@ -13,7 +13,7 @@
 The kinds and the prediction each one's :meth:`~Task.decode` returns (each display's docstring says
 more): ``classification`` ``{"label", "score", "probs"}``; ``count`` ``{"count", "score", "probs"}``;
 ``multilabel`` ``{"labels", "probs"}``; ``detection`` ``{"boxes", "scores", "labels"}``;
-``segmentation`` ``{"mask"}``; ``depth`` ``{"depth"}``.
+``segmentation`` ``{"mask"}``; ``depth`` ``{"depth"}``; ``normals`` ``{"normals"}``.
 
 Why two objects rather than one class or mixins: a task that only learns writes nothing about
 showing, and its ``kind`` alone picks how it is shown; a reader never has to work out which of

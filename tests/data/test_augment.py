@@ -1,6 +1,8 @@
-"""Augmentation: geometric transforms move boxes, masks and depth exactly with the image;
-photometric ones leave every target alone; the batch path keeps the per-sample semantics."""
+"""Augmentation: geometric transforms move boxes, masks, depth and normals exactly with the image (and turn
+normals with it); photometric ones leave every target alone; the batch path keeps the per-sample semantics."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -176,11 +178,81 @@ def test_boxes_pushed_out_are_dropped_with_their_labels() -> None:
 
 def test_a_spatial_target_it_cannot_move_is_refused() -> None:
     image, t = scene(RECTS)
-    t["normals"] = torch.zeros(3, H, W)
-    with pytest.raises(ValueError, match="normals"):
+    t["flow"] = torch.zeros(2, H, W)  # optical flow: a flip would have to negate it too, which nothing here knows
+    with pytest.raises(ValueError, match="flow"):
         Augmenter(AugmentConfig(hflip=1.0), H)(image, t)
     out, o = Augmenter(AugmentConfig(hflip=0.0, noise=0.1), H)(image, t)  # photometric only: fine
-    assert o["normals"] is t["normals"]
+    assert o["flow"] is t["flow"]
+
+
+# ---- surface normals: moved with the image and turned with it --------------------------
+def facing_right_on_the_left() -> torch.Tensor:
+    """``(3, H, W)``: the left quarter faces right and a little up, the rest the camera, the top
+    row has no label."""
+    n = torch.zeros(3, H, W)
+    n[2] = 1.0
+    n[:, :, : W // 4] = torch.tensor([0.6, 0.48, 0.64])[:, None, None]
+    n[:, 0] = 0.0
+    return n
+
+
+def test_a_horizontal_flip_mirrors_normals_and_turns_them_to_face_the_other_way() -> None:
+    image, t = scene(RECTS)
+    t["normals"] = facing_right_on_the_left()
+    _, o = Augmenter(AugmentConfig(hflip=1.0), (H, W))(image, t)
+    n = o["normals"]
+    assert n[:, 5, W - 1].tolist() == pytest.approx([-0.6, 0.48, 0.64])  # now on the right, facing left
+    assert n[:, 5, 0].tolist() == [0.0, 0.0, 1.0]
+    assert torch.equal(n[:, :, W - W // 4:], t["normals"].flip(-1)[:, :, W - W // 4:] * torch.tensor([-1.0, 1, 1])[:, None, None])
+    assert not n[:, 0].any()  # still no label in the top row
+    _, seg = Augmenter(AugmentConfig(hflip=1.0), (H, W))(image, t)  # the mask moves the same way
+    assert torch.equal(seg["segmentation"], t["segmentation"].flip(-1))
+
+
+def test_a_vertical_flip_negates_the_up_component() -> None:
+    image, t = scene(RECTS)
+    t["normals"] = facing_right_on_the_left()
+    _, o = Augmenter(AugmentConfig(hflip=0.0, vflip=1.0), (H, W))(image, t)
+    n = o["normals"]
+    assert n[:, 5, 0].tolist() == pytest.approx([0.6, -0.48, 0.64])
+    assert not n[:, H - 1].any() and n[:, 0].any()  # the unlabelled row is now at the bottom
+
+
+def test_a_rotation_turns_normals_with_the_image_and_keeps_them_unit() -> None:
+    from torchvision.transforms.v2 import functional as F
+
+    from mtl_core.data.augment import NormalMap
+
+    n = torch.zeros(1, 3, 16, 16)
+    n[0, 2] = 1.0
+    n[0, :, 6:10, 12:] = torch.tensor([1.0, 0.0, 0.0])[:, None, None]  # the right edge faces right
+    turned = F.rotate(NormalMap(n), 90.0).as_subclass(torch.Tensor)  # a quarter turn counter-clockwise
+    assert turned[0, :, 1, 8].tolist() == pytest.approx([0.0, 1.0, 0.0], abs=1e-6)  # at the top, facing up
+    assert turned[0, :, 8, 8].tolist() == pytest.approx([0.0, 0.0, 1.0], abs=1e-6)
+    image, t = scene(RECTS)
+    t["normals"] = facing_right_on_the_left()
+    _, o = Augmenter(AugmentConfig(hflip=0.0, rotation=40.0), (H, W))(image, t, generator_for(0, 3))
+    length = o["normals"].norm(dim=0)
+    assert ((length - 1).abs() < 1e-5).sum() + (length == 0).sum() == H * W  # unit vectors, or no label
+    assert (length == 0).sum() > W  # the corners a rotation exposes have no label
+
+
+def test_a_crop_keeps_normals_unit_and_tilts_them_as_it_stretches() -> None:
+    from torchvision.transforms.v2 import functional as F
+
+    from mtl_core.data.augment import NormalMap
+
+    n = torch.nn.functional.normalize(torch.tensor([0.5, 0.5, 0.7]), dim=0).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    wider = F.resize(NormalMap(n.clone()), [8, 16]).as_subclass(torch.Tensor)  # stretched twice across
+    x, y, z = wider[0, :, 3, 3].tolist()
+    assert math.isclose(x * 2, y, rel_tol=1e-5) and abs(x * x + y * y + z * z - 1) < 1e-5  # sideways slope halved
+    image, t = scene(RECTS)
+    t["normals"] = facing_right_on_the_left()
+    batch_images, batch = collate([(image, t)] * 4)
+    _, o = Augmenter(AugmentConfig(hflip=0.0, crop=1.0, crop_scale_min=0.3), (H, W)).augment_batch(
+        batch_images, batch, generator_for(1, 2))
+    length = o["normals"].norm(dim=1)
+    assert o["normals"].shape == (4, 3, H, W) and ((length - 1).abs() < 1e-5).logical_or(length == 0).all()
 
 
 def test_all_off_is_identity() -> None:

@@ -42,7 +42,8 @@ def test_every_column_type_gets_its_kind_and_its_targets(table):
     t = load_table(table)
     kinds = {c: s.kind for c, s in t.specs.items()}
     assert kinds == {"animal": "classification", "digit": "classification", "smiling": "binary", "age": "regression",
-                     "tags": "multilabel", "mask": "segmentation", "depth": "depth", "boxes": "detection", "people": "count"}
+                     "tags": "multilabel", "mask": "segmentation", "depth": "depth", "surface": "normals",
+                     "boxes": "detection", "people": "count"}
     assert t.specs["animal"].classes == ("bird", "cat", "dog")
     assert t.specs["digit"].classes == ("0", "1", "2")  # indices: "2" is class 2
     assert t.specs["tags"].classes == ("bird", "cat", "dog")
@@ -56,6 +57,10 @@ def test_every_column_type_gets_its_kind_and_its_targets(table):
     assert targets["tags"].tolist() == [0.0, 0.0, 1.0]
     assert set(targets["mask"].unique().tolist()) <= {0, 2, 255} and (targets["mask"] == 2).any()
     assert targets["depth"].shape == (1, 32, 48) and float(targets["depth"].max()) == pytest.approx(3.0)
+    # normals letterboxed like a mask: 40 x 30 -> 48 x 36 cut to 32 rows; the padding and the top rows unlabelled
+    surface = targets["surface"]
+    assert surface.shape == (3, 32, 48) and surface[:, 31, 30].tolist() == pytest.approx([0.0, 0.0, 1.0])
+    assert surface[:, 31, 5].tolist() == pytest.approx([-0.6, 0.0, 0.8]) and not surface[:, 0].any()
     assert targets["boxes"]["labels"].tolist() == [1]
     images, batch = collate([ds[i] for i in range(len(ds))])
     assert batch["boxes"]["boxes"].shape == (len(ds), 1, 4)
@@ -78,9 +83,33 @@ def test_regression_statistics_come_from_the_training_rows_only(tmp_path):
 @pytest.mark.parametrize("values, kind", [
     (["0", "1", "1"], "binary"), (["-1", "1"], "binary"), (["yes", "no"], "binary"), (["3", "7", "1"], "classification"),
     (["0.5", "2"], "regression"), (["a|b", "c"], "multilabel"), (['[[1, 2, 3, 4, "x"]]'], "detection"),
-    (["d/1.npy"], "depth")])
+    (["d/1.npy"], "depth"), (["n/1.npy"], "normals")])
 def test_a_column_whose_cells_say_their_kind_is_inferred(tmp_path, values, kind):
+    for folder, shape in (("d", (4, 5)), ("n", (4, 5, 3))):  # a depth map and a normal map
+        (tmp_path / folder).mkdir(exist_ok=True)
+        np.save(tmp_path / folder / "1.npy", np.zeros(shape, np.float32))
     assert infer_kind("c", values, tmp_path)[0] == kind
+
+
+def test_a_normal_map_as_an_rgb_image_is_read_as_unit_vectors_black_unlabelled(tmp_path):
+    from PIL import Image
+
+    rgb = np.zeros((30, 40, 3), np.uint8)
+    rgb[:, 20:] = (128, 128, 255)  # facing the camera
+    rgb[:, 10:20] = (255, 128, 128)  # facing right
+    (tmp_path / "n").mkdir()
+    rows = []
+    for k in range(4):
+        Image.fromarray(rgb).save(tmp_path / "n" / f"{k}.png")
+        rows.append({"image": f"i/{k}.png", "split": _split(k), "facing": f"n/{k}.png"})
+    path = write_table(tmp_path, rows)
+    (tmp_path / "tasks.json").write_text(json.dumps({"facing": {"kind": "normals"}}))
+    _, targets = build_dataset(config(path, ["facing"], resize="stretch"), "train")[0]
+    n = targets["facing"]  # (3, 32, 48): stretched 1.2 across and 32 / 30 down
+    assert n.shape == (3, 32, 48) and not n[:, :, :12].any()  # black: no label
+    assert torch.allclose(n.norm(dim=0)[:, 12:], torch.ones(1), atol=1e-5)
+    assert n[:, 5, 40].tolist() == pytest.approx([0.0, 0.0, 1.0], abs=0.01)
+    assert n[0, 5, 18] > 0.99  # facing right stays facing right (the stretch only tilts it less)
 
 
 def test_many_whole_numbers_are_refused_until_their_kind_is_declared(tmp_path):

@@ -12,7 +12,7 @@ from mtl_core.data.scenes import SHAPES, ScenesDataset, render, sample_keys, sce
 from mtl_core.errors import ConfigError
 
 CFG = DataConfig(train_size=1000, val_size=400, test_size=400)
-PER_PIXEL = ("segmentation", "depth")
+PER_PIXEL = ("segmentation", "depth", "normals")
 PER_SAMPLE = ("classification", "multilabel", "count")
 
 
@@ -101,7 +101,7 @@ def test_registered_and_described(train):
     info = train.info
     assert info.name == "scenes" and info.class_names == ("circle", "square", "triangle", "star")
     assert info.image_size == 64 and info.max_objects == 4 and info.depth_max == 10.0
-    assert set(info.tasks) == {"classification", "multilabel", "detection", "segmentation", "depth", "count"}
+    assert set(info.tasks) == {"classification", "multilabel", "detection", "segmentation", "depth", "count", "normals"}
     six = ScenesDataset(DataConfig(num_shapes=6), "train")
     assert six.info.class_names[4:] == ("cross", "ring")
     labels = six.get_batch(range(200))[1]["detection"]["labels"]
@@ -132,7 +132,7 @@ def test_shapes_and_ranges_at_other_sizes(size):
     assert images.shape == (16, 3, size, size) and images.dtype == torch.float32
     assert 0.0 <= images.min() and images.max() <= 1.0
     assert t["segmentation"].shape == (16, size, size) and t["segmentation"].dtype == torch.long
-    assert t["depth"].shape == (16, 1, size, size)
+    assert t["depth"].shape == (16, 1, size, size) and t["normals"].shape == (16, 3, size, size)
     assert t["detection"]["boxes"].shape == (16, 6, 4) and t["multilabel"].shape == (16, 4)
     assert (t["count"] >= 1).all()  # the nearest object is always in view
     image, target = ds[3]
@@ -344,6 +344,7 @@ def test_a_wide_or_tall_scene_has_every_target_at_its_height_and_width(hw):
     images, t = ds.get_batch(range(64), instances=True)
     assert images.shape == (64, 3, h, w) and 0.0 <= images.min() and images.max() <= 1.0
     assert t["segmentation"].shape == (64, h, w) and t["depth"].shape == (64, 1, h, w)
+    assert t["normals"].shape == (64, 3, h, w)
     assert t["instances"].shape == (64, h, w) and t["detection"]["boxes"].shape == (64, 5, 4)
     boxes, labels = t["detection"]["boxes"], t["detection"]["labels"]
     real = boxes[labels >= 0]
@@ -377,3 +378,61 @@ def test_a_side_outside_32_to_256_is_refused(hw):
     with pytest.raises(ConfigError) as err:
         ScenesDataset(DataConfig(image_size=hw), "train")
     assert err.value.field == "data.image_size" and "height x width" in str(err.value) and "256" in str(err.value)
+
+
+# ------------------------------------------------------------------------------- surfaces
+def test_normals_are_unit_domes_on_objects_and_a_rippled_upward_leaning_plane_behind(batch):
+    """Each object is a sphere cap over its shape (its normal tilts away from its centre, facing
+    the camera at the centre); the background is a plane leaning up as its depth recedes towards
+    the top, with ripples of slopes up to RIDGE degrees along one direction; every normal is a
+    unit vector facing the camera."""
+    from mtl_core.data.scenes import DOME, RIDGE
+
+    images, t = batch
+    n, seg, inst = t["normals"], t["segmentation"], t["instances"]
+    assert torch.allclose(n.norm(dim=1), torch.ones(1), atol=1e-5) and (n[:, 2] > 0).all()
+    keys = sample_keys(0, "train", torch.arange(128))
+    obj = scene_objects(keys)
+    ys, xs = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    spread, leans = [], []
+    for b in range(len(images)):
+        back = n[b][:, seg[b] == 0]  # (3, pixels)
+        plane = back.mean(1) / back.mean(1).norm()  # the ripples about cancel out
+        leans.append(plane)
+        off = torch.rad2deg(torch.acos((plane[:, None] * back).sum(0).clamp(max=1.0)))  # (pixels,)
+        assert off.max() < RIDGE + 12
+        spread.append(float(off.max()))
+        # ripples along one direction: the normals' sideways parts lie on a line
+        xy = back[:2] - back[:2].mean(1, keepdim=True)
+        assert torch.linalg.svdvals(xy)[1] < 0.05 * torch.linalg.svdvals(xy)[0]
+        for j in range(int(t["count"][b])):
+            pixels = inst[b] == j + 1
+            x, y, (nx, ny) = xs[pixels], ys[pixels], n[b][:2, pixels]  # (m,) each
+            # a dome of centre (cx, cy) and radius R has n_x R = x - cx and n_y R = cy - y
+            domes = [k for k in range(4) if obj["shape"][b, k] >= 0
+                     and torch.allclose(nx * DOME * obj["radius"][b, k], x - obj["cx"][b, k], atol=1e-3)
+                     and torch.allclose(ny * DOME * obj["radius"][b, k], obj["cy"][b, k] - y, atol=1e-3)]
+            assert domes, f"sample {b}, object {j}: its normals are no dome over a drawn object"
+    assert sum(spread) / len(spread) > RIDGE / 2
+    leans = torch.stack(leans)  # (B, 3): up by 12 degrees on average, as much left as right
+    assert leans[:, 1].mean() > 0.1 and abs(float(leans[:, 0].mean())) < 0.05
+
+
+def test_the_image_is_shaded_by_its_normals():
+    """Lambertian shading under a light from the upper left: within each object (flat colour
+    without noise), the brighter pixels face up and to the left more than the darker ones."""
+    keys = sample_keys(3, "train", torch.arange(32))
+    images, t = render(keys, noise=0.0, instances=True)
+    n, inst = t["normals"], t["instances"]
+    checked = 0
+    for b in range(len(keys)):
+        for j in range(int(t["count"][b])):
+            pixels = inst[b] == j + 1
+            if pixels.sum() < 40:
+                continue
+            light = images[b][:, pixels].sum(0)  # (m,) brightness
+            towards = n[b][1, pixels] - n[b][0, pixels]  # up and to the left
+            bright = light >= light.median()
+            assert towards[bright].mean() > towards[~bright].mean() + 0.1
+            checked += 1
+    assert checked > 20

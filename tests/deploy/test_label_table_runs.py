@@ -15,7 +15,7 @@ from mtl_core.training.loop import Trainer
 from mtl_core.training.validation import check
 from tests.label_tables import every_kind_table
 
-TASKS = ["animal", "smiling", "age", "tags", "mask", "depth", "boxes", "people"]
+TASKS = ["animal", "smiling", "age", "tags", "mask", "depth", "surface", "boxes", "people"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_channel_pruning_keeps_every_task_and_reports_its_metric(table_run, tmp_
     original = next(r for r in report["rows"] if r["model"] == "original")
     assert pruned["parameters"] < original["parameters"]
     for key in ("animal/accuracy", "smiling/accuracy", "age/mae", "tags/map", "mask/miou", "depth/abs_rel",
-                "boxes/map50", "people/accuracy"):
+                "surface/mean", "boxes/map50", "people/accuracy"):
         assert key in pruned, key
 
 

@@ -33,7 +33,7 @@ def test_no_augmentation_leaves_the_preview_alone_and_labels_are_drawn():
 def test_per_task_toggles_and_captions():
     cfg = config()
     none = {"classification": False, "multilabel": False, "detection": False, "segmentation": False,
-            "depth": False, "count": False}
+            "depth": False, "normals": False, "count": False}
     bare = sample_overlays(cfg, "val", [0, 1], show=none)
     boxes = sample_overlays(cfg, "val", [0, 1], show={**none, "detection": True})
     assert len(bare) == 2 and not np.array_equal(bare[0], boxes[0])

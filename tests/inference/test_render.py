@@ -76,7 +76,8 @@ def test_overlays_follow_the_tasks_drawing_order_whatever_the_dict_order():
 def test_every_registered_task_describes_draws_and_summarises_its_own_ground_truth():
     targets = {"classification": torch.tensor(1), "count": torch.tensor(2), "multilabel": torch.tensor([1.0, 0.0, 1.0]),
                "detection": {"boxes": torch.tensor([[2.0, 2.0, 20.0, 20.0]]), "labels": torch.tensor([2])},
-               "segmentation": torch.ones(32, 32, dtype=torch.long), "depth": torch.full((1, 32, 32), 4.0)}
+               "segmentation": torch.ones(32, 32, dtype=torch.long), "depth": torch.full((1, 32, 32), 4.0),
+               "normals": torch.tensor([0.0, 0.6, 0.8])[:, None, None].expand(3, 32, 32)}
     image = torch.full((3, 32, 32), 128, dtype=torch.uint8)
     for name in TASKS.available():
         task = build_task(name, INFO)
@@ -85,7 +86,8 @@ def test_every_registered_task_describes_draws_and_summarises_its_own_ground_tru
         out = task.display.draw(image, truth)
         assert out.shape == image.shape and out.dtype == torch.uint8
         assert isinstance(task.display.summarize(truth), str) and task.display.summarize(truth)
-    tasks = {t: build_task(t, INFO) for t in ("classification", "count", "detection", "segmentation", "depth", "multilabel")}
+    tasks = {t: build_task(t, INFO) for t in ("classification", "count", "detection", "segmentation", "depth", "normals",
+                                              "multilabel")}
     truth = {t: task.display.target_to_prediction(targets[t]) for t, task in tasks.items()}
     lines = describe(tasks, truth)
     assert "Classification: square" in lines  # a ground truth has no score to show
@@ -93,6 +95,7 @@ def test_every_registered_task_describes_draws_and_summarises_its_own_ground_tru
     assert "Detection: 1 box: triangle" in lines
     assert "Segmentation: circle 100%" in lines
     assert "Depth: from 4.00 to 4.00" in lines
+    assert "Normals: mean tilt 37°, leaning up" in lines
     assert "Multi-label: circle, triangle" in lines
     assert tasks["segmentation"].display.legend(truth["segmentation"]) == [("circle", "#1f77b4")]
     assert tasks["classification"].display.caption(truth["classification"]) == "square"

@@ -2,7 +2,8 @@
 
 One :class:`~mtl_core.tasks.display.base.Display` per kind of label (``DISPLAYS``), shared by every
 task of that kind: ``answers`` (a class or a count per image), ``presence`` (the classes present),
-``boxes``, ``masks`` and ``maps`` (a dense float map). The kinds' modules are imported, and so
-registered, by :mod:`mtl_core.tasks`; this file imports nothing, so that ``tasks.base`` can import
-the registry without importing the tasks it is imported by.
+``boxes``, ``masks``, ``maps`` (a dense float map: depth) and ``normal_maps`` (a unit vector per
+pixel: surface normals). The kinds' modules are imported, and so registered, by
+:mod:`mtl_core.tasks`; this file imports nothing, so that ``tasks.base`` can import the registry
+without importing the tasks it is imported by.
 """
