@@ -1,4 +1,4 @@
-"""Samples per second of the built-in scenes at 64x64 (all six tasks' targets), through the
+"""Samples per second of the built-in scenes at 64x64 (all seven tasks' targets), through the
 public batch API ``ScenesDataset.get_batch``, on this machine's CPU.
 
 Target (scenes issue): at least 5,000 samples/s. Last line: the samples per second.

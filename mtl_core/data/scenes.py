@@ -274,9 +274,10 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
     if "instances" in out:
         out["instances"].copy_(painted[:, 5])
     torch.add(painted[:, 0], depth_slope.mul_(bg), out=out["depth"][:, 0])
-    normals = out["normals"]  # (B, 3, H, W)
-    normals.copy_(dome_normals(painted[:, 2], painted[:, 3], painted[:, 4], (H, W)))
-    torch.where(bg.bool()[:, None], facing, normals, out=normals)
+    normals = dome_normals(painted[:, 2], painted[:, 3], painted[:, 4], (H, W), out=out["normals"])  # (B, 3, H, W)
+    behind = bg.bool()
+    for c in range(3):
+        torch.where(behind, facing[c], normals[:, c], out=normals[:, c])
     shade = _shading(normals, light).view(B, 1, H * W)  # (B, 1, H * W)
     flat = image.view(B, 3, H * W)
     if noise > 0:
@@ -287,7 +288,9 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
         torch.index_select(windows, 0, start, out=flat.view(B, L))
     else:
         flat.zero_()
-    flat.add_(_paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis).mul_(shade))  # shaded colours
+    # shaded colours, painted where the targets were painted (that memory is free now: fresh memory costs page faults)
+    colours = painted.view(-1)[:3 * B * H * W].view(B, 3, H * W).zero_()
+    flat.add_(_paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis, colours).mul_(shade))
     image.add_(texture.mul_(bg)[:, None]).clamp_(0.0, 1.0)  # (B, 3, H, W)
     return small
 
@@ -309,9 +312,9 @@ def _shading(normals: Tensor, light: tuple[Tensor, Tensor]) -> Tensor:
     that a surface facing the camera keeps its colour, one facing the light is up to ~25%
     brighter and one turned away from it up to ~30% darker: enough to show the relief, little
     enough that colours still tell the classes apart. ``(B, H, W)`` from normals ``(B, 3, H, W)``."""
-    lx, ly, lz = (v[:, None, None] for v in light[1].unbind(1))  # (B, 1, 1) each
-    lit = normals[:, 0] * lx + normals[:, 1] * ly + normals[:, 2] * lz
-    return lit.clamp_(min=0.0).sub_(lz).mul_(SHADING).add_(1.0)
+    lx, ly, lz = (v[:, None, None] for v in (SHADING * light[1]).unbind(1))  # (B, 1, 1) each
+    lit = (normals[:, 0] * lx).add_(normals[:, 1] * ly).add_(normals[:, 2] * lz)  # SHADING n . l
+    return lit.clamp_(min=0.0).add_(1.0 - lz)
 
 
 def _paint(values: Tensor, vis: Tensor, out: Tensor | None = None) -> Tensor:
@@ -341,11 +344,11 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
 
 
 def _background(g: Tensor, ripple: Tensor, light: tuple[Tensor, Tensor], hw: tuple[int, int], cos_t: Tensor,
-                sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+                sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
     """The backdrop: a muted, tinted colour ``base (B, 3)`` plus ``texture (B, H, W)`` (a grating,
     a plaid and a vertical shading); its depth: ``top (B,)`` plus ``depth_slope (B, H, W)``, a far
     plane receding towards the top of the image with a small sideways tilt; and its unit normals
-    ``facing (B, 3, H, W)``.
+    ``facing``, their ``x``, ``y`` and ``z`` components ``(B, H, W)`` each.
 
     The plane leans 5 to 19 degrees up and at most 4 to either side: its normal is
     ``(dz/dx, -dz/dy, 1)`` made unit length, the slopes in depth units per depth unit across the
@@ -400,8 +403,8 @@ def _background(g: Tensor, ripple: Tensor, light: tuple[Tensor, Tensor], hw: tup
     dx, dy = tilt * (S / (W * BACKDROP_SPAN)), (bottom - top) * (S / (H * BACKDROP_SPAN))  # (B,): depth per unit across, down
     nx = dx[:, None, None] - kx * steep  # (B, H, W)
     ny = (ky * steep).sub_(dy[:, None, None])
-    length = (nx * nx + ny * ny + 1.0).sqrt_()
-    facing = torch.stack([nx.div_(length), ny.div_(length), length.reciprocal_()], 1)  # (B, 3, H, W): x right, y up
+    length = (nx * nx).add_(ny * ny).add_(1.0).sqrt_()
+    facing = (nx.div_(length), ny.div_(length), length.reciprocal_())  # (B, H, W) each: x right, y up, z to the camera
     return base, top, tex, slope, facing
 
 

@@ -110,16 +110,23 @@ def shape_masks(cls: Tensor, cx: Tensor, cy: Tensor, radius: Tensor, cos: Tensor
     return out
 
 
-def dome_normals(cx: Tensor, cy: Tensor, radius: Tensor, image_size: int | tuple[int, int]) -> Tensor:
+def dome_normals(cx: Tensor, cy: Tensor, radius: Tensor, image_size: int | tuple[int, int],
+                 out: Tensor | None = None) -> Tensor:
     """Unit normals ``(..., 3, H, W)`` of spheres seen from the front, per pixel: ``cx, cy, radius``
     are ``(..., H, W)``, the centre and radius in pixels of the sphere whose surface each pixel
     shows (pixel ``(x, y)`` has its centre at ``(x + 0.5, y + 0.5)``). The normal at an offset
     ``(dx, dy)`` from the centre is ``(dx, -dy, sqrt(r^2 - dx^2 - dy^2)) / r``: ``x`` right, ``y``
     up, ``z`` towards the camera; past the sphere's rim it lies flat, ``(dx, -dy, 0) / r``.
-    Exactly rounded ops only (a square root is one), so a map is the same bit for bit anywhere."""
+    Exactly rounded ops only (a square root is one), so a map is the same bit for bit anywhere.
+    ``out`` receives the normals when given."""
     H, W = size_hw(image_size)
+    out = torch.empty(*cx.shape[:-2], 3, H, W, device=cx.device) if out is None else out
     xs = torch.arange(W, device=cx.device, dtype=torch.float32) + 0.5  # pixel centres
     ys = torch.arange(H, device=cx.device, dtype=torch.float32) + 0.5
     dx, dy = xs - cx, ys[:, None] - cy  # (..., H, W)
-    z = (radius * radius - dx * dx - dy * dy).clamp_(min=0.0).sqrt_()
-    return torch.stack([dx / radius, dy.neg_().div_(radius), z.div_(radius)], dim=-3)
+    z = radius * radius
+    z.sub_(dx * dx).sub_(dy * dy).clamp_(min=0.0).sqrt_()
+    torch.div(dx, radius, out=out.select(-3, 0))
+    torch.div(dy.neg_(), radius, out=out.select(-3, 1))
+    torch.div(z, radius, out=out.select(-3, 2))
+    return out

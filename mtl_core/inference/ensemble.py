@@ -11,6 +11,9 @@ the older alternative (Kittler et al., "On Combining Classifiers", TPAMI 1998). 
 - segmentation: per-pixel weighted mean of the softmax probabilities, every member's logits
   resampled (bilinear) to one common size first;
 - depth: weighted mean of the depth maps at that size;
+- normals: weighted mean of the normal maps at that size, made unit length again by the task's
+  ``decode`` (and its metrics): the direction with the largest weighted sum of cosines to the members'
+  (the one their loss, 1 - cos, would choose);
 - detection: the members' decoded boxes merged with weighted boxes fusion (Solovyev, Wang and
   Gabruseva, "Weighted boxes fusion: Ensembling boxes from different object detection models",
   Image and Vision Computing 107, 2021) or with class-wise NMS over all members' boxes.
@@ -231,7 +234,8 @@ class Ensemble:
         softmax tasks: log of the fused probabilities ``(B, K)`` (voting: ``{"scores": (B, K) ranking
         by votes then mean probability, "probs": (B, K) mean probabilities}``); multilabel: logits
         of the mean probabilities;
-        segmentation: log mean probabilities ``(B, K+1, H, W)``; depth: ``(B, 1, H, W)``;
+        segmentation: log mean probabilities ``(B, K+1, H, W)``; depth: ``(B, 1, H, W)``; normals:
+        ``(B, 3, H, W)``, not unit length until decoded;
         detection: a list of fused ``{"boxes", "scores", "labels"}``, one per image.
         Every tensor is on the CPU, so each task's ``decode`` and ``metrics`` take it as a head output.
         """
@@ -261,7 +265,7 @@ class Ensemble:
             elif kind == "dense_softmax":
                 probs = torch.stack([_resize(o, size).softmax(dim=1) for o in outs])  # (M, B, K+1, H, W)
                 fused[t] = torch.einsum("m,mbkhw->bkhw", w, probs).clamp(min=EPS).log()  # (B, K+1, H, W)
-            else:  # dense_mean (depth)
+            else:  # dense_mean (depth, normals)
                 depths = torch.stack([_resize(o if o.dim() == 4 else o[:, None], size) for o in outs])  # (M, B, 1, H, W)
                 fused[t] = torch.einsum("m,mbchw->bchw", w, depths)  # (B, 1, H, W)
         return fused

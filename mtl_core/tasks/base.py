@@ -45,7 +45,7 @@ from mtl_core.tasks.drawing import HIT, WRONG
 
 TASKS: Registry[type[Task]] = Registry("task")
 # kind -> the class that makes any task of that kind (a column "left" of kind classification is a
-# Classification named "left"); TASKS holds the named tasks, such as the scenes' six shorthands
+# Classification named "left"); TASKS holds the named tasks, such as the scenes' seven shorthands
 KINDS: Registry[type[Task]] = Registry("task kind")
 DISPLAYS: Registry[type[Display]] = Registry("task kind")
 register_display = DISPLAYS.register

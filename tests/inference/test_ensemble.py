@@ -194,3 +194,21 @@ def test_members_that_do_not_fit_together_are_refused_with_a_reason():
         Ensemble([members[0], other])
     with pytest.raises(ConfigError, match="box_fusion"):
         Ensemble(members, box_fusion="soft-nms")
+
+
+def test_normals_fuse_to_the_unit_weighted_mean_of_the_members_maps():
+    from mtl_core.tasks.normals import Normals
+
+    info = DatasetInfo("scenes", ("circle",), 32, ("normals",))
+    cfg = ExperimentConfig(tasks=("normals",))
+    members = [SimpleNamespace(tasks={"normals": Normals(info)}, info=info, config=cfg, input_size=32,
+                               device=torch.device("cpu"), model=None) for _ in range(2)]
+    right, facing = torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)
+    right[:, 0], facing[:, 2] = 1.0, 1.0  # one member: every pixel faces right; the other: the camera
+    ensemble = Ensemble(members, weights=[1, 1])
+    n = ensemble.decode(ensemble.fuse([{"normals": right}, {"normals": facing}], (16, 16)), (16, 16))[0]["normals"]["normals"]
+    assert n.shape == (3, 16, 16)
+    torch.testing.assert_close(n[:, 5, 5], torch.tensor([0.5 ** 0.5, 0.0, 0.5 ** 0.5]))
+    n = Ensemble(members, weights=[3, 1]).decode(Ensemble(members, weights=[3, 1]).fuse(
+        [{"normals": right}, {"normals": facing}], (16, 16)), (16, 16))[0]["normals"]["normals"]
+    torch.testing.assert_close(n[:, 5, 5], torch.tensor([0.75, 0.0, 0.25]) / (0.75 ** 2 + 0.25 ** 2) ** 0.5)
