@@ -8,14 +8,13 @@ Targets (issue 2): accuracy >= 0.90, mAP@0.5 >= 0.60, mIoU >= 0.70; (issue 29) w
 
     python bench/demo_quality.py [--seconds 60] [--set optim.lr=0.01 --set model.width=12 ...]
 
-``--set`` lays a config field over the demo's (a JSON value, or a string), for trying a change
+``--set`` lays a config field over the demo's (a JSON value, or a string; ``tasks=a,b`` a comma list), for trying a change
 before it becomes the default.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from mtl_core.config import ExperimentConfig, merge  # noqa: E402
+from mtl_core.config import ExperimentConfig, merge, parse_set  # noqa: E402
 from mtl_core.store.store import RunStore  # noqa: E402
 from mtl_core.tasks import task_meta  # noqa: E402
 from mtl_core.training.loop import Trainer  # noqa: E402
@@ -40,23 +39,6 @@ def demo_config(seconds: float, overrides: dict | None = None) -> ExperimentConf
     cfg = dataclasses.replace(cfg, time_limit=seconds, optim=dataclasses.replace(cfg.optim, steps=100_000),
                               eval_every=100_000, checkpoint_every=0)
     return ExperimentConfig.from_dict(merge(cfg.to_dict(), overrides or {})) if overrides else cfg
-
-
-def parse_set(items: list[str]) -> dict:
-    """``["optim.lr=0.01", "model.width=12"]`` -> ``{"optim": {"lr": 0.01}, "model": {"width": 12}}``."""
-    out: dict = {}
-    for item in items:
-        path, _, raw = item.partition("=")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        *parents, leaf = path.split(".")
-        node = out
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return out
 
 
 def main() -> None:

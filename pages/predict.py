@@ -179,7 +179,7 @@ def _one_run(store: Any, run: dict) -> Model:
                                format_func=lambda v: v or f"as trained (step {ck['step']})",
                                help="Channel-pruned models of this run, made on Compress & export")
         if variant in pruned:
-            ck = {**ck, "path": pruned[variant], "kind": variant}
+            ck = {**ck, "path": pruned[variant], "kind": variant, "chosen": f"{variant} (of the {ck['chosen']} model)"}
     try:
         model = _load(ck)
     except (MTLError, OSError) as e:

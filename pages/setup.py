@@ -47,6 +47,7 @@ RESIZE_WORDS = {"": "the dataset's default", "letterbox": "letterbox (keep the a
 ON_ERROR_WORDS = {"fail": "refuse to start (list them)", "skip": "skip them (the run says how many)"}
 PREVIEW_SAMPLES = 4
 SECTIONS = ("data", "tasks", "model", "weighting", "augment", "optim", "start")
+HEADS = {"": "the task's own", "aspp": "ASPP, then the task's own"}
 ADVANCED = ("optim.scheduler", "optim.warmup_steps", "optim.step_size", "optim.gamma", "optim.weight_decay",
             "optim.momentum", "optim.grad_clip", "precision", "eval_every", "checkpoint_every", "gradstats_every", "time_limit")
 
@@ -264,6 +265,17 @@ with _where("model", model_col), st.container(border=True):
         st.checkbox("Pretrained weights", key=K + "model.pretrained", persist_state=KEEP,
                     help="ImageNet weights where the backbone has them cached on this machine")
         form.problems("model.pretrained")
+    a, b = st.columns(2)
+    with a:
+        form.select("model.head", "Task heads", ["", "aspp"], fmt=lambda h: HEADS.get(h, h),
+                    help="each task's own head on the shared features, or DeepLab-v3's ASPP before it "
+                         "(LibMTL's NYUv2 model)")
+    with b:
+        st.text_input("Weights file (optional)", key=K + "model.weights_path", persist_state=KEEP,
+                      placeholder="/models/resnet50-0676ba61.pth",
+                      help="a torchvision state dict or an earlier run's checkpoint on this machine, loaded into "
+                           "the backbone instead of the cached ImageNet weights; nothing is downloaded")
+        form.problems("model.weights_path")
     form.problems("model")
 
 with _where("weighting", fusion_col), st.container(border=True):

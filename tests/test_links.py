@@ -36,7 +36,7 @@ def _other(path: str, tp: type, value):
     return {"task_specs": {"segmentation": {"kind": "segmentation", "classes": ["road", "car"], "options": {"ignore_index": 0}}},
             "weighting.weights": {"segmentation": 2.5}, "weighting.params": {"alpha": 0.3},
             "data.label_fraction": {"segmentation": 0.05}, "data.label_noise": {"classification": 1.0},
-            "data.loss_scale": {"depth": 100.0}}[path]
+            "data.loss_scale": {"depth": 100.0}, "select.reference": {"segmentation": 0.383}}[path]
 
 
 

@@ -129,7 +129,7 @@ def test_the_new_task_writes_only_the_learning_half_and_its_kind_shows_it(crowde
 def _predictor(crowded_run):
     from mtl_core.inference.predictor import Predictor
 
-    ck = crowded_run["store"].latest_checkpoint(crowded_run["run_id"], "final")
+    ck = crowded_run["store"].chosen_checkpoint(crowded_run["run_id"])  # what Predict and Inspect open
     return Predictor(ck["path"]), ck["path"]
 
 

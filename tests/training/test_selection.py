@@ -98,7 +98,7 @@ def test_a_run_whose_last_step_is_worse_reports_and_predicts_with_its_best(tmp_p
     store, rid = _run(tmp_path, tiny)
     best = store.latest_checkpoint(rid, "best")
     assert best["step"] == 6  # val 0.5 at 3, 0.9 at 6, 0.3 at 9
-    fingerprint = lambda path: float(sum(p.double().sum() for p in Predictor(path).model.parameters()))  # noqa: E731
+    fingerprint = lambda path: float(sum(p.detach().double().sum() for p in Predictor(path).model.parameters()))  # noqa: E731
     rows = store.metrics(rid)
     rep = reported_metrics(rows, store.get_run(rid)["config"])
     assert rep.split == "test_best" and rep.step == 6

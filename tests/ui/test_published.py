@@ -45,17 +45,46 @@ def test_the_run_page_shows_published_numbers_beside_ours_with_their_citation(tm
     assert "Not published here" in captions  # what the preset lacks is said, not hidden
 
 
+def _final_table(at):
+    """Compare's table of final metrics (the one with a Δm column; AppTest shows no key for it)."""
+    return next(df.value for df in at.dataframe if "Δm vs baseline (%)" in df.value.columns)
+
+
 def test_compare_lists_the_published_rows_and_delta_m_against_them(tmp_path, monkeypatch):
     _, rid, ours = _finished_preset_run(tmp_path, monkeypatch)
     at = page("compare")
     at.run()
     no_exceptions(at)
-    final = at.dataframe(key="compare_final").value
+    final = _final_table(at)
     assert "published · Single-task (CAGrad)" in set(final["run"])
     mine = final[final["id"] == rid].iloc[0]
     assert mine["model"] == "best on validation (step 3)"
     assert abs(mine["Δm vs published single-task (%)"] - published_delta_m(ours, load_preset(PRESET))) < 1e-9
     # asked for the last model instead, the table shows the last model's numbers
     at.selectbox(key="compare_use").set_value("last").run()
-    mine = at.dataframe(key="compare_final").value.set_index("id").loc[rid]
+    mine = _final_table(at).set_index("id").loc[rid]
     assert mine["model"] == "last step (6)" and abs(mine["segmentation · miou↑"] - 0.36) < 1e-9
+
+
+def test_a_study_of_a_preset_shows_the_published_rows_beside_its_levels(tmp_path, monkeypatch):
+    from mtl_core.runs.manager import RunManager
+    from mtl_core.studies.runner import StudyRunner
+    from mtl_core.studies.spec import StudySpec
+    from tests.studies.test_runner import BASE
+
+    manager = RunManager(tmp_path, max_concurrent=1)
+    runner = StudyRunner(manager)
+    sid = runner.start(StudySpec.from_dict({"name": "on a preset", "base": {**BASE, "benchmark": "cityscapes"},
+                                            "seeds": 1, "factors": {"weighting.method": ["ew"]}}))
+    assert runner.wait(sid, timeout=120)["finished"] == 1
+    manager.shutdown()
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path))
+    at = page("studies")
+    at.query_params["study"] = sid
+    at.run()
+    no_exceptions(at)
+    assert any("Beside the published numbers" in m.value for m in at.markdown)
+    table = next(df.value for df in at.dataframe if "Δm vs published single-task (%)" in df.value.columns)
+    assert "published · Single-task (CAGrad)" in set(table[""])
+    assert table.set_index("").loc["published · Single-task (CAGrad)", "segmentation/miou"] == 0.7401
+    assert any("best on validation" in c.value for c in at.caption)  # which model of each run the table scores

@@ -238,7 +238,9 @@ def test_the_example_menu_fills_the_form(setup_page):
     at = setup_page
     menu = at.selectbox(key="setup.example")
     assert menu.value is None  # nothing loaded until a person picks one
-    assert len(menu.options) == len(EXAMPLE_FILES)
+    from mtl_core.benchmarks import presets
+
+    assert len(menu.options) == len(EXAMPLE_FILES) + len(presets())  # the examples, then the papers' protocols
     assert "MTAN with attention maps (see them on Predict) (mtan_attention.json)" in menu.options  # name and file
     menu.set_value("mtan_attention.json").run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -253,6 +255,12 @@ def test_the_example_menu_fills_the_form(setup_page):
     assert at.selectbox(key=K + "model.architecture").value == "hard_sharing"
     assert any("Four tasks with depth" in s.value for s in at.success)
     assert not any("MTAN" in s.value for s in at.success)  # one message: the latest load's
+    # a protocol preset fills the paper's model and names itself, so the run shows its published numbers
+    at.selectbox(key="setup.example").set_value("benchmarks/nyuv2.json").run()
+    assert at.selectbox(key=K + "model.backbone").value == "resnet50_dilated"
+    assert at.selectbox(key=K + "model.head").value == "aspp"
+    assert at.session_state["setup.config"].benchmark == "nyuv2"
+    assert any("set the data folder" in s.value for s in at.success)
 
 
 def study_section(at: AppTest):

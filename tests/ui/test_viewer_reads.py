@@ -88,6 +88,7 @@ def store_calls(f) -> dict:
     from mtl_core.studies.summary import summarize
 
     return {
+        "chosen_checkpoint": lambda s: (s.chosen_checkpoint(f.run), s.chosen_checkpoint(f.run, "last")),
         "events": lambda s: s.events(f.run),
         "get_run": lambda s: s.get_run(f.run),
         "latest_checkpoint": lambda s: (s.latest_checkpoint(f.run, "final"), s.latest_checkpoint(f.run)),
