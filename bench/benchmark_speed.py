@@ -38,7 +38,7 @@ def bench_config(preset: str, method: str, steps: int, root: str, overrides: lis
     few images), no checkpoint but the final one, the preset's model, batch and image size."""
     cfg = load_preset(preset).experiment()
     cfg = dataclasses.replace(
-        cfg, eval_every=10**9, first_eval=0, checkpoint_every=0, gradstats_every=0,
+        cfg, eval_every=10**7, first_eval=0, checkpoint_every=0, gradstats_every=0,
         data=dataclasses.replace(cfg.data, root=root, val_size=2, test_size=2),
         model=dataclasses.replace(cfg.model, pretrained=False),  # no ImageNet file here: speed does not depend on it
         optim=dataclasses.replace(cfg.optim, steps=steps + 1),
