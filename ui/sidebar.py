@@ -20,11 +20,37 @@ def status_icon(status: str) -> str:
     return STATUS_ICONS.get(status, "•")
 
 
+LABEL_CHARS = 40  # a run's name in a picker, at most
+
+
+def short_name(name: str, limit: int = LABEL_CHARS) -> str:
+    """A run's name cut to ``limit`` characters where it tells runs apart least: a study run's name
+    is "study · level · seed N", so the study's title is cut first, then the level's middle, and the
+    last part (the seed) never: "fusion on… · segmentation alone · seed 0" and "... · seed 1" stay two labels."""
+    if len(name) <= limit:
+        return name
+    parts = name.split(" · ")
+    if len(parts) == 1:
+        return name[:limit - 1] + "…"
+    tail = " · ".join(parts[1:])
+    room = limit - len(tail) - 3
+    if room >= 4:
+        return parts[0][:room - 1] + "… · " + tail
+    last, middle = parts[-1], " · ".join(parts[1:-1])
+    room = limit - len(last) - 3
+    if not middle or room < 2:
+        return last[:limit - 1] + "…" if len(last) > limit else last
+    if len(middle) > room:  # the level: its start and its end (where factor values differ), the rest elided
+        head = room // 3
+        middle = middle[:head] + "…" + middle[len(middle) - (room - head - 1):]
+    return middle + " · " + last
+
+
 def run_label(run: dict[str, Any]) -> str:
-    """``✅ demo · 14:02`` (the id's time when the name is the id itself)."""
+    """``✅ demo · 14:02`` (the id's time when the name is the id itself); a long name keeps what
+    tells runs apart (see :func:`short_name`)."""
     when = datetime.fromtimestamp(run["created"]).strftime("%b %d %H:%M") if run.get("created") else ""
-    name = run.get("name") or run["id"]
-    name = name if len(name) <= 40 else name[:39] + "…"
+    name = short_name(run.get("name") or run["id"])
     return f"{status_icon(run['status'])} {name}" + (f" · {when}" if when and name != run["id"] else "")
 
 

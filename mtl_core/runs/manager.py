@@ -12,6 +12,7 @@ sweeps runs whose trainer stopped beating into ``interrupted``.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import threading
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
 from mtl_core.errors import ConfigError
+from mtl_core.runs.gpus import GpuSlots, gpu_count, runs_per_gpu, wants_gpu
 from mtl_core.store.ids import check_run_id, default_runs_dir
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
 from mtl_core.store.status import TERMINAL, RunStatus
@@ -36,14 +38,14 @@ SWEEP_SECONDS = 10.0  # how often a manager looks for runs whose trainer stopped
 
 
 def default_max_concurrent() -> int:
-    """One run per GPU when there are GPUs, else one per two CPU cores (at least one)."""
+    """One run per GPU (``MTL_RUNS_PER_GPU`` per GPU) when there are GPUs, else one per two CPU
+    cores (at least one)."""
     try:
-        import torch
-
-        if torch.cuda.is_available():
-            return torch.cuda.device_count()
+        count = gpu_count()
     except Exception:  # pragma: no cover - torch without CUDA runtime
-        pass
+        count = 0
+    if count:
+        return count * runs_per_gpu()
     return max(1, (os.cpu_count() or 1) // 2)
 
 
@@ -65,6 +67,7 @@ class RunManager:
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
+        self.gpus = GpuSlots(gpu_count(), runs_per_gpu())  # each run that wants a GPU gets its own (gpus.py)
         host, pid = host_and_pid()
         self.owner = f"{host}-{pid}-{secrets.token_hex(3)}"
         self.store.register_owner(self.owner, host, pid)
@@ -135,19 +138,31 @@ class RunManager:
         return sum(1 for j in self._jobs.values() if j.thread is not None and j.thread.is_alive())
 
     def _schedule(self) -> None:
+        """Start queued runs, first come first served, while there is room; a run that wants a GPU
+        waits for one of its own (see :mod:`mtl_core.runs.gpus`)."""
         with self._lock:
             while self._queue and self._running_count() < self.max_concurrent:
-                run_id = self._queue.pop(0)
+                run_id = self._queue[0]
                 job = self._jobs[run_id]
                 if job.control.stop_requested:
+                    self._queue.pop(0)
                     continue
-                job.thread = threading.Thread(target=self._run, args=(run_id, job), name=f"train-{run_id}", daemon=True)
+                config = job.config
+                if self.gpus.count and wants_gpu(config.device):
+                    gpu = self.gpus.acquire(run_id)
+                    if gpu is None:
+                        return  # every GPU is busy: the next run to end starts this one
+                    config = dataclasses.replace(config, device=f"cuda:{gpu}")
+                self._queue.pop(0)
+                job.thread = threading.Thread(target=self._run, args=(run_id, job, config), name=f"train-{run_id}",
+                                              daemon=True)
                 job.thread.start()
 
-    def _run(self, run_id: str, job: _Job) -> None:
+    def _run(self, run_id: str, job: _Job, config: ExperimentConfig) -> None:
         try:
-            Trainer(job.config, self.store, run_id, job.control, resume=job.resume).run()
+            Trainer(config, self.store, run_id, job.control, resume=job.resume).run()
         finally:
+            self.gpus.release(run_id)
             self._schedule_after(run_id)
 
     def _schedule_after(self, run_id: str) -> None:

@@ -53,3 +53,18 @@ def test_a_status_filter_and_the_shared_selection(runs_dir):
     at.query_params["run"] = ids["failed"]
     at.run()
     assert picked(at) == ids["failed"]
+
+
+def test_long_study_names_keep_the_level_and_the_seed_that_tell_runs_apart():
+    from ui.sidebar import LABEL_CHARS, short_name
+
+    seeds = [short_name(f"fusion on scenes · segmentation alone · seed {s}") for s in range(3)]
+    assert len(set(seeds)) == 3 and all(len(x) <= LABEL_CHARS for x in seeds)
+    assert seeds[0] == "fusion on… · segmentation alone · seed 0"
+    levels = [short_name(f"a very long study title indeed · weighting.method={m}, model.width=16 · seed 2")
+              for m in ("ew", "famo")]
+    assert len(set(levels)) == 2 and all(x.endswith(" · seed 2") and len(x) <= LABEL_CHARS for x in levels)
+    swapped = [short_name(f"a very long study title indeed · model.width=16, weighting.method={m} · seed 2")
+               for m in ("ew", "famo")]
+    assert len(set(swapped)) == 2, swapped  # the factor that differs is at the level's end: kept
+    assert short_name("demo") == "demo" and short_name("x" * 50) == "x" * 39 + "…"
