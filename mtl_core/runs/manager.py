@@ -67,7 +67,8 @@ class RunManager:
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
-        self.gpus = GpuSlots(gpu_count(), runs_per_gpu())  # each run that wants a GPU gets its own (gpus.py)
+        count = gpu_count()
+        self.gpus = GpuSlots(count, runs_per_gpu() if count else 1)  # each run that wants a GPU gets its own (gpus.py)
         host, pid = host_and_pid()
         self.owner = f"{host}-{pid}-{secrets.token_hex(3)}"
         self.store.register_owner(self.owner, host, pid)
