@@ -97,7 +97,7 @@ class Trainer:
         self.step = 0
         self.heartbeat: Heartbeat | None = None
         self._rows: list[tuple[int, str, str, float, float]] = []
-        self._all_logged: list[tuple[int, str, str, float, float]] = []  # the last test evaluation's rows
+        self._last_test_rows: list[tuple[int, str, str, float, float]] = []  # the last test evaluation's rows
         self._last_flush = 0.0
         self._eval_batches: dict[str, list | None] = {}  # split -> its batches, made at the first evaluation
         self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
@@ -278,7 +278,7 @@ class Trainer:
             return
         step = self._best[1]
         if step == self.step:
-            rows = [r for r in self._all_logged if r[1] == "test" and r[0] == self.step]
+            rows = [r for r in self._last_test_rows if r[1] == "test" and r[0] == self.step]
             self._rows.extend((step, BEST_SPLIT, k, v, w) for _, _, k, v, w in rows)
             self._flush(force=True)
             return
@@ -331,7 +331,7 @@ class Trainer:
         logged = (self.step if step is None else step, split_name or split)
         self._log(*logged, result)
         if logged[1] == "test":
-            self._all_logged = [(logged[0], "test", k, float(v), time.time()) for k, v in result.items()]
+            self._last_test_rows = [(logged[0], "test", k, float(v), time.time()) for k, v in result.items()]
         self._flush(force=True)
         if split == "val" and not split_name:
             self._consider_best(result)
