@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtl_core.benchmarks import load_preset  # noqa: E402
 from mtl_core.config import ExperimentConfig, merge, parse_set  # noqa: E402
 from mtl_core.data.mtan_npy import write_random_copy  # noqa: E402
+from mtl_core.protocols.benchmarks import load_preset  # noqa: E402
 from mtl_core.store.store import RunStore  # noqa: E402
 from mtl_core.training.loop import Trainer  # noqa: E402
 from mtl_core.training.validation import check  # noqa: E402

@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from mtl_core.benchmarks import load_preset, preset_names
 from mtl_core.config import ON_ERROR, RESIZE_POLICIES, SELECT_USES, ExperimentConfig, merge, parse_image_size, parse_set
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.data.celeba import CELEBA_GROUPS, expand_task_groups
@@ -25,6 +24,7 @@ from mtl_core.inference.predictor import Predictor
 from mtl_core.inspection.outputs import split_outputs
 from mtl_core.inspection.table import co_failure, error_table, summary, to_csv
 from mtl_core.models import ARCHITECTURES, BACKBONES
+from mtl_core.protocols.benchmarks import config_file
 from mtl_core.store.ids import check_run_id, default_runs_dir
 from mtl_core.store.liveness import HEARTBEAT_STALE_S
 from mtl_core.store.status import RunStatus
@@ -35,8 +35,9 @@ from mtl_core.training import distributed
 from mtl_core.training.builders import resolve_device
 from mtl_core.training.checkpoint import atomic_write_bytes
 from mtl_core.training.control import Control
+from mtl_core.training.distributed import RankStore
 from mtl_core.training.evaluation import evaluate
-from mtl_core.training.loop import RankStore, Trainer
+from mtl_core.training.loop import Trainer
 from mtl_core.training.validation import check, dataset_tasks
 from mtl_core.weighting import WEIGHTINGS
 
@@ -136,7 +137,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
-    given = read_config_file(a.config) if a.config else {}
+    given = config_file(a.config) if a.config else {}
     cfg = ExperimentConfig.from_dict(merge(ExperimentConfig().to_dict(), given)) if a.config else ExperimentConfig()
     r = dataclasses.replace
     if getattr(a, "name", None) is None:  # check-data has only the data flags
@@ -183,25 +184,6 @@ def config_from_args(a: argparse.Namespace) -> ExperimentConfig:
     if getattr(a, "set", None):
         cfg = ExperimentConfig.from_dict(merge(cfg.to_dict(), parse_set(a.set)))
     return cfg
-
-
-def read_config_file(path: str) -> dict:
-    """A config file's JSON: an experiment config as Setup saves it, or a protocol preset (a path,
-    or the name of one in assets/benchmarks), whose ``config`` is the run's (naming the preset)."""
-    file = Path(path)
-    if not file.is_file() and path in preset_names():
-        return load_preset(path).config_dict()
-    if not file.is_file():
-        raise MTLError(f"--config {path}: no such file (presets: {', '.join(preset_names())})")
-    try:
-        d = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise MTLError(f"--config {path}: not valid JSON ({e})") from None
-    if isinstance(d, dict) and "published" in d and "config" in d:
-        return load_preset(file).config_dict()
-    if not isinstance(d, dict):
-        raise MTLError(f"--config {path}: expected a JSON object (a config saved from Setup), got {type(d).__name__}")
-    return d
 
 
 class ProgressBar:

@@ -13,10 +13,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from mtl_core.benchmarks import Preset, load_preset, published_delta_m
 from mtl_core.errors import MTLError
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble, evaluate_members_and_ensemble
-from mtl_core.selection import BEST_SPLIT
+from mtl_core.protocols.benchmarks import Preset, load_preset, published_delta_m
+from mtl_core.protocols.selection import BEST_SPLIT
 from mtl_core.store.status import ACTIVE, TERMINAL, RunStatus
 from mtl_core.tasks import task_meta
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure

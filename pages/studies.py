@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mtl_core.benchmarks import load_preset, published_delta_m
 from mtl_core.errors import MTLError
+from mtl_core.protocols.benchmarks import load_preset, published_delta_m
 from mtl_core.store.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec

@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from mtl_core.benchmarks import PRESETS_DIR, load_preset, parse_preset, presets, published_delta_m
 from mtl_core.config import ExperimentConfig, merge, parse_set
 from mtl_core.errors import ConfigError
+from mtl_core.protocols.benchmarks import PRESETS_DIR, load_preset, parse_preset, presets, published_delta_m
 from mtl_core.tasks import KINDS, TASKS, task_meta
 from mtl_core.training.validation import validate
 
@@ -83,11 +83,11 @@ def test_set_flags_lay_fields_over_a_config():
 
 
 def test_cli_reads_a_preset_by_name_or_path(tmp_path):
-    from mtl_core.cli import read_config_file
+    from mtl_core.protocols.benchmarks import config_file
 
     name = sorted(presets())[0]
-    assert read_config_file(name)["benchmark"] == name
-    assert read_config_file(str(PRESETS_DIR / f"{name}.json"))["benchmark"] == name
+    assert config_file(name)["benchmark"] == name
+    assert config_file(str(PRESETS_DIR / f"{name}.json"))["benchmark"] == name
     plain = tmp_path / "c.json"
     plain.write_text(json.dumps({"optim": {"steps": 3}}))
-    assert read_config_file(str(plain)) == {"optim": {"steps": 3}}
+    assert config_file(str(plain)) == {"optim": {"steps": 3}}

@@ -2,9 +2,9 @@
 a folder in the dataset's published layout, and the run reports every metric its preset publishes."""
 import pytest
 
-from mtl_core.benchmarks import PRESETS_DIR, load_preset, presets
 from mtl_core.cli import main
 from mtl_core.data.mtan_npy import write_random_copy
+from mtl_core.protocols.benchmarks import PRESETS_DIR, load_preset, presets
 from mtl_core.store.store import RunStore
 
 MTAN_LAYOUT = sorted(n for n, p in presets().items() if p.experiment().data.dataset in ("nyuv2", "cityscapes"))

@@ -19,9 +19,9 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from mtl_core.benchmarks import presets
 from mtl_core.config import ExperimentConfig, changes, merge
 from mtl_core.errors import ConfigError
+from mtl_core.protocols.benchmarks import presets
 from mtl_core.studies.spec import StudySpec
 from mtl_core.tasks import TASKS
 from mtl_core.training.validation import checked_link

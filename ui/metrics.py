@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mtl_core.protocols.selection import BEST_SPLIT, Reported, reported_metrics
 from mtl_core.scores import delta_m, is_finite, pareto_mask  # noqa: F401  (delta_m: one definition, shared with the benchmarks)
-from mtl_core.selection import BEST_SPLIT, Reported, reported_metrics
 from mtl_core.store.status import ACTIVE, RunStatus
 
 Row = tuple[int, str, str, float, float]  # (step, split, key, value, wall), as RunStore.metrics returns
@@ -169,7 +169,7 @@ def front_line(x: Sequence[float], y: Sequence[float], mask: np.ndarray) -> tupl
 def final_report(rows: Iterable[Row], config: Any = None, use: str = "") -> Reported:
     """What a run reports from its metric rows (every split): by ``use`` (best, last, mean_last)
     or its config's ``select.use``, with the words that say which model (see
-    :func:`mtl_core.selection.reported_metrics`)."""
+    :func:`mtl_core.protocols.selection.reported_metrics`)."""
     return reported_metrics(rows, config, use)
 
 

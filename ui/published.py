@@ -1,10 +1,10 @@
-"""The numbers a protocol preset publishes, shown beside a run's (mtl_core.benchmarks)."""
+"""The numbers a protocol preset publishes, shown beside a run's (mtl_core.protocols.benchmarks)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from mtl_core.benchmarks import beside, load_preset, published_delta_m
 from mtl_core.errors import MTLError
+from mtl_core.protocols.benchmarks import beside, load_preset, published_delta_m
 
 
 def published_table(name: str, values: dict, method: str) -> None:

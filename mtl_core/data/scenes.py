@@ -6,7 +6,7 @@ with its own colour, size, position, rotation and depth; nearer objects hide far
 Every object's surface is a dome, a sphere cap over its shape (its depth, one value per object,
 is its distance; the relief is small beside it), and the background a plane facing the camera,
 tilted as its depth recedes; a light from the upper left shades them (Lambertian, see
-:func:`_shading`), so the relief that the ``normals`` target holds can be seen in the image.
+:func:`mtl_core.data.backdrop.shading`), so the relief that the ``normals`` target holds can be seen in the image.
 Every sample carries targets for all seven tasks at once (see :mod:`mtl_core.data.base`).
 
 Randomness is counter-based (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from mtl_core.config import DataConfig, size_hw
+from mtl_core.data.backdrop import ANGLES, backdrop, light_direction, shading
 from mtl_core.data.base import SPLITS, DatasetInfo, Sample, Targets, register_dataset, unpad_detection
 from mtl_core.data.shapes import SHAPES, dome_normals, shape_masks  # noqa: F401  (SHAPES is public here too)
 from mtl_core.errors import ConfigError
@@ -39,17 +40,12 @@ from mtl_core.isolation import THREADS_LOCK
 TASKS = ("classification", "multilabel", "detection", "segmentation", "depth", "count", "normals")
 DEPTH_MAX = 10.0  # the background (a far plane) lies in [6.75, 10]; objects in [1.5, 6]
 DOME = 1.5  # an object's surface is a sphere cap of this many times its radius (a star's tips reach 1.25)
-BACKDROP_SPAN = 8.0  # depth units the backdrop spans along the image's short side (a ~53 degree view at 8)
-SHADING = 0.4  # how strongly the light shades a surface (see _shading)
-RIDGE = 30.0  # degrees: the steepest slope of the backdrop's corrugation
-RIDGE_SLOPE = math.tan(math.radians(RIDGE))
 MIN_SIZE, MAX_SIZE = 32, 256
 MAX_OBJECTS = 16
 
 _M32 = 0xFFFFFFFF
 _MUL = 0x45D9F3B  # below 2**27, so a 32-bit value times it stays far below 2**63
 _SPLIT_SALT = {"train": 0x1B873593, "val": 0x5BD1E995, "test": 0x27D4EB2F}
-_ANGLES = 1024  # rotation / texture phase table size
 _NOISE_BANK = 1 << 20  # 4 MiB; a 256 x 256 image takes a window of 3 * 65536
 _SAMPLE_DRAWS = 20  # per-sample draws, then _OBJECT_DRAWS per object slot, then _SURFACE_DRAWS
 _OBJECT_DRAWS = 9
@@ -88,8 +84,8 @@ def _uniforms(keys: Tensor, n: int) -> Tensor:
 
 @lru_cache(maxsize=4)
 def _angle_table(device: torch.device) -> tuple[Tensor, Tensor]:
-    """cos and sin of ``_ANGLES`` angles, from Python's math so they are identical everywhere."""
-    angles = [2 * math.pi * i / _ANGLES for i in range(_ANGLES)]
+    """cos and sin of ``ANGLES`` angles, from Python's math so they are identical everywhere."""
+    angles = [2 * math.pi * i / ANGLES for i in range(ANGLES)]
     return (torch.tensor([math.cos(a) for a in angles], device=device),
             torch.tensor([math.sin(a) for a in angles], device=device))
 
@@ -174,7 +170,7 @@ def _objects(u: Tensor, hw: tuple[int, int], N: int, K: int) -> dict[str, Tensor
     near = (6.0 - z) / 4.5  # 1 nearest .. 0 farthest
     # nearer objects tend to be larger and brighter: cues from which depth can be learnt
     radius = (0.15 + 0.30 * (0.5 * near + 0.5 * o[..., 2])) * (S / 2)  # diameter 15%..45% of the short side
-    rot = (o[..., 5] * _ANGLES).long()
+    rot = (o[..., 5] * ANGLES).long()
     cos_t, sin_t = _angle_table(dev)
     hue, sat, val = o[..., 6], 0.6 + 0.4 * o[..., 7], (0.75 + 0.25 * o[..., 8]) * (0.85 + 0.15 * near)
     return {"shape": torch.where(active, (o[..., 1] * K).long(), -1),
@@ -262,8 +258,8 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
     # per-pixel outputs: each slot's value painted where it is seen (the background is slot N);
     # the surface of the object seen at a pixel from its centre and dome radius (background: 1)
     vis = vis.view(B, N + 1, H * W)
-    light = _light(g, cos_t, sin_t)
-    base, top, texture, depth_slope, facing = _background(g, ripple, light, (H, W), cos_t, sin_t)
+    light = light_direction(g, cos_t, sin_t)
+    base, top, texture, depth_slope, facing = backdrop(g, ripple, light, (H, W), cos_t, sin_t)
     rows_ = [torch.cat([z, top[:, None]], 1), pad(cls + 1, (0, 1)).float(),  # (B, N + 1): depth, segmentation,
              pad(obj["cx"], (0, 1)), pad(obj["cy"], (0, 1)), pad(DOME * obj["radius"], (0, 1), value=1.0)]  # surface
     if "instances" in out:
@@ -278,7 +274,7 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
     behind = bg.bool()
     for c in range(3):
         torch.where(behind, facing[c], normals[:, c], out=normals[:, c])
-    shade = _shading(normals, light).view(B, 1, H * W)  # (B, 1, H * W)
+    shade = shading(normals, light).view(B, 1, H * W)  # (B, 1, H * W)
     flat = image.view(B, 3, H * W)
     if noise > 0:
         # a window of the shared noise bank at a per-sample offset: one copy, no per-pixel hashing
@@ -293,28 +289,6 @@ def _render(keys: Tensor, hw: tuple[int, int], N: int, K: int, noise: float, ima
     flat.add_(_paint(torch.cat([colour, base[:, None]], 1).transpose(1, 2), vis, colours).mul_(shade))
     image.add_(texture.mul_(bg)[:, None]).clamp_(0.0, 1.0)  # (B, 3, H, W)
     return small
-
-
-def _light(g: Tensor, cos_t: Tensor, sin_t: Tensor) -> tuple[Tensor, Tensor]:
-    """One distant light per image, from the upper left: ``(azimuth, l)``, the table index of its
-    direction across the image (90..180 degrees from the right, counter-clockwise) and its unit
-    vector ``(B, 3)`` (``x`` right, ``y`` up, ``z`` towards the camera), 40..70 degrees off the
-    camera's axis: a low, raking light, which shows a relief best. Table angles keep every op
-    exactly rounded."""
-    azimuth = ((0.25 + 0.25 * g[:, 9]) * _ANGLES).long()  # (B,)
-    tilt = ((40.0 + 30.0 * g[:, 13]) * (_ANGLES / 360.0)).long()
-    return azimuth, torch.stack([sin_t[tilt] * cos_t[azimuth], sin_t[tilt] * sin_t[azimuth], cos_t[tilt]], 1)
-
-
-def _shading(normals: Tensor, light: tuple[Tensor, Tensor]) -> Tensor:
-    """Lambert's cosine law (Lambert, "Photometria", 1760): a surface's brightness is
-    ``max(n . l, 0)`` under a distant light ``l``; here ``1 + SHADING * (max(n . l, 0) - l_z)``, so
-    that a surface facing the camera keeps its colour, one facing the light is up to ~25%
-    brighter and one turned away from it up to ~30% darker: enough to show the relief, little
-    enough that colours still tell the classes apart. ``(B, H, W)`` from normals ``(B, 3, H, W)``."""
-    lx, ly, lz = (v[:, None, None] for v in (SHADING * light[1]).unbind(1))  # (B, 1, 1) each
-    lit = (normals[:, 0] * lx).add_(normals[:, 1] * ly).add_(normals[:, 2] * lz)  # SHADING n . l
-    return lit.clamp_(min=0.0).add_(1.0 - lz)
 
 
 def _paint(values: Tensor, vis: Tensor, out: Tensor | None = None) -> Tensor:
@@ -341,71 +315,6 @@ def _hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     k = k - 6.0 * (k >= 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
     return v[..., None] * (1.0 - s[..., None] * ramp)
-
-
-def _background(g: Tensor, ripple: Tensor, light: tuple[Tensor, Tensor], hw: tuple[int, int], cos_t: Tensor,
-                sin_t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, tuple[Tensor, Tensor, Tensor]]:
-    """The backdrop: a muted, tinted colour ``base (B, 3)`` plus ``texture (B, H, W)`` (a grating,
-    a plaid and a vertical shading); its depth: ``top (B,)`` plus ``depth_slope (B, H, W)``, a far
-    plane receding towards the top of the image with a small sideways tilt; and its unit normals
-    ``facing``, their ``x``, ``y`` and ``z`` components ``(B, H, W)`` each.
-
-    The plane leans 5 to 19 degrees up and at most 4 to either side: its normal is
-    ``(dz/dx, -dz/dy, 1)`` made unit length, the slopes in depth units per depth unit across the
-    image (which spans ``BACKDROP_SPAN`` units of the plane along its short side). On it runs a
-    gentle corrugation, 1 to 2 waves across the short side, its slopes up to ``RIDGE`` degrees,
-    crossing the light's direction within 30 degrees so that the light shows it (depth leaves
-    the ripples out: they are a few percent of the distance).
-
-    The grating's period follows the short side in both directions, so it keeps its angle on a
-    wide or tall image; the plaid, axis-aligned, fits whole periods along each side."""
-    H, W = hw
-    S = min(H, W)
-    ar_h, ar_w = torch.arange(H, device=g.device), torch.arange(W, device=g.device)
-    yy, xx = (ar_h + 0.5) / H, (ar_w + 0.5) / W  # (H,), (W,)
-    base = (0.15 + 0.45 * g[:, 1:2]) + 0.16 * (g[:, 2:5] - 0.5)  # (B, 3): grey plus a small tint
-    amp = (0.03 + 0.05 * g[:, 14:15])  # (B, 1)
-
-    def wave(j: int, fx: Tensor, fy: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """sin/cos tables along x (with a phase) and along y, for ``fx``, ``fy`` table steps per pixel."""
-        px = (fx[:, None] * ar_w + (g[:, j:j + 1] * _ANGLES).long()) & (_ANGLES - 1)  # (B, W)
-        py = (fy[:, None] * ar_h) & (_ANGLES - 1)  # (B, H)
-        return sin_t[px], cos_t[px], sin_t[py], cos_t[py]
-
-    # an oriented grating: sin(a x + b y + p) = sin(a x + p) cos(b y) + cos(a x + p) sin(b y)
-    cycles = 2 + (g[:, 6] * 7).long()  # (B,) periods across the image's short side
-    ang = (g[:, 7] * _ANGLES).long()
-    fx = torch.round(cycles * cos_t[ang] * (_ANGLES / S)).long()
-    fy = torch.round(cycles * sin_t[ang] * (_ANGLES / S)).long()
-    sx, cx, sy, cy = wave(8, fx, fy)
-    tex = (amp * sx)[:, None, :] * cy[:, :, None]  # (B, H, W)
-    tex += (amp * cx)[:, None, :] * sy[:, :, None]
-    # a plaid: sin(a x + p) sin(b y)
-    periods = 2 + (g[:, 10:12] * 6).long()  # (B, 2): along x, along y
-    fx2, fy2 = periods[:, 0] * (_ANGLES // W), periods[:, 1] * (_ANGLES // H)
-    sx, _, sy, _ = wave(12, fx2, fy2)
-    tex += (0.6 * amp * sx)[:, None, :] * sy[:, :, None]
-    tex += (0.2 * (g[:, 5:6] - 0.5) * (yy - 0.5))[:, :, None]  # top-to-bottom shading
-    top, bottom, tilt = 8.75 + g[:, 15], 7.0 + g[:, 16], g[:, 17] - 0.5  # (B,)
-    slope = ((bottom - top)[:, None] * yy)[:, :, None] + (tilt[:, None] * (xx - 0.5))[:, None, :]  # (B, H, W)
-    # the corrugation's height h = A sin(a x + b y + p) across its direction k = (a, b) (y down); its
-    # slope along k is RIDGE_SLOPE cos(a x + b y + p), of which cos comes from the tables as above
-    turn = (((ripple[:, 0] - 0.5) * (60.0 / 360.0)) * _ANGLES).long()  # (B,) within 30 degrees of the light
-    ang = (turn - light[0]) & (_ANGLES - 1)  # the light's azimuth seen with y down
-    waves = 1.0 + ripple[:, 1]  # (B,) 1..2 across the short side
-    fx3, fy3 = torch.round(waves * cos_t[ang] * (_ANGLES / S)).long(), torch.round(waves * sin_t[ang] * (_ANGLES / S)).long()
-    px = (fx3[:, None] * ar_w + (ripple[:, 2:3] * _ANGLES).long()) & (_ANGLES - 1)  # (B, W)
-    py = (fy3[:, None] * ar_h) & (_ANGLES - 1)  # (B, H)
-    steep = cos_t[px][:, None, :] * cos_t[py][:, :, None] - sin_t[px][:, None, :] * sin_t[py][:, :, None]  # (B, H, W)
-    k = (fx3 * fx3 + fy3 * fy3).float().sqrt()  # (B,)
-    kx, ky = (RIDGE_SLOPE * fx3 / k)[:, None, None], (RIDGE_SLOPE * fy3 / k)[:, None, None]
-    # the surface's height towards the camera is h minus the plane's depth: its normal (-dh/dx, dh/dy, 1)
-    dx, dy = tilt * (S / (W * BACKDROP_SPAN)), (bottom - top) * (S / (H * BACKDROP_SPAN))  # (B,): depth per unit across, down
-    nx = dx[:, None, None] - kx * steep  # (B, H, W)
-    ny = (ky * steep).sub_(dy[:, None, None])
-    length = (nx * nx).add_(ny * ny).add_(1.0).sqrt_()
-    facing = (nx.div_(length), ny.div_(length), length.reciprocal_())  # (B, H, W) each: x right, y up, z to the camera
-    return base, top, tex, slope, facing
 
 
 # ----------------------------------------------------------------------------------- dataset

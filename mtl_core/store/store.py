@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from mtl_core.errors import MTLError
+from mtl_core.protocols.selection import pick_checkpoint, use_of
 from mtl_core.scores import finite_or_none
-from mtl_core.selection import pick_checkpoint, use_of
 from mtl_core.store.commands import Commands
 from mtl_core.store.ids import RUNS_DIR_ENV, check_run_id, default_runs_dir, new_run_id
 from mtl_core.store.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
@@ -376,7 +376,7 @@ class RunStore(Commands):
 
     def chosen_checkpoint(self, run_id: str, use: str = "") -> dict[str, Any] | None:
         """The checkpoint to predict, inspect or export with: by ``use`` (``best``, ``last``,
-        ``mean_last``), else the run's ``select.use`` (see :func:`mtl_core.selection.pick_checkpoint`);
+        ``mean_last``), else the run's ``select.use`` (see :func:`mtl_core.protocols.selection.pick_checkpoint`);
         ``"chosen"`` says which it is. ``None`` before the first is written."""
         run = self.get_run(run_id)
         use, _ = use_of(run["config"] if run else None, use)

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mtl_core.protocols.selection import BEST_SPLIT, USE_WORDS, reported_metrics
 from mtl_core.scores import (
     Interval,
     Ranked,
@@ -27,7 +28,6 @@ from mtl_core.scores import (
     rank_levels,
     verdict,
 )
-from mtl_core.selection import BEST_SPLIT, USE_WORDS, reported_metrics
 from mtl_core.store.status import RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.studies.spec import Planned, StudySpec, plan_key, planned_runs
@@ -70,7 +70,7 @@ class StudySummary:
     progress: dict[str, int]
     baseline_by_seed: dict[str, dict[int, float]] = field(default_factory=dict)  # name -> seed -> metric
     task_specs: dict[str, Any] = field(default_factory=dict)  # what each task is, as its runs recorded it
-    use: str = "best"  # which model of each run the numbers are (mtl_core.selection): best, last, mean_last
+    use: str = "best"  # which model of each run the numbers are (mtl_core.protocols.selection): best, last, mean_last
     benchmark: str = ""  # the protocol preset the study's runs follow (its published numbers), if any
 
     @property

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
 from mtl_core.errors import ConfigError
+from mtl_core.store.ids import check_run_id
 
 
 @dataclass(frozen=True)
@@ -101,3 +103,24 @@ def shard(indices: list[int], info: DistInfo) -> list[int]:
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class RankStore:
+    """The run store as ranks other than 0 see it: they never open its database (SQLite's WAL
+    needs every process that opens it on one host, and rank 0 may train on another node), every
+    write is dropped, and what they need to know (the checkpoint to resume from) rank 0 sends."""
+
+    WRITES = {"create_run", "set_status", "update_progress", "log_metrics", "add_event", "add_checkpoint",
+              "truncate_metrics", "truncate_events", "delete_run", "rename", "mark_interrupted", "heartbeat",
+              "set_owner", "register_owner", "owner_heartbeat", "remove_owner", "send_command", "mark_command"}
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / check_run_id(run_id)
+
+    def __getattr__(self, name: str):
+        if name in self.WRITES:
+            return lambda *a, **k: None
+        raise AttributeError(f"ranks other than 0 do not read the run store (asked for {name})")

@@ -11,7 +11,6 @@ import itertools
 import time
 import traceback
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,13 +21,13 @@ from mtl_core.data.base import collate, select, to_device
 from mtl_core.data.labels import apply_budget, scale_losses
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.isolation import pin_threads
-from mtl_core.selection import BEST_SPLIT, evaluation_score
-from mtl_core.store.ids import check_run_id
+from mtl_core.protocols.selection import BEST_SPLIT
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
 from mtl_core.store.status import RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.tasks import target_kinds
 from mtl_core.training import distributed
+from mtl_core.training.best import BestSoFar, mean_last_steps
 from mtl_core.training.builders import autocast, autocast_dtype, build_all, build_optimizer, lr_factor, resolve_device
 from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.training.control import Control, Decision, Steering, finite_losses
@@ -37,27 +36,6 @@ from mtl_core.training.gradstats import gradient_stats, rep_gradients, task_grad
 from mtl_core.weighting import StepContext, build_weighting
 
 PAUSE_POLL_SECONDS = 0.2  # how often a paused run looks for its next command
-
-
-class RankStore:
-    """The run store as ranks other than 0 see it: they never open its database (SQLite's WAL
-    needs every process that opens it on one host, and rank 0 may train on another node), every
-    write is dropped, and what they need to know (the checkpoint to resume from) rank 0 sends."""
-
-    WRITES = {"create_run", "set_status", "update_progress", "log_metrics", "add_event", "add_checkpoint",
-              "truncate_metrics", "truncate_events", "delete_run", "rename", "mark_interrupted", "heartbeat",
-              "set_owner", "register_owner", "owner_heartbeat", "remove_owner", "send_command", "mark_command"}
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-
-    def run_dir(self, run_id: str) -> Path:
-        return self.root / check_run_id(run_id)
-
-    def __getattr__(self, name: str):
-        if name in self.WRITES:
-            return lambda *a, **k: None
-        raise AttributeError(f"ranks other than 0 do not read the run store (asked for {name})")
 
 
 def masked_loss(task, output, target, valid: torch.Tensor | None) -> torch.Tensor:
@@ -97,15 +75,10 @@ class Trainer:
         self.step = 0
         self.heartbeat: Heartbeat | None = None
         self._rows: list[tuple[int, str, str, float, float]] = []
-        self._last_test_rows: list[tuple[int, str, str, float, float]] = []  # the last test evaluation's rows
         self._last_flush = 0.0
         self._eval_batches: dict[str, list | None] = {}  # split -> its batches, made at the first evaluation
         self._last_progress = 0.0  # its own clock: forced flushes (checkpoints) must not starve it
         self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)  # the data order of the epoch drawn from
-        # model selection (mtl_core.selection): the best validation score so far, its step, and
-        # the reference Δm is measured against when the config names none (the first evaluation)
-        self._best: tuple[float, int] | None = None
-        self._reference: dict[str, float] = {}
 
     # -- public -----------------------------------------------------------------
     def run(self) -> str:
@@ -180,7 +153,8 @@ class Trainer:
         self.steering = Steering(self.store, self.run_id, list(self.tasks), self.method, self.control, self.dist,
                                  self.device, cfg.time_limit)
         self.step = 0
-        self._mean_steps = self._mean_last_steps()
+        self.best = BestSoFar(cfg.select, self.tasks)
+        self._mean_steps = mean_last_steps(cfg)
         if self.resume:
             self._load_latest()
             self._load_best()
@@ -226,60 +200,27 @@ class Trainer:
         self._flush(force=True)  # every step up to the checkpoint is in the store before it exists
         name = {"final": "final.pt", "best": "best.pt"}.get(kind, "last.pt")
         path = self.store.run_dir(self.run_id) / name
-        extra: dict[str, Any] = {"info": _info_dict(self.datasets["train"].info), "select": self._select_state()}
+        extra: dict[str, Any] = {"info": _info_dict(self.datasets["train"].info), "select": self.best.state()}
         if kind != "best":  # the best model is for predictions: training goes on from last.pt
             extra.update(optimizer=self.optimizer.state_dict(), method=self.method.state_dict())
         save_checkpoint(path, self.config, self.step, self.model.state_dict(), extra)
         self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
 
-    # -- model selection on validation (mtl_core.selection) ------------------------
-    def _select_state(self) -> dict[str, Any]:
-        return {"reference": dict(self._reference),
-                **({"score": self._best[0], "step": self._best[1]} if self._best else {})}
-
-    def _consider_best(self, values: dict[str, float]) -> None:
-        """Keep this evaluation's model as ``best.pt`` when it scores better than every earlier
-        one by the config's rule (ties keep the earlier: a later model must be better to win)."""
-        tasks = list(self.tasks)
-        primary = {t: task.primary for t, task in self.tasks.items()}
-        hib = {t: task.higher_is_better for t, task in self.tasks.items()}
-        if not self._reference:
-            self._reference = {t: values[f"{t}/{primary[t]}"] for t in tasks if f"{t}/{primary[t]}" in values}
-        score = evaluation_score(values, self.config.select, tasks, primary, hib, self._reference)
-        if score is None or (self._best is not None and score <= self._best[0]):
-            return
-        self._best = (float(score), self.step)
-        self._checkpoint("best")
-
     def _load_best(self) -> None:
         """A resumed run goes on comparing with the best model kept before it stopped."""
         ck = self.store.latest_checkpoint(self.run_id, "best") if self.dist.is_main else None
-        if ck is None:
-            return
-        state = load_checkpoint(ck["path"]).get("select") or {}
-        self._reference = {k: float(v) for k, v in (state.get("reference") or {}).items()}
-        if "score" in state:
-            self._best = (float(state["score"]), int(state["step"]))
+        if ck is not None:
+            self.best.restore(load_checkpoint(ck["path"]).get("select") or {})
 
-    def _mean_last_steps(self) -> set[int]:
-        """With ``select.use = mean_last``, the steps of the last ``last_k`` planned evaluations,
-        where the test split is scored too (a run cut short by its time limit has only its last)."""
-        cfg = self.config
-        if cfg.select.use != "mean_last":
-            return set()
-        n = cfg.optim.steps
-        planned = {s for s in range(cfg.eval_every, n, cfg.eval_every)} | ({cfg.first_eval} if 0 < cfg.first_eval < n else set())
-        return set(sorted(planned | {n})[-cfg.select.last_k:])
-
-    def _test_best(self) -> None:
-        """The best model's test metrics (split ``test_best`` at its step): the last model's when
-        it is the best, else best.pt's weights, loaded into the model after final.pt is written."""
-        if not self.dist.is_main or self._best is None:
+    def _test_best(self, last: dict[str, float]) -> None:
+        """The best model's test metrics (split ``test_best`` at its step): ``last`` (the last
+        model's) when it is the best, else best.pt's weights, loaded into the model after final.pt
+        is written."""
+        step = self.best.step
+        if not self.dist.is_main or step is None:
             return
-        step = self._best[1]
         if step == self.step:
-            rows = [r for r in self._last_test_rows if r[1] == "test" and r[0] == self.step]
-            self._rows.extend((step, BEST_SPLIT, k, v, w) for _, _, k, v, w in rows)
+            self._log(step, BEST_SPLIT, last)
             self._flush(force=True)
             return
         ck = self.store.latest_checkpoint(self.run_id, "best")
@@ -328,13 +269,11 @@ class Trainer:
             self._eval_batches[split] = split_batches(ds, bs)
         result = evaluate(self.model, self.tasks, ds, self.device, batch_size=bs, amp_dtype=self.amp_dtype,
                           batches=self._eval_batches[split])
-        logged = (self.step if step is None else step, split_name or split)
-        self._log(*logged, result)
-        if logged[1] == "test":
-            self._last_test_rows = [(logged[0], "test", k, float(v), time.time()) for k, v in result.items()]
+        self._log(self.step if step is None else step, split_name or split, result)
         self._flush(force=True)
         if split == "val" and not split_name:
-            self._consider_best(result)
+            if self.best.improves(result, self.step):
+                self._checkpoint("best")
             if self.step in self._mean_steps and self.step < self.config.optim.steps:
                 self._evaluate("test")
         return result
@@ -376,7 +315,7 @@ class Trainer:
     def _train(self) -> str:
         cfg = self.config
         if not distributed.env_info().is_main:
-            self.store = RankStore(getattr(self.store, "root", "."))
+            self.store = distributed.RankStore(getattr(self.store, "root", "."))
         self.store.set_status(self.run_id, RunStatus.RUNNING)
         self._start_heartbeat()
         self._setup()
@@ -412,9 +351,9 @@ class Trainer:
             self._progress(losses, imgs_done)
         if last_eval_step != self.step:
             self._evaluate("val")
-        self._evaluate("test")
+        last = self._evaluate("test")
         self._checkpoint("final")
-        self._test_best()
+        self._test_best(last)
         return self._finish(RunStatus.FINISHED)
 
     def _losses(self, images, targets, seen: list[dict[str, float]]):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import difflib
 
-from mtl_core.benchmarks import preset_names
 from mtl_core.config import ON_ERROR, RESIZE_POLICIES, SELECT_RULES, SELECT_USES, ExperimentConfig
 from mtl_core.data import DATASETS, build_dataset
 from mtl_core.errors import ConfigError
 from mtl_core.models import ARCHITECTURES, BACKBONES, HEADS, weights_file_errors
+from mtl_core.protocols.benchmarks import preset_names
 from mtl_core.tasks import KINDS, TASKS, merge_spec, supported_tasks, task_class
 from mtl_core.weighting import WEIGHTINGS
 from mtl_core.weights import weight_errors

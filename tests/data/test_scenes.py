@@ -386,7 +386,8 @@ def test_normals_are_unit_domes_on_objects_and_a_rippled_upward_leaning_plane_be
     the camera at the centre); the background is a plane leaning up as its depth recedes towards
     the top, with ripples of slopes up to RIDGE degrees along one direction; every normal is a
     unit vector facing the camera."""
-    from mtl_core.data.scenes import DOME, RIDGE
+    from mtl_core.data.backdrop import RIDGE
+    from mtl_core.data.scenes import DOME
 
     images, t = batch
     n, seg, inst = t["normals"], t["segmentation"], t["instances"]

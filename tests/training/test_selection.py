@@ -7,7 +7,7 @@ import torch
 
 from mtl_core.config import ExperimentConfig, SelectConfig
 from mtl_core.inference.predictor import Predictor
-from mtl_core.selection import evaluation_score, pick_checkpoint, reported_metrics
+from mtl_core.protocols.selection import evaluation_score, pick_checkpoint, reported_metrics
 from mtl_core.store.store import RunStore
 from mtl_core.training import loop
 from mtl_core.training.loop import Trainer

@@ -2,7 +2,7 @@
 citation, on its run page (Live), on Compare and in its study's table."""
 from __future__ import annotations
 
-from mtl_core.benchmarks import load_preset, published_delta_m
+from mtl_core.protocols.benchmarks import load_preset, published_delta_m
 from mtl_core.store.store import RunStore
 from tests.conftest import tiny_config
 from tests.ui.conftest import no_exceptions, page

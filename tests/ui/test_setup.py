@@ -238,7 +238,7 @@ def test_the_example_menu_fills_the_form(setup_page):
     at = setup_page
     menu = at.selectbox(key="setup.example")
     assert menu.value is None  # nothing loaded until a person picks one
-    from mtl_core.benchmarks import presets
+    from mtl_core.protocols.benchmarks import presets
 
     assert len(menu.options) == len(EXAMPLE_FILES) + len(presets())  # the examples, then the papers' protocols
     assert "MTAN with attention maps (see them on Predict) (mtan_attention.json)" in menu.options  # name and file

@@ -32,7 +32,7 @@ from typing import Any
 from mtl_core.config import ExperimentConfig, merge
 from mtl_core.errors import ConfigError
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "assets" / "benchmarks"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "assets" / "benchmarks"
 SINGLE_TASK = "single-task"
 
 
@@ -148,6 +148,25 @@ def load_preset(name_or_path: str | Path) -> Preset:
         return parse_preset(json.loads(path.read_text()), str(path))
     except json.JSONDecodeError as e:
         raise ConfigError(str(path), f"not valid JSON ({e})") from None
+
+
+def config_file(path: str) -> dict[str, Any]:
+    """A config file's JSON for ``--config``: an experiment config as Setup saves it, or a preset (a
+    path, or the name of one in ``assets/benchmarks``), whose ``config`` is the run's, naming it."""
+    file = Path(path)
+    if not file.is_file() and path in presets():
+        return presets()[path].config_dict()
+    if not file.is_file():
+        raise ConfigError("--config", f"{path}: no such file (presets: {', '.join(preset_names())})")
+    try:
+        d = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("--config", f"{path}: not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ConfigError("--config", f"{path}: expected a JSON object (a config saved from Setup), got {type(d).__name__}")
+    if "published" in d and "config" in d:
+        return parse_preset(d, str(file)).config_dict()
+    return d
 
 
 def published_delta_m(values: Mapping[str, float], preset: Preset) -> float | None:
