@@ -3,8 +3,6 @@ Nash-MTL and FAMO read): tiny fakes with random arrays in the published channel 
 read back exactly, split as documented, refused clearly when absent, and trained for a few steps."""
 from __future__ import annotations
 
-import socket
-
 import numpy as np
 import pytest
 import torch
@@ -15,18 +13,10 @@ from mtl_core.data.mtan_npy import CITYSCAPES_19, NYUV2_CLASSES, SPLIT_PROTOCOL
 from mtl_core.errors import ConfigError, DatasetUnavailableError
 from mtl_core.tasks import build_task
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = pytest.mark.usefixtures("one_thread", "no_network")
 
 HW = (32, 48)  # the fakes' (height, width): small, with the published channel layout
 
-
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a network call was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 def make_npy(root, labels=("label",), normals=True, n_train=4, n_val=3, hw=HW, classes=13, seed=0):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import os
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -22,15 +21,8 @@ from mtl_core.data.celeba import CelebADataset
 from mtl_core.data.torchvision_sets import VOC_CLASSES, Cifar10Dataset, PetsDataset, VocDataset
 from mtl_core.errors import ConfigError, DatasetUnavailableError
 
+pytestmark = pytest.mark.usefixtures("no_network")
 
-@pytest.fixture(autouse=True)
-def no_network(monkeypatch):
-    """Any attempt to reach the internet fails the test loudly."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("a network call was attempted")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
 
 
 @pytest.fixture
