@@ -157,7 +157,6 @@ class Trainer:
         self._mean_steps = mean_last_steps(cfg)
         if self.resume:
             self._load_latest()
-            self._load_best()
         elif self.dist.is_main:
             self._record_skipped()
 
@@ -187,6 +186,8 @@ class Trainer:
             self.optimizer.load_state_dict(payload["optimizer"])
         if "method" in payload:
             self.method.load_state_dict(payload["method"])  # with the task weights in force at that step
+        # the best model as of that step: what came after it is undone, like its metrics
+        self.best.restore(payload.get("select") or {})
         self.step = int(payload["step"])
         # what happened after the checkpoint is undone: its metrics and its events (a weight change
         # made later is no longer in force, so it must not be drawn on the curves)
@@ -205,12 +206,6 @@ class Trainer:
             extra.update(optimizer=self.optimizer.state_dict(), method=self.method.state_dict())
         save_checkpoint(path, self.config, self.step, self.model.state_dict(), extra)
         self.store.add_checkpoint(self.run_id, self.step, str(path), kind)
-
-    def _load_best(self) -> None:
-        """A resumed run goes on comparing with the best model kept before it stopped."""
-        ck = self.store.latest_checkpoint(self.run_id, "best") if self.dist.is_main else None
-        if ck is not None:
-            self.best.restore(load_checkpoint(ck["path"]).get("select") or {})
 
     def _test_best(self, last: dict[str, float]) -> None:
         """The best model's test metrics (split ``test_best`` at its step): ``last`` (the last
