@@ -72,6 +72,18 @@ CREATE INDEX study_runs_by_run ON study_runs (run_id);
 """
 
 
+# Version 4: runs a person can find among thousands (a note and their own tags, a list read newest
+# first or by status without a sort of every row), and a study's count of how many times each
+# planned run was started (a run lost with its node is started again, at most a set number of times).
+SCHEMA_4 = """
+ALTER TABLE runs ADD COLUMN note TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN labels TEXT NOT NULL DEFAULT '[]';
+CREATE INDEX runs_by_created ON runs (created);
+CREATE INDEX runs_by_status ON runs (status, created);
+ALTER TABLE study_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     statements = [s.strip() for s in sql.split(";") if s.strip()]
 
@@ -83,5 +95,6 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # MIGRATIONS[i] takes a directory from version i to i + 1, inside one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2), _script(SCHEMA_3)]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2), _script(SCHEMA_3),
+                                                          _script(SCHEMA_4)]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -403,5 +403,6 @@ def _run_dict(row: sqlite3.Row) -> dict[str, Any]:
     d["config"] = json.loads(d["config"])
     d["info"] = json.loads(d["info"] or "{}")
     d["tags"] = json.loads(d.get("tags") or "{}")
+    d["labels"] = json.loads(d.get("labels") or "[]")  # a person's own tags (``tags``: what it is in a study)
     return d
 
