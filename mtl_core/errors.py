@@ -29,3 +29,7 @@ class DatasetUnavailableError(MTLError):
 
 class TrainingFailed(MTLError):
     """A run cannot go on (NaN loss, a task's exception ...); the message is for a person."""
+
+
+class StoreUnavailable(MTLError):
+    """The run store's database could not be reached (at start, or for longer than its retry window)."""

@@ -78,3 +78,32 @@ def demo():
 
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A PostgreSQL server of the tests' own for the session (see tests/servers.py)."""
+    from tests.servers import PostgresServer
+
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_server, monkeypatch) -> str:
+    """A fresh, empty PostgreSQL store for one test, selected with MTL_RUNS_DB (as a user would)."""
+    schema = postgres_server.new_schema()
+    url = postgres_server.url(schema)
+    monkeypatch.setenv("MTL_RUNS_DB", url)
+    yield url
+    postgres_server.drop_schema(schema)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request, monkeypatch) -> str:
+    """Run a test once on each run store backend: ``pytestmark = pytest.mark.usefixtures("store_backend")``."""
+    monkeypatch.delenv("MTL_RUNS_DB", raising=False)
+    if request.param == "postgresql":
+        request.getfixturevalue("postgres_url")
+    return request.param

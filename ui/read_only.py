@@ -6,8 +6,8 @@ nothing else. No Streamlit here.
 of the manager and its store in a viewer's session). Any other name raises
 :class:`ui.access.AccessError` before anything happens, so a page that forgot a guard, or a study
 runner built on a viewer's manager, refuses before its first write. Neither keeps the manager or
-its store as an attribute; the store's reads run on a read-only SQLite connection of their own, so
-a writer slipped into the allowlist would still fail in SQLite, not change the runs.
+its store as an attribute; the store's reads run on a read-only connection of their own, so a
+writer slipped into the allowlist would still fail in the database, not change the runs.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from mtl_core.store import postgres
 from mtl_core.store.store import RunStore
 from ui.access import MANAGER_COMMANDS, AccessError, refusal
 
@@ -82,22 +83,24 @@ class _Reads:
 
 
 class _ReadOnlyRunStore(RunStore):
-    """The run store on a read-only SQLite connection per thread (``mode=ro``): what it is asked to
-    write fails in SQLite itself. Made without creating or migrating anything."""
+    """The run store on a read-only connection per thread (SQLite's ``mode=ro``, or a PostgreSQL
+    session whose every transaction is read-only): what it is asked to write fails in the database
+    itself. Made without creating or migrating anything."""
 
-    def __init__(self, root: Path) -> None:  # not RunStore's: that one creates the folder and migrates
+    def __init__(self, root: Path, url: str | None = None) -> None:  # not RunStore's: that one migrates
         self.root = Path(root)
-        self.path = self.root / "runs.sqlite"
+        self.url = url
+        self.backend = "postgresql" if url else "sqlite"
+        self.path = None if url else self.root / "runs.sqlite"
         self._local = threading.local()
 
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
-                                   isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.row_factory = sqlite3.Row
-            self._local.conn = conn
+    def _connect(self) -> Any:
+        if self.url:
+            return postgres.Connection(self.url, read_only=True)
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                               isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.row_factory = sqlite3.Row
         return conn
 
     def _tx(self) -> NoReturn:  # type: ignore[override]
@@ -111,7 +114,7 @@ class ViewerStore(_Reads):
     _kind = "store"
 
     def __init__(self, store: RunStore) -> None:
-        super().__init__(_ReadOnlyRunStore(store.root), STORE_READS)
+        super().__init__(_ReadOnlyRunStore(store.root, store.url), STORE_READS)
 
 
 class ViewerManager(_Reads):

@@ -38,9 +38,9 @@ class Commands:
                         else "; resume it from its last checkpoint to train it again")
                 raise ConfigError("run_id", f"run {run_id} has ended ({run['status']} at step {run['step']}); "
                                   f"{_nothing_to(kind)}{hint}")
-            cur = c.execute("INSERT INTO commands (run_id, kind, payload, created) VALUES (?,?,?,?)",
+            cur = c.execute("INSERT INTO commands (run_id, kind, payload, created) VALUES (?,?,?,?) RETURNING id",
                             (run_id, kind, json.dumps(payload) if payload is not None else None, time.time()))
-            return int(cur.lastrowid)
+            return int(cur.fetchone()[0])
 
     def pending_commands(self, run_id: str) -> list[dict[str, Any]]:
         """The run's commands not yet applied or rejected, oldest first: ``id, kind, payload,

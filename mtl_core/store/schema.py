@@ -1,6 +1,7 @@
-"""The run store's schema, versioned with SQLite's ``PRAGMA user_version``: ``MIGRATIONS[i]``
-takes a runs directory from version ``i`` to ``i + 1`` inside one transaction, so a directory
-written by any earlier MTL Studio opens with every row kept (see ``RunStore._migrate``)."""
+"""The run store's schema, versioned with SQLite's ``PRAGMA user_version`` (on PostgreSQL, the table
+``mtl_schema``): ``MIGRATIONS[i]`` takes a store from version ``i`` to ``i + 1`` inside one
+transaction, so a store written by any earlier MTL Studio opens with every row kept (see
+``RunStore._migrate``)."""
 from __future__ import annotations
 
 import sqlite3
@@ -84,17 +85,21 @@ ALTER TABLE study_runs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 """
 
 
-def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
-    statements = [s.strip() for s in sql.split(";") if s.strip()]
+def statements(sql: str) -> list[str]:
+    """A migration script's statements, one by one (executescript would commit the transaction)."""
+    return [s.strip() for s in sql.split(";") if s.strip()]
 
+
+def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(conn: sqlite3.Connection) -> None:
-        for statement in statements:  # one by one: executescript would commit the transaction
+        for statement in statements(sql):
             conn.execute(statement)
 
     return apply
 
 
-# MIGRATIONS[i] takes a directory from version i to i + 1, inside one transaction.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(SCHEMA), _script(SCHEMA_2), _script(SCHEMA_3),
-                                                          _script(SCHEMA_4)]
+# SCRIPTS[i] takes a store from version i to i + 1, inside one transaction: the same scripts on
+# SQLite (MIGRATIONS) and, translated, on PostgreSQL (mtl_core.store.postgres.ddl_to_postgres).
+SCRIPTS: tuple[str, ...] = (SCHEMA, SCHEMA_2, SCHEMA_3, SCHEMA_4)
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_script(sql) for sql in SCRIPTS]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,8 +54,8 @@ class StudyStore:
     def _insert_plan(c, study_id: str, plan: Iterable[Mapping[str, Any]], start: int) -> int:
         added = 0
         for row in plan:
-            cur = c.execute("INSERT OR IGNORE INTO study_runs (study, key, role, level, seed, task, position)"
-                            " VALUES (?,?,?,?,?,?,?)",
+            cur = c.execute("INSERT INTO study_runs (study, key, role, level, seed, task, position)"
+                            " VALUES (?,?,?,?,?,?,?) ON CONFLICT DO NOTHING",
                             (study_id, row["key"], row["role"], json.dumps(row.get("level", {})), int(row["seed"]),
                              row.get("task", ""), start + added))
             added += cur.rowcount

@@ -3,6 +3,7 @@ process is paused, retuned, resumed and stopped from a RunManager here, through 
 exactly as a dashboard run; bad retunes and commands to an ended run get a clear message."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -27,13 +28,20 @@ def _until(predicate, seconds: float = 60, what: str = "") -> None:
         time.sleep(0.05)
 
 
+def _listed(runs: Path) -> list:
+    """The runs in the store the CLI writes to, once it has made one (SQLite: its file; PostgreSQL: $MTL_RUNS_DB)."""
+    if not os.environ.get("MTL_RUNS_DB") and not (runs / "runs.sqlite").exists():
+        return []
+    return RunStore(runs).list_runs()
+
+
 @pytest.fixture
-def cli_run(tmp_path):
+def cli_run(tmp_path, store_backend):
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "mtl_core", "train", "--runs-dir", str(runs), *TRAIN], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _until(lambda: (runs / "runs.sqlite").exists() and RunStore(runs).list_runs(), what="the CLI's run")
+        _until(lambda: _listed(runs), what="the CLI's run")
         store = RunStore(runs)
         run_id = store.list_runs()[0]["id"]
         _until(lambda: store.get_run(run_id)["step"] >= 3, what="three steps")

@@ -8,6 +8,8 @@ from mtl_core.errors import ConfigError
 from mtl_core.store.ids import check_run_id
 from mtl_core.store.store import RunStore
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and on PostgreSQL
+
 
 def test_run_life_cycle_and_metrics(tmp_path):
     store = RunStore(tmp_path)
@@ -23,13 +25,14 @@ def test_run_life_cycle_and_metrics(tmp_path):
     assert run["status"] == "failed" and run["error"] == "boom" and run["finished"] is not None
 
 
-def test_wal_mode_and_reader_sees_writes_while_writer_writes(tmp_path):
-    """A reader sees what a writer has committed so far, and is not held up by a write in progress.
-    Each step waits for the other on an event, so the outcome never depends on scheduling."""
+def test_a_reader_sees_writes_while_a_writer_writes(tmp_path):
+    """A reader sees what a writer has committed so far, and is not held up by a write in progress
+    (SQLite in WAL mode; PostgreSQL's snapshots). Each step waits for the other on an event, so the
+    outcome never depends on scheduling."""
     store = RunStore(tmp_path)
     rid = store.create_run({}, "r")
-    mode = sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0]
-    assert mode == "wal"
+    if store.backend == "sqlite":
+        assert sqlite3.connect(store.path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     half_done, go_on = threading.Event(), threading.Event()
 
     def writer():
@@ -46,13 +49,13 @@ def test_wal_mode_and_reader_sees_writes_while_writer_writes(tmp_path):
     reader = RunStore(tmp_path)
     assert len(reader.metrics(rid)) == 100  # the first half, while the writer is mid-run
     # a write transaction left open by another connection: WAL lets the reader read past it at once
-    held = sqlite3.connect(store.path, timeout=0)
+    held = store._connect()
     held.execute("BEGIN IMMEDIATE")
     held.execute("DELETE FROM metrics")
     # the uncommitted delete is invisible; a reader that had to wait for it would raise "database is
     # locked" once its busy timeout ran out, since the transaction is released only below
     assert len(reader.metrics(rid)) == 100
-    held.rollback()
+    held.execute("ROLLBACK")
     held.close()
     go_on.set()
     t.join(30)
@@ -86,17 +89,18 @@ def test_hostile_names_are_stored_as_data(tmp_path):
     rid = store.create_run({}, name)
     assert store.get_run(rid)["name"] == name
     assert len(store.list_runs()) == 1
+    rid = store.create_run({}, "100% ? %s $1 \\ ; \u00e9t\u00e9")  # placeholders of every dialect, as data
+    assert store.get_run(rid)["name"] == "100% ? %s $1 \\ ; \u00e9t\u00e9"
 
 
 def _backdate(store, seconds, run_id=None, owner=None):
     """Pretend a run (its heartbeat and last write) or an owner was last heard from ``seconds`` ago."""
-    conn = sqlite3.connect(store.path)
-    if run_id:
-        conn.execute("UPDATE runs SET heartbeat=heartbeat-?, updated=updated-? WHERE id=?", (seconds, seconds, run_id))
-    if owner:
-        conn.execute("UPDATE owners SET heartbeat=heartbeat-? WHERE id=?", (seconds, owner))
-    conn.commit()
-    conn.close()
+    with store.transaction() as conn:
+        if run_id:
+            conn.execute("UPDATE runs SET heartbeat=heartbeat-?, updated=updated-? WHERE id=?",
+                         (seconds, seconds, run_id))
+        if owner:
+            conn.execute("UPDATE owners SET heartbeat=heartbeat-? WHERE id=?", (seconds, owner))
 
 
 def test_a_running_run_whose_heartbeat_stopped_becomes_interrupted_with_its_last_step(tmp_path):

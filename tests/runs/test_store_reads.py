@@ -144,6 +144,7 @@ def test_pending_commands_is_cheap_enough_to_call_every_step(big):
     assert statistics.median(times) < 1e-3  # typically ~20 µs
 
 
+@pytest.mark.usefixtures("store_backend")
 def test_truncating_bumps_history_and_a_cache_then_matches_a_fresh_one(tmp_path):
     store = RunStore(tmp_path)
     rid = store.create_run({}, "resumed", status="running")
@@ -165,6 +166,7 @@ def test_truncating_bumps_history_and_a_cache_then_matches_a_fresh_one(tmp_path)
     assert store.metrics_history(rid) == 1
 
 
+@pytest.mark.usefixtures("store_backend")
 def test_reading_after_a_row_id_in_pages_gives_every_row_once_in_the_order_written(tmp_path):
     store = RunStore(tmp_path)
     rid, other = store.create_run({}, "r"), store.create_run({}, "other")
@@ -181,3 +183,19 @@ def test_reading_after_a_row_id_in_pages_gives_every_row_once_in_the_order_writt
         assert len(rows) <= 40 and after > last
         got, last = got + rows, after
     assert got == written
+
+
+def test_on_postgresql_a_poll_is_an_index_range_scan_with_no_sort(postgres_url, tmp_path):
+    """The same poll on the server: its plan reads this run's new rows from an index, in order."""
+    store = RunStore(tmp_path)
+    rid, other = store.create_run({}, "big", status="running"), store.create_run({}, "other", status="running")
+    for i in range(0, 60_000, 20_000):
+        store.log_metrics(rid, run_rows(20_000, first_step=1 + i // 8))
+        store.log_metrics(other, run_rows(2_000))
+    store.query("ANALYZE metrics")
+    rows, last = store.metrics_after(rid, 0)
+    assert len(rows) == 60_000
+    sql = "SELECT rowid, step, split, key, value, wall FROM metrics WHERE run_id=? AND rowid>? ORDER BY rowid"
+    explained = " ".join(r[0] for r in store.query("EXPLAIN " + sql, (rid, last - 10)))
+    assert "Index" in explained and "Sort" not in explained and "Seq Scan" not in explained, explained
+    assert len(store.metrics_after(rid, last - 10)[0]) == 10

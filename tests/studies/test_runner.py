@@ -34,7 +34,7 @@ def spec(**kw) -> StudySpec:
 
 
 @pytest.fixture
-def runner(tmp_path):
+def runner(tmp_path, store_backend):
     m = RunManager(tmp_path, max_concurrent=1)
     yield StudyRunner(m)
     m.shutdown()

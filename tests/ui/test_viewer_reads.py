@@ -233,3 +233,22 @@ def test_every_page_opens_for_a_viewer_on_its_named_reads(room, tiny_run, name, 
     shown = " ".join(e.value for e in [*at.error, *at.warning, *at.info, *at.caption])
     assert "cannot use the run" not in shown, shown
     assert not room.calls
+
+
+def test_on_postgresql_the_viewer_s_store_reads_and_its_writes_fail_in_the_server(postgres_url, tmp_path):
+    """The same guarantee on the server: the viewer's session is read-only, so a write fails there."""
+    import psycopg
+
+    from mtl_core.store.store import RunStore
+    from ui.read_only import ViewerStore, _ReadOnlyRunStore
+
+    store = RunStore(tmp_path / "runs")
+    rid = store.create_run({"tasks": ["classification"]}, "on the server", status="finished")
+    viewer = ViewerStore(store)
+    assert [r["name"] for r in viewer.list_runs()] == ["on the server"]
+    ro = _ReadOnlyRunStore(store.root, store.url)
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+        ro.query("UPDATE runs SET name='renamed'")
+    with pytest.raises(Exception, match="View only"):
+        ro.rename(rid, "renamed")
+    assert store.get_run(rid)["name"] == "on the server"
