@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mtl_core.config import ExperimentConfig
-from mtl_core.errors import ConfigError
+from mtl_core.errors import ConfigError, MTLError
+from mtl_core.runs import ray_executor
 from mtl_core.runs.gpus import GpuSlots, gpu_count, runs_per_gpu, wants_gpu
 from mtl_core.store.ids import check_run_id, default_runs_dir
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
@@ -57,13 +58,24 @@ class _Job:
     resume: bool = False
 
 
+EXECUTORS = ("thread", "ray")
+
+
 class RunManager:
     def __init__(self, runs_dir: str | os.PathLike | None = None, max_concurrent: int | None = None,
-                 recover: bool = True, stale_after: float = HEARTBEAT_STALE_S) -> None:
+                 recover: bool = True, stale_after: float = HEARTBEAT_STALE_S, executor: str = "thread",
+                 address: str | None = None) -> None:
         """``recover``: runs whose trainer has not beaten for ``stale_after`` seconds are marked
-        interrupted, now and every few seconds from then on."""
+        interrupted, now and every few seconds from then on. ``executor``: ``thread`` trains each
+        run in a thread of this process; ``ray`` as a task of the Ray cluster at ``address``
+        (:mod:`mtl_core.runs.ray_executor`), as many at once as the cluster has room for."""
+        if executor not in EXECUTORS:
+            raise ConfigError("executor", f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
         self.store = RunStore(runs_dir)
-        self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or default_max_concurrent()
+        self.executor = executor
+        self._cluster = ray_executor.connect(address) if executor == "ray" else {}
+        room = ray_executor.capacity(self._cluster) if executor == "ray" else default_max_concurrent()
+        self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or room
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
@@ -149,7 +161,7 @@ class RunManager:
                     self._queue.pop(0)
                     continue
                 config = job.config
-                if self.gpus.count and wants_gpu(config.device):
+                if self.executor == "thread" and self.gpus.count and wants_gpu(config.device):
                     gpu = self.gpus.acquire(run_id)
                     if gpu is None:
                         return  # every GPU is busy: the next run to end starts this one
@@ -161,10 +173,25 @@ class RunManager:
 
     def _run(self, run_id: str, job: _Job, config: ExperimentConfig) -> None:
         try:
-            Trainer(config, self.store, run_id, job.control, resume=job.resume).run()
+            if self.executor == "ray":
+                self._run_on_ray(run_id, job, config)
+            else:
+                Trainer(config, self.store, run_id, job.control, resume=job.resume).run()
         finally:
             self.gpus.release(run_id)
             self._schedule_after(run_id)
+
+    def _run_on_ray(self, run_id: str, job: _Job, config: ExperimentConfig) -> None:
+        """Train the run as a Ray task and wait for it here (this thread holds its slot); a task Ray
+        gave up on (its node lost more often than the retries allow) fails the run, saying so."""
+        ref = ray_executor.submit(run_id, config.to_dict(), str(self.store.root.resolve()), self.store.url,
+                                  job.resume, self._cluster)
+        try:
+            ray_executor.wait(ref)
+        except MTLError as e:
+            run = self.store.get_run(run_id)
+            if run is not None and run["status"] not in TERMINAL:
+                self.store.set_status(run_id, RunStatus.FAILED, error=str(e))
 
     def _schedule_after(self, run_id: str) -> None:
         # the finishing thread is still alive here: schedule from a fresh thread once it ends
@@ -261,8 +288,13 @@ class RunManager:
         with self._lock:
             jobs = list(self._jobs.items())
             self._queue.clear()
-        for _, job in jobs:
+        for run_id, job in jobs:
             job.control.stop()
+            if self.executor == "ray" and job.thread is not None and job.thread.is_alive():
+                try:  # a Ray task hears only the store: it saves a checkpoint and stops
+                    self.store.send_command(run_id, "stop")
+                except ConfigError:  # it ended meanwhile
+                    pass
         for _, job in jobs:
             if job.thread is not None:
                 job.thread.join(timeout)

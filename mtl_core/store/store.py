@@ -385,8 +385,8 @@ class RunStore(Commands):
         the time its checkpoint was written): on a resume they no longer happened, and a weight
         change among them is no longer in force."""
         with self._tx() as c:
-            # the resumes themselves stay: the run's history of interruptions is worth keeping
-            c.execute("DELETE FROM events WHERE run_id=? AND kind!='resumed_from_checkpoint'"
+            # the resumes and the starts on a node stay: the run's history of interruptions is worth keeping
+            c.execute("DELETE FROM events WHERE run_id=? AND kind NOT IN ('resumed_from_checkpoint', 'attempt')"
                       " AND (step>? OR (step=? AND wall>?))",
                       (run_id, int(after_step), int(after_step), float("inf") if after_wall is None else after_wall))
 

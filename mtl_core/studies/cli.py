@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mtl_core.config import SELECT_USES
 from mtl_core.errors import MTLError
-from mtl_core.runs.manager import RunManager
+from mtl_core.runs.manager import EXECUTORS, RunManager
 from mtl_core.store.status import ACTIVE, RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.studies.runner import StudyRunner
@@ -31,6 +31,7 @@ def add_parser(sub, runs_dir) -> None:
     r.add_argument("spec", help='study spec JSON: {"name", "base", "factors", "seeds", "baselines"}')
     r.add_argument("--quiet", action="store_true")
     r.add_argument("--max-concurrent", type=int, help="runs trained side by side (default: per core or GPU)")
+    executor(r)
     sh = ss.add_parser("show", help="a study's final table: each level's metrics, mean ± 95% CI over seeds")
     runs_dir(sh)
     sh.add_argument("study_id")
@@ -43,12 +44,20 @@ def add_parser(sub, runs_dir) -> None:
     rs.add_argument("study_id")
     rs.add_argument("--quiet", action="store_true")
     rs.add_argument("--max-concurrent", type=int)
+    executor(rs)
     ex = ss.add_parser("extend", help="more seeds for every level (and baseline) of a study, then train them")
     runs_dir(ex)
     ex.add_argument("study_id")
     ex.add_argument("--seeds", type=int, required=True, help="the new number of seeds (1..N)")
     ex.add_argument("--quiet", action="store_true")
     ex.add_argument("--max-concurrent", type=int)
+    executor(ex)
+
+
+def executor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executor", choices=EXECUTORS, default="thread", help="thread: train the runs in this "
+                   "process; ray: as tasks of a Ray cluster (set MTL_RUNS_DB to a PostgreSQL store every node reaches)")
+    p.add_argument("--address", help="the Ray cluster to join (default: auto, the one `ray start` began here)")
 
 
 def main(a: argparse.Namespace) -> int:
@@ -56,7 +65,7 @@ def main(a: argparse.Namespace) -> int:
     if cmd in ("show", "list"):
         store = RunStore(a.runs_dir)
         return _show(store, a.study_id, a.use or "") if cmd == "show" else _list(store)
-    manager = RunManager(a.runs_dir, max_concurrent=a.max_concurrent)
+    manager = RunManager(a.runs_dir, max_concurrent=a.max_concurrent, executor=a.executor, address=a.address)
     runner = StudyRunner(manager)
     try:
         if cmd == "run":
