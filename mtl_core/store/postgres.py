@@ -282,3 +282,20 @@ def migrate(conn: Connection, tx: Callable[[], Any], check: Callable[[int], int]
                 c.execute(statement)
             c.execute("DELETE FROM mtl_schema")
             c.execute("INSERT INTO mtl_schema (version) VALUES (?)", (version + 1,))
+
+
+def optuna_storage_url(conn: Connection, url: str) -> str:
+    """Where an Optuna search keeps its trials beside this store: the same database, in a schema of
+    its own (``<the store's schema>_optuna``; Optuna has a table ``studies`` too), as SQLAlchemy's
+    psycopg URL for Optuna's RDB storage."""
+    from urllib.parse import parse_qsl, urlencode
+
+    from psycopg import sql
+
+    schema = conn.execute("SELECT current_schema()").fetchone()[0] + "_optuna"
+    conn.raw.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != "options"]
+    options = [o for o in dict(parse_qsl(parts.query)).get("options", "").split() if "search_path" not in o]
+    query.append(("options", " ".join([*options, f"-csearch_path={schema}"])))
+    return urlunsplit(parts._replace(scheme="postgresql+psycopg", query=urlencode(query)))

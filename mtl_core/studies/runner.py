@@ -16,6 +16,7 @@ from typing import Any
 
 from mtl_core.errors import ConfigError
 from mtl_core.runs.manager import RunManager
+from mtl_core.store import postgres
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
 from mtl_core.store.status import ACTIVE, RESUMABLE, RunStatus
 from mtl_core.studies.search import SearchDriver, parse_search
@@ -156,8 +157,9 @@ class StudyRunner:
             for r in run_ids:
                 self.manager.wait(r)
 
+        storage = postgres.optuna_storage_url(store._conn(), store.url) if store.url else None
         driver = SearchDriver(spec.search, dims, directions, trials, train, wait, objectives,
-                              batch=self.manager.max_concurrent)
+                              batch=self.manager.max_concurrent, storage=storage, study_name=study_id)
         by_level: dict[str, tuple[dict, list[str]]] = {}
         for row in self.studies.plan(study_id):
             if row["role"] == "trial" and row["run_id"]:

@@ -130,15 +130,24 @@ class SearchDriver:
 
     def __init__(self, spec_search: dict, dims: list[Dimension], directions: list[str], trials: int,
                  train: Callable[[dict], list[str]], wait: Callable[[list[str]], None],
-                 objectives: Callable[[list[str]], list[float] | None], batch: int = 1) -> None:
+                 objectives: Callable[[list[str]], list[float] | None], batch: int = 1,
+                 storage: str | None = None, study_name: str | None = None) -> None:
+        """``storage``: an SQLAlchemy URL for Optuna's RDB storage (the run store's PostgreSQL
+        database), so the trials are kept where every worker and dashboard reads them; the run
+        store stays the record a carried-on search replays from, so its Optuna study is made anew."""
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.dims, self.trials, self.batch = dims, int(trials), max(1, int(spec_search.get("batch") or batch))
         self.train, self._wait, self.objectives = train, wait, objectives
         self.distributions = distributions(dims)
-        self.study = optuna.create_study(directions=directions, sampler=sampler(spec_search.get("sampler", "nsga2"),
-                                                                                 int(spec_search.get("seed", 0))))
+        chosen = sampler(spec_search.get("sampler", "nsga2"), int(spec_search.get("seed", 0)))
+        if storage:
+            storage = optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True})
+            if study_name in {s.study_name for s in optuna.get_all_study_summaries(storage)}:
+                optuna.delete_study(study_name=study_name, storage=storage)
+        self.study = optuna.create_study(directions=directions, sampler=chosen, storage=storage,
+                                         study_name=study_name)
         self.stop_event = threading.Event()
 
     def replay(self, finished: list[tuple[dict, list[float] | None]]) -> None:

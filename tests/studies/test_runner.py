@@ -177,6 +177,15 @@ def test_a_search_asks_optuna_for_trials_that_train_as_runs_of_the_study(runner)
     assert runner.searching(sid) is False
     # carrying a finished search on asks for nothing more
     assert runner.carry_on(sid)["started"] == 0 and runner.wait(sid, timeout=60)["total"] == 5
+    store = runner.manager.store
+    if store.url:  # on PostgreSQL the trials are in the database, where every worker and dashboard reads them
+        import optuna
+
+        from mtl_core.store.postgres import optuna_storage_url
+
+        kept = optuna.load_study(study_name=sid, storage=optuna_storage_url(store._conn(), store.url))
+        assert sorted(t.params["weighting.weights.segmentation"] for t in kept.trials) == pytest.approx(
+            sorted(weights), rel=1e-5)
 
 
 def test_a_bad_search_space_is_refused_naming_the_factor(runner):
