@@ -74,11 +74,14 @@ class RunManager:
         self.store = RunStore(runs_dir)
         self.executor = executor
         self._cluster = ray_executor.connect(address) if executor == "ray" else {}
+        if executor == "ray":
+            ray_executor.warm_up(self._cluster)
         room = ray_executor.capacity(self._cluster) if executor == "ray" else default_max_concurrent()
         self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or room
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
+        self.launched: dict[str, float] = {}  # when each run left this manager's queue (bench/cluster_study.py)
         count = gpu_count()
         self.gpus = GpuSlots(count, runs_per_gpu() if count else 1)  # each run that wants a GPU gets its own (gpus.py)
         host, pid = host_and_pid()
@@ -167,6 +170,7 @@ class RunManager:
                         return  # every GPU is busy: the next run to end starts this one
                     config = dataclasses.replace(config, device=f"cuda:{gpu}")
                 self._queue.pop(0)
+                self.launched[run_id] = time.time()
                 job.thread = threading.Thread(target=self._run, args=(run_id, job, config), name=f"train-{run_id}",
                                               daemon=True)
                 job.thread.start()

@@ -108,6 +108,24 @@ def train_remote(run_id: str, config: dict[str, Any], runs_dir: str, db_url: str
 
 
 _REMOTE: Any = None
+_WARM: Any = None
+
+
+def _preload() -> None:
+    import mtl_core.training.loop  # noqa: F401  (the trainer and all it stands on: data, models, tasks, methods)
+
+
+def warm_up(cluster: dict[str, float]) -> list[Any]:
+    """Start one worker per run slot that imports what training needs (torch, torchvision, the
+    engine: seconds per worker), while the study is still being planned; Ray keeps those workers
+    for the runs that follow, so no run waits for its imports. Not waited for."""
+    import ray
+
+    global _WARM
+    if _WARM is None:
+        _WARM = ray.remote(_preload)
+    return [_WARM.options(num_cpus=resources_for("cpu", cluster)["num_cpus"], scheduling_strategy="SPREAD").remote()
+            for _ in range(capacity(cluster))]
 
 
 def submit(run_id: str, config: dict[str, Any], runs_dir: str, db_url: str | None, resume: bool,
