@@ -5,6 +5,7 @@ RunManager on the head reach a run training on a worker."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,50 @@ def _until(predicate, what: str, seconds: float = 120) -> None:
         if time.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+def test_a_study_whose_head_process_dies_is_carried_on_from_another_process(cluster, postgres_url, tmp_path):
+    """``study run --executor ray`` killed with SIGKILL: Ray ends its tasks, their runs stop beating
+    and are marked interrupted, and ``carry_on`` from another process (any machine with the
+    database) finishes the study from the checkpoints, every planned run once."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mtl_core.store.store import RunStore
+
+    c, _ = cluster
+    runs = tmp_path / "runs"
+    spec = {"name": "head dies", "seeds": 1, "baselines": False, "factors": {"weighting.method": ["ew", "static"]},
+            "base": {**BASE, "optim": {**BASE["optim"], "steps": 30}, "checkpoint_every": 4}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    root = Path(__file__).resolve().parents[2]
+    head = subprocess.Popen([sys.executable, "-m", "mtl_core", "study", "run", str(tmp_path / "spec.json"),
+                             "--executor", "ray", "--address", c.address, "--runs-dir", str(runs), "--quiet"],
+                            cwd=root, env=os.environ.copy(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = RunStore(runs)
+    try:
+        _until(lambda: len(store.list_runs()) == 2 and all(
+            store.latest_checkpoint(r["id"]) and r["step"] >= 6 for r in store.list_runs()), "both runs past 6 steps",
+            180)
+    finally:
+        head.send_signal(signal.SIGKILL)
+        head.wait(30)
+    def orphaned() -> bool:
+        store.mark_interrupted(stale_after=3.0)  # what any live manager's sweep does
+        return all(r["status"] == RunStatus.INTERRUPTED for r in store.list_runs())
+
+    _until(orphaned, "both orphaned runs to stop beating and be marked interrupted", 60)
+    (study,) = [s["id"] for s in StudyStore(store).list()]
+    m = RunManager(runs, executor="ray", address=c.address, stale_after=3.0)
+    try:
+        runner = StudyRunner(m)
+        assert runner.carry_on(study)["resumed"] == 2
+        assert runner.wait(study, timeout=240) == {"total": 2, RunStatus.FINISHED: 2}
+    finally:
+        m.shutdown(timeout=30)
+    assert len(store.list_runs()) == 2  # carried on under the same ids: nothing trained twice from scratch
+    for r in store.list_runs():
+        assert store.events(r["id"], "resumed_from_checkpoint")[-1]["step"] >= 4 and r["step"] == 30
