@@ -28,12 +28,13 @@ from mtl_core.protocols.selection import pick_checkpoint, use_of
 from mtl_core.scores import finite_or_none
 from mtl_core.store.commands import Commands
 from mtl_core.store.ids import RUNS_DIR_ENV, check_run_id, default_runs_dir, new_run_id
+from mtl_core.store.listing import Listing
 from mtl_core.store.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
 from mtl_core.store.schema import MIGRATIONS, SCHEMA_VERSION
 from mtl_core.store.status import ACTIVE, STATUSES
 
 
-class RunStore(Commands):
+class RunStore(Commands, Listing):
     """Thread-safe access to ``<runs_dir>/runs.sqlite``; one connection per thread."""
 
     def __init__(self, runs_dir: str | os.PathLike | None = None) -> None:
