@@ -28,8 +28,8 @@ TEXT_CHARS = 200  # a search, at most
 MAX_TERMS = 8
 _LABEL = re.compile(r"[^\W_][\w .:+/#@-]*")
 _TERMS = re.compile(r'"([^"]*)"|(\S+)')
-_COLUMNS = ("r.id, r.name, r.status, r.created, r.updated, r.step, r.total_steps, r.source, r.tags, r.labels,"
-            " r.note, r.config")
+_COLUMNS = ("r.id, r.name, r.status, r.created, r.updated, r.started, r.finished, r.step, r.total_steps, r.source,"
+            " r.tags, r.labels, r.note, r.config")
 
 
 @dataclass(frozen=True)
@@ -111,16 +111,21 @@ def _term_clause(term: str) -> tuple[str, list]:
     return " OR ".join(ors), [pattern] * (len(_FIELDS) + 2)
 
 
+def _method_and_tasks(cfg: dict[str, Any]) -> tuple[str, list[str]]:
+    weighting = cfg.get("weighting") if isinstance(cfg.get("weighting"), dict) else {}
+    return str(weighting.get("method") or ""), [str(t) for t in cfg.get("tasks") or []]
+
+
 def _light(row: Any, served: dict[str, list[str]], names: dict[str, str], config: bool) -> dict[str, Any]:
     """A run's row as the lists show it: no metrics, the config only when asked for."""
     cfg = json.loads(row["config"] or "{}")
     tags = json.loads(row["tags"] or "{}")
     studies = served.get(row["id"], [])
     study = tags.get("study") if tags.get("study") in studies else (studies[0] if studies else "")
-    weighting = cfg.get("weighting") if isinstance(cfg.get("weighting"), dict) else {}
-    out = {k: row[k] for k in ("id", "name", "status", "created", "updated", "step", "total_steps", "source", "note")}
-    out.update(method=str(weighting.get("method") or ""), tasks=[str(t) for t in cfg.get("tasks") or []],
-               study=study, study_name=names.get(study, ""), studies=studies,
+    method, tasks = _method_and_tasks(cfg)
+    out = {k: row[k] for k in ("id", "name", "status", "created", "updated", "started", "finished", "step",
+                               "total_steps", "source", "note")}
+    out.update(method=method, tasks=tasks, study=study, study_name=names.get(study, ""), studies=studies,
                level=str(tags.get("label") or "") if study else "", seed=tags.get("seed") if study else None,
                labels=json.loads(row["labels"] or "[]"), baseline_of=str(cfg.get("baseline_of") or ""))
     if config:
@@ -128,13 +133,23 @@ def _light(row: Any, served: dict[str, list[str]], names: dict[str, str], config
     return out
 
 
-def _matches(run: dict[str, Any], terms: list[str], names: dict[str, str]) -> bool:
-    """Whether every term is in the run's name, id, note, one of its tags, its method, one of its
-    tasks, its level, or the name or id of a study it serves."""
-    fields = [run["name"], run["id"], run["note"], run["method"], run["level"], *run["labels"], *run["tasks"],
-              *run["studies"], *(names.get(s, "") for s in run["studies"])]
-    hay = [str(f).lower() for f in fields if f]
-    return all(any(t in f for f in hay) for t in terms)
+def _matches(row: Any, studies: list[str], terms: list[str], names: dict[str, str], wanted: set[str] | None) -> bool:
+    """Whether every term is in the run's name, id, note, one of its tags, its level, the name or id
+    of a study it serves, its method or one of its tasks (its config parsed only when the others do
+    not say), and whether it is a baseline of a ``wanted`` run."""
+    tags = json.loads(row["tags"] or "{}")
+    hay = [str(f).lower() for f in (row["name"], row["id"], row["note"], tags.get("label") if studies else "",
+                                    *json.loads(row["labels"] or "[]"), *studies,
+                                    *(names.get(s, "") for s in studies)) if f]
+    left = [t for t in terms if not any(t in f for f in hay)]
+    if not left and wanted is None:
+        return True
+    cfg = json.loads(row["config"] or "{}")
+    if wanted is not None and str(cfg.get("baseline_of") or "") not in wanted:
+        return False
+    method, tasks = _method_and_tasks(cfg)
+    hay = [f.lower() for f in (method, *tasks) if f]
+    return all(any(t in f for f in hay) for t in left)
 
 
 class Listing:
@@ -170,7 +185,7 @@ class Listing:
                   label: str | None = None, *, ids: Sequence[str] | None = None,
                   baseline_of: Sequence[str] | None = None, limit: int = 200, config: bool = False) -> RunList:
         """Runs newest first that match every filter given, at most ``limit`` of them, as light rows:
-        ``id, name, status, created, updated, step, total_steps, source, note, method, tasks,
+        ``id, name, status, created, updated, started, finished, step, total_steps, source, note, method, tasks,
         labels`` (the person's tags), ``study`` (the study it is grouped under: the one that
         started it, else the first it serves; ``""`` for none) with ``study_name``, ``studies``
         (every study it serves), ``level`` and ``seed`` in its study, ``baseline_of``; and
@@ -186,10 +201,10 @@ class Listing:
         here (the config parsed once each)."""
         limit = max(0, int(limit))
         terms = search_terms(text)
-        wanted = sorted({check_run_id(b).lower() for b in baseline_of or ()})
+        wanted = sorted({check_run_id(b) for b in baseline_of or ()})
         names = {r[0]: r[1] for r in self.query("SELECT id, name FROM studies ORDER BY created DESC, id")}
-        base = [("lower(r.labels) LIKE ? ESCAPE '\\'", [_like(json.dumps(" ".join(label.split()), ensure_ascii=False).lower())])
-                if label else ("", [])]
+        tag = json.dumps(" ".join(label.split()), ensure_ascii=False).lower() if label else ""  # as kept: '"tag"'
+        base = [("lower(r.labels) LIKE ? ESCAPE '\\'", [_like(tag)]) if label else ("", [])]
         if ids is not None:
             base.append(_in("r.id", list(ids)) if ids else ("1=0", []))
         by_status = (_in("r.status", [str(s) for s in statuses]) if statuses else ("1=0", [])) \
@@ -197,9 +212,12 @@ class Listing:
         by_study = _study_clause(study)
         if terms or baseline_of is not None:
             narrowed = [_term_clause(t) for t in terms]
-            if baseline_of is not None:
-                likes = [("lower(r.config) LIKE ? ESCAPE '\\'", [_like(f'"baseline_of": "{b}"')]) for b in wanted]
-                narrowed.append((" OR ".join(s for s, _ in likes) or "1=0", [x for _, xs in likes for x in xs]))
+            if baseline_of is not None:  # a run's baselines are started after it (an hour's slack for clocks)
+                since = self.query(f"SELECT MIN(created) FROM runs WHERE {_in('id', wanted)[0]}", wanted)[0][0] \
+                    if wanted else None
+                likes = [("r.config LIKE ? ESCAPE '\\'", [_like(f'"baseline_of": "{b}"')]) for b in wanted]
+                narrowed += [(" OR ".join(sql for sql, _ in likes) or "1=0", [x for _, xs in likes for x in xs]),
+                             ("r.created >= ?", [since - 3600.0]) if since is not None else ("1=0", [])]
             return self._verified(_and(*base, *narrowed), terms, set(wanted) if baseline_of is not None else None,
                                   statuses, study, names, limit, config)
         where, args = _and(*base, by_status, by_study)
@@ -237,23 +255,21 @@ class Listing:
         where, args = narrowed
         rows = self.query(f"SELECT {_COLUMNS} FROM runs r WHERE {where} ORDER BY r.created DESC, r.id DESC", args)
         served = self._served(None) if rows else {}
-        found = [run for run in (_light(r, served, names, True) for r in rows)
-                 if _matches(run, terms, names) and (wanted is None or run["baseline_of"].lower() in wanted)]
         keep_status = set(map(str, statuses)) if statuses is not None else None
-
-        def in_study(run: dict[str, Any]) -> bool:
-            return study is None or (not run["studies"] if study == NO_STUDY else study in run["studies"])
-
         counts: dict[str, int] = {}
         per_study: dict[str, int] = {}
-        for run in found:
-            if in_study(run):
-                counts[run["status"]] = counts.get(run["status"], 0) + 1
-            if keep_status is None or run["status"] in keep_status:
-                for s in run["studies"] or [NO_STUDY]:
+        shown = []
+        for row in rows:
+            studies = served.get(row["id"], [])
+            if not _matches(row, studies, terms, names, wanted):
+                continue
+            in_study = study is None or (not studies if study == NO_STUDY else study in studies)
+            in_status = keep_status is None or row["status"] in keep_status
+            if in_study:
+                counts[row["status"]] = counts.get(row["status"], 0) + 1
+            if in_status:
+                for s in studies or [NO_STUDY]:
                     per_study[s] = per_study.get(s, 0) + 1
-        shown = [run for run in found if in_study(run) and (keep_status is None or run["status"] in keep_status)]
-        if not config:
-            for run in shown[:limit]:
-                run.pop("config")
-        return RunList(shown[:limit], len(shown), counts, per_study, names)
+            if in_study and in_status:
+                shown.append(row)
+        return RunList([_light(r, served, names, config) for r in shown[:limit]], len(shown), counts, per_study, names)
