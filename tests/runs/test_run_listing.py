@@ -92,11 +92,13 @@ def test_filters_by_status_and_study_with_counts_that_leave_their_own_filter_out
     found = store.find_runs(statuses=["finished"], study=NO_STUDY)
     assert [r["id"] for r in found.rows] == [ids["depth"]] and found.total == 1
     assert found.statuses == {"finished": 1, "failed": 1}  # outside studies, whatever the status
-    assert found.studies == {study: 3, NO_STUDY: 1}  # finished, whatever the study
+    assert found.studies == {study: 3, NO_STUDY: 2}  # each study's runs, whatever the status
     assert store.find_runs(study=study).total == 3
     assert store.find_runs("depth", study=study).total == 0
     searched = store.find_runs("static", statuses=["finished"])
-    assert searched.total == 0 and searched.statuses == {"failed": 1}
+    assert searched.total == 0 and searched.statuses == {"failed": 1} and searched.studies == {NO_STUDY: 1}
+    tagged = store.find_runs(label="x", counts=False)
+    assert tagged.total == 0 and tagged.statuses == {} and tagged.studies == {}
     assert store.find_runs(statuses=[]).total == 0
     assert [r["id"] for r in store.find_runs(ids=[ids["depth"], ids["failed"]]).rows] == [ids["failed"], ids["depth"]]
 
