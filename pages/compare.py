@@ -37,7 +37,7 @@ from ui.sidebar import model_checkpoint
 from ui.state import manager, runs_dir
 
 DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
-TABLE_ROWS = 100  # runs in the table at most: the newest that pass the filters (their metrics are read)
+TABLE_ROWS = (50, 200, 1000)  # runs in the table at most, the first by default: the newest that pass the filters
 BASELINES = 200  # single-task baselines of the compared runs read at most
 FILTERS = "compare_runs"  # the filters' widget keys start with this
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
@@ -267,11 +267,14 @@ def _ensemble_block(store: Any, compared: list[dict], scores: Scores) -> None:
 
 st.title("Compare runs")
 store = manager().store
-found = find(store, FILTERS, limit=TABLE_ROWS, config=True)
+found = find(store, FILTERS, limit=st.session_state.get("compare_rows", TABLE_ROWS[0]), config=True)
 if not found.rows and not filtering(FILTERS):
     st.info("No runs yet. Start some on **Setup** (or `python -m mtl_core train`), then compare them here.")
     st.stop()
-filter_widgets(st.columns([3, 2, 3], vertical_alignment="bottom"), FILTERS, found)
+*places, rows_at = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
+filter_widgets(places, FILTERS, found)
+rows_at.selectbox("Rows", TABLE_ROWS, key="compare_rows", format_func="{:,}".format,
+                  help="The newest runs that pass the filters, at most this many (their final metrics are read).")
 runs = grouped(found.rows)  # by study, then status, newest first
 scores = Scores.of(runs)
 meta, primary, hib = scores.meta, scores.primary, scores.hib
@@ -312,7 +315,7 @@ by_id = {r["id"]: r for r in runs}
 compared = [by_id[i] for i in picked]
 # the compared runs' single-task baselines, wherever the filters and the table's bound leave them
 multi = [r["id"] for r in compared if _is_multi_task(r)]
-for b in store.find_runs(baseline_of=multi, limit=BASELINES, config=True).rows if multi else []:
+for b in store.find_runs(baseline_of=multi, limit=BASELINES, config=True, counts=False).rows if multi else []:
     if b["id"] not in by_id:
         runs.append(b)
         finals[b["id"]] = _final(runs_dir(), b["id"], b["updated"], _select_of(b), use)

@@ -210,10 +210,10 @@ elif view == "curves":
 
 # -- run against run ---------------------------------------------------------------------------
 else:
-    rows = store.find_runs(statuses=WITH_CHECKPOINTS, limit=CANDIDATES, config=True).rows
+    rows = store.find_runs(statuses=WITH_CHECKPOINTS, limit=CANDIDATES, config=True, counts=False).rows
     kept = [i for i in ss.get("inspect_runs") or [run["id"]] if i not in {r["id"] for r in rows}]
     if kept:  # this run and those picked before, when older than the newest CANDIDATES
-        rows += store.find_runs(statuses=WITH_CHECKPOINTS, ids=kept, config=True).rows
+        rows += store.find_runs(statuses=WITH_CHECKPOINTS, ids=kept, config=True, counts=False).rows
     usable = [r for r in rows if model_checkpoint(store, r)]
     by_id = {r["id"]: r for r in usable}
     if "inspect_runs" not in ss:  # this run and the others trained on the same data, newest first

@@ -111,7 +111,7 @@ def _predicted(model: Model, item_key: str, image) -> tuple[dict, float]:
 
 def _first_usable(store: Any) -> dict | None:
     """The newest run that has a model to use (of the newest few), not merely the newest run."""
-    return next((r for r in store.find_runs(statuses=WITH_CHECKPOINTS, limit=LOOK_FOR_MODEL).rows
+    return next((r for r in store.find_runs(statuses=WITH_CHECKPOINTS, limit=LOOK_FOR_MODEL, counts=False).rows
                  if model_checkpoint(store, r)), None)
 
 
@@ -123,10 +123,10 @@ def _load(ck: dict) -> Model:
 
 def _ensemble(store: Any, run: dict) -> Model:
     """The members, their weights and the fusion options picked here; stops the page until they make an ensemble."""
-    rows = store.find_runs(statuses=[RunStatus.FINISHED], limit=CANDIDATES, config=True).rows
+    rows = store.find_runs(statuses=[RunStatus.FINISHED], limit=CANDIDATES, config=True, counts=False).rows
     kept = [i for i in st.session_state.get("predict_ens_runs") or [] if i not in {r["id"] for r in rows}]
     if kept:  # picked before, older than the newest CANDIDATES
-        rows += store.find_runs(statuses=[RunStatus.FINISHED], ids=kept, config=True).rows
+        rows += store.find_runs(statuses=[RunStatus.FINISHED], ids=kept, config=True, counts=False).rows
     finished = [r for r in rows if model_checkpoint(store, r)]
     by_id = {r["id"]: r for r in finished}
     if "predict_ens_runs" not in st.session_state:  # start from the run in the sidebar and others on its tasks

@@ -21,7 +21,7 @@ def delete_runs(store: Any, runs: list[dict[str, Any]], label: dict[str, str]) -
     and the deletion. Runs picked before a filter changed stay picked. Reruns the page once done."""
     shown = {r["id"] for r in runs}
     kept = [i for i in st.session_state.get(PICK) or [] if i not in shown]
-    older = store.find_runs(ids=kept, limit=len(kept)).rows if kept else []  # picked, now filtered out
+    older = store.find_runs(ids=kept, limit=len(kept), counts=False).rows if kept else []  # picked, now filtered out
     names = {r["id"]: f"{label.get(r['id'], r['name'])} · {r['status']}" for r in older + runs}
     doomed = st.multiselect("Runs to delete", list(names), format_func=names.get, key=PICK,
                             help="The runs the filters above show (and any picked before).")
@@ -32,7 +32,8 @@ def delete_runs(store: Any, runs: list[dict[str, Any]], label: dict[str, str]) -
     pending = st.session_state.get("compare_confirm")
     if pending:
         freed = sum(sum(run_files(store.run_dir(rid)).values()) for rid in pending)
-        st.warning(f"Delete {len(pending)} run{'s' if len(pending) != 1 else ''} with {'their' if len(pending) != 1 else 'its'} "
+        many = len(pending) != 1
+        st.warning(f"Delete {len(pending)} run{'s' if many else ''} with {'their' if many else 'its'} "
                    f"metrics, checkpoints and kept outputs ({format_bytes(freed)} on disk)? This cannot be undone.")
         yes, no = st.columns([1, 6])
         if yes.button("Yes, delete", type="primary", key="compare_delete_yes"):

@@ -15,7 +15,8 @@ from ui.state import manager, select_run, selected_run
 __all__ = ["LABEL_CHARS", "PICKER_LIMIT", "STATUS_ICONS", "model_checkpoint", "picker_labels", "run_label",
            "run_picker", "short_name", "status_icon"]
 
-PICKER_LIMIT = 200  # runs a picker lists at most: the newest that pass its filters
+PINNED = "📌 "  # before the label of the run shown when the list leaves it out
+PICKER_LIMIT = 100  # runs a picker lists at most: the newest that pass its filters (a search finds the rest)
 LABEL_CHARS = 40  # a run's name in a picker, at most
 
 
@@ -82,7 +83,7 @@ def run_picker(key: str = "run", statuses: tuple[str, ...] | None = None) -> str
 
     The choice is shared by every page (``ui.state.select_run``): a run picked here, in the URL
     (``?run=``) or started from Setup is the one shown, when it passes ``statuses``, even when the
-    filters or the page's bound leave it out (it is then listed first).
+    filters or the list's bound leave it out (it is then listed first, marked :data:`PINNED`).
     """
     store = manager().store
     widget_key = f"run_picker.{key}"
@@ -94,15 +95,19 @@ def run_picker(key: str = "run", statuses: tuple[str, ...] | None = None) -> str
     filter_widgets(st.sidebar, widget_key, found, statuses, "Find a run")
     runs = grouped(found.rows)
     current = selected_run() or st.session_state.get(widget_key)
+    outside = []
     if current and current not in {r["id"] for r in runs}:  # chosen elsewhere, or before the filters changed
-        runs = store.find_runs(statuses=statuses, ids=[current], limit=1).rows + runs
+        outside = store.find_runs(statuses=statuses, ids=[current], limit=1, counts=False).rows
+        runs = outside + runs
     if not runs:  # the filters let nothing through: the newest run stays picked meanwhile
-        runs = store.find_runs(statuses=statuses, limit=1).rows
+        runs = outside = store.find_runs(statuses=statuses, limit=1, counts=False).rows
         if not runs:
             st.sidebar.caption("No run matches the filters.")
             st.session_state.pop(widget_key, None)
             return None
     labels = picker_labels(runs, found.study_names.get(st.session_state.get(f"{widget_key}.study") or "", ""))
+    for r in outside:
+        labels[r["id"]] = PINNED + labels[r["id"]]
     current = selected_run()
     if current in labels:
         st.session_state[widget_key] = current  # follow a selection made elsewhere
@@ -110,9 +115,10 @@ def run_picker(key: str = "run", statuses: tuple[str, ...] | None = None) -> str
         st.session_state[widget_key] = runs[0]["id"]
     choice = st.sidebar.selectbox(
         "Run", list(labels), key=widget_key, format_func=labels.__getitem__, on_change=_picked, args=(widget_key,),
-        help="Runs grouped by study, then status, newest first. " + "  ".join(f"{i} {s}" for s, i in STATUS_ICONS.items()))
-    if not found.rows:
-        st.sidebar.caption("No run matches the filters.")
-    elif caption := shown_caption(found):
-        st.sidebar.caption(caption)
+        help="Runs grouped by study, then status, newest first. "
+             + "  ".join(f"{i} {s}" for s, i in STATUS_ICONS.items()))
+    notes = ["No run matches the filters." if not found.rows else shown_caption(found),
+             f"{PINNED.strip()} the run shown, not among those listed." if outside else None]
+    if any(notes):
+        st.sidebar.caption(" ".join(n for n in notes if n))
     return choice
