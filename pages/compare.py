@@ -1,5 +1,5 @@
 """Compare runs: a table of the runs (found by a search, a study and a status filter, grouped by
-study, the newest few hundred at most), their curves overlaid per task, final metrics with the
+study, the newest 50 by default), their curves overlaid per task, final metrics with the
 multi-task score Δm (Maninis et al., 2019) against a chosen baseline run and against each
 multi-task run's own single-task baselines (trained from here), a two-task trade-off scatter
 with its Pareto front, an ensemble of the compared runs scored beside its members, CSV
@@ -310,7 +310,7 @@ event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c})
 picked = [runs[i]["id"] for i in (event.selection.rows if event is not None else [])]
 if not picked:
-    picked = [r["id"] for r in runs if r["status"] == RunStatus.FINISHED][:DEFAULT_COMPARED]
+    picked = [r["id"] for r in found.rows if r["status"] == RunStatus.FINISHED][:DEFAULT_COMPARED]  # the newest
 by_id = {r["id"]: r for r in runs}
 compared = [by_id[i] for i in picked]
 # the compared runs' single-task baselines, wherever the filters and the table's bound leave them
