@@ -1,8 +1,9 @@
-"""Compare runs: a table of every run, their curves overlaid per task, final metrics with the
+"""Compare runs: a table of the runs (found by a search, a study and a status filter, grouped by
+study, the newest 50 by default), their curves overlaid per task, final metrics with the
 multi-task score Δm (Maninis et al., 2019) against a chosen baseline run and against each
 multi-task run's own single-task baselines (trained from here), a two-task trade-off scatter
 with its Pareto front, an ensemble of the compared runs scored beside its members, CSV
-download and deletion.
+download and deletion (of the runs the filters show).
 """
 from __future__ import annotations
 
@@ -17,25 +18,28 @@ from mtl_core.errors import MTLError
 from mtl_core.inference.ensemble import BOX_FUSIONS, CLASS_FUSIONS, Ensemble, evaluate_members_and_ensemble
 from mtl_core.protocols.benchmarks import Preset, load_preset, published_delta_m
 from mtl_core.protocols.selection import BEST_SPLIT
-from mtl_core.store.status import ACTIVE, TERMINAL, RunStatus
+from mtl_core.store.status import ACTIVE, RunStatus
 from mtl_core.tasks import task_meta
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
 from ui.metrics import (
     delta_m,
     delta_m_vs_single_task,
     final_report,
-    format_bytes,
     format_duration,
     primary_values,
     run_duration,
     single_task_baselines,
 )
 from ui.roles import refused, why_not
-from ui.run_files import run_files
+from ui.run_delete import delete_runs
+from ui.run_list import filter_widgets, filtering, find, grouped, shown_caption
 from ui.sidebar import model_checkpoint
 from ui.state import manager, runs_dir
 
 DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
+TABLE_ROWS = (50, 200, 1000)  # runs in the table at most, the first by default: the newest that pass the filters
+BASELINES = 200  # single-task baselines of the compared runs read at most
+FILTERS = "compare_runs"  # the filters' widget keys start with this
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
 BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
 
@@ -263,10 +267,15 @@ def _ensemble_block(store: Any, compared: list[dict], scores: Scores) -> None:
 
 st.title("Compare runs")
 store = manager().store
-runs = store.list_runs()
-if not runs:
+found = find(store, FILTERS, limit=st.session_state.get("compare_rows", TABLE_ROWS[0]), config=True)
+if not found.rows and not filtering(FILTERS):
     st.info("No runs yet. Start some on **Setup** (or `python -m mtl_core train`), then compare them here.")
     st.stop()
+*places, rows_at = st.columns([3, 2, 3, 1], vertical_alignment="bottom")
+filter_widgets(places, FILTERS, found)
+rows_at.selectbox("Rows", TABLE_ROWS, key="compare_rows", format_func="{:,}".format,
+                  help="The newest runs that pass the filters, at most this many (their final metrics are read).")
+runs = grouped(found.rows)  # by study, then status, newest first
 scores = Scores.of(runs)
 meta, primary, hib = scores.meta, scores.primary, scores.hib
 use = st.selectbox("Model of each run", list(USE_LABELS), format_func=USE_LABELS.get, key="compare_use",
@@ -278,6 +287,7 @@ finals = {r["id"]: _final(runs_dir(), r["id"], r["updated"], _select_of(r), use)
 # -- the table of runs -------------------------------------------------------------------------
 table = pd.DataFrame([{
     "name": r["name"],
+    "study": " · ".join(x for x in (r["study_name"], r["level"]) if x),
     "tasks": ", ".join(r["config"].get("tasks", [])),
     "method": r["config"].get("weighting", {}).get("method", ""),
     "architecture": r["config"].get("model", {}).get("architecture", ""),
@@ -285,19 +295,30 @@ table = pd.DataFrame([{
     "steps": f"{r['step']}/{r['total_steps']}",
     "duration": format_duration(run_duration(r)),
     **{scores.column(t, m): finals[r["id"]][0].get(f"{t}/{m}") for t, m in primary.items()},
+    "tags": ", ".join(r["labels"]),
+    "note": r["note"],
     "id": r["id"],
-} for r in runs])
+} for r in runs], columns=["name", "study", "tasks", "method", "architecture", "status", "steps", "duration",
+                           *(scores.column(t, m) for t, m in primary.items()), "tags", "note", "id"])
 ids_key = hashlib.sha1(",".join(r["id"] for r in runs).encode()).hexdigest()[:10]
-st.caption("Pick rows to compare (the boxes at the left); with none picked, the latest finished runs are compared. "
-           "Metrics are the test split's (of the model picked above) when present, else the last validation.")
+st.caption("Pick rows to compare (the boxes at the left); with none picked, the latest finished runs shown are "
+           "compared. Metrics are the test split's (of the model picked above) when present, else the last validation."
+           + (f" {shown}" if (shown := shown_caption(found, "narrow them with the search and filters")) else "")
+           + ("" if runs else " No run matches the filters."))
 event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="multi-row",
                      key=f"compare_table_{ids_key}_{st.session_state.get('compare_deleted', 0)}",
                      column_config={c: st.column_config.NumberColumn(format="%.4f") for c in table.columns if "·" in c})
 picked = [runs[i]["id"] for i in (event.selection.rows if event is not None else [])]
 if not picked:
-    picked = [r["id"] for r in runs if r["status"] == RunStatus.FINISHED][:DEFAULT_COMPARED]
+    picked = [r["id"] for r in found.rows if r["status"] == RunStatus.FINISHED][:DEFAULT_COMPARED]  # the newest
 by_id = {r["id"]: r for r in runs}
 compared = [by_id[i] for i in picked]
+# the compared runs' single-task baselines, wherever the filters and the table's bound leave them
+multi = [r["id"] for r in compared if _is_multi_task(r)]
+for b in store.find_runs(baseline_of=multi, limit=BASELINES, config=True, counts=False).rows if multi else []:
+    if b["id"] not in by_id:
+        runs.append(b)
+        finals[b["id"]] = _final(runs_dir(), b["id"], b["updated"], _select_of(b), use)
 
 if not compared:
     st.info("No finished run yet: pick runs in the table to compare them.")
@@ -394,36 +415,4 @@ else:
 
 # -- deleting runs ----------------------------------------------------------------------------------
 with st.expander("Delete runs"):
-    names = {r["id"]: f"{_label(r)} · {r['status']}" for r in runs}
-    doomed = st.multiselect("Runs to delete", [r["id"] for r in runs], format_func=names.get, key="compare_delete_pick")
-    locked = why_not("run.delete")  # shared mode, a viewer
-    if st.button("Delete …", key="compare_delete", disabled=not doomed or bool(locked), icon=":material/delete:",
-                 help=locked) and not refused("run.delete"):
-        st.session_state["compare_confirm"] = list(doomed)
-    pending = st.session_state.get("compare_confirm")
-    if pending:
-        freed = sum(sum(run_files(store.run_dir(rid)).values()) for rid in pending)
-        st.warning(f"Delete {len(pending)} run{'s' if len(pending) != 1 else ''} with {'their' if len(pending) != 1 else 'its'} "
-                   f"metrics, checkpoints and kept outputs ({format_bytes(freed)} on disk)? This cannot be undone.")
-        yes, no = st.columns([1, 6])
-        if yes.button("Yes, delete", type="primary", key="compare_delete_yes"):
-            errors = []
-            for rid in pending:
-                run = store.get_run(rid)
-                if run is not None and (run["status"] not in TERMINAL or manager().is_active(rid)):
-                    errors.append(f"{names.get(rid, rid)} is still {run['status']}; stop it before deleting")
-                    continue
-                try:
-                    manager().delete(rid)
-                except MTLError as e:
-                    errors.append(str(e))
-            st.session_state.pop("compare_confirm", None)
-            st.session_state.pop("compare_delete_pick", None)
-            st.session_state["compare_deleted"] = st.session_state.get("compare_deleted", 0) + 1
-            st.session_state["compare_delete_errors"] = errors
-            st.rerun()
-        if no.button("Cancel", key="compare_delete_no"):
-            st.session_state.pop("compare_confirm", None)
-            st.rerun()
-    for msg in st.session_state.pop("compare_delete_errors", []):
-        st.error(msg)
+    delete_runs(store, [r for r in runs if r["id"] in by_id], {r["id"]: _label(r) for r in runs})

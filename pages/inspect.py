@@ -35,6 +35,7 @@ VIEWS = {"browse": "Error browser", "sample": "Sample", "confusion": "Confusion 
 PER_PAGE = 18
 CELL_SAMPLES = 12
 MAX_RUNS = 4
+CANDIDATES = 200  # runs offered to compare against: the newest with checkpoints (and those picked)
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 
 
@@ -209,7 +210,11 @@ elif view == "curves":
 
 # -- run against run ---------------------------------------------------------------------------
 else:
-    usable = [r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and model_checkpoint(store, r)]
+    rows = store.find_runs(statuses=WITH_CHECKPOINTS, limit=CANDIDATES, config=True, counts=False).rows
+    kept = [i for i in ss.get("inspect_runs") or [run["id"]] if i not in {r["id"] for r in rows}]
+    if kept:  # this run and those picked before, when older than the newest CANDIDATES
+        rows += store.find_runs(statuses=WITH_CHECKPOINTS, ids=kept, config=True, counts=False).rows
+    usable = [r for r in rows if model_checkpoint(store, r)]
     by_id = {r["id"]: r for r in usable}
     if "inspect_runs" not in ss:  # this run and the others trained on the same data, newest first
         same = [r["id"] for r in usable if r["id"] != run["id"] and r["config"].get("data") == run["config"].get("data")]

@@ -28,6 +28,7 @@ from ui.live_view import cached_conflict, task_rows
 from ui.metrics import final_report, format_duration
 from ui.published import published_table
 from ui.roles import refused, view_only_caption, viewer, why_not
+from ui.run_notes import notes_editor, show_notes
 from ui.shared import feeds, live_view, run_row
 from ui.sidebar import run_picker
 from ui.state import manager
@@ -319,9 +320,11 @@ def view_meta(tasks: list[str]) -> dict:
 active = manager().is_active(run_id)
 polling = first["status"] not in TERMINAL or active
 _header(first)
+show_notes(first)
 st.fragment(status_panel, run_every=(VIEWER_STATUS_SECONDS if viewer() else STATUS_SECONDS) if polling else None)(store, run_id, _drawn_with(first), polling)
 with st.container():  # one block whatever it holds, so the charts below keep their place (and zoom)
     _messages(first)
     _controls(store, first, active, meta)
+    notes_editor(first)
 st.fragment(chart_panel, run_every=CHART_SECONDS if polling else None)(store, run_id, smoothing, log_y, meta, polling)
 st.fragment(conflict_panel, run_every=CONFLICT_SECONDS if polling else None)(run_id, first["config"])

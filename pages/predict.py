@@ -46,6 +46,8 @@ SHARED_KEEP = 96  # the sample and dataset images' results, shared by every sess
 _MISSING = object()
 MAX_SAMPLES = 12
 MAX_MEMBERS = 6  # an ensemble's members are loaded side by side: a few, not dozens
+CANDIDATES = 200  # finished runs offered for an ensemble: the newest (and those picked), however many there are
+LOOK_FOR_MODEL = 50  # the newest runs looked through for one with a model to use
 CLASS_FUSION_LABELS = {"average": "average probabilities", "vote": "weighted vote"}
 BOX_FUSION_LABELS = {"wbf": "weighted boxes fusion", "nms": "NMS"}
 SOURCES = {"upload": "Upload", "samples": "Sample images", "dataset": "Dataset samples"}
@@ -108,8 +110,9 @@ def _predicted(model: Model, item_key: str, image) -> tuple[dict, float]:
 
 
 def _first_usable(store: Any) -> dict | None:
-    """The newest run that has a model to use, not merely the newest run."""
-    return next((r for r in store.list_runs() if r["status"] in WITH_CHECKPOINTS and model_checkpoint(store, r)), None)
+    """The newest run that has a model to use (of the newest few), not merely the newest run."""
+    return next((r for r in store.find_runs(statuses=WITH_CHECKPOINTS, limit=LOOK_FOR_MODEL, counts=False).rows
+                 if model_checkpoint(store, r)), None)
 
 
 def _load(ck: dict) -> Model:
@@ -120,7 +123,11 @@ def _load(ck: dict) -> Model:
 
 def _ensemble(store: Any, run: dict) -> Model:
     """The members, their weights and the fusion options picked here; stops the page until they make an ensemble."""
-    finished = [r for r in store.list_runs() if r["status"] == RunStatus.FINISHED and model_checkpoint(store, r)]
+    rows = store.find_runs(statuses=[RunStatus.FINISHED], limit=CANDIDATES, config=True, counts=False).rows
+    kept = [i for i in st.session_state.get("predict_ens_runs") or [] if i not in {r["id"] for r in rows}]
+    if kept:  # picked before, older than the newest CANDIDATES
+        rows += store.find_runs(statuses=[RunStatus.FINISHED], ids=kept, config=True, counts=False).rows
+    finished = [r for r in rows if model_checkpoint(store, r)]
     by_id = {r["id"]: r for r in finished}
     if "predict_ens_runs" not in st.session_state:  # start from the run in the sidebar and others on its tasks
         tasks = run["config"].get("tasks", [])

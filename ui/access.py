@@ -43,6 +43,7 @@ CONTROLS: dict[str, str] = {
     "run.continue": "continue runs from their checkpoints",
     "run.retune": "change a run's task weights",
     "run.delete": "delete runs",
+    "run.annotate": "tag runs and write notes on them",
     "run.baselines": "train single-task baselines",
     "ensemble.evaluate": "evaluate ensembles (a long computation on the shared server)",
     "study.start": "start studies",

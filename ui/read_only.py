@@ -26,8 +26,8 @@ MANAGER_READS: frozenset[str] = frozenset({"is_active", "max_concurrent", "queue
 # what it reads off the run store: the pages, and the readers they hand it to (StudyStore's get, list
 # and plan, summarize, level_curves, model_checkpoint, Ensemble.from_runs, StudyRunner.searching)
 STORE_READS: frozenset[str] = frozenset({
-    "chosen_checkpoint", "events", "get_run", "latest_checkpoint", "list_runs", "metrics", "metrics_after",
-    "metrics_history", "owners", "query", "root", "run_dir",
+    "chosen_checkpoint", "events", "find_runs", "get_run", "latest_checkpoint", "list_runs", "metrics",
+    "metrics_after", "metrics_history", "owners", "query", "root", "run_dir",
 })
 
 

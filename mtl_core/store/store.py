@@ -30,6 +30,7 @@ from mtl_core.scores import finite_or_none
 from mtl_core.store import postgres
 from mtl_core.store.commands import Commands
 from mtl_core.store.ids import RUNS_DIR_ENV, check_run_id, default_runs_dir, new_run_id
+from mtl_core.store.listing import Listing
 from mtl_core.store.liveness import HEARTBEAT_STALE_S, queued_reason, why_dead
 from mtl_core.store.schema import MIGRATIONS, SCHEMA_VERSION, SCRIPTS, statements
 from mtl_core.store.status import ACTIVE, STATUSES
@@ -47,7 +48,7 @@ def _retried(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return wrap
 
 
-class RunStore(Commands):
+class RunStore(Commands, Listing):
     """Thread-safe access to the run store: ``<runs_dir>/runs.sqlite``, or the PostgreSQL database
     that ``url`` (default ``$MTL_RUNS_DB``) names; one connection per thread. Checkpoints are files
     under ``runs_dir`` either way."""

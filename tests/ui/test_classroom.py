@@ -128,6 +128,16 @@ class Scenario:
     done: Callable = lambda room, at: False  # whether the action took effect
 
 
+NOTE = "checked by the owner"
+
+
+def _write_note(room, at):
+    box = at.text_area(key=f"live_note_{room.ids['twin-a']}")
+    if not box.disabled:  # a viewer's is: nothing to type into
+        box.input(NOTE)
+    return at
+
+
 def _pick_doomed(room, at):
     at.multiselect(key="compare_delete_pick").set_value([room.ids["twin-b"]]).run()
     return at
@@ -143,6 +153,8 @@ SCENARIOS: dict[str, Scenario] = {
     "run.delete": Scenario("compare", key="compare_delete", prepare=_pick_doomed,
                            done=lambda room, at: at.session_state["compare_confirm"] == [room.ids["twin-b"]]
                            if "compare_confirm" in at.session_state else False),
+    "run.annotate": Scenario("live", key="live_notes_save_{twin-a}", run="twin-a", prepare=_write_note,
+                             done=lambda room, at: room.store.get_run(room.ids["twin-a"])["note"] == NOTE),
     "run.baselines": Scenario("compare", key="compare_baselines", done=lambda room, at: "start_baselines" in room.calls),
     "ensemble.evaluate": Scenario("compare", key="compare_ens_go",
                                   done=lambda room, at: "compare_ens_settings" in at.session_state),

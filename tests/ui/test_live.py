@@ -48,7 +48,7 @@ def test_a_finished_run_shows_its_status_curves_and_final_metrics(ui_runs):
     # total loss, task weights, one panel per task, and the engine's gradient statistics (its
     # first step records them): cosine matrix, cosines over time and gradient norms
     assert len(charts(at)) == 2 + len(UI_TASKS) + 3
-    assert not at.button  # nothing to pause or stop
+    assert [b.key for b in at.button] == [f"live_notes_save_{ui_runs['run_id']}"]  # nothing to pause or stop
     final = at.dataframe[0].value
     assert set(final["task"]) == set(UI_TASKS) and (final["metric"] == "abs_rel").any()
     # the smoothing slider and the log toggle redraw without errors

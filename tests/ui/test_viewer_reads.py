@@ -90,6 +90,8 @@ def store_calls(f) -> dict:
     return {
         "chosen_checkpoint": lambda s: (s.chosen_checkpoint(f.run), s.chosen_checkpoint(f.run, "last")),
         "events": lambda s: s.events(f.run),
+        "find_runs": lambda s: (s.find_runs(), s.find_runs("a study", statuses=("finished",), study=f.study, limit=5),
+                                s.find_runs(label="x", ids=[f.run], config=True), s.find_runs(baseline_of=[f.run])),
         "get_run": lambda s: s.get_run(f.run),
         "latest_checkpoint": lambda s: (s.latest_checkpoint(f.run, "final"), s.latest_checkpoint(f.run)),
         "list_runs": lambda s: (s.list_runs(), s.list_runs(limit=5)),
