@@ -89,7 +89,7 @@ def main() -> None:
         server.close()
     for name, delays, span in (("threads", threads, thread_span), ("ray", on_ray, ray_span)):
         print(f"{name:>8}: makespan {span:6.1f} s; slot to first step per run: median "
-              f"{statistics.median(delays):.2f} s, max {max(delays):.2f} s  "
+              f"{statistics.median(delays):.2f} s, mean {statistics.mean(delays):.2f} s, max {max(delays):.2f} s  "
               f"[{', '.join(f'{d:.1f}' for d in delays)}]")
     overhead = statistics.median(on_ray) - statistics.median(threads)
     print(f"Ray executor per-run overhead: {overhead:.2f} s (target < 3 s)")
