@@ -91,8 +91,12 @@ def _header(run: dict) -> None:
     method = cfg.get("weighting", {}).get("method", "?")
     arch = cfg.get("model", {}).get("architecture", "?")
     st.markdown(f"### {run['name']} &nbsp; :{STATUS_BADGE.get(status, 'gray')}-badge[{status}]")
+    attempts = manager().store.events(run["id"], "attempt")  # a run trained as a Ray task: on which node
+    node = attempts[-1]["payload"].get("node", "") if attempts else ""
     where = " · ".join(x for x in (f"host {run['host']}" if run.get("host") else "",
-                                   f"pid {run['pid']}" if run.get("pid") else "") if x)
+                                   f"pid {run['pid']}" if run.get("pid") else "",
+                                   f"Ray node {node[:8]}" if node else "",
+                                   f"attempt {len(attempts)}" if len(attempts) > 1 else "") if x)
     st.caption(f"`{run['id']}` · {', '.join(cfg.get('tasks', []))} · {arch} · {method} · "
                f"started from {run.get('source') or '?'} · device {run.get('device') or '?'}"
                + (f" · trained on {where}" if where else ""))

@@ -75,6 +75,11 @@ class RunManager:
         self.executor = executor
         self._cluster = ray_executor.connect(address) if executor == "ray" else {}
         if executor == "ray":
+            hosts = ray_executor.node_hosts()
+            if not self.store.url and len(hosts) > 1:
+                raise MTLError(f"the Ray cluster spans {len(hosts)} machines ({', '.join(sorted(hosts)[:4])}) and the "
+                               f"run store is SQLite on this one ({self.store.where}), which no other machine may "
+                               f"write: set MTL_RUNS_DB to a PostgreSQL database every machine reaches")
             ray_executor.warm_up(self._cluster)
         room = ray_executor.capacity(self._cluster) if executor == "ray" else default_max_concurrent()
         self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or room
@@ -324,12 +329,17 @@ def preload() -> None:
         importlib.import_module(name)
 
 
+EXECUTOR_ENV, ADDRESS_ENV = "MTL_EXECUTOR", "MTL_RAY_ADDRESS"
+
+
 def get_manager(runs_dir: str | os.PathLike | None = None) -> RunManager:
-    """The process-wide RunManager for a runs directory."""
+    """The process-wide RunManager for a runs directory; ``MTL_EXECUTOR=ray`` (and
+    ``MTL_RAY_ADDRESS``, default auto) makes the dashboard's runs, studies and carry-ons Ray tasks."""
     key = str(Path(runs_dir if runs_dir is not None else default_runs_dir()).resolve())
     with _MANAGERS_LOCK:
         if key not in _MANAGERS:
-            _MANAGERS[key] = RunManager(key)
+            _MANAGERS[key] = RunManager(key, executor=os.environ.get(EXECUTOR_ENV, "").strip() or "thread",
+                                        address=os.environ.get(ADDRESS_ENV, "").strip() or None)
         return _MANAGERS[key]
 
 

@@ -61,6 +61,13 @@ def connect(address: str | None = None) -> dict[str, float]:
     return ray.cluster_resources()
 
 
+def node_hosts() -> set[str]:
+    """The addresses of the cluster's live nodes (one per machine; a local test cluster has one)."""
+    import ray
+
+    return {n["NodeManagerAddress"] for n in ray.nodes() if n.get("Alive")}
+
+
 def _pythonpath() -> str:
     """Where the workers find mtl_core: this checkout (the same path on every node), then theirs."""
     extra = os.environ.get("PYTHONPATH", "")

@@ -67,6 +67,7 @@ def test_the_dashboard_on_postgresql_shows_a_ray_study_live_and_stops_it(browser
             page.goto(f"{url}/live?run={run_id}")
             expect(page.get_by_role("heading", name="Live training", exact=True)).to_be_visible(timeout=SLOW)
             expect(page.locator('[data-testid="stProgress"]').first).to_be_visible()
+            expect(page.get_by_text(re.compile(rf"Ray node {node[:8]}"))).to_be_visible()  # where it trains
             first, _ = _progress(page)
             page.wait_for_timeout(4000)
             assert _progress(page)[0] > first, "the Live page's step did not move"

@@ -167,3 +167,32 @@ def test_a_study_whose_head_process_dies_is_carried_on_from_another_process(clus
     assert len(store.list_runs()) == 2  # carried on under the same ids: nothing trained twice from scratch
     for r in store.list_runs():
         assert store.events(r["id"], "resumed_from_checkpoint")[-1]["step"] >= 4 and r["step"] == 30
+
+
+def test_a_dashboard_set_to_ray_trains_its_runs_on_the_cluster(cluster, postgres_url, tmp_path, monkeypatch):
+    """``MTL_EXECUTOR=ray``: the dashboard's manager (Setup's Start, a study, Carry on) sends runs to the cluster."""
+    from mtl_core.runs import manager as manager_module
+
+    c, workers = cluster
+    monkeypatch.setenv("MTL_EXECUTOR", "ray")
+    monkeypatch.setenv("MTL_RAY_ADDRESS", c.address)
+    m = manager_module.get_manager(tmp_path / "runs")
+    try:
+        assert m.executor == "ray"
+        rid = m.start(ExperimentConfig.from_dict(BASE))
+        assert m.wait(rid, timeout=120) == RunStatus.FINISHED
+        assert set(_nodes_of(m.store, rid)) <= {w.node_id for w in workers}
+    finally:
+        m.shutdown(timeout=30)
+        manager_module._MANAGERS.pop(str((tmp_path / "runs").resolve()), None)
+
+
+def test_the_sqlite_store_with_a_cluster_of_several_machines_is_refused(cluster, tmp_path, monkeypatch):
+    from mtl_core.errors import MTLError
+    from mtl_core.runs import ray_executor
+
+    c, _ = cluster
+    monkeypatch.delenv("MTL_RUNS_DB", raising=False)
+    monkeypatch.setattr(ray_executor, "node_hosts", lambda: {"10.0.0.1", "10.0.0.2"})
+    with pytest.raises(MTLError, match=r"spans 2 machines.*SQLite.*set MTL_RUNS_DB"):
+        RunManager(tmp_path / "runs", executor="ray", address=c.address)
