@@ -26,7 +26,7 @@ from mtl_core.errors import ConfigError, MTLError
 from mtl_core.runs import ray_executor
 from mtl_core.runs.gpus import GpuSlots, gpu_count, runs_per_gpu, wants_gpu
 from mtl_core.store.ids import check_run_id, default_runs_dir
-from mtl_core.store.liveness import HEARTBEAT_SECONDS, HEARTBEAT_STALE_S, Heartbeat, host_and_pid
+from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid, stale_seconds
 from mtl_core.store.status import TERMINAL, RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.training.control import Control
@@ -63,12 +63,13 @@ EXECUTORS = ("thread", "ray")
 
 class RunManager:
     def __init__(self, runs_dir: str | os.PathLike | None = None, max_concurrent: int | None = None,
-                 recover: bool = True, stale_after: float = HEARTBEAT_STALE_S, executor: str = "thread",
+                 recover: bool = True, stale_after: float | None = None, executor: str = "thread",
                  address: str | None = None) -> None:
-        """``recover``: runs whose trainer has not beaten for ``stale_after`` seconds are marked
-        interrupted, now and every few seconds from then on. ``executor``: ``thread`` trains each
-        run in a thread of this process; ``ray`` as a task of the Ray cluster at ``address``
-        (:mod:`mtl_core.runs.ray_executor`), as many at once as the cluster has room for."""
+        """``recover``: runs whose trainer has not beaten for ``stale_after`` seconds (default
+        ``MTL_HEARTBEAT_STALE_S``, 30) are marked interrupted, now and every few seconds from then
+        on. ``executor``: ``thread`` trains each run in a thread of this process; ``ray`` as a task
+        of the Ray cluster at ``address`` (:mod:`mtl_core.runs.ray_executor`), as many at once as
+        the cluster has room for."""
         if executor not in EXECUTORS:
             raise ConfigError("executor", f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
         self.store = RunStore(runs_dir)
@@ -93,14 +94,14 @@ class RunManager:
         self.owner = f"{host}-{pid}-{secrets.token_hex(3)}"
         self.store.register_owner(self.owner, host, pid)
         self._last_sweep = 0.0
-        self.recover, self.stale_after = recover, float(stale_after)
+        self.recover, self.stale_after = recover, float(stale_seconds() if stale_after is None else stale_after)
         if recover:
             self.store.mark_interrupted(self.stale_after)
         self._heartbeat = Heartbeat(self._beat, HEARTBEAT_SECONDS, name=f"manager-{self.owner}").start()
 
     def _beat(self) -> None:
         self.store.owner_heartbeat(self.owner)
-        if self.recover and time.time() - self._last_sweep > SWEEP_SECONDS:
+        if self.recover and time.time() - self._last_sweep > min(SWEEP_SECONDS, self.stale_after):
             self._last_sweep = time.time()
             self.store.mark_interrupted(self.stale_after)  # a trainer anywhere that stopped beating shows so
 

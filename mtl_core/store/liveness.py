@@ -17,6 +17,16 @@ from typing import Any
 # (fifteen missed beats: a busy disk or a long evaluation step must not kill a healthy run).
 HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_STALE_S = 30.0
+STALE_ENV = "MTL_HEARTBEAT_STALE_S"
+
+
+def stale_seconds() -> float:
+    """How long a RunManager waits without a heartbeat before it calls a run interrupted:
+    ``MTL_HEARTBEAT_STALE_S`` (default :data:`HEARTBEAT_STALE_S`; never under three beats)."""
+    try:
+        return max(3 * HEARTBEAT_SECONDS, float(os.environ.get(STALE_ENV, HEARTBEAT_STALE_S)))
+    except ValueError:
+        return HEARTBEAT_STALE_S
 
 
 def host_and_pid() -> tuple[str, int]:

@@ -88,7 +88,10 @@ def main(a: argparse.Namespace) -> int:
 
 
 def _follow(runner, study_id: str, quiet: bool) -> int:
-    """Wait for the study's runs with a progress bar; Ctrl+C stops them (resumable)."""
+    """Wait for the study's runs with a progress bar; Ctrl+C stops them (resumable). A run whose
+    trainer is lost meanwhile (an earlier head that died, whose runs were still heard from when this
+    one started) is carried on once it is marked interrupted, at most once each here."""
+    picked_up: set[str] = set()
     try:
         while True:
             counts = runner.progress(study_id)
@@ -101,7 +104,13 @@ def _follow(runner, study_id: str, quiet: bool) -> int:
                 sys.stderr.flush()
             alive = any(runner.manager.is_active(row["run_id"]) for row in runner.studies.plan(study_id) if row["run_id"])
             if (active == 0 or not alive) and not runner.searching(study_id):
-                break
+                lost = runner.orphaned(study_id) - picked_up
+                if not lost:
+                    break
+                picked_up |= lost
+                counts = runner.carry_on(study_id)
+                print(f"\ncarrying on {len(lost)} run(s) whose trainer was lost: {counts['resumed']} resumed, "
+                      f"{counts['started']} started", file=sys.stderr)
             time.sleep(1.0)
     except KeyboardInterrupt:
         runner.stop(study_id)

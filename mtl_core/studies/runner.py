@@ -235,6 +235,11 @@ class StudyRunner:
         self._each_active(study_id, stop_run)
         self.studies.set_state(study_id, "stopped")
 
+    def orphaned(self, study_id: str) -> set[str]:
+        """The study's runs whose trainer was lost (status interrupted: not stopped, not failed)."""
+        return {row["run_id"] for row in self.studies.plan(study_id)
+                if row["run"] is not None and row["run"]["status"] == RunStatus.INTERRUPTED}
+
     def progress(self, study_id: str) -> dict[str, int]:
         """How many planned runs are in each status (``planned``: no run yet) and in all."""
         plan = self.studies.plan(study_id)

@@ -8,6 +8,7 @@ from mtl_core.errors import ConfigError
 from tests.conftest import tiny_config
 
 
+@pytest.mark.usefixtures("store_backend")
 def test_baselines_for_some_tasks_start_only_those(tmp_path):
     from mtl_core.runs.manager import get_manager
 

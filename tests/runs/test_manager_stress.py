@@ -3,12 +3,15 @@ import random
 import threading
 import time
 
+import pytest
+
 from mtl_core.config import OptimConfig
 from mtl_core.errors import ConfigError
 from mtl_core.runs.manager import RunManager
 from mtl_core.store.status import TERMINAL
 
 
+@pytest.mark.usefixtures("store_backend")  # many threads' transactions on SQLite's lock and on PostgreSQL's rows
 def test_200_mixed_operations_from_several_threads(tmp_path, tiny):
     m = RunManager(tmp_path / "runs", max_concurrent=2)
     cfg = tiny(optim=OptimConfig(batch_size=8, steps=12, warmup_steps=0), eval_every=1000, checkpoint_every=0,

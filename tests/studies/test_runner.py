@@ -121,6 +121,38 @@ def test_kill_9_in_the_middle_of_a_study_then_resume_loses_no_finished_run(tmp_p
     m.shutdown()
 
 
+def test_study_resume_right_after_its_head_died_waits_for_the_orphans_and_carries_them_on(tmp_path):
+    """The head (``study run``) killed mid-run and ``study resume`` started at once, while the orphan
+    is still "heard from": it is left until marked interrupted, then resumed from its checkpoint."""
+    one = {"name": "orphan", "base": {**BASE, "optim": {**BASE["optim"], "steps": 120}, "checkpoint_every": 5},
+           "factors": {"weighting.method": ["ew"]}, "seeds": 1, "baselines": False}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(one))
+    runs = tmp_path / "runs"
+    env = {**os.environ, "MTL_HEARTBEAT_STALE_S": "6"}
+    proc = subprocess.Popen([sys.executable, "-m", "mtl_core", "study", "run", str(path), "--runs-dir", str(runs),
+                             "--quiet"], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env)
+    sid = proc.stdout.readline().split()[1]
+    from mtl_core.store.store import RunStore
+
+    store = RunStore(runs)
+    deadline = time.time() + 120
+    while not (store.list_runs() and store.latest_checkpoint(store.list_runs()[0]["id"])
+               and store.list_runs()[0]["step"] >= 10):
+        assert time.time() < deadline and proc.poll() is None, "the run never passed its first checkpoint"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    (run,) = store.list_runs()
+    assert run["status"] == RunStatus.RUNNING  # as the dead head left it
+    done = subprocess.run([sys.executable, "-m", "mtl_core", "study", "resume", sid, "--runs-dir", str(runs),
+                           "--quiet"], cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "carrying on 1 run(s) whose trainer was lost: 1 resumed" in done.stderr
+    assert store.get_run(run["id"])["status"] == RunStatus.FINISHED and len(store.list_runs()) == 1
+    assert store.events(run["id"], "resumed_from_checkpoint")
+
+
 def test_the_cli_runs_shows_and_lists_a_study(tmp_path, capsys):
     """``python -m mtl_core study run`` in a new process; show, list and a refusal through the
     same ``cli.main`` in this one."""
