@@ -27,7 +27,7 @@ from mtl_core.models import ARCHITECTURES, BACKBONES
 from mtl_core.protocols.benchmarks import config_file
 from mtl_core.store.ids import check_run_id, default_runs_dir
 from mtl_core.store.liveness import HEARTBEAT_STALE_S
-from mtl_core.store.status import RunStatus
+from mtl_core.store.status import STATUSES, RunStatus
 from mtl_core.store.store import RunStore
 from mtl_core.studies import cli as study_cli
 from mtl_core.tasks import KINDS, TASKS
@@ -125,6 +125,10 @@ def _parser() -> argparse.ArgumentParser:
     runs_dir(ls)
     ls.add_argument("--dataset", help="list this dataset's tasks (with --data-root for one on disk)")
     ls.add_argument("--data-root", help="the dataset's file or folder")
+    ls.add_argument("--search", help="runs whose name, method, tasks, study, level, tag or note hold these words")
+    ls.add_argument("--status", choices=STATUSES, help="runs in this status only")
+    ls.add_argument("--tag", help="runs with this tag of yours")
+    ls.add_argument("--limit", type=int, default=20, help="at most this many runs, newest first (default 20)")
 
     cd = sub.add_parser("check-data", help="every problem of a dataset (missing images, unknown classes, boxes outside "
                         "their image ...) with its file and row, before a run trips over it")
@@ -425,9 +429,13 @@ def _list(a) -> int:
         for t in check_data(dataclasses.replace(cfg, tasks=())).tasks:
             print(f"  {t['name']:<20} {t['kind']}")
 
-    runs = RunStore(a.runs_dir).list_runs(limit=20)
-    if runs:
-        print("runs:")
-        for r in runs:
-            print(f"  {r['id']}  {r['status']:<11} step {r['step']}/{r['total_steps']}  {r['name']}")
+    found = RunStore(a.runs_dir).find_runs(a.search or "", statuses=[a.status] if a.status else None,
+                                            label=a.tag, limit=a.limit, counts=False)
+    if found.rows or a.search or a.status or a.tag:
+        print(f"runs ({len(found.rows)} of {found.total}, newest first"
+              + (f"; more with --limit {min(found.total, 10 * a.limit)})" if found.total > len(found.rows) else ")")
+              + ":")
+        for r in found.rows:
+            tags = f"  [{', '.join(r['labels'])}]" if r.get("labels") else ""
+            print(f"  {r['id']}  {r['status']:<11} step {r['step']}/{r['total_steps']}  {r['name']}{tags}")
     return 0

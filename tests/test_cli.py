@@ -198,3 +198,23 @@ def test_predict_on_a_photo_of_another_shape_writes_the_overlay_at_its_size(tmp_
     p = here("predict", run_id, str(photo), "--out", str(out), runs_dir=runs)
     assert Image.open(out).size == (50, 120)
     assert "50 px wide, 120 high, as the image (the model sees 48 x 32, fitted by letterbox" in p.stdout
+
+
+def test_list_finds_runs_by_words_status_and_tag(tmp_path, capsys):
+    from mtl_core.cli import main
+    from mtl_core.store.store import RunStore
+
+    store = RunStore(tmp_path)
+    keep = store.create_run({"tasks": ["depth"], "weighting": {"method": "cagrad"}}, "depth with cagrad",
+                            status="finished")
+    store.create_run({"tasks": ["segmentation"], "weighting": {"method": "ew"}}, "segmentation alone", status="failed")
+    store.set_labels(keep, ["paper-figure"])
+    assert main(["list", "--runs-dir", str(tmp_path), "--search", "cagrad"]) == 0
+    out = capsys.readouterr().out
+    assert "runs (1 of 1, newest first):" in out and keep in out and "[paper-figure]" in out
+    assert "segmentation alone" not in out
+    assert main(["list", "--runs-dir", str(tmp_path), "--status", "failed"]) == 0
+    out = capsys.readouterr().out
+    assert "segmentation alone" in out and keep not in out
+    assert main(["list", "--runs-dir", str(tmp_path), "--tag", "paper-figure", "--limit", "5"]) == 0
+    assert keep in capsys.readouterr().out
