@@ -14,9 +14,14 @@ Not implemented: the paper's momentum variant (M-ConFIG), which updates one task
 
 Computed from the Gram matrix: ``U^+ p = U^T c`` with ``c = (U U^T)^+ p`` and
 ``U U^T = M / (n n^T)``, so the update is ``sum_t w_t g_t`` with ``w_t = L c_t / (||d|| n_t)``,
-``L = sum_t g_t . d_hat`` and ``||d||^2 = c^T U U^T c``. The pseudo-inverse drops eigenvalues under
-``rtol`` times the largest (round-off: the Gram is accumulated in float32), so collinear or
-opposite gradients give the least-squares ``d`` (opposite ones give no update). A task whose
+``L = sum_t g_t . d_hat`` and ``||d||^2 = c^T U U^T c``. The Gram is accumulated in float64 and
+the pseudo-inverse drops the singular values of ``U`` under ``rtol`` times the largest (the
+eigenvalues of ``U U^T`` under ``rtol^2``), as a pseudo-inverse of ``U`` itself would: nearly
+collinear gradients keep their small but real singular values (with a preference vector they set
+the direction), and exactly collinear or opposite ones give the least-squares ``d`` (opposite ones
+give no update). A cut on the Gram's eigenvalues at ``rtol`` dropped singular values under 1e-3,
+and with them the preference: [[1, 0, 0], [1, 3e-3, 0], [1, 0, 3e-3]] with weights (1, 2, 3) gave
+projections of opposite sign instead of 1 : 2 : 3. A task whose
 gradient is zero has no direction: it is left out (weight 0), which is what ``U^+`` does with a zero
 row of ``U``.
 """
@@ -26,17 +31,18 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram, live_tasks, solve_on_live
+from mtl_core.weighting.grad_utils import combine_rows, exact_gram, live_tasks, solve_on_live
 
 
 def config_weights(m: Tensor, pref: Tensor | None = None, rtol: float = 1e-6) -> Tensor:
-    """ConFIG's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)`` of non-zero
-    gradients; ``pref (T,)`` is the target projection on every unit gradient (ones by default)."""
+    """ConFIG's ``w (T,)`` (update ``sum_t w_t g_t``) from the float64 Gram ``m (T, T)`` of non-zero
+    gradients; ``pref (T,)`` is the target projection on every unit gradient (ones by default);
+    ``rtol``: the singular values of the unit gradients kept, relative to the largest."""
     t = m.shape[0]
     p = torch.ones(t, dtype=torch.float64) if pref is None else pref.double()  # (T,)
     norms = m.diagonal().clamp_min(0.0).sqrt()  # (T,)
     uu = m / (norms[:, None] * norms[None, :])  # (T, T) Gram of the unit gradients
-    c = torch.linalg.pinv(uu, rtol=rtol, hermitian=True) @ p  # (T,) d = sum_t c_t u_t
+    c = torch.linalg.pinv(uu, rtol=rtol * rtol, hermitian=True) @ p  # (T,) d = sum_t c_t u_t
     d_norm = float(c @ uu @ c) ** 0.5
     if d_norm <= 1e-12:  # p has no component the unit gradients can reach (e.g. g and -g)
         return torch.zeros(t, dtype=torch.float64)
@@ -55,7 +61,7 @@ class ConFIG(GradWeighting):
                 "ICLR 2025.")
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        m, pref = gram(grads), self.preference()  # (T, T), (T,)
+        m, pref = exact_gram(grads), self.preference()  # (T, T), (T,)
         live = live_tasks(m)
         w = solve_on_live(m, lambda sub: config_weights(sub, pref[live], float(self.params["rtol"])))
         return combine_rows(w, grads)

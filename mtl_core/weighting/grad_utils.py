@@ -38,6 +38,14 @@ def gram(grads: Tensor) -> Tensor:
     return (grads @ grads.T).double().cpu()  # (T, T)
 
 
+def exact_gram(grads: Tensor) -> Tensor:
+    """``grads (T, D)`` -> Gram matrix ``(T, T)`` accumulated in float64 (on the gradients' device,
+    then the CPU): for the solvers whose pseudo-inverse must tell small but real singular values
+    (nearly collinear gradients) from round-off, which in :func:`gram` is float32's."""
+    g = grads.double()
+    return (g @ g.T).cpu()  # (T, T)
+
+
 def zero_dead_rows(weights: Tensor, grads: Tensor) -> Tensor:
     """``weights (T,)`` with 0 where the row of ``grads (T, D)`` is exactly zero (that task adds
     nothing to ``sum_t w_t g_t`` whatever its weight, so 0 is the weight it had)."""

@@ -4,11 +4,12 @@ Liu, L., Li, Y., Kuang, Z., Xue, J.-H., Chen, Y., Yang, W., Liao, Q. and Zhang, 
 "Towards Impartial Multi-task Learning." ICLR 2021.
 
 With ``u_t = g_t / ||g_t||``, ``D`` the rows ``g_1 - g_t`` and ``U`` the rows ``u_1 - u_t``
-(t = 2..T), the closed form is ``alpha_{2:T} = g_1 U^T (D U^T)^{-1}``, ``alpha_1 = 1 - sum alpha_{2:T}``
-and the update ``sum_t alpha_t g_t``: its projections ``g . u_t`` are all equal, so no task is
-favoured, and the weights sum to 1. Only the gradient half of IMTL (IMTL-G); the loss-scale half
-(IMTL-L) is a loss weighting of its own. Everything is computed from the Gram matrix; a singular
-system (linearly dependent gradients) uses the pseudo-inverse. A task whose gradient is zero has
+(t = 2..T), the paper's closed form is ``alpha_{2:T} = g_1 U^T (D U^T)^{-1}``, ``alpha_1 = 1 - sum
+alpha_{2:T}`` and the update ``sum_t alpha_t g_t``: its projections ``g . u_t`` are all equal, so no
+task is favoured, and the weights sum to 1. Only the gradient half of IMTL (IMTL-G); the loss-scale
+half (IMTL-L) is a loss weighting of its own. Computed as ``pinv(M) n / (1' pinv(M) n)`` on the
+float64 Gram matrix ``M`` (see :func:`imtl_g_weights`): the same answer where the paper's system
+is regular, and one that does not depend on the tasks' order where it is singular. A task whose gradient is zero has
 no direction ``u_t`` to be impartial to (the equal-projection condition would force the update to
 zero): it is left out, with weight 0, and the others are balanced among themselves.
 """
@@ -18,24 +19,31 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram, solve_on_live
+from mtl_core.weighting.grad_utils import combine_rows, exact_gram, solve_on_live
 
 
 def imtl_g_weights(m: Tensor) -> Tensor:
-    """IMTL-G's ``alpha (T,)`` from the Gram matrix ``m (T, T)``."""
+    """IMTL-G's ``alpha (T,)`` from the Gram matrix ``m (T, T)``: ``pinv(M) n / (1' pinv(M) n)``.
+
+    Equal projections ``g . u_t`` for the update ``g = G^T alpha`` are ``M alpha = lambda n`` (``n``
+    the gradients' norms), so ``alpha`` is proportional to ``M^{-1} n`` and sums to 1: the paper's
+    closed form whenever the gradients are linearly independent. Written this way it treats the
+    tasks alike (the paper's form singles out task 1, and on linearly dependent gradients its
+    least-squares answer depended on which task came first); the pseudo-inverse gives the
+    minimum-norm answer there (g = [1, 1], [2, 2], [0.5, 0.5]: update [1.5, 1.5] in any order).
+    Where ``n`` has no part in ``M``'s range (``g`` and ``-g``) no update has equal positive
+    projections: the update is zero."""
     t = m.shape[0]
     if t == 1:
         return torch.ones(1, dtype=torch.float64)
-    norms = m.diagonal().clamp_min(0.0).sqrt().clamp_min(1e-12)  # (T,); a zero gradient has no direction
-    p = m / norms  # p[i, j] = g_i . u_j
-    # D U^T [a, b] = (g_1 - g_a) . (u_1 - u_b), rows and columns over t = 2..T
-    du = (p[0, 0] - p[0, 1:])[None, :] - (p[1:, 0][:, None] - p[1:, 1:])  # (T-1, T-1)
-    gu = p[0, 0] - p[0, 1:]  # (T-1,) g_1 U^T
-    # tolerances on the gradients' scale: the Gram was accumulated in float32, so collinear
-    # gradients leave round-off, not signal, in D U^T
-    tol = 1e-6 * float(norms.max())
-    rest = torch.linalg.pinv(du.T, atol=tol, rtol=1e-6) @ gu  # solves alpha D U^T = g_1 U^T
-    return torch.cat([(1.0 - rest.sum())[None], rest])  # (T,)
+    norms = m.diagonal().clamp_min(0.0).sqrt()  # (T,)
+    # eigenvalues of M under 1e-12 of the largest are round-off (M is exact_gram's float64): the
+    # singular values of G under 1e-6 of its largest
+    c = torch.linalg.pinv(m, rtol=1e-12, hermitian=True) @ norms  # (T,)
+    total = float(c.sum())
+    if abs(total) <= 1e-12 * float(c.abs().sum()) or total == 0.0:
+        return torch.zeros(t, dtype=torch.float64)
+    return c / total  # (T,)
 
 
 @register_weighting("imtl_g")
@@ -47,4 +55,4 @@ class IMTLG(GradWeighting):
     citation = "Liu et al., 'Towards Impartial Multi-task Learning', ICLR 2021 (IMTL-G)."
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        return combine_rows(solve_on_live(gram(grads), imtl_g_weights), grads)
+        return combine_rows(solve_on_live(exact_gram(grads), imtl_g_weights), grads)
