@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.servers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +43,6 @@ def _unavailable(reason: str) -> None:
     if os.environ.get("CI"):
         pytest.fail(f"{reason} (CI is set, so this end-to-end test must run)")
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 60) -> None:
@@ -70,7 +65,7 @@ def serve(tmp_path: Path, **env: str) -> Iterator[str]:
     """``http://127.0.0.1:<port>``: the dashboard on an empty runs directory (``env``: more
     environment, e.g. shared mode); killed (its whole process group, training threads included)
     on leaving."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "streamlit.log"
     env = {**os.environ, "MTL_RUNS_DIR": str(tmp_path / "runs"), "OMP_NUM_THREADS": "2", **env}
     with log.open("w") as out:

@@ -3,7 +3,6 @@ on that same global batch, for loss-based and gradient-based weighting methods a
 methods that use several batches a step."""
 import dataclasses
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from mtl_core.data.augment import AugmentConfig
 from mtl_core.store.store import RunStore
 from mtl_core.training.checkpoint import load_checkpoint
 from mtl_core.training.loop import Trainer
+from tests.servers import free_port
 
 METHODS = ("ew", "uw", "pcgrad", "mgda", "cagrad")
 SEVERAL_BATCHES = ("modo", "sdmgrad")  # three batches a step: each one sharded, its gradients averaged
@@ -68,12 +68,6 @@ def _initial_params() -> dict[str, torch.Tensor]:
     return build_all(_config("ew"), ("val",))["model"].state_dict()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _params(root: Path, run_id: str) -> dict[str, torch.Tensor]:
     store = RunStore(root)
     return load_checkpoint(store.latest_checkpoint(run_id)["path"])["model"]
@@ -89,7 +83,7 @@ def test_two_gloo_processes_match_one_process(tmp_path, methods):
             store.create_run(_config(m).to_dict(), m, run_id=m)
     for m in methods:
         _train(m, single)
-    mp.spawn(_worker, args=(2, _free_port(), str(multi), methods), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, free_port(), str(multi), methods), nprocs=2, join=True)
     init = _initial_params()
     report = {}
     for m in methods:
@@ -143,7 +137,7 @@ def _decisions_worker(rank: int, world: int, port: int, root: str, case: str) ->
 def _run_two_ranks(root: Path, case: str) -> list[list[str]]:
     store = RunStore(root)
     store.create_run(_config("ew").to_dict(), case, run_id="run")
-    ctx = mp.start_processes(_decisions_worker, args=(2, _free_port(), str(root), case), nprocs=2, join=False,
+    ctx = mp.start_processes(_decisions_worker, args=(2, free_port(), str(root), case), nprocs=2, join=False,
                              start_method="spawn")
     deadline = time.time() + 120
     while not ctx.join(timeout=1):  # a hang fails here, not in pytest's own timeout
@@ -176,7 +170,7 @@ def test_torchrun_with_baselines_creates_each_run_once(tmp_path):
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(_free_port()),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port", str(free_port()),
            "-m", "mtl_core", "train", "--runs-dir", str(tmp_path), "--tasks", "classification,segmentation",
            "--steps", "2", "--batch-size", "8", "--image-size", "32", "--train-size", "32", "--norm", "group",
            "--device", "cpu", "--eval-every", "100", "--baselines", "--quiet"]
