@@ -207,9 +207,14 @@ def connect(url: str, read_only: bool = False) -> Any:
             conn.execute("SET default_transaction_read_only = on")
         return conn
     except psycopg.OperationalError as e:
-        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise StoreUnavailable(f"cannot reach the run store's database {redact(url)}: {reason}. Check that the "
-                               f"server runs and that {DB_ENV} names it (user, host, port, database)") from None
+        raise StoreUnavailable(f"cannot reach the run store's database {redact(url)} ({_first_line(e)}); check "
+                               f"that the server runs and that {DB_ENV} names it (user, host, port, database)") from None
+
+
+def _first_line(error: BaseException) -> str:
+    """What the driver said, on one line (psycopg's message names host and port, never a password)."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    return lines[0].rstrip(".") if lines else type(error).__name__
 
 
 def is_connection_error(error: BaseException) -> bool:
@@ -240,9 +245,8 @@ def with_retry(fn: Callable[[], Any], url: str, reconnect: Callable[[], None], w
             last = e
         left = deadline - time.monotonic()
         if left <= 0:
-            reason = str(last).strip().splitlines()[-1] if str(last).strip() else type(last).__name__
             raise StoreUnavailable(f"lost the run store's database {redact(url)} while trying to {what}, and it "
-                                   f"did not come back within {budget:.0f} s ({RETRY_ENV}): {reason}") from None
+                                   f"did not come back within {budget:.0f} s ({RETRY_ENV}): {_first_line(last)}") from None
         sleep(min(pause, left))
         pause = min(pause * 2, 5.0)
         try:
