@@ -1,6 +1,7 @@
 """Home: what the tool does, a one-click demo run, and the recent runs."""
 from __future__ import annotations
 
+import os
 from datetime import datetime
 
 import pandas as pd
@@ -8,7 +9,10 @@ import streamlit as st
 
 from mtl_core.config import DEFAULT_TASKS, ExperimentConfig
 from mtl_core.errors import MTLError
+from mtl_core.runs.manager import EXECUTOR_ENV
+from mtl_core.store.postgres import database_url, redact
 from mtl_core.store.status import ACTIVE
+from ui.engine import runs_dir
 from ui.roles import why_not
 from ui.sidebar import status_icon
 from ui.state import manager, open_run
@@ -74,3 +78,7 @@ else:
     shown = f"The {len(runs)} most recent runs" if len(runs) == RECENT else f"{len(runs)} run{'s' * (len(runs) > 1)}"
     st.caption(f"{shown}, {active} active. Open one from the sidebar of the Live training, Compare runs "
                "or Predict page.")
+url = database_url()
+executor = os.environ.get(EXECUTOR_ENV, "").strip() or "thread"
+st.caption(f"Run store: {'PostgreSQL ' + redact(url) if url else 'SQLite'}; checkpoints under `{runs_dir()}`; "
+           + ("new runs train as tasks of the Ray cluster." if executor == "ray" else "new runs train in this process."))

@@ -38,3 +38,13 @@ def test_the_dashboard_opens_once_the_database_answers(postgres_url, tmp_path, m
     monkeypatch.setenv("MTL_RUNS_DB", good)
     at.run()
     assert not at.error and not at.exception
+
+
+def test_home_says_where_the_runs_are_kept(postgres_url, tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("MTL_RUNS_DIR", str(tmp_path / "runs"))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    captions = " ".join(c.value for c in at.caption)
+    assert f"Run store: PostgreSQL {postgres_url}" in captions and "new runs train in this process" in captions
