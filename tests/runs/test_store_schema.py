@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from mtl_core.errors import MTLError
-from mtl_core.store import store as store_module
+from mtl_core.store import database as store_module  # where the store opens and migrates
 from mtl_core.store.schema import SCHEMA_VERSION
 from mtl_core.store.store import RunStore
 
