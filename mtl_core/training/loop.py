@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from mtl_core.config import ExperimentConfig
 from mtl_core.data.augment import Augmenter
 from mtl_core.data.base import collate, select, to_device
 from mtl_core.data.labels import apply_budget, scale_losses
-from mtl_core.errors import ConfigError, MTLError, StoreUnavailable
+from mtl_core.errors import ConfigError
 from mtl_core.isolation import pin_threads
 from mtl_core.protocols.selection import BEST_SPLIT
 from mtl_core.store.liveness import HEARTBEAT_SECONDS, Heartbeat, host_and_pid
@@ -33,6 +32,7 @@ from mtl_core.training.builders import autocast, autocast_dtype, build_all, buil
 from mtl_core.training.checkpoint import check_compatible, load_checkpoint, save_checkpoint
 from mtl_core.training.control import Control, Decision, Steering, finite_losses
 from mtl_core.training.evaluation import evaluate, split_batches
+from mtl_core.training.failure import record_failure
 from mtl_core.training.gradstats import gradient_stats, rep_gradients, task_gradients
 from mtl_core.weighting import StepContext, build_weighting
 
@@ -87,40 +87,15 @@ class Trainer:
         pin_threads()  # this thread's intra-op threads, fixed now, whatever another thread does later
         try:
             status = self._train()
-        except MemoryError:
-            status = self._fail("ran out of memory; lower the batch size or the image size", traceback.format_exc())
-        except torch.cuda.OutOfMemoryError:
-            status = self._fail("the GPU ran out of memory; lower the batch size or the image size", traceback.format_exc())
-        except StoreUnavailable as e:  # nothing more can be written: say why, once, where it can be read
-            status = self._fail(str(e), traceback.format_exc(), store_lost=True)
-        except MTLError as e:
-            status = self._fail(str(e), traceback.format_exc())
-        except Exception as e:  # any fault inside a run ends that run only
-            status = self._fail(f"{type(e).__name__}: {e}", traceback.format_exc())
+        except Exception as e:  # any fault inside a run ends that run only (MemoryError included)
+            status = record_failure(self.store, self.run_id, self.step, e, traceback.format_exc(),
+                                    lambda: self._flush(force=True))
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
         return status
 
     # -- internals --------------------------------------------------------------
-    def _fail(self, reason: str, tb: str, store_lost: bool = False) -> str:
-        """Record the failure. When the store's database was lost (``store_lost``), its rows since
-        the last flush are given up and the status is tried once more (its own retry window); if
-        that fails too the reason goes to stderr, and the run, not heard from, is shown as
-        interrupted once the database is back, resumable from its last checkpoint."""
-        try:
-            if not store_lost:
-                self._flush(force=True)
-                self.store.update_progress(self.run_id, self.step)  # where it failed
-        except Exception:
-            pass
-        try:
-            self.store.set_status(self.run_id, RunStatus.FAILED, error=reason, traceback=tb)
-        except StoreUnavailable as e:
-            print(f"run {self.run_id} failed at step {self.step}: {reason}; and its status could not be written "
-                  f"either ({e})", file=sys.stderr)
-        return RunStatus.FAILED
-
     def _log(self, step: int, split: str, values: dict[str, float]) -> None:
         now = time.time()
         self._rows.extend((step, split, k, float(v), now) for k, v in values.items())
