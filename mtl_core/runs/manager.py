@@ -73,17 +73,17 @@ class RunManager:
         if executor not in EXECUTORS:
             raise ConfigError("executor", f"unknown executor {executor!r}; one of {', '.join(EXECUTORS)}")
         self.store = RunStore(runs_dir)
-        self.executor = executor
-        self._cluster = ray_executor.connect(address) if executor == "ray" else {}
+        self.executor, self._cluster, room = executor, {}, 0
         if executor == "ray":
+            self._cluster = ray_executor.connect(address)
             hosts = ray_executor.node_hosts()
             if not self.store.url and len(hosts) > 1:
                 raise MTLError(f"the Ray cluster spans {len(hosts)} machines ({', '.join(sorted(hosts)[:4])}) and the "
                                f"run store is SQLite on this one ({self.store.where}), which no other machine may "
                                f"write: set MTL_RUNS_DB to a PostgreSQL database every machine reaches")
             ray_executor.warm_up(self._cluster)
-        room = ray_executor.capacity(self._cluster) if executor == "ray" else default_max_concurrent()
-        self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or room
+            room = ray_executor.capacity(self._cluster)
+        self.max_concurrent = max_concurrent or int(os.environ.get("MTL_MAX_RUNS", 0)) or room or default_max_concurrent()
         self._lock = threading.RLock()
         self._jobs: dict[str, _Job] = {}
         self._queue: list[str] = []
