@@ -193,11 +193,11 @@ class RunManager:
 
     def _run_on_ray(self, run_id: str, job: _Job, config: ExperimentConfig) -> None:
         """Train the run as a Ray task and wait for it here (this thread holds its slot); a task Ray
-        gave up on (its node lost more often than the retries allow) fails the run, saying so."""
-        ref = ray_executor.submit(run_id, config.to_dict(), str(self.store.root.resolve()), self.store.url,
-                                  job.resume, self._cluster)
+        gave up on (its node lost more often than the retries allow), or one the cluster cannot
+        take, fails the run, saying so."""
         try:
-            ray_executor.wait(ref)
+            ray_executor.wait(ray_executor.submit(run_id, config.to_dict(), str(self.store.root.resolve()),
+                                                  self.store.url, job.resume, self._cluster))
         except MTLError as e:
             run = self.store.get_run(run_id)
             if run is not None and run["status"] not in TERMINAL:

@@ -75,8 +75,13 @@ def _pythonpath() -> str:
 
 
 def resources_for(device: str, cluster: dict[str, float]) -> dict[str, float]:
-    """What one run asks Ray for: a GPU when it trains on CUDA and the cluster has one, else CPUs."""
-    if device in ("auto", "cuda") and cluster.get("GPU", 0) >= 1 or device.startswith("cuda"):
+    """What one run asks Ray for: a GPU when it trains on CUDA (``auto`` where the cluster has one),
+    else CPUs. A run set to CUDA on a cluster without a GPU is refused: Ray would wait for one forever."""
+    gpus = cluster.get("GPU", 0)
+    if device.startswith("cuda") and gpus < 1:
+        raise MTLError(f"the run is set to device {device!r} and the Ray cluster has no GPU; set device auto or cpu, "
+                       "or add a node with a GPU")
+    if device.startswith("cuda") or (device == "auto" and gpus >= 1):
         return {"num_gpus": 1, "num_cpus": 1}
     return {"num_cpus": _int_env(CPUS_ENV, 1, 1)}
 

@@ -196,3 +196,14 @@ def test_the_sqlite_store_with_a_cluster_of_several_machines_is_refused(cluster,
     monkeypatch.setattr(ray_executor, "node_hosts", lambda: {"10.0.0.1", "10.0.0.2"})
     with pytest.raises(MTLError, match=r"spans 2 machines.*SQLite.*set MTL_RUNS_DB"):
         RunManager(tmp_path / "runs", executor="ray", address=c.address)
+
+
+def test_what_a_run_asks_of_the_cluster():
+    from mtl_core.errors import MTLError
+    from mtl_core.runs.ray_executor import resources_for
+
+    assert resources_for("auto", {"CPU": 8.0, "GPU": 2.0}) == {"num_gpus": 1, "num_cpus": 1}
+    assert resources_for("cuda:1", {"CPU": 8.0, "GPU": 2.0}) == {"num_gpus": 1, "num_cpus": 1}
+    assert resources_for("auto", {"CPU": 8.0}) == {"num_cpus": 1} == resources_for("cpu", {"CPU": 8.0, "GPU": 1.0})
+    with pytest.raises(MTLError, match="device 'cuda' and the Ray cluster has no GPU"):
+        resources_for("cuda", {"CPU": 8.0})  # Ray would wait for a GPU forever
