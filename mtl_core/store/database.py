@@ -23,7 +23,7 @@ from typing import Any
 from mtl_core.errors import MTLError
 from mtl_core.store import postgres
 from mtl_core.store.ids import RUNS_DIR_ENV, default_runs_dir
-from mtl_core.store.schema import MIGRATIONS, SCHEMA_VERSION, SCRIPTS, statements
+from mtl_core.store.schema import MIGRATIONS, SCHEMA_VERSION, SCRIPTS
 
 
 def _retried(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -134,7 +134,7 @@ class Database:
         read again under the write lock, so two processes opening a fresh store at once migrate it
         once; a store from a newer MTL Studio is refused untouched."""
         if self.url:
-            postgres.migrate(self._conn(), self._tx, self._check_version, SCRIPTS[:SCHEMA_VERSION], statements)
+            postgres.migrate(self._conn(), self._tx, self._check_version, SCRIPTS[:SCHEMA_VERSION])
             return
         probe = sqlite3.connect(self.path, timeout=30)  # before any pragma that would write to it
         try:

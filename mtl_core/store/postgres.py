@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from mtl_core.errors import MTLError, StoreUnavailable
+from mtl_core.store.schema import statements
 
 DB_ENV = "MTL_RUNS_DB"
 RETRY_ENV = "MTL_RUNS_DB_RETRY_S"
@@ -174,7 +175,6 @@ class Connection:
     every transaction of the session is read-only, so a write fails in the server itself."""
 
     def __init__(self, url: str, read_only: bool = False) -> None:
-        self.url = url
         self.raw = connect(url, read_only)
 
     def cursor(self) -> Cursor:
@@ -267,8 +267,7 @@ def schema_version(conn: Connection) -> int:
     return int(row[0]) if row else 0
 
 
-def migrate(conn: Connection, tx: Callable[[], Any], check: Callable[[int], int], scripts: Sequence[str],
-            split: Callable[[str], list[str]]) -> None:
+def migrate(conn: Connection, tx: Callable[[], Any], check: Callable[[int], int], scripts: Sequence[str]) -> None:
     """Bring the database to ``len(scripts)``, each migration in its own transaction under an
     advisory lock, so two processes opening a fresh database at once migrate it once."""
     if check(schema_version(conn)) == len(scripts):
@@ -280,7 +279,7 @@ def migrate(conn: Connection, tx: Callable[[], Any], check: Callable[[int], int]
             version = check(schema_version(c))
             if version == len(scripts):
                 return
-            for statement in split(scripts[version]):
+            for statement in statements(scripts[version]):
                 c.execute(ddl_to_postgres(statement))
             for statement in EXTRA_DDL.get(version + 1, ()):
                 c.execute(statement)
