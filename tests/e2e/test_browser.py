@@ -132,6 +132,19 @@ def _shot(page: Any, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
+@contextlib.contextmanager
+def shot_on_failure(page: Any, name: str) -> Iterator[None]:
+    """What the browser showed when the block went wrong, as ``<name>.png``; the error is raised as it was."""
+    try:
+        yield
+    except BaseException:
+        try:
+            _shot(page, name)
+        except Exception:  # a dead page: keep the original error
+            pass
+        raise
+
+
 def _settle(page: Any, timeout: float = SLOW) -> None:
     """Wait for Streamlit's 'Running...' indicator to go away: the rerun a widget caused is done."""
     page.wait_for_timeout(150)  # the indicator appears a moment after the change is sent
@@ -216,7 +229,7 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
     expect.set_options(timeout=SLOW)  # not the default 5 s: every step here may wait on a busy server
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with shot_on_failure(page, "failure"):
         # -- Setup: a tiny run, set through the widgets ---------------------------------------
         page.goto(f"{server}/setup")
         expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=SLOW)
@@ -303,12 +316,6 @@ def test_setup_start_watch_live_then_predict(page, server, tmp_path):
         _settle(page)
         _shot(page, "5_predict")
         assert not errors, f"JavaScript errors in the page: {errors}"
-    except BaseException:
-        try:
-            _shot(page, "failure")  # what the browser showed when it went wrong
-        except Exception:  # a dead page: keep the original error
-            pass
-        raise
 
 
 def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server):
@@ -320,7 +327,7 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
     expect.set_options(timeout=SLOW)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with shot_on_failure(page, "study_failure"):
         page.goto(f"{server}/setup")
         expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=SLOW)
         _settle(page)
@@ -373,12 +380,6 @@ def test_a_study_started_from_setup_shows_its_banded_curves_growing(page, server
         _settle(page)
         _shot(page, "study_3_stopped")
         assert not errors, f"JavaScript errors in the page: {errors}"
-    except BaseException:
-        try:
-            _shot(page, "study_failure")
-        except Exception:
-            pass
-        raise
 
 
 def small_lesson(d: Path) -> Path:
@@ -422,7 +423,7 @@ def test_a_lesson_link_opens_the_lesson_and_its_chart_grows_when_started(page, l
     expect.set_options(timeout=SLOW)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with shot_on_failure(page, "lesson_failure"):
         page.goto(server + lesson_link)
         expect(page.get_by_role("heading", name="1. Watch it learn")).to_be_visible(timeout=SLOW)
         _settle(page)
@@ -435,12 +436,6 @@ def test_a_lesson_link_opens_the_lesson_and_its_chart_grows_when_started(page, l
         _charts_grow(page, "the lesson's chart", 40)
         _shot(page, "lesson_2_training")
         assert not errors, f"JavaScript errors in the page: {errors}"
-    except BaseException:
-        try:
-            _shot(page, "lesson_failure")
-        except Exception:
-            pass
-        raise
 
 
 @pytest.fixture
@@ -476,7 +471,7 @@ def test_the_error_browser_filters_then_opens_a_sample_with_its_error_overlay(pa
     expect.set_options(timeout=SLOW)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
+    with shot_on_failure(page, "inspect_failure"):
         page.goto(f"{server}/inspect")
         expect(page.get_by_role("heading", name="Inspect")).to_be_visible()
         expect(page.get_by_role("button", name="Open", exact=True).first).to_be_visible()
@@ -520,12 +515,6 @@ def test_the_error_browser_filters_then_opens_a_sample_with_its_error_overlay(pa
         expect(page.locator('[class*="st-key-inspect_cell_open_"] button')).to_have_count(min(12, matrix.counts[r][c]))
         _shot(page, "inspect_4_confusion_cell")
         assert not errors, f"JavaScript errors in the page: {errors}"
-    except BaseException:
-        try:
-            _shot(page, "inspect_failure")
-        except Exception:
-            pass
-        raise
 
 
 EXAMPLE_TABLE = ROOT / "assets" / "labels" / "photos.csv"
@@ -540,7 +529,7 @@ def test_a_label_table_trains_from_setup_and_one_of_its_photos_gets_its_answers(
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     name = "e2e-label-table"
-    try:
+    with shot_on_failure(page, "failure_table"):
         page.goto(f"{server}/setup")
         expect(page.get_by_role("heading", name="Setup", exact=True)).to_be_visible(timeout=SLOW)
         _settle(page)
@@ -583,9 +572,3 @@ def test_a_label_table_trains_from_setup_and_one_of_its_photos_gets_its_answers(
         _settle(page)
         _shot(page, "table_3_predict")
         assert not errors, f"JavaScript errors in the page: {errors}"
-    except BaseException:
-        try:
-            _shot(page, "failure_table")
-        except Exception:
-            pass
-        raise

@@ -13,7 +13,7 @@ from mtl_core.store.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec
 from mtl_core.studies.store import StudyStore
-from tests.e2e.test_browser import SLOW, _charts_grow, _progress, _settle, _shot, serve
+from tests.e2e.test_browser import SLOW, _charts_grow, _progress, _settle, _shot, serve, shot_on_failure
 
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -54,38 +54,29 @@ def test_the_dashboard_on_postgresql_shows_a_ray_study_live_and_stops_it(browser
     page.set_default_timeout(SLOW)
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    with serve(tmp_path) as url:  # the same MTL_RUNS_DB (the fixture set it) and runs directory
-        try:
-            page.goto(f"{url}/studies")
-            expect(page.get_by_role("heading", name="Studies", exact=True)).to_be_visible(timeout=SLOW)
-            expect(page.get_by_text("ray study").first).to_be_visible()
-            _charts_grow(page, "the Ray study's curves", 60)
-            _shot(page, "cluster_1_studies")
-            run_id = StudyStore(store).plan(study)[0]["run_id"]
-            node = store.events(run_id, "attempt")[0]["payload"]["node"]
-            assert node in {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # trained by a Ray worker
-            page.goto(f"{url}/live?run={run_id}")
-            expect(page.get_by_role("heading", name="Live training", exact=True)).to_be_visible(timeout=SLOW)
-            expect(page.locator('[data-testid="stProgress"]').first).to_be_visible()
-            expect(page.get_by_text(re.compile(rf"Ray node {node[:8]}"))).to_be_visible()  # where it trains
-            first, _ = _progress(page)
-            page.wait_for_timeout(4000)
-            assert _progress(page)[0] > first, "the Live page's step did not move"
-            _shot(page, "cluster_2_live")
-            page.goto(f"{url}/studies")
-            expect(page.get_by_text("ray study").first).to_be_visible(timeout=SLOW)
-            _settle(page)
-            page.get_by_role("button", name=re.compile("Stop")).first.click()
-            expect(page.get_by_text("stopped").first).to_be_visible(timeout=SLOW)
-            for row in StudyStore(store).plan(study):
-                assert manager.wait(row["run_id"], timeout=60) == RunStatus.STOPPED
-            _shot(page, "cluster_3_stopped")
-            assert not errors, f"JavaScript errors in the page: {errors}"
-        except BaseException:
-            try:
-                _shot(page, "cluster_failure")
-            except Exception:
-                pass
-            raise
-        finally:
-            page.close()
+    with serve(tmp_path) as url, shot_on_failure(page, "cluster_failure"):  # the fixture's MTL_RUNS_DB, runs dir
+        page.goto(f"{url}/studies")
+        expect(page.get_by_role("heading", name="Studies", exact=True)).to_be_visible(timeout=SLOW)
+        expect(page.get_by_text("ray study").first).to_be_visible()
+        _charts_grow(page, "the Ray study's curves", 60)
+        _shot(page, "cluster_1_studies")
+        run_id = StudyStore(store).plan(study)[0]["run_id"]
+        node = store.events(run_id, "attempt")[0]["payload"]["node"]
+        assert node in {n["NodeID"] for n in ray.nodes() if n["Alive"]}  # trained by a Ray worker
+        page.goto(f"{url}/live?run={run_id}")
+        expect(page.get_by_role("heading", name="Live training", exact=True)).to_be_visible(timeout=SLOW)
+        expect(page.locator('[data-testid="stProgress"]').first).to_be_visible()
+        expect(page.get_by_text(re.compile(rf"Ray node {node[:8]}"))).to_be_visible()  # where it trains
+        first, _ = _progress(page)
+        page.wait_for_timeout(4000)
+        assert _progress(page)[0] > first, "the Live page's step did not move"
+        _shot(page, "cluster_2_live")
+        page.goto(f"{url}/studies")
+        expect(page.get_by_text("ray study").first).to_be_visible(timeout=SLOW)
+        _settle(page)
+        page.get_by_role("button", name=re.compile("Stop")).first.click()
+        expect(page.get_by_text("stopped").first).to_be_visible(timeout=SLOW)
+        for row in StudyStore(store).plan(study):
+            assert manager.wait(row["run_id"], timeout=60) == RunStatus.STOPPED
+        _shot(page, "cluster_3_stopped")
+        assert not errors, f"JavaScript errors in the page: {errors}"
