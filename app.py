@@ -17,6 +17,7 @@ PAGES = [  # (file, title, icon)
     ("pages/compare.py", "Compare runs", ":material/compare_arrows:"),
     ("pages/studies.py", "Studies", ":material/science:"),
     ("pages/lessons.py", "Lessons", ":material/school:"),
+    ("pages/playground.py", "Gradient playground", ":material/scatter_plot:"),
     ("pages/predict.py", "Predict", ":material/image_search:"),
     ("pages/inspect.py", "Inspect errors", ":material/troubleshoot:"),
     ("pages/models.py", "Compress & export", ":material/compress:"),

@@ -1,4 +1,4 @@
-"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|inspect|export|compress|importance|list|study``.
+"""Headless use: ``python -m mtl_core train|resume|evaluate|predict|inspect|export|compress|importance|list|study|playground``.
 
 The CLI maps flags onto the config dataclasses; no argparse lives in the library itself.
 Every subcommand takes ``--runs-dir`` (default ``$MTL_RUNS_DIR`` or ``./runs``).
@@ -24,6 +24,7 @@ from mtl_core.inference.predictor import Predictor
 from mtl_core.inspection.outputs import split_outputs
 from mtl_core.inspection.table import co_failure, error_table, summary, to_csv
 from mtl_core.models import ARCHITECTURES, BACKBONES
+from mtl_core.playground import cli as playground_cli
 from mtl_core.protocols.benchmarks import config_file
 from mtl_core.store.ids import check_run_id, default_runs_dir
 from mtl_core.store.liveness import HEARTBEAT_STALE_S
@@ -137,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     data_flags(cd)
 
     study_cli.add_parser(sub, runs_dir)
+    playground_cli.add_parser(sub)
     return p
 
 
@@ -258,6 +260,8 @@ def _dispatch(a: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     if a.command == "study":
         return study_cli.main(a)
+    if a.command == "playground":
+        return playground_cli.main(a)
     if a.command == "train" and not distributed.env_info().is_main:
         store = RankStore(a.runs_dir or default_runs_dir())  # rank 0 alone opens the database
     else:

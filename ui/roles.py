@@ -37,6 +37,7 @@ from ui.access import (
 )
 from ui.engine import engine, runs_dir
 from ui.lesson_start import start_lesson_study
+from ui.predictions import Predictions
 
 LOG = logging.getLogger(__name__)
 ROLE_KEY = "access_role"  # set by this module only (no widget has this key, so a browser cannot set it)
@@ -280,3 +281,9 @@ def access_sidebar() -> None:
     note = ss.get(NOTE_KEY)
     if note:
         box.caption(note)
+
+
+@st.cache_resource(show_spinner=False)
+def class_predictions() -> Predictions:
+    """What each browser predicted before the answer showed (process-wide: the class's)."""
+    return Predictions()

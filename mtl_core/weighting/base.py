@@ -104,6 +104,14 @@ class Weighting(nn.Module):
     # Host-side state saved by ``get_extra_state`` (see the module docstring); a class lists its own
     # attributes only, those of its bases are collected along the MRO.
     state_attrs: tuple[str, ...] = ("user_weights",)
+    # Whether the family's batched hook (``combine_grads_batch``, ``fuse_batch``) is implemented:
+    # many independent problems of the same tasks at once, each as its own call would treat it.
+    # Only the gradient playground uses it (every starting point of a toy stepped together); a
+    # contract test holds it to the one-problem hook on the same inputs.
+    batched: bool = False
+    # Whether ``fuse`` reads the shared parameters themselves (GradNorm's gradient norms on the last
+    # shared layer), so it needs the model's graph, not only the losses.
+    fuse_reads_params: bool = False
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
                  weights: dict[str, float] | None = None, rep_grad: bool = False) -> None:
@@ -272,6 +280,11 @@ class LossWeighting(Weighting):
         """``losses (T,)`` -> ``(total scalar, effective weights (T,))``."""
         raise NotImplementedError
 
+    def fuse_batch(self, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """``losses (S, T)`` of ``S`` independent problems -> ``(totals (S,), weights (S, T))``, each row
+        as :meth:`fuse` gives it (for a method whose ``batched`` is true)."""
+        raise NotImplementedError(f"{self.name} has no batched form")
+
     def _combine(self, batches, shared_params, ctx, n):
         losses, factor = self.prepare(self._one(batches), ctx)
         total, weights = self.fuse(self._stack(losses), ctx.step, shared_params)  # no loss method takes rep
@@ -311,6 +324,12 @@ class GradWeighting(Weighting):
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         """``grads (T, D)``, ``losses (T,)`` detached -> ``(combined grad (D,), weights (T,))``."""
         raise NotImplementedError
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """``grads (S, T, D)``, ``losses (S, T)`` of ``S`` independent problems -> ``(S, D)``, ``(S, T)``,
+        each row what :meth:`combine_grads` gives on it (for a method whose ``batched`` is true; one
+        that draws random numbers draws them as ``S`` calls in a row would)."""
+        raise NotImplementedError(f"{self.name} has no batched form")
 
     def _combine(self, batches, shared_params, ctx, n):
         losses, factor = self.prepare(self._one(batches), ctx)

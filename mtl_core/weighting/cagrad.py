@@ -34,7 +34,8 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram, zero_dead_rows
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, gram, zero_dead_rows
+from mtl_core.weighting.min_norm import simplex_candidates
 
 # ||g_w|| under this fraction of the largest task gradient is the dual's minimum at g_w = 0 (to
 # SLSQP's precision): 0 is in the gradients' convex hull
@@ -56,6 +57,55 @@ def cagrad_dual(m: np.ndarray, c: float) -> np.ndarray:
     return np.clip(res.x, 0.0, None)
 
 
+def cagrad_dual_batch(m: np.ndarray, c: float) -> np.ndarray:
+    """:func:`cagrad_dual` for ``S`` Gram matrices ``m (S, T, T)``, ``T <= 3``, in closed form (numpy).
+
+    The objective ``F(w) = w^T M b + r sqrt(w^T M w)`` (``r = c ||g0||``) is convex, so its minimum
+    over the simplex is a stationary point of ``F`` on one of its faces, or the point where
+    ``g_w = 0`` (the min-norm point, when 0 is in the gradients' hull). On an edge
+    ``w = (1 - a) e_i + a e_j`` stationarity is a quadratic equation in ``a``; inside the triangle
+    it is ``M (b + r v) = mu 1`` with ``v = w / ||g_w||``, so ``v = (mu M^-1 1 - b) / r`` and
+    ``v^T M v = 1`` is a quadratic in ``mu``. Every root that lies in the simplex is a candidate,
+    with the vertices and the min-norm point; ``F`` is evaluated at each and the least taken, so a
+    spurious root (the equations are squared) can never win. Exact up to round-off, where
+    SLSQP stops at its tolerance."""
+    s, t = m.shape[0], m.shape[1]
+    b = np.full(t, 1.0 / t)
+    mb = m @ b  # (S, T)
+    bmb = mb @ b  # (S,) ||g0||^2
+    r = c * np.sqrt(np.maximum(bmb, 0.0) + 1e-12)  # (S,) sqrt(phi), as cagrad_dual
+    cands = [simplex_candidates(m)]  # vertices, edges' min-norm points, the min-norm point
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i in range(t):
+            for j in range(i + 1, t):
+                aa, ab, bb = m[:, i, i], m[:, i, j], m[:, j, j]
+                big_a, big_b, big_c = aa, ab - aa, aa + bb - 2 * ab  # ||g(a)||^2 = A + 2 B a + C a^2
+                q1 = mb[:, j] - mb[:, i]  # d/da of g(a) . g0
+                k = q1 ** 2 - r ** 2 * big_c  # (q1^2 - r^2 C)(C a^2 + 2 B a) + q1^2 A - r^2 B^2 = 0
+                qa, qb, qc = big_c * k, 2 * big_b * k, q1 ** 2 * big_a - r ** 2 * big_b ** 2
+                disc = np.sqrt(np.maximum(qb ** 2 - 4 * qa * qc, 0.0))
+                for root in ((-qb + disc) / (2 * qa), (-qb - disc) / (2 * qa)):
+                    a = np.where((np.abs(qa) > 1e-300) & (root >= 0) & (root <= 1), root, np.nan)
+                    w = np.zeros((s, 1, t))
+                    w[:, 0, i], w[:, 0, j] = 1.0 - a, a
+                    cands.append(w)
+        if t == 3:
+            size = np.maximum(np.abs(m).reshape(s, -1).max(1), 1e-300)
+            regular = np.abs(np.linalg.det(m)) > 1e-12 * size ** 3
+            inv1 = np.linalg.solve(np.where(regular[:, None, None], m, np.eye(t)), np.ones((s, t, 1)))[:, :, 0]
+            alpha = inv1.sum(1)  # 1^T M^-1 1; alpha mu^2 - 2 mu + (b^T M b - r^2) = 0
+            disc = np.sqrt(np.maximum(4 - 4 * alpha * (bmb - r ** 2), 0.0))
+            for mu in ((2 + disc) / (2 * alpha), (2 - disc) / (2 * alpha)):
+                v = (mu[:, None] * inv1 - b) / np.maximum(r, 1e-300)[:, None]
+                w = v / v.sum(1, keepdims=True)
+                ok = regular & (v.sum(1) > 0) & (w >= 0).all(1) & np.isfinite(w).all(1)
+                cands.append(np.where(ok[:, None], w, np.nan)[:, None])
+    w = np.concatenate(cands, axis=1)  # (S, K, T)
+    quad = np.maximum(np.einsum("skt,stu,sku->sk", w, m, w), 0.0)
+    cost = np.nan_to_num(np.einsum("skt,st->sk", w, mb) + r[:, None] * np.sqrt(quad + 1e-12), nan=np.inf)
+    return w[np.arange(s), cost.argmin(1)]  # (S, T)
+
+
 @register_weighting("cagrad")
 class CAGrad(GradWeighting):
     uses_weights = "multiplier"
@@ -63,6 +113,7 @@ class CAGrad(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"c": 0.5, "rescale": 1.0}
+    batched = True
     citation = "Liu et al., 'Conflict-Averse Gradient Descent for Multi-task Learning', NeurIPS 2021."
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
@@ -101,3 +152,27 @@ class CAGrad(GradWeighting):
         weights = b + lam * w  # d = g0 + lam g_w, of norm at most (1 + c) ||g0||
         weights = weights / {0: 1.0, 1: 1.0 + c ** 2, 2: 1.0 + c}[int(self.params["rescale"])]
         return combine_rows(torch.from_numpy(weights), grads)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems; the dual in closed form for up to three tasks
+        (:func:`cagrad_dual_batch`), one problem at a time beyond."""
+        s, t = grads.shape[0], grads.shape[1]
+        if t > 3:
+            out = [self.combine_grads(g, v, step) for g, v in zip(grads, losses)]
+            return torch.stack([o[0] for o in out]), torch.stack([o[1] for o in out])
+        c = float(self.params["c"])
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        b = np.full((s, t), 1.0 / t)
+        if c == 0.0:
+            return combine_rows_batch(b, g, grads)
+        scale = m.diagonal(axis1=1, axis2=2).mean(1)  # (S,)
+        dead = scale <= 0.0  # every gradient zero
+        w = cagrad_dual_batch(m / np.where(dead, 1.0, scale)[:, None, None], c)  # (S, T)
+        gw_norm = np.linalg.norm(np.einsum("st,std->sd", w, g), axis=1)  # from the gradients, as combine_grads
+        g0_norm = np.linalg.norm(g.mean(1), axis=1)
+        in_hull = gw_norm <= HULL_TOL * np.linalg.norm(g, axis=2).max(1)
+        lam = np.where(in_hull, 0.0, c * g0_norm / np.maximum(gw_norm, 1e-300))
+        weights = (b + lam[:, None] * w) / {0: 1.0, 1: 1.0 + c ** 2, 2: 1.0 + c}[int(self.params["rescale"])]
+        weights = np.where((in_hull & (c >= 1.0))[:, None], 0.0, weights)  # 0 in the ball and the hull
+        weights = np.where(dead[:, None], b, weights)
+        return combine_rows_batch(weights, g, grads)

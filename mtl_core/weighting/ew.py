@@ -12,6 +12,11 @@ class EqualWeighting(LossWeighting):
     weights_note = "equal weighting gives every task weight 1 by definition; use the static method for weights of your own"
     citation = "Equal weighting: the sum of task losses (baseline in Lin et al., TMLR 2022)."
 
+    batched = True
+
     def fuse(self, losses, step, shared_params):
         w = torch.ones_like(losses)
         return losses.sum(), w
+
+    def fuse_batch(self, losses, step):
+        return losses.sum(1), torch.ones_like(losses)

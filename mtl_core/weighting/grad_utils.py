@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -57,6 +58,23 @@ def combine_rows(weights: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:
     a zero row's weight is reported as 0 (the sum is unchanged)."""
     w = zero_dead_rows(weights.to(device=grads.device, dtype=grads.dtype), grads)  # (T,)
     return w @ grads, w  # (D,), (T,)
+
+
+def as_numpy_batch(grads: Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``grads (S, T, D)`` -> the gradients and their Gram matrices ``(S, T, T)`` as float64 numpy
+    on the CPU: the batched forms work in numpy, where a few small problems a step cost
+    microseconds that torch's per-operation overhead would make tens of."""
+    g = grads.detach().double().cpu().numpy()
+    return g, g @ g.transpose(0, 2, 1)
+
+
+def combine_rows_batch(weights: np.ndarray, grads: np.ndarray, like: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`combine_rows` on ``S`` problems at once: ``weights (S, T)``, ``grads (S, T, D)`` (numpy)
+    -> ``(S, D)``, ``(S, T)`` tensors on the device and in the dtype of ``like``."""
+    w = np.where(grads.any(axis=2), weights, 0.0)  # (S, T)
+    d = np.einsum("st,std->sd", w, grads)
+    return (torch.from_numpy(d).to(device=like.device, dtype=like.dtype),
+            torch.from_numpy(w).to(device=like.device, dtype=like.dtype))
 
 
 def live_tasks(m: Tensor) -> Tensor:

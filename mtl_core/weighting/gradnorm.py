@@ -38,6 +38,7 @@ class GradNorm(LossWeighting):
                 "Loss Balancing in Deep Multitask Networks. ICML.")
     defaults = {"alpha": 1.5, "lr": 0.025}
     state_attrs = ("opt",)
+    fuse_reads_params = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)

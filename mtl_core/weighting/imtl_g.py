@@ -15,11 +15,12 @@ zero): it is left out, with weight 0, and the others are balanced among themselv
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, exact_gram, solve_on_live
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, exact_gram, solve_on_live
 
 
 def imtl_g_weights(m: Tensor) -> Tensor:
@@ -52,7 +53,21 @@ class IMTLG(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults: dict[str, float] = {}
+    batched = True
     citation = "Liu et al., 'Towards Impartial Multi-task Learning', ICLR 2021 (IMTL-G)."
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return combine_rows(solve_on_live(exact_gram(grads), imtl_g_weights), grads)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems: one batched pseudo-inverse; a problem with a zero gradient
+        (solved on the other tasks) on its own."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T) in float64, as exact_gram
+        norms = np.sqrt(np.maximum(m.diagonal(axis1=1, axis2=2), 0.0))  # (S, T)
+        c = (np.linalg.pinv(m, rcond=1e-12, hermitian=True) @ norms[:, :, None])[:, :, 0]  # (S, T)
+        total = c.sum(1, keepdims=True)
+        flat = (np.abs(total) <= 1e-12 * np.abs(c).sum(1, keepdims=True)) | (total == 0)
+        w = np.where(flat, 0.0, c / np.where(flat, 1.0, total)) if m.shape[1] > 1 else np.ones_like(c)
+        for i in np.nonzero((norms <= 0).any(1))[0]:
+            w[i] = solve_on_live(torch.from_numpy(m[i]), imtl_g_weights).numpy()
+        return combine_rows_batch(w, g, grads)

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
-from mtl_core.weighting.min_norm import min_norm_weights
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, gram
+from mtl_core.weighting.min_norm import min_norm_weights, min_norm_weights_batch
 
 NORMALIZERS = ("none", "l2", "loss", "loss+")
 
@@ -33,6 +34,7 @@ class MGDA(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"normalize": 0.0}
+    batched = True
     citation = ("Sener & Koltun, 'Multi-Task Learning as Multi-Objective Optimization', NeurIPS 2018 "
                 "(MGDA-UB on the shared representation).")
 
@@ -53,3 +55,15 @@ class MGDA(GradWeighting):
         m = gram(grads) / torch.outer(n, n)  # Gram of g_t / n_t
         w = min_norm_weights(m) / n  # (T,) on the raw gradients
         return combine_rows(w, grads)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems; exact for up to three tasks (every face of the simplex
+        compared, :func:`min_norm_weights_batch`), where the one-problem form runs Frank-Wolfe."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        norms = np.sqrt(np.maximum(m.diagonal(axis1=1, axis2=2), 0.0))  # (S, T)
+        loss = losses.detach().double().cpu().numpy()
+        mode = NORMALIZERS[int(self.params["normalize"])]
+        n = {"none": np.ones_like(norms), "l2": norms, "loss": loss, "loss+": loss * norms}[mode]
+        n = np.maximum(n, 1e-12)
+        w = min_norm_weights_batch(m / (n[:, :, None] * n[:, None, :])) / n  # (S, T)
+        return combine_rows_batch(w, g, grads)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, gram
 
 
 def other_tasks_in_order(t: int, i: int, generator: torch.Generator) -> list[int]:
@@ -33,6 +34,7 @@ class PCGrad(GradWeighting):
     supports_rep = True
     defaults = {"seed": 0.0}
     state_attrs = ("generator",)
+    batched = True
     citation = "Yu et al., 'Gradient Surgery for Multi-Task Learning', NeurIPS 2020."
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
@@ -58,3 +60,20 @@ class PCGrad(GradWeighting):
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return combine_rows(self.coefficients(gram(grads)).sum(0), grads)
 
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems: the orders drawn as ``S`` calls in a row draw them, the
+        projections done for every problem at once."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        s, t = m.shape[0], m.shape[1]
+        orders = np.array([[other_tasks_in_order(t, i, self.generator) for i in range(t)] for _ in range(s)],
+                          dtype=np.int64).reshape(s, t, t - 1)  # (S, T, T - 1)
+        rows = np.arange(s)
+        c = np.tile(np.eye(t), (s, 1, 1))  # (S, T, T)
+        for i in range(t):
+            for k in range(t - 1):
+                j = orders[:, i, k]  # (S,)
+                dot = (c[:, i] * m[rows, :, j]).sum(1)  # g_i^pc . g_j
+                mjj = m[rows, j, j]
+                c[rows, i, j] -= np.where((dot < 0) & (mjj > 0), dot / np.maximum(mjj, 1e-300), 0.0)
+        return combine_rows_batch(c.sum(1), g, grads)

@@ -13,6 +13,12 @@ class StaticWeights(LossWeighting):
     weights_note = "the weighted sum of the task losses, with these weights"
     citation = "The weighted sum of task losses; see Ruder (2017), 'An Overview of Multi-Task Learning in Deep Neural Networks'."
 
+    batched = True
+
     def fuse(self, losses, step, shared_params):
         w = torch.tensor([self.user_weights[t] for t in self.tasks], device=losses.device, dtype=losses.dtype)
         return (w * losses).sum(), w
+
+    def fuse_batch(self, losses, step):
+        w = torch.tensor([self.user_weights[t] for t in self.tasks], device=losses.device, dtype=losses.dtype)
+        return losses @ w, w.expand_as(losses)

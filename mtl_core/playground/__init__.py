@@ -1,0 +1,1 @@
+"""The gradient playground: every weighting method's path on the MTL papers' two-parameter toys."""

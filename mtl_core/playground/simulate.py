@@ -1,0 +1,260 @@
+"""Every chosen method's path on a toy problem, from every starting point, stepped together.
+
+The methods are the weighting registry's own classes, as a run builds them, on a two-parameter
+"model" ``(x, y)``; the optimiser is torch's Adam or SGD, as in training. Two ways to step, both
+the training code:
+
+- a method whose class has a batched form (``batched``, see :mod:`mtl_core.weighting.base`) and
+  balances the losses as they are (no ``prepare`` of its own) steps every starting point of every
+  such method at once: one forward and backward of the problem gives every task's gradient at
+  every point, then one ``combine_grads_batch`` (or ``fuse_batch``) call per method;
+- any other method (one with state per run, or learnable parameters of its own) gets one instance
+  per starting point, and each instance's hooks run as the trainer's ``combine`` runs them
+  (``prepare``, then ``combine_grads`` on the gradients of the prepared losses, or ``fuse`` and the
+  gradient of its total), on the same shared gradients: the chain rule through ``prepare`` and
+  ``fuse`` is taken by autograd on the losses, and ``G`` gives the rest;
+- a loss method that reads the shared parameters themselves (GradNorm) gets a point of its own
+  and steps through :meth:`Weighting.combine`, its own forward and backward, exactly as the trainer.
+
+Steps are computed in chunks (:meth:`Simulation.advance`) so a page can draw the paths as they grow.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from mtl_core.errors import ConfigError
+from mtl_core.playground.problems import Point, Problem
+from mtl_core.weighting import WEIGHTINGS, build_weighting
+from mtl_core.weighting.base import StepContext, Weighting
+
+OPTIMIZERS = ("adam", "sgd")
+MAX_STEPS = 100_000  # the CAGrad paper ran 100,000
+MAX_STARTS = 12
+
+
+@dataclass
+class Paths:
+    """What a simulation computed so far (``N`` steps): numpy arrays, methods x starts x steps."""
+
+    methods: list[str]
+    tasks: tuple[str, ...]
+    starts: np.ndarray  # (S, 2)
+    positions: np.ndarray  # (M, S, N + 1, 2)
+    losses: np.ndarray  # (M, S, N + 1, T), the scaled losses the methods saw
+    weights: np.ndarray  # (M, S, N, T), each task's weight as the method reports it
+    updates: np.ndarray  # (M, S, N, 2), the combined gradient the method handed the optimiser
+
+    @property
+    def steps(self) -> int:
+        return self.positions.shape[2] - 1
+
+    def ends(self) -> np.ndarray:
+        return self.positions[:, :, -1]  # (M, S, 2)
+
+
+def task_gradients(problem: Problem, points: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every task's (scaled) loss and gradient at ``points (N, 2)``: ``(N, T)`` and ``(N, T, 2)``."""
+    values, grads = problem.values_and_grads(points)
+    return values * scales, grads * scales[:, None]
+
+
+def uses_batched_form(method: Weighting) -> bool:
+    """Whether the playground may step ``method`` on every starting point at once."""
+    return bool(method.batched) and type(method).prepare is Weighting.prepare and not any(
+        p.requires_grad for p in method.parameters())
+
+
+def _optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr) if name == "adam" else torch.optim.SGD(params, lr=lr)
+
+
+class Simulation:
+    """``methods`` from ``starts`` on ``problem``; :meth:`advance` computes more steps, :meth:`paths` reads them.
+
+    ``scales`` multiply each task's loss (what UW and IMTL-L are meant to undo); ``params`` gives
+    a method's parameters by name (``{"cagrad": {"c": 0.5}}``)."""
+
+    def __init__(self, problem: Problem, methods: Sequence[str], starts: Sequence[Point] | None = None,
+                 lr: float | None = None, steps: int | None = None, optimizer: str | None = None,
+                 scales: Sequence[float] | None = None, params: Mapping[str, Mapping[str, float]] | None = None) -> None:
+        self.problem = problem
+        self.methods = list(dict.fromkeys(methods))
+        if not self.methods:
+            raise ConfigError("playground.methods", "choose at least one weighting method")
+        for name in self.methods:
+            WEIGHTINGS.get(name, "playground.methods")
+        self.starts = np.asarray(starts if starts is not None else problem.default_starts, dtype=np.float64)
+        if self.starts.ndim != 2 or self.starts.shape[1] != 2 or not 1 <= len(self.starts) <= MAX_STARTS:
+            raise ConfigError("playground.starts", f"give 1 to {MAX_STARTS} starting points (x, y)")
+        self.lr = float(problem.lr if lr is None else lr)
+        if not (self.lr > 0 and np.isfinite(self.lr)):
+            raise ConfigError("playground.lr", f"{lr} is not a step size; use a positive number such as 0.05")
+        self.total = int(problem.steps if steps is None else steps)
+        if not 1 <= self.total <= MAX_STEPS:
+            raise ConfigError("playground.steps", f"{steps} steps: use 1 to {MAX_STEPS}")
+        self.optimizer = optimizer or problem.optimizer
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("playground.optimizer", f"{optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        t = len(problem.tasks)
+        self.scales = torch.tensor(list(scales) if scales is not None else [1.0] * t, dtype=torch.float64)
+        if self.scales.shape != (t,) or not bool((self.scales > 0).all()):
+            raise ConfigError("playground.scales", f"give {t} positive loss scales, one per task")
+        tasks = list(problem.tasks)
+        params = params or {}
+        built = {n: build_weighting(n, tasks, params=dict(params.get(n, {}))) for n in self.methods}
+        self.batched = [n for n in self.methods if uses_batched_form(built[n])]
+        self.looped = [n for n in self.methods if n not in self.batched]
+        s = len(self.starts)
+        start = torch.as_tensor(self.starts)
+        # batched methods: one leaf (B * S, 2), rows method-major; Adam and SGD act element-wise, so
+        # one optimiser over it is an optimiser per point
+        self.instances = {n: built[n].double() for n in self.batched}
+        self.x = start.repeat(len(self.batched), 1).clone().requires_grad_(True)
+        # the others: one method per start, as separate runs; their own learnable parameters (UW's
+        # log-variances) train with the points, in the same optimiser, as the trainer's
+        self.looped_instances = {n: [built[n].double() if i == 0 else
+                                     build_weighting(n, tasks, params=dict(params.get(n, {}))).double() for i in range(s)]
+                                 for n in self.looped}
+        self.own_params = [p for ms in self.looped_instances.values() for m in ms for p in m.parameters() if p.requires_grad]
+        self.hooked = [n for n in self.looped if not self.looped_instances[n][0].fuse_reads_params]
+        self.y = start.repeat(len(self.hooked), 1).clone().requires_grad_(True)  # (H * S, 2)
+        leaves = ([self.x] if self.batched else []) + ([self.y] if self.hooked else []) + self.own_params
+        self.opt = _optimizer(self.optimizer, leaves, self.lr) if leaves else None
+        self.runs: dict[str, list[tuple[Weighting, Tensor, torch.optim.Optimizer]]] = {}
+        for n in self.looped:
+            if n in self.hooked:
+                continue
+            runs = []
+            for i, method in enumerate(self.looped_instances[n]):
+                point = start[i].clone().requires_grad_(True)
+                own = [p for p in method.parameters() if p.requires_grad]
+                runs.append((method, point, _optimizer(self.optimizer, [point, *own], self.lr)))
+            self.runs[n] = runs
+        m = len(self.methods)
+        self.scales_np = self.scales.numpy()
+        self.index = {name: k for k, name in enumerate(self.methods)}
+        self.rows = [self.index[n] for n in self.batched]
+        self._pos = [np.broadcast_to(self.starts, (m, s, 2)).copy()]  # one (M, S, 2) per step
+        self._loss: list[np.ndarray] = []
+        self._weights: list[np.ndarray] = []
+        self._updates: list[np.ndarray] = []
+        self.done = 0
+
+    # -- stepping -------------------------------------------------------------------------------
+
+    def advance(self, n: int) -> int:
+        """Compute up to ``n`` more steps (never past ``steps``); returns the steps done so far."""
+        for _ in range(min(n, self.total - self.done)):
+            self._step()
+        return self.done
+
+    def run(self) -> Paths:
+        self.advance(self.total)
+        return self.paths()
+
+    def _step(self) -> None:
+        step, m, s, t = self.done, len(self.methods), len(self.starts), len(self.problem.tasks)
+        pos, loss = np.empty((m, s, 2)), np.empty((m, s, t))
+        weights, updates = np.empty((m, s, t)), np.empty((m, s, 2))
+        if self.opt is not None:
+            self.opt.zero_grad()
+        if self.batched:
+            values, grads = task_gradients(self.problem, self.x.detach().numpy(), self.scales_np)  # (B*S, T), (B*S, T, 2)
+            values_t, grads_t = torch.from_numpy(values), torch.from_numpy(grads)
+            directions = []
+            for b, name in enumerate(self.batched):
+                rows = slice(b * s, (b + 1) * s)
+                d, w = self._batched_update(self.instances[name], grads_t[rows], values_t[rows], step)
+                k = self.index[name]
+                loss[k], weights[k], updates[k] = values[rows], w.numpy(), d.numpy()
+                directions.append(d)
+            self.x.grad = torch.cat(directions)
+        if self.hooked:
+            values, grads = task_gradients(self.problem, self.y.detach().numpy(), self.scales_np)  # (H*S, T), (H*S, T, 2)
+            directions = []
+            for h, name in enumerate(self.hooked):
+                k = self.index[name]
+                for i, method in enumerate(self.looped_instances[name]):
+                    j = h * s + i
+                    d, w = self._hooks(method, torch.from_numpy(grads[j]), torch.from_numpy(values[j]), step)
+                    loss[k, i], weights[k, i], updates[k, i] = values[j], w, d.numpy()
+                    directions.append(d)
+            self.y.grad = torch.stack(directions)
+        if self.opt is not None:
+            self.opt.step()
+            if self.batched:
+                pos[self.rows] = self.x.detach().numpy().reshape(len(self.batched), s, 2)
+            if self.hooked:
+                pos[[self.index[n] for n in self.hooked]] = self.y.detach().numpy().reshape(len(self.hooked), s, 2)
+        for name, runs in self.runs.items():
+            k = self.index[name]
+            for i, (method, point, opt) in enumerate(runs):
+                opt.zero_grad()
+                values = self.problem.losses(point[None])[0] * self.scales  # (T,)
+                reported = method.combine({task: values[j] for j, task in enumerate(self.problem.tasks)}, [point],
+                                          StepContext(step=step))
+                loss[k, i] = values.detach().numpy()
+                weights[k, i] = [reported[task] for task in self.problem.tasks]
+                updates[k, i] = point.grad.detach().numpy() if point.grad is not None else 0.0
+                opt.step()
+                pos[k, i] = point.detach().numpy()
+        self._pos.append(pos)
+        self._loss.append(loss)
+        self._weights.append(weights)
+        self._updates.append(updates)
+        self.done += 1
+
+    def _hooks(self, method: Weighting, grads: Tensor, values: Tensor, step: int) -> tuple[Tensor, list[float]]:
+        """One start's update through ``method``'s hooks, as :meth:`Weighting.combine` runs them on a
+        model whose per-task gradients are ``grads (T, 2)`` at losses ``values (T,)``; the method's own
+        learnable parameters get their gradients (left for the shared optimiser). Returns the update
+        and the reported weights."""
+        tasks = self.problem.tasks
+        leaf = values.detach().clone().requires_grad_(True)  # (T,)
+        prepared, factor = method.prepare({task: leaf[j] for j, task in enumerate(tasks)}, StepContext(step=step))
+        stacked = torch.stack([prepared[task] for task in tasks])  # (T,)
+        own = [p for p in method.parameters() if p.requires_grad]
+        if method.kind == "gradient":
+            # the gradients of the prepared losses: d P_t / d L_t (prepare acts task by task) times g_t
+            (scale,) = torch.autograd.grad(stacked.sum(), leaf, retain_graph=bool(own))
+            if own:  # each prepared loss back-propagated once, as per_task_grads does
+                for p, g in zip(own, torch.autograd.grad(stacked.sum(), own, allow_unused=True)):
+                    p.grad = g
+            d, w = method.combine_grads(scale[:, None] * grads, stacked.detach(), step)
+        else:
+            total, w = method.fuse(stacked, step, [])
+            got = torch.autograd.grad(total, [leaf, *own], allow_unused=True)
+            for p, g in zip(own, got[1:]):
+                p.grad = g
+            d = got[0] @ grads  # d total / d x
+        reported = method._report(w, factor)
+        return d.detach().double(), [reported[task] for task in tasks]
+
+    @staticmethod
+    def _batched_update(method: Weighting, grads: Tensor, values: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        if method.kind == "gradient":
+            d, w = method.combine_grads_batch(grads, values, step)
+            return d, w.double()
+        leaf = values.detach().requires_grad_(True)  # the update is d total / d x = sum_t (d total / d L_t) g_t
+        totals, w = method.fuse_batch(leaf, step)
+        (dl,) = torch.autograd.grad(totals.sum(), leaf)
+        return torch.bmm(dl[:, None, :], grads)[:, 0], w.detach().double()
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def paths(self) -> Paths:
+        pos = np.stack(self._pos, axis=2)  # (M, S, N + 1, 2)
+        m, s, t = len(self.methods), len(self.starts), len(self.problem.tasks)
+        last, _ = task_gradients(self.problem, pos[:, :, -1].reshape(-1, 2), self.scales_np)
+        if self.done:
+            losses = np.concatenate([np.stack(self._loss, axis=2), last.reshape(m, s, 1, t)], axis=2)
+            weights, updates = np.stack(self._weights, axis=2), np.stack(self._updates, axis=2)
+        else:
+            losses = last.reshape(m, s, 1, t)
+            weights, updates = np.zeros((m, s, 0, t)), np.zeros((m, s, 0, 2))
+        return Paths(self.methods, self.problem.tasks, self.starts.copy(), pos, losses, weights, updates)
