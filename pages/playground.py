@@ -9,6 +9,8 @@ for a prediction before the paths show.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 
 import numpy as np
@@ -28,6 +30,8 @@ FIRST_CHUNK = 40  # steps before the first frame: it must show within 150 ms of 
 FRAME_S = 0.3  # then a redraw every so often as the paths grow
 LR_CHOICES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 STEP_CHOICES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
+# ms a step for 5 starts on 2 cores, where a method steps one start at a time (bench/playground.py)
+SLOW = {"fairgrad": 52.0, "nash_mtl": 19.0, "gradnorm": 10.0, "sdmgrad": 6.4}
 SCALE_CHOICES = (0.01, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 ss = st.session_state
 
@@ -172,10 +176,11 @@ with right:
         meta = method_meta(m)
         st.caption(f"{m}: {meta['citation']}")
 
-key = (state.problem, tuple(state.expressions), tuple(state.box), tuple(state.methods), tuple(map(tuple, starts)),
-       state.lr or problem.lr, steps, state.optimizer or problem.optimizer, tuple(scales))
+key = (state.problem, tuple(state.expressions), tuple(state.box), tuple(state.methods),
+       tuple(map(tuple, starts.tolist())), float(state.lr or problem.lr), steps, state.optimizer or problem.optimizer,
+       tuple(scales.tolist()))
 done = _finished(key)
-question = "playground:" + "|".join(map(str, key))
+question = "playground-" + hashlib.sha1(json.dumps(key).encode()).hexdigest()[:12]  # one question per setting
 shown = True
 if predict_mode:
     rows_known = done.get("rows")
@@ -193,6 +198,11 @@ if not shown:
     st.info("The paths show once you have predicted.", icon=":material/visibility_off:")
     st.stop()
 if paths is None:
+    slow = [m for m in state.methods if m in SLOW]
+    if slow and steps >= 500:
+        st.caption(f"{', '.join(slow)} solve an optimisation problem at every step of every path (about "
+                   f"{sum(SLOW[m] for m in slow) * steps / 1000:.0f} s for {steps:,} steps here); the paths grow "
+                   "meanwhile.")
     try:
         sim = Simulation(problem, list(state.methods), starts=starts, lr=state.lr, steps=steps,
                          optimizer=state.optimizer, scales=scales)
@@ -226,7 +236,7 @@ controls = st.columns([3, 1])
 with controls[0]:
     inspect_step = st.slider("Step to look at: every task's descent direction (−gradient, task colours) and the "
                              "update each method took (its colour) are drawn as arrows at this step", 0, steps,
-                             inspect_step, key=f"pg_step_{hash(key)}")
+                             inspect_step, key=f"pg_step_{question}")
 state.step = inspect_step or None
 with controls[1]:
     loss_axes = (0, 1)
@@ -251,7 +261,14 @@ st.caption(f"Computed in {done.get('seconds', 0):.2f} s. Click anywhere on the l
 
 # ------------------------------------------------------------------ where each path ended
 rows = done.get("rows") or analysis.endpoints(problem, paths, ref, scales)
-best = analysis.nearest_to_optimum(rows)
+diverged = sorted({r["method"] for r in rows if r["diverged"]})
+if diverged:
+    st.warning(f"{', '.join(diverged)} left the numbers (a path became NaN or infinite) and stopped. A method that "
+               "takes the logarithm of each loss (FAMO, STCH, DB-MTL) needs losses above 0"
+               + (f": this problem's go below 0 (down to {float(np.nanmin(grid[2])):.3g} on average)"
+                  if float(np.nanmin(grid[2])) < 0 else "") + "; a smaller step size helps the others.",
+               icon=":material/warning:")
+best = analysis.nearest_to_optimum([r for r in rows if not r["diverged"]] or rows)
 st.markdown(f"**Nearest the average optimum** (on average over the starts): {', '.join(best)}. "
             f"The average optimum is at ({ref.average_optimum[0]:.3g}, {ref.average_optimum[1]:.3g})"
             + (" (found on a grid)" if ref.from_grid else "") + ".")

@@ -4,7 +4,7 @@ optimum of the average loss, the average loss on a grid, and where each path end
 A problem whose Pareto set is known in closed form gives it; for one a person typed it is the
 grid's points that no other grid point beats on every task (non-dominated), and the average
 optimum is the grid's best point refined by L-BFGS-B. "On the Pareto set" means within a small
-distance of it (1% of the box's width, or 1.5 grid cells for a set found on the grid); a path's
+distance of it (0.5% of the box's width, or 1.5 grid cells for a set found on the grid); a path's
 Pareto stationarity (the norm of the min-norm point of its task gradients, relative to the largest
 of them, as MGDA measures it) is reported beside it, since a path can also stop where one task's
 gradient vanishes.
@@ -21,7 +21,7 @@ from mtl_core.playground.simulate import Paths, task_gradients
 from mtl_core.weighting.min_norm import min_norm_weights_batch
 
 GRID = 121
-SET_TOL = 0.01  # of the box's width
+SET_TOL = 0.005  # of the box's width
 SETTLE_TOL = 0.005  # of the box's diagonal
 
 
