@@ -10,13 +10,14 @@ need.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from urllib.parse import urlencode
 
 import streamlit as st
 
 from mtl_core.errors import ConfigError, MTLError
 from mtl_core.lessons.catalog import Lesson, lessons, lessons_dir
-from mtl_core.lessons.effect import measure
+from mtl_core.lessons.effect import OUTCOMES, measure, outcome
 from mtl_core.store.status import RunStatus
 from mtl_core.studies.factors import factor_kind, get_level
 from mtl_core.studies.spec import StudySpec, expand
@@ -28,7 +29,8 @@ from ui.access import AccessError
 from ui.lesson_start import study_active
 from ui.lesson_view import chart_figures, level_labels
 from ui.live_plot import live_chart
-from ui.roles import lesson_refusal, start_lesson
+from ui.predict_box import predict_box
+from ui.roles import browser_id, class_predictions, lesson_refusal, start_lesson
 from ui.shared import fresh_memo
 from ui.state import manager
 from ui.studies import baseline_levels, drawn_with, progress_text, study_alive
@@ -104,7 +106,7 @@ with left:
     if variation is not None:
         st.info(f"**Trying: {variation.label}.** {variation.why}", icon=":material/science:")
         if st.button("Back to the lesson itself", key="lesson_back", icon=":material/undo:"):
-            _go(lesson_state.LessonState(lesson=lesson.id, instructor=state.instructor))
+            _go(lesson_state.LessonState(lesson=lesson.id, instructor=state.instructor, predict=state.predict))
             st.rerun()
 
 # ------------------------------------------------------------------ the controls and the start
@@ -126,7 +128,7 @@ with right, st.container(border=True):
         "Seeds", 2, lesson_state.MAX_SEEDS, state.seeds or default_seeds, 1, key=f"lesson_seeds_{lesson.id}",
         help="Every arm of the study is trained once per seed; the verdict's interval narrows with more seeds."))
     wanted = lesson_state.LessonState(lesson.id, state.variation, knobs, seeds if seeds != default_seeds else None,
-                                      state.instructor, state.study)
+                                      state.instructor, state.study, state.predict)
     if wanted.knobs != state.knobs or wanted.seeds != state.seeds:
         wanted.study = ""  # another setup is another study
         _go(wanted)
@@ -166,6 +168,20 @@ if study_id and study is None:
 
 # ------------------------------------------------------------------ the charts and the verdict
 effect = lesson.effect_of(state.variation)
+question = f"lesson-{lesson.id}-{state.variation or 'itself'}"
+PREDICTION = {"above": f"above 0: the lesson's {'gain' if effect.sign > 0 else 'drop'} shows",
+              "unclear": "no clear difference (the interval holds 0)", "below": "below 0"}
+if effect.sign < 0:
+    PREDICTION = {"above": "above 0", "unclear": "no clear difference (the interval holds 0)",
+                  "below": "below 0: the lesson's drop shows"}
+if state.predict:
+    answer = None
+    if study is not None and not study_alive(studies.plan(study_id), study_id=study_id):
+        found = outcome(measure(summarize(manager().store, study_id), effect).interval)
+        answer = [found] if found else None
+    predict_box(question, f"Before the runs say: **{effect.text}** — will it come out above 0, below 0, or with "
+                "no clear difference over the seeds?", list(OUTCOMES), answer, format_func=PREDICTION.get,
+                key="lesson_predict")
 
 
 def _computed(study_id: str) -> tuple:
@@ -201,7 +217,9 @@ def _result(study_id: str, shown: tuple) -> None:
         "lesson_result", (lesson.id, state.variation, study_id), mark, lambda: _computed(study_id),
         settled=drawn_with(studies.get(study_id), plan))  # a run that ended: its verdict at once
     st.progress(counts.get(RunStatus.FINISHED, 0) / max(1, counts["total"]), text=progress_text(counts))
-    if measured.holds:
+    if state.predict and class_predictions().mine(question, browser_id()) is None:
+        st.info("**Verdict:** predict it above first; it shows here once you have.", icon=":material/lock:")
+    elif measured.holds:
         st.success(f"**Verdict:** {measured.sentence}", icon=":material/verified:")
     elif measured.interval.n >= 2 and not alive:
         st.warning(f"**Verdict:** {measured.sentence}", icon=":material/help:")
@@ -236,7 +254,7 @@ if lesson.try_next:
             st.markdown(f"**{v.label}**")
             st.caption(v.why)
             if st.button("Try it", key=f"lesson_try_{v.id}", disabled=v.id == state.variation, icon=":material/science:"):
-                _go(lesson_state.LessonState(lesson.id, v.id, instructor=state.instructor))
+                _go(lesson_state.LessonState(lesson.id, v.id, instructor=state.instructor, predict=state.predict))
                 st.rerun()
 
 st.subheader("Share")
@@ -246,6 +264,12 @@ teach = st.toggle("For a class: this lesson only, without the lesson list and th
                   key="lesson_instructor",
                   help="Adds instructor=1 to the link: the class sees this lesson with these settings and its own controls.")
 share.instructor = teach
+share.predict = st.toggle("Ask for a prediction first: each student predicts the verdict before it shows",
+                          value=state.predict, key="lesson_predict_toggle",
+                          help="Adds predict=1 to the link. In shared mode you see how the class predicted.")
+if share.predict != state.predict:
+    _go(dataclasses.replace(state, predict=share.predict))
+    st.rerun()
 base_url = (getattr(st.context, "url", "") or "").split("?")[0]
 st.code(f"{base_url}?{urlencode(share.params())}", language=None)
 st.caption("Anyone opening this link sees this lesson with these settings" + (", and this study's runs where they "

@@ -154,6 +154,11 @@ with st.sidebar:
     state.scales = None if all(v == 1.0 for v in scales) else tuple(float(v) for v in scales)
     st.caption("A scale multiplies that task's loss. Methods that balance the tasks themselves (UW, IMTL, "
                "MGDA with normalisation, Nash-MTL...) should undo it; plain EW cannot.")
+    asked = st.toggle("Ask for a prediction first", value=predict_mode, key="pg_predict_mode",
+                      help="Each student predicts which method ends nearest the average optimum before the paths "
+                           "show (predict=1 in the link); in shared mode the owner sees how the class predicted.")
+    if asked != predict_mode:
+        predict_mode = asked
 
 if state.scales is not None:
     problem, ref, grid = _problem_view((state.problem, tuple(state.expressions), tuple(state.box)), state.scales)

@@ -2,7 +2,7 @@
 as plain functions): which lesson, which "try next" variation, the values of its controls, the
 seeds, the instructor flag and the study that is showing.
 
-``?lesson=why_together&try=all_labels&knobs=c1.…&seeds=4&instructor=1&study=…``
+``?lesson=why_together&try=all_labels&knobs=c1.…&seeds=4&instructor=1&predict=1&study=…``
 
 The controls' values travel as one compact token (:func:`mtl_core.config.to_link`). A link that
 does not parse or names what the lesson does not have is refused piece by piece: each problem is
@@ -29,6 +29,7 @@ class LessonState:
     seeds: int | None = None
     instructor: bool = False
     study: str = ""
+    predict: bool = False  # ask each student to predict the verdict before it shows
 
     def params(self) -> dict[str, str]:
         """The query parameters that hold this state (only what differs from a fresh lesson)."""
@@ -41,6 +42,8 @@ class LessonState:
             out["seeds"] = str(self.seeds)
         if self.instructor:
             out["instructor"] = "1"
+        if self.predict:
+            out["predict"] = "1"
         if self.study:
             out["study"] = self.study
         return out
@@ -50,7 +53,8 @@ def read(params: Mapping[str, str], lessons: list[Any]) -> tuple[LessonState, li
     """The state a URL's query parameters hold, checked against the lessons; and what was wrong."""
     problems: list[str] = []
     by_id = {x.id: x for x in lessons}
-    state = LessonState(instructor=params.get("instructor", "") in ("1", "true", "yes"))
+    state = LessonState(instructor=params.get("instructor", "") in ("1", "true", "yes"),
+                        predict=params.get("predict", "") in ("1", "true", "yes"))
     lid = params.get("lesson", "")
     if lid and lid not in by_id:
         problems.append(f"There is no lesson {lid!r} (lessons: {', '.join(by_id) or 'none'}); showing the first lesson.")

@@ -83,6 +83,16 @@ def measure(summary: Any, effect: Effect, confidence: float = 0.95) -> Measured:
     return Measured(effect, iv, holds, sentence(effect, iv, holds, confidence))
 
 
+OUTCOMES = ("above", "unclear", "below")  # what a student may predict of an effect: > 0, the CI holds 0, < 0
+
+
+def outcome(iv: Interval) -> str | None:
+    """Which of :data:`OUTCOMES` a finished study's interval says (None before two seeds)."""
+    if iv.n < 2 or not math.isfinite(iv.low):
+        return None
+    return "above" if iv.low > 0 else "below" if iv.high < 0 else "unclear"
+
+
 def sentence(effect: Effect, iv: Interval, holds: bool, confidence: float = 0.95) -> str:
     """'segmentation mIoU, MTL - STL: +0.081 (95% CI +0.052 to +0.110, 5 seeds): shown.'"""
     if iv.n == 0:

@@ -119,3 +119,24 @@ def test_running_a_lesson_trains_its_study_and_gives_the_verdict_with_its_charts
     again = lessons_page()
     again.run()
     assert "segmentation mIoU, MTL - STL" in " ".join(x.value for x in [*again.success, *again.warning, *again.info])
+    # predict first (predict=1): the verdict waits for the student's prediction, then stands beside it
+    from mtl_core.lessons.catalog import lessons
+    from mtl_core.lessons.effect import measure, outcome
+    from mtl_core.studies.summary import summarize
+
+    lesson = lessons(lesson_dir)[0][0]
+    truth = outcome(measure(summarize(store, study_id), lesson.effect).interval)
+    guess = "below" if truth == "above" else "above"
+    student = lessons_page(predict="1", study=study_id)
+    student.run()
+    no_exceptions(student)
+    assert any("predict it above first" in i.value for i in student.info)
+    assert "segmentation mIoU, MTL - STL: " not in " ".join(x.value for x in [*student.success, *student.warning])
+    radio = next(r for r in student.radio if r.key.startswith("lesson_predict_radio"))
+    radio.set_value(guess).run()
+    next(b for b in student.button if b.key.startswith("lesson_predict_lock")).click().run()
+    no_exceptions(student)
+    shown = " ".join(x.value for x in [*student.success, *student.warning, *student.info])
+    assert "You predicted" in shown and "segmentation mIoU, MTL - STL" in shown  # the verdict, now
+    assert f"The answer: **{dict(above='above 0', below='below 0', unclear='no clear')[truth]}" in shown
+    assert student.query_params["predict"] == "1"

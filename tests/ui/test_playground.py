@@ -76,3 +76,32 @@ def test_predict_first_hides_the_paths_until_the_student_commits_then_shows_the_
     assert at.dataframe  # revealed
     verdict = " ".join(w.value for w in at.warning)
     assert "You predicted **mgda**" in verdict and "The answer: **ew**" in verdict
+
+
+def test_in_shared_mode_the_owner_sees_how_the_class_predicted(tmp_path, monkeypatch):
+    from tests.ui.test_classroom import TOKEN, _reset_caches  # noqa: F401  (TOKEN: the server's secret)
+    from ui.roles import class_predictions
+
+    for k, v in {"MTL_RUNS_DIR": str(tmp_path), "MTL_STUDIO_SHARED": "1", "MTL_STUDIO_OWNER_TOKEN": TOKEN}.items():
+        monkeypatch.setenv(k, v)
+    _reset_caches()
+    class_predictions.clear()
+    link = {"problem": "three_bowls", "methods": "ew,mgda", "steps": "300", "predict": "1"}
+    import ui.predict_box
+
+    for i, guess in enumerate(("ew", "mgda", "mgda")):  # three students, three browsers
+        monkeypatch.setattr(ui.predict_box, "browser_id", lambda i=i: f"browser-{i}")  # AppTest has no cookie
+        student = playground(**link)
+        student.run()
+        student.radio(key=next(r.key for r in student.radio if r.key.startswith("pg_predict_radio"))).set_value(guess)
+        student.run()
+        student.button(key=next(b.key for b in student.button if b.key.startswith("pg_predict_lock"))).click().run()
+        no_exceptions(student)
+        assert "The class predicted" not in _text(student)  # a viewer does not see the others'
+    monkeypatch.setattr(ui.predict_box, "browser_id", lambda: "the-owner")
+    owner = playground(**link)
+    owner.session_state["access_role"] = "owner"  # unlocked (app.py's sidebar reads the owner's link first)
+    owner.run()
+    no_exceptions(owner)
+    assert "The class predicted (3 browsers): ew: 1 ✓ · mgda: 2" in _text(owner)
+    class_predictions.clear()
