@@ -29,16 +29,25 @@ def cases(t: int):
             yield torch.stack([j * s for s in SCALES])
 
 
+def in_stream(copies, i):
+    """``copies[i]``, its generator (if any) set where the previous copy's left off (called just before)."""
+    if i and hasattr(copies[i], "generator"):
+        copies[i].generator.set_state(copies[i - 1].generator.get_state())
+    return copies[i]
+
+
 @pytest.mark.parametrize("name", BATCHED)
 @pytest.mark.parametrize("t", [2, 3])
 def test_each_row_of_the_batch_is_the_one_problem_answer(name, t):
-    method = WEIGHTINGS.get(name)([f"task{i}" for i in range(t)])
     for grads in cases(t):
+        method = WEIGHTINGS.get(name)([f"task{i}" for i in range(t)])  # fresh: a batched state is per batch
         losses = torch.rand(grads.shape[0], t, generator=torch.Generator().manual_seed(1), dtype=torch.float64) + 0.5
-        one = copy.deepcopy(method)  # the same state (a generator's too) for the row-by-row calls
+        # each row from the same state, as its own problem (a copy per row); random numbers from one
+        # stream, drawn in row order (the generator's state passed from each copy to the next)
+        copies = [copy.deepcopy(method) for _ in range(grads.shape[0])]
         if method.kind == "gradient":
             d, w = method.combine_grads_batch(grads, losses, 3)
-            rows = [one.combine_grads(g, v, 3) for g, v in zip(grads, losses)]
+            rows = [in_stream(copies, i).combine_grads(grads[i], losses[i], 3) for i in range(len(copies))]
             want_d, want_w = torch.stack([r[0] for r in rows]), torch.stack([r[1] for r in rows]).double()
             scale = grads.norm(dim=2).amax(1, keepdim=True)  # (S, 1)
             # the batched solvers are exact; the one-problem ones stop at their tolerance (SLSQP, Frank-Wolfe)
@@ -47,7 +56,7 @@ def test_each_row_of_the_batch_is_the_one_problem_answer(name, t):
             assert (close | (grads.norm(dim=2) == 0)).all(), (name, w, want_w)
         else:
             totals, w = method.fuse_batch(losses, 3)
-            rows = [one.fuse(v, 3, []) for v in losses]
+            rows = [in_stream(copies, i).fuse(losses[i], 3, []) for i in range(len(copies))]
             torch.testing.assert_close(totals, torch.stack([r[0] for r in rows]))
             torch.testing.assert_close(w, torch.stack([r[1] for r in rows]))
 
