@@ -27,11 +27,20 @@ row of ``U``.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, exact_gram, live_tasks, solve_on_live
+from mtl_core.weighting.grad_utils import (
+    as_numpy_batch,
+    combine_grads_rows,
+    combine_rows,
+    combine_rows_batch,
+    exact_gram,
+    live_tasks,
+    solve_on_live,
+)
 
 
 def config_weights(m: Tensor, pref: Tensor | None = None, rtol: float = 1e-6) -> Tensor:
@@ -57,6 +66,7 @@ class ConFIG(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"rtol": 1e-6}
+    batched = True
     citation = ("Liu, Chu, Thuerey, 'ConFIG: Towards Conflict-free Training of Physics Informed Neural Networks', "
                 "ICLR 2025.")
 
@@ -65,3 +75,22 @@ class ConFIG(GradWeighting):
         live = live_tasks(m)
         w = solve_on_live(m, lambda sub: config_weights(sub, pref[live], float(self.params["rtol"])))
         return combine_rows(w, grads)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems: one batched pseudo-inverse (the same cut); a problem with a zero
+        gradient (solved on the other tasks) on its own."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T) in float64, as exact_gram
+        rtol = float(self.params["rtol"])
+        pref = self.preference().numpy()  # (T,)
+        norms = np.sqrt(np.maximum(m.diagonal(axis1=1, axis2=2), 0.0))  # (S, T)
+        live = (norms > 0).all(1)  # (S,)
+        safe = np.where(live[:, None], norms, 1.0)
+        uu = m / (safe[:, :, None] * safe[:, None, :])  # (S, T, T) Gram of the unit gradients
+        c = np.linalg.pinv(uu, rcond=rtol * rtol, hermitian=True) @ pref  # (S, T)
+        d_norm = np.sqrt(np.maximum(np.einsum("st,stu,su->s", c, uu, c), 0.0))  # (S,)
+        reach = d_norm > 1e-12  # p has a component the unit gradients can reach
+        d_safe = np.where(reach, d_norm, 1.0)
+        length = ((m / safe[:, None, :]) @ c[:, :, None])[:, :, 0].sum(1) / d_safe  # sum_i g_i . d_hat
+        w = np.where(reach[:, None], length[:, None] * c / (d_safe[:, None] * safe), 0.0)
+        out = combine_rows_batch(w, g, grads)
+        return combine_grads_rows(self, grads, losses, step, np.nonzero(~live)[0], out)

@@ -11,6 +11,7 @@ have been seen every weight is 1 (the paper's first two epochs).
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from mtl_core.weighting.base import LossWeighting, register_weighting
@@ -23,6 +24,7 @@ class DynamicWeightAverage(LossWeighting):
     citation = "Liu, Johns, Davison (2019). End-to-End Multi-Task Learning with Attention. CVPR."
     defaults = {"temperature": 2.0, "window": 20.0}
     state_attrs = ("_sum", "_count", "_history")
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -49,4 +51,28 @@ class DynamicWeightAverage(LossWeighting):
         if self._count >= max(1, int(self.params["window"])):
             self._history = (self._history + [[s / self._count for s in self._sum]])[-2:]
             self._sum, self._count = [0.0] * len(self.tasks), 0
+        return total, w
+
+    def fuse_batch(self, losses, step):
+        """The same on ``S`` problems, each with its own windows (``_batch_sum (S, T)``, ``_batch_history``,
+        a list of ``(S, T)``; the count is theirs in common), kept apart from the one-problem state;
+        the same float32 recording and float32 softmax."""
+        s, k = losses.shape
+        if getattr(self, "_batch_sum", None) is None or self._batch_sum.shape != (s, k):
+            self._batch_sum = np.broadcast_to(np.asarray(self._sum, dtype=np.float64), (s, k)).copy()
+            self._batch_count = self._count
+            self._batch_history = [np.broadcast_to(np.asarray(h, dtype=np.float64), (s, k)).copy() for h in self._history]
+        if len(self._batch_history) < 2:
+            w = torch.ones_like(losses)
+        else:
+            prev, older = (torch.from_numpy(h).float() for h in self._batch_history[-2:][::-1])
+            ratio = prev / older.clamp_min(1e-12)  # (S, T), float32 as current_weights
+            w = (k * torch.softmax(ratio / self.params["temperature"], dim=1)).to(device=losses.device,
+                                                                                 dtype=losses.dtype)
+        total = (w * losses).sum(1)
+        self._batch_sum = self._batch_sum + losses.detach().float().cpu().double().numpy()
+        self._batch_count += 1
+        if self._batch_count >= max(1, int(self.params["window"])):
+            self._batch_history = (self._batch_history + [self._batch_sum / self._batch_count])[-2:]
+            self._batch_sum, self._batch_count = np.zeros((s, k)), 0
         return total, w

@@ -22,11 +22,12 @@ accumulator has the size of one sample's features, whatever the batch.
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows
+from mtl_core.weighting.grad_utils import combine_rows, combine_rows_batch
 
 
 @register_weighting("excess_mtl")
@@ -41,6 +42,7 @@ class ExcessMTL(GradWeighting):
                 "ICML 2024.")
     rep_per_sample = True  # on the representation, the gradients are summed over the batch (below)
     state_attrs = ("alpha", "initial")
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -67,3 +69,26 @@ class ExcessMTL(GradWeighting):
             alpha = self.alpha * torch.exp(self.params["robust_step_size"] * ratio)
             self.alpha = alpha / alpha.sum() * len(self.tasks)
         return combine_rows(self.alpha, grads.flatten(1))
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems ``grads (S, T, D)``, each with its own accumulator, first
+        estimates and weights (``_batch_grad_sq``, ``_batch_initial``, ``_batch_alpha``, kept apart from
+        the one-problem state): the same arithmetic, in numpy."""
+        g = grads.detach().double().cpu().numpy()  # (S, T, D)
+        s, t = g.shape[0], g.shape[1]
+        acc = getattr(self, "_batch_grad_sq", None)
+        first = acc is None or acc.shape != g.shape
+        if first:
+            acc = np.zeros_like(g)
+            self._batch_initial = np.broadcast_to(self.initial.numpy(), (s, t)).copy()
+            self._batch_alpha = np.broadcast_to(self.alpha.numpy(), (s, t)).copy()
+        acc = acc + g ** 2
+        self._batch_grad_sq = acc
+        e = (g ** 2 / np.sqrt(acc + self.params["eps"])).sum(2)  # (S, T)
+        initial = np.where((self._batch_initial == 0) & (e > 0), e, self._batch_initial)
+        self._batch_initial = initial
+        if not first:
+            ratio = np.where(initial > 0, e / np.maximum(initial, 1e-300), 0.0)
+            alpha = self._batch_alpha * np.exp(self.params["robust_step_size"] * ratio)
+            self._batch_alpha = alpha / alpha.sum(1, keepdims=True) * t
+        return combine_rows_batch(self._batch_alpha, g, grads)

@@ -30,6 +30,7 @@ class FAMO(LossWeighting):
     citation = ("Liu, Feng, Stone, Liu (2023). FAMO: Fast Adaptive Multitask Optimization. NeurIPS.")
     defaults = {"lr": 0.025, "gamma": 1e-3}
     state_attrs = ("opt",)
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -59,3 +60,31 @@ class FAMO(LossWeighting):
         c = (z / d).sum().detach()
         total = (z / c * torch.log(d)).sum()
         return total, (z / (c * d)).detach()
+
+    def fuse_batch(self, losses, step):
+        """The same on ``S`` problems ``losses (S, T)``, each with its own logits and last losses
+        (``_batch_xi (S, T)``, ``_batch_prev``, kept apart from the one-problem state); one Adam over
+        the ``(S, T)`` logits is an Adam per problem (it acts element-wise, its step count shared as
+        the problems step together)."""
+        s, t = losses.shape
+        xi = getattr(self, "_batch_xi", None)
+        if xi is None or xi.shape != (s, t):
+            xi = self.xi.detach().expand(s, t).clone()  # a plain tensor: not one of the module's parameters
+            self._batch_xi = xi
+            self._batch_opt = torch.optim.Adam([xi], lr=self.params["lr"], weight_decay=self.params["gamma"])
+            self._batch_prev = None if self.prev is None else self.prev.expand(s, t).clone()
+        curr = losses.detach().float()  # (S, T)
+        if self._batch_prev is not None:
+            delta = torch.log(self._batch_prev.to(curr.device) + EPS) - torch.log(curr + EPS)
+            with torch.enable_grad():
+                leaf = xi.detach().requires_grad_()
+                (d,) = torch.autograd.grad(torch.softmax(leaf, dim=1), leaf, grad_outputs=delta)
+            self._batch_opt.zero_grad(set_to_none=True)
+            xi.grad = d
+            self._batch_opt.step()
+            xi.grad = None
+        self._batch_prev = curr.clone()
+        z = torch.softmax(xi.detach(), dim=1).to(losses.dtype)  # (S, T)
+        d = losses + EPS
+        c = (z / d).sum(1, keepdim=True).detach()
+        return (z / c * torch.log(d)).sum(1), (z / (c * d)).detach()

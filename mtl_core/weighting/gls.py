@@ -19,8 +19,14 @@ class GeometricLossStrategy(LossWeighting):
     citation = ("Chennupati, Sistu, Yogamani, Rawashdeh (2019). MultiNet++: Multi-Stream Feature Aggregation "
                 "and Geometric Loss Strategy for Multi-Task Learning. CVPR Workshops.")
 
+    batched = True
+
     def fuse(self, losses, step, shared_params):
         # exp(mean(log L)) rather than prod(L)**(1/T): the product under- or overflows with many tasks
         total = torch.exp(torch.log(losses.clamp_min(1e-12)).mean())
         w = (total / (len(self.tasks) * losses.clamp_min(1e-12))).detach()  # (T,)
         return total, w
+
+    def fuse_batch(self, losses, step):
+        total = torch.exp(torch.log(losses.clamp_min(1e-12)).mean(1))  # (S,)
+        return total, (total[:, None] / (len(self.tasks) * losses.clamp_min(1e-12))).detach()

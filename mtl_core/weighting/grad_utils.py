@@ -112,3 +112,30 @@ def project_simplex(v: Tensor) -> Tensor:
     rho = int(torch.nonzero(u - css / k > 0).max())
     theta = css[rho] / (rho + 1)
     return torch.clamp(v - theta, min=0.0)
+
+
+def project_simplex_batch(v: np.ndarray) -> np.ndarray:
+    """:func:`project_simplex` on every row of ``v (S, T)`` at once (numpy float64): the same sort,
+    cumulative sum and threshold, row by row."""
+    u = -np.sort(-v, axis=1)  # (S, T) descending
+    css = np.cumsum(u, axis=1) - 1.0
+    k = np.arange(1, v.shape[1] + 1, dtype=np.float64)
+    positive = u - css / k > 0  # (S, T); the first column always is
+    rho = v.shape[1] - 1 - np.argmax(positive[:, ::-1], axis=1)  # (S,) the last positive index
+    theta = css[np.arange(v.shape[0]), rho] / (rho + 1)
+    return np.maximum(v - theta[:, None], 0.0)
+
+
+def combine_grads_rows(method, grads: Tensor, losses: Tensor, step: int, rows=None,
+                       out: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """``method.combine_grads`` on each of the ``rows`` (all by default) of ``grads (S, T, D)``,
+    ``losses (S, T)``, in order: the batched forms' answer where their batched solver does not apply.
+    Written into ``out`` (``(S, D)``, ``(S, T)``) when given."""
+    rows = range(grads.shape[0]) if rows is None else rows
+    if out is None:
+        out = (torch.zeros(grads.shape[0], grads.shape[2], dtype=grads.dtype, device=grads.device),
+               torch.zeros(grads.shape[:2], dtype=grads.dtype, device=grads.device))
+    for i in rows:
+        d, w = method.combine_grads(grads[i], losses[i], step)
+        out[0][i], out[1][i] = d, w.to(out[1])
+    return out

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,6 +36,7 @@ class GradDrop(GradWeighting):
     supports_rep = True
     defaults = {"leak": 0.0, "seed": 0.0}
     state_attrs = ("generator",)
+    batched = True
     citation = ("Chen et al., 'Just Pick a Sign: Optimizing Deep Multitask Models with Gradient Sign "
                 "Dropout', NeurIPS 2020.")
 
@@ -54,3 +56,19 @@ class GradDrop(GradWeighting):
         g = torch.where(keep, grads, leak * grads).sum(0)  # (D,) dropped entries scaled by leak
         return g, lstsq_weights(grads, g).to(device=grads.device, dtype=grads.dtype)
 
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems: ``U`` drawn as ``S`` calls in a row draw it, the masks and the
+        least-squares weights (one batched pseudo-inverse, the same cut) for every problem at once."""
+        leak = float(self.params["leak"])
+        s, t, dim = grads.shape
+        u = torch.stack([torch.rand(dim, generator=self.generator) for _ in range(s)]).double().numpy()  # (S, D)
+        g = grads.detach().double().cpu().numpy()  # (S, T, D)
+        purity = 0.5 * (1.0 + g.sum(1) / (np.abs(g).sum(1) + 1e-12))  # (S, D)
+        keep = ((purity > u)[:, None] & (g > 0)) | ((purity < u)[:, None] & (g < 0))  # (S, T, D)
+        d = np.where(keep, g, leak * g).sum(1)  # (S, D)
+        m = g @ g.transpose(0, 2, 1)  # (S, T, T)
+        w = (np.linalg.pinv(m, rcond=1e-6, hermitian=True) @ (g @ d[:, :, None]))[:, :, 0]  # as lstsq_weights
+        w = np.where(g.any(axis=2), w, 0.0)
+        return (torch.from_numpy(d).to(device=grads.device, dtype=grads.dtype),
+                torch.from_numpy(w).to(device=grads.device, dtype=grads.dtype))

@@ -22,11 +22,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, gram
 from mtl_core.weighting.pcgrad import other_tasks_in_order
 
 
@@ -38,6 +39,7 @@ class GradVac(GradWeighting):
     supports_rep = True
     defaults = {"beta": 0.5, "seed": 0.0}
     state_attrs = ("generator", "targets")
+    batched = True
     citation = ("Wang et al., 'Gradient Vaccine: Investigating and Improving Multi-task Optimization "
                 "in Massively Multilingual Models', ICLR 2021.")
 
@@ -71,3 +73,35 @@ class GradVac(GradWeighting):
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         return combine_rows(self.coefficients(gram(grads)).sum(0), grads)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems, each with its own targets (``_batch_targets (S, T, T)``, kept apart
+        from the one-problem state): the orders drawn as ``S`` calls in a row draw them, the
+        corrections and target updates done for every problem at once, pair by pair in those orders."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        s, t = m.shape[0], m.shape[1]
+        beta = float(self.params["beta"])
+        targets = getattr(self, "_batch_targets", None)
+        if targets is None or targets.shape != (s, t, t):
+            targets = np.broadcast_to(self.targets.numpy(), (s, t, t)).copy()
+        orders = np.array([[other_tasks_in_order(t, i, self.generator) for i in range(t)] for _ in range(s)],
+                          dtype=np.int64).reshape(s, t, t - 1)  # (S, T, T - 1)
+        rows = np.arange(s)
+        c = np.tile(np.eye(t), (s, 1, 1))  # (S, T, T)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            for i in range(t):
+                for k in range(t - 1):
+                    j = orders[:, i, k]  # (S,)
+                    ci = c[:, i]  # (S, T)
+                    norm_i = np.sqrt(np.maximum(np.einsum("st,stu,su->s", ci, m, ci), 0.0))  # ||g_i^vac||
+                    norm_j = np.sqrt(np.maximum(m[rows, j, j], 0.0))
+                    live = (norm_i != 0.0) & (norm_j != 0.0)  # a zero gradient has no direction to align
+                    phi = np.clip((ci * m[rows, :, j]).sum(1) / (norm_i * norm_j), -1.0, 1.0)
+                    target = np.minimum(targets[rows, i, j], 0.999)
+                    num = target * np.sqrt(1 - phi ** 2) - phi * np.sqrt(1 - target ** 2)
+                    fix = live & (phi < target)
+                    c[rows, i, j] += np.where(fix, norm_i * num / (norm_j * np.sqrt(1 - target ** 2)), 0.0)
+                    targets[rows, i, j] = np.where(live, (1 - beta) * targets[rows, i, j] + beta * phi,
+                                                   targets[rows, i, j])
+        self._batch_targets = targets
+        return combine_rows_batch(c.sum(1), g, grads)

@@ -25,11 +25,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import project_simplex, zero_dead_rows
+from mtl_core.weighting.grad_utils import project_simplex, project_simplex_batch, zero_dead_rows
 
 
 @register_weighting("moco")
@@ -39,6 +40,7 @@ class MoCo(GradWeighting):
     supports_rep = True
     defaults = {"beta": 0.5, "beta_sigma": 0.5, "gamma": 0.1, "gamma_sigma": 0.5, "rho": 0.0, "normalize": 1.0}
     state_attrs = ("k", "lam")
+    batched = True
     citation = ("Fernando et al., 'Mitigating Gradient Bias in Multi-objective Learning: A Provably "
                 "Convergent Approach', ICLR 2023 (MoCo).")
 
@@ -67,3 +69,29 @@ class MoCo(GradWeighting):
         self.lam = project_simplex(self.lam - gamma_k * reg @ self.lam)  # (T,)
         lam = self.lam.to(device=grads.device, dtype=grads.dtype)
         return lam @ self.y, zero_dead_rows(lam, self.y)  # (D,), (T,)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems, each with its own tracked gradients and ``lambda`` (``_batch_y
+        (S, T, D)``, ``_batch_lam (S, T)``; the step count ``_batch_k`` is theirs in common, as they
+        step together), kept apart from the one-problem state: the same arithmetic, in numpy."""
+        p = self.params
+        g = grads.detach().double().cpu().numpy()  # (S, T, D)
+        s, t = g.shape[0], g.shape[1]
+        y = getattr(self, "_batch_y", None)
+        if y is None or y.shape != g.shape:
+            y, self._batch_k = np.zeros_like(g), self.k
+            self._batch_lam = np.broadcast_to(self.lam.numpy(), (s, t)).copy()  # the one-problem start
+        self._batch_k += 1
+        h = g
+        if p["normalize"]:
+            h = g / (np.linalg.norm(g, axis=2, keepdims=True) + 1e-8) * losses.detach().double().cpu().numpy()[:, :, None]
+        beta_k = p["beta"] / self._batch_k ** p["beta_sigma"]
+        gamma_k = p["gamma"] / self._batch_k ** p["gamma_sigma"]
+        y = y - beta_k * (y - h)
+        reg = y @ y.transpose(0, 2, 1) + p["rho"] * np.eye(t)  # (S, T, T)
+        lam = project_simplex_batch(self._batch_lam - gamma_k * (reg @ self._batch_lam[:, :, None])[:, :, 0])
+        self._batch_y, self._batch_lam = y, lam
+        d = np.einsum("st,std->sd", lam, y)
+        w = np.where(y.any(axis=2), lam, 0.0)  # a tracked y_t still zero added nothing
+        return (torch.from_numpy(d).to(device=grads.device, dtype=grads.dtype),
+                torch.from_numpy(w).to(device=grads.device, dtype=grads.dtype))

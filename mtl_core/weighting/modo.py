@@ -19,12 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import MultiBatchWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, project_simplex
+from mtl_core.weighting.grad_utils import (
+    as_numpy_batch,
+    combine_rows,
+    combine_rows_batch,
+    project_simplex,
+    project_simplex_batch,
+)
 
 
 @register_weighting("modo")
@@ -33,6 +40,7 @@ class MoDo(MultiBatchWeighting):
     batches_per_step = 3
     defaults = {"gamma": 1e-3, "rho": 0.1}
     state_attrs = ("lam",)
+    batched = True
     citation = ("Chen, Fernando, Ying, Chen, 'Three-Way Trade-Off in Multi-Objective Learning: Optimization, "
                 "Generalization and Conflict-Avoidance', NeurIPS 2023 (MoDo).")
 
@@ -53,3 +61,15 @@ class MoDo(MultiBatchWeighting):
         step_dir = m @ self.lam + self.params["rho"] * self.lam  # (T,)
         self.lam = project_simplex(self.lam - self.params["gamma"] * step_dir)  # (T,)
         return combine_rows(self.lam, g3)  # (D,), (T,)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """:meth:`combine_grads` (one batch in all three roles) on ``S`` problems, each with its own
+        ``lambda`` (``_batch_lam (S, T)``, kept apart from the one-problem state): the same step."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        s, t = m.shape[0], m.shape[1]
+        lam = getattr(self, "_batch_lam", None)
+        if lam is None or lam.shape != (s, t):
+            lam = np.broadcast_to(self.lam.numpy(), (s, t)).copy()  # the one-problem start: uniform
+        step_dir = (m @ lam[:, :, None])[:, :, 0] + self.params["rho"] * lam
+        self._batch_lam = project_simplex_batch(lam - self.params["gamma"] * step_dir)
+        return combine_rows_batch(self._batch_lam, g, grads)

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram, live_tasks
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, gram, live_tasks
 
 
 def solve_bargaining(m: np.ndarray, start: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
@@ -55,6 +55,61 @@ def solve_bargaining(m: np.ndarray, start: np.ndarray, max_iter: int = 100, tol:
     return a
 
 
+def solve_bargaining_batch(m: np.ndarray, start: np.ndarray, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`solve_bargaining` for ``S`` positive definite ``m (S, T, T)`` from ``start (S, T)`` at once
+    -> ``(alpha (S, T), converged (S,))``: the same damped Newton steps on the same strictly convex
+    ``F``, so the same unique solution, but taken on to 1e-13 (the one-problem solver stops at 1e-10)
+    or until round-off stops them improving; ``converged`` where the one-problem tolerance is met."""
+    s, t = m.shape[0], m.shape[1]
+    a = np.clip(start, 1e-6, None)
+    eye = np.eye(t)
+
+    def f(x: np.ndarray) -> np.ndarray:
+        return 0.5 * (x * (m @ x[:, :, None])[:, :, 0]).sum(1) - np.log(x).sum(1)
+
+    active = np.ones(s, dtype=bool)
+    last = np.full(s, np.inf)
+    with np.errstate(all="ignore"):
+        for _ in range(max_iter):
+            grad = (m @ a[:, :, None])[:, :, 0] - 1.0 / a  # (S, T)
+            res = np.sqrt(((grad * a) ** 2).sum(1))  # (S,) as the one-problem solver measures it
+            # done: solved to 1e-13, or within the one-problem tolerance and round-off stops the progress
+            active &= ~((res < 1e-13) | ((res < 1e-10) & (res > 0.5 * last))) & np.isfinite(res)
+            if not active.any():
+                break
+            last = res
+            hess = m + eye * (1.0 / a ** 2)[:, :, None]
+            hess[~active] = eye
+            step = -np.linalg.solve(hess, np.where(active[:, None], grad, 0.0)[:, :, None])[:, :, 0]
+            room = np.where(step < 0, -a / step, np.inf).min(1)
+            tau = np.minimum(1.0, 0.99 * room)  # stay > 0
+            f0, slope = f(a), (grad * step).sum(1)
+            search = active & (-slope > 1e-10 * (1.0 + np.abs(f0)))  # else full steps: F's decrease is round-off
+            while search.any():  # Armijo backtracking, on the rows that need it
+                search &= (f(a + tau[:, None] * step) > f0 + 1e-4 * tau * slope) & (tau > 1e-12)
+                tau = np.where(search, tau * 0.5, tau)
+            a = np.where(active[:, None], a + tau[:, None] * step, a)
+        grad = (m @ a[:, :, None])[:, :, 0] - 1.0 / a
+        res = np.sqrt(((grad * a) ** 2).sum(1))
+    return a, (res < 1e-10) & np.isfinite(a).all(1)
+
+
+def bargain(m: Tensor, start: Tensor) -> tuple[Tensor, Tensor]:
+    """``alpha (T,)`` solving ``m alpha = 1 / alpha`` for the Gram ``m (T, T)`` from the warm start
+    ``start (T,)`` (on the normalised Gram), and the next warm start."""
+    n = float(torch.linalg.matrix_norm(m))
+    if n <= 0.0:  # every gradient is zero: no bargaining to do, nothing to weigh
+        return torch.zeros(m.shape[0], dtype=torch.float64), start
+    live = live_tasks(m).numpy()  # tasks with a non-zero gradient: the others are not in the bargain
+    mn = (m[live][:, live] / n).numpy() + 1e-6 * np.eye(live.size)
+    a = solve_bargaining(mn, start.numpy()[live])
+    start = start.clone()
+    start[live] = torch.from_numpy(a)
+    alpha = np.zeros(m.shape[0])
+    alpha[live] = a / np.sqrt(n)
+    return torch.from_numpy(alpha), start
+
+
 @register_weighting("nash_mtl")
 class NashMTL(GradWeighting):
     weights_note = "the Nash bargaining solution it computes is the same whatever each task's gradient is multiplied by"
@@ -62,6 +117,7 @@ class NashMTL(GradWeighting):
     supports_rep = True
     defaults = {"update_weights_every": 1.0, "max_norm": 1.0}
     state_attrs = ("alpha", "_start")
+    batched = True
     citation = "Navon et al., 'Multi-Task Learning as a Bargaining Game', ICML 2022."
 
     def __init__(self, tasks: Sequence[str], params: dict[str, float] | None = None,
@@ -79,18 +135,8 @@ class NashMTL(GradWeighting):
 
     def solve(self, m: Tensor) -> Tensor:
         """``alpha (T,)`` solving ``m alpha = 1 / alpha`` for the Gram ``m (T, T)``; updates the warm start."""
-        n = float(torch.linalg.matrix_norm(m))
-        if n <= 0.0:  # every gradient is zero: no bargaining to do, nothing to weigh
-            return torch.zeros(m.shape[0], dtype=torch.float64)
-        live = live_tasks(m).numpy()  # tasks with a non-zero gradient: the others are not in the bargain
-        mn = (m[live][:, live] / n).numpy() + 1e-6 * np.eye(live.size)
-        a = solve_bargaining(mn, self._start.numpy()[live])
-        start = self._start.clone()
-        start[live] = torch.from_numpy(a)
-        self._start = start
-        alpha = np.zeros(m.shape[0])
-        alpha[live] = a / np.sqrt(n)
-        return torch.from_numpy(alpha)
+        alpha, self._start = bargain(m, self._start)
+        return alpha
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         if self.alpha is None or step % int(self.params["update_weights_every"]) == 0:
@@ -101,3 +147,35 @@ class NashMTL(GradWeighting):
         if max_norm > 0 and norm > max_norm:  # the official code clips the shared gradient
             g, w = g * (max_norm / norm), w * (max_norm / norm)
         return g, w
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems, each with its own last ``alpha`` and warm start (``_batch_alpha``,
+        ``_batch_start``, ``(S, T)``, kept apart from the one-problem state). Every problem without a
+        zero gradient is solved at once (:func:`solve_bargaining_batch`, below the one-problem
+        tolerance: the same unique solution to that tolerance); one with a zero gradient, or that
+        the batched steps did not solve, by :func:`bargain` on its own."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        s, t = m.shape[0], m.shape[1]
+        start = getattr(self, "_batch_start", None)
+        if start is None or start.shape != (s, t):
+            start, self._batch_alpha = np.ones((s, t)), None
+        if self._batch_alpha is None or step % int(self.params["update_weights_every"]) == 0:
+            n = np.sqrt((m ** 2).sum((1, 2)))  # (S,) Frobenius norms
+            live = (m.diagonal(axis1=1, axis2=2) > 0).all(1)  # (S,) no zero gradient
+            mn = m / np.where(live, n, 1.0)[:, None, None] + 1e-6 * np.eye(t)
+            a, ok = solve_bargaining_batch(np.where(live[:, None, None], mn, np.eye(t)), start)
+            ok &= live
+            alpha = np.where(ok[:, None], a / np.sqrt(np.where(ok, n, 1.0))[:, None], 0.0)
+            start = np.where(ok[:, None], a, start)
+            for i in np.nonzero(~ok)[0]:
+                row, row_start = bargain(torch.from_numpy(m[i]), torch.from_numpy(start[i].copy()))
+                alpha[i], start[i] = row.numpy(), row_start.numpy()
+            self._batch_alpha = alpha
+        self._batch_start = start
+        w = np.where(g.any(axis=2), self._batch_alpha, 0.0)  # (S, T), as combine_rows
+        d = np.einsum("st,std->sd", w, g)
+        max_norm = float(self.params["max_norm"])
+        norm = np.linalg.norm(d, axis=1)
+        if max_norm > 0:  # the official code clips the shared gradient
+            w = w * np.where(norm > max_norm, max_norm / np.where(norm > 0, norm, 1.0), 1.0)[:, None]
+        return combine_rows_batch(w, g, grads)

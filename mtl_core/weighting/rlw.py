@@ -20,6 +20,7 @@ class RandomLossWeighting(LossWeighting):
                 "A Litmus Test for Multi-Task Learning. TMLR.")
     defaults = {"seed": 0.0}
     state_attrs = ("generator",)
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -30,3 +31,9 @@ class RandomLossWeighting(LossWeighting):
         w = torch.softmax(z, dim=0).to(device=losses.device, dtype=losses.dtype)  # (T,)
         return (w * losses).sum(), w
 
+
+    def fuse_batch(self, losses, step):
+        # S draws in a row from the one generator, as S calls would make them
+        z = torch.stack([torch.randn(len(self.tasks), generator=self.generator) for _ in range(losses.shape[0])])
+        w = torch.softmax(z, dim=1).to(device=losses.device, dtype=losses.dtype)  # (S, T)
+        return (w * losses).sum(1), w

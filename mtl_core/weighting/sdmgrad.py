@@ -31,12 +31,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import MultiBatchWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, project_simplex
+from mtl_core.weighting.grad_utils import (
+    as_numpy_batch,
+    combine_rows,
+    combine_rows_batch,
+    project_simplex,
+    project_simplex_batch,
+)
 
 
 @register_weighting("sdmgrad")
@@ -45,6 +52,7 @@ class SDMGrad(MultiBatchWeighting):
     batches_per_step = 3
     defaults = {"lambda": 0.3, "niter": 20.0, "lr": 5.0, "momentum": 0.5}
     state_attrs = ("w",)
+    batched = True
     citation = ("Xiao, Ban, Ji, 'Direction-oriented Multi-objective Learning: Simple and Provable Stochastic "
                 "Algorithms', NeurIPS 2023 (SDMGrad).")
 
@@ -79,3 +87,24 @@ class SDMGrad(MultiBatchWeighting):
             self.w = project_simplex(self.w - p["lr"] * v)
         t = self.w.numel()
         return combine_rows((self.w + lam / t) / (1.0 + lam), zeta)  # (D,), (T,)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """:meth:`combine_grads` (one batch in all three roles) on ``S`` problems, each with its own
+        ``w`` (``_batch_w (S, T)``, kept apart from the one-problem state): the same inner loop, the
+        same arithmetic, every problem at once (:func:`project_simplex_batch`)."""
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        s, t = m.shape[0], m.shape[1]
+        p = self.params
+        lam = p["lambda"]
+        w = getattr(self, "_batch_w", None)
+        if w is None or w.shape != (s, t):
+            w = np.broadcast_to(self.w.numpy(), (s, t)).copy()  # the one-problem start: uniform
+        s2 = np.sqrt(np.maximum(m.diagonal(axis1=1, axis2=2), 0.0)).mean(1) ** 2  # (S,)
+        m = m / np.where(s2 > 0.0, s2, 1.0)[:, None, None]
+        mg = m.mean(2)  # (S, T)
+        v = np.zeros((s, t))
+        for _ in range(int(p["niter"])):
+            v = p["momentum"] * v + ((m @ w[:, :, None])[:, :, 0] + lam * mg)
+            w = project_simplex_batch(w - p["lr"] * v)
+        self._batch_w = w
+        return combine_rows_batch((w + lam / t) / (1.0 + lam), g, grads)

@@ -28,6 +28,7 @@ class SmoothTchebycheff(LossWeighting):
                 "Multi-Objective Optimization. ICML.")
     defaults = {"mu": 1.0, "warmup": 100.0}
     state_attrs = ("_sum", "_count", "nadir")
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -48,3 +49,22 @@ class SmoothTchebycheff(LossWeighting):
         mu = self.params["mu"]
         total = k * mu * torch.logsumexp(x / mu, dim=0)  # logsumexp: stable for small mu
         return total, (k * torch.softmax(x.detach() / mu, dim=0))
+
+    def fuse_batch(self, losses, step):
+        """The same on ``S`` problems, each with its own warm-up sums and reference (``_batch_sum (S, T)``,
+        ``_batch_nadir``; the count is theirs in common), kept apart from the one-problem state; the
+        same float32 recording and float32 reference."""
+        s, k = losses.shape
+        if getattr(self, "_batch_sum", None) is None or self._batch_sum.shape != (s, k):
+            self._batch_sum = torch.tensor(self._sum, dtype=torch.float64).expand(s, k).clone()
+            self._batch_count = self._count
+            self._batch_nadir = None if self.nadir is None else self.nadir.expand(s, k).clone()
+        if self._batch_nadir is None:
+            self._batch_sum = self._batch_sum + losses.detach().float().cpu().double()
+            self._batch_count += 1
+            if self._batch_count >= max(1, int(self.params["warmup"])):
+                self._batch_nadir = (self._batch_sum / self._batch_count).float()
+            return torch.log(losses + EPS).sum(1), torch.ones_like(losses)
+        x = torch.log(losses / self._batch_nadir.to(losses) + EPS)  # (S, T)
+        mu = self.params["mu"]
+        return k * mu * torch.logsumexp(x / mu, dim=1), (k * torch.softmax(x.detach() / mu, dim=1))

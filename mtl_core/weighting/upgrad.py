@@ -23,7 +23,7 @@ from scipy.optimize import lsq_linear
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.grad_utils import as_numpy_batch, combine_grads_rows, combine_rows, combine_rows_batch, gram
 
 
 def dual_cone_weights(m: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -39,6 +39,36 @@ def regularised_gram(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -
     as there, a trace under ``norm_eps`` counts as zero gradients."""
     trace = float(m.diagonal().sum())
     return (m / trace if trace > 0 and trace >= norm_eps else torch.zeros_like(m)).numpy() + reg_eps * np.eye(m.shape[0])
+
+
+def dual_cone_weights_batch(m: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """:func:`dual_cone_weights` for ``B`` positive definite ``m (B, T, T)`` and bounds ``u (B, T)`` at
+    once (numpy) -> ``v (B, T)``, by enumerating the active sets (``2^T`` of them: for ``T <= 3``).
+
+    The QP is strictly convex, so its solution is the one point meeting its KKT conditions: on the
+    face where the tasks of a set ``F`` are free and the others at their bound, ``(M v)_F = 0`` and
+    ``v_B = u_B``; it is the solution iff ``v_F >= u_F`` and ``(M v)_B >= 0``. Every face's point is
+    solved (one batched linear solve) and the one that violates these least is taken: the exact
+    solution up to round-off, where BVLS (an active-set method too) stops at the same point."""
+    b, t = u.shape
+    free = ((np.arange(2 ** t)[:, None] >> np.arange(t)) & 1).astype(bool)  # (K, T) every free set
+    eye = np.eye(t)
+    k = np.where(free[None, :, :, None], m[:, None], eye)  # (B, K, T, T): M's rows where free, e_t's where bound
+    rhs = np.where(free[None], 0.0, u[:, None])  # (B, K, T)
+    v = np.linalg.solve(k, rhs[..., None])[..., 0]  # (B, K, T)
+    mv = (m[:, None] @ v[..., None])[..., 0]  # (B, K, T)
+    size = np.maximum(np.abs(u).max(1), 1e-300)[:, None]  # (B, 1)
+    primal = np.where(free[None], u[:, None] - v, 0.0).max(2) / size  # below the bound
+    dual = np.where(free[None], 0.0, -mv).max(2) / (size * np.abs(m).max((1, 2))[:, None])  # pushing into it
+    best = np.maximum(primal, dual).argmin(1)  # (B,)
+    return np.maximum(v[np.arange(b), best], u)
+
+
+def regularised_gram_batch(m: np.ndarray, norm_eps: float = 1e-4, reg_eps: float = 1e-4) -> np.ndarray:
+    """:func:`regularised_gram` for ``S`` Gram matrices ``m (S, T, T)`` at once (numpy)."""
+    trace = m.diagonal(axis1=1, axis2=2).sum(1)  # (S,)
+    ok = (trace > 0) & (trace >= norm_eps)
+    return np.where(ok[:, None, None], m / np.where(ok, trace, 1.0)[:, None, None], 0.0) + reg_eps * np.eye(m.shape[1])
 
 
 def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4, pref: Tensor | None = None) -> Tensor:
@@ -58,8 +88,22 @@ class UPGrad(GradWeighting):
     supports_params = True
     supports_rep = True
     defaults = {"norm_eps": 1e-4, "reg_eps": 1e-4}
+    batched = True
     citation = "Quinton & Rey, 'Jacobian Descent for Multi-Objective Optimization', arXiv:2406.16232, 2024 (UPGrad)."
 
     def combine_grads(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
         w = upgrad_weights(gram(grads), float(self.params["norm_eps"]), float(self.params["reg_eps"]), self.preference())
         return combine_rows(w, grads)
+
+    def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+        """The same on ``S`` problems: the ``S T`` projections' QPs solved exactly at once for up to three
+        tasks (:func:`dual_cone_weights_batch`, the point BVLS finds); one problem at a time beyond, or
+        without ``reg_eps`` (a singular QP)."""
+        s, t = grads.shape[0], grads.shape[1]
+        if t > 3 or not self.params["reg_eps"] > 0:
+            return combine_grads_rows(self, grads, losses, step)
+        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+        mn = regularised_gram_batch(m, float(self.params["norm_eps"]), float(self.params["reg_eps"]))
+        u = np.eye(t) * self.preference().numpy()  # (T, T): row i is e_i p_i
+        v = dual_cone_weights_batch(np.repeat(mn, t, axis=0), np.tile(u, (s, 1)))  # (S T, T)
+        return combine_rows_batch(v.reshape(s, t, t).sum(1), g, grads)

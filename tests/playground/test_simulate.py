@@ -34,17 +34,37 @@ def trainer_path(problem, name, start, lr, steps, optimizer="adam"):
     return np.array(out)
 
 
+def trainer_paths_sharing_draws(problem, name, starts, lr, steps):
+    """Every start as the trainer steps it, the runs in lockstep with their random numbers drawn from
+    one stream, each step start by start (how a batched form draws them: as ``S`` calls in a row)."""
+    xs = [torch.tensor(start, dtype=torch.float64, requires_grad=True) for start in starts]
+    methods = [build_weighting(name, list(problem.tasks)).double() for _ in starts]
+    opts = [torch.optim.Adam([x], lr=lr) for x in xs]
+    out = [[x.detach().numpy().copy()] for x in xs]
+    stream = methods[0].generator.get_state()
+    for n in range(steps):
+        for x, method, opt, path in zip(xs, methods, opts, out):
+            opt.zero_grad()
+            method.generator.set_state(stream)
+            values = problem.losses(x[None])[0]
+            method.combine({t: values[i] for i, t in enumerate(problem.tasks)}, [x], StepContext(step=n))
+            stream = method.generator.get_state()
+            opt.step()
+            path.append(x.detach().numpy().copy())
+    return [np.array(path) for path in out]
+
+
 @pytest.mark.parametrize("name", WEIGHTINGS.available())
 @pytest.mark.parametrize("problem_name", ["three_bowls", "convex_quadratic_form"])
 def test_every_method_s_path_is_the_one_its_combine_trains(name, problem_name):
     problem = get_problem(problem_name)
     starts = problem.default_starts[:2]
     sim = Simulation(problem, [name], starts=starts, lr=0.05, steps=STEPS, optimizer="adam")
-    if name == "pcgrad" and len(problem.tasks) > 2 and name in sim.batched:
-        pytest.skip("batched PCGrad draws every start's task order from one generator (checked in the contract test)")
     paths = sim.run()
+    shared = name in sim.batched and hasattr(sim.instances[name], "generator")  # one stream for every start
+    wanted = trainer_paths_sharing_draws(problem, name, starts, 0.05, STEPS) if shared else None
     for i, start in enumerate(starts):
-        want = trainer_path(problem, name, start, 0.05, STEPS)
+        want = wanted[i] if shared else trainer_path(problem, name, start, 0.05, STEPS)
         # the trainer's combine works in float32 (it casts the per-task gradients): agree to its precision
         np.testing.assert_allclose(paths.positions[0, i], want, rtol=1e-4, atol=1e-4, err_msg=f"{name} start {i}")
 
