@@ -20,3 +20,22 @@ def test_alpha_two_solves_its_equation():
     _, w = FairGrad(list("abc"), params={"alpha": 2.0}).combine_grads(grads, torch.ones(3), 0)
     m = gram(grads).float()
     torch.testing.assert_close(m @ w, w ** -0.5, atol=1e-3, rtol=1e-3)
+
+
+def test_gradients_orders_of_magnitude_apart_still_solve_the_equation():
+    """The official code's least_squares stops at its evaluation limit here (status 0, 200
+    evaluations) with the equation 2.5e-4 off; Newton's method on the convex potential solves it."""
+    import numpy as np
+    from scipy.optimize import least_squares
+
+    from mtl_core.weighting.fairgrad import fairgrad_weights
+
+    g = np.array([[-122.2099, 2.7793], [0.0136, 0.004]])
+    m = g @ g.T
+    n = np.linalg.norm(m)
+    official = least_squares(lambda w: m / n @ w - 1.0 / w, np.full(2, 0.5), bounds=(0.0, np.inf), xtol=1e-12,
+                             ftol=1e-12, gtol=1e-12)
+    assert official.status == 0 and np.abs(m / n @ official.x - 1 / official.x).max() * official.x.max() > 1e-5
+    w = fairgrad_weights(torch.from_numpy(m), 1.0).numpy()
+    d = w @ g
+    np.testing.assert_allclose(g @ d, 1.0 / w, rtol=1e-9)  # every task's utility g_t . d is 1 / w_t
