@@ -55,11 +55,14 @@ class Formula:
             out = torch.as_tensor(out, dtype=x.dtype)
         return out + torch.zeros_like(x) if out.shape != x.shape else out  # a constant: the shape of x
 
-    def with_grad(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Value, d/dx and d/dy at points ``x``, ``y`` (arrays of one shape), in float64."""
+    def with_grad(self, x: np.ndarray, y: np.ndarray, memo: dict | None = None) -> tuple[np.ndarray, np.ndarray,
+                                                                                        np.ndarray]:
+        """Value, d/dx and d/dy at points ``x``, ``y`` (arrays of one shape), in float64. Formulas
+        evaluated at the same points may share a ``memo``: their common sub-expressions are
+        computed once."""
         zero = np.zeros_like(x)
         with np.errstate(all="ignore"):
-            return tuple(np.asarray(v, dtype=np.float64) + zero for v in self._dual(x, y))
+            return tuple(np.asarray(v, dtype=np.float64) + zero for v in self._dual(x, y, {} if memo is None else memo))
 
 
 def parse_expression(text: str, field: str = "expression") -> Formula:
@@ -121,54 +124,67 @@ def _build(node: ast.AST, x: Tensor, y: Tensor):
     return FUNCTIONS[node.func.id](*args)
 
 
-def _compile_dual(node: ast.AST) -> Callable[[np.ndarray, np.ndarray], Dual]:
-    """Forward mode: a function ``(x, y) -> (value, d/dx, d/dy)`` of ``node``, built once from the
-    tree (a closure per node) so that evaluating it walks no tree."""
+def _compile_dual(node: ast.AST) -> Callable[[np.ndarray, np.ndarray, dict], Dual]:
+    """Forward mode: a function ``(x, y, memo) -> (value, d/dx, d/dy)`` of ``node``, built once from
+    the tree (a closure per node) so that evaluating it walks no tree. Every compound node keeps
+    its result in ``memo`` under its text, so a sub-expression met twice (in one formula, or in the
+    formulas of one problem sharing a ``memo``) is computed once."""
     if isinstance(node, ast.Constant):
         c = (float(node.value), 0.0, 0.0)
-        return lambda x, y: c
+        return lambda x, y, memo: c
     if isinstance(node, ast.Name):
         if node.id == "x":
-            return lambda x, y: (x, 1.0, 0.0)
+            return lambda x, y, memo: (x, 1.0, 0.0)
         if node.id == "y":
-            return lambda x, y: (y, 0.0, 1.0)
+            return lambda x, y, memo: (y, 0.0, 1.0)
         c = (CONSTANTS[node.id], 0.0, 0.0)
-        return lambda x, y: c
+        return lambda x, y, memo: c
     if isinstance(node, ast.UnaryOp):
         inner = _compile_dual(node.operand)
         if isinstance(node.op, ast.UAdd):
             return inner
 
-        def neg(x, y):
-            v, dx, dy = inner(x, y)
+        def neg(x, y, memo):
+            v, dx, dy = inner(x, y, memo)
             return -v, -dx, -dy
-        return neg
+        return _memoised(neg, node)
     if isinstance(node, ast.BinOp):
         left, right, op = _compile_dual(node.left), _compile_dual(node.right), type(node.op)
         if op is ast.Pow and isinstance(node.right, ast.Constant):
             p = float(node.right.value)
 
-            def power(x, y):
-                a, ax, ay = left(x, y)
+            def power(x, y, memo):
+                a, ax, ay = left(x, y, memo)
                 k = p * a ** (p - 1)
                 return a ** p, k * ax, k * ay
-            return power
-        return lambda x, y: _binary(op, left(x, y), right(x, y))
+            return _memoised(power, node)
+        return _memoised(lambda x, y, memo: _binary(op, left(x, y, memo), right(x, y, memo)), node)
     name = node.func.id  # ast.Call (checked)
     args = [_compile_dual(a) for a in node.args]
     if name in ("max", "min"):
-        def extreme(x, y):
-            (a, ax, ay), (b, bx, by) = args[0](x, y), args[1](x, y)
+        def extreme(x, y, memo):
+            (a, ax, ay), (b, bx, by) = args[0](x, y, memo), args[1](x, y, memo)
             first = (a >= b) if name == "max" else (a <= b)
             return np.where(first, a, b), np.where(first, ax, bx), np.where(first, ay, by)
-        return extreme
+        return _memoised(extreme, node)
     fn = _UNARY[name]
 
-    def unary(x, y):
-        a, ax, ay = args[0](x, y)
+    def unary(x, y, memo):
+        a, ax, ay = args[0](x, y, memo)
         v, d = fn(a)
         return v, d * ax, d * ay
-    return unary
+    return _memoised(unary, node)
+
+
+def _memoised(fn: Callable[[np.ndarray, np.ndarray, dict], Dual], node: ast.AST):
+    key = ast.dump(node)
+
+    def run(x, y, memo):
+        hit = memo.get(key)
+        if hit is None:
+            hit = memo[key] = fn(x, y, memo)
+        return hit
+    return run
 
 
 def _constant(d: Dual) -> bool:

@@ -56,7 +56,8 @@ class Problem:
 
     def values_and_grads(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``points (N, 2)`` -> losses ``(N, T)`` and gradients ``(N, T, 2)`` (numpy, forward mode)."""
-        parts = [f.with_grad(points[:, 0], points[:, 1]) for f in self.formulas]
+        memo: dict = {}  # the formulas' common sub-expressions, computed once
+        parts = [f.with_grad(points[:, 0], points[:, 1], memo) for f in self.formulas]
         values = np.stack([p[0] for p in parts], axis=1)
         grads = np.stack([np.stack([p[1], p[2]], axis=1) for p in parts], axis=1)
         return values, grads

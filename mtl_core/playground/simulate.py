@@ -240,6 +240,9 @@ class Simulation:
         if method.kind == "gradient":
             d, w = method.combine_grads_batch(grads, values, step)
             return d, w.double()
+        if method.fixed_weights:  # a weighted sum with weights that ignore the losses: no chain rule needed
+            _, w = method.fuse_batch(values, step)
+            return torch.bmm(w[:, None, :].to(grads), grads)[:, 0], w.double()
         leaf = values.detach().requires_grad_(True)  # the update is d total / d x = sum_t (d total / d L_t) g_t
         totals, w = method.fuse_batch(leaf, step)
         (dl,) = torch.autograd.grad(totals.sum(), leaf)

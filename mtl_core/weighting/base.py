@@ -109,6 +109,9 @@ class Weighting(nn.Module):
     # Only the gradient playground uses it (every starting point of a toy stepped together); a
     # contract test holds it to the one-problem hook on the same inputs.
     batched: bool = False
+    # A loss method whose ``fuse_batch`` totals are its weights times the losses, with weights that
+    # do not depend on the losses (EW, static): its update is the weights times the task gradients.
+    fixed_weights: bool = False
     # Whether ``fuse`` reads the shared parameters themselves (GradNorm's gradient norms on the last
     # shared layer), so it needs the model's graph, not only the losses.
     fuse_reads_params: bool = False

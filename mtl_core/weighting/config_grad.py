@@ -52,7 +52,7 @@ def config_weights(m: Tensor, pref: Tensor | None = None, rtol: float = 1e-6) ->
     norms = m.diagonal().clamp_min(0.0).sqrt()  # (T,)
     uu = m / (norms[:, None] * norms[None, :])  # (T, T) Gram of the unit gradients
     c = torch.linalg.pinv(uu, rtol=rtol * rtol, hermitian=True) @ p  # (T,) d = sum_t c_t u_t
-    d_norm = float(c @ uu @ c) ** 0.5
+    d_norm = max(float(c @ uu @ c), 0.0) ** 0.5  # round-off may leave ||d||^2 a hair below 0
     if d_norm <= 1e-12:  # p has no component the unit gradients can reach (e.g. g and -g)
         return torch.zeros(t, dtype=torch.float64)
     length = float((m / norms[None, :] @ c).sum()) / d_norm  # sum_i g_i . d_hat

@@ -13,6 +13,7 @@ class EqualWeighting(LossWeighting):
     citation = "Equal weighting: the sum of task losses (baseline in Lin et al., TMLR 2022)."
 
     batched = True
+    fixed_weights = True
 
     def fuse(self, losses, step, shared_params):
         w = torch.ones_like(losses)

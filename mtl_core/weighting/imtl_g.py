@@ -49,7 +49,8 @@ def imtl_g_weights(m: Tensor) -> Tensor:
 
 @register_weighting("imtl_g")
 class IMTLG(GradWeighting):
-    weights_note = "its update is, by construction, the same whatever each task's gradient is multiplied by"
+    weights_note = ("its update's direction is, by construction, the same whatever each task's gradient is "
+                    "multiplied by")
     supports_params = True
     supports_rep = True
     defaults: dict[str, float] = {}

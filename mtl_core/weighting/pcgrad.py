@@ -66,8 +66,10 @@ class PCGrad(GradWeighting):
         projections done for every problem at once."""
         g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
         s, t = m.shape[0], m.shape[1]
-        orders = np.array([[other_tasks_in_order(t, i, self.generator) for i in range(t)] for _ in range(s)],
-                          dtype=np.int64).reshape(s, t, t - 1)  # (S, T, T - 1)
+        # other_tasks_in_order for every start and task, in that order: the same draws
+        perms = torch.stack([torch.randperm(t, generator=self.generator) for _ in range(s * t)]).numpy()
+        perms = perms.reshape(s, t, t)
+        orders = perms[perms != np.arange(t)[None, :, None]].reshape(s, t, t - 1)  # (S, T, T - 1)
         rows = np.arange(s)
         c = np.tile(np.eye(t), (s, 1, 1))  # (S, T, T)
         for i in range(t):

@@ -14,6 +14,7 @@ class StaticWeights(LossWeighting):
     citation = "The weighted sum of task losses; see Ruder (2017), 'An Overview of Multi-Task Learning in Deep Neural Networks'."
 
     batched = True
+    fixed_weights = True
 
     def fuse(self, losses, step, shared_params):
         w = torch.tensor([self.user_weights[t] for t in self.tasks], device=losses.device, dtype=losses.dtype)

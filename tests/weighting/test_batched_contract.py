@@ -128,3 +128,14 @@ def test_successive_batched_steps_are_each_row_s_own_run(name, t):
             same = torch.equal(got, v) if isinstance(v, torch.Tensor) else (
                 got == v if not isinstance(v, dict) else repr(got) == repr(v))
             assert same, (name, k)
+
+
+@pytest.mark.parametrize("name", [n for n in WEIGHTINGS.available() if WEIGHTINGS.get(n).fixed_weights])
+def test_a_method_with_fixed_weights_totals_its_weights_times_the_losses_whatever_they_are(name):
+    method = WEIGHTINGS.get(name)(["a", "b", "c"], weights={"a": 2.0} if WEIGHTINGS.get(name).uses_weights else None)
+    gen = torch.Generator().manual_seed(0)
+    first, second = (torch.rand(4, 3, generator=gen, dtype=torch.float64) * 10 for _ in range(2))
+    (t1, w1), (t2, w2) = method.fuse_batch(first, 0), method.fuse_batch(second, 1)
+    torch.testing.assert_close(w1, w2)  # the playground steps them as w . g, without the chain rule
+    torch.testing.assert_close(t1, (w1 * first).sum(1))
+    torch.testing.assert_close(t2, (w2 * second).sum(1))
