@@ -231,9 +231,9 @@ if paths is None:
                                key=f"pg_frame_{frame}", width="stretch")
             last = time.perf_counter()
     paths = sim.paths()
+    # one update of the shared entry, "paths" last: another session that finds them finds the rest
+    done.update(rows=analysis.endpoints(problem, paths, ref, scales), seconds=time.perf_counter() - began)
     done["paths"] = paths
-    done["seconds"] = time.perf_counter() - began
-    done["rows"] = analysis.endpoints(problem, paths, ref, scales)
     if predict_mode:
         st.rerun()  # the answer beside the prediction
 
@@ -267,7 +267,7 @@ st.caption(f"Computed in {done.get('seconds', 0):.2f} s. Click anywhere on the l
            "(the starting points become your own); hover a path for its weights, update and gradients at that step.")
 
 # ------------------------------------------------------------------ where each path ended
-rows = done.get("rows") or analysis.endpoints(problem, paths, ref, scales)
+rows = done["rows"]  # computed with the paths
 diverged = sorted({r["method"] for r in rows if r["diverged"]})
 if diverged:
     st.warning(f"{', '.join(diverged)} left the numbers (a path became NaN or infinite) and stopped. A method that "

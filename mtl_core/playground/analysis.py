@@ -125,12 +125,11 @@ def distance_to_set(ref: Reference, points: np.ndarray) -> np.ndarray:
     """Distance of each of ``points (N, 2)`` to the Pareto set (0 inside a region)."""
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     d = np.linalg.norm(pts[:, None, :] - ref.pareto_set[None], axis=2).min(1)
-    if len(ref.pareto_set) > 1:  # distance to the segments between consecutive set points
+    if len(ref.pareto_set) > 1 and not ref.from_grid:  # a curve: distance to its segments (grid points are no curve)
         a, b = ref.pareto_set[:-1], ref.pareto_set[1:]
         ab = b - a
         t = np.clip(((pts[:, None] - a) * ab).sum(2) / np.maximum((ab * ab).sum(1), 1e-300), 0.0, 1.0)
-        seg = np.linalg.norm(pts[:, None] - (a + t[..., None] * ab), axis=2).min(1)
-        d = np.minimum(d, seg) if not ref.from_grid else d
+        d = np.minimum(d, np.linalg.norm(pts[:, None] - (a + t[..., None] * ab), axis=2).min(1))
     if ref.region:
         d = np.where(inside_polygon(pts, ref.pareto_set), 0.0, d)
     return np.where(np.isfinite(pts).all(1), d, np.inf)

@@ -111,20 +111,20 @@ class Simulation:
         self.looped = [n for n in self.methods if n not in self.batched]
         s = len(self.starts)
         start = torch.as_tensor(self.starts)
-        # batched methods: one leaf (B * S, 2), rows method-major; Adam and SGD act element-wise, so
-        # one optimiser over it is an optimiser per point
         self.instances = {n: built[n].double() for n in self.batched}
-        self.x = start.repeat(len(self.batched), 1).clone().requires_grad_(True)
-        # the others: one method per start, as separate runs; their own learnable parameters (UW's
-        # log-variances) train with the points, in the same optimiser, as the trainer's
+        # the others: one method per start, as separate runs
         self.looped_instances = {n: [built[n].double() if i == 0 else
                                      build_weighting(n, tasks, params=dict(params.get(n, {}))).double() for i in range(s)]
                                  for n in self.looped}
-        self.own_params = [p for ms in self.looped_instances.values() for m in ms for p in m.parameters() if p.requires_grad]
         self.hooked = [n for n in self.looped if not self.looped_instances[n][0].fuse_reads_params]
-        self.y = start.repeat(len(self.hooked), 1).clone().requires_grad_(True)  # (H * S, 2)
-        leaves = ([self.x] if self.batched else []) + ([self.y] if self.hooked else []) + self.own_params
-        self.opt = _optimizer(self.optimizer, leaves, self.lr) if leaves else None
+        # the batched and hooked methods' points: one leaf ((B + H) * S, 2), rows method-major, whose
+        # gradients come from one evaluation of the problem a step; Adam and SGD act element-wise, so
+        # one optimiser over it is an optimiser per point. The hooked methods' own learnable
+        # parameters (UW's log-variances) train in the same optimiser, as the trainer's.
+        self.stepped = self.batched + self.hooked
+        self.x = start.repeat(len(self.stepped), 1).clone().requires_grad_(True)
+        own = [p for n in self.hooked for m in self.looped_instances[n] for p in m.parameters() if p.requires_grad]
+        self.opt = _optimizer(self.optimizer, [self.x, *own], self.lr) if self.stepped else None
         self.runs: dict[str, list[tuple[Weighting, Tensor, torch.optim.Optimizer]]] = {}
         for n in self.looped:
             if n in self.hooked:
@@ -138,7 +138,7 @@ class Simulation:
         m = len(self.methods)
         self.scales_np = self.scales.numpy()
         self.index = {name: k for k, name in enumerate(self.methods)}
-        self.rows = [self.index[n] for n in self.batched]
+        self.rows = [self.index[n] for n in self.stepped]
         self._pos = [np.broadcast_to(self.starts, (m, s, 2)).copy()]  # one (M, S, 2) per step
         self._loss: list[np.ndarray] = []
         self._weights: list[np.ndarray] = []
@@ -161,10 +161,9 @@ class Simulation:
         step, m, s, t = self.done, len(self.methods), len(self.starts), len(self.problem.tasks)
         pos, loss = np.empty((m, s, 2)), np.empty((m, s, t))
         weights, updates = np.empty((m, s, t)), np.empty((m, s, 2))
-        if self.opt is not None:
+        if self.stepped:
             self.opt.zero_grad()
-        if self.batched:
-            values, grads = task_gradients(self.problem, self.x.detach().numpy(), self.scales_np)  # (B*S, T), (B*S, T, 2)
+            values, grads = task_gradients(self.problem, self.x.detach().numpy(), self.scales_np)  # ((B+H)*S, T, ...)
             values_t, grads_t = torch.from_numpy(values), torch.from_numpy(grads)
             directions = []
             for b, name in enumerate(self.batched):
@@ -173,24 +172,16 @@ class Simulation:
                 k = self.index[name]
                 loss[k], weights[k], updates[k] = values[rows], w.numpy(), d.numpy()
                 directions.append(d)
-            self.x.grad = torch.cat(directions)
-        if self.hooked:
-            values, grads = task_gradients(self.problem, self.y.detach().numpy(), self.scales_np)  # (H*S, T), (H*S, T, 2)
-            directions = []
-            for h, name in enumerate(self.hooked):
+            for h, name in enumerate(self.hooked, start=len(self.batched)):
                 k = self.index[name]
                 for i, method in enumerate(self.looped_instances[name]):
                     j = h * s + i
-                    d, w = self._hooks(method, torch.from_numpy(grads[j]), torch.from_numpy(values[j]), step)
+                    d, w = self._hooks(method, grads_t[j], values_t[j], step)
                     loss[k, i], weights[k, i], updates[k, i] = values[j], w, d.numpy()
-                    directions.append(d)
-            self.y.grad = torch.stack(directions)
-        if self.opt is not None:
+                    directions.append(d[None])
+            self.x.grad = torch.cat(directions)
             self.opt.step()
-            if self.batched:
-                pos[self.rows] = self.x.detach().numpy().reshape(len(self.batched), s, 2)
-            if self.hooked:
-                pos[[self.index[n] for n in self.hooked]] = self.y.detach().numpy().reshape(len(self.hooked), s, 2)
+            pos[self.rows] = self.x.detach().numpy().reshape(len(self.stepped), s, 2)
         for name, runs in self.runs.items():
             k = self.index[name]
             for i, (method, point, opt) in enumerate(runs):

@@ -20,13 +20,8 @@ import torch
 from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import as_numpy_batch, combine_grads_rows, combine_rows, combine_rows_batch, gram
-from mtl_core.weighting.upgrad import (
-    dual_cone_weights,
-    dual_cone_weights_batch,
-    regularised_gram,
-    regularised_gram_batch,
-)
+from mtl_core.weighting.grad_utils import combine_rows, gram
+from mtl_core.weighting.upgrad import dual_cone_batch, dual_cone_weights, dual_cone_weights_batch, regularised_gram
 
 
 def dualproj_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4, pref: Tensor | None = None) -> Tensor:
@@ -55,13 +50,6 @@ class DualProj(GradWeighting):
         return combine_rows(w, grads)
 
     def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        """The same on ``S`` problems: their QPs solved exactly at once for up to three tasks
-        (:func:`dual_cone_weights_batch`, the point BVLS finds); one problem at a time beyond, or
-        without ``reg_eps`` (a singular QP)."""
-        s, t = grads.shape[0], grads.shape[1]
-        if t > 3 or not self.params["reg_eps"] > 0:
-            return combine_grads_rows(self, grads, losses, step)
-        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
-        mn = regularised_gram_batch(m, float(self.params["norm_eps"]), float(self.params["reg_eps"]))
-        v = dual_cone_weights_batch(mn, np.broadcast_to(self.preference().numpy(), (s, t)))
-        return combine_rows_batch(v, g, grads)
+        """The same on ``S`` problems (:func:`dual_cone_batch`): each one's preference projected."""
+        return dual_cone_batch(self, grads, losses, step,
+                               lambda mn, p: dual_cone_weights_batch(mn, np.broadcast_to(p, mn.shape[:2])))

@@ -17,6 +17,8 @@ mean: lower ``norm_eps`` if the task gradients are that small.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from scipy.optimize import lsq_linear
@@ -71,6 +73,26 @@ def regularised_gram_batch(m: np.ndarray, norm_eps: float = 1e-4, reg_eps: float
     return np.where(ok[:, None, None], m / np.where(ok, trace, 1.0)[:, None, None], 0.0) + reg_eps * np.eye(m.shape[1])
 
 
+def dual_cone_batch(method: GradWeighting, grads: Tensor, losses: Tensor, step: int,
+                    weights_of: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[Tensor, Tensor]:
+    """The batched form UPGrad and DualProj share: ``weights_of(mn (S, T, T), p (T,)) -> (S, T)`` on
+    the regularised Grams and the preference, for up to three tasks (their QPs solved exactly at once
+    by :func:`dual_cone_weights_batch`, the point BVLS finds); one problem at a time beyond, or
+    without ``reg_eps`` (a singular QP)."""
+    if grads.shape[1] > 3 or not method.params["reg_eps"] > 0:
+        return combine_grads_rows(method, grads, losses, step)
+    g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
+    mn = regularised_gram_batch(m, float(method.params["norm_eps"]), float(method.params["reg_eps"]))
+    return combine_rows_batch(weights_of(mn, method.preference().numpy()), g, grads)
+
+
+def upgrad_weights_batch(mn: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """UPGrad's weights on ``S`` regularised Grams: the ``S T`` projections of ``e_i p_i`` at once, summed."""
+    s, t = mn.shape[0], mn.shape[1]
+    v = dual_cone_weights_batch(np.repeat(mn, t, axis=0), np.tile(np.eye(t) * p, (s, 1)))  # (S T, T)
+    return v.reshape(s, t, t).sum(1)
+
+
 def upgrad_weights(m: Tensor, norm_eps: float = 1e-4, reg_eps: float = 1e-4, pref: Tensor | None = None) -> Tensor:
     """UPGrad's ``w (T,)`` (update ``sum_t w_t g_t``) from the Gram ``m (T, T)``; ``pref (T,)``
     (summing to 1, uniform by default) weighs the projected gradients, as torchjd's ``pref_vector``."""
@@ -96,14 +118,5 @@ class UPGrad(GradWeighting):
         return combine_rows(w, grads)
 
     def combine_grads_batch(self, grads: Tensor, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        """The same on ``S`` problems: the ``S T`` projections' QPs solved exactly at once for up to three
-        tasks (:func:`dual_cone_weights_batch`, the point BVLS finds); one problem at a time beyond, or
-        without ``reg_eps`` (a singular QP)."""
-        s, t = grads.shape[0], grads.shape[1]
-        if t > 3 or not self.params["reg_eps"] > 0:
-            return combine_grads_rows(self, grads, losses, step)
-        g, m = as_numpy_batch(grads)  # (S, T, D), (S, T, T)
-        mn = regularised_gram_batch(m, float(self.params["norm_eps"]), float(self.params["reg_eps"]))
-        u = np.eye(t) * self.preference().numpy()  # (T, T): row i is e_i p_i
-        v = dual_cone_weights_batch(np.repeat(mn, t, axis=0), np.tile(u, (s, 1)))  # (S T, T)
-        return combine_rows_batch(v.reshape(s, t, t).sum(1), g, grads)
+        """The same on ``S`` problems (:func:`dual_cone_batch`, :func:`upgrad_weights_batch`)."""
+        return dual_cone_batch(self, grads, losses, step, upgrad_weights_batch)

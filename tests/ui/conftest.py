@@ -34,13 +34,16 @@ def ui_runs(tiny_run, monkeypatch) -> dict:
     return tiny_run
 
 
-def page(name: str, run_id: str | None = None, timeout: float = 60):
-    """An AppTest of ``pages/<name>.py`` with ``run_id`` selected (as the sidebar picker would)."""
+def page(name: str, run_id: str | None = None, timeout: float = 60, **params: str):
+    """An AppTest of ``pages/<name>.py`` with ``run_id`` selected (as the sidebar picker would) and
+    ``params`` in its URL's query."""
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "pages" / f"{name}.py"), default_timeout=timeout)
     if run_id is not None:
         at.session_state["run_id"] = run_id
+    for k, v in params.items():
+        at.query_params[k] = v
     return at
 
 

@@ -43,10 +43,7 @@ def lesson_dir(tmp_path, monkeypatch) -> Path:
 
 
 def lessons_page(**params: str):
-    at = page("lessons", timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at
+    return page("lessons", timeout=120, **params)
 
 
 def _texts(at) -> str:

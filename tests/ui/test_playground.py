@@ -7,10 +7,7 @@ from tests.ui.conftest import no_exceptions, page
 
 
 def playground(**params: str):
-    at = page("playground", timeout=120)
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at
+    return page("playground", timeout=120, **params)
 
 
 def _text(at) -> str:
