@@ -12,9 +12,11 @@ equation is, to 1e-13 (:func:`fairgrad_weights_batch`). We differ from the offic
 purpose: its scipy ``least_squares`` from ``w = 1/T`` hits its evaluation limit when the gradients'
 norms are orders of magnitude apart and stops on its step tolerance when they are nearly opposite,
 leaving the equation up to 0.4 off (an update of squared norm 0.0034 where the definition gives
-T = 2, on CAGrad's toy from about step 70); where both solve the equation they agree. Where the
-equations have no solution (0 in the gradients' cone) ``least_squares`` still runs, as the
-official code, and its stopping point is the answer. A task with a zero
+T = 2, on CAGrad's toy from about step 70); where both solve the equation they agree. Next to the
+Pareto set of CAGrad's toy (cosine -0.9999999) Newton solves the equations to round-off, with
+weights in the thousands, where ``least_squares`` left them 4% off. Where the equations have no
+solution (0 in the gradients' cone) ``least_squares`` still runs, as the official code, and its
+stopping point is the answer. A task with a zero
 gradient has utility 0 whatever ``d`` is, so its equation ``0 = w_t^(-1/alpha)`` sends ``w_t`` to
 infinity while leaving the others' equations alone: it is left out of the allocation and reported
 with weight 0, which is that limit (the solver used to stop at a weight in the thousands).
@@ -108,10 +110,14 @@ def fairgrad_weights_batch(m: np.ndarray, alpha: float, max_iter: int = 100) -> 
                 tau = np.where(search, tau * 0.5, tau)
             w = np.where(active[:, None], w + tau[:, None] * step, w)
         wp = w ** -p
-        rel = np.abs(((a @ w[:, :, None])[:, :, 0] - wp) / wp).max(1)
-    # solved to 1e-10 of each right-hand side: not where the terms cancel to round-off (nearly opposite
-    # gradients), whose equations no float64 solver can solve (the one-problem one stops at its xtol)
-    converged = ~failed & (rel < 1e-10) & np.isfinite(w).all(1)
+        r = np.abs((a @ w[:, :, None])[:, :, 0] - wp)
+        to_terms = (r / (np.abs(a) @ w[:, :, None] + wp[:, :, None])[:, :, 0]).max(1)
+        to_sides = (r / wp).max(1)
+    # solved to round-off: each equation to 1e-12 of the size of its terms, and to 1e-3 of its
+    # right-hand side (nearly opposite gradients make the terms cancel, so their round-off is large
+    # next to the right-hand side; where there is no solution an equation stays off by about its
+    # right-hand side: then the one-problem solver's answer is the answer)
+    converged = ~failed & (to_terms < 1e-12) & (to_sides < 1e-3) & np.isfinite(w).all(1)
     return w * n[:, None] ** (-alpha / (1.0 + alpha)), converged
 
 
