@@ -4,17 +4,15 @@ The methods are the weighting registry's own classes, as a run builds them, on a
 "model" ``(x, y)``; the optimiser is torch's Adam or SGD, as in training. Two ways to step, both
 the training code:
 
-- a method whose class has a batched form (``batched``, see :mod:`mtl_core.weighting.base`) and
-  balances the losses as they are (no ``prepare`` of its own) steps every starting point of every
-  such method at once: one forward and backward of the problem gives every task's gradient at
-  every point, then one ``combine_grads_batch`` (or ``fuse_batch``) call per method;
-- any other method (one with state per run, or learnable parameters of its own) gets one instance
-  per starting point, and each instance's hooks run as the trainer's ``combine`` runs them
-  (``prepare``, then ``combine_grads`` on the gradients of the prepared losses, or ``fuse`` and the
-  gradient of its total), on the same shared gradients: the chain rule through ``prepare`` and
-  ``fuse`` is taken by autograd on the losses, and ``G`` gives the rest;
-- a loss method that reads the shared parameters themselves (GradNorm) gets a point of its own
-  and steps through :meth:`Weighting.combine`, its own forward and backward, exactly as the trainer.
+- a method whose class has a batched form (``batched``, see :mod:`mtl_core.weighting.base`; every
+  registered method has one) steps every starting point of every such method at once: one
+  evaluation of the problem gives every task's loss and gradient at every point, then, per method,
+  its ``prepare`` on each task's losses of all its points, and one ``combine_grads_batch`` (or
+  ``fuse_batch``) call; the chain rule through ``prepare`` and ``fuse`` is taken by autograd on the
+  losses, and the task gradients give the rest. Its learnable parameters (UW's log-variances) get
+  a row per starting point (:meth:`Weighting.per_problem`) and train in the same optimiser;
+- a method without one gets an instance and a point per start, each stepped through
+  :meth:`Weighting.combine`, its own forward and backward, exactly as the trainer.
 
 Steps are computed in chunks (:meth:`Simulation.advance`) so a page can draw the paths as they grow.
 """
@@ -65,8 +63,7 @@ def task_gradients(problem: Problem, points: np.ndarray, scales: np.ndarray) -> 
 
 def uses_batched_form(method: Weighting) -> bool:
     """Whether the playground may step ``method`` on every starting point at once."""
-    return bool(method.batched) and type(method).prepare is Weighting.prepare and not any(
-        p.requires_grad for p in method.parameters())
+    return bool(method.batched)
 
 
 def _optimizer(name: str, params: list[Tensor], lr: float) -> torch.optim.Optimizer:
@@ -111,26 +108,20 @@ class Simulation:
         self.looped = [n for n in self.methods if n not in self.batched]
         s = len(self.starts)
         start = torch.as_tensor(self.starts)
-        self.instances = {n: built[n].double() for n in self.batched}
-        # the others: one method per start, as separate runs
-        self.looped_instances = {n: [built[n].double() if i == 0 else
-                                     build_weighting(n, tasks, params=dict(params.get(n, {}))).double() for i in range(s)]
-                                 for n in self.looped}
-        self.hooked = [n for n in self.looped if not self.looped_instances[n][0].fuse_reads_params]
-        # the batched and hooked methods' points: one leaf ((B + H) * S, 2), rows method-major, whose
-        # gradients come from one evaluation of the problem a step; Adam and SGD act element-wise, so
-        # one optimiser over it is an optimiser per point. The hooked methods' own learnable
-        # parameters (UW's log-variances) train in the same optimiser, as the trainer's.
-        self.stepped = self.batched + self.hooked
-        self.x = start.repeat(len(self.stepped), 1).clone().requires_grad_(True)
-        own = [p for n in self.hooked for m in self.looped_instances[n] for p in m.parameters() if p.requires_grad]
-        self.opt = _optimizer(self.optimizer, [self.x, *own], self.lr) if self.stepped else None
+        self.instances = {n: built[n].per_problem(s).double() for n in self.batched}
+        # the batched methods' points: one leaf (B * S, 2), rows method-major, whose gradients come
+        # from one evaluation of the problem a step; Adam and SGD act element-wise, so one optimiser
+        # over it is an optimiser per point. The methods' own learnable parameters (a row per
+        # point) train in the same optimiser, as in the trainer's.
+        self.x = start.repeat(len(self.batched), 1).clone().requires_grad_(True)
+        own = [p for n in self.batched for p in self.instances[n].parameters() if p.requires_grad]
+        self.opt = _optimizer(self.optimizer, [self.x, *own], self.lr) if self.batched else None
+        # the others: one method and point per start, as separate runs
         self.runs: dict[str, list[tuple[Weighting, Tensor, torch.optim.Optimizer]]] = {}
         for n in self.looped:
-            if n in self.hooked:
-                continue
             runs = []
-            for i, method in enumerate(self.looped_instances[n]):
+            for i in range(s):
+                method = (built[n] if i == 0 else build_weighting(n, tasks, params=dict(params.get(n, {})))).double()
                 point = start[i].clone().requires_grad_(True)
                 own = [p for p in method.parameters() if p.requires_grad]
                 runs.append((method, point, _optimizer(self.optimizer, [point, *own], self.lr)))
@@ -138,7 +129,7 @@ class Simulation:
         m = len(self.methods)
         self.scales_np = self.scales.numpy()
         self.index = {name: k for k, name in enumerate(self.methods)}
-        self.rows = [self.index[n] for n in self.stepped]
+        self.rows = [self.index[n] for n in self.batched]
         self._pos = [np.broadcast_to(self.starts, (m, s, 2)).copy()]  # one (M, S, 2) per step
         self._loss: list[np.ndarray] = []
         self._weights: list[np.ndarray] = []
@@ -161,27 +152,20 @@ class Simulation:
         step, m, s, t = self.done, len(self.methods), len(self.starts), len(self.problem.tasks)
         pos, loss = np.empty((m, s, 2)), np.empty((m, s, t))
         weights, updates = np.empty((m, s, t)), np.empty((m, s, 2))
-        if self.stepped:
+        if self.batched:
             self.opt.zero_grad()
-            values, grads = task_gradients(self.problem, self.x.detach().numpy(), self.scales_np)  # ((B+H)*S, T, ...)
+            values, grads = task_gradients(self.problem, self.x.detach().numpy(), self.scales_np)  # (B*S, T, ...)
             values_t, grads_t = torch.from_numpy(values), torch.from_numpy(grads)
             directions = []
             for b, name in enumerate(self.batched):
                 rows = slice(b * s, (b + 1) * s)
                 d, w = self._batched_update(self.instances[name], grads_t[rows], values_t[rows], step)
                 k = self.index[name]
-                loss[k], weights[k], updates[k] = values[rows], w.numpy(), d.numpy()
+                loss[k], weights[k], updates[k] = values[rows], w, d.numpy()
                 directions.append(d)
-            for h, name in enumerate(self.hooked, start=len(self.batched)):
-                k = self.index[name]
-                for i, method in enumerate(self.looped_instances[name]):
-                    j = h * s + i
-                    d, w = self._hooks(method, grads_t[j], values_t[j], step)
-                    loss[k, i], weights[k, i], updates[k, i] = values[j], w, d.numpy()
-                    directions.append(d[None])
             self.x.grad = torch.cat(directions)
             self.opt.step()
-            pos[self.rows] = self.x.detach().numpy().reshape(len(self.stepped), s, 2)
+            pos[self.rows] = self.x.detach().numpy().reshape(len(self.batched), s, 2)
         for name, runs in self.runs.items():
             k = self.index[name]
             for i, (method, point, opt) in enumerate(runs):
@@ -200,44 +184,50 @@ class Simulation:
         self._updates.append(updates)
         self.done += 1
 
-    def _hooks(self, method: Weighting, grads: Tensor, values: Tensor, step: int) -> tuple[Tensor, list[float]]:
-        """One start's update through ``method``'s hooks, as :meth:`Weighting.combine` runs them on a
-        model whose per-task gradients are ``grads (T, 2)`` at losses ``values (T,)``; the method's own
-        learnable parameters get their gradients (left for the shared optimiser). Returns the update
-        and the reported weights."""
+    def _batched_update(self, method: Weighting, grads: Tensor, values: Tensor, step: int) -> tuple[Tensor, np.ndarray]:
+        """Every start's update through ``method``'s batched hook, as :meth:`Weighting.combine` runs
+        the one-problem hook on a model whose per-task gradients are ``grads (S, T, 2)`` at losses
+        ``values (S, T)``; the method's own learnable parameters get their gradients (left for the
+        shared optimiser). Returns the updates ``(S, 2)`` and the reported weights ``(S, T)``."""
         tasks = self.problem.tasks
-        leaf = values.detach().clone().requires_grad_(True)  # (T,)
-        prepared, factor = method.prepare({task: leaf[j] for j, task in enumerate(tasks)}, StepContext(step=step))
-        stacked = torch.stack([prepared[task] for task in tasks])  # (T,)
         own = [p for p in method.parameters() if p.requires_grad]
+        plain = type(method).prepare is Weighting.prepare and (  # the base prepare, and a no-op here
+            method.uses_weights != "multiplier" or set(method.user_weights.values()) <= {1.0})
+        if plain and not own:
+            if method.kind == "gradient":
+                d, w = method.combine_grads_batch(grads, values, step)
+                return d, w.double().numpy()
+            if method.fixed_weights:  # a weighted sum with weights that ignore the losses: no chain rule needed
+                _, w = method.fuse_batch(values, step)
+                return torch.bmm(w[:, None, :].to(grads), grads)[:, 0], w.double().numpy()
+        leaf = values.detach().clone().requires_grad_(True)  # (S, T)
+        factor = None
+        if plain:
+            prepared = leaf
+        else:  # task by task: each task's losses at every start
+            got, factor = method.prepare({task: leaf[:, j] for j, task in enumerate(tasks)}, StepContext(step=step))
+            prepared = torch.stack([got[task] for task in tasks], dim=1)  # (S, T)
         if method.kind == "gradient":
             # the gradients of the prepared losses: d P_t / d L_t (prepare acts task by task) times g_t
-            (scale,) = torch.autograd.grad(stacked.sum(), leaf, retain_graph=bool(own))
+            if prepared is not leaf:
+                (scale,) = torch.autograd.grad(prepared.sum(), leaf, retain_graph=bool(own))
+                grads = scale[:, :, None] * grads
             if own:  # each prepared loss back-propagated once, as per_task_grads does
-                for p, g in zip(own, torch.autograd.grad(stacked.sum(), own, allow_unused=True)):
+                for p, g in zip(own, torch.autograd.grad(prepared.sum(), own, allow_unused=True)):
                     p.grad = g
-            d, w = method.combine_grads(scale[:, None] * grads, stacked.detach(), step)
+            d, w = method.combine_grads_batch(grads, prepared.detach(), step)
         else:
-            total, w = method.fuse(stacked, step, [])
-            got = torch.autograd.grad(total, [leaf, *own], allow_unused=True)
+            extra = (grads,) if method.fuse_reads_params else ()
+            totals, w = method.fuse_batch(prepared, step, *extra)
+            got = torch.autograd.grad(totals.sum(), [leaf, *own], allow_unused=True)
             for p, g in zip(own, got[1:]):
                 p.grad = g
-            d = got[0] @ grads  # d total / d x
-        reported = method._report(w, factor)
-        return d.detach().double(), [reported[task] for task in tasks]
-
-    @staticmethod
-    def _batched_update(method: Weighting, grads: Tensor, values: Tensor, step: int) -> tuple[Tensor, Tensor]:
-        if method.kind == "gradient":
-            d, w = method.combine_grads_batch(grads, values, step)
-            return d, w.double()
-        if method.fixed_weights:  # a weighted sum with weights that ignore the losses: no chain rule needed
-            _, w = method.fuse_batch(values, step)
-            return torch.bmm(w[:, None, :].to(grads), grads)[:, 0], w.double()
-        leaf = values.detach().requires_grad_(True)  # the update is d total / d x = sum_t (d total / d L_t) g_t
-        totals, w = method.fuse_batch(leaf, step)
-        (dl,) = torch.autograd.grad(totals.sum(), leaf)
-        return torch.bmm(dl[:, None, :], grads)[:, 0], w.detach().double()
+            d = torch.bmm(got[0][:, None, :], grads)[:, 0]  # d total / d x = sum_t (d total / d L_t) g_t
+        w = w.detach().double().numpy()
+        if factor:  # each task's factor: a number, or one per start
+            w = w * np.stack([np.broadcast_to(np.asarray(factor.get(t, 1.0), dtype=np.float64), w.shape[:1])
+                              for t in tasks], axis=1)
+        return d.detach(), w
 
     # -- reading --------------------------------------------------------------------------------
 

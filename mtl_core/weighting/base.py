@@ -107,7 +107,9 @@ class Weighting(nn.Module):
     # Whether the family's batched hook (``combine_grads_batch``, ``fuse_batch``) is implemented:
     # many independent problems of the same tasks at once, each as its own call would treat it.
     # Only the gradient playground uses it (every starting point of a toy stepped together); a
-    # contract test holds it to the one-problem hook on the same inputs.
+    # contract test holds it to the one-problem hook on the same inputs. A batched method's own
+    # ``prepare`` acts task by task, so it takes a task's losses of every problem as one ``(S,)``
+    # tensor; its learnable parameters get a row per problem from :meth:`per_problem`.
     batched: bool = False
     # A loss method whose ``fuse_batch`` totals are its weights times the losses, with weights that
     # do not depend on the losses (EW, static): its update is the weights times the task gradients.
@@ -135,6 +137,16 @@ class Weighting(nn.Module):
         self.user_weights = {t: 1.0 for t in self.tasks}
         if weights:
             self.set_user_weights(weights)
+
+    def per_problem(self, s: int) -> Weighting:
+        """This method made ready for ``s`` independent problems (the batched hooks): each of its
+        learnable parameters gets a leading dimension of ``s``, a copy per problem, that its hooks
+        read row by row (UW's log-variances become ``(S, T)``); an optimiser over them is then an
+        optimiser per problem (Adam and SGD act element-wise). Returns ``self``."""
+        for name, p in list(self.named_parameters(recurse=False)):
+            if p.requires_grad:
+                setattr(self, name, nn.Parameter(p.detach().expand(s, *p.shape).clone()))
+        return self
 
     def set_user_weights(self, weights: dict[str, float]) -> None:
         """Weights set by a person (used as ``uses_weights`` says; ignored when it is empty)."""
@@ -283,9 +295,11 @@ class LossWeighting(Weighting):
         """``losses (T,)`` -> ``(total scalar, effective weights (T,))``."""
         raise NotImplementedError
 
-    def fuse_batch(self, losses: Tensor, step: int) -> tuple[Tensor, Tensor]:
+    def fuse_batch(self, losses: Tensor, step: int, grads: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``losses (S, T)`` of ``S`` independent problems -> ``(totals (S,), weights (S, T))``, each row
-        as :meth:`fuse` gives it (for a method whose ``batched`` is true)."""
+        as :meth:`fuse` gives it (for a method whose ``batched`` is true). A method that reads the
+        shared parameters (``fuse_reads_params``) is also given ``grads (S, T, D)``, each task's
+        gradient on them (the playground's model is all shared: its last layer is all of it)."""
         raise NotImplementedError(f"{self.name} has no batched form")
 
     def _combine(self, batches, shared_params, ctx, n):

@@ -26,11 +26,22 @@ had gradients before keeps a decaying, non-zero ``m_t``, which still enters the 
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from mtl_core.weighting.base import GradWeighting, register_weighting
 from mtl_core.weighting.grad_utils import zero_dead_rows
 
 EPS = 1e-8  # as in LibMTL: keeps log finite at a zero loss
+
+
+def balance(buffer: Tensor, grads: Tensor, decay: float) -> tuple[Tensor, Tensor, Tensor]:
+    """One step of the gradient balance on ``grads (..., T, D)``, with ``buffer`` the moving average
+    so far (same shape) -> ``(new average, update sum_t alpha_t m_t (..., D), alpha (..., T))``."""
+    buffer = grads + decay * (buffer - grads)  # (..., T, D)
+    norms = torch.linalg.vector_norm(buffer, dim=-1)  # (..., T)
+    alpha = norms.amax(-1, keepdim=True) / (norms + 1e-8)  # (..., T)
+    # a zero average adds nothing: reported weight 0, not max ||m|| / 1e-8
+    return buffer, (alpha.unsqueeze(-2) @ buffer).squeeze(-2), zero_dead_rows(alpha, buffer)
 
 
 @register_weighting("db_mtl")
@@ -41,6 +52,7 @@ class DBMTL(GradWeighting):
     supports_rep = False
     defaults = {"beta": 0.9, "beta_sigma": 0.0}
     state_attrs = ("n",)
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -55,10 +67,21 @@ class DBMTL(GradWeighting):
         self.n += 1
         if self.buffer is None or self.buffer.shape != grads.shape:
             self.buffer = torch.zeros_like(grads)
-        self.buffer = self.buffer.to(grads)
-        decay = self.params["beta"] / self.n ** self.params["beta_sigma"]
-        self.buffer = grads + decay * (self.buffer - grads)  # (T, D)
-        norms = torch.linalg.vector_norm(self.buffer, dim=1)  # (T,)
-        alpha = norms.max() / (norms + 1e-8)  # (T,)
-        # a zero average adds nothing: reported weight 0, not max ||m|| / 1e-8
-        return alpha @ self.buffer, zero_dead_rows(alpha, self.buffer)  # (D,), (T,)
+        self.buffer, d, alpha = balance(self.buffer.to(grads), grads, self._decay(self.n))
+        return d, alpha  # (D,), (T,)
+
+    def _decay(self, n: int) -> float:
+        return self.params["beta"] / n ** self.params["beta_sigma"]
+
+    def combine_grads_batch(self, grads, losses, step):
+        """The same on ``S`` problems ``grads (S, T, D)`` of the log-losses, each with its own moving
+        average (``_batch_buffer (S, T, D)``, kept apart from the one-problem state); they step
+        together, so one count of steps serves them all."""
+        buffer = getattr(self, "_batch_buffer", None)
+        if buffer is None or buffer.shape != grads.shape:
+            start = self.buffer is not None and self.buffer.shape == grads.shape[1:]
+            buffer = self.buffer.to(grads).expand_as(grads).clone() if start else torch.zeros_like(grads)
+            self._batch_n = self.n
+        self._batch_n += 1
+        self._batch_buffer, d, alpha = balance(buffer.to(grads), grads, self._decay(self._batch_n))
+        return d, alpha

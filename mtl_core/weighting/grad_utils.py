@@ -48,9 +48,9 @@ def exact_gram(grads: Tensor) -> Tensor:
 
 
 def zero_dead_rows(weights: Tensor, grads: Tensor) -> Tensor:
-    """``weights (T,)`` with 0 where the row of ``grads (T, D)`` is exactly zero (that task adds
+    """``weights (..., T)`` with 0 where the row of ``grads (..., T, D)`` is exactly zero (that task adds
     nothing to ``sum_t w_t g_t`` whatever its weight, so 0 is the weight it had)."""
-    return torch.where(grads.any(dim=1), weights, torch.zeros_like(weights))  # (T,)
+    return torch.where(grads.any(dim=-1), weights, torch.zeros_like(weights))  # (..., T)
 
 
 def combine_rows(weights: Tensor, grads: Tensor) -> tuple[Tensor, Tensor]:

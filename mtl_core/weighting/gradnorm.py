@@ -39,6 +39,7 @@ class GradNorm(LossWeighting):
     defaults = {"alpha": 1.5, "lr": 0.025}
     state_attrs = ("opt",)
     fuse_reads_params = True
+    batched = True
 
     def __init__(self, tasks, params=None, weights=None, rep_grad=False) -> None:
         super().__init__(tasks, params, weights, rep_grad)
@@ -60,15 +61,42 @@ class GradNorm(LossWeighting):
         if self.initial is None:
             self.initial = current.clone()
         self.initial = self.initial.to(current.device)
-        ratio = current / self.initial.clamp_min(1e-12)  # (T,) inverse training rate
-        r = ratio / ratio.mean().clamp_min(1e-12)
-        g = self.w.detach() * norms  # (T,) G_t
-        target = g.mean() * r ** self.params["alpha"]
-        self.opt.zero_grad(set_to_none=True)
-        self.w.grad = torch.sign(g - target) * norms
-        self.opt.step()
-        self.w.grad = None  # stepped: no other optimiser holding it may step it again
-        with torch.no_grad():  # renormalise to sum T; keep weights positive
-            self.w.clamp_(min=1e-6)
-            self.w.mul_(len(self.tasks) / self.w.sum())
+        self._balance(self.w, self.opt, current, self.initial, norms)
         return total, w
+
+    def _balance(self, w: Tensor, opt: torch.optim.Optimizer, current: Tensor, initial: Tensor, norms: Tensor) -> None:
+        """Step the weights ``w (..., T)`` towards balanced gradient norms ``w_t ||grad_W L_t||``, given
+        the losses now and at the first step and the norms ``||grad_W L_t||`` (each ``(..., T)``)."""
+        ratio = current / initial.clamp_min(1e-12)  # inverse training rate
+        r = ratio / ratio.mean(-1, keepdim=True).clamp_min(1e-12)
+        g = w.detach() * norms  # G_t
+        target = g.mean(-1, keepdim=True) * r ** self.params["alpha"]
+        opt.zero_grad(set_to_none=True)
+        w.grad = torch.sign(g - target) * norms
+        opt.step()
+        w.grad = None  # stepped: no other optimiser holding it may step it again
+        with torch.no_grad():  # renormalise to sum T; keep weights positive
+            w.clamp_(min=1e-6)
+            w.mul_(w.shape[-1] / w.sum(-1, keepdim=True))
+
+    def fuse_batch(self, losses, step, grads=None):
+        """The same on ``S`` problems ``losses (S, T)``, whose task gradients on the shared
+        parameters are ``grads (S, T, D)`` (the playground's model is all shared, so they are those
+        on its last layer): each problem with its own weights, Adam and first losses
+        (``_batch_w (S, T)``..., kept apart from the one-problem state; one Adam over the ``(S, T)``
+        weights is an Adam per problem)."""
+        if grads is None:
+            raise ValueError("GradNorm reads the task gradients on the shared parameters: pass grads (S, T, D)")
+        s, t = losses.shape
+        w = getattr(self, "_batch_w", None)
+        if w is None or w.shape != (s, t):
+            w = self.w.detach().expand(s, t).clone()  # a plain tensor: not one of the module's parameters
+            self._batch_w = w
+            self._batch_opt = torch.optim.Adam([w], lr=self.params["lr"])
+            self._batch_initial = None if self.initial is None else self.initial.expand(s, t).clone()
+        current = losses.detach().float()  # (S, T)
+        if self._batch_initial is None:
+            self._batch_initial = current.clone()
+        weights = w.detach().to(losses.dtype).clone()  # this step's weights, before they are stepped
+        self._balance(w, self._batch_opt, current, self._batch_initial, torch.linalg.vector_norm(grads, dim=-1).float())
+        return (weights * losses).sum(-1), weights

@@ -38,5 +38,6 @@ class IMTL(IMTLG):
     def prepare(self, losses, ctx):
         # one graph per task (the representation mode back-propagates each without retaining it);
         # IMTL-G's weights are on the scaled losses' gradients: exp(s_t) times the true ones
-        scaled = {t: scaled_loss(losses[t], self.scale[i].to(losses[t].dtype)) for i, t in enumerate(self.tasks)}
-        return scaled, dict(zip(self.tasks, torch.exp(self.scale.detach()).tolist()))
+        # (task by task: a task's losses of several problems, with a scale per problem, :meth:`per_problem`)
+        scaled = {t: scaled_loss(losses[t], self.scale[..., i].to(losses[t].dtype)) for i, t in enumerate(self.tasks)}
+        return scaled, dict(zip(self.tasks, torch.exp(self.scale.detach()).movedim(-1, 0).tolist()))

@@ -28,7 +28,12 @@ class IMTLL(LossWeighting):
         super().__init__(tasks, params, weights, rep_grad)
         self.scale = nn.Parameter(torch.zeros(len(self.tasks)))  # (T,) log of each task's weight
 
+    batched = True
+
     def fuse(self, losses, step, shared_params):
-        s = self.scale.to(losses.dtype)  # (T,)
-        total = scaled_loss(losses, s).sum()
-        return total, torch.exp(s).detach()
+        return self.fuse_batch(losses, step)  # one problem: (T,) losses and scales
+
+    def fuse_batch(self, losses, step):
+        """``losses (..., T)`` and the scales, ``(T,)`` or a row per problem (:meth:`per_problem`)."""
+        s = self.scale.to(losses.dtype)  # (..., T)
+        return scaled_loss(losses, s).sum(-1), torch.exp(s).detach()

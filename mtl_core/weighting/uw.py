@@ -35,8 +35,14 @@ class UncertaintyWeighting(LossWeighting):
         super().__init__(tasks, params, weights, rep_grad)
         self.log_var = nn.Parameter(torch.full((len(self.tasks),), float(self.params["init_log_var"])))  # (T,)
 
+    batched = True
+
     def fuse(self, losses, step, shared_params):
-        s = self.log_var.to(losses.dtype)  # (T,)
-        weights = 0.5 * torch.exp(-s)  # (T,) 1 / (2 sigma^2)
-        total = (weights * losses + 0.5 * s).sum()  # Eq. 7: L / (2 sigma^2) + log sigma
+        return self.fuse_batch(losses, step)  # one problem: (T,) losses and log-variances
+
+    def fuse_batch(self, losses, step):
+        """``losses (..., T)`` and the log-variances, ``(T,)`` or a row per problem (:meth:`per_problem`)."""
+        s = self.log_var.to(losses.dtype)  # (..., T)
+        weights = 0.5 * torch.exp(-s)  # 1 / (2 sigma^2)
+        total = (weights * losses + 0.5 * s).sum(-1)  # Eq. 7: L / (2 sigma^2) + log sigma
         return total, weights.detach()

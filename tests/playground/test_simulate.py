@@ -19,19 +19,20 @@ STEPS = 12
 
 def trainer_path(problem, name, start, lr, steps, optimizer="adam"):
     """One start as the trainer steps a model: ``combine`` on the losses, then the optimiser over the
-    parameters and the method's own learnable ones."""
+    parameters and the method's own learnable ones. Returns the positions and the reported weights."""
     x = torch.tensor(start, dtype=torch.float64, requires_grad=True)
     method = build_weighting(name, list(problem.tasks)).double()
     own = [p for p in method.parameters() if p.requires_grad]
     opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([x, *own], lr=lr)
-    out = [x.detach().numpy().copy()]
+    out, weights = [x.detach().numpy().copy()], []
     for n in range(steps):
         opt.zero_grad()
         values = problem.losses(x[None])[0]
-        method.combine({t: values[i] for i, t in enumerate(problem.tasks)}, [x], StepContext(step=n))
+        got = method.combine({t: values[i] for i, t in enumerate(problem.tasks)}, [x], StepContext(step=n))
+        weights.append([got[t] for t in problem.tasks])
         opt.step()
         out.append(x.detach().numpy().copy())
-    return np.array(out)
+    return np.array(out), np.array(weights)
 
 
 def trainer_paths_sharing_draws(problem, name, starts, lr, steps):
@@ -64,16 +65,39 @@ def test_every_method_s_path_is_the_one_its_combine_trains(name, problem_name):
     shared = name in sim.batched and hasattr(sim.instances[name], "generator")  # one stream for every start
     wanted = trainer_paths_sharing_draws(problem, name, starts, 0.05, STEPS) if shared else None
     for i, start in enumerate(starts):
-        want = wanted[i] if shared else trainer_path(problem, name, start, 0.05, STEPS)
+        if shared:
+            want = wanted[i]
+        else:
+            want, want_w = trainer_path(problem, name, start, 0.05, STEPS)
+            # the weights the run would log: IMTL's scaled by its learnt exp(s_t), a multiplier's by its weight
+            np.testing.assert_allclose(paths.weights[0, i], want_w, rtol=1e-4, atol=1e-5, err_msg=f"{name} start {i}")
         # the trainer's combine works in float32 (it casts the per-task gradients): agree to its precision
         np.testing.assert_allclose(paths.positions[0, i], want, rtol=1e-4, atol=1e-4, err_msg=f"{name} start {i}")
 
 
-def test_the_batched_methods_step_every_start_at_once_and_the_others_one_by_one():
-    sim = Simulation(get_problem("cagrad_toy"), ["ew", "mgda", "pcgrad", "cagrad", "imtl_g", "uw", "imtl", "gradnorm"],
-                     steps=2)
-    assert sim.batched == ["ew", "mgda", "pcgrad", "cagrad", "imtl_g"]
-    assert sim.hooked == ["uw", "imtl"] and list(sim.runs) == ["gradnorm"]  # UW: learnable; IMTL: its prepare
+def test_every_registered_method_steps_every_start_at_once():
+    sim = Simulation(get_problem("cagrad_toy"), WEIGHTINGS.available(), steps=1)
+    assert sim.batched == WEIGHTINGS.available() and not sim.runs
+
+
+# deterministic, and with each kind of batched hook: learnable parameters (UW, IMTL), an own prepare
+# (IMTL, DB-MTL), state across steps (DB-MTL, GradNorm), the shared layer read (GradNorm), a solver
+@pytest.mark.parametrize("name", ["mgda", "uw", "imtl", "db_mtl", "gradnorm", "fairgrad"])
+def test_a_method_without_a_batched_form_steps_through_combine_to_the_same_path(name, monkeypatch):
+    from mtl_core.playground import simulate
+
+    problem = get_problem("cagrad_toy")
+    # not from (0, 0): on the toy's mirror line, where Adam turns a round-off-sized sideways gradient
+    # (float64 here, the trainer's float32 there) into a step of its own
+    starts = problem.starts["CAGrad paper's three"]
+    batched = Simulation(problem, [name], starts=starts, steps=40).run()
+    monkeypatch.setattr(simulate, "uses_batched_form", lambda method: False)
+    sim = Simulation(problem, [name], starts=starts, steps=40)
+    assert not sim.batched and len(sim.runs[name]) == len(starts)
+    looped = sim.run()
+    np.testing.assert_allclose(looped.positions, batched.positions, rtol=1e-4, atol=1e-4)
+    # (the looped runs' combine casts the gradients to float32; DB-MTL's weights, ratios of norms, to 1e-4)
+    np.testing.assert_allclose(looped.weights, batched.weights, rtol=1e-3, atol=1e-5)
 
 
 def test_a_loss_scale_turns_ew_s_update_but_not_imtl_g_s_direction():

@@ -45,6 +45,7 @@ def test_each_row_of_the_batch_is_the_one_problem_answer(name, t):
         # each row from the same state, as its own problem (a copy per row); random numbers from one
         # stream, drawn in row order (the generator's state passed from each copy to the next)
         copies = [copy.deepcopy(method) for _ in range(grads.shape[0])]
+        method.per_problem(grads.shape[0])  # learnable parameters: a row per problem, as the copies start
         if method.kind == "gradient":
             d, w = method.combine_grads_batch(grads, losses, 3)
             rows = [in_stream(copies, i).combine_grads(grads[i], losses[i], 3) for i in range(len(copies))]
@@ -55,10 +56,22 @@ def test_each_row_of_the_batch_is_the_one_problem_answer(name, t):
             close = (w - want_w).abs() <= 1e-4 * want_w.abs().clamp_min(1.0)
             assert (close | (grads.norm(dim=2) == 0)).all(), (name, w, want_w)
         else:
-            totals, w = method.fuse_batch(losses, 3)
-            rows = [in_stream(copies, i).fuse(losses[i], 3, []) for i in range(len(copies))]
+            totals, w = method.fuse_batch(losses, 3, *reads(method, grads))
+            rows = [in_stream(copies, i).fuse(*with_grads(losses[i], grads[i])) for i in range(len(copies))]
             torch.testing.assert_close(totals, torch.stack([r[0] for r in rows]))
             torch.testing.assert_close(w, torch.stack([r[1] for r in rows]))
+
+
+def reads(method, grads):
+    """What a batched ``fuse_batch`` is given besides the losses: the task gradients, if it reads them."""
+    return (grads,) if method.fuse_reads_params else ()
+
+
+def with_grads(losses, grads):
+    """``fuse``'s arguments for losses ``(T,)`` whose gradients on a shared parameter are ``grads (T, D)``
+    (a parameter at 0, the losses linear in it): for a method that reads them (GradNorm)."""
+    shared = torch.zeros(grads.shape[1], dtype=grads.dtype, requires_grad=True)
+    return losses + grads @ shared, 3, [shared]
 
 
 # short windows and warm-ups, so that a few steps cross them; Nash-MTL reusing its weights every other step
@@ -68,9 +81,12 @@ STEPS_IN_A_ROW = 8
 
 def _one_problem_state(method) -> dict:
     """The state training saves, but a generator's position (the batched form draws from it, as
-    ``S`` calls in a row would)."""
+    ``S`` calls in a row would) and the learnable parameters (the trainer's optimiser steps them;
+    :meth:`per_problem` gives them a row per problem)."""
     extra = {k: v for k, v in method.get_extra_state().items() if k != "generator"}
-    return {"tensors": {k: v for k, v in method.state_dict().items() if k != "_extra_state"}, "extra": extra}
+    learnable = {n for n, p in method.named_parameters() if p.requires_grad}
+    return {"tensors": {k: v for k, v in method.state_dict().items() if k != "_extra_state" and k not in learnable},
+            "extra": extra}
 
 
 @pytest.mark.parametrize("name", BATCHED)
@@ -84,6 +100,7 @@ def test_successive_batched_steps_are_each_row_s_own_run(name, t):
     fresh = _one_problem_state(method)
     s = 5
     rows = [copy.deepcopy(method) for _ in range(s)]
+    method.per_problem(s)
     stream = method.generator.get_state() if hasattr(method, "generator") else None
     gen = torch.Generator().manual_seed(100 + t)
     for step in range(STEPS_IN_A_ROW):
@@ -98,7 +115,8 @@ def test_successive_batched_steps_are_each_row_s_own_run(name, t):
                 d, w = one.combine_grads(grads[i], losses[i], step)
             else:
                 leaf = losses[i].clone().requires_grad_(True)
-                total, w = one.fuse(leaf, step, [])
+                linear, _, shared = with_grads(leaf, grads[i])
+                total, w = one.fuse(linear, step, shared)
                 (d,) = torch.autograd.grad(total, leaf)  # the update's coefficients on the task gradients
                 want_total.append(total.detach())
             if stream is not None:
@@ -114,7 +132,7 @@ def test_successive_batched_steps_are_each_row_s_own_run(name, t):
             assert close.all(), (name, step, w, want_w)
         else:
             leaf = losses.clone().requires_grad_(True)
-            totals, w = method.fuse_batch(leaf, step)
+            totals, w = method.fuse_batch(leaf, step, *reads(method, grads))
             (d,) = torch.autograd.grad(totals.sum(), leaf)
             torch.testing.assert_close(totals.detach(), torch.stack(want_total), msg=f"{name} step {step}")
             torch.testing.assert_close(w.detach().double(), want_w, msg=f"{name} step {step}")
