@@ -8,13 +8,14 @@ github.com/OptMN-Lab/fairgrad) is proportional fairness, the same equation as Na
 ``alpha`` moves towards max-min fairness. Solved on the Gram divided by its Frobenius norm ``n``
 (then ``w`` is mapped back by ``n^(-alpha/(1+alpha))``, which solves the unscaled equation
 exactly), by Newton's method on the strictly convex potential whose stationarity condition the
-equation is, to 1e-13 (:func:`fairgrad_weights_batch`). We differ from the official code here on
+equation is, to 1e-13 (:func:`newton_weights`); for two tasks at ``alpha`` 1 the solution has a
+closed form (:func:`two_task_weights`). We differ from the official code here on
 purpose: its scipy ``least_squares`` from ``w = 1/T`` hits its evaluation limit when the gradients'
 norms are orders of magnitude apart and stops on its step tolerance when they are nearly opposite,
 leaving the equation up to 0.4 off (an update of squared norm 0.0034 where the definition gives
 T = 2, on CAGrad's toy from about step 70); where both solve the equation they agree. Next to the
-Pareto set of CAGrad's toy (cosine -0.9999999) Newton solves the equations to round-off, with
-weights in the thousands, where ``least_squares`` left them 4% off. Where the equations have no
+Pareto set of CAGrad's toy (cosine -0.9999999) both closed form and Newton solve the equations to
+round-off, with weights in the thousands, where ``least_squares`` left them 4% off. Where the equations have no
 solution (0 in the gradients' cone) ``least_squares`` still runs, as the official code, and its
 stopping point is the answer. A task with a zero
 gradient has utility 0 whatever ``d`` is, so its equation ``0 = w_t^(-1/alpha)`` sends ``w_t`` to
@@ -43,8 +44,8 @@ from mtl_core.weighting.grad_utils import (
 
 
 def fairgrad_weights(m: Tensor, alpha: float) -> Tensor:
-    """``w (T,)`` with ``m w = w^(-1/alpha)`` for the Gram ``m (T, T)``: Newton's method
-    (:func:`fairgrad_weights_batch` on this one problem) where the equations have a solution, the
+    """``w (T,)`` with ``m w = w^(-1/alpha)`` for the Gram ``m (T, T)``: :func:`fairgrad_weights_batch`
+    on this one problem (a closed form or Newton's method) where the equations have a solution, the
     official code's ``least_squares`` where they have none (its stopping point is then the answer)."""
     t = m.shape[0]
     n = float(torch.linalg.matrix_norm(m))
@@ -61,7 +62,33 @@ def fairgrad_weights(m: Tensor, alpha: float) -> Tensor:
 
 def fairgrad_weights_batch(m: np.ndarray, alpha: float, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """:func:`fairgrad_weights` for ``S`` Gram matrices ``m (S, T, T)`` without a zero diagonal entry,
-    at once (numpy) -> ``(w (S, T), converged (S,))``.
+    at once (numpy) -> ``(w (S, T), converged (S,))``: in closed form for two tasks and ``alpha`` 1
+    (:func:`two_task_weights`), else by Newton's method (:func:`newton_weights`)."""
+    if m.shape[1] == 2 and alpha == 1.0:
+        return two_task_weights(m)
+    return newton_weights(m, alpha, max_iter)
+
+
+def two_task_weights(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The solution of ``m w = 1 / w`` for ``S`` two-task Grams ``m (S, 2, 2)`` (proportional
+    fairness) -> ``(w (S, 2), solved (S,))``. Multiplying equation ``t`` by ``w_t`` gives
+    ``m_11 w_1^2 + m_12 w_1 w_2 = 1 = m_12 w_1 w_2 + m_22 w_2^2``, so ``w_2 = w_1 (m_11 / m_22)^(1/2)``
+    and ``w_1 = (|g_2| / (|g_1| (|g_1| |g_2| + g_1 . g_2)))^(1/2)``, ``w_2`` the same with the tasks
+    swapped: a solution exactly where the gradients are not opposite (Newton's steps, on CAGrad's
+    toy, reach it to round-off in about 17 steps)."""
+    with np.errstate(all="ignore"):
+        norms = np.sqrt(m.diagonal(axis1=1, axis2=2))  # (S, 2)
+        product = norms[:, 0] * norms[:, 1]
+        both = product + m[:, 0, 1]  # |g_1| |g_2| + g_1 . g_2 = |g_1| |g_2| (1 + cos)
+        w = np.sqrt(norms[:, ::-1] / (norms * both[:, None]))
+        # 1 + cos is known to about 1e-16 / (1 + cos) of itself: within 1e-13 of opposite, the
+        # gradients are opposite as far as float64 can tell, and there is no solution
+        solved = (both > 1e-13 * product) & np.isfinite(w).all(1)
+    return np.where(solved[:, None], w, 0.0), solved
+
+
+def newton_weights(m: np.ndarray, alpha: float, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`fairgrad_weights_batch` by Newton's method -> ``(w (S, T), converged (S,))``.
 
     ``m w = w^(-1/alpha)`` is the stationarity condition of the strictly convex
     ``F(w) = w^T a w / 2 + sum_t h(w_t)``, ``h'(w) = -w^(-1/alpha)`` (``h = -log w`` at ``alpha`` 1), on
@@ -113,11 +140,11 @@ def fairgrad_weights_batch(m: np.ndarray, alpha: float, max_iter: int = 100) -> 
         r = np.abs((a @ w[:, :, None])[:, :, 0] - wp)
         to_terms = (r / (np.abs(a) @ w[:, :, None] + wp[:, :, None])[:, :, 0]).max(1)
         to_sides = (r / wp).max(1)
-    # solved to round-off: each equation to 1e-12 of the size of its terms, and to 1e-3 of its
+    # solved to round-off: each equation to 1e-12 of the size of its terms, and to 1e-2 of its
     # right-hand side (nearly opposite gradients make the terms cancel, so their round-off is large
     # next to the right-hand side; where there is no solution an equation stays off by about its
     # right-hand side: then the one-problem solver's answer is the answer)
-    converged = ~failed & (to_terms < 1e-12) & (to_sides < 1e-3) & np.isfinite(w).all(1)
+    converged = ~failed & (to_terms < 1e-12) & (to_sides < 1e-2) & np.isfinite(w).all(1)
     return w * n[:, None] ** (-alpha / (1.0 + alpha)), converged
 
 

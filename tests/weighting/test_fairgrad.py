@@ -64,3 +64,28 @@ def test_nearly_opposite_gradients_next_to_the_pareto_set_are_solved_not_left_to
     d = w @ g
     np.testing.assert_allclose(g @ d * w, 1.0, rtol=1e-5)  # every task's utility g_t . d is 1 / w_t
     assert abs(np.linalg.norm(d) - 2 ** 0.5) < 1e-4  # |d|^2 = sum_t w_t (g_t . d) = T
+
+
+def test_the_two_task_closed_form_is_the_newton_solution():
+    import numpy as np
+
+    from mtl_core.weighting.fairgrad import newton_weights, two_task_weights
+
+    gen = np.random.default_rng(0)
+    g = gen.standard_normal((200, 2, 5)) * 10.0 ** gen.integers(-3, 4, (200, 2, 1))
+    g[:20, 1] = -g[:20, 0] * 0.3 + 1e-4 * gen.standard_normal((20, 5)) * np.abs(g[:20, 0]).max(1, keepdims=True)
+    m = g @ g.transpose(0, 2, 1)
+    closed, solved = two_task_weights(m)
+    newton, converged = newton_weights(m, 1.0)
+    assert solved.all() and converged.all()
+    np.testing.assert_allclose(closed[20:], newton[20:], rtol=1e-10)
+    np.testing.assert_allclose(closed[:20], newton[:20], rtol=1e-5)  # nearly opposite: weights up to 1e6
+
+    def off(w):  # how far m w = 1 / w is from holding, in extended precision
+        wl = w.astype(np.longdouble)
+        return np.abs((m.astype(np.longdouble) @ wl[:, :, None])[:, :, 0] * wl - 1).max(1)
+
+    assert off(closed)[20:].max() < 1e-13 and off(closed)[:20].max() < 1e-7  # Newton: 4e-13 and 1.2e-6
+    assert off(closed)[:20].max() < off(newton)[:20].max()
+    opposite = np.stack([g[0, 0], -2.0 * g[0, 0]]) @ np.stack([g[0, 0], -2.0 * g[0, 0]]).T
+    assert not two_task_weights(opposite[None])[1][0]  # no solution: left to least_squares
