@@ -55,6 +55,19 @@ class Paths:
         return self.positions[:, :, -1]  # (M, S, 2)
 
 
+@dataclass
+class _Batched:
+    """How one batched method steps: its instance, its rows of the shared leaf, and which path."""
+
+    method: Weighting
+    rows: slice  # its starts' rows in the leaf (B * S, 2)
+    own: list[Tensor]  # its learnable parameters (a row per start)
+    plain: bool  # its prepare is the base's and changes nothing here
+    # "grads": combine_grads_batch on the task gradients; "fixed": weights times the task gradients;
+    # "chain": through prepare and fuse by autograd on the losses
+    path: str
+
+
 def task_gradients(problem: Problem, points: np.ndarray, scales: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every task's (scaled) loss and gradient at ``points (N, 2)``: ``(N, T)`` and ``(N, T, 2)``."""
     values, grads = problem.values_and_grads(points)
@@ -116,6 +129,7 @@ class Simulation:
         self.x = start.repeat(len(self.batched), 1).clone().requires_grad_(True)
         own = [p for n in self.batched for p in self.instances[n].parameters() if p.requires_grad]
         self.opt = _optimizer(self.optimizer, [self.x, *own], self.lr) if self.batched else None
+        self.plans = [self._plan(self.instances[n], slice(b * s, (b + 1) * s)) for b, n in enumerate(self.batched)]
         # the others: one method and point per start, as separate runs
         self.runs: dict[str, list[tuple[Weighting, Tensor, torch.optim.Optimizer]]] = {}
         for n in self.looped:
@@ -155,15 +169,11 @@ class Simulation:
         if self.batched:
             self.opt.zero_grad()
             values, grads = task_gradients(self.problem, self.x.detach().numpy(), self.scales_np)  # (B*S, T, ...)
-            values_t, grads_t = torch.from_numpy(values), torch.from_numpy(grads)
-            directions = []
-            for b, name in enumerate(self.batched):
-                rows = slice(b * s, (b + 1) * s)
-                d, w = self._batched_update(self.instances[name], grads_t[rows], values_t[rows], step)
+            got = self._batched_updates(torch.from_numpy(values), torch.from_numpy(grads), step)
+            for name, plan, (d, w) in zip(self.batched, self.plans, got):
                 k = self.index[name]
-                loss[k], weights[k], updates[k] = values[rows], w, d.numpy()
-                directions.append(d)
-            self.x.grad = torch.cat(directions)
+                loss[k], weights[k], updates[k] = values[plan.rows], w, d.numpy()
+            self.x.grad = torch.cat([d for d, _ in got])
             self.opt.step()
             pos[self.rows] = self.x.detach().numpy().reshape(len(self.batched), s, 2)
         for name, runs in self.runs.items():
@@ -184,50 +194,76 @@ class Simulation:
         self._updates.append(updates)
         self.done += 1
 
-    def _batched_update(self, method: Weighting, grads: Tensor, values: Tensor, step: int) -> tuple[Tensor, np.ndarray]:
-        """Every start's update through ``method``'s batched hook, as :meth:`Weighting.combine` runs
-        the one-problem hook on a model whose per-task gradients are ``grads (S, T, 2)`` at losses
-        ``values (S, T)``; the method's own learnable parameters get their gradients (left for the
-        shared optimiser). Returns the updates ``(S, 2)`` and the reported weights ``(S, T)``."""
-        tasks = self.problem.tasks
+    @staticmethod
+    def _plan(method: Weighting, rows: slice) -> _Batched:
         own = [p for p in method.parameters() if p.requires_grad]
         plain = type(method).prepare is Weighting.prepare and (  # the base prepare, and a no-op here
             method.uses_weights != "multiplier" or set(method.user_weights.values()) <= {1.0})
+        path = "chain"
         if plain and not own:
             if method.kind == "gradient":
-                d, w = method.combine_grads_batch(grads, values, step)
-                return d, w.double().numpy()
-            if method.fixed_weights:  # a weighted sum with weights that ignore the losses: no chain rule needed
-                _, w = method.fuse_batch(values, step)
-                return torch.bmm(w[:, None, :].to(grads), grads)[:, 0], w.double().numpy()
-        leaf = values.detach().clone().requires_grad_(True)  # (S, T)
-        factor = None
-        if plain:
-            prepared = leaf
-        else:  # task by task: each task's losses at every start
-            got, factor = method.prepare({task: leaf[:, j] for j, task in enumerate(tasks)}, StepContext(step=step))
-            prepared = torch.stack([got[task] for task in tasks], dim=1)  # (S, T)
-        if method.kind == "gradient":
-            # the gradients of the prepared losses: d P_t / d L_t (prepare acts task by task) times g_t
-            if prepared is not leaf:
-                (scale,) = torch.autograd.grad(prepared.sum(), leaf, retain_graph=bool(own))
-                grads = scale[:, :, None] * grads
-            if own:  # each prepared loss back-propagated once, as per_task_grads does
-                for p, g in zip(own, torch.autograd.grad(prepared.sum(), own, allow_unused=True)):
-                    p.grad = g
-            d, w = method.combine_grads_batch(grads, prepared.detach(), step)
-        else:
-            extra = (grads,) if method.fuse_reads_params else ()
-            totals, w = method.fuse_batch(prepared, step, *extra)
-            got = torch.autograd.grad(totals.sum(), [leaf, *own], allow_unused=True)
+                path = "grads"
+            elif method.fixed_weights:  # a weighted sum with weights that ignore the losses: no chain rule needed
+                path = "fixed"
+        return _Batched(method, rows, own, plain, path)
+
+    def _batched_updates(self, values: Tensor, grads: Tensor, step: int) -> list[tuple[Tensor, np.ndarray]]:
+        """Every batched method's updates ``(S, 2)`` and reported weights ``(S, T)``, each start's as
+        :meth:`Weighting.combine` runs the one-problem hook on a model whose per-task gradients are
+        ``grads (B*S, T, 2)`` at losses ``values (B*S, T)``; the methods' own learnable parameters
+        get their gradients (left for the shared optimiser). The chain rule through ``prepare`` and
+        ``fuse`` is one backward for every method that needs it: their rows of the losses and their
+        parameters are their own, so one sum's gradient holds each method's."""
+        tasks = self.problem.tasks
+        chained = [plan for plan in self.plans if plan.path == "chain"]
+        leaf = values.detach().clone().requires_grad_(True)  # (B*S, T)
+        staged: dict[int, tuple[Tensor, Tensor | None, dict | None]] = {}  # prepared, loss weights, factor
+        outputs, own = [], [p for plan in chained for p in plan.own]
+        for plan in chained:
+            method, mine = plan.method, leaf[plan.rows]
+            factor = None
+            if plan.plain:
+                prepared = mine
+            else:  # task by task: each task's losses at every start
+                got, factor = method.prepare({task: mine[:, j] for j, task in enumerate(tasks)}, StepContext(step=step))
+                prepared = torch.stack([got[task] for task in tasks], dim=1)  # (S, T)
+            w = None
+            if method.kind == "gradient":  # its task gradients are those of the prepared losses
+                outputs.append(prepared.sum())  # each prepared loss back-propagated once, as per_task_grads does
+            else:
+                extra = (grads[plan.rows],) if method.fuse_reads_params else ()
+                totals, w = method.fuse_batch(prepared, step, *extra)
+                outputs.append(totals.sum())
+            staged[id(plan)] = (prepared.detach(), w, factor)
+        dleaf = None
+        if outputs:
+            got = torch.autograd.grad(torch.stack(outputs).sum(), [leaf, *own], allow_unused=True)
+            dleaf = got[0] if got[0] is not None else torch.zeros_like(leaf)
             for p, g in zip(own, got[1:]):
                 p.grad = g
-            d = torch.bmm(got[0][:, None, :], grads)[:, 0]  # d total / d x = sum_t (d total / d L_t) g_t
-        w = w.detach().double().numpy()
-        if factor:  # each task's factor: a number, or one per start
-            w = w * np.stack([np.broadcast_to(np.asarray(factor.get(t, 1.0), dtype=np.float64), w.shape[:1])
-                              for t in tasks], axis=1)
-        return d.detach(), w
+        out = []
+        for plan in self.plans:
+            method, g, v = plan.method, grads[plan.rows], values[plan.rows]
+            if plan.path == "grads":
+                d, w = method.combine_grads_batch(g, v, step)
+                out.append((d, w.double().numpy()))
+                continue
+            if plan.path == "fixed":
+                _, w = method.fuse_batch(v, step)
+                out.append((torch.bmm(w[:, None, :].to(g), g)[:, 0], w.double().numpy()))
+                continue
+            prepared, w, factor = staged[id(plan)]
+            scale = dleaf[plan.rows]  # d P_t / d L_t (prepare acts task by task), or d total / d L_t
+            if method.kind == "gradient":
+                d, w = method.combine_grads_batch(scale[:, :, None] * g if not plan.plain else g, prepared, step)
+            else:
+                d = torch.bmm(scale[:, None, :], g)[:, 0]  # d total / d x = sum_t (d total / d L_t) g_t
+            w = w.detach().double().numpy()
+            if factor:  # each task's factor: a number, or one per start
+                w = w * np.stack([np.broadcast_to(np.asarray(factor.get(t, 1.0), dtype=np.float64), w.shape[:1])
+                                  for t in tasks], axis=1)
+            out.append((d.detach(), w))
+        return out
 
     # -- reading --------------------------------------------------------------------------------
 

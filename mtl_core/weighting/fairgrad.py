@@ -40,6 +40,7 @@ from mtl_core.weighting.grad_utils import (
     combine_rows_batch,
     gram,
     solve_on_live,
+    two_task_weights,
 )
 
 
@@ -67,24 +68,6 @@ def fairgrad_weights_batch(m: np.ndarray, alpha: float, max_iter: int = 100) -> 
     if m.shape[1] == 2 and alpha == 1.0:
         return two_task_weights(m)
     return newton_weights(m, alpha, max_iter)
-
-
-def two_task_weights(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The solution of ``m w = 1 / w`` for ``S`` two-task Grams ``m (S, 2, 2)`` (proportional
-    fairness) -> ``(w (S, 2), solved (S,))``. Multiplying equation ``t`` by ``w_t`` gives
-    ``m_11 w_1^2 + m_12 w_1 w_2 = 1 = m_12 w_1 w_2 + m_22 w_2^2``, so ``w_2 = w_1 (m_11 / m_22)^(1/2)``
-    and ``w_1 = (|g_2| / (|g_1| (|g_1| |g_2| + g_1 . g_2)))^(1/2)``, ``w_2`` the same with the tasks
-    swapped: a solution exactly where the gradients are not opposite (Newton's steps, on CAGrad's
-    toy, reach it to round-off in about 17 steps)."""
-    with np.errstate(all="ignore"):
-        norms = np.sqrt(m.diagonal(axis1=1, axis2=2))  # (S, 2)
-        product = norms[:, 0] * norms[:, 1]
-        both = product + m[:, 0, 1]  # |g_1| |g_2| + g_1 . g_2 = |g_1| |g_2| (1 + cos)
-        w = np.sqrt(norms[:, ::-1] / (norms * both[:, None]))
-        # 1 + cos is known to about 1e-16 / (1 + cos) of itself: within 1e-13 of opposite, the
-        # gradients are opposite as far as float64 can tell, and there is no solution
-        solved = (both > 1e-13 * product) & np.isfinite(w).all(1)
-    return np.where(solved[:, None], w, 0.0), solved
 
 
 def newton_weights(m: np.ndarray, alpha: float, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:

@@ -116,7 +116,12 @@ def project_simplex(v: Tensor) -> Tensor:
 
 def project_simplex_batch(v: np.ndarray) -> np.ndarray:
     """:func:`project_simplex` on every row of ``v (S, T)`` at once (numpy float64): the same sort,
-    cumulative sum and threshold, row by row."""
+    cumulative sum and threshold, row by row (for two tasks written out: the same operations)."""
+    if v.shape[1] == 2:
+        hi, lo = v.max(1), v.min(1)
+        css = (hi + lo) - 1.0
+        theta = np.where(lo - css / 2.0 > 0, css / 2.0, hi - 1.0)  # both positive, or the largest alone
+        return np.maximum(v - theta[:, None], 0.0)
     u = -np.sort(-v, axis=1)  # (S, T) descending
     css = np.cumsum(u, axis=1) - 1.0
     k = np.arange(1, v.shape[1] + 1, dtype=np.float64)
@@ -139,3 +144,22 @@ def combine_grads_rows(method, grads: Tensor, losses: Tensor, step: int, rows=No
         d, w = method.combine_grads(grads[i], losses[i], step)
         out[0][i], out[1][i] = d, w.to(out[1])
     return out
+
+
+def two_task_weights(m: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The solution of ``m w = 1 / w`` for ``S`` two-task Grams ``m (S, 2, 2)`` (proportional
+    fairness) -> ``(w (S, 2), solved (S,))``. Multiplying equation ``t`` by ``w_t`` gives
+    ``m_11 w_1^2 + m_12 w_1 w_2 = 1 = m_12 w_1 w_2 + m_22 w_2^2``, so ``w_2 = w_1 (m_11 / m_22)^(1/2)``
+    and ``w_1 = (|g_2| / (|g_1| (|g_1| |g_2| + g_1 . g_2)))^(1/2)``, ``w_2`` the same with the tasks
+    swapped: a solution exactly where the gradients are not opposite (Newton's steps, on CAGrad's
+    toy, reach it to round-off in about 17 steps). The equation of FairGrad at ``alpha`` 1 and of
+    Nash-MTL."""
+    with np.errstate(all="ignore"):
+        norms = np.sqrt(m.diagonal(axis1=1, axis2=2))  # (S, 2)
+        product = norms[:, 0] * norms[:, 1]
+        both = product + m[:, 0, 1]  # |g_1| |g_2| + g_1 . g_2 = |g_1| |g_2| (1 + cos)
+        w = np.sqrt(norms[:, ::-1] / (norms * both[:, None]))
+        # 1 + cos is known to about 1e-16 / (1 + cos) of itself: within 1e-13 of opposite, the
+        # gradients are opposite as far as float64 can tell, and there is no solution
+        solved = (both > 1e-13 * product) & np.isfinite(w).all(1)
+    return np.where(solved[:, None], w, 0.0), solved

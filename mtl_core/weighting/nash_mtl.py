@@ -8,7 +8,8 @@ The paper solves for ``alpha`` with cvxpy through a sequence of convex approxima
 ``G G^T alpha = 1 / alpha`` is exactly the stationarity condition of the strictly convex
 ``F(alpha) = alpha^T M alpha / 2 - sum_t log alpha_t``, minimised by damped Newton steps that stay
 inside ``alpha > 0`` (``F`` is self-concordant, so this converges from any start), warm-started
-from the last solution. As the official code (github.com/AvivNavon/nash-mtl), the Gram is first
+from the last solution; for two tasks the solution has a closed form (the same to 1e-10, exact
+where Newton's steps stop at round-off). As the official code (github.com/AvivNavon/nash-mtl), the Gram is first
 divided by its Frobenius norm ``n``; unlike it, the solution is mapped back (``alpha / sqrt(n)``)
 so the reported weights solve the paper's equation for the gradients given. Defaults are the
 official ones: recompute every step (``update_weights_every`` 1, reusing the last ``alpha``
@@ -31,11 +32,23 @@ from torch import Tensor
 
 from mtl_core.errors import ConfigError
 from mtl_core.weighting.base import GradWeighting, register_weighting
-from mtl_core.weighting.grad_utils import as_numpy_batch, combine_rows, combine_rows_batch, gram, live_tasks
+from mtl_core.weighting.grad_utils import (
+    as_numpy_batch,
+    combine_rows,
+    combine_rows_batch,
+    gram,
+    live_tasks,
+    two_task_weights,
+)
 
 
 def solve_bargaining(m: np.ndarray, start: np.ndarray, max_iter: int = 100, tol: float = 1e-10) -> np.ndarray:
-    """``alpha > 0`` with ``m alpha = 1 / alpha`` for a positive definite ``m (T, T)``."""
+    """``alpha > 0`` with ``m alpha = 1 / alpha`` for a positive definite ``m (T, T)``: in closed form
+    for two tasks (:func:`two_task_weights`), else by damped Newton steps from ``start``."""
+    if m.shape[0] == 2:
+        a, solved = two_task_weights(m[None])
+        if solved[0]:
+            return a[0]
     a = np.clip(start.astype(np.float64), 1e-6, None)
 
     def f(x: np.ndarray) -> float:
@@ -59,8 +72,12 @@ def solve_bargaining_batch(m: np.ndarray, start: np.ndarray, max_iter: int = 100
     """:func:`solve_bargaining` for ``S`` positive definite ``m (S, T, T)`` from ``start (S, T)`` at once
     -> ``(alpha (S, T), converged (S,))``: the same damped Newton steps on the same strictly convex
     ``F``, so the same unique solution, but taken on to 1e-13 (the one-problem solver stops at 1e-10)
-    or until round-off stops them improving; ``converged`` where the one-problem tolerance is met."""
+    or until round-off stops them improving; ``converged`` where the one-problem tolerance is met.
+    Two tasks: the closed form, as there."""
     s, t = m.shape[0], m.shape[1]
+    if t == 2:
+        a, solved = two_task_weights(m)
+        return np.where(solved[:, None], a, start), solved
     a = np.clip(start, 1e-6, None)
     eye = np.eye(t)
 

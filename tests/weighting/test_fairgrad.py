@@ -69,7 +69,8 @@ def test_nearly_opposite_gradients_next_to_the_pareto_set_are_solved_not_left_to
 def test_the_two_task_closed_form_is_the_newton_solution():
     import numpy as np
 
-    from mtl_core.weighting.fairgrad import newton_weights, two_task_weights
+    from mtl_core.weighting.fairgrad import newton_weights
+    from mtl_core.weighting.grad_utils import two_task_weights
 
     gen = np.random.default_rng(0)
     g = gen.standard_normal((200, 2, 5)) * 10.0 ** gen.integers(-3, 4, (200, 2, 1))
