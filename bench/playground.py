@@ -57,7 +57,7 @@ def main() -> None:
     def first_frame() -> None:
         sim = Simulation(problem, FOUR, steps=1000)
         sim.advance(FIRST_CHUNK)
-        figure_json(playground_figure(problem, ref, grid, sim.paths(), sim.starts, clickable=False))
+        figure_json(playground_figure(problem, ref, grid, sim.paths(), sim.starts, clickable=False, hover=False))
 
     def four() -> None:
         sim = Simulation(problem, FOUR, steps=1000)
@@ -76,8 +76,8 @@ def main() -> None:
             Simulation(problem, [name], steps=2).run()  # warm (a solver's first build)
             alone[name] = best(lambda n=name: Simulation(problem, [n], steps=1000).run(), 1)
         for name, t in sorted(alone.items(), key=lambda kv: -kv[1]):
-            batched = "batched" if name in Simulation(problem, [name], steps=1).batched else "one start at a time"
-            print(f"  {name:<12} {t * 1000:7.0f} ms  ({batched})")
+            looped = "" if name in Simulation(problem, [name], steps=1).batched else "  (one start at a time)"
+            print(f"  {name:<12} {t * 1000:7.0f} ms alone{looped}")
         t_all = best(lambda: Simulation(problem, names, steps=1000).run(), 1)
         print(f"all {len(names)} methods x 5 starts x 1,000 steps: {t_all:.1f} s (target 10)")
     print(f"{t_four * 1000:.0f}")

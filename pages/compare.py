@@ -21,6 +21,7 @@ from mtl_core.protocols.selection import BEST_SPLIT
 from mtl_core.store.status import ACTIVE, RunStatus
 from mtl_core.tasks import task_meta
 from ui.charts import TaskMeta, colors, compare_figure, pareto_figure
+from ui.entry import through_app
 from ui.metrics import (
     delta_m,
     delta_m_vs_single_task,
@@ -35,6 +36,8 @@ from ui.run_delete import delete_runs
 from ui.run_list import filter_widgets, filtering, find, grouped, shown_caption
 from ui.sidebar import model_checkpoint
 from ui.state import manager, runs_dir
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 DEFAULT_COMPARED = 8  # finished runs compared when none is picked in the table
 TABLE_ROWS = (50, 200, 1000)  # runs in the table at most, the first by default: the newest that pass the filters

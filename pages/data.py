@@ -16,6 +16,9 @@ from mtl_core.views.preview import dataset_summary, sample_captions, sample_over
 from ui import config_state as cs
 from ui import state  # noqa: F401  (makes app.py's navigation own the pages: see ui/state.py)
 from ui.charts import DRAWN_AT_FIRST, MANY_TASKS
+from ui.entry import through_app
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 ss = st.session_state
 SPLITS = {"train": "Training", "val": "Validation", "test": "Test"}

@@ -13,9 +13,12 @@ from mtl_core.runs.manager import EXECUTOR_ENV
 from mtl_core.store.postgres import database_url, redact
 from mtl_core.store.status import ACTIVE
 from ui.engine import runs_dir
+from ui.entry import through_app
 from ui.roles import why_not
 from ui.sidebar import status_icon
 from ui.state import manager, open_run
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 DEMO_NAME = "Demo: classification + detection + segmentation"
 RECENT = 20  # runs listed

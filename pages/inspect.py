@@ -23,11 +23,14 @@ from mtl_core.views import inspection as views
 from ui import inspect_view as iv
 from ui.access import AccessError
 from ui.charts import DRAWN_AT_FIRST, MANY_TASKS
+from ui.entry import through_app
 from ui.inspect_charts import co_failure_figure, confusion_figure, picked_cell, pr_figure, reliability_figure
 from ui.metrics import format_bytes
 from ui.roles import upload_limit_mb
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import manager
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 ss = st.session_state
 VIEWS = {"browse": "Error browser", "sample": "Sample", "confusion": "Confusion matrices", "curves": "Per-class curves",

@@ -26,6 +26,7 @@ from mtl_core.studies.summary import summarize
 from mtl_core.tasks import task_meta
 from ui import lesson_state
 from ui.access import AccessError
+from ui.entry import through_app
 from ui.lesson_start import study_active
 from ui.lesson_view import chart_figures, level_labels
 from ui.live_plot import live_chart
@@ -35,6 +36,8 @@ from ui.shared import fresh_memo
 from ui.state import manager
 from ui.studies import baseline_levels, drawn_with, progress_text, study_alive
 from ui.study_charts import factor_title, level_colors
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 ss = st.session_state
 CHART_SECONDS = 3.0

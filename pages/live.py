@@ -23,6 +23,7 @@ from mtl_core.training.gradstats import cosine_matrix
 from mtl_core.weighting import method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP, weights_in_force
 from ui.charts import DRAWN_AT_FIRST, MANY_TASKS, TaskMeta
+from ui.entry import through_app
 from ui.live_plot import live_chart
 from ui.live_view import cached_conflict, task_rows
 from ui.metrics import final_report, format_duration
@@ -32,6 +33,8 @@ from ui.run_notes import notes_editor, show_notes
 from ui.shared import feeds, live_view, run_row
 from ui.sidebar import run_picker
 from ui.state import manager
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 STATUS_BADGE = {RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.PAUSED: "orange",
                 RunStatus.FINISHED: "green", RunStatus.FAILED: "red", RunStatus.STOPPED: "violet",

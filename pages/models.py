@@ -22,6 +22,7 @@ from mtl_core.deploy.export import export_run
 from mtl_core.deploy.structured import prune_run, structured_reports
 from mtl_core.errors import MTLError
 from mtl_core.store.status import RunStatus
+from ui.entry import through_app
 from ui.importance_view import section as importance_section
 from ui.metrics import format_bytes, report_table
 from ui.pruning import pruning_table
@@ -29,6 +30,8 @@ from ui.roles import refused, view_only_caption, why_not
 from ui.run_files import run_files
 from ui.sidebar import model_checkpoint, run_picker
 from ui.state import manager
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 USABLE = (RunStatus.FINISHED, RunStatus.STOPPED, RunStatus.INTERRUPTED)  # ended runs: their last checkpoint no longer changes
 METHODS = {"int8": "int8, static (calibrated)", "int8-dynamic": "int8, dynamic",

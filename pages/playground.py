@@ -23,18 +23,27 @@ from mtl_core.playground.problems import PROBLEMS, Problem
 from mtl_core.playground.simulate import MAX_STARTS, OPTIMIZERS, Paths, Simulation
 from mtl_core.weighting import WEIGHTINGS, method_meta
 from ui import playground_state
+from ui.entry import through_app
 from ui.playground_charts import clicked_point, playground_figure
 from ui.predict_box import predict_box
 
+through_app()  # a link opened first on a fresh server: rerun through app.py
+
 FIRST_CHUNK = 40  # steps before the first frame: it must show within 150 ms of a slider's move
 FRAME_S = 0.3  # then a redraw every so often as the paths grow
+
 LR_CHOICES = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0)
 STEP_CHOICES = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
-# ms a step for 5 starts on 2 cores (bench/playground.py, CAGrad's toy): FairGrad's equation has no
-# solution where the gradients are nearly opposite, and scipy's least_squares runs to its limit there
-SLOW = {"fairgrad": 68.0, "gradnorm": 10.0}
 SCALE_CHOICES = (0.01, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 100.0)
 ss = st.session_state
+
+
+def frame_gap(methods: int, built_s: float) -> float:
+    """Seconds until the next frame of growing paths: ``FRAME_S`` for up to four methods, longer
+    for more (the browser redraws every path at each frame: with 28 methods about a second of
+    CPU, which on a machine that also computes the paths slowed them fivefold), and never less
+    than three times what the last frame took to build."""
+    return max(FRAME_S * max(1.0, methods / 4), 3.0 * built_s)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -178,9 +187,10 @@ with right:
     chosen = ", ".join(f"**{m}**" for m in state.methods)
     st.markdown(f"{chosen}; {len(starts)} starting point{'s' if len(starts) != 1 else ''}; "
                 f"{state.optimizer or problem.optimizer}, step size {state.lr or problem.lr:g}, {steps:,} steps.")
-    for m in state.methods:
-        meta = method_meta(m)
-        st.caption(f"{m}: {meta['citation']}")
+    cites = st.expander(f"Papers ({len(state.methods)})") if len(state.methods) > 4 else st.container()
+    with cites:
+        for m in state.methods:
+            st.caption(f"{m}: {method_meta(m)['citation']}")
 
 key = (state.problem, tuple(state.expressions), tuple(state.box), tuple(state.methods),
        tuple(map(tuple, starts.tolist())), float(state.lr or problem.lr), steps, state.optimizer or problem.optimizer,
@@ -204,12 +214,7 @@ if not shown:
     st.info("The paths show once you have predicted.", icon=":material/visibility_off:")
     st.stop()
 if paths is None:
-    slow = [m for m in state.methods if m in SLOW]
-    if slow and steps >= 500:
-        st.caption(f"{', '.join(slow)} solve an optimisation problem at every step of every path, one start at a "
-                   "time (about "
-                   f"{sum(SLOW[m] for m in slow) * steps / 1000:.0f} s for {steps:,} steps here); the paths grow "
-                   "meanwhile.")
+    progress = st.empty()
     try:
         sim = Simulation(problem, list(state.methods), starts=starts, lr=state.lr, steps=steps,
                          optimizer=state.optimizer, scales=scales)
@@ -218,18 +223,28 @@ if paths is None:
         st.stop()
     began = time.perf_counter()
     sim.advance(FIRST_CHUNK)
-    frame = 0
-    chart.plotly_chart(playground_figure(problem, ref, grid, sim.paths(), starts, scales, clickable=False),
+    frame, drawn = 0, time.perf_counter()
+    chart.plotly_chart(playground_figure(problem, ref, grid, sim.paths(), starts, scales, clickable=False,
+                                                 hover=False),
                        key="pg_frame_0", width="stretch")
     last = time.perf_counter()
+    gap = frame_gap(len(state.methods), last - drawn)
     while sim.done < sim.total:
         rate = sim.done / max(time.perf_counter() - began, 1e-6)  # steps a second so far
+        left_s = (sim.total - sim.done) / rate
+        if left_s > 2.0:  # a long run says how long it has left
+            progress.caption(f"Step {sim.done:,} of {sim.total:,}: about {left_s:.0f} s to go; the paths grow "
+                             "meanwhile.")
         sim.advance(max(20, int(rate * FRAME_S)))
-        if time.perf_counter() - last >= FRAME_S and sim.done < sim.total:
+        if time.perf_counter() - last >= gap and sim.done < sim.total:
             frame += 1  # each frame its own element: Streamlit keys are unique within a run
-            chart.plotly_chart(playground_figure(problem, ref, grid, sim.paths(), starts, scales, clickable=False),
+            drawn = time.perf_counter()
+            chart.plotly_chart(playground_figure(problem, ref, grid, sim.paths(), starts, scales, clickable=False,
+                                                 hover=False),
                                key=f"pg_frame_{frame}", width="stretch")
             last = time.perf_counter()
+            gap = frame_gap(len(state.methods), last - drawn)
+    progress.empty()
     paths = sim.paths()
     # one update of the shared entry, "paths" last: another session that finds them finds the rest
     done.update(rows=analysis.endpoints(problem, paths, ref, scales), seconds=time.perf_counter() - began)

@@ -33,11 +33,14 @@ from mtl_core.views.gates import distillation_values, gate_values, has_distillat
 from mtl_core.views.render import render
 from ui.access import shared_mode
 from ui.charts import DRAWN_AT_FIRST, MANY_TASKS
+from ui.entry import through_app
 from ui.gate_chart import gate_figure
 from ui.roles import upload_limit_mb
 from ui.shared import SharedLRU, shared_lru
 from ui.sidebar import model_checkpoint, run_label, run_picker
 from ui.state import manager, select_run, selected_run
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif"]
 KEEP_PREDICTIONS = 24  # per session: re-drawing after a slider change must not re-run the model

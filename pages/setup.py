@@ -33,10 +33,13 @@ from mtl_core.weighting import WEIGHTINGS, method_meta
 from mtl_core.weights import WEIGHT_MAX, WEIGHT_MIN, WEIGHT_STEP
 from ui import config_state as cs
 from ui import setup_form as sf
+from ui.entry import through_app
 from ui.roles import upload_limit_mb, why_not
 from ui.setup_form import EXAMPLE_TABLE, KEEP, Form, first_line, table_columns
 from ui.state import manager, open_run
 from ui.study_form import study_section
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 ss = st.session_state
 K = cs.PREFIX

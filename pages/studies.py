@@ -28,6 +28,7 @@ from mtl_core.studies.spec import StudySpec
 from mtl_core.studies.store import StudyStore, plan_counts, trials_asked
 from mtl_core.studies.summary import Level, level_curves, pareto_levels, summarize, table, to_json
 from mtl_core.tasks import task_meta
+from ui.entry import through_app
 from ui.live_plot import live_chart
 from ui.roles import refused, view_only_caption, why_not
 from ui.shared import fresh_memo
@@ -42,6 +43,8 @@ from ui.studies import (
     study_state,
 )
 from ui.study_charts import band_figure, factor_title, level_colors, parcoords_figure, short_label, tradeoff_figure
+
+through_app()  # a link opened first on a fresh server: rerun through app.py
 
 ss = st.session_state
 PROGRESS_SECONDS = 1.0

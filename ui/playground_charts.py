@@ -40,10 +40,10 @@ def gradients_at(problem: Problem, paths: Paths, scales: np.ndarray, idx: np.nda
     return g.reshape(*pos.shape[:3], len(paths.tasks), 2)
 
 
-def _path_traces(paths: Paths, k: int, color: str, grads: np.ndarray, idx: np.ndarray, axes: tuple[str, str],
-                 loss_axes: tuple[int, int], show_legend: bool) -> list[dict]:
+def _path_traces(paths: Paths, k: int, color: str, grads: np.ndarray | None, idx: np.ndarray,
+                 axes: tuple[str, str], loss_axes: tuple[int, int], show_legend: bool) -> list[dict]:
     """Method ``k``'s paths in both views (one trace per view, starts separated by gaps); ``grads``
-    are the task gradients at steps ``idx``, for the hover."""
+    are the task gradients at steps ``idx``, for the hover (None: no hover text, a growing frame)."""
     method, tasks = paths.methods[k], paths.tasks
     xs, ys, lx, ly, data = [], [], [], [], []
     for i in range(len(paths.starts)):
@@ -52,6 +52,8 @@ def _path_traces(paths: Paths, k: int, color: str, grads: np.ndarray, idx: np.nd
         ys += [*pos[:, 1], None]
         lx += [*loss[:, loss_axes[0]], None]
         ly += [*loss[:, loss_axes[1]], None]
+        if grads is None:
+            continue
         for j, n in enumerate(idx):
             w = paths.weights[k, i, min(n, paths.steps - 1)] if paths.steps else np.zeros(len(tasks))
             u = paths.updates[k, i, min(n, paths.steps - 1)] if paths.steps else np.zeros(2)
@@ -60,12 +62,12 @@ def _path_traces(paths: Paths, k: int, color: str, grads: np.ndarray, idx: np.nd
                         + f"<br>update ({u[0]:.3g}, {u[1]:.3g})<br>gradients "
                         + "; ".join(f"{t} ({v[0]:.3g}, {v[1]:.3g})" for t, v in zip(tasks, g)))
         data.append(None)
-    hover = f"<b>{method}</b><br>%{{text}}<extra></extra>"
+    hover = f"<b>{method}</b><br>%{{text}}<extra></extra>" if grads is not None else f"<b>{method}</b><extra></extra>"
     line = {"color": color, "width": 2}
     return [
         {"type": "scatter", "mode": "lines", "x": xs, "y": ys, "name": method, "legendgroup": method,
-         "line": line, "text": data, "hovertemplate": hover, "xaxis": axes[0], "yaxis": axes[1],
-         "showlegend": show_legend},
+         "line": line, **({"text": data} if grads is not None else {}), "hovertemplate": hover, "xaxis": axes[0],
+         "yaxis": axes[1], "showlegend": show_legend},
         {"type": "scatter", "mode": "lines", "x": lx, "y": ly, "name": method, "legendgroup": method, "line": line,
          "hovertemplate": f"<b>{method}</b><br>losses (%{{x:.3g}}, %{{y:.3g}})<extra></extra>", "xaxis": "x2",
          "yaxis": "y2", "showlegend": False},
@@ -107,8 +109,10 @@ def arrows(paths: Paths, grads: np.ndarray, step: int, box: tuple[float, float, 
 def playground_figure(problem: Problem, ref: Reference, grid: tuple[np.ndarray, np.ndarray, np.ndarray],
                       paths: Paths | None, starts: np.ndarray, scales: np.ndarray | None = None,
                       step: int | None = None, loss_axes: tuple[int, int] = (0, 1), height: int = 560,
-                      clickable: bool = True, uirevision: str = "playground") -> go.Figure:
-    """The two linked views; ``paths`` None draws the problem alone (a prediction not yet made)."""
+                      clickable: bool = True, uirevision: str = "playground", hover: bool = True) -> go.Figure:
+    """The two linked views; ``paths`` None draws the problem alone (a prediction not yet made).
+    ``hover`` False leaves out each point's hover text (the weights, update and gradients), most of
+    the figure's size: for the frames of paths still growing."""
     scales = np.ones(len(problem.tasks)) if scales is None else np.asarray(scales, dtype=np.float64)
     xs, ys, mean = grid
     x0, x1, y0, y1 = problem.box
@@ -148,7 +152,7 @@ def playground_figure(problem: Problem, ref: Reference, grid: tuple[np.ndarray, 
     if paths is not None:
         colors = method_colors(paths.methods)
         idx = _subsample(paths.positions.shape[2])
-        grads = gradients_at(problem, paths, scales, idx)
+        grads = gradients_at(problem, paths, scales, idx) if hover else None
         for k, method in enumerate(paths.methods):
             traces += _path_traces(paths, k, colors[method], grads, idx, ("x", "y"), loss_axes, True)
         if step is not None and paths.steps:

@@ -1,6 +1,7 @@
 """The Gradient playground in a real browser: the paths draw, a slider moves, the paths change.
 
-Headless Chromium on the dashboard (see test_browser.py): open the playground on CAGrad's toy,
+Headless Chromium on the dashboard (see test_browser.py): open a link to the playground on CAGrad's
+toy as the fresh server's first request (the app's navigation, not a list of files),
 read the methods' paths from plotly.js, press the step-size slider's arrow key as a keyboard user
 would, and see every method's paths redrawn elsewhere and the link follow. Screenshots go to
 ``test-artifacts/e2e/``.
@@ -36,10 +37,14 @@ def test_moving_the_step_size_slider_redraws_every_path(browser, tmp_path):
     page = browser.new_page(viewport={"width": 1400, "height": 1500})
     page.set_default_timeout(SLOW)
     with serve(tmp_path) as server, shot_on_failure(page, "playground_failure"):
-        page.goto(server)  # the app's own navigation first, as a person arrives
-        _settle(page)
+        # a shared link, the fresh server's very first request: still the app's navigation (its
+        # titles), not Streamlit's list of the files in pages/ (ui/entry.py)
         page.goto(f"{server}/playground?problem=cagrad_toy&steps=300")
         expect(page.get_by_text("Nearest the average optimum")).to_be_visible(timeout=SLOW)
+        nav = page.locator('[data-testid="stSidebarNav"]')
+        expect(nav.get_by_text("Gradient playground", exact=True)).to_be_visible()
+        expect(nav.get_by_text("Compare runs", exact=True)).to_be_visible()
+        assert "problem=cagrad_toy" in page.url
         page.wait_for_function("() => ((document.querySelector('.js-plotly-plot') || {})._fullData || [])"
                                ".some(t => (t.name || '').startsWith('step '))", timeout=SLOW)
         before = _paths(page)

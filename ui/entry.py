@@ -1,0 +1,21 @@
+"""Every page runs through ``app.py``'s navigation, even from a link opened first.
+
+Streamlit remembers, for the whole server, whether the app uses its ``pages/`` folder (its old
+multipage mode, where each file is a page of its own) until ``st.navigation`` is first called. A
+fresh server whose very first request is a link to a page (a lesson or playground link a teacher
+shared) ran that page's file alone, without ``app.py``: the sidebar listed the files
+("playground", "setup", ...) instead of the app's navigation, without the page config or the
+classroom sidebar, for every session until someone opened the home page. :func:`through_app`,
+the first call of every page, ends such a run and reruns it through ``app.py``.
+"""
+from __future__ import annotations
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+
+def through_app() -> None:
+    """If this run started the page without ``app.py`` (see above), rerun it through ``app.py``."""
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False  # what app.py's st.navigation would have set
+        st.rerun()
