@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.entry import app_ran
 from ui.roles import access_sidebar
 
 st.set_page_config(page_title="MTL Studio", page_icon="🧪", layout="wide")
@@ -26,5 +27,6 @@ PAGES = [  # (file, title, icon)
 
 nav = st.navigation([st.Page(path, title=title, icon=icon, default=path == "pages/home.py")
                      for path, title, icon in PAGES])
+app_ran()  # a page opened by a link first reruns through here (ui/entry.py)
 access_sidebar()  # shared (classroom) mode: who you are, above every page's own sidebar
 nav.run()
