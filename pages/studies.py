@@ -7,7 +7,7 @@ of the study one click from its Live page.
 
 Two ``st.fragment``s poll the run store while a run of the study is active: the progress over
 runs every second, the banded curves every few seconds (each chart redraws in place,
-``ui/live_plot.py``). When a run starts, ends or is replaced, the page reruns once: the table,
+``ui/study_curves.py``, ``ui/live_plot.py``). When a run starts, ends or is replaced, the page reruns once: the table,
 the trade-off and the controls are drawn from what the store holds then.
 """
 from __future__ import annotations
@@ -16,7 +16,6 @@ import json
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -26,12 +25,10 @@ from mtl_core.store.status import RunStatus
 from mtl_core.studies.runner import StudyRunner
 from mtl_core.studies.spec import StudySpec
 from mtl_core.studies.store import StudyStore, plan_counts, trials_asked
-from mtl_core.studies.summary import Level, level_curves, pareto_levels, summarize, table, to_json
+from mtl_core.studies.summary import Level, pareto_levels, summarize, table, to_json
 from mtl_core.tasks import task_meta
 from ui.entry import through_app
-from ui.live_plot import live_chart
 from ui.roles import refused, view_only_caption, why_not
-from ui.shared import fresh_memo
 from ui.state import manager, open_run
 from ui.studies import (
     baseline_levels,
@@ -42,7 +39,8 @@ from ui.studies import (
     study_alive,
     study_state,
 )
-from ui.study_charts import band_figure, factor_title, level_colors, parcoords_figure, short_label, tradeoff_figure
+from ui.study_charts import factor_title, level_colors, parcoords_figure, short_label, tradeoff_figure
+from ui.study_curves import curves_panel
 
 through_app()  # a link opened first on a fresh server: rerun through app.py
 
@@ -55,7 +53,6 @@ RUN_ICONS = {RunStatus.QUEUED: ":material/schedule:", RunStatus.RUNNING: ":mater
              RunStatus.INTERRUPTED: ":material/warning:"}
 STATE_BADGE = {"training": "blue", "paused": "orange", "finished": "green", "stopped": "violet",
                "interrupted": "orange", "ended with failures": "red", "planned": "gray"}
-CURVE_MEMO = 256  # level curves the process keeps, so a level whose runs did not move is not read again
 HONEST = ("Metrics are each run's final model, scored once on the test split after training: nothing is chosen on "
           "test (runs are trained and monitored on validation).")
 
@@ -159,68 +156,6 @@ def progress_panel(study_id: str, shown: tuple, polling: bool, trials: int) -> N
             for row in training))
     if polling and (drawn_with(study, plan) != shown or not study_alive(plan, study_id=study_id)):
         st.rerun()
-
-
-def _curve(store: Any, level: Level, split: str, key: str, runs: dict[str, dict]) -> tuple:
-    """``summary.level_curves``, read again only when a run of the level moved since the last look."""
-    mark = tuple((rid, runs[rid]["status"], runs[rid]["step"], runs[rid]["updated"]) if rid in runs else (rid,)
-                 for rid in level.run_ids.values())
-    k = (split, key, level.label, tuple(level.run_ids.values()))
-    # shared by every session watching the study (ui/shared.py), not one memo per browser
-    return fresh_memo("study_curves", k, mark, lambda: level_curves(store, level, split, key),
-                      settled=tuple(m[:2] for m in mark), keep=CURVE_MEMO)  # a run that ended: its last rows
-
-
-def _ahead(store: Any, level: Level, split: str, key: str, runs: dict[str, dict], shared: tuple) -> tuple | None:
-    """The level's seeds that have trained furthest, where the others lag behind (its next seed
-    has just started): their curve beyond the steps all its seeds share, or None."""
-    steps = {s: runs[rid]["step"] for s, rid in level.run_ids.items() if rid in runs and runs[rid]["step"]}
-    if len(steps) < 2 or len(set(steps.values())) == 1:
-        return None
-    top = max(steps.values())
-    front = Level(level.label, level.level, level.seeds,
-                  run_ids={s: level.run_ids[s] for s, step in steps.items() if step == top})
-    curve = _curve(store, front, split, key, runs)
-    if not len(curve[0]) or (len(shared[0]) and curve[0][-1] <= shared[0][-1]):
-        return None
-    cut = int(np.searchsorted(curve[0], shared[0][-1])) if len(shared[0]) else 0  # from the last shared step on
-    return tuple(a[cut:] for a in curve[:3]) + (curve[3],)
-
-
-def curves_panel(study_id: str, levels: list[Level], baselines: list[Level], tasks: list[str], meta: dict,
-                 labels: dict[str, str], colors: dict[str, str], legend: str, smoothing: float) -> None:
-    """Every few seconds: each task's primary validation metric and the total training loss, per
-    level as its mean over seeds with a ± 1 std band (the baselines grey, dashed)."""
-    store = manager().store
-    runs = {row["run_id"]: row["run"] for row in StudyStore(store).plan(study_id) if row["run"] is not None}
-    keyed = [(t, f"{t}/{meta[t]['primary']}") for t in tasks if meta[t]["primary"]]
-    by_label = {labels[k]: v for k, v in colors.items()}
-
-    def series(split: str, key: str) -> tuple[dict, dict]:
-        curves, ahead = {}, {}
-        for lv in levels:
-            curves[labels[lv.label]] = shared = _curve(store, lv, split, key, runs)
-            if (more := _ahead(store, lv, split, key, runs, shared)) is not None:
-                ahead[labels[lv.label]] = more
-        return curves, ahead
-
-    for i in range(0, len(keyed) + 1, 2):
-        cols = st.columns(2)
-        for col, item in zip(cols, (keyed + [("", "loss/total")])[i:i + 2], strict=False):
-            task, key = item
-            with col:
-                if task:
-                    arrow = "↑" if meta[task]["higher_is_better"] else "↓"
-                    curves, ahead = series("val", key)
-                    base = {lv.label: _curve(store, lv, "val", key, runs) for lv in baselines if lv.level.get("task") == task}
-                    fig = band_figure(curves, f"{meta[task]['title']}: validation {meta[task]['primary']} {arrow}",
-                                      meta[task]["primary"], by_label, base, legend, uirevision=study_id, ahead=ahead)
-                    live_chart(fig, key=f"study_{study_id}_task_{task}")
-                else:
-                    curves, ahead = series("train", key)
-                    fig = band_figure(curves, "Total (weighted) training loss", "loss", by_label, None, legend,
-                                      uirevision=study_id, ahead=ahead, smoothing=smoothing)
-                    live_chart(fig, key=f"study_{study_id}_total")
 
 
 # ------------------------------------------------------------------ the final table
