@@ -127,9 +127,10 @@ class Simulation:
         # over it is an optimiser per point. The methods' own learnable parameters (a row per
         # point) train in the same optimiser, as in the trainer's.
         self.x = start.repeat(len(self.batched), 1).clone().requires_grad_(True)
-        own = [p for n in self.batched for p in self.instances[n].parameters() if p.requires_grad]
-        self.opt = _optimizer(self.optimizer, [self.x, *own], self.lr) if self.batched else None
         self.plans = [self._plan(self.instances[n], slice(b * s, (b + 1) * s)) for b, n in enumerate(self.batched)]
+        self.chained = [plan for plan in self.plans if plan.path == "chain"]  # only these have own parameters
+        self.chained_own = [p for plan in self.chained for p in plan.own]
+        self.opt = _optimizer(self.optimizer, [self.x, *self.chained_own], self.lr) if self.batched else None
         # the others: one method and point per start, as separate runs
         self.runs: dict[str, list[tuple[Weighting, Tensor, torch.optim.Optimizer]]] = {}
         for n in self.looped:
@@ -214,12 +215,11 @@ class Simulation:
         get their gradients (left for the shared optimiser). The chain rule through ``prepare`` and
         ``fuse`` is one backward for every method that needs it: their rows of the losses and their
         parameters are their own, so one sum's gradient holds each method's."""
-        tasks = self.problem.tasks
-        chained = [plan for plan in self.plans if plan.path == "chain"]
-        leaf = values.detach().clone().requires_grad_(True)  # (B*S, T)
+        tasks, own = self.problem.tasks, self.chained_own
         staged: dict[int, tuple[Tensor, Tensor | None, dict | None]] = {}  # prepared, loss weights, factor
-        outputs, own = [], [p for plan in chained for p in plan.own]
-        for plan in chained:
+        outputs = []
+        leaf = values.detach().clone().requires_grad_(True) if self.chained else values  # (B*S, T)
+        for plan in self.chained:
             method, mine = plan.method, leaf[plan.rows]
             factor = None
             if plan.plain:
